@@ -1,0 +1,34 @@
+"""The `wvwasi` command line: one subcommand per module in `commands/`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from wvwasi import __version__
+
+#: Subcommand name -> module under wvwasi.packager.commands defining `register(sub)`.
+COMMANDS = ("check", "exec")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(prog="wvwasi", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"wvwasi {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"wvwasi.packager.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 1

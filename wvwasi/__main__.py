@@ -1,0 +1,5 @@
+"""`python -m wvwasi` runs the command-line tool."""
+
+from wvwasi.packager.cli import main
+
+raise SystemExit(main())
