@@ -1,0 +1,669 @@
+"""The `wvwasi.toml` schema: `load_manifest()` reads and validates it into frozen dataclasses.
+
+This is the only module that knows the TOML layout. Every error is a `ManifestError` naming the
+file and the key path (`services.wc.preopens[0].mode`). docs/manifest.md documents each key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import posixpath
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn, get_args
+
+from wvwasi.runtime.paths import parse_host
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+Kind = Literal["task", "dedicated", "background"]
+Ipc = Literal["lines", "frames", "stream"]
+Mode = Literal["ro", "rw"]
+Webview = Literal["gtk", "qt"]
+Platform = Literal["linux", "windows", "macos"]
+
+MANIFEST_NAME = "wvwasi.toml"
+PLATFORMS: tuple[str, ...] = get_args(Platform)
+#: Output formats the packager knows (`[bundle] formats`).
+BUNDLE_FORMATS = (
+    "dir", "onefile", "tar.gz", "deb", "rpm", "appimage", "nsis", "msi", "zip", "app", "dmg",
+)
+#: freedesktop.org registered main categories (`[bundle.linux] category`).
+DESKTOP_CATEGORIES = (
+    "AudioVideo", "Audio", "Video", "Development", "Education", "Game", "Graphics", "Network",
+    "Office", "Science", "Settings", "System", "Utility",
+)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class Preopen:
+    """A host folder visible to the service at `guest` (`host` may start with a $VARIABLE)."""
+
+    guest: str
+    host: str
+    mode: Mode = "ro"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-instance limits; None means unlimited."""
+
+    memory: int | None = None  # bytes
+    timeout: float | None = None  # seconds
+    instances: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """How `wvwasi build`/`dev` produce a service's .wasm."""
+
+    command: str
+    workdir: Path
+    watch: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Service:
+    """One `[services.NAME]` table."""
+
+    name: str
+    source: Path
+    kind: Kind = "task"
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ipc: Ipc = "lines"
+    preopens: tuple[Preopen, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    build: BuildStep | None = None
+    user_grants: bool = False
+    scratch: bool = False
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """`[app]`."""
+
+    name: str
+    identifier: str
+    version: str = "0.1.0"
+    description: str = ""
+    publisher: str = ""
+    icon: Path | None = None
+
+
+@dataclass(frozen=True)
+class UI:
+    """`[ui]`: the folder served to the page and its entry file."""
+
+    dir: Path
+    entry: str = "index.html"
+
+
+@dataclass(frozen=True)
+class Window:
+    """`[window]`."""
+
+    title: str
+    width: int = 800
+    height: int = 600
+    resizable: bool = True
+
+
+@dataclass(frozen=True)
+class LinuxBundle:
+    """`[bundle.linux]`."""
+
+    depends: tuple[str, ...] = ()
+    category: str = "Utility"
+
+
+@dataclass(frozen=True)
+class WindowsBundle:
+    """`[bundle.windows]` (the certificate itself comes from environment variables)."""
+
+    sign: bool = False
+    timestamp_url: str | None = None
+
+
+@dataclass(frozen=True)
+class MacosBundle:
+    """`[bundle.macos]` (credentials come from environment variables)."""
+
+    signing_identity: str | None = None
+    notarize: bool = False
+    minimum_system_version: str = "10.13"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """`[bundle]`: packager settings. Empty `formats` means the packager's default for the OS."""
+
+    formats: tuple[str, ...] = ()
+    resources: tuple[Path, ...] = ()
+    linux: LinuxBundle = field(default_factory=LinuxBundle)
+    windows: WindowsBundle = field(default_factory=WindowsBundle)
+    macos: MacosBundle = field(default_factory=MacosBundle)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated `wvwasi.toml` for one platform; paths are absolute (preopen hosts excepted)."""
+
+    path: Path
+    root: Path
+    app: AppInfo
+    ui: UI
+    window: Window
+    services: Mapping[str, Service]
+    webview: Webview = "gtk"
+    bundle: Bundle = field(default_factory=Bundle)
+    platform: Platform = "linux"
+
+
+class ManifestError(Exception):
+    """A bad manifest: `str()` is `"<file>: <key.path>: <why>"`."""
+
+    def __init__(self, file: Path | str, key: str, message: str) -> None:
+        self.file = Path(file)
+        self.key = key
+        self.message = message
+        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+
+
+def current_platform() -> Platform:
+    """The running OS as a target name."""
+    if sys.platform == "win32":
+        return "windows"
+    if sys.platform == "darwin":
+        return "macos"
+    return "linux"
+
+
+# --- reading TOML values ---------------------------------------------------------------------
+
+KeyPath = tuple[str | int, ...]
+_REQUIRED: Any = object()
+_SECTIONS = ("app", "ui", "window", "services", "bundle")
+_SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+\Z")
+_VERSION = re.compile(r"\d+(\.\d+){1,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?\Z")
+_MACOS_VERSION = re.compile(r"\d+(\.\d+){0,2}\Z")
+_DEB_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+\Z")
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*\Z")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*\Z")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _what(value: object) -> str:
+    """A TOML type name with its article, for "got ..." messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
+
+
+def _show(value: object) -> str:
+    """A value as TOML would spell it (strings double-quoted)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return json.dumps(value)
+    return _what(value)
+
+
+def _choices(options: Iterable[str]) -> str:
+    quoted = [json.dumps(o) for o in options]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {json.dumps(close[0])}?)" if close else ""
+
+
+class _Reader:
+    """Reads raw TOML data, raising ManifestError with the key path the user wrote."""
+
+    def __init__(self, file: Path, root: Path, overlay: str = "", overridden: set | None = None):
+        self.file = file
+        self.root = root
+        self.overlay = overlay  # "target.linux" when an overlay was merged in
+        self.overridden: set[KeyPath] = overridden or set()
+
+    def fail(self, path: KeyPath, message: str) -> NoReturn:
+        raise ManifestError(self.file, self.key_name(path), message)
+
+    def key_name(self, path: KeyPath) -> str:
+        """`services.wc.preopens[0]`, prefixed with `target.X.` if the overlay supplied it."""
+        text = ""
+        for part in path:
+            if isinstance(part, int):
+                text += f"[{part}]"
+            else:
+                bare = re.fullmatch(r"[A-Za-z0-9_-]+", part)
+                text += ("." if text else "") + (part if bare else json.dumps(part))
+        if any(path[:n] in self.overridden for n in range(1, len(path) + 1)):
+            return f"{self.overlay}.{text}"
+        return text
+
+    def mapping(self, value: object, path: KeyPath) -> dict[str, Any]:
+        """`value` as a table with any keys."""
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a table, got {_what(value)}")
+        return value
+
+    def table(self, value: object, path: KeyPath, known: Iterable[str]) -> dict[str, Any]:
+        """`value` as a table whose keys are all in `known`."""
+        self.mapping(value, path)
+        known = tuple(known)
+        for key in value:
+            if key not in known:
+                self.fail((*path, key), "unknown key" + _did_you_mean(key, known))
+        return value
+
+    def _get(self, t: dict[str, Any], path: KeyPath, key: str, default: Any) -> Any:
+        if key not in t:
+            if default is _REQUIRED:
+                self.fail((*path, key), "missing required key")
+            return default
+        return t[key]
+
+    def string(self, t: dict, path: KeyPath, key: str, default: Any = _REQUIRED) -> Any:
+        value = self._get(t, path, key, default)
+        if value is not default and not isinstance(value, str):
+            self.fail((*path, key), f"expected a string, got {_what(value)}")
+        return value
+
+    def nonempty(self, t: dict, path: KeyPath, key: str, default: Any = _REQUIRED) -> Any:
+        value = self.string(t, path, key, default)
+        if value is not default and not value.strip():
+            self.fail((*path, key), "expected a non-empty string, got \"\"")
+        return value
+
+    def boolean(self, t: dict, path: KeyPath, key: str, default: bool) -> bool:
+        value = self._get(t, path, key, default)
+        if not isinstance(value, bool):
+            self.fail((*path, key), f"expected a boolean, got {_what(value)}")
+        return value
+
+    def positive_int(self, t: dict, path: KeyPath, key: str, default: Any) -> Any:
+        value = self._get(t, path, key, default)
+        if value is default:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail((*path, key), f"expected an integer, got {_what(value)}")
+        if value < 1:
+            self.fail((*path, key), f"expected an integer greater than 0, got {value}")
+        return value
+
+    def choice(self, t: dict, path: KeyPath, key: str, options: tuple[str, ...], default: str):
+        value = self.string(t, path, key, default)
+        if value not in options:
+            hint = _did_you_mean(value, options)
+            self.fail((*path, key), f"expected {_choices(options)}, got {_show(value)}{hint}")
+        return value
+
+    def strings(self, t: dict, path: KeyPath, key: str) -> tuple[str, ...]:
+        value = self._get(t, path, key, [])
+        if not isinstance(value, list):
+            self.fail((*path, key), f"expected an array of strings, got {_what(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.fail((*path, key, i), f"expected a string, got {_what(item)}")
+        return tuple(value)
+
+    def project_path(self, value: str, path: KeyPath, *, inside: bool = False) -> Path:
+        """A path relative to the project folder, made absolute (`inside`: no absolute/`..`)."""
+        if not value:
+            self.fail(path, 'expected a path, got ""')
+        if inside and (Path(value).is_absolute() or ".." in Path(value).parts):
+            self.fail(path, f"expected a path inside the project folder, got {_show(value)}")
+        return (self.root / value).resolve()
+
+
+# --- the sections ----------------------------------------------------------------------------
+
+
+def _app(r: _Reader, raw: object) -> AppInfo:
+    p: KeyPath = ("app",)
+    t = r.table(raw, p, ("name", "identifier", "version", "description", "publisher", "icon"))
+    name = r.nonempty(t, p, "name")
+    identifier = r.string(t, p, "identifier")
+    if not _IDENTIFIER.match(identifier):
+        r.fail((*p, "identifier"), 'expected a reverse-DNS name like "com.example.app", '
+               f"got {_show(identifier)}")
+    version = r.string(t, p, "version", "0.1.0")
+    if not _VERSION.match(version):
+        r.fail((*p, "version"), f'expected a version like "1.2.3", got {_show(version)}')
+    icon = r.string(t, p, "icon", None)
+    icon_path = None
+    if icon is not None:
+        icon_path = r.project_path(icon, (*p, "icon"))
+        try:
+            head = icon_path.read_bytes()[: len(PNG_MAGIC)]
+        except OSError as e:
+            r.fail((*p, "icon"), f"cannot read {_show(icon)}: {e.strerror or e}")
+        if head != PNG_MAGIC:
+            r.fail((*p, "icon"), f"expected a PNG image, got {_show(icon)} which is not a PNG")
+    return AppInfo(
+        name=name,
+        identifier=identifier,
+        version=version,
+        description=r.string(t, p, "description", ""),
+        publisher=r.string(t, p, "publisher", ""),
+        icon=icon_path,
+    )
+
+
+def _ui(r: _Reader, raw: object) -> UI:
+    p: KeyPath = ("ui",)
+    t = r.table(raw, p, ("dir", "entry"))
+    dir_name = r.nonempty(t, p, "dir", "ui")
+    folder = r.project_path(dir_name, (*p, "dir"))
+    if not folder.is_dir():
+        r.fail((*p, "dir"), f"expected an existing folder, got {_show(dir_name)} ({folder})")
+    entry = r.nonempty(t, p, "entry", "index.html")
+    if not (folder / entry).is_file():
+        r.fail((*p, "entry"), f"expected a file in {_show(dir_name)}, got {_show(entry)} "
+               f"({folder / entry} does not exist)")
+    return UI(dir=folder, entry=entry)
+
+
+def _window(r: _Reader, raw: object, app: AppInfo) -> Window:
+    p: KeyPath = ("window",)
+    t = r.table(raw, p, ("title", "width", "height", "resizable"))
+    return Window(
+        title=r.string(t, p, "title", app.name),
+        width=r.positive_int(t, p, "width", 800),
+        height=r.positive_int(t, p, "height", 600),
+        resizable=r.boolean(t, p, "resizable", True),
+    )
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an integer or `"64MiB"`, `"512KiB"`, `"10MB"`; ValueError if malformed."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected an integer or a size string, got {_what(value)}")
+    if isinstance(value, int):
+        n = value
+    else:
+        m = _SIZE.match(value)
+        if not m:
+            raise ValueError(f'expected a size like "64MiB", got {_show(value)}')
+        n = int(float(m[1]) * _SIZE_UNITS[m[2]])
+    if n < 1:
+        raise ValueError(f"expected a size greater than 0, got {_show(value)}")
+    return n
+
+
+def parse_duration(value: float | str) -> float:
+    """Seconds from a number or `"30s"`, `"500ms"`, `"2m"`, `"1h"`; ValueError if malformed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a number of seconds or a duration string, got {_what(value)}")
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f'expected a duration like "30s", "500ms" or "2m", got {_show(value)}')
+        seconds = float(m[1]) * _DURATION_UNITS[m[2]]
+    else:
+        seconds = float(value)
+    if not seconds > 0:
+        raise ValueError(f"expected a duration greater than 0, got {_show(value)}")
+    return seconds
+
+
+def _limits(r: _Reader, raw: object, p: KeyPath) -> Limits:
+    t = r.table(raw, p, ("memory", "timeout", "instances"))
+    values: dict[str, Any] = {}
+    for key, parse in (("memory", parse_size), ("timeout", parse_duration)):
+        if key in t:
+            try:
+                values[key] = parse(t[key])
+            except ValueError as e:
+                r.fail((*p, key), str(e))
+    return Limits(**values, instances=r.positive_int(t, p, "instances", None))
+
+
+def _preopen(r: _Reader, raw: object, p: KeyPath) -> Preopen:
+    t = r.table(raw, p, ("guest", "host", "mode"))
+    guest = r.string(t, p, "guest")
+    if not guest.startswith("/") or ".." in guest.split("/"):
+        r.fail((*p, "guest"), f'expected an absolute path without "..", got {_show(guest)}')
+    host = r.nonempty(t, p, "host")
+    try:
+        parse_host(host)
+    except ValueError as e:
+        r.fail((*p, "host"), str(e))
+    mode = r.choice(t, p, "mode", get_args(Mode), "ro")
+    return Preopen(guest=posixpath.normpath(guest).replace("//", "/"), host=host, mode=mode)
+
+
+def _build_step(r: _Reader, raw: object, p: KeyPath) -> BuildStep:
+    t = r.table(raw, p, ("command", "workdir", "watch"))
+    command = r.nonempty(t, p, "command")
+    workdir = r.string(t, p, "workdir", None)
+    return BuildStep(
+        command=command,
+        workdir=r.project_path(workdir, (*p, "workdir")) if workdir is not None else r.root,
+        watch=r.strings(t, p, "watch"),
+    )
+
+
+_SERVICE_KEYS = (
+    "source", "kind", "args", "env", "ipc", "preopens", "limits", "build", "user_grants",
+    "scratch",
+)
+
+
+def _service(r: _Reader, name: str, raw: object) -> Service:
+    p: KeyPath = ("services", name)
+    if not _SERVICE_NAME.match(name):
+        r.fail(p, "expected a service name of lower-case letters, digits, '-' and '_' "
+               "starting with a letter")
+    t = r.table(raw, p, _SERVICE_KEYS)
+    source = r.string(t, p, "source")
+    env = r.mapping(t.get("env", {}), (*p, "env"))
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key:
+            r.fail((*p, "env", key), "expected a variable name without '=', got "
+                   f"{_show(key)}")
+        if not isinstance(value, str):
+            r.fail((*p, "env", key), f"expected a string, got {_what(value)}")
+    raw_preopens = t.get("preopens", [])
+    if not isinstance(raw_preopens, list):
+        r.fail((*p, "preopens"), f"expected an array of tables, got {_what(raw_preopens)}")
+    preopens = tuple(_preopen(r, v, (*p, "preopens", i)) for i, v in enumerate(raw_preopens))
+    scratch = r.boolean(t, p, "scratch", False)
+    seen: set[str] = set()
+    for i, pre in enumerate(preopens):
+        if pre.guest in seen:
+            r.fail((*p, "preopens", i, "guest"), f"duplicate guest path {_show(pre.guest)}")
+        if scratch and pre.guest == "/scratch":
+            r.fail((*p, "preopens", i, "guest"), '"/scratch" is reserved when scratch = true')
+        seen.add(pre.guest)
+    return Service(
+        name=name,
+        source=r.project_path(source, (*p, "source")),
+        kind=r.choice(t, p, "kind", get_args(Kind), "task"),
+        args=r.strings(t, p, "args"),
+        env=tuple(env.items()),
+        ipc=r.choice(t, p, "ipc", get_args(Ipc), "lines"),
+        preopens=preopens,
+        limits=_limits(r, t.get("limits", {}), (*p, "limits")),
+        build=_build_step(r, t["build"], (*p, "build")) if "build" in t else None,
+        user_grants=r.boolean(t, p, "user_grants", False),
+        scratch=scratch,
+    )
+
+
+def _bundle(r: _Reader, raw: object) -> Bundle:
+    p: KeyPath = ("bundle",)
+    t = r.table(raw, p, ("formats", "resources", "linux", "windows", "macos"))
+    formats = r.strings(t, p, "formats")
+    for i, fmt in enumerate(formats):
+        if fmt not in BUNDLE_FORMATS:
+            r.fail((*p, "formats", i), f"expected one of {_choices(BUNDLE_FORMATS)}, "
+                   f"got {_show(fmt)}{_did_you_mean(fmt, BUNDLE_FORMATS)}")
+    resources = tuple(
+        r.project_path(v, (*p, "resources", i), inside=True)
+        for i, v in enumerate(r.strings(t, p, "resources"))
+    )
+    lp = (*p, "linux")
+    lt = r.table(t.get("linux", {}), lp, ("depends", "category"))
+    depends = r.strings(lt, lp, "depends")
+    for i, dep in enumerate(depends):
+        if not _DEB_PACKAGE.match(dep):
+            r.fail((*lp, "depends", i), f"expected a Debian package name, got {_show(dep)}")
+    wp = (*p, "windows")
+    wt = r.table(t.get("windows", {}), wp, ("sign", "timestamp_url"))
+    timestamp_url = r.string(wt, wp, "timestamp_url", None)
+    if timestamp_url is not None and not re.match(r"https?://\S+\Z", timestamp_url):
+        r.fail((*wp, "timestamp_url"), f"expected an http(s) URL, got {_show(timestamp_url)}")
+    mp = (*p, "macos")
+    mt = r.table(t.get("macos", {}), mp, ("signing_identity", "notarize", "minimum_system_version"))
+    min_version = r.string(mt, mp, "minimum_system_version", "10.13")
+    if not _MACOS_VERSION.match(min_version):
+        r.fail((*mp, "minimum_system_version"),
+               f'expected a version like "10.13", got {_show(min_version)}')
+    return Bundle(
+        formats=tuple(dict.fromkeys(formats)),
+        resources=resources,
+        linux=LinuxBundle(
+            depends=depends,
+            category=r.choice(lt, lp, "category", DESKTOP_CATEGORIES, "Utility"),
+        ),
+        windows=WindowsBundle(sign=r.boolean(wt, wp, "sign", False), timestamp_url=timestamp_url),
+        macos=MacosBundle(
+            signing_identity=r.string(mt, mp, "signing_identity", None),
+            notarize=r.boolean(mt, mp, "notarize", False),
+            minimum_system_version=min_version,
+        ),
+    )
+
+
+def _merge(base: dict, over: dict, path: KeyPath, overridden: set[KeyPath]) -> dict:
+    """Deep-merge `over` into a copy of `base`: tables merge, everything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, (*path, key), overridden)
+        else:
+            out[key] = value
+            overridden.add((*path, key))
+    return out
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ManifestError(file, "", "file not found") from None
+    except UnicodeDecodeError:
+        raise ManifestError(file, "", "expected UTF-8 text") from None
+    except OSError as e:
+        raise ManifestError(file, "", f"cannot read: {e.strerror or e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(file, "", f"invalid TOML: {e}") from None
+
+
+def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
+    """Read and validate `wvwasi.toml` (or the one in folder `path`) for `platform`.
+
+    `platform` ("linux", "windows", "macos"; default the running OS) selects the
+    `[target.X]` overlay merged over the base tables.
+    """
+    plat = platform or current_platform()
+    if plat not in PLATFORMS:
+        raise ValueError(f"platform must be one of {_choices(PLATFORMS)}, got {plat!r}")
+    file = Path(path)
+    if file.is_dir():
+        file = file / MANIFEST_NAME
+    raw = _read_toml(file)
+    root = file.resolve().parent
+    r = _Reader(file, root)
+    r.table(raw, (), (*_SECTIONS, "target"))
+    if "webview" in raw:
+        r.fail(("webview",), "unknown key (webview is set under [target.linux])")
+    targets = r.table(raw.pop("target", {}), ("target",), PLATFORMS)
+    for name, overlay in targets.items():
+        r.table(overlay, ("target", name), _SECTIONS + (("webview",) if name == "linux" else ()))
+    overridden: set[KeyPath] = set()
+    data = _merge(raw, targets.get(plat, {}), (), overridden)
+    r = _Reader(file, root, f"target.{plat}", overridden)
+
+    app = _app(r, r._get(data, (), "app", _REQUIRED))
+    services = r.mapping(data.get("services", {}), ("services",))
+    return Manifest(
+        path=file.resolve(),
+        root=root,
+        app=app,
+        ui=_ui(r, data.get("ui", {})),
+        window=_window(r, data.get("window", {}), app),
+        services=MappingProxyType({n: _service(r, n, s) for n, s in services.items()}),
+        webview=r.choice(data, (), "webview", get_args(Webview), "gtk"),
+        bundle=_bundle(r, data.get("bundle", {})),
+        platform=plat,  # type: ignore[arg-type]
+    )
+
+
+def manifest_for_wasm(
+    source: Path | str,
+    *,
+    args: Iterable[str] = (),
+    env: Iterable[tuple[str, str]] | Mapping[str, str] = (),
+    preopens: Iterable[Preopen] = (),
+    ipc: Ipc = "stream",
+    kind: Kind = "task",
+    limits: Limits = Limits(),
+) -> Manifest:
+    """A one-service manifest for a bare .wasm (`wvwasi exec`, conformance tests).
+
+    The service is named after the file stem (sanitised); the root is the file's folder. No disk
+    access: the UI folder it names need not exist.
+    """
+    if ipc not in get_args(Ipc):
+        raise ValueError(f"ipc must be one of {_choices(get_args(Ipc))}, got {ipc!r}")
+    if kind not in get_args(Kind):
+        raise ValueError(f"kind must be one of {_choices(get_args(Kind))}, got {kind!r}")
+    path = Path(source).absolute()
+    name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_")
+    if not name[:1].isalpha():
+        name = f"wasm-{name}".rstrip("-")
+    pairs = tuple(env.items()) if isinstance(env, Mapping) else tuple(env)
+    service = Service(
+        name=name, source=path, kind=kind, args=tuple(args), env=pairs, ipc=ipc,
+        preopens=tuple(preopens), limits=limits,
+    )
+    return Manifest(
+        path=path,
+        root=path.parent,
+        app=AppInfo(name=name, identifier=f"dev.wvwasi.exec.{name.replace('_', '-')}"),
+        ui=UI(dir=path.parent / "ui"),
+        window=Window(title=name),
+        services=MappingProxyType({name: service}),
+        platform=current_platform(),
+    )

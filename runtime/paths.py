@@ -1,0 +1,141 @@
+"""Host path variables (`$APPDATA`, `$CACHE`, ...) in preopen `host` values, and `PathContext`.
+
+A variable may only begin a host path: `$APPDATA/notes`. The app-owned folders (`$APPDATA`,
+`$CACHE`, `$TEMP`) are created on first use; `$TEMP` is a per-run folder removed by `close()`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import platformdirs
+
+if TYPE_CHECKING:
+    from wvwasi.runtime.manifest import Manifest
+
+#: Every variable a preopen `host` may start with.
+VARIABLES = ("APPDATA", "CACHE", "DOCUMENTS", "DOWNLOADS", "HOME", "TEMP", "RESOURCES")
+#: Variables naming folders the app owns: created (with the sub-path) when resolved.
+APP_OWNED = ("APPDATA", "CACHE", "TEMP")
+
+_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)(?:[/\\](.*))?\Z", re.DOTALL)
+_LATE_VARIABLE = re.compile(r".\$[A-Za-z_]", re.DOTALL)
+
+
+def parse_host(raw: str) -> tuple[str | None, str]:
+    """Split `"$NAME/sub/path"` into `("NAME", "sub/path")`; `(None, raw)` without a variable.
+
+    ValueError (a message for "<key>: ...") for an unknown variable, one that is not at the
+    start, or a `..` that would climb out of the variable's folder.
+    """
+    if not raw.startswith("$"):
+        if _LATE_VARIABLE.search(raw):
+            raise ValueError(f'expected a variable only at the start of the path, got "{raw}"')
+        return None, raw
+    m = _VARIABLE.match(raw)
+    if not m:
+        raise ValueError(f'expected "$NAME" or "$NAME/path", got "{raw}"')
+    name, rest = m[1], (m[2] or "").replace("\\", "/")
+    if name not in VARIABLES:
+        known = ", ".join(f"${v}" for v in VARIABLES)
+        raise ValueError(f'unknown variable "${name}" (known: {known})')
+    if ".." in PurePosixPath(rest).parts:
+        raise ValueError(f'expected a path inside ${name} without "..", got "{raw}"')
+    return name, rest.strip("/")
+
+
+class PathContext:
+    """Expands host path variables for one app; owns its per-run `$TEMP` folder."""
+
+    def __init__(
+        self,
+        root: Path,
+        identifier: str,
+        *,
+        resources: Path | None = None,
+        base_dirs: Mapping[str, Path] | None = None,
+    ) -> None:
+        self.root = Path(root).absolute()
+        self.identifier = identifier
+        self.resources = Path(resources).absolute() if resources else self.root
+        unknown = set(base_dirs or ()) - set(VARIABLES)
+        if unknown:
+            raise ValueError(f"unknown path variables in base_dirs: {sorted(unknown)}")
+        self._dirs: dict[str, Path] = {k: Path(v) for k, v in (base_dirs or {}).items()}
+        self._temp: Path | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_app(
+        cls,
+        manifest: Manifest,
+        *,
+        resources: Path | None = None,
+        base_dirs: Mapping[str, Path] | None = None,
+    ) -> PathContext:
+        """The context for `manifest`; `resources` is the shipped folder when frozen
+        (default: the project root); `base_dirs` overrides variables (tests)."""
+        return cls(
+            manifest.root, manifest.app.identifier, resources=resources, base_dirs=base_dirs
+        )
+
+    def variable(self, name: str) -> Path:
+        """The folder `$name` stands for (app-owned ones are created)."""
+        if name not in VARIABLES:
+            raise ValueError(f'unknown variable "${name}"')
+        with self._lock:
+            if name == "TEMP" and "TEMP" not in self._dirs:
+                self._temp = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.identifier}-"))
+                self._dirs["TEMP"] = self._temp
+            path = self._dirs.get(name) or self._default(name)
+            if name in APP_OWNED:
+                path.mkdir(parents=True, exist_ok=True)
+            return path
+
+    def _default(self, name: str) -> Path:
+        app = self.identifier
+        return {
+            "APPDATA": lambda: Path(platformdirs.user_data_dir(app, appauthor=False)),
+            "CACHE": lambda: Path(platformdirs.user_cache_dir(app, appauthor=False)),
+            "DOCUMENTS": lambda: Path(platformdirs.user_documents_dir()),
+            "DOWNLOADS": lambda: Path(platformdirs.user_downloads_dir()),
+            "HOME": Path.home,
+            "RESOURCES": lambda: self.resources,
+        }[name]()
+
+    def resolve(self, raw: str) -> Path:
+        """The absolute host path for a preopen `host` value (relative: the project root)."""
+        name, rest = parse_host(raw)
+        if name is None:
+            path = Path(rest)
+            return path if path.is_absolute() else self.root / path
+        base = self.variable(name)
+        path = base / rest if rest else base
+        if rest and name in APP_OWNED:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def cache_dir(self) -> Path:
+        """`$CACHE`, created."""
+        return self.variable("CACHE")
+
+    def close(self) -> None:
+        """Remove this run's `$TEMP` folder (idempotent)."""
+        with self._lock:
+            temp, self._temp = self._temp, None
+            if temp is not None:
+                self._dirs.pop("TEMP", None)
+                shutil.rmtree(temp, ignore_errors=True)
+
+    def __enter__(self) -> PathContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
