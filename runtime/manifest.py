@@ -590,6 +590,15 @@ def _read_toml(file: Path) -> dict[str, Any]:
         raise ManifestError(file, "", f"invalid TOML: {e}") from None
 
 
+def manifest_file(path: Path | str) -> Path:
+    """The manifest file `path` names: itself, or the `wvwasi.toml` in it if it is a folder
+    (or does not exist and is not a .toml file). Relative paths stay relative, for messages."""
+    file = Path(path)
+    if file.is_dir() or (not file.exists() and file.suffix != ".toml"):
+        return file / MANIFEST_NAME
+    return file
+
+
 def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
     """Read and validate `wvwasi.toml` (or the one in folder `path`) for `platform`.
 
@@ -599,9 +608,7 @@ def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
     plat = platform or current_platform()
     if plat not in PLATFORMS:
         raise ValueError(f"platform must be one of {_choices(PLATFORMS)}, got {plat!r}")
-    file = Path(path)
-    if file.is_dir():
-        file = file / MANIFEST_NAME
+    file = manifest_file(path)
     raw = _read_toml(file)
     root = file.resolve().parent
     r = _Reader(file, root)
