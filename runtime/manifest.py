@@ -321,7 +321,7 @@ class _Reader:
     def choice(self, t: dict, path: KeyPath, key: str, options: tuple[str, ...], default: str):
         value = self.string(t, path, key, default)
         if value not in options:
-            hint = _did_you_mean(value, options)
+            hint = _did_you_mean(value, options) if len(options) > 2 else ""
             self.fail((*path, key), f"expected {_choices(options)}, got {_show(value)}{hint}")
         return value
 
@@ -612,9 +612,9 @@ def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
     raw = _read_toml(file)
     root = file.resolve().parent
     r = _Reader(file, root)
-    r.table(raw, (), (*_SECTIONS, "target"))
     if "webview" in raw:
         r.fail(("webview",), "unknown key (webview is set under [target.linux])")
+    r.table(raw, (), (*_SECTIONS, "target"))
     targets = r.table(raw.pop("target", {}), ("target",), PLATFORMS)
     for name, overlay in targets.items():
         r.table(overlay, ("target", name), _SECTIONS + (("webview",) if name == "linux" else ()))
