@@ -1,0 +1,176 @@
+"""The app's native window: a pywebview window on the backend the manifest chooses.
+
+`gtk.py` and `qt.py` each check their backend can load and set its environment (`prepare()`)
+before pywebview imports it; `AppWindow` is the same for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any, Literal
+
+from wvwasi.runtime.manifest import Window
+
+Backend = Literal["gtk", "qt"]
+BACKENDS: tuple[Backend, ...] = ("gtk", "qt")
+_CLOSE_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def backend_module(backend: Backend) -> ModuleType:
+    """The module for `backend`, prepared (environment set, libraries checked).
+
+    Raises ImportError naming what to install when the backend cannot load.
+    """
+    # Plain imports (not importlib) so that PyInstaller sees both modules.
+    if backend == "gtk":
+        from wvwasi.runtime.window import gtk as module
+    elif backend == "qt":
+        from wvwasi.runtime.window import qt as module
+    else:
+        raise ValueError(f"unknown webview backend {backend!r} (expected one of {BACKENDS})")
+    module.prepare()
+    return module
+
+
+class AppWindow:
+    """One pywebview window showing the app's page.
+
+    `run()` owns the GUI loop and must be called on the main thread; every other method is
+    for other threads (the bridge, the self-test, the dev watcher).
+    """
+
+    def __init__(self, spec: Window, backend: Backend, *, inspector: bool = False) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.inspector = inspector
+        self._gui = backend_module(backend).GUI
+        self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
+        self._window: Any = None
+        self._close_requested = threading.Event()
+
+    def run(self, url: str, *, on_loaded: Callable[[], None] | None = None) -> None:
+        """Show the window on `url` and run the GUI until the window is closed.
+
+        `on_loaded` is called (on a pywebview thread) after each page load. SIGINT/SIGTERM
+        close the window, so a terminal's Ctrl+C ends the app cleanly on either backend.
+        """
+        import webview
+
+        webview.settings["ALLOW_FILE_URLS"] = False
+        webview.settings["OPEN_DEVTOOLS_IN_DEBUG"] = False
+        if self.inspector:
+            os.environ.setdefault("PYWEBVIEW_LOG", "warning")  # debug=True would log everything
+        self._window = webview.create_window(
+            self.spec.title,
+            url,
+            width=self.spec.width,
+            height=self.spec.height,
+            resizable=self.spec.resizable,
+            text_select=True,
+        )
+
+        def loaded() -> None:
+            self.loaded.set()
+            if on_loaded is not None:
+                on_loaded()
+
+        self._window.events.loaded += loaded
+        with _CloseOnSignals(self.close):
+            webview.start(gui=self._gui, debug=self.inspector, private_mode=True)
+
+    def close(self) -> None:
+        """Close the window (idempotent); `run()` then returns."""
+        if self._close_requested.is_set():
+            return
+        self._close_requested.set()
+        if self._window is not None:
+            # destroy() waits for the window to be shown: never block the caller on that.
+            threading.Thread(target=self._destroy, name="wvwasi-close", daemon=True).start()
+
+    def _destroy(self) -> None:
+        with contextlib.suppress(Exception):  # the window never appeared or is already gone
+            self._window.destroy()
+
+    def pick_folder(self) -> Path | None:
+        """Ask the user for a folder with the native dialog; None if they cancel.
+
+        Blocks until the user answers: call it from a worker thread, never the GUI thread.
+        """
+        import webview
+
+        if self._window is None:
+            return None
+        chosen = self._window.create_file_dialog(webview.FileDialog.FOLDER)
+        return Path(chosen[0]) if chosen else None
+
+    def evaluate(self, script: str, timeout: float) -> Any:
+        """Run `script` in the page and return its value (a Promise is awaited).
+
+        Raises TimeoutError if no value arrives within `timeout` seconds.
+        """
+        done = threading.Event()
+        result: list[Any] = []
+
+        def receive(value: Any) -> None:
+            result.append(value)
+            done.set()
+
+        self._window.evaluate_js(script, callback=receive)
+        if not done.wait(timeout):
+            raise TimeoutError(f"the page did not answer within {timeout:g} s")
+        return result[0]
+
+
+class _CloseOnSignals:
+    """Within the block, SIGINT/SIGTERM call `close` (on a thread, never in the GUI loop).
+
+    Qt's loop does not return to Python while idle, so a signal's Python handler could wait
+    forever: the signal's wake-up byte is also watched from a thread.
+    """
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self.close = close
+        self._old: dict[int, Any] = {}
+        self._old_fd = -1
+        self._writer: socket.socket | None = None
+        self._watcher: threading.Thread | None = None
+        self._done = False
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=self.close, name="wvwasi-signal", daemon=True).start()
+
+    def _watch(self, reader: socket.socket) -> None:
+        with reader:
+            woke = reader.recv(1)  # b"" once __exit__ closes the writer
+        if woke and not self._done:
+            self.close()
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        for sig in _CLOSE_SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handler)
+        self._old_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._watcher = threading.Thread(
+            target=self._watch, args=(reader,), name="wvwasi-signals", daemon=True
+        )
+        self._watcher.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is None or self._watcher is None:
+            return
+        self._done = True
+        signal.set_wakeup_fd(self._old_fd)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._writer.close()  # the watcher reads EOF and ends
+        self._watcher.join(1)

@@ -1,0 +1,28 @@
+"""The GTK backend: the system's WebKitGTK (WebKit2 4.1) through PyGObject. Linux default."""
+
+from __future__ import annotations
+
+import os
+
+GUI = "gtk"
+
+
+def prepare() -> None:
+    """Check that GTK and WebKit2 load, and set their environment before pywebview imports them.
+
+    Raises ImportError naming what to install.
+    """
+    # JavaScriptCore only exposes SharedArrayBuffer (with COOP/COEP) when this is set.
+    os.environ.setdefault("JSC_useSharedArrayBuffer", "true")
+    try:
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+        gi.require_version("WebKit2", "4.1")
+        from gi.repository import Gtk, WebKit2  # noqa: F401
+    except (ImportError, ValueError) as e:
+        raise ImportError(
+            f"the GTK webview cannot load ({e}): install PyGObject (pip install 'wvwasi[gtk]') "
+            "and the system's WebKitGTK (Debian/Ubuntu: apt install gir1.2-webkit2-4.1 "
+            "gir1.2-gtk-3.0)"
+        ) from None
