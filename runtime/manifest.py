@@ -283,7 +283,8 @@ class _Reader:
                 self.fail((*path, key), "unknown key" + _did_you_mean(key, known))
         return value
 
-    def _get(self, t: dict[str, Any], path: KeyPath, key: str, default: Any) -> Any:
+    def get(self, t: dict[str, Any], path: KeyPath, key: str, default: Any) -> Any:
+        """`t[key]`, else `default`; a missing key without a default is an error."""
         if key not in t:
             if default is _REQUIRED:
                 self.fail((*path, key), "missing required key")
@@ -291,7 +292,7 @@ class _Reader:
         return t[key]
 
     def string(self, t: dict, path: KeyPath, key: str, default: Any = _REQUIRED) -> Any:
-        value = self._get(t, path, key, default)
+        value = self.get(t, path, key, default)
         if value is not default and not isinstance(value, str):
             self.fail((*path, key), f"expected a string, got {_what(value)}")
         return value
@@ -303,13 +304,13 @@ class _Reader:
         return value
 
     def boolean(self, t: dict, path: KeyPath, key: str, default: bool) -> bool:
-        value = self._get(t, path, key, default)
+        value = self.get(t, path, key, default)
         if not isinstance(value, bool):
             self.fail((*path, key), f"expected a boolean, got {_what(value)}")
         return value
 
     def positive_int(self, t: dict, path: KeyPath, key: str, default: Any) -> Any:
-        value = self._get(t, path, key, default)
+        value = self.get(t, path, key, default)
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, int):
@@ -326,7 +327,7 @@ class _Reader:
         return value
 
     def strings(self, t: dict, path: KeyPath, key: str) -> tuple[str, ...]:
-        value = self._get(t, path, key, [])
+        value = self.get(t, path, key, [])
         if not isinstance(value, list):
             self.fail((*path, key), f"expected an array of strings, got {_what(value)}")
         for i, item in enumerate(value):
@@ -622,7 +623,7 @@ def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
     data = _merge(raw, targets.get(plat, {}), (), overridden)
     r = _Reader(file, root, f"target.{plat}", overridden)
 
-    app = _app(r, r._get(data, (), "app", _REQUIRED))
+    app = _app(r, r.get(data, (), "app", _REQUIRED))
     services = r.mapping(data.get("services", {}), ("services",))
     return Manifest(
         path=file.resolve(),
@@ -649,8 +650,8 @@ def manifest_for_wasm(
 ) -> Manifest:
     """A one-service manifest for a bare .wasm (`wvwasi exec`, conformance tests).
 
-    The service is named after the file stem (sanitised); the root is the file's folder. No disk
-    access: the UI folder it names need not exist.
+    The service is named after the file stem (sanitised); `path` is the .wasm and `root` its
+    folder. No disk access: the UI folder it names need not exist.
     """
     if ipc not in get_args(Ipc):
         raise ValueError(f"ipc must be one of {_choices(get_args(Ipc))}, got {ipc!r}")
