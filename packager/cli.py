@@ -9,7 +9,7 @@ import sys
 from wvwasi import __version__
 
 #: Subcommand name -> module under wvwasi.packager.commands defining `register(sub)`.
-COMMANDS = ("check", "exec")
+COMMANDS = ("check", "exec", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,63 @@
+"""`wvwasi serve [DIR] [--port N]`: the app's UI and services for any browser, without a window."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from wvwasi.runtime.bridge.server import Bridge
+from wvwasi.runtime.host import ServiceHost
+from wvwasi.runtime.manifest import ManifestError, load_manifest
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `serve` subcommand."""
+    p = sub.add_parser(
+        "serve",
+        help="serve the app's UI and services to a browser (no window)",
+        description="Start the app's services and its loopback bridge without a window, and "
+        "print the URL to open (it carries this run's secret). Ctrl+C stops.",
+    )
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="project folder (default: .)")
+    p.add_argument("--port", type=int, default=0,
+                   help="port on 127.0.0.1 (default: a free one)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; 2 for a bad manifest, 1 if the port cannot be bound."""
+    try:
+        manifest = load_manifest(args.dir)
+    except ManifestError as e:
+        print(f"wvwasi serve: {e}", file=sys.stderr)
+        return 2
+    if not 0 <= args.port <= 65535:
+        print(f"wvwasi serve: --port must be 0-65535, got {args.port}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    host = ServiceHost(manifest)
+    try:
+        host.start()
+        bridge = Bridge(manifest, host, port=args.port)
+        try:
+            url = bridge.start()
+        except OSError as e:
+            print(f"wvwasi serve: {e}", file=sys.stderr)
+            return 1
+        try:
+            print(f"Serving {manifest.app.name} at {url}", flush=True)
+            print("Open that URL in a browser (it carries this run's secret). "
+                  "Folder pickers need the app window (wvwasi run). Ctrl+C stops.", flush=True)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            bridge.close()
+    finally:
+        host.close()
+    print("Stopped.", flush=True)
+    return 0

@@ -1,0 +1,115 @@
+"""The bridge's wire format: binary WebSocket frames that pack length-prefixed records.
+
+A record is `[u32 LE payload length][u8 op][u32 LE id][payload]`; one frame holds one or more,
+in both directions. `id` names a page-side endpoint (a worker, a `run` call, a folder request),
+chosen by the page; 0 addresses the whole page. docs/architecture.md ("Bridge protocol") lists
+each op's payload. wvwasi.js receives `Op`, `WINDOW` and `MAX_FRAME` from `page_constants()`, so
+the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from enum import IntEnum
+from typing import Any
+
+HEADER = struct.Struct("<IBI")
+U32 = struct.Struct("<I")
+#: Bytes of MESSAGE/STDERR (bridge -> page) and SEND/STDIN (page -> bridge) records, headers
+#: included, that may be in flight per worker before the receiver returns CREDIT.
+WINDOW = 1 << 20
+#: The largest WebSocket frame either side sends (so the largest spawn with `files`).
+MAX_FRAME = 64 << 20
+#: The bridge packs records into frames of about this size.
+FRAME_TARGET = 1 << 20
+
+
+class Op(IntEnum):
+    """Record kinds. 1-15 travel page -> bridge, 16-31 bridge -> page, CREDIT both ways."""
+
+    SPAWN = 1  # JSON spec + file bytes: start a worker
+    SEND = 2  # one message (UTF-8 text in `lines` mode)
+    STDIN = 3  # raw bytes for stdin
+    CLOSE_STDIN = 4
+    TERMINATE = 5
+    CREDIT = 6  # u32: window bytes the sender of this record has consumed
+    RUN = 7  # JSON spec + file bytes + stdin: run a task to completion
+    PICK = 8  # JSON {mode}: open the native folder picker
+    MESSAGE = 16  # one message from the service
+    STDERR = 17  # one stderr line (UTF-8)
+    EXIT = 18  # JSON {code, error}: the worker has ended
+    ERROR = 19  # JSON {kind, message}: a spawn, run or pick was refused or failed
+    RESULT = 20  # JSON {exitCode, stdoutLength, error} + stdout + stderr
+    GRANT = 21  # JSON {grant, name, mode}
+    RELOAD = 22  # id 0: reload the page (`wvwasi dev`)
+
+
+class ProtocolError(ValueError):
+    """A frame or record that does not follow the protocol; its connection is closed."""
+
+
+def record(op: Op, ident: int, payload: bytes = b"") -> bytes:
+    """One encoded record."""
+    return HEADER.pack(len(payload), op, ident) + payload
+
+
+def json_record(op: Op, ident: int, obj: Any, *blobs: bytes) -> bytes:
+    """A record whose payload is `u32 JSON length + JSON + blobs`."""
+    text = json.dumps(obj, separators=(",", ":")).encode()
+    return record(op, ident, U32.pack(len(text)) + text + b"".join(blobs))
+
+
+def iter_records(frame: bytes) -> Iterator[tuple[Op, int, memoryview]]:
+    """The records of one frame, in order; ProtocolError on a cut record or an unknown op."""
+    view = memoryview(frame)
+    pos, end = 0, len(view)
+    if not end:
+        raise ProtocolError("empty frame")
+    while pos < end:
+        if end - pos < HEADER.size:
+            raise ProtocolError(f"truncated record header at byte {pos}")
+        length, op, ident = HEADER.unpack_from(view, pos)
+        start = pos + HEADER.size
+        pos = start + length
+        if pos > end:
+            raise ProtocolError(f"record at byte {start - HEADER.size} claims {length} bytes, "
+                                f"the frame has {end - start}")
+        try:
+            kind = Op(op)
+        except ValueError:
+            raise ProtocolError(f"unknown op {op}") from None
+        yield kind, ident, view[start:pos]
+
+
+def split_json(payload: memoryview) -> tuple[dict[str, Any], memoryview]:
+    """Parse a `u32 length + JSON object + rest` payload into (object, rest)."""
+    if len(payload) < U32.size:
+        raise ProtocolError("payload too short for its JSON header")
+    (length,) = U32.unpack_from(payload)
+    if U32.size + length > len(payload):
+        raise ProtocolError("JSON header longer than its record")
+    try:
+        obj = json.loads(bytes(payload[U32.size : U32.size + length]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"bad JSON in record: {e}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("record JSON must be an object")
+    return obj, payload[U32.size + length :]
+
+
+def read_u32(payload: memoryview) -> int:
+    """The payload of a CREDIT record."""
+    if len(payload) != U32.size:
+        raise ProtocolError(f"CREDIT carries 4 bytes, got {len(payload)}")
+    return int(U32.unpack(payload)[0])
+
+
+def page_constants() -> dict[str, Any]:
+    """What wvwasi.js needs to speak this protocol."""
+    return {
+        "ops": {op.name: int(op) for op in Op},
+        "window": WINDOW,
+        "maxFrame": MAX_FRAME,
+    }

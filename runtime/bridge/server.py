@@ -1,0 +1,221 @@
+"""The loopback bridge: one aiohttp server on 127.0.0.1 for the UI files and the worker socket.
+
+`Bridge.start()` runs the server's asyncio loop on a background thread and returns the launch URL
+(it carries the per-launch secret: give it only to the window). See docs/architecture.md
+("Bridge") for the API and the protocol, docs/page-api.md for what pages see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .auth import LAUNCH_PATH, WS_PATH, Gate
+from .protocol import MAX_FRAME, page_constants
+from .session import Picker, Session
+from .static import JS_DIR, SCRIPT_PATH, TYPES_PATH, UIFiles, security_headers
+
+if TYPE_CHECKING:
+    from ..host import ServiceHost
+    from ..manifest import Manifest
+
+log = logging.getLogger("wvwasi.bridge")
+
+_JS_TYPE = "text/javascript; charset=utf-8"
+
+
+class Bridge:
+    """Serves one app's UI and connects its pages to the service host."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        host: ServiceHost,
+        *,
+        picker: Picker | None = None,
+        dev: bool = False,
+        port: int = 0,
+    ) -> None:
+        self.manifest = manifest
+        self.host = host
+        self.picker = picker
+        self.dev = dev
+        self.port = port
+        self._files = UIFiles(manifest.ui.dir, manifest.ui.entry)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wvwasi:bridge")
+        self._sessions: set[Session] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._gate: Gate | None = None
+        self._url = ""
+
+    # -- the API for the app, `wvwasi serve` and `wvwasi dev` -----------------------------------
+
+    def start(self) -> str:
+        """Bind 127.0.0.1:port (random when 0), serve on a background thread; returns the page
+        URL with the launch secret. OSError when the port cannot be bound."""
+        if self._thread is not None:
+            raise RuntimeError("the bridge is already started")
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._serve())
+            except BaseException as e:
+                failure.append(e)
+                started.set()
+                loop.close()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="wvwasi:bridge", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        assert self._gate is not None
+        self._url = self._gate.launch_url
+        return self._url
+
+    @property
+    def origin(self) -> str:
+        """`http://127.0.0.1:PORT` once started."""
+        if self._gate is None:
+            raise RuntimeError("the bridge is not started")
+        return self._gate.origin
+
+    def reload(self) -> None:
+        """Tell every connected page to reload (`wvwasi dev` after a UI change)."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._reload_all)
+
+    def close(self) -> None:
+        """Refuse everything, close every page connection (ending their workers), stop."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        if self._gate is not None:
+            self._gate.revoke()
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._thread = None
+
+    def __enter__(self) -> Bridge:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the server -----------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", self.port))
+        except OSError as e:
+            sock.close()
+            raise OSError(e.errno, f"cannot listen on 127.0.0.1:{self.port}: {e.strerror}") from e
+        self._gate = Gate(sock.getsockname()[1])
+        self._headers = security_headers(self._gate.origin)
+        self._script = self._page_script()
+        app = web.Application(middlewares=[self._guard], client_max_size=1 << 20)
+        app.on_response_prepare.append(self._add_headers)
+        app.router.add_get(LAUNCH_PATH, self._launch)
+        app.router.add_get(WS_PATH, self._socket)
+        app.router.add_get(SCRIPT_PATH, self._page_api)
+        app.router.add_get(TYPES_PATH, self._page_types)
+        app.router.add_get("/__wvwasi/{rest:.*}", self._not_found)
+        app.router.add_get("/{path:.*}", self._file)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        for session in list(self._sessions):
+            try:
+                await asyncio.wait_for(session.close(), 2.0)
+            except (asyncio.TimeoutError, ConnectionError):
+                session.shutdown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _reload_all(self) -> None:
+        for session in self._sessions:
+            session.reload()
+
+    def _page_script(self) -> bytes:
+        services = {
+            name: {"kind": s.kind, "ipc": s.ipc, "userGrants": s.user_grants,
+                   "scratch": s.scratch}
+            for name, s in self.manifest.services.items()
+        }
+        config = {"services": services, "dev": self.dev, **page_constants()}
+        head = f"globalThis.__wvwasiConfig = {json.dumps(config)};\n".encode()
+        return head + (JS_DIR / "wvwasi.js").read_bytes()
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        assert self._gate is not None
+        reason = self._gate.refusal(request)
+        if reason is not None:
+            log.warning("refused %s %s: %s", request.method, request.path, reason)
+            return web.Response(status=403, text=f"wvwasi: {reason}\n")
+        return await handler(request)
+
+    async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        for key, value in self._headers.items():
+            response.headers.setdefault(key, value)
+
+    async def _launch(self, request: web.Request) -> web.StreamResponse:
+        assert self._gate is not None
+        response = web.Response(status=303, headers={"Location": "/"})
+        self._gate.admit(response)
+        return response
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, compress=False)
+        await ws.prepare(request)
+        session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
+                          pool=self._pool)
+        self._sessions.add(session)
+        try:
+            await session.serve()
+        finally:
+            self._sessions.discard(session)
+        return ws
+
+    async def _page_api(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=self._script, headers={"Content-Type": _JS_TYPE})
+
+    async def _page_types(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(JS_DIR / "wvwasi.d.ts",
+                                headers={"Content-Type": "text/plain; charset=utf-8"})
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=404, text=f"not found: {request.path}")
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        return self._files.response(request.match_info["path"])

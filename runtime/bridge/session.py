@@ -1,0 +1,586 @@
+"""One page session: a WebSocket connection that multiplexes the page's workers.
+
+Records from the page are handled in order, so each worker's messages keep their order. Output
+is packed into frames by one pump task. Both directions are flow-controlled per worker with
+credit windows (protocol.WINDOW): a host thread that delivers output to a page that has not yet
+consumed a window's worth blocks, which pauses the service's stdout reader and so the service.
+Messages to a service go through the worker's writer thread, so a full stdin never blocks the
+event loop. When the connection closes, its dedicated instances are terminated, its background
+subscriptions closed and its directory grants forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ..events import Event, Exited, Message, ServiceError, Stderr
+from ..host import ServiceLimitError, SpawnOptions, Subscription
+from ..instance import Instance
+from ..manifest import Manifest, Preopen, Service
+from .protocol import (
+    FRAME_TARGET,
+    HEADER,
+    U32,
+    WINDOW,
+    Op,
+    ProtocolError,
+    iter_records,
+    json_record,
+    read_u32,
+    record,
+    split_json,
+)
+
+if TYPE_CHECKING:
+    from ..host import ServiceHost
+
+log = logging.getLogger("wvwasi.bridge")
+
+#: Opens the native folder picker; the chosen folder, or None when the user cancels.
+Picker = Callable[[], "Path | str | None"]
+
+_WINDOW_OPS = (Op.SEND, Op.STDIN)
+
+
+@dataclass(frozen=True)
+class _Grant:
+    path: Path
+    mode: Literal["ro", "rw"]
+
+
+class Refused(Exception):
+    """A request the page may make but that fails; reported to the page as an ERROR record."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def refusal(e: Exception) -> Refused:
+    """The page-facing form of an error raised by the host for a spawn or run."""
+    if isinstance(e, Refused):
+        return e
+    if isinstance(e, PermissionError):
+        return Refused("permission", str(e))
+    if isinstance(e, LookupError):
+        return Refused("lookup", str(e))
+    if isinstance(e, ServiceLimitError):
+        return Refused("limit", str(e))
+    return Refused("start", str(e))
+
+
+class Session:
+    """The bridge side of one page's WebSocket."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        *,
+        manifest: Manifest,
+        host: ServiceHost,
+        picker: Picker | None,
+        pool: Executor,
+    ) -> None:
+        self._ws = ws
+        self._manifest = manifest
+        self._host = host
+        self._picker = picker
+        self._pool = pool
+        self._loop = asyncio.get_running_loop()
+        self._links: dict[int, _Link] = {}
+        self._runs: dict[int, Instance | None] = {}  # None while starting
+        self._grants: dict[str, _Grant] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._out: deque[bytes] = deque()
+        self._out_lock = threading.Lock()
+        self._wake = asyncio.Event()
+        self._wake_pending = False
+        self._closed = False
+
+    # -- output: any thread -> the pump -------------------------------------------------------
+
+    def post(self, rec: bytes) -> None:
+        """Queue a record for the page (thread-safe); records are packed into frames."""
+        with self._out_lock:
+            if self._closed:
+                return
+            self._out.append(rec)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:  # the bridge's loop has stopped
+                self._closed = True
+
+    def _take_frame(self) -> bytes | None:
+        with self._out_lock:
+            if not self._out:
+                self._wake_pending = False
+                return None
+            parts: list[bytes] = []
+            size = 0
+            while self._out and (not parts or size + len(self._out[0]) <= FRAME_TARGET):
+                rec = self._out.popleft()
+                parts.append(rec)
+                size += len(rec)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _pump(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while (frame := self._take_frame()) is not None:
+                await self._ws.send_bytes(frame)
+
+    def reload(self) -> None:
+        """Tell the page to reload itself."""
+        self.post(record(Op.RELOAD, 0))
+
+    def error(self, ident: int, e: Refused) -> None:
+        """Report a refused spawn, run or folder request to the page."""
+        self.post(json_record(Op.ERROR, ident, {"kind": e.kind, "message": str(e)}))
+
+    # -- input ----------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Handle the page's frames until the connection closes, then clean up."""
+        pump = asyncio.create_task(self._pump())
+        try:
+            async for msg in self._ws:
+                if msg.type != WSMsgType.BINARY:
+                    await self._ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
+                                         message=b"binary frames only")
+                    break
+                try:
+                    await self._frame(msg.data)
+                except ProtocolError as e:
+                    log.warning("closing a page connection: %s", e)
+                    await self._ws.close(code=WSCloseCode.PROTOCOL_ERROR,
+                                         message=str(e).encode()[:120])
+                    break
+        except ConnectionError:
+            pass  # the page went away mid-frame
+        finally:
+            pump.cancel()
+            self.shutdown()
+
+    async def _frame(self, frame: bytes) -> None:
+        for op, ident, payload in iter_records(frame):
+            if op is Op.SPAWN:
+                spec, rest = split_json(payload)
+                await self._spawn(ident, spec, rest)
+            elif op in (Op.SEND, Op.STDIN, Op.CLOSE_STDIN):
+                self._input(op, ident, payload)
+            elif op is Op.TERMINATE:
+                self._terminate(ident)
+            elif op is Op.CREDIT:
+                link = self._links.get(ident)
+                credit = read_u32(payload)
+                if link is not None:
+                    link.credit(credit)
+            elif op is Op.RUN:
+                spec, rest = split_json(payload)
+                self._start_run(ident, spec, rest)
+            elif op is Op.PICK:
+                spec, _ = split_json(payload)
+                self._task(self._pick(ident, spec))
+            else:
+                raise ProtocolError(f"{op.name} records travel from the bridge to the page")
+
+    def _task(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _input(self, op: Op, ident: int, payload: memoryview) -> None:
+        link = self._links.get(ident)
+        if link is None:
+            return  # the worker has ended; its EXIT record is on its way to the page
+        data: bytes | str = bytes(payload)
+        if op is Op.SEND and link.service.ipc == "lines":
+            try:
+                data = payload.tobytes().decode()
+            except UnicodeDecodeError:
+                raise ProtocolError("a lines message must be UTF-8") from None
+            if "\n" in data:
+                raise ProtocolError("a lines message cannot contain a newline")
+        elif op is not Op.SEND and link.background:
+            raise ProtocolError("a background service's stdin is shared: use SEND")
+        link.enqueue(op, data, len(payload) + HEADER.size if op in _WINDOW_OPS else 0)
+
+    def _terminate(self, ident: int) -> None:
+        link = self._links.get(ident)
+        if link is not None:
+            link.terminate()
+        run = self._runs.get(ident)
+        if run is not None:
+            run.terminate("terminated by the page")
+
+    # -- spawn, run, pick -----------------------------------------------------------------------
+
+    def _service(self, spec: dict[str, Any]) -> Service:
+        name = spec.get("service")
+        if not isinstance(name, str):
+            raise ProtocolError("spec.service must be a string")
+        service = self._manifest.services.get(name)
+        if service is None:
+            known = ", ".join(self._manifest.services) or "none"
+            raise Refused("lookup", f"no service named '{name}' in this app (services: {known})")
+        return service
+
+    def _request(
+        self, ident: int, spec: dict[str, Any], blob: memoryview, *, run: bool
+    ) -> tuple[Service, SpawnOptions, bytes]:
+        """Check a SPAWN/RUN record: (service, options, stdin). Refused goes back to the page;
+        ProtocolError closes the connection."""
+        if ident == 0 or ident in self._links or ident in self._runs:
+            raise ProtocolError(f"id {ident} is in use")
+        stdin = b""
+        if run:
+            size = spec.get("stdin", 0)
+            if not isinstance(size, int) or not 0 <= size <= len(blob):
+                raise ProtocolError("spec.stdin must be the byte length of the stdin at the end")
+            stdin = bytes(blob[len(blob) - size :])
+            blob = blob[: len(blob) - size]
+        options = self._options(spec, blob)
+        service = self._service(spec)
+        if service.kind == "background":
+            if run:
+                raise Refused("permission", (
+                    f"service '{service.name}' is kind = \"background\": connect to it with "
+                    "new WasiWorker(), WasiWorker.run() is for tasks"
+                ))
+            if options != SpawnOptions():
+                raise Refused("permission", (
+                    f"service '{service.name}' is kind = \"background\": its one instance is "
+                    "shared by the whole app, so a page cannot give it args, env, files, scratch "
+                    "or grants"
+                ))
+        return service, options, stdin
+
+    async def _spawn(self, ident: int, spec: dict[str, Any], blob: memoryview) -> None:
+        try:
+            service, options, _ = self._request(ident, spec, blob, run=False)
+        except Refused as e:
+            self.error(ident, e)
+            return
+        link = self._links[ident] = _Link(self, ident, service)
+        try:
+            handle: Instance | Subscription
+            if link.background:
+                handle = await self._loop.run_in_executor(
+                    self._pool, self._host.subscribe, service.name, link.on_event
+                )
+            else:
+                handle = await self._loop.run_in_executor(
+                    self._pool,
+                    lambda: self._host.spawn(service.name, options, on_event=link.on_event),
+                )
+        except (PermissionError, LookupError, ValueError, OSError, RuntimeError) as e:
+            self._links.pop(ident, None)
+            self.error(ident, refusal(e))
+            return
+        link.attach(handle)
+        if self._closed:
+            link.close()
+
+    def _start_run(self, ident: int, spec: dict[str, Any], blob: memoryview) -> None:
+        try:
+            service, options, stdin = self._request(ident, spec, blob, run=True)
+        except Refused as e:
+            self.error(ident, e)
+            return
+        self._runs[ident] = None
+        self._task(self._run(ident, service, options, stdin))
+
+    async def _run(
+        self, ident: int, service: Service, options: SpawnOptions, stdin: bytes
+    ) -> None:
+        done: asyncio.Future[Exited] = self._loop.create_future()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, Exited):
+                self._loop.call_soon_threadsafe(_resolve, done, event)
+
+        try:
+            try:
+                inst = await self._loop.run_in_executor(
+                    self._pool,
+                    lambda: self._host.spawn(service.name, options, on_event=on_event,
+                                             capture=True),
+                )
+            except (PermissionError, LookupError, ValueError, OSError, RuntimeError) as e:
+                self.error(ident, refusal(e))
+                return
+            self._runs[ident] = inst
+            if self._closed:
+                inst.terminate("stopped because its page closed")
+            try:
+                if stdin:
+                    inst.write_stdin(stdin)
+                inst.close_stdin()
+            except BrokenPipeError:
+                pass  # it ended before reading its input
+            exited = await done
+        finally:
+            self._runs.pop(ident, None)
+        stdout, stderr = bytes(inst.stdout), bytes(inst.stderr)
+        head = {"exitCode": exited.code, "stdoutLength": len(stdout), "error": _error(exited)}
+        self.post(json_record(Op.RESULT, ident, head, stdout, stderr))
+
+    async def _pick(self, ident: int, spec: dict[str, Any]) -> None:
+        mode = spec.get("mode", "ro")
+        if mode not in ("ro", "rw"):
+            self.error(ident, Refused("invalid", f'mode must be "ro" or "rw", got {mode!r}'))
+            return
+        if self._picker is None:
+            self.error(ident, Refused("unavailable", (
+                "requestDirectory() needs the app's native folder picker, and this page is not "
+                "shown in an app window (wvwasi serve has none): run the app with wvwasi run"
+            )))
+            return
+        chosen = await self._loop.run_in_executor(self._pool, self._picker)
+        if chosen is None:
+            self.error(ident, Refused("cancelled", "the user cancelled the folder picker"))
+            return
+        path = Path(chosen).resolve()
+        if not path.is_dir():
+            self.error(ident, Refused("start", f"the picked folder {path} does not exist"))
+            return
+        grant_id = secrets.token_urlsafe(24)
+        self._grants[grant_id] = _Grant(path, mode)
+        self.post(json_record(Op.GRANT, ident, {"grant": grant_id, "name": path.name,
+                                                "mode": mode}))
+
+    def _options(self, spec: dict[str, Any], blob: memoryview) -> SpawnOptions:
+        """SpawnOptions from a spawn spec; the host checks them against the manifest."""
+        args = _strings(spec.get("args", []), "args")
+        env = spec.get("env", [])
+        if not isinstance(env, list) or not all(
+            isinstance(kv, list) and len(kv) == 2 and all(isinstance(x, str) for x in kv)
+            for kv in env
+        ):
+            raise ProtocolError("spec.env must be a list of [name, value] strings")
+        files: dict[str, bytes] = {}
+        pos = 0
+        for item in spec.get("files", []):
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], int) and 0 <= item[1] <= len(blob) - pos):
+                raise ProtocolError("spec.files must be [guest path, size] pairs within the record")
+            files[item[0]] = bytes(blob[pos : pos + item[1]])
+            pos += item[1]
+        scratch = spec.get("scratch", False)
+        if not isinstance(scratch, bool):
+            raise ProtocolError("spec.scratch must be a boolean")
+        grants = spec.get("grants", [])
+        if not isinstance(grants, list):
+            raise ProtocolError("spec.grants must be a list")
+        return SpawnOptions(args=tuple(args), env=tuple((k, v) for k, v in env), files=files,
+                            scratch=scratch, grants=tuple(self._grant(g) for g in grants))
+
+    def _grant(self, item: Any) -> Preopen:
+        if not (isinstance(item, dict) and isinstance(item.get("grant"), str)
+                and isinstance(item.get("guest"), str) and item.get("mode", "ro") in ("ro", "rw")):
+            raise ProtocolError('spec.grants items must be {grant, guest, mode: "ro"|"rw"}')
+        grant = self._grants.get(item["grant"])
+        if grant is None:
+            raise Refused("permission", (
+                "unknown directory grant: grants come from WasiWorker.requestDirectory() and "
+                "are valid only in the page session that requested them"
+            ))
+        mode = item.get("mode", grant.mode)
+        if mode == "rw" and grant.mode != "rw":
+            raise Refused("permission", (
+                f"the grant for folder '{grant.path.name}' is read-only: request it with "
+                "WasiWorker.requestDirectory({mode: 'rw'}) to let a service write to it"
+            ))
+        return Preopen(guest=item["guest"], host=str(grant.path), mode=mode)
+
+    # -- teardown -------------------------------------------------------------------------------
+
+    def forget(self, link: _Link) -> None:
+        """Drop an ended worker (thread-safe)."""
+        def drop() -> None:
+            if self._links.get(link.id) is link:
+                del self._links[link.id]
+
+        with self._out_lock:
+            if not self._closed:
+                self._loop.call_soon_threadsafe(drop)
+
+    def shutdown(self) -> None:
+        """The page is gone: end its workers and runs, forget its grants (idempotent)."""
+        with self._out_lock:
+            self._closed = True
+            self._out.clear()
+        for link in list(self._links.values()):
+            link.close()
+        for inst in list(self._runs.values()):
+            if inst is not None:
+                inst.terminate("stopped because its page closed")
+        self._links.clear()
+        self._grants.clear()
+
+    async def close(self) -> None:
+        """Close the connection from the bridge's side."""
+        await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"the app is closing")
+        self.shutdown()
+
+
+class _Link:
+    """One page worker: its instance (or background subscription) and both credit windows."""
+
+    def __init__(self, session: Session, ident: int, service: Service) -> None:
+        self.session = session
+        self.id = ident
+        self.service = service
+        self.background = service.kind == "background"
+        self._handle: Instance | Subscription | None = None
+        self._cond = threading.Condition()
+        self._unacked = 0  # output bytes sent to the page and not yet credited back
+        self._inbox: deque[tuple[Op, bytes | str, int]] = deque()
+        self._writer: threading.Thread | None = None
+        self._muted = False  # terminated by the page: drop further output
+        self._closed = False  # ended: drop everything, wake every waiter
+
+    def attach(self, handle: Instance | Subscription) -> None:
+        with self._cond:
+            self._handle = handle
+            self._cond.notify_all()
+
+    # host threads
+
+    def on_event(self, event: Event) -> None:
+        """Forward one event to the page, waiting for credit when the page is behind."""
+        if isinstance(event, Exited):
+            self._exited(event)
+            return
+        if isinstance(event, Message):
+            data = event.data
+            op, payload = Op.MESSAGE, data.encode() if isinstance(data, str) else data
+        elif isinstance(event, Stderr):
+            op, payload = Op.STDERR, event.text.encode()
+        else:
+            return
+        cost = len(payload) + HEADER.size
+        with self._cond:
+            while (not self._closed and not self._muted and self._unacked
+                   and self._unacked + cost > WINDOW):
+                self._cond.wait()
+            if self._closed or self._muted:
+                return
+            self._unacked += cost
+        self.session.post(record(op, self.id, payload))
+
+    def _exited(self, event: Exited) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            handle = self._handle
+            self._cond.notify_all()
+        if self.background and isinstance(handle, Subscription):
+            handle.close()  # the shared instance restarts; this page's worker has ended
+        self.session.post(json_record(Op.EXIT, self.id, {"code": event.code,
+                                                          "error": _error(event)}))
+        self.session.forget(self)
+
+    # the event loop
+
+    def credit(self, amount: int) -> None:
+        with self._cond:
+            self._unacked = max(0, self._unacked - amount)
+            self._cond.notify_all()
+
+    def enqueue(self, op: Op, data: bytes | str, cost: int) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._inbox.append((op, data, cost))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name=f"wvwasi:bridge:{self.service.name}",
+                    daemon=True,
+                )
+                self._writer.start()
+            self._cond.notify_all()
+
+    def terminate(self) -> None:
+        """The page's terminate(): stop the instance; its EXIT still reaches the page."""
+        with self._cond:
+            self._muted = True
+            handle = self._handle
+            self._cond.notify_all()
+        if isinstance(handle, Subscription):
+            self._exited(Exited(None, ServiceError("terminated", "terminated by the page")))
+        elif handle is not None:
+            handle.terminate("terminated by the page")
+
+    def close(self) -> None:
+        """The page is gone: stop everything now, report nothing."""
+        with self._cond:
+            self._closed = True
+            handle = self._handle
+            self._inbox.clear()
+            self._cond.notify_all()
+        if isinstance(handle, Subscription):
+            handle.close()
+        elif handle is not None:
+            handle.terminate("stopped because its page closed")
+
+    # the writer thread
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._inbox or self._handle is None):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                batch = list(self._inbox)
+                self._inbox.clear()
+                handle = self._handle
+            credit = 0
+            for op, data, cost in batch:
+                credit += cost
+                try:
+                    if op is Op.SEND:
+                        handle.send(data)
+                    elif isinstance(handle, Instance):
+                        if op is Op.STDIN:
+                            handle.write_stdin(data)  # type: ignore[arg-type]
+                        else:
+                            handle.close_stdin()
+                except BrokenPipeError:
+                    pass  # the instance ended or is restarting; its EXIT reaches the page
+            if credit:
+                self.session.post(record(Op.CREDIT, self.id, U32.pack(credit)))
+
+
+def _strings(value: Any, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ProtocolError(f"spec.{key} must be a list of strings")
+    return value
+
+
+def _error(event: Exited) -> dict[str, str] | None:
+    return None if event.error is None else {
+        "kind": event.error.kind, "message": event.error.message,
+    }
+
+
+def _resolve(future: asyncio.Future[Exited], event: Exited) -> None:
+    if not future.done():
+        future.set_result(event)

@@ -1,0 +1,728 @@
+/*
+ * wvwasi page API: the app's WASI services, used like Web Workers.
+ *
+ *   const w = new WasiWorker('resize', {args: ['--fast']});
+ *   w.onmessage = (e) => show(e.data);
+ *   w.postMessage(bytes);
+ *   const {exitCode, stdout} = await WasiWorker.run('wc', {stdin: text});
+ *
+ * The wvwasi bridge serves this file at /__wvwasi/wvwasi.js, prefixed with the app's service list
+ * and the protocol constants, and inserts its <script> tag into every HTML page it serves.
+ * All workers share one WebSocket to the bridge. Docs: docs/page-api.md; types: wvwasi.d.ts.
+ */
+(() => {
+  'use strict';
+  if (globalThis.WasiWorker) return;
+
+  const config = globalThis.__wvwasiConfig;
+  if (!config) {
+    throw new Error('wvwasi.js must be loaded from the wvwasi bridge at /__wvwasi/wvwasi.js');
+  }
+  delete globalThis.__wvwasiConfig;
+
+  const OP = config.ops;
+  const WINDOW = config.window; // in-flight bytes per worker and direction before a CREDIT
+  const MAX_FRAME = config.maxFrame;
+  const HEADER = 9; // u32 payload length, u8 op, u32 id
+  const FRAME_TARGET = 1 << 20;
+  const EMPTY = new Uint8Array(0);
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const SPAWN_OPTIONS = ['args', 'env', 'files', 'scratch', 'grants'];
+  const RUN_OPTIONS = [...SPAWN_OPTIONS, 'stdin'];
+
+  /** An error from a service or the bridge; `kind` says what happened (see wvwasi.d.ts). */
+  class WasiError extends Error {
+    constructor(message, kind, extra) {
+      super(message);
+      this.name = 'WasiError';
+      this.kind = kind;
+      if (extra) Object.assign(this, extra);
+    }
+  }
+
+  /** Dispatched once when a worker has ended: `code` is its exit status (null if it did not exit). */
+  class WasiExitEvent extends Event {
+    constructor(code, error) {
+      super('exit');
+      this.code = code;
+      this.error = error;
+    }
+  }
+
+  /** A folder the user picked; pass it in `grants` to spawn a service with `user_grants`. */
+  class DirectoryGrant {
+    constructor(id, name, mode) {
+      Object.defineProperty(this, 'id', {value: id});
+      this.name = name;
+      this.mode = mode;
+      Object.freeze(this);
+    }
+  }
+
+  // -- values -------------------------------------------------------------------------------------
+
+  function describe(value) {
+    if (value === null) return 'null';
+    if (typeof value !== 'object') return typeof value;
+    return value.constructor?.name ?? 'object';
+  }
+
+  function isBinary(value) {
+    return value instanceof ArrayBuffer || ArrayBuffer.isView(value) ||
+      (typeof SharedArrayBuffer !== 'undefined' && value instanceof SharedArrayBuffer);
+  }
+
+  /** A private copy of binary data, so later changes by the page do not alter what is sent. */
+  function copyBytes(value) {
+    if (ArrayBuffer.isView(value)) {
+      return new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice();
+    }
+    return new Uint8Array(value).slice();
+  }
+
+  function toBytes(value, what) {
+    if (typeof value === 'string') return encoder.encode(value);
+    if (isBinary(value)) return copyBytes(value);
+    throw new TypeError(`${what} must be a string, an ArrayBuffer or a TypedArray, got ${describe(value)}`);
+  }
+
+  async function toBytesAsync(value, what) {
+    if (typeof Blob !== 'undefined' && value instanceof Blob) {
+      return new Uint8Array(await value.arrayBuffer());
+    }
+    return toBytes(value, what);
+  }
+
+  function checkData(value, what) {
+    const ok = typeof value === 'string' || isBinary(value) ||
+      (typeof Blob !== 'undefined' && value instanceof Blob);
+    if (!ok) {
+      throw new TypeError(`${what} must be a Blob, an ArrayBuffer, a TypedArray or a string, got ${describe(value)}`);
+    }
+  }
+
+  function serviceInfo(name, what) {
+    if (typeof name !== 'string') {
+      throw new TypeError(`${what}: the service name must be a string, got ${describe(name)}`);
+    }
+    const info = Object.hasOwn(config.services, name) ? config.services[name] : undefined;
+    if (!info) {
+      const known = Object.keys(config.services).join(', ') || 'none';
+      throw new WasiError(`no service named '${name}' in this app (services: ${known})`, 'lookup');
+    }
+    return info;
+  }
+
+  /** Check spawn/run options; returns the JSON spec and the files still to be read. */
+  function requestSpec(name, options, allowed, what) {
+    options ??= {};
+    if (typeof options !== 'object') {
+      throw new TypeError(`${what}: options must be an object, got ${describe(options)}`);
+    }
+    for (const key of Object.keys(options)) {
+      if (!allowed.includes(key)) {
+        throw new TypeError(`${what}: unknown option '${key}' (options: ${allowed.join(', ')})`);
+      }
+    }
+    const spec = {service: name};
+    const {args, env, files, scratch, grants} = options;
+    if (args !== undefined) {
+      if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) {
+        throw new TypeError(`${what}: args must be an array of strings`);
+      }
+      spec.args = [...args];
+    }
+    if (env !== undefined) {
+      if (env === null || typeof env !== 'object') {
+        throw new TypeError(`${what}: env must be an object of strings, got ${describe(env)}`);
+      }
+      spec.env = Object.entries(env).map(([key, value]) => {
+        if (typeof value !== 'string') {
+          throw new TypeError(`${what}: env.${key} must be a string, got ${describe(value)}`);
+        }
+        return [key, value];
+      });
+    }
+    if (scratch !== undefined) {
+      if (typeof scratch !== 'boolean') throw new TypeError(`${what}: scratch must be a boolean`);
+      spec.scratch = scratch;
+    }
+    if (grants !== undefined) {
+      if (!Array.isArray(grants)) throw new TypeError(`${what}: grants must be an array`);
+      spec.grants = grants.map((g) => grantSpec(g, what));
+    }
+    const fileList = [];
+    if (files !== undefined) {
+      if (files === null || typeof files !== 'object') {
+        throw new TypeError(`${what}: files must be an object {guestPath: data}, got ${describe(files)}`);
+      }
+      for (const [path, value] of Object.entries(files)) {
+        if (!path.startsWith('/')) {
+          throw new TypeError(`${what}: files key '${path}' must be an absolute guest path like '/in/${path}'`);
+        }
+        checkData(value, `${what}: files['${path}']`);
+        fileList.push([path, value]);
+      }
+    }
+    return {spec, files: fileList};
+  }
+
+  function grantSpec(item, what) {
+    const entry = item instanceof DirectoryGrant ? {grant: item} : item;
+    if (!entry || typeof entry !== 'object' || !entry.grant || typeof entry.grant.id !== 'string') {
+      throw new TypeError(`${what}: each grants item must be a DirectoryGrant from WasiWorker.requestDirectory() or {grant, guest, mode}`);
+    }
+    const guest = entry.guest ?? '/picked';
+    if (typeof guest !== 'string' || !guest.startsWith('/')) {
+      throw new TypeError(`${what}: a grant's guest must be an absolute path such as '/picked'`);
+    }
+    const spec = {grant: entry.grant.id, guest};
+    if (entry.mode !== undefined) {
+      if (entry.mode !== 'ro' && entry.mode !== 'rw') {
+        throw new TypeError(`${what}: a grant's mode must be 'ro' or 'rw'`);
+      }
+      spec.mode = entry.mode;
+    }
+    return spec;
+  }
+
+  /** `u32 JSON length + JSON + blobs` as one payload. */
+  function jsonPayload(obj, blobs = []) {
+    const head = encoder.encode(JSON.stringify(obj));
+    let size = 4 + head.byteLength;
+    for (const b of blobs) size += b.byteLength;
+    if (size + HEADER > MAX_FRAME) {
+      const mib = (n) => (n / 1048576).toFixed(1);
+      throw new WasiError(`the request is ${mib(size)} MiB, over the bridge's ${mib(MAX_FRAME)} MiB limit: pass big inputs through stdin or a folder from requestDirectory()`, 'invalid');
+    }
+    const out = new Uint8Array(size);
+    new DataView(out.buffer).setUint32(0, head.byteLength, true);
+    out.set(head, 4);
+    let pos = 4 + head.byteLength;
+    for (const b of blobs) {
+      out.set(b, pos);
+      pos += b.byteLength;
+    }
+    return out;
+  }
+
+  /** The payload of a SPAWN or RUN record, once every file (and stdin) has been read. */
+  async function requestPayload(spec, files, stdin) {
+    const blobs = await Promise.all(files.map(([path, value]) => toBytesAsync(value, `files['${path}']`)));
+    spec.files = files.map(([path], i) => [path, blobs[i].byteLength]);
+    if (stdin !== undefined) {
+      const bytes = await toBytesAsync(stdin, 'stdin');
+      spec.stdin = bytes.byteLength;
+      blobs.push(bytes);
+    }
+    return jsonPayload(spec, blobs);
+  }
+
+  /** [parsed JSON, offset after it] of a `u32 length + JSON + rest` payload. */
+  function readJson(buffer, start) {
+    const length = new DataView(buffer, start, 4).getUint32(0, true);
+    const text = decoder.decode(new Uint8Array(buffer, start + 4, length));
+    return [JSON.parse(text), start + 4 + length];
+  }
+
+  /** A FIFO that stays O(1) per operation with many thousands of entries. */
+  class Queue {
+    constructor() {
+      this.items = [];
+      this.head = 0;
+    }
+    get length() { return this.items.length - this.head; }
+    push(item) { this.items.push(item); }
+    peek() { return this.items[this.head]; }
+    shift() {
+      const item = this.items[this.head];
+      this.items[this.head++] = undefined;
+      if (this.head > 1024 && this.head * 2 > this.items.length) {
+        this.items = this.items.slice(this.head);
+        this.head = 0;
+      }
+      return item;
+    }
+    drainAll() {
+      const rest = this.items.slice(this.head);
+      this.items = [];
+      this.head = 0;
+      return rest;
+    }
+  }
+
+  // -- the page's one connection to the bridge ----------------------------------------------------
+
+  class Channel {
+    constructor() {
+      this.ws = null;
+      this.opened = false;
+      this.endpoints = new Map(); // id -> WorkerLink | Request
+      this.queue = []; // [op, id, payload] not yet written to the socket
+      this.scheduled = false;
+      this.nextId = 1;
+      this.owing = new Set(); // links with output credit to return
+    }
+
+    add(endpoint) {
+      const id = this.nextId++;
+      this.endpoints.set(id, endpoint);
+      this.connect();
+      return id;
+    }
+
+    remove(id) {
+      this.endpoints.delete(id);
+    }
+
+    connect() {
+      if (this.ws) return;
+      const ws = new WebSocket(`ws://${location.host}/__wvwasi/ws`);
+      ws.binaryType = 'arraybuffer';
+      ws.onopen = () => {
+        this.opened = true;
+        this.flush();
+      };
+      ws.onmessage = (event) => this.receive(event.data);
+      ws.onclose = (event) => this.lost(ws, event);
+      this.ws = ws;
+      this.opened = false;
+    }
+
+    send(op, id, payload) {
+      this.queue.push([op, id, payload]);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        queueMicrotask(() => this.flush());
+      }
+    }
+
+    /** Write every queued record, packed into as few frames as possible. */
+    flush() {
+      this.scheduled = false;
+      const ws = this.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return;
+      const queue = this.queue;
+      let next = 0;
+      while (next < queue.length) {
+        let end = next;
+        let size = 0;
+        while (end < queue.length) {
+          const bytes = HEADER + queue[end][2].byteLength;
+          if (end > next && size + bytes > FRAME_TARGET) break;
+          size += bytes;
+          end++;
+        }
+        const frame = new Uint8Array(size);
+        const view = new DataView(frame.buffer);
+        let pos = 0;
+        for (let i = next; i < end; i++) {
+          const [op, id, payload] = queue[i];
+          view.setUint32(pos, payload.byteLength, true);
+          view.setUint8(pos + 4, op);
+          view.setUint32(pos + 5, id, true);
+          frame.set(payload, pos + HEADER);
+          pos += HEADER + payload.byteLength;
+        }
+        ws.send(frame);
+        next = end;
+      }
+      this.queue = [];
+    }
+
+    receive(buffer) {
+      const view = new DataView(buffer);
+      for (let pos = 0; pos + HEADER <= buffer.byteLength;) {
+        const length = view.getUint32(pos, true);
+        const op = view.getUint8(pos + 4);
+        const id = view.getUint32(pos + 5, true);
+        const start = pos + HEADER;
+        pos = start + length;
+        if (op === OP.RELOAD) {
+          location.reload();
+          return;
+        }
+        this.endpoints.get(id)?.receive(op, buffer, start, length);
+      }
+      for (const link of this.owing) link.settle();
+      this.owing.clear();
+    }
+
+    lost(ws, event) {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.queue = [];
+      const why = this.opened
+        ? `the connection to the app's services closed (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`
+        : `cannot reach the app's services at ws://${location.host}/__wvwasi/ws: open this page through the URL the app (or wvwasi serve) printed, which carries its launch token, and check that the app is still running`;
+      const error = new WasiError(why, 'bridge');
+      const endpoints = [...this.endpoints.values()];
+      this.endpoints.clear();
+      for (const endpoint of endpoints) endpoint.fail(error);
+    }
+  }
+
+  const channel = new Channel();
+
+  // -- one worker's state on the channel ----------------------------------------------------------
+
+  class WorkerLink {
+    constructor(worker, name, info) {
+      this.worker = worker;
+      this.name = name;
+      this.info = info;
+      this.state = 'running'; // then 'terminated' (by the page) and/or 'ended'
+      this.ready = false; // SPAWN sent: records may follow
+      this.backlog = new Queue(); // [op, payload, cost, waiter] waiting for SPAWN or credit
+      this.inflight = 0; // bytes sent and not yet credited by the bridge
+      this.owed = 0; // output bytes consumed and not yet credited to the bridge
+      this.stdoutCtl = null;
+      this.stderrCtl = null;
+      this.streams = {};
+      this.stdinStream = null;
+      this.id = channel.add(this);
+    }
+
+    start(payload) {
+      payload.then((bytes) => {
+        if (this.state !== 'running') return;
+        channel.send(OP.SPAWN, this.id, bytes);
+        this.ready = true;
+        this.drain();
+      }, (error) => {
+        const wasi = error instanceof WasiError ? error : new WasiError(String(error?.message ?? error), 'invalid');
+        this.end(null, wasi);
+      });
+    }
+
+    /** Queue a record behind earlier ones; SEND/STDIN wait for window space. */
+    post(op, payload, waiter) {
+      if (this.state !== 'running') {
+        waiter?.reject(new WasiError(`worker '${this.name}' has ended`, 'exit'));
+        return;
+      }
+      if (payload.byteLength + HEADER > MAX_FRAME) {
+        throw new RangeError(`a message of ${payload.byteLength} bytes is over the bridge's ${MAX_FRAME} byte limit`);
+      }
+      const cost = op === OP.SEND || op === OP.STDIN ? payload.byteLength + HEADER : 0;
+      if (this.ready && this.backlog.length === 0 && this.fits(cost)) {
+        this.inflight += cost;
+        channel.send(op, this.id, payload);
+        waiter?.resolve();
+        return;
+      }
+      this.backlog.push([op, payload, cost, waiter]);
+    }
+
+    fits(cost) {
+      return cost === 0 || this.inflight === 0 || this.inflight + cost <= WINDOW;
+    }
+
+    drain() {
+      if (!this.ready) return;
+      while (this.backlog.length && this.fits(this.backlog.peek()[2])) {
+        const [op, payload, cost, waiter] = this.backlog.shift();
+        this.inflight += cost;
+        channel.send(op, this.id, payload);
+        waiter?.resolve();
+      }
+    }
+
+    receive(op, buffer, start, length) {
+      switch (op) {
+        case OP.MESSAGE:
+          this.message(buffer, start, length);
+          this.owe(length + HEADER);
+          break;
+        case OP.STDERR: {
+          const text = decoder.decode(new Uint8Array(buffer, start, length));
+          console.warn(`[${this.name}] ${text}`);
+          this.stderrCtl?.enqueue(encoder.encode(`${text}\n`));
+          this.owe(length + HEADER);
+          break;
+        }
+        case OP.CREDIT:
+          this.inflight = Math.max(0, this.inflight - new DataView(buffer, start, 4).getUint32(0, true));
+          this.drain();
+          break;
+        case OP.EXIT: {
+          const [{code, error}] = readJson(buffer, start);
+          this.end(code, error ? new WasiError(error.message, error.kind) : null);
+          break;
+        }
+        case OP.ERROR: {
+          const [{kind, message}] = readJson(buffer, start);
+          this.end(null, new WasiError(message, kind));
+          break;
+        }
+        default:
+          break;
+      }
+    }
+
+    message(buffer, start, length) {
+      const ipc = this.info.ipc;
+      const data = ipc === 'lines'
+        ? decoder.decode(new Uint8Array(buffer, start, length))
+        : buffer.slice(start, start + length);
+      if (this.stdoutCtl) {
+        let chunk;
+        if (ipc === 'lines') {
+          chunk = encoder.encode(`${data}\n`);
+        } else if (ipc === 'frames') {
+          chunk = new Uint8Array(4 + length);
+          new DataView(chunk.buffer).setUint32(0, length, true);
+          chunk.set(new Uint8Array(buffer, start, length), 4);
+        } else {
+          chunk = new Uint8Array(buffer.slice(start, start + length));
+        }
+        this.stdoutCtl.enqueue(chunk);
+      }
+      if (this.state === 'running') {
+        this.worker.dispatchEvent(new MessageEvent('message', {data}));
+      }
+    }
+
+    owe(bytes) {
+      this.owed += bytes;
+      channel.owing.add(this);
+    }
+
+    /** Return output credit, unless a stream the page reads from is full (back-pressure). */
+    settle() {
+      const full = (ctl) => ctl !== null && ctl.desiredSize <= 0;
+      if (!this.owed || full(this.stdoutCtl) || full(this.stderrCtl) || this.state === 'ended') return;
+      const payload = new Uint8Array(4);
+      new DataView(payload.buffer).setUint32(0, this.owed, true);
+      this.owed = 0;
+      channel.send(OP.CREDIT, this.id, payload);
+    }
+
+    stream(which) {
+      this.streams[which] ??= new ReadableStream({
+        start: (ctl) => {
+          if (this.state === 'ended') ctl.close();
+          else this[`${which}Ctl`] = ctl;
+        },
+        pull: () => this.settle(),
+        cancel: () => {
+          this[`${which}Ctl`] = null;
+          this.settle();
+        },
+      }, new ByteLengthQueuingStrategy({highWaterMark: WINDOW}));
+      return this.streams[which];
+    }
+
+    terminate() {
+      if (this.state !== 'running') return;
+      this.state = 'terminated';
+      this.rejectBacklog(new WasiError(`worker '${this.name}' was terminated`, 'terminated'));
+      if (this.ready) channel.send(OP.TERMINATE, this.id, EMPTY);
+      else queueMicrotask(() => this.end(null, null)); // its SPAWN was never sent
+    }
+
+    rejectBacklog(error) {
+      for (const entry of this.backlog.drainAll()) entry[3]?.reject(error);
+    }
+
+    end(code, error) {
+      if (this.state === 'ended') return;
+      const byPage = this.state === 'terminated';
+      this.state = 'ended';
+      channel.remove(this.id);
+      channel.owing.delete(this);
+      this.rejectBacklog(error ?? new WasiError(`worker '${this.name}' has ended`, 'exit'));
+      for (const ctl of [this.stdoutCtl, this.stderrCtl]) {
+        try {
+          ctl?.close();
+        } catch {
+          // already closed or cancelled by the reader
+        }
+      }
+      this.stdoutCtl = this.stderrCtl = null;
+      if (error && !byPage) {
+        this.worker.dispatchEvent(new ErrorEvent('error', {message: error.message, error}));
+      }
+      this.worker.dispatchEvent(new WasiExitEvent(code, error));
+    }
+
+    fail(error) {
+      this.end(null, error);
+    }
+  }
+
+  /** A pending `run` or `requestDirectory`: one reply settles it. */
+  class Request {
+    constructor(onReply, reject) {
+      this.onReply = onReply;
+      this.reject = reject;
+      this.id = channel.add(this);
+    }
+
+    receive(op, buffer, start, length) {
+      channel.remove(this.id);
+      if (op === OP.ERROR) {
+        const [{kind, message}] = readJson(buffer, start);
+        this.reject(new WasiError(message, kind));
+      } else {
+        this.onReply(buffer, start, length);
+      }
+    }
+
+    fail(error) {
+      this.reject(error);
+    }
+  }
+
+  // -- the public API -----------------------------------------------------------------------------
+
+  function handlerProperty(proto, type) {
+    const slot = Symbol(`on${type}`);
+    Object.defineProperty(proto, `on${type}`, {
+      get() {
+        return this[slot]?.handler ?? null;
+      },
+      set(handler) {
+        if (this[slot]) this.removeEventListener(type, this[slot].listener);
+        this[slot] = null;
+        if (typeof handler === 'function') {
+          const listener = (event) => handler.call(this, event);
+          this.addEventListener(type, listener);
+          this[slot] = {handler, listener};
+        }
+      },
+      configurable: true,
+      enumerable: true,
+    });
+  }
+
+  class WasiWorker extends EventTarget {
+    #link;
+
+    /** Start an instance of service `name` (for a `background` service: connect to it). */
+    constructor(name, options) {
+      super();
+      const what = `new WasiWorker('${name}')`;
+      const info = serviceInfo(name, what);
+      const {spec, files} = requestSpec(name, options, SPAWN_OPTIONS, what);
+      this.#link = new WorkerLink(this, name, info);
+      this.#link.start(requestPayload(spec, files));
+    }
+
+    get name() { return this.#link.name; }
+
+    /** The service's `ipc` mode: "lines" (string messages), "frames" or "stream" (binary). */
+    get ipc() { return this.#link.info.ipc; }
+
+    /** Send one message: a string without newlines for `lines`, bytes for `frames`/`stream`. */
+    postMessage(data) {
+      const link = this.#link;
+      const {ipc} = link.info;
+      let bytes;
+      if (ipc === 'lines') {
+        if (typeof data !== 'string') {
+          throw new TypeError(`service '${link.name}' uses ipc = "lines": postMessage() takes a string, got ${describe(data)}`);
+        }
+        if (data.includes('\n')) {
+          throw new TypeError(`service '${link.name}' uses ipc = "lines": a message cannot contain a newline (post each line as its own message)`);
+        }
+        bytes = encoder.encode(data);
+      } else {
+        if (!isBinary(data)) {
+          throw new TypeError(`service '${link.name}' uses ipc = "${ipc}": postMessage() takes an ArrayBuffer or a TypedArray, got ${describe(data)}`);
+        }
+        bytes = copyBytes(data);
+      }
+      link.post(OP.SEND, bytes);
+    }
+
+    /** Stop the instance now. No more message/error events; `exit` follows. */
+    terminate() {
+      this.#link.terminate();
+    }
+
+    /** Raw stdin (no framing): write Uint8Array/ArrayBuffer/string chunks, close() for EOF. */
+    get stdin() {
+      const link = this.#link;
+      if (link.info.kind === 'background') {
+        throw new TypeError(`service '${link.name}' is kind = "background": its stdin is shared, use postMessage()`);
+      }
+      link.stdinStream ??= new WritableStream({
+        write: (chunk) => new Promise((resolve, reject) => {
+          link.post(OP.STDIN, toBytes(chunk, 'a worker.stdin chunk'), {resolve, reject});
+        }),
+        close: () => link.post(OP.CLOSE_STDIN, EMPTY),
+        abort: () => link.post(OP.CLOSE_STDIN, EMPTY),
+      });
+      return link.stdinStream;
+    }
+
+    /** stdout as bytes, from the moment this is first read. Read it: a full stream pauses the service. */
+    get stdout() { return this.#link.stream('stdout'); }
+
+    /** stderr as bytes (every line also goes to console.warn), from first access. */
+    get stderr() { return this.#link.stream('stderr'); }
+
+    /** Run a task to completion: resolves to {exitCode, stdout, stderr, stdoutBytes}. */
+    static run(name, options) {
+      return new Promise((resolve, reject) => {
+        const what = `WasiWorker.run('${name}')`;
+        const info = serviceInfo(name, what);
+        if (info.kind === 'background') {
+          throw new WasiError(`service '${name}' is kind = "background": connect to it with new WasiWorker('${name}')`, 'permission');
+        }
+        const {spec, files} = requestSpec(name, options, RUN_OPTIONS, what);
+        const stdin = options?.stdin;
+        if (stdin !== undefined) checkData(stdin, `${what}: stdin`);
+        const onReply = (buffer, start, length) => {
+          const [head, pos] = readJson(buffer, start);
+          const end = start + length;
+          const stdoutBytes = new Uint8Array(buffer.slice(pos, pos + head.stdoutLength));
+          const stderrBytes = new Uint8Array(buffer.slice(pos + head.stdoutLength, end));
+          const result = {
+            exitCode: head.exitCode,
+            stdout: decoder.decode(stdoutBytes),
+            stderr: decoder.decode(stderrBytes),
+            stdoutBytes,
+          };
+          if (head.error) reject(new WasiError(head.error.message, head.error.kind, result));
+          else resolve(result);
+        };
+        const request = new Request(onReply, reject);
+        requestPayload(spec, files, stdin).then(
+          (payload) => channel.send(OP.RUN, request.id, payload),
+          (error) => {
+            channel.remove(request.id);
+            reject(error);
+          },
+        );
+      });
+    }
+
+    /** Open the native folder picker; resolves to a DirectoryGrant, rejects if cancelled. */
+    static requestDirectory(options) {
+      return new Promise((resolve, reject) => {
+        const mode = options?.mode ?? 'ro';
+        if (mode !== 'ro' && mode !== 'rw') {
+          throw new TypeError(`WasiWorker.requestDirectory(): mode must be 'ro' or 'rw', got ${JSON.stringify(mode)}`);
+        }
+        const request = new Request((buffer, start) => {
+          const [grant] = readJson(buffer, start);
+          resolve(new DirectoryGrant(grant.grant, grant.name, grant.mode));
+        }, reject);
+        channel.send(OP.PICK, request.id, jsonPayload({mode}));
+      });
+    }
+
+    /** This app's services: {name: {kind, ipc, userGrants, scratch}}. */
+    static get services() {
+      return structuredClone(config.services);
+    }
+  }
+
+  for (const type of ['message', 'error', 'exit']) handlerProperty(WasiWorker.prototype, type);
+
+  Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant});
+  if (config.dev) channel.connect(); // so that `wvwasi dev` can reload the page
+})();
