@@ -9,7 +9,7 @@ import sys
 from wvwasi import __version__
 
 #: Subcommand name -> module under wvwasi.packager.commands defining `register(sub)`.
-COMMANDS = ("check", "exec", "serve")
+COMMANDS = ("check", "exec", "serve", "run", "dev")
 
 
 def build_parser() -> argparse.ArgumentParser:

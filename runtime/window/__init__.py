@@ -7,16 +7,20 @@ before pywebview imports it; `AppWindow` is the same for both.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, Literal
 
-from wvwasi.runtime.manifest import Window
+from wvwasi.runtime.manifest import Manifest, Window
 
 Backend = Literal["gtk", "qt"]
 BACKENDS: tuple[Backend, ...] = ("gtk", "qt")
@@ -39,6 +43,12 @@ def backend_module(backend: Backend) -> ModuleType:
     return module
 
 
+def backend_for(manifest: Manifest) -> Backend | None:
+    """The manifest's Linux backend on Linux; None elsewhere (pywebview's native default:
+    WebView2 on Windows, WKWebView on macOS)."""
+    return manifest.webview if sys.platform.startswith("linux") else None
+
+
 class AppWindow:
     """One pywebview window showing the app's page.
 
@@ -46,11 +56,13 @@ class AppWindow:
     for other threads (the bridge, the self-test, the dev watcher).
     """
 
-    def __init__(self, spec: Window, backend: Backend, *, inspector: bool = False) -> None:
+    def __init__(
+        self, spec: Window, backend: Backend | None, *, inspector: bool = False
+    ) -> None:
         self.spec = spec
         self.backend = backend
         self.inspector = inspector
-        self._gui = backend_module(backend).GUI
+        self._gui = backend_module(backend).GUI if backend is not None else None
         self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
         self._window: Any = None
         self._close_requested = threading.Event()
@@ -110,22 +122,33 @@ class AppWindow:
         chosen = self._window.create_file_dialog(webview.FileDialog.FOLDER)
         return Path(chosen[0]) if chosen else None
 
-    def evaluate(self, script: str, timeout: float) -> Any:
-        """Run `script` in the page and return its value (a Promise is awaited).
+    def evaluate(self, expression: str, timeout: float) -> Any:
+        """The JSON value of JavaScript `expression` in the page (a Promise is awaited).
 
-        Raises TimeoutError if no value arrives within `timeout` seconds.
+        The page's CSP forbids `eval`, so this injects a script (as the webview's owner may) that
+        stores the JSON result in the page, then polls for it. A rejected Promise or a thrown
+        error raises RuntimeError with its text; no answer within `timeout` s: TimeoutError.
         """
-        done = threading.Event()
-        result: list[Any] = []
-
-        def receive(value: Any) -> None:
-            result.append(value)
-            done.set()
-
-        self._window.evaluate_js(script, callback=receive)
-        if not done.wait(timeout):
-            raise TimeoutError(f"the page did not answer within {timeout:g} s")
-        return result[0]
+        key = f"__wvwasi_eval_{uuid.uuid4().hex}"
+        slot = f"globalThis[{json.dumps(key)}]"
+        self._window.run_js(
+            f"(async () => ({expression}))().then("
+            f"(value) => {{ {slot} = JSON.stringify({{value: value ?? null}}); }},"
+            f"(error) => {{ {slot} = JSON.stringify({{error: String(error?.stack || error)}}); }});"
+            "0"
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self._window.run_js(f"{slot} ?? null")
+            if isinstance(raw, str) and raw:
+                self._window.run_js(f"delete {slot}; 0")
+                answer = json.loads(raw)
+                if "error" in answer:
+                    raise RuntimeError(f"the page failed: {answer['error']}")
+                return answer["value"]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the page did not answer within {timeout:g} s")
+            time.sleep(0.05)
 
 
 class _CloseOnSignals:

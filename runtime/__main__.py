@@ -1,0 +1,21 @@
+"""`python -m wvwasi.runtime [PROJECT] [--self-test] [--webview gtk|qt]`: run an app folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from wvwasi.runtime.app import run_app
+from wvwasi.runtime.window import BACKENDS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wvwasi.runtime", description=__doc__)
+    parser.add_argument("project", nargs="?", default=".", help="folder with wvwasi.toml")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check every service from the page, print a JSON report, exit")
+    parser.add_argument("--webview", choices=BACKENDS, help="override [target.linux] webview")
+    args = parser.parse_args(argv)
+    return run_app(args.project, self_test=args.self_test, backend=args.webview)
+
+
+raise SystemExit(main())

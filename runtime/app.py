@@ -1,0 +1,148 @@
+"""The app entry: manifest -> service host -> bridge -> window, and a clean shutdown.
+
+`run_app()` is what a built app (runtime/frozen_main.py), `wvwasi run` and
+`python -m wvwasi.runtime` call; `wvwasi dev` uses `App` directly to reach the host and bridge.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from wvwasi.runtime.bridge.server import Bridge
+from wvwasi.runtime.host import ServiceHost
+from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
+from wvwasi.runtime.paths import PathContext
+from wvwasi.runtime.selftest import SelfTest
+from wvwasi.runtime.window import AppWindow, Backend, backend_for
+
+#: Folder of precompiled service artefacts in a built app's payload (packager/stage.py).
+PRECOMPILED = "precompiled"
+#: How long shutdown waits for the app's threads to end.
+_THREAD_GRACE = 2.0
+
+
+class App:
+    """One running app: owns its path context, service host, bridge and window."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        resources: Path | None = None,
+        backend: Backend | None = None,
+        dev: bool = False,
+    ) -> None:
+        self.manifest = manifest
+        self.paths = PathContext.for_app(manifest, resources=resources)
+        precompiled = manifest.root / PRECOMPILED
+        self.host = ServiceHost(
+            manifest, paths=self.paths,
+            precompiled_dir=precompiled if precompiled.is_dir() else None,
+        )
+        self.window = AppWindow(
+            manifest.window, backend or backend_for(manifest), inspector=dev
+        )
+        self.bridge = Bridge(manifest, self.host, picker=self.window.pick_folder, dev=dev)
+        self._at_close: list[Callable[[], None]] = []
+        self._closed = False
+
+    def at_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` first thing when the app shuts down (e.g. stop a file watcher)."""
+        self._at_close.append(callback)
+
+    def run(
+        self,
+        *,
+        self_test: bool = False,
+        on_started: Callable[[App], None] | None = None,
+    ) -> int:
+        """Start everything, show the window until it closes, shut down; the exit status.
+
+        `on_started(app)` runs once the bridge is up, before the window opens (the GUI loop
+        then holds the main thread). With `self_test`, prints the JSON report and returns 0
+        only if every check passed.
+        """
+        started = time.perf_counter()
+        test = SelfTest(self.manifest, self.window, started) if self_test else None
+        try:
+            self.host.start()
+            url = self.bridge.start()
+            if on_started is not None:
+                on_started(self)
+            if test is not None:
+                test.start()
+            self.window.run(url)
+        finally:
+            self.close()
+        if test is None:
+            return 0
+        report = test.finish(_leftover_threads())
+        print(json.dumps(report), flush=True)
+        return 0 if report["ok"] else 1
+
+    def close(self) -> None:
+        """Stop the bridge (ending every page's workers), the host and the run's temp folder."""
+        if self._closed:
+            return
+        self._closed = True
+        for callback in reversed(self._at_close):
+            callback()
+        self.window.close()
+        try:
+            self.bridge.close()
+        finally:
+            try:
+                self.host.close()
+            finally:
+                self.paths.close()
+
+
+def _leftover_threads() -> list[str]:
+    """Names of the app's threads still running after shutdown (waits briefly for them)."""
+    deadline = time.monotonic() + _THREAD_GRACE
+    current = threading.current_thread()
+    while True:
+        alive = [
+            t for t in threading.enumerate()
+            if t is not current and t.is_alive() and t.name != "wvwasi-self-test"
+            and (not t.daemon or t.name.startswith("wvwasi"))
+        ]
+        if not alive or time.monotonic() > deadline:
+            return sorted(t.name for t in alive)
+        time.sleep(0.05)
+
+
+def run_app(
+    manifest_or_dir: Manifest | Path | str,
+    *,
+    resources: Path | None = None,
+    self_test: bool = False,
+    backend: Backend | None = None,
+    dev: bool = False,
+    on_started: Callable[[App], None] | None = None,
+) -> int:
+    """Run the app in `manifest_or_dir` (a Manifest, a wvwasi.toml or its folder).
+
+    `resources` is the shipped `$RESOURCES` folder of a built app (default: the project
+    folder); `backend` overrides the manifest's Linux webview; `dev` enables the page's reload
+    channel and the web inspector; `on_started` see `App.run`. Returns the exit status:
+    0, 1 for a failed self-test, 2 when the app cannot start (the reason is on stderr, and in
+    the JSON report with `self_test`).
+    """
+    try:
+        manifest = (
+            manifest_or_dir if isinstance(manifest_or_dir, Manifest)
+            else load_manifest(manifest_or_dir)
+        )
+        app = App(manifest, resources=resources, backend=backend, dev=dev)
+        return app.run(self_test=self_test, on_started=on_started)
+    except (ManifestError, ImportError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        if self_test:
+            print(json.dumps({"ok": False, "error": str(e)}), flush=True)
+        return 2
