@@ -1,0 +1,127 @@
+"""Output formats: one module per format, each with `build(app, out, opts) -> list[Path]`.
+
+This module holds what the formats share: the registry (which OS each format is for, what it
+needs), the one arch table, and `FormatOptions`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform as _platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from wvwasi.packager.stage import StagedApp
+
+Platform = Literal["linux", "windows", "macos"]
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One CPU architecture as each packaging system spells it."""
+
+    name: str  # wvwasi's own: x86_64, aarch64
+    deb: str
+    rpm: str
+    windows: str  # wixl --arch, file names
+    macos: str
+
+
+#: The one arch table.
+ARCHES: Mapping[str, Arch] = MappingProxyType({
+    "x86_64": Arch("x86_64", deb="amd64", rpm="x86_64", windows="x64", macos="x86_64"),
+    "aarch64": Arch("aarch64", deb="arm64", rpm="aarch64", windows="arm64", macos="arm64"),
+})
+_ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
+
+
+def host_arch() -> Arch:
+    """This machine's architecture (ValueError for one wvwasi does not package)."""
+    return arch(_platform.machine())
+
+
+def arch(name: str) -> Arch:
+    """The table entry for `name` (any common spelling)."""
+    key = name.lower()
+    key = _ARCH_ALIASES.get(key, key)
+    if key not in ARCHES:
+        raise ValueError(f"unsupported CPU architecture {name!r} (known: {', '.join(ARCHES)})")
+    return ARCHES[key]
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """What the pipeline needs to know about a format before building it."""
+
+    name: str
+    module: str  # module name under wvwasi.packager.formats
+    platform: Platform
+    summary: str
+    needs_onefile: bool = False
+    after: tuple[str, ...] = ()  # formats whose artefacts this one consumes (dmg <- app)
+
+
+FORMATS: Mapping[str, FormatInfo] = MappingProxyType({
+    f.name: f
+    for f in (
+        FormatInfo("dir", "dir", "linux", "the app folder (executable + runtime + payload)"),
+        FormatInfo("onefile", "onefile", "linux", "one self-contained executable",
+                   needs_onefile=True),
+        FormatInfo("tar.gz", "targz", "linux", "the app folder as a reproducible .tar.gz"),
+        FormatInfo("deb", "deb", "linux", "Debian/Ubuntu package (dpkg-deb)"),
+        FormatInfo("rpm", "rpm", "linux", "Fedora/openSUSE package (rpmbuild)"),
+        FormatInfo("appimage", "appimage", "linux", "AppImage (appimagetool)"),
+        FormatInfo("zip", "zip", "windows", "the app folder as a .zip"),
+        FormatInfo("nsis", "nsis", "windows", "per-user setup.exe (makensis)"),
+        FormatInfo("msi", "msi", "windows", "Windows Installer package (wixl)"),
+        FormatInfo("app", "app", "macos", "macOS application bundle"),
+        FormatInfo("dmg", "dmg", "macos", "macOS disk image (hdiutil)", after=("app",)),
+    )
+})
+
+#: Formats built when neither `--format` nor `[bundle] formats` names any.
+DEFAULT_FORMATS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "linux": ("dir", "tar.gz", "deb", "rpm"),
+    "windows": ("zip", "nsis", "msi"),
+    "macos": ("app", "dmg"),
+})
+
+#: `dir` and `onefile` exist on every OS (a Windows onedir is what `zip` packs).
+_ANY_OS = ("dir", "onefile")
+
+
+def formats_for(platform: Platform) -> tuple[str, ...]:
+    """Every format that can be built for `platform`."""
+    return tuple(n for n, f in FORMATS.items() if f.platform == platform or n in _ANY_OS)
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    """Settings every format gets besides the staged app and the output folder."""
+
+    work: Path  # a scratch folder private to this format's build
+    source_date_epoch: int | None = None  # fixed timestamps for reproducible archives
+    #: artefacts of formats built earlier in this run (`dmg` gets the `.app`)
+    built: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
+    log: Callable[[str], None] = lambda _msg: None
+
+
+BuildFn = Callable[["StagedApp", Path, FormatOptions], "list[Path]"]
+
+
+def builder(name: str) -> BuildFn:
+    """The `build` function of format `name` (KeyError for an unknown format)."""
+    return _module(name).build
+
+
+def format_tools(name: str) -> tuple[str, ...]:
+    """The outside tools format `name` runs (checked before a build starts)."""
+    return tuple(_module(name).TOOLS)
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"wvwasi.packager.formats.{FORMATS[name].module}")

@@ -1,0 +1,327 @@
+"""The `wvwasi build` pipeline.
+
+check manifest -> formats and tools -> each service's build.command -> precompile (portable
+artefacts) -> freeze (cached runtime) -> stage the app -> each format -> SHA256SUMS and
+build-report.json -> move into the output folder.
+
+Everything is built in a temporary folder inside the output folder and moved into place at the
+end, so a failed build leaves the output folder as it was; the error names the failed step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wvwasi.packager import freeze
+from wvwasi.packager.formats import (
+    DEFAULT_FORMATS,
+    FORMATS,
+    FormatOptions,
+    Platform,
+    builder,
+    format_tools,
+    formats_for,
+    host_arch,
+)
+from wvwasi.packager.formats._sign import sign_windows, signing_tool
+from wvwasi.packager.stage import StagedApp, stage_app
+from wvwasi.packager.tools import BuildError, find_tool, run_shell
+from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
+from wvwasi.runtime.modules import WasmLoadError, precompile
+from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
+
+from wvwasi import __version__
+
+REPORT_NAME = "build-report.json"
+SUMS_NAME = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build."""
+
+    project: Path
+    formats: tuple[str, ...] = ()  # empty: [bundle] formats, else the OS default
+    out: Path | None = None  # default: <project>/dist
+    platform: Platform | None = None  # default: this OS
+    #: a runtime frozen elsewhere (`onedir/`, optional `onefile/`, laid out like the cache);
+    #: how Windows/macOS apps are packaged from another OS
+    runtime: Path | None = None
+    source_date_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class Artefact:
+    format: str
+    path: Path
+    size: int  # bytes (a folder: the sum of its files)
+    sha256: str | None  # None for folders
+    seconds: float
+
+
+@dataclass
+class BuildReport:
+    """What a build produced and how long each step took."""
+
+    app: str
+    identifier: str
+    version: str
+    platform: str
+    arch: str
+    webview: str
+    out: Path
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    artefacts: list[Artefact] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "wvwasi": __version__,
+            "app": self.app,
+            "identifier": self.identifier,
+            "version": self.version,
+            "platform": self.platform,
+            "arch": self.arch,
+            "webview": self.webview,
+            "out": str(self.out),
+            "seconds": round(self.seconds, 3),
+            "steps": [{"step": s, "seconds": round(t, 3)} for s, t in self.steps],
+            "artefacts": [
+                {"format": a.format, "path": str(a.path), "size": a.size, "sha256": a.sha256,
+                 "seconds": round(a.seconds, 3)}
+                for a in self.artefacts
+            ],
+        }
+
+
+class Progress:
+    """Receives the pipeline's progress; the default ignores it (the CLI shows it with rich)."""
+
+    def step(self, name: str) -> None:
+        """A step starts."""
+
+    def log(self, message: str) -> None:
+        """A remark worth showing (a skipped step, a one-time freeze)."""
+
+
+def select_formats(manifest: Manifest, requested: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats to build, in build order, with what they need (dmg needs app)."""
+    chosen = requested or manifest.bundle.formats or DEFAULT_FORMATS[manifest.platform]
+    possible = formats_for(manifest.platform)
+    for name in chosen:
+        if name not in FORMATS:
+            raise BuildError("formats", f"unknown format {name!r} (known: {', '.join(FORMATS)})")
+        if name not in possible:
+            info = FORMATS[name]
+            raise BuildError("formats", f"{name!r} is a {info.platform} format, not for "
+                             f"{manifest.platform} (use --platform {info.platform} with a "
+                             f"--runtime frozen on {info.platform}, or build there)")
+    wanted = set(chosen)
+    for name in chosen:
+        wanted.update(FORMATS[name].after)
+    return tuple(n for n in FORMATS if n in wanted)
+
+
+def build(request: BuildRequest, progress: Progress | None = None) -> BuildReport:
+    """Run the pipeline; BuildError (with the step) on failure, leaving no output behind."""
+    progress = progress or Progress()
+    started = time.perf_counter()
+    clock = _StepClock(progress)
+    system = request.platform or current_platform()
+    cross = system != current_platform()
+    if cross and request.runtime is None:
+        raise BuildError("platform", f"building for {system} on {current_platform()} needs "
+                         "--runtime: a runtime frozen on that OS (PyInstaller cannot cross-build)")
+
+    with clock("manifest"):
+        try:
+            manifest = load_manifest(request.project, platform=system)
+        except ManifestError as e:
+            raise BuildError("manifest", str(e)) from None
+    arch = host_arch()
+    with clock("formats"):
+        names = select_formats(manifest, request.formats)
+        for name in names:
+            for tool in format_tools(name):
+                find_tool(tool, f"format {name}")
+        if system == "windows" and manifest.bundle.windows.sign:
+            find_tool(signing_tool(), "sign")
+    out = (request.out or manifest.root / "dist").absolute()
+    report = BuildReport(manifest.app.name, manifest.app.identifier, manifest.app.version,
+                         system, arch.name, manifest.webview, out)
+
+    with _output_folder(out) as temp:
+        work, staged_out = temp / "work", temp / "out"
+        work.mkdir()
+        staged_out.mkdir()
+        for name, service in manifest.services.items():
+            if service.build is not None:
+                with clock(f"build services.{name}"):
+                    run_shell(service.build.command, step=f"build services.{name}",
+                              cwd=service.build.workdir)
+            _check_service(manifest, name)
+        precompiled: dict[str, Path] = {}
+        with clock("precompile"):
+            if cross:
+                progress.log(f"not precompiling services for {system} here: the app compiles "
+                             "them on first start and caches them")
+            else:
+                for name, service in manifest.services.items():
+                    try:
+                        precompiled[name] = precompile(service.source, work / "cwasm" / name)
+                    except WasmLoadError as e:
+                        raise BuildError(f"precompile services.{name}", str(e)) from None
+        with clock("freeze"):
+            runtime = _runtime(request, manifest, "onefile" in names, progress)
+        with clock("stage"):
+            app = stage_app(
+                manifest, runtime.onedir, runtime.executable, work / "stage", arch=arch,
+                precompiled=precompiled, onefile_runtime=runtime.onefile,
+                source_date_epoch=request.source_date_epoch,
+            )
+            _sign_executables(app)
+        built: dict[str, tuple[Path, ...]] = {}
+        for name in names:
+            with clock(f"format {name}") as timer:
+                fmt_work = work / "formats" / name.replace(".", "-")
+                fmt_work.mkdir(parents=True)
+                options = FormatOptions(work=fmt_work, source_date_epoch=request.source_date_epoch,
+                                        built=dict(built), log=progress.log)
+                paths = tuple(builder(name)(app, staged_out, options))
+            built[name] = paths
+            report.artefacts += [
+                Artefact(name, out / p.name, _size(p), _sha256(p), timer.seconds) for p in paths
+            ]
+        with clock("checksums"):
+            sums = sorted((a.path.name, a.sha256) for a in report.artefacts if a.sha256)
+            (staged_out / SUMS_NAME).write_text(
+                "".join(f"{h}  {n}\n" for n, h in sums), encoding="utf-8")
+        report.steps = list(clock.steps)
+        report.seconds = time.perf_counter() - started
+        (staged_out / REPORT_NAME).write_text(json.dumps(report.to_json(), indent=2) + "\n",
+                                              encoding="utf-8")
+        for entry in sorted(staged_out.iterdir()):
+            _replace(entry, out / entry.name)
+    return report
+
+
+def _check_service(manifest: Manifest, name: str) -> None:
+    source = manifest.services[name].source
+    step = f"check services.{name}"
+    if not source.is_file():
+        how = "its build.command did not create it" if manifest.services[name].build else \
+            "and it has no build.command to make it"
+        raise BuildError(step, f"{source} does not exist ({how})")
+    try:
+        check_command_module(source)
+    except WasmModuleError as e:
+        raise BuildError(step, f"{source}: {e.reason}") from None
+
+
+def _runtime(
+    request: BuildRequest, manifest: Manifest, onefile: bool, progress: Progress
+) -> freeze.Runtime:
+    """The runtime to stage: the given prebuilt one, or the cached (frozen if need be) one."""
+    if request.runtime is None:
+        return freeze.ensure_runtime(manifest.webview, onefile=onefile, log=progress.log)
+    exe = freeze.executable_name(manifest.platform)
+    onedir = request.runtime / "onedir"
+    if not (onedir / exe).is_file():
+        raise BuildError("freeze", f"--runtime {request.runtime}: expected onedir/{exe} in it")
+    single = request.runtime / "onefile" / exe
+    if onefile and not single.is_file():
+        raise BuildError("freeze", f"--runtime {request.runtime}: format onefile needs "
+                         f"onefile/{exe} in it")
+    return freeze.Runtime(onedir, exe, single if onefile else None)
+
+
+def _sign_executables(app: StagedApp) -> None:
+    """Authenticode-sign the Windows executables before they are packaged (if asked to)."""
+    sign_windows(app, app.executable, "sign")
+    if app.onefile is not None:
+        sign_windows(app, app.onefile, "sign")
+
+
+class _StepClock:
+    """Times steps, tells `progress` when each starts, and adds the step to errors from code
+    that is not a BuildError (an OSError while copying, say)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.steps: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[_Timer]:
+        self.progress.step(name)
+        timer = _Timer()
+        start = time.perf_counter()
+        try:
+            yield timer
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            raise BuildError(name, f"{e.strerror or e}{where}") from None
+        timer.seconds = time.perf_counter() - start
+        self.steps.append((name, timer.seconds))
+
+
+@dataclass
+class _Timer:
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder inside `out` (created if need be), removed afterwards; on failure `out`
+    is left as it was (removed again if this build created it)."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=".wvwasi-build-", dir=out))
+    except OSError as e:
+        raise BuildError("output", f"cannot write to {out}: {e.strerror or e}") from None
+    try:
+        yield temp
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def _replace(src: Path, dest: Path) -> None:
+    """Move `src` to `dest`, replacing a file or folder already there."""
+    if dest.is_dir() and not dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(src, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dest)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
+    return path.stat().st_size
+
+
+def _sha256(path: Path) -> str | None:
+    if path.is_dir():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,84 @@
+"""What the Linux packages share: the installed file tree, the .desktop entry, backend depends."""
+
+from __future__ import annotations
+
+import shutil
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from wvwasi.packager import icons
+from wvwasi.packager.formats._archive import normalize_tree
+from wvwasi.packager.stage import StagedApp
+from wvwasi.templates import ROOT as TEMPLATES
+
+#: System packages each webview backend loads at run time (never bundled), per package system.
+WEBVIEW_DEPENDS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
+    "deb": {
+        "gtk": ("gir1.2-webkit2-4.1", "gir1.2-gtk-3.0", "libgirepository-1.0-1"),
+        "qt": ("libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxkbcommon-x11-0",
+               "libnss3", "libegl1", "libfontconfig1"),
+    },
+    "rpm": {
+        "gtk": ("webkit2gtk4.1", "gtk3", "gobject-introspection"),
+        "qt": ("xcb-util-cursor", "xcb-util-wm", "xcb-util-keysyms", "libxkbcommon-x11", "nss"),
+    },
+})
+
+
+def install_prefix(app: StagedApp) -> str:
+    """Where packages install the app folder."""
+    return f"/opt/{app.slug}"
+
+
+def desktop_entry(app: StagedApp, exec_path: str, icon: str) -> str:
+    """The freedesktop .desktop file text."""
+    def clean(text: str) -> str:
+        return " ".join(text.split()).replace("\\", "\\\\")
+
+    template = string.Template((TEMPLATES / "app.desktop").read_text(encoding="utf-8"))
+    return template.substitute(
+        name=clean(app.name),
+        comment=clean(app.manifest.app.description or app.name),
+        exec=exec_path,
+        icon=icon,
+        category=app.manifest.bundle.linux.category,
+    )
+
+
+def install_tree(app: StagedApp, root: Path, mtime: int | None) -> list[str]:
+    """Lay out what a package installs under `root` (as if it were `/`):
+
+    /opt/<slug>/ (the app folder), /usr/bin/<slug> -> /opt/<slug>/<slug>,
+    /usr/share/applications/<identifier>.desktop, /usr/share/icons/hicolor/*/apps/<identifier>.png
+
+    Returns the installed paths that are not folders shared with other packages (for rpm %files).
+    """
+    prefix = install_prefix(app)
+    shutil.copytree(app.root, root / prefix.lstrip("/"), symlinks=True)
+    bin_dir = root / "usr" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / app.slug).symlink_to(f"{prefix}/{app.executable.name}")
+    share = root / "usr" / "share"
+    ident = app.manifest.app.identifier
+    desktop = share / "applications" / f"{ident}.desktop"
+    desktop.parent.mkdir(parents=True)
+    desktop.write_text(desktop_entry(app, f"/usr/bin/{app.slug}", ident), encoding="utf-8")
+    icon_files = icons.write_hicolor(icons.load_icon(app.icon), share, ident)
+    normalize_tree(root, mtime)
+    owned = [prefix, f"/usr/bin/{app.slug}", f"/usr/share/applications/{ident}.desktop"]
+    owned += ["/" + p.relative_to(root).as_posix() for p in icon_files]
+    return owned
+
+
+def package_depends(app: StagedApp, system: str) -> tuple[str, ...]:
+    """The backend's system packages, plus `[bundle.linux] depends` for deb."""
+    extra = app.manifest.bundle.linux.depends if system == "deb" else ()
+    return tuple(dict.fromkeys((*WEBVIEW_DEPENDS[system][app.manifest.webview], *extra)))
+
+
+def installed_size_kib(root: Path) -> int:
+    """Disk usage of the tree in KiB (for the deb Installed-Size field)."""
+    total = sum(p.lstat().st_size for p in root.rglob("*") if not p.is_dir())
+    return (total + 1023) // 1024

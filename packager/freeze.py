@@ -1,0 +1,299 @@
+"""Freezing the runtime with PyInstaller, once per (wvwasi version, OS, arch, backend, sources).
+
+The frozen runtime (`runtime/frozen_main.py` and what it imports) is the same for every app, so
+it is built once and cached under the user cache folder (`wvwasi info` shows where):
+
+    <cache>/runtime/<version>-<os>-<arch>-<backend>-<digest>/
+      onedir/wvwasi-runtime[.exe] + _internal/    (formats that install a folder)
+      onefile/wvwasi-runtime[.exe]                (the `onefile` format; built on demand)
+      work/                                        PyInstaller's work folder, runtime.spec
+
+`digest` hashes the runtime's sources, the spec, this module and the versions of Python,
+PyInstaller and the bundled libraries, so any change freezes anew. Each app build copies the
+runtime and adds its payload (see stage.py): a rebuild after a UI edit never runs PyInstaller.
+
+What is left out: the packager, PyInstaller, tkinter, Pillow, rich; the other webview backend; for
+Qt the Qt modules pywebview does not use and non-English translations; for GTK the whole system
+GTK/WebKitGTK stack, which packages depend on instead (Debian: gir1.2-webkit2-4.1 ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import pkgutil
+import platform
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import wvwasi.runtime
+from wvwasi.packager import icons
+from wvwasi.packager.formats import Platform, host_arch
+from wvwasi.packager.tools import BuildError, run
+from wvwasi.runtime.manifest import current_platform
+from wvwasi.templates import ROOT as TEMPLATES
+
+import wvwasi
+from wvwasi import __version__
+
+RUNTIME_NAME = "wvwasi-runtime"
+RUNTIME_SOURCES = Path(wvwasi.runtime.__file__).resolve().parent
+ENTRY = RUNTIME_SOURCES / "frozen_main.py"
+
+#: Never in an app: the build tool and what only it uses.
+ALWAYS_EXCLUDE = (
+    "wvwasi.packager", "wvwasi.templates", "PyInstaller", "tkinter", "_tkinter", "turtle",
+    "idlelib", "PIL", "rich", "tomli_w", "watchfiles", "pytest", "_pytest", "playwright", "pip",
+    "setuptools", "pkg_resources", "distutils", "ensurepip", "venv", "lib2to3", "pydoc_data",
+    "IPython", "numpy",
+)
+_QT_BINDINGS = ("PyQt6", "PyQt5", "PySide6", "PySide2", "qtpy")
+#: PyQt6 modules pywebview's Qt backend imports; every other one is excluded.
+_QT_KEEP = (
+    "sip", "QtCore", "QtGui", "QtWidgets", "QtNetwork", "QtWebChannel", "QtWebEngineCore",
+    "QtWebEngineWidgets", "QtPrintSupport", "QtOpenGL", "QtOpenGLWidgets", "QtPositioning",
+)
+#: PyInstaller runtime hooks that point GTK at bundled copies (dropped: GTK is the system's).
+_GTK_RUNTIME_HOOKS = ("pyi_rth_gi", "pyi_rth_gio", "pyi_rth_glib", "pyi_rth_gdkpixbuf",
+                      "pyi_rth_gtk")
+#: The libraries whose dependency closure the GTK runtime takes from the system.
+GTK_SYSTEM_ROOTS = ("libwebkit2gtk-4.1.so.0", "libgtk-3.so.0", "libgirepository-1.0.so.1")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A cached frozen runtime."""
+
+    onedir: Path  # the folder holding `executable`
+    executable: str  # file name of the runtime executable inside onedir
+    onefile: Path | None  # the single-file runtime, if asked for
+
+
+def cache_dir() -> Path:
+    """wvwasi's cache folder (`WVWASI_CACHE_DIR` overrides the per-user default)."""
+    override = os.environ.get("WVWASI_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("wvwasi", False))
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def source_digest(backend: str) -> str:
+    """Hash of everything that makes the frozen runtime what it is."""
+    h = hashlib.sha256()
+    files = sorted(p for p in RUNTIME_SOURCES.rglob("*") if p.is_file()
+                   and p.suffix in (".py", ".js", ".ts") and "__pycache__" not in p.parts)
+    files += [Path(wvwasi.__file__), TEMPLATES / "runtime.spec", Path(__file__), icons.DEFAULT_ICON]
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    deps = ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
+            "PyGObject" if backend == "gtk" else "PyQt6-WebEngine")
+    h.update(json.dumps([sys.version, *map(_dist_version, deps)]).encode())
+    return h.hexdigest()[:12]
+
+
+def runtime_key(backend: str) -> str:
+    """`<version>-<os>-<arch>-<backend>-<digest>`: the cache entry for this machine."""
+    return (f"{__version__}-{current_platform()}-{host_arch().name}-{backend}-"
+            f"{source_digest(backend)}")
+
+
+def executable_name(platform_name: Platform) -> str:
+    return RUNTIME_NAME + (".exe" if platform_name == "windows" else "")
+
+
+def ensure_runtime(
+    backend: str, *, onefile: bool = False, log: Callable[[str], None] = lambda _m: None
+) -> Runtime:
+    """The cached runtime for `backend` on this machine, freezing what is missing."""
+    key_dir = cache_dir() / "runtime" / runtime_key(backend)
+    exe = executable_name(current_platform())
+    key_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(key_dir / ".lock"):
+        if not (key_dir / "onedir" / exe).is_file():
+            log(f"freezing the {backend} runtime (onedir; once per wvwasi version)")
+            _freeze(backend, "onedir", key_dir)
+        if onefile and not (key_dir / "onefile" / exe).is_file():
+            log(f"freezing the {backend} runtime (onefile; once per wvwasi version)")
+            _freeze(backend, "onefile", key_dir)
+    return Runtime(key_dir / "onedir", exe, key_dir / "onefile" / exe if onefile else None)
+
+
+def freeze_config(backend: str, mode: str, work: Path) -> dict[str, object]:
+    """The settings templates/runtime.spec reads (freeze.json)."""
+    system = current_platform()
+    excludes = list(ALWAYS_EXCLUDE)
+    drop_data: list[str] = []
+    keep_data: list[str] = []
+    if backend == "gtk":
+        excludes += [*_QT_BINDINGS, "webview.platforms.qt", "wvwasi.runtime.window.qt"]
+    else:
+        excludes += ["gi", "cairo", "webview.platforms.gtk", "wvwasi.runtime.window.gtk",
+                     *(b for b in _QT_BINDINGS if b not in ("PyQt6", "qtpy"))]
+        excludes += [f"PyQt6.{m}" for m in _pyqt6_modules() if m not in _QT_KEEP]
+        drop_data = ["PyQt6/Qt6/translations/", "PyQt6/Qt6/qml/"]
+        keep_data = ["PyQt6/Qt6/translations/qtwebengine_locales/en-US.pak"]
+    gtk_linux = backend == "gtk" and system == "linux"
+    if gtk_linux:  # GTK's generated caches/symlinks: the system's own are used
+        drop_data += ["lib/gdk-pixbuf/", "share/"]
+    icon: str | None = None
+    if system == "windows":
+        icon = str(icons.write_ico(icons.load_icon(None), work / "icon.ico"))
+    elif system == "macos":
+        icon = str(icons.write_icns(icons.load_icon(None), work / "icon.icns"))
+    return {
+        "entry": str(ENTRY),
+        "name": RUNTIME_NAME,
+        "mode": mode,
+        "excludes": excludes,
+        "hiddenimports": [f"webview.platforms.{backend}"],
+        "system_libs": sorted(system_stack_libs(GTK_SYSTEM_ROOTS)) if gtk_linux else [],
+        "drop_system_data": gtk_linux,
+        "drop_data_prefixes": drop_data,
+        "keep_data_prefixes": keep_data,
+        "drop_runtime_hooks": list(_GTK_RUNTIME_HOOKS) if gtk_linux else [],
+        "console": system == "linux",
+        "strip": system == "linux",
+        "icon": icon,
+    }
+
+
+def _pyqt6_modules() -> list[str]:
+    try:
+        import PyQt6
+    except ImportError:
+        return []
+    return [m.name for m in pkgutil.iter_modules(PyQt6.__path__)]
+
+
+def system_stack_libs(roots: tuple[str, ...]) -> set[str]:
+    """Sonames of `roots`, their plugin modules (GIO, gdk-pixbuf loaders) and everything they
+    link (found with ldconfig and ldd)."""
+    step = "freeze"
+    paths: dict[str, str] = {}
+    for line in run(["ldconfig", "-p"], step=step).splitlines():
+        m = re.match(r"\s*(\S+) \(([^)]*)\) => (\S+)", line)
+        if m and ("x86-64" in m[2] or platform.machine() != "x86_64"):
+            paths.setdefault(m[1], m[3])
+    missing = [r for r in roots if r not in paths]
+    if missing:
+        raise BuildError(step, f"{', '.join(missing)} not found: the GTK runtime needs the "
+                         "system's WebKitGTK (apt-get install gir1.2-webkit2-4.1 gir1.2-gtk-3.0 "
+                         "libgirepository-1.0-1)")
+    libdir = Path(paths[roots[0]]).parent
+    files = [paths[r] for r in roots]
+    files += map(str, sorted(libdir.glob("gio/modules/*.so")))
+    files += map(str, sorted(libdir.glob("gdk-pixbuf-2.0/*/loaders/*.so")))
+    names = set(roots)
+    for line in run(["ldd", *files], step=step).splitlines():
+        m = re.match(r"\s*(\S+) => /", line)
+        if m:
+            names.add(m[1])
+    return names
+
+
+def _freeze(backend: str, mode: str, key_dir: Path) -> None:
+    """Run PyInstaller for one mode and move the result into the cache entry."""
+    work = key_dir / "work"
+    work.mkdir(exist_ok=True)
+    src = _shadow_sources(work / "src")
+    shutil.copyfile(TEMPLATES / "runtime.spec", work / "runtime.spec")
+    config = freeze_config(backend, mode, work)
+    config["entry"] = str(src / "wvwasi" / "runtime" / ENTRY.name)
+    config["pathex"] = [str(src)]
+    (work / "freeze.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    dist = key_dir / f".dist-{mode}-{os.getpid()}"
+    shutil.rmtree(dist, ignore_errors=True)
+    try:
+        run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
+             "--distpath", dist, "--workpath", work / "build", work / "runtime.spec"],
+            step=f"freeze ({backend} {mode})", env={"PYTHONHASHSEED": "0", "PYTHONPATH": str(src)})
+        built = dist / RUNTIME_NAME
+        if mode == "onedir":
+            os.replace(built, key_dir / "onedir")
+        else:
+            (key_dir / "onefile").mkdir(exist_ok=True)
+            exe = executable_name(current_platform())
+            os.replace(built.with_name(exe), key_dir / "onefile" / exe)
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
+
+
+def _shadow_sources(dest: Path) -> Path:
+    """A plain `wvwasi/` + `wvwasi/runtime/` tree for PyInstaller, which cannot follow the
+    editable install's import hook (and must not see the packager)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    (dest / "wvwasi").mkdir(parents=True)
+    shutil.copyfile(wvwasi.__file__, dest / "wvwasi" / "__init__.py")
+    shutil.copytree(RUNTIME_SOURCES, dest / "wvwasi" / "runtime",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across processes (two builds never freeze at once)."""
+    with open(path, "a+b") as f:
+        if sys.platform == "win32":
+            import msvcrt
+
+            f.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    continue
+            try:
+                yield
+            finally:
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cache_size(path: Path | None = None) -> int:
+    """Bytes used by the cache folder."""
+    top = path or cache_dir()
+    total = 0
+    for root, _dirs, files in os.walk(top):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total
+
+
+def clean_cache() -> int:
+    """Empty the cache folder; returns the bytes freed."""
+    top = cache_dir()
+    freed = cache_size(top)
+    if top.is_dir():
+        for entry in top.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    return freed
+
+
+def pyinstaller_version() -> str:
+    return _dist_version("pyinstaller")

@@ -1,0 +1,242 @@
+"""Staging: the app payload, and `StagedApp`, the runnable app folder every format packages.
+
+A staged app is a copy of the frozen runtime (the same for every app) with the executable renamed
+after the app and the payload beside it:
+
+    <slug>/                   the app folder (`dir`; what deb/rpm/nsis/msi/... install)
+      <slug>[.exe]            the runtime executable
+      _internal/              the runtime's Python, libraries, wvwasi.runtime
+      app/                    the payload, found by runtime/frozen_main.py next to the executable
+        wvwasi.toml           the manifest resolved for the target OS, paths relative to app/
+        ui/                   [ui] dir
+        services/<name>.wasm  each service
+        precompiled/<name>.cwasm  portable precompiled artefacts (same OS/arch only)
+        icon.png              the app icon (1024 px; the default one if [app] icon is unset)
+        icon.ico              (Windows) the same for shortcuts
+        resources/...         [bundle] resources, project-relative layout kept ($RESOURCES)
+
+The single-file executable is the onefile runtime with the payload appended as a zip archive
+(entries under `app/`); frozen_main.py extracts it into the runtime's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import time
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from wvwasi.packager import icons
+from wvwasi.packager.formats import Arch, Platform
+from wvwasi.packager.tools import BuildError
+from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
+from wvwasi.runtime.modules import artefact_name
+
+PAYLOAD = "app"
+_ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
+
+
+def slugify(name: str) -> str:
+    """A file/package name from the app name: lower-case letters, digits and '-'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug if slug[:1].isalpha() else f"app-{slug}".rstrip("-")
+
+
+def package_version(version: str) -> str:
+    """`version` for deb/rpm: a pre-release `-beta.1` sorts before the release as `~beta.1`."""
+    return version.replace("-", "~", 1)
+
+
+@dataclass(frozen=True)
+class StagedApp:
+    """A runnable app folder for one OS/arch, plus the single-file executable if built."""
+
+    manifest: Manifest
+    platform: Platform
+    arch: Arch
+    root: Path
+    executable: Path
+    onefile: Path | None = None
+
+    @property
+    def slug(self) -> str:
+        """File, package and command name."""
+        return slugify(self.manifest.app.name)
+
+    @property
+    def name(self) -> str:
+        """Human-readable name."""
+        return self.manifest.app.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.app.version
+
+    @property
+    def payload(self) -> Path:
+        return self.root / PAYLOAD
+
+    @property
+    def icon(self) -> Path:
+        """The app icon as a square 1024 px PNG."""
+        return self.payload / "icon.png"
+
+    def artefact_name(self, suffix: str = "") -> str:
+        """`<slug>-<version>-<os>-<arch><suffix>`, the base name of most artefacts."""
+        arch = self.arch.windows if self.platform == "windows" else self.arch.name
+        return f"{self.slug}-{self.version}-{self.platform}-{arch}{suffix}"
+
+
+def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[str, Any]:
+    """The manifest as TOML data for the payload: target overlay applied, build steps and
+    [bundle] dropped, paths relative to the payload (`services`: name -> payload path)."""
+    app = manifest.app
+    data: dict[str, Any] = {
+        "app": {
+            "name": app.name,
+            "identifier": app.identifier,
+            "version": app.version,
+            "description": app.description,
+            "publisher": app.publisher,
+            "icon": "icon.png",
+        },
+        "ui": {"dir": "ui", "entry": manifest.ui.entry},
+        "window": {
+            "title": manifest.window.title,
+            "width": manifest.window.width,
+            "height": manifest.window.height,
+            "resizable": manifest.window.resizable,
+        },
+        "services": {},
+    }
+    for name, s in manifest.services.items():
+        limits = {
+            k: v
+            for k, v in (("memory", s.limits.memory), ("timeout", s.limits.timeout),
+                         ("instances", s.limits.instances))
+            if v is not None
+        }
+        data["services"][name] = {
+            "source": services[name],
+            "kind": s.kind,
+            "args": list(s.args),
+            "env": dict(s.env),
+            "ipc": s.ipc,
+            "preopens": [{"guest": p.guest, "host": p.host, "mode": p.mode} for p in s.preopens],
+            "limits": limits,
+            "user_grants": s.user_grants,
+            "scratch": s.scratch,
+        }
+    if manifest.platform == "linux":
+        data["target"] = {"linux": {"webview": manifest.webview}}
+    return data
+
+
+def stage_payload(
+    manifest: Manifest, dest: Path, precompiled: Mapping[str, Path] | None = None
+) -> Path:
+    """Write the payload folder `dest` (see the module docstring) and check it loads.
+
+    `precompiled`: service name -> artefact from `modules.precompile()` (absent: the runtime
+    compiles on first start and caches).
+    """
+    dest.mkdir(parents=True)
+    shutil.copytree(manifest.ui.dir, dest / "ui", symlinks=False)
+    sources: dict[str, str] = {}
+    for name, service in manifest.services.items():
+        if not service.source.is_file():
+            raise BuildError("stage", f"services.{name}.source: {service.source} does not exist "
+                             "(no build.command made it?)")
+        target = dest / "services" / f"{name}.wasm"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(service.source, target)
+        sources[name] = f"services/{name}.wasm"
+        if precompiled and name in precompiled:
+            out = dest / "precompiled" / artefact_name(target)
+            out.parent.mkdir(exist_ok=True)
+            shutil.copyfile(precompiled[name], out)
+    icon = icons.load_icon(manifest.app.icon)
+    icons.write_png(icon, dest / "icon.png", icons.MASTER_SIZE)
+    if manifest.platform == "windows":  # shortcuts and Add/Remove Programs show this one
+        icons.write_ico(icon, dest / "icon.ico")
+    for res in manifest.bundle.resources:
+        rel = res.relative_to(manifest.root)
+        target = dest / "resources" / rel
+        if not res.exists():
+            raise BuildError("stage", f"bundle.resources: {res} does not exist")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if res.is_dir():
+            shutil.copytree(res, target, symlinks=False, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(res, target)
+    text = tomli_w.dumps(resolved_manifest(manifest, sources))
+    (dest / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    try:
+        load_manifest(dest, platform=manifest.platform)
+    except ManifestError as e:  # a bug in resolved_manifest(), not the user's
+        raise BuildError("stage", f"the staged manifest does not load: {e}") from None
+    return dest
+
+
+def stage_app(
+    manifest: Manifest,
+    runtime_dir: Path,
+    runtime_exe: str,
+    dest: Path,
+    *,
+    arch: Arch,
+    precompiled: Mapping[str, Path] | None = None,
+    onefile_runtime: Path | None = None,
+    source_date_epoch: int | None = None,
+) -> StagedApp:
+    """Copy the runtime folder to `dest/<slug>`, rename its executable, add the payload; with
+    `onefile_runtime`, also write `dest/onefile/<slug>[.exe]` with the payload appended."""
+    slug = slugify(manifest.app.name)
+    exe_suffix = ".exe" if manifest.platform == "windows" else ""
+    root = dest / slug
+    if not (runtime_dir / runtime_exe).is_file():
+        raise BuildError("stage", f"{runtime_dir}: no runtime executable {runtime_exe!r} in it")
+    shutil.copytree(runtime_dir, root, symlinks=True)
+    executable = root / f"{slug}{exe_suffix}"
+    os.replace(root / runtime_exe, executable)
+    stage_payload(manifest, root / PAYLOAD, precompiled)
+    onefile = None
+    if onefile_runtime is not None:
+        onefile = dest / "onefile" / f"{slug}{exe_suffix}"
+        onefile.parent.mkdir()
+        shutil.copyfile(onefile_runtime, onefile)
+        append_payload(onefile, root / PAYLOAD, source_date_epoch)
+        onefile.chmod(0o755)
+    return StagedApp(manifest, manifest.platform, arch, root, executable, onefile)
+
+
+def walk(top: Path) -> Iterator[Path]:
+    """Every file, symlink and folder under `top` (not `top`), sorted, parents first."""
+    for entry in sorted(top.iterdir(), key=lambda p: p.name):
+        yield entry
+        if entry.is_dir() and not entry.is_symlink():
+            yield from walk(entry)
+
+
+def append_payload(executable: Path, payload: Path, source_date_epoch: int | None) -> None:
+    """Append `payload` as a zip archive (entries `app/...`) to `executable`.
+
+    zipfile's append mode on a non-zip file writes the archive after the existing bytes with
+    absolute offsets, so `zipfile.ZipFile(sys.executable)` reads it back.
+    """
+    stamp = time.gmtime(max(source_date_epoch or time.time(), _ZIP_EPOCH))[:6]
+    with zipfile.ZipFile(executable, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        for path in walk(payload):
+            if path.is_dir():
+                continue
+            info = zipfile.ZipInfo(f"{PAYLOAD}/{path.relative_to(payload).as_posix()}", stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            z.writestr(info, path.read_bytes())

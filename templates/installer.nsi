@@ -1,0 +1,63 @@
+; Rendered by wvwasi.packager.formats.nsis: a per-user installer (no admin rights needed).
+Unicode true
+SetCompressor /SOLID lzma
+RequestExecutionLevel user
+
+!define APP_NAME "${name}"
+!define APP_VERSION "${version}"
+!define APP_PUBLISHER "${publisher}"
+!define APP_EXE "${exe}"
+!define UNINSTALL_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\${identifier}"
+!define APP_KEY "Software\${identifier}"
+
+Name "$${APP_NAME}"
+OutFile "${outfile}"
+InstallDir "$$LOCALAPPDATA\Programs\${slug}"
+InstallDirRegKey HKCU "$${APP_KEY}" "InstallDir"
+VIProductVersion "${numeric_version}"
+VIAddVersionKey "ProductName" "$${APP_NAME}"
+VIAddVersionKey "ProductVersion" "$${APP_VERSION}"
+VIAddVersionKey "CompanyName" "$${APP_PUBLISHER}"
+VIAddVersionKey "FileVersion" "$${APP_VERSION}"
+VIAddVersionKey "FileDescription" "$${APP_NAME} installer"
+
+!include "MUI2.nsh"
+!define MUI_ICON "${icon}"
+!define MUI_UNICON "${icon}"
+!define MUI_FINISHPAGE_RUN "$$INSTDIR\$${APP_EXE}"
+!insertmacro MUI_PAGE_DIRECTORY
+!insertmacro MUI_PAGE_INSTFILES
+!insertmacro MUI_PAGE_FINISH
+!insertmacro MUI_UNPAGE_CONFIRM
+!insertmacro MUI_UNPAGE_INSTFILES
+!insertmacro MUI_LANGUAGE "English"
+
+Section "Install"
+  ; Upgrade in place: the previous version's own uninstaller removes exactly its files.
+  IfFileExists "$$INSTDIR\uninstall.exe" 0 +2
+    ExecWait '"$$INSTDIR\uninstall.exe" /S _?=$$INSTDIR'
+
+${install_files}
+  WriteUninstaller "$$INSTDIR\uninstall.exe"
+  CreateShortCut "$$SMPROGRAMS\$${APP_NAME}.lnk" "$$INSTDIR\$${APP_EXE}" "" "$$INSTDIR\app\icon.ico"
+  WriteRegStr HKCU "$${APP_KEY}" "InstallDir" "$$INSTDIR"
+  WriteRegStr HKCU "$${UNINSTALL_KEY}" "DisplayName" "$${APP_NAME}"
+  WriteRegStr HKCU "$${UNINSTALL_KEY}" "DisplayVersion" "$${APP_VERSION}"
+  WriteRegStr HKCU "$${UNINSTALL_KEY}" "Publisher" "$${APP_PUBLISHER}"
+  WriteRegStr HKCU "$${UNINSTALL_KEY}" "DisplayIcon" "$$INSTDIR\app\icon.ico"
+  WriteRegStr HKCU "$${UNINSTALL_KEY}" "InstallLocation" "$$INSTDIR"
+  WriteRegStr HKCU "$${UNINSTALL_KEY}" "UninstallString" '"$$INSTDIR\uninstall.exe"'
+  WriteRegStr HKCU "$${UNINSTALL_KEY}" "QuietUninstallString" '"$$INSTDIR\uninstall.exe" /S'
+  WriteRegDWORD HKCU "$${UNINSTALL_KEY}" "NoModify" 1
+  WriteRegDWORD HKCU "$${UNINSTALL_KEY}" "NoRepair" 1
+  WriteRegDWORD HKCU "$${UNINSTALL_KEY}" "EstimatedSize" ${size_kib}
+SectionEnd
+
+Section "Uninstall"
+  Delete "$$SMPROGRAMS\$${APP_NAME}.lnk"
+${uninstall_files}
+  Delete "$$INSTDIR\uninstall.exe"
+  RMDir "$$INSTDIR"
+  DeleteRegKey HKCU "$${UNINSTALL_KEY}"
+  DeleteRegKey HKCU "$${APP_KEY}"
+SectionEnd
