@@ -1,0 +1,41 @@
+"""What a running service instance reports: messages, stderr lines and its exit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ErrorKind = Literal["trap", "timeout", "memory", "terminated", "start"]
+
+
+@dataclass(frozen=True)
+class ServiceError:
+    """Why an instance ended abnormally; `message` is written for the app developer."""
+
+    kind: ErrorKind
+    message: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message from the service's stdout, framed by its `ipc` mode (str in `lines` mode)."""
+
+    data: bytes | str
+
+
+@dataclass(frozen=True)
+class Stderr:
+    """One line the service wrote to stderr (without the newline)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    """The last event of every instance: its exit code, or the error that ended it."""
+
+    code: int | None
+    error: ServiceError | None = None
+
+
+Event = Message | Stderr | Exited

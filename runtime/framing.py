@@ -1,0 +1,78 @@
+"""The `ipc` modes: how messages travel over a service's stdin and stdout.
+
+- `lines`: UTF-8 text, one message per newline-terminated line.
+- `frames`: each message is a little-endian u32 length followed by that many bytes.
+- `stream`: no framing; each chunk read from stdout is one message.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Literal
+
+Ipc = Literal["lines", "frames", "stream"]
+
+_U32 = struct.Struct("<I")
+MAX_FRAME = 1 << 30
+
+
+class FramingError(ValueError):
+    """A message that the service's `ipc` mode cannot carry."""
+
+
+def encode(ipc: Ipc, message: bytes | str) -> bytes:
+    """The bytes to write to stdin to deliver `message` to a service in mode `ipc`."""
+    if ipc == "lines":
+        if not isinstance(message, str):
+            raise FramingError("ipc = \"lines\" carries text messages (str), got bytes")
+        if "\n" in message:
+            raise FramingError("ipc = \"lines\" messages cannot contain a newline")
+        return message.encode() + b"\n"
+    if isinstance(message, str):
+        raise FramingError(f"ipc = \"{ipc}\" carries binary messages (bytes), got str")
+    if ipc == "frames":
+        if len(message) > MAX_FRAME:
+            raise FramingError(f"frame of {len(message)} bytes exceeds the 1 GiB limit")
+        return _U32.pack(len(message)) + message
+    return bytes(message)
+
+
+class Decoder:
+    """Turns the chunks read from a service's stdout into messages."""
+
+    def __init__(self, ipc: Ipc) -> None:
+        self.ipc = ipc
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> list[bytes | str]:
+        """Consume `chunk`; return every message it completes, in order."""
+        if self.ipc == "stream":
+            return [chunk] if chunk else []
+        self._buf += chunk
+        if self.ipc == "lines":
+            end = self._buf.rfind(b"\n")
+            if end < 0:
+                return []
+            complete = bytes(self._buf[:end])
+            del self._buf[: end + 1]
+            return [line.decode("utf-8", "replace") for line in complete.split(b"\n")]
+        return self._frames()
+
+    def _frames(self) -> list[bytes | str]:
+        out: list[bytes | str] = []
+        buf, pos, size = self._buf, 0, len(self._buf)
+        while size - pos >= 4:
+            (length,) = _U32.unpack_from(buf, pos)
+            if size - pos - 4 < length:
+                break
+            out.append(bytes(buf[pos + 4 : pos + 4 + length]))
+            pos += 4 + length
+        del buf[:pos]
+        return out
+
+    def finish(self) -> list[bytes | str]:
+        """At end of output: an unterminated last line is still a message; a cut frame is not."""
+        rest, self._buf = bytes(self._buf), bytearray()
+        if self.ipc == "lines" and rest:
+            return [rest.decode("utf-8", "replace")]
+        return []

@@ -1,0 +1,224 @@
+"""Compiling services: one Engine configuration, precompiled artefacts and the on-disk cache.
+
+An artefact is `MAGIC + header line (JSON) + wasmtime's serialized module`. The header binds it to
+the `.wasm` it came from (SHA-256), to the engine settings and wasmtime version, and carries the
+payload's SHA-256: wasmtime itself happily loads corrupted bytes, so the digest is checked before
+deserializing. Any mismatch or load failure falls back to compiling, never to a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import wasmtime
+
+log = logging.getLogger("wvwasi.modules")
+
+MAGIC = b"WVWASI-CWASM/1\n"
+WASMTIME_VERSION = version("wasmtime")
+
+#: Engine settings shared by the runtime and the precompiler; artefacts only load when they match.
+ENGINE_SETTINGS = {"epoch_interruption": True, "cranelift_opt_level": "speed"}
+
+#: CPU features every x86-64 machine of the last ~15 years has; portable artefacts use only these.
+_PORTABLE_X86_FLAGS = ("has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt")
+_ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+_SYSTEMS = {"linux": "unknown-linux-gnu", "win32": "pc-windows-msvc", "darwin": "apple-darwin"}
+
+
+def host_triple() -> str:
+    """The target triple of this machine, as wasmtime names it."""
+    arch = _ARCHES.get(platform.machine().lower(), platform.machine().lower())
+    return f"{arch}-{_SYSTEMS.get(sys.platform, 'unknown-linux-gnu')}"
+
+
+def settings_key() -> str:
+    """Identifies the engine settings + wasmtime version + OS/arch an artefact must match."""
+    ident = json.dumps([WASMTIME_VERSION, ENGINE_SETTINGS, host_triple()], sort_keys=True)
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def make_engine(*, portable: bool = False) -> wasmtime.Engine:
+    """An Engine with wvwasi's settings; `portable` compiles for a baseline CPU of this arch."""
+    config = wasmtime.Config()
+    config.epoch_interruption = ENGINE_SETTINGS["epoch_interruption"]
+    config.cranelift_opt_level = ENGINE_SETTINGS["cranelift_opt_level"]
+    if portable:
+        triple = host_triple()
+        config.target = triple
+        if triple.startswith("x86_64"):
+            for flag in _PORTABLE_X86_FLAGS:
+                config.cranelift_flag_enable(flag)
+    return wasmtime.Engine(config)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class WasmLoadError(Exception):
+    """A `.wasm` that cannot be compiled: names the file and why."""
+
+
+def write_artefact(module: wasmtime.Module, wasm_sha256: str, out: Path) -> None:
+    """Serialize `module` to `out` atomically, with the header that validates it later."""
+    payload = module.serialize()
+    header = {
+        "wasm_sha256": wasm_sha256,
+        "settings": settings_key(),
+        "wasmtime": WASMTIME_VERSION,
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_artefact(engine: wasmtime.Engine, path: Path, wasm_sha256: str) -> wasmtime.Module | None:
+    """The module in artefact `path` if it is intact and matches; None (and a log line) if not."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    reason = _artefact_problem(data, wasm_sha256)
+    if reason is None:
+        payload = data[data.index(b"\n", len(MAGIC)) + 1 :]
+        try:
+            return wasmtime.Module.deserialize(engine, payload)
+        except (wasmtime.WasmtimeError, ValueError) as e:
+            reason = str(e).splitlines()[0]
+    log.info("ignoring precompiled %s: %s; compiling instead", path.name, reason)
+    return None
+
+
+def _artefact_problem(data: bytes, wasm_sha256: str) -> str | None:
+    if not data.startswith(MAGIC):
+        return "not a wvwasi artefact"
+    end = data.find(b"\n", len(MAGIC))
+    try:
+        header = json.loads(data[len(MAGIC) : end])
+    except ValueError:
+        return "unreadable header"
+    if header.get("wasm_sha256") != wasm_sha256:
+        return "made from a different .wasm"
+    if header.get("settings") != settings_key():
+        return f"made by wasmtime {header.get('wasmtime')} or other engine settings"
+    if hashlib.sha256(memoryview(data)[end + 1 :]).hexdigest() != header.get("payload_sha256"):
+        return "corrupted (digest mismatch)"
+    return None
+
+
+def precompile(wasm: Path, out: Path) -> Path:
+    """Compile `wasm` for distribution: loadable on any CPU of this OS/arch, not only this one."""
+    data = Path(wasm).read_bytes()
+    try:
+        module = wasmtime.Module(make_engine(portable=True), data)
+    except wasmtime.WasmtimeError as e:
+        raise WasmLoadError(f"{wasm}: cannot compile: {str(e).splitlines()[0]}") from None
+    write_artefact(module, hashlib.sha256(data).hexdigest(), out)
+    return out
+
+
+def artefact_name(wasm: Path) -> str:
+    """File name of the shipped artefact for `wasm` inside a precompiled folder."""
+    return f"{Path(wasm).stem}.cwasm"
+
+
+@dataclass
+class _Loaded:
+    stamp: tuple[int, int]
+    sha256: str
+    module: wasmtime.Module
+
+
+class ModuleLoader:
+    """Loads each `.wasm` once per process: shipped artefact, else disk cache, else compile."""
+
+    def __init__(
+        self, engine: wasmtime.Engine, cache_dir: Path | None, precompiled_dir: Path | None = None
+    ) -> None:
+        self.engine = engine
+        self.cache_dir = cache_dir
+        self.precompiled_dir = precompiled_dir
+        self._loaded: dict[Path, _Loaded] = {}
+        self._lock = threading.Lock()
+
+    def load(self, wasm: Path) -> wasmtime.Module:
+        """The compiled module for `wasm` (reloaded when the file changed on disk)."""
+        wasm = Path(wasm)
+        try:
+            st = wasm.stat()
+        except OSError as e:
+            raise WasmLoadError(f"{wasm}: cannot read: {e.strerror}") from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            hit = self._loaded.get(wasm)
+            if hit and hit.stamp == stamp:
+                return hit.module
+            sha = sha256_file(wasm)
+            if hit and hit.sha256 == sha:
+                hit.stamp = stamp
+                return hit.module
+            module = self._load_uncached(wasm, sha)
+            self._loaded[wasm] = _Loaded(stamp, sha, module)
+            return module
+
+    def forget(self, wasm: Path) -> None:
+        """Drop the in-process copy so the next load() rereads `wasm`."""
+        with self._lock:
+            self._loaded.pop(Path(wasm), None)
+
+    def _load_uncached(self, wasm: Path, sha: str) -> wasmtime.Module:
+        candidates = []
+        if self.precompiled_dir is not None:
+            candidates.append(self.precompiled_dir / artefact_name(wasm))
+        cached = self._cache_path(sha)
+        if cached is not None:
+            candidates.append(cached)
+        for path in candidates:
+            if path.exists():
+                module = read_artefact(self.engine, path, sha)
+                if module is not None:
+                    return module
+        module = self._compile(wasm)
+        if cached is not None:
+            try:
+                write_artefact(module, sha, cached)
+            except OSError as e:
+                log.warning("cannot write the compile cache %s: %s", cached, e)
+        return module
+
+    def _compile(self, wasm: Path) -> wasmtime.Module:
+        data = wasm.read_bytes()
+        if data[:4] != b"\0asm":
+            raise WasmLoadError(f"{wasm}: not a WebAssembly module (bad magic bytes)")
+        try:
+            return wasmtime.Module(self.engine, data)
+        except wasmtime.WasmtimeError as e:
+            raise WasmLoadError(f"{wasm}: invalid WebAssembly: {str(e).splitlines()[0]}") from None
+
+    def _cache_path(self, sha: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / "modules" / f"{sha}-{settings_key()}.cwasm"
