@@ -356,6 +356,6 @@ class _Background:
             delay = _RESTART_BACKOFF[min(self._failures, len(_RESTART_BACKOFF) - 1)]
             self._failures += 1
             why = exited.error.message if exited and exited.error else f"exit code {exited.code}"
-            log.warning("background service '%s' ended (%s); restarting in %.2g s", name, why, delay)
+            log.warning("background '%s' ended (%s); restarting in %.2g s", name, why, delay)
             self._wake.clear()
             self._wake.wait(delay)

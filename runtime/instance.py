@@ -192,7 +192,9 @@ class Instance:
         name = self.service.name
         if self._stop_reason == "timeout":
             limit = self._launch.timeout
-            return ServiceError("timeout", f"service '{name}' ran past its limits.timeout of {limit:g} s")
+            return ServiceError(
+                "timeout", f"service '{name}' ran past its limits.timeout of {limit:g} s"
+            )
         return ServiceError("terminated", f"service '{name}' was {self._stop_reason}")
 
     def _failure(
