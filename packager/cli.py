@@ -24,7 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # Everything after `--` is passed through untouched (e.g. `wvwasi exec x.wasm -- -v file`).
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:cut])
+    args.passthrough = argv[cut + 1 :]
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also preopen a host folder at a guest path (repeatable)",
     )
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="set a variable")
-    p.add_argument("args", nargs="*", help="arguments for the service (after --)")
+    p.add_argument("args", nargs="*", help="arguments for the service (put them after --)")
     p.set_defaults(run=run)
 
 
@@ -67,7 +67,7 @@ def parse_env(spec: str) -> tuple[str, str]:
 def _manifest(args: argparse.Namespace) -> tuple[Manifest, str]:
     extra_dirs = tuple(parse_dir(d) for d in args.dir)
     extra_env = tuple(parse_env(e) for e in args.env)
-    argv = tuple(args.args)
+    argv = (*args.args, *args.passthrough)
     if args.target.endswith(".wasm"):
         m = manifest_for_wasm(Path(args.target), args=argv, env=extra_env, preopens=extra_dirs)
         return m, next(iter(m.services))
