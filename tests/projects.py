@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 DEFAULT_HTML = "<!doctype html><title>test</title><p>test app</p>\n"
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (str, Path)):
-        return json.dumps(str(v))  # a JSON string is a valid TOML basic string
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, Mapping):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
-def toml_dumps(data: Mapping[str, Mapping[str, Any]]) -> str:
-    """TOML for `{table: {key: value}}`; a table whose values are all tables becomes sub-tables
-    (`[services.echo]`); nested values are written inline."""
-    out: list[str] = []
-
-    def table(name: str, body: Mapping[str, Any]) -> None:
-        if body and all(isinstance(v, Mapping) for v in body.values()):
-            for key, sub in body.items():
-                table(f"{name}.{json.dumps(key)}", sub)
-            return
-        out.append(f"[{name}]")
-        out.extend(f"{json.dumps(k)} = {_value(v)}" for k, v in body.items())
-        out.append("")
-
-    for name, body in data.items():
-        table(name, body)
-    return "\n".join(out)
 
 
 def write_project(
@@ -76,5 +44,5 @@ def write_project(
             keys["source"] = f"services/{name}.wasm"
         tables["services"][name] = keys
     tables.update(extra or {})
-    (root / "wvwasi.toml").write_text(toml_dumps(tables))
+    (root / "wvwasi.toml").write_text(tomli_w.dumps(tables))
     return root
