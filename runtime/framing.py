@@ -48,6 +48,8 @@ class Decoder:
         """Consume `chunk`; return every message it completes, in order."""
         if self.ipc == "stream":
             return [chunk] if chunk else []
+        if self.ipc == "frames":
+            return self._frames(chunk)
         self._buf += chunk
         if self.ipc == "lines":
             end = self._buf.rfind(b"\n")
@@ -56,18 +58,27 @@ class Decoder:
             complete = bytes(self._buf[:end])
             del self._buf[: end + 1]
             return [line.decode("utf-8", "replace") for line in complete.split(b"\n")]
-        return self._frames()
 
-    def _frames(self) -> list[bytes | str]:
+    def _frames(self, chunk: bytes) -> list[bytes | str]:
+        # Parse straight from the chunk when nothing is pending: one copy per message.
+        data: bytes | bytearray = chunk
+        if self._buf:
+            self._buf += chunk
+            data = self._buf
         out: list[bytes | str] = []
-        buf, pos, size = self._buf, 0, len(self._buf)
+        view, pos, size = memoryview(data), 0, len(data)
         while size - pos >= 4:
-            (length,) = _U32.unpack_from(buf, pos)
+            (length,) = _U32.unpack_from(view, pos)
             if size - pos - 4 < length:
                 break
-            out.append(bytes(buf[pos + 4 : pos + 4 + length]))
+            out.append(bytes(view[pos + 4 : pos + 4 + length]))
             pos += 4 + length
-        del buf[:pos]
+        if data is self._buf:
+            view.release()
+            del self._buf[:pos]
+        else:
+            self._buf = bytearray(view[pos:])
+            view.release()
         return out
 
     def finish(self) -> list[bytes | str]:
