@@ -58,6 +58,7 @@ class BuildRequest:
     #: how Windows/macOS apps are packaged from another OS
     runtime: Path | None = None
     source_date_epoch: int | None = None
+    build_services: bool = True  # False: use the .wasm as they are (built by an earlier CI job)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
         work.mkdir()
         staged_out.mkdir()
         for name, service in manifest.services.items():
-            if service.build is not None:
+            if service.build is not None and request.build_services:
                 with clock(f"build services.{name}"):
                     run_shell(service.build.command, step=f"build services.{name}",
                               cwd=service.build.workdir)
@@ -233,7 +234,8 @@ def _runtime(
 ) -> freeze.Runtime:
     """The runtime to stage: the given prebuilt one, or the cached (frozen if need be) one."""
     if request.runtime is None:
-        return freeze.ensure_runtime(manifest.webview, onefile=onefile, log=progress.log)
+        backend = freeze.runtime_backend(manifest.webview, manifest.platform)
+        return freeze.ensure_runtime(backend, onefile=onefile, log=progress.log)
     exe = freeze.executable_name(manifest.platform)
     onedir = request.runtime / "onedir"
     if not (onedir / exe).is_file():

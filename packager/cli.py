@@ -9,7 +9,7 @@ import sys
 from wvwasi import __version__
 
 #: Subcommand name -> module under wvwasi.packager.commands defining `register(sub)`.
-COMMANDS = ("check", "exec", "serve", "run", "dev")
+COMMANDS = ("check", "exec", "serve", "run", "dev", "build", "new", "ci", "info", "clean")
 
 
 def build_parser() -> argparse.ArgumentParser:

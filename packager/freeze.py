@@ -53,7 +53,7 @@ ALWAYS_EXCLUDE = (
     "wvwasi.packager", "wvwasi.templates", "PyInstaller", "tkinter", "_tkinter", "turtle",
     "idlelib", "PIL", "rich", "tomli_w", "watchfiles", "pytest", "_pytest", "playwright", "pip",
     "setuptools", "pkg_resources", "distutils", "ensurepip", "venv", "lib2to3", "pydoc_data",
-    "IPython", "numpy",
+    "IPython", "numpy", "wvwasi.runtime.__main__",
 )
 _QT_BINDINGS = ("PyQt6", "PyQt5", "PySide6", "PySide2", "qtpy")
 #: PyQt6 modules pywebview's Qt backend imports; every other one is excluded.
@@ -99,7 +99,7 @@ def source_digest(backend: str) -> str:
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     deps = ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
-            "PyGObject" if backend == "gtk" else "PyQt6-WebEngine")
+            {"gtk": "PyGObject", "qt": "PyQt6-WebEngine"}.get(backend, "pythonnet"))
     h.update(json.dumps([sys.version, *map(_dist_version, deps)]).encode())
     return h.hexdigest()[:12]
 
@@ -108,6 +108,12 @@ def runtime_key(backend: str) -> str:
     """`<version>-<os>-<arch>-<backend>-<digest>`: the cache entry for this machine."""
     return (f"{__version__}-{current_platform()}-{host_arch().name}-{backend}-"
             f"{source_digest(backend)}")
+
+
+def runtime_backend(webview: str, platform_name: Platform) -> str:
+    """The frozen runtime's webview backend: the manifest's on Linux, else pywebview's native
+    one ("native": WebView2 on Windows, WebKit on macOS)."""
+    return webview if platform_name == "linux" else "native"
 
 
 def executable_name(platform_name: Platform) -> str:
@@ -137,7 +143,13 @@ def freeze_config(backend: str, mode: str, work: Path) -> dict[str, object]:
     excludes = list(ALWAYS_EXCLUDE)
     drop_data: list[str] = []
     keep_data: list[str] = []
-    if backend == "gtk":
+    hidden = [f"webview.platforms.{backend}"]
+    if backend == "native":  # pywebview's own backend on Windows (WebView2) / macOS (WebKit)
+        excludes += [*_QT_BINDINGS, "gi", "cairo", "webview.platforms.qt",
+                     "webview.platforms.gtk"]
+        hidden = (["webview.platforms.winforms", "webview.platforms.edgechromium"]
+                  if system == "windows" else ["webview.platforms.cocoa"])
+    elif backend == "gtk":
         excludes += [*_QT_BINDINGS, "webview.platforms.qt", "wvwasi.runtime.window.qt"]
     else:
         excludes += ["gi", "cairo", "webview.platforms.gtk", "wvwasi.runtime.window.gtk",
@@ -158,7 +170,7 @@ def freeze_config(backend: str, mode: str, work: Path) -> dict[str, object]:
         "name": RUNTIME_NAME,
         "mode": mode,
         "excludes": excludes,
-        "hiddenimports": [f"webview.platforms.{backend}"],
+        "hiddenimports": hidden,
         "system_libs": sorted(system_stack_libs(GTK_SYSTEM_ROOTS)) if gtk_linux else [],
         "drop_system_data": gtk_linux,
         "drop_data_prefixes": drop_data,

@@ -40,7 +40,7 @@ DEBIAN_PACKAGES: Mapping[str, str | None] = {
 ELSEWHERE: Mapping[str, str] = {
     "appimagetool": "not packaged by Debian: install it from the AppImage project and put it "
     "on PATH",
-    "hdiutil": "part of macOS: build this format on a macOS machine",
+    "hdiutil": "needs macOS (hdiutil is part of macOS): build this format on a macOS machine",
     "codesign": "part of macOS (Xcode command line tools): sign on a macOS machine",
     "xcrun": "part of macOS (Xcode command line tools): notarize on a macOS machine",
     "signtool": "part of the Windows SDK",

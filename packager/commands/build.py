@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", type=Path, metavar="DIR",
                    help="use a runtime frozen elsewhere (DIR/onedir, DIR/onefile) instead of "
                    "freezing here")
+    p.add_argument("--no-service-build", dest="build_services", action="store_false",
+                   help="do not run the services' build.command (use the .wasm as they are)")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     p.set_defaults(run=run)
 
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             platform=args.platform,
             runtime=args.runtime,
             source_date_epoch=_source_date_epoch(),
+            build_services=args.build_services,
         )
         report = build(request, progress)
     except BuildError as e:

@@ -1,0 +1,85 @@
+"""`wvwasi info [--json]`: versions, webview backends, packaging tools and the cache."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import platform
+import sys
+from typing import Any
+
+from wvwasi.packager.formats import FORMATS, format_tools, host_arch
+from wvwasi.packager.freeze import cache_dir, cache_size
+from wvwasi.packager.tools import have_tool, missing_tool_hint
+from wvwasi.runtime.manifest import current_platform
+
+from wvwasi import __version__
+
+#: Tools worth reporting besides the formats' own.
+EXTRA_TOOLS = ("clang", "fakeroot", "osslsigncode", "msiinfo")
+PACKAGES = ("wasmtime", "pywebview", "aiohttp", "pyinstaller", "PyGObject", "PyQt6",
+            "PyQt6-WebEngine")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `info` subcommand."""
+    p = sub.add_parser("info", help="show versions, webview backends, tools and the cache",
+                       description=__doc__)
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(run=run)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def backends() -> dict[str, str]:
+    """Each Linux webview backend -> "ok" or why it cannot load."""
+    from wvwasi.runtime.window import BACKENDS, backend_module
+
+    result = {}
+    for name in BACKENDS:
+        try:
+            backend_module(name)
+            result[name] = "ok"
+        except ImportError as e:
+            result[name] = str(e)
+    return result
+
+
+def gather() -> dict[str, Any]:
+    tools = sorted({t for f in FORMATS for t in format_tools(f)} | set(EXTRA_TOOLS))
+    cache = cache_dir()
+    return {
+        "wvwasi": __version__,
+        "python": sys.version.split()[0],
+        "platform": f"{current_platform()}-{host_arch().name} ({platform.platform()})",
+        "packages": {p: _version(p) for p in PACKAGES},
+        "webview_backends": backends() if current_platform() == "linux" else {"native": "ok"},
+        "tools": {t: "ok" if have_tool(t) else missing_tool_hint(t) for t in tools},
+        "formats": {f: [t for t in format_tools(f) if not have_tool(t)] == []
+                    for f in FORMATS},
+        "cache": {"path": str(cache), "bytes": cache_size(cache) if cache.exists() else 0},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    info = gather()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"wvwasi {info['wvwasi']}  Python {info['python']}  {info['platform']}")
+    print("packages: " + ", ".join(f"{k} {v or '-'}" for k, v in info["packages"].items()))
+    print("webview backends:")
+    for name, state in info["webview_backends"].items():
+        print(f"  {name:8} {state}")
+    print("packaging tools:")
+    for name, state in info["tools"].items():
+        print(f"  {name:14} {state}")
+    print("formats available here: " + ", ".join(f for f, ok in info["formats"].items() if ok))
+    print(f"cache: {info['cache']['path']} ({info['cache']['bytes'] / 1e6:.1f} MB)")
+    return 0

@@ -1,0 +1,88 @@
+"""`wvwasi new NAME [--template T] [--identifier ID] [--dir PARENT]`: start a project that runs
+with `wvwasi dev` and builds with `wvwasi build` right away (UI, a C service, README,
+.gitignore and the release workflow of `wvwasi ci github`)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from wvwasi.packager.commands.ci import write_workflow
+from wvwasi.packager.stage import slugify
+from wvwasi.runtime.manifest import load_manifest
+from wvwasi.templates import ROOT as TEMPLATES
+
+PROJECT_TEMPLATES = TEMPLATES / "new"
+#: Template files stored under another name (so they do not act on the templates folder).
+RENAMED = {"gitignore": ".gitignore"}
+
+
+def templates() -> list[str]:
+    return sorted(p.name for p in PROJECT_TEMPLATES.iterdir() if p.is_dir())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `new` subcommand."""
+    p = sub.add_parser("new", help="create a new wvwasi project",
+                       description=__doc__.split(":", 1)[1].strip())
+    p.add_argument("name", help='the app name, e.g. "Photo Tools" (the folder is its slug)')
+    p.add_argument("--template", choices=templates(), default="default")
+    p.add_argument("--identifier", help="reverse-DNS id (default: com.example.<slug>)")
+    p.add_argument("--dir", type=Path, default=Path("."), help="parent folder (default: .)")
+    p.set_defaults(run=run)
+
+
+def create_project(name: str, parent: Path, *, template: str = "default",
+                   identifier: str | None = None) -> Path:
+    """Render template `template` into `parent/<slug>`; ValueError for bad input."""
+    if not name.strip() or any(c in name for c in '"\\\n'):
+        raise ValueError(f"app name {name!r}: expected a non-empty name without quotes, "
+                         "backslashes or newlines")
+    slug = slugify(name)
+    ident = identifier or f"com.example.{slug.replace('-', '')}"
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+", ident):
+        raise ValueError(f'identifier {ident!r}: expected a reverse-DNS name like '
+                         '"com.example.app"')
+    source = PROJECT_TEMPLATES / template
+    if not source.is_dir():
+        raise ValueError(f"unknown template {template!r} (known: {', '.join(templates())})")
+    dest = parent / slug
+    if dest.exists() and any(dest.iterdir()):
+        raise ValueError(f"{dest} already exists and is not empty")
+    values = {"name": name, "identifier": ident, "slug": slug}
+    staging = parent / f".{slug}.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for path in sorted(source.rglob("*")):
+            rel = path.relative_to(source)
+            target = staging / rel.parent / RENAMED.get(rel.name, rel.name)
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            text = path.read_text(encoding="utf-8")
+            for key, value in values.items():
+                text = text.replace("{{" + key + "}}", value)
+            target.write_text(text, encoding="utf-8")
+        write_workflow(load_manifest(staging, platform="linux"), staging)
+        if dest.exists():
+            dest.rmdir()
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        dest = create_project(args.name, args.dir, template=args.template,
+                              identifier=args.identifier)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"created {dest}\n  cd {dest}\n  wvwasi dev            # run it\n"
+          "  wvwasi build          # package it")
+    return 0
