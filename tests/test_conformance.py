@@ -12,7 +12,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -31,9 +31,6 @@ EXPECTED_PROGRAMS = 72
 #: Generous: a hung program fails as a timeout instead of hanging the run.
 TIMEOUT = 60.0
 
-#: Programs that cannot pass under wvwasi, with the reason (strict: an unexpected pass fails).
-KNOWN_FAILURES: dict[str, str] = {}
-
 
 @dataclass(frozen=True)
 class Case:
@@ -47,7 +44,7 @@ class Case:
     exit_code: int = 0
     stdout: str | None = None  # None: not checked (the spec gives no payload)
     stderr: str | None = None
-    unsupported: tuple[str, ...] = field(default=())  # operations this runner cannot perform
+    unsupported: tuple[str, ...] = ()  # operations this runner cannot perform
 
     @property
     def id(self) -> str:
@@ -97,13 +94,6 @@ def collect_cases() -> list[Case]:
 
 
 CASES = collect_cases()
-
-
-def _params() -> Iterator[object]:
-    for case in CASES:
-        reason = KNOWN_FAILURES.get(case.id)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(case, id=case.id, marks=marks)
 
 
 def _writable_copy(src: Path, dest: Path) -> None:
@@ -175,7 +165,7 @@ def test_suite_is_complete() -> None:
     )
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_wasi_testsuite(case: Case, suite_host: Callable[[str], Suite]) -> None:
     assert not case.unsupported, f"spec needs {case.unsupported}, which preview1 tasks lack"
     suite = suite_host(case.suite)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ SERVICES: dict[str, dict[str, Any]] = {
     "control": {"source": "control", "kind": "dedicated", "env": {"ROLE": "manifest"}},
     "store": {"source": "control", "kind": "background"},
     "chatty": {"source": "stderr_lines", "kind": "dedicated", "args": ["5"]},
+    "spin": {"source": "loop", "kind": "dedicated"},
 }
 
 
@@ -109,6 +111,34 @@ def test_background_service_restarts_after_a_trap(host: Any) -> None:
 def test_subscribe_needs_a_background_service(host: Any) -> None:
     with pytest.raises(ValueError, match="background"):
         host.subscribe("control", EventLog())
+
+
+def test_restart_reloads_the_module(host: Any) -> None:
+    old = host.spawn("control")
+    assert next_message(old) == "ready"
+    shutil.copyfile(host.manifest.root / "services" / "chatty.wasm", host.service("control").source)
+    host.restart("control")
+    exited = old.wait(WAIT)
+    assert exited is not None and exited.error is not None
+    assert exited.error.kind == "terminated"
+    assert drain(host.spawn("control")).stderr[0] == "line 1"  # now runs the new module
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="host.close() stops the epoch ticker first: a spinning instance never stops",
+)
+def test_close_stops_every_instance(host: Any) -> None:
+    spinning, blocked = host.spawn("spin"), host.spawn("control")
+    assert next_message(spinning) == "spinning" and next_message(blocked) == "ready"
+    try:
+        host.close()
+        for inst in (blocked, spinning):
+            exited = inst.wait(5)
+            assert exited is not None and exited.error is not None, inst.service.name
+            assert exited.error.kind == "terminated"
+    finally:
+        host.engine.increment_epoch()  # let a still-spinning instance see its stop request
 
 
 def send_when_running(sub: Any, message: str) -> None:
