@@ -184,7 +184,8 @@ class Instance:
         if self._on_exit is not None:
             self._on_exit(self)
         if result.error:
-            log.warning("%s", result.error.message)
+            quiet = result.error.kind == "terminated"  # asked for: not worth a warning
+            log.log(logging.INFO if quiet else logging.WARNING, "%s", result.error.message)
         self._on_event(result)
         self._done.set()
 
