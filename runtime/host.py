@@ -92,7 +92,6 @@ class ServiceHost:
 
     def close(self) -> None:
         """Terminate every instance, wait for them, remove temporary folders."""
-        self._closed.set()
         for bg in list(self._background.values()):
             bg.stop()
         with self._lock:
@@ -101,6 +100,7 @@ class ServiceHost:
             inst.terminate("stopped because the app is closing")
         for inst in live:
             inst.wait(2.0)
+        self._closed.set()  # the ticker runs until here: it is what stops spinning instances
         if self._ticker is not None:
             self._ticker.join(1.0)
         if self._own_paths:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from hostutil import WAIT, EventLog, drain, is_exit, is_message, next_message
+
 from wvwasi.runtime.events import Exited, Message, Stderr
 from wvwasi.runtime.host import SpawnOptions
 from wvwasi.runtime.manifest import load_manifest
@@ -124,10 +125,6 @@ def test_restart_reloads_the_module(host: Any) -> None:
     assert drain(host.spawn("control")).stderr[0] == "line 1"  # now runs the new module
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="host.close() stops the epoch ticker first: a spinning instance never stops",
-)
 def test_close_stops_every_instance(host: Any) -> None:
     spinning, blocked = host.spawn("spin"), host.spawn("control")
     assert next_message(spinning) == "spinning" and next_message(blocked) == "ready"
