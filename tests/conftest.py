@@ -75,15 +75,16 @@ def make_host(tmp_path: Path, module_cache_dir: Path) -> Iterator[Callable[..., 
     from wvwasi.runtime.host import ServiceHost
     from wvwasi.runtime.paths import PathContext
 
-    hosts: list[ServiceHost] = []
+    made: list[tuple[ServiceHost, PathContext]] = []
 
     def make(manifest: Any, **kwargs: Any) -> ServiceHost:
         dirs = {v: tmp_path / "dirs" / v.lower() for v in ("APPDATA", "DOCUMENTS", "HOME")}
         paths = PathContext.for_app(manifest, base_dirs={**dirs, "CACHE": module_cache_dir})
         host = ServiceHost(manifest, paths=paths, **kwargs)
-        hosts.append(host)
+        made.append((host, paths))
         return host
 
     yield make
-    for host in hosts:
+    for host, paths in made:
         host.close()
+        paths.close()

@@ -114,6 +114,7 @@ class Suite:
     """One ServiceHost running every program of a suite; each program is a task service."""
 
     host: ServiceHost
+    paths: PathContext
     services: dict[str, str]  # case id -> service name
 
 
@@ -150,12 +151,13 @@ def suite_host(
             paths = PathContext.for_app(
                 manifest, base_dirs={"CACHE": module_cache_dir, "APPDATA": work / "appdata"}
             )
-            suites[name] = Suite(ServiceHost(manifest, paths=paths), names)
+            suites[name] = Suite(ServiceHost(manifest, paths=paths), paths, names)
         return suites[name]
 
     yield get
     for suite in suites.values():
         suite.host.close()
+        suite.paths.close()
 
 
 def test_suite_is_complete() -> None:

@@ -47,6 +47,28 @@ def test_bare_wasm_reads_stdin_and_writes_stdout(
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"2 3 14\n", b"")
 
 
+def test_service_exiting_while_stdin_is_still_open(
+    xdg: dict[str, str], wasm_fixture: Callable[[str], Path]
+) -> None:
+    """A terminal's stdin stays open: the service's own exit must end the command cleanly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wvwasi", "exec", str(wasm_fixture("exit3"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **xdg},
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        status = proc.wait(timeout=120)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert (status, out) == (3, b"exiting with 3\n"), err.decode()
+
+
 def test_binary_stdio_passes_through_unchanged(
     wvwasi: Callable[..., Any], wasm_fixture: Callable[[str], Path]
 ) -> None:
