@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+
 from wvwasi.runtime.host import ServiceHost
 from wvwasi.runtime.manifest import Limits, Preopen, manifest_for_wasm
 from wvwasi.runtime.paths import PathContext

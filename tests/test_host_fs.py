@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from wvwasi.runtime.host import SpawnOptions
 from wvwasi.runtime.manifest import Preopen, load_manifest
 

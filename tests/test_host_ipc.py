@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from hostutil import Outcome, drain, next_message
+
 from wvwasi.runtime.framing import FramingError
 from wvwasi.runtime.host import SpawnOptions
 from wvwasi.runtime.manifest import load_manifest

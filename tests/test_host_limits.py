@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from hostutil import WAIT, drain, next_message
+
 from wvwasi.runtime.host import ServiceLimitError
 from wvwasi.runtime.manifest import load_manifest
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import wasmtime
+
 from wvwasi.runtime import modules
 from wvwasi.runtime.host import ServiceHost
 from wvwasi.runtime.manifest import load_manifest
