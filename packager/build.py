@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wvwasi import __version__
 from wvwasi.packager import freeze
 from wvwasi.packager.formats import (
     DEFAULT_FORMATS,
@@ -33,14 +34,12 @@ from wvwasi.packager.formats import (
     formats_for,
     host_arch,
 )
-from wvwasi.packager.formats._sign import sign_windows, signing_tool
+from wvwasi.packager.formats._sign import sign_windows, signing_tool, windows_certificate
 from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
 from wvwasi.runtime.modules import WasmLoadError, precompile
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
-
-from wvwasi import __version__
 
 REPORT_NAME = "build-report.json"
 SUMS_NAME = "SHA256SUMS"
@@ -157,6 +156,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
                 find_tool(tool, f"format {name}")
         if system == "windows" and manifest.bundle.windows.sign:
             find_tool(signing_tool(), "sign")
+            windows_certificate("sign")
     out = (request.out or manifest.root / "dist").absolute()
     report = BuildReport(manifest.app.name, manifest.app.identifier, manifest.app.version,
                          system, arch.name, manifest.webview, out)

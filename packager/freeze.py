@@ -34,15 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+import wvwasi
 import wvwasi.runtime
+from wvwasi import __version__
 from wvwasi.packager import icons
 from wvwasi.packager.formats import Platform, host_arch
 from wvwasi.packager.tools import BuildError, run
 from wvwasi.runtime.manifest import current_platform
 from wvwasi.templates import ROOT as TEMPLATES
-
-import wvwasi
-from wvwasi import __version__
 
 RUNTIME_NAME = "wvwasi-runtime"
 RUNTIME_SOURCES = Path(wvwasi.runtime.__file__).resolve().parent

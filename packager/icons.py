@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+
 from wvwasi.packager.tools import BuildError
 from wvwasi.templates import ROOT as TEMPLATES
 

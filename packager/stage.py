@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+
 from wvwasi.packager import icons
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError

@@ -58,6 +58,14 @@ def self_test(executable: Path | str, display: str, timeout: float = 90) -> tupl
     return proc.returncode, report
 
 
+def error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one `error:` line a failed command printed (asserting there is exactly one, last)."""
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    return errors[0]
+
+
 def files_under(top: Path) -> set[str]:
     """Relative paths of every file and symlink under `top`."""
     return {p.relative_to(top).as_posix() for p in top.rglob("*") if not p.is_dir()

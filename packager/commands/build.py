@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+
 from wvwasi.packager.build import BuildReport, BuildRequest, Progress, build
 from wvwasi.packager.formats import FORMATS
 from wvwasi.packager.tools import BuildError

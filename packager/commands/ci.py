@@ -9,11 +9,10 @@ import os
 import sys
 from pathlib import Path
 
+from wvwasi import __version__
 from wvwasi.packager.formats import DEFAULT_FORMATS
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.templates import ROOT as TEMPLATES
-
-from wvwasi import __version__
 
 WORKFLOW = Path(".github") / "workflows" / "release.yml"
 #: Formats a runner of that OS cannot make (wixl, for msi, is a Linux tool).

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import watchfiles
+
 from wvwasi.packager.commands.run import add_common, build_service, prepare, watched_files
 from wvwasi.runtime.app import App, run_app
 

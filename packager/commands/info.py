@@ -9,12 +9,11 @@ import platform
 import sys
 from typing import Any
 
+from wvwasi import __version__
 from wvwasi.packager.formats import FORMATS, format_tools, host_arch
 from wvwasi.packager.freeze import cache_dir, cache_size
 from wvwasi.packager.tools import have_tool, missing_tool_hint
 from wvwasi.runtime.manifest import current_platform
-
-from wvwasi import __version__
 
 #: Tools worth reporting besides the formats' own.
 EXTRA_TOOLS = ("clang", "fakeroot", "osslsigncode", "msiinfo")

@@ -35,15 +35,20 @@ def _env(name: str, step: str) -> str:
     return value
 
 
+def windows_certificate(step: str) -> tuple[str, str]:
+    """(certificate path, password) from the environment; BuildError naming what is missing."""
+    cert = _env(WINDOWS_ENV[0], step)
+    if not Path(cert).is_file():
+        raise BuildError(step, f"{WINDOWS_ENV[0]}: {cert} does not exist")
+    return cert, os.environ.get(WINDOWS_ENV[1], "")
+
+
 def sign_windows(app: StagedApp, file: Path, step: str) -> None:
     """Authenticode-sign `file` in place if `[bundle.windows] sign` is on."""
     bundle = app.manifest.bundle.windows
     if app.platform != "windows" or not bundle.sign:
         return
-    cert = _env(WINDOWS_ENV[0], step)
-    if not Path(cert).is_file():
-        raise BuildError(step, f"{WINDOWS_ENV[0]}: {cert} does not exist")
-    password = os.environ.get(WINDOWS_ENV[1], "")
+    cert, password = windows_certificate(step)
     if sys.platform == "win32":
         args = ["signtool", "sign", "/f", cert, "/fd", "sha256", "/d", app.name]
         if password:

@@ -8,6 +8,7 @@ path, stable across versions.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import string
 import uuid
@@ -43,8 +44,9 @@ def _attr(text: str) -> str:
     return quoteattr(text)[1:-1]
 
 
-def tree_xml(app: StagedApp) -> tuple[str, list[str]]:
-    """(nested Directory/Component/File elements, component ids) for the app folder."""
+def tree_xml(app: StagedApp, base: Path) -> tuple[str, list[str]]:
+    """(nested Directory/Component/File elements, component ids) for the app folder; file
+    sources are relative to `base` (wixl takes no absolute paths)."""
     ident = app.manifest.app.identifier
     components: list[str] = []
 
@@ -64,7 +66,7 @@ def tree_xml(app: StagedApp) -> tuple[str, list[str]]:
             lines += [
                 f'{pad}<Component Id="{cid}" Guid="{guid}">',
                 f'{pad}  <File Id="{_id("f", rel)}" Name={quoteattr(entry.name)} '
-                f'Source={quoteattr(str(entry))} KeyPath="yes" />',
+                f'Source={quoteattr(os.path.relpath(entry, base))} KeyPath="yes" />',
                 f"{pad}</Component>",
             ]
         return lines
@@ -72,10 +74,10 @@ def tree_xml(app: StagedApp) -> tuple[str, list[str]]:
     return "\n".join(folder(app.root, 6)), components
 
 
-def wxs(app: StagedApp) -> str:
-    """The .wxs source text."""
+def wxs(app: StagedApp, base: Path) -> str:
+    """The .wxs source text, to be compiled in folder `base`."""
     info = app.manifest.app
-    tree, components = tree_xml(app)
+    tree, components = tree_xml(app, base)
     template = string.Template((TEMPLATES / "app.wxs").read_text(encoding="utf-8"))
     return template.substitute(
         name=_attr(info.name),
@@ -83,7 +85,7 @@ def wxs(app: StagedApp) -> str:
         publisher=_attr(info.publisher or info.name),
         description=_attr(info.description or info.name),
         upgrade_code=upgrade_code(info.identifier),
-        icon=_attr(str(app.payload / "icon.ico")),
+        icon=_attr(os.path.relpath(app.payload / "icon.ico", base)),
         slug=_attr(app.slug),
         exe=_attr(app.executable.name),
         identifier=_attr(info.identifier),
@@ -96,7 +98,7 @@ def wxs(app: StagedApp) -> str:
 def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     opts.work.mkdir(parents=True, exist_ok=True)
     source = opts.work / f"{app.slug}.wxs"
-    source.write_text(wxs(app), encoding="utf-8")
+    source.write_text(wxs(app, source.parent), encoding="utf-8")
     dest = out / app.artefact_name(".msi")
     run(["wixl", "--arch", app.arch.windows, "-o", dest, source], step="msi")
     sign_windows(app, dest, "msi")

@@ -82,7 +82,7 @@ def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     nsi = opts.work / "installer.nsi"
     opts.work.mkdir(parents=True, exist_ok=True)
     nsi.write_text(script(app, dest, app.payload / "icon.ico"), encoding="utf-8")
-    log = run(["makensis", "-V3", "-INPUTCHARSET", "UTF8", nsi], step="nsis")
+    log = run(["makensis", "-V4", "-INPUTCHARSET", "UTF8", nsi], step="nsis")
     (opts.work / "makensis.log").write_text(log, encoding="utf-8")
     sign_windows(app, dest, "nsis")
     return [dest]

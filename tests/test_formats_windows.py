@@ -1,0 +1,180 @@
+"""Windows formats built on Linux: zip, NSIS setup.exe (makensis) and MSI (wixl), from an app
+staged on a Windows runtime layout. PyInstaller cannot cross-build, so the runtime here is the
+one allowed fake: a placeholder `wvwasi-runtime.exe` in a Windows onedir layout. The installers
+themselves are real, compiled and inspected (msiinfo, the NSIS script and makensis' file log),
+and Authenticode-signed with osslsigncode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from build_helpers import cli_env, error_line, files_under, new_project, wvwasi
+
+from wvwasi.packager.formats import FormatOptions, host_arch
+from wvwasi.packager.formats import msi as msi_format
+from wvwasi.packager.formats import nsis as nsis_format
+from wvwasi.packager.stage import stage_app
+from wvwasi.runtime.manifest import load_manifest
+
+IDENTIFIER = "dev.wvwasi.tests.windows"
+SLUG = "win-app"
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Windows runtime layout (onedir/) with a placeholder executable and runtime files.
+
+    The placeholder is a real (empty) Windows program made with makensis, so that it can be
+    Authenticode-signed like the real runtime executable."""
+    top = tmp_path_factory.mktemp("winruntime")
+    onedir = top / "onedir"
+    (onedir / "_internal" / "wasmtime").mkdir(parents=True)
+    script = top / "placeholder.nsi"
+    script.write_text(f'OutFile "{onedir / "wvwasi-runtime.exe"}"\nSection\nSectionEnd\n')
+    subprocess.run(["makensis", "-V1", script], check=True, capture_output=True)
+    (onedir / "_internal" / "python311.dll").write_bytes(b"MZ placeholder dll")
+    (onedir / "_internal" / "wasmtime" / "_libwasmtime.dll").write_bytes(b"MZ placeholder")
+    return top
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return new_project(tmp_path_factory.mktemp("winproj"), "Win App", identifier=IDENTIFIER)
+
+
+def build(project: Path, runtime: Path, out: Path, *formats: str, **env: str) -> dict[str, Any]:
+    args = [a for f in formats for a in ("--format", f)]
+    proc = wvwasi("build", project, "--platform", "windows", "--runtime", runtime, "--out", out,
+                  "--json", *args, env=cli_env(**env))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def paths(report: dict[str, Any]) -> dict[str, Path]:
+    return {a["format"]: Path(a["path"]) for a in report["artefacts"]}
+
+
+@pytest.fixture(scope="module")
+def built(project: Path, runtime: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return paths(build(project, runtime, tmp_path_factory.mktemp("winout"), "zip", "nsis", "msi"))
+
+
+def msi_table(msi: Path, table: str) -> list[list[str]]:
+    """Rows of an MSI table (msiinfo export; the first three lines are the header)."""
+    text = subprocess.run(["msiinfo", "export", msi, table], capture_output=True, text=True,
+                          check=True).stdout
+    return [line.split("\t") for line in text.splitlines()[3:]]
+
+
+def test_zip_holds_the_windows_app_folder(built: dict[str, Path]):
+    archive = built["zip"]
+    assert archive.name == f"{SLUG}-0.1.0-windows-x64.zip"
+    with zipfile.ZipFile(archive) as z:
+        names = {n for n in z.namelist() if not n.endswith("/")}
+    top = f"{SLUG}-0.1.0-windows-x64/"
+    assert {f"{top}{SLUG}.exe", f"{top}_internal/python311.dll", f"{top}app/wvwasi.toml",
+            f"{top}app/icon.ico", f"{top}app/services/greet.wasm", f"{top}app/ui/app.js"} <= names
+    assert not any("precompiled" in n for n in names)  # artefacts are per-OS: compiled on 1st run
+
+
+def test_msi_installs_every_file_per_user_with_a_stable_upgrade_code(
+    built: dict[str, Path], project: Path, runtime: Path, tmp_path: Path
+):
+    msi = built["msi"]
+    props = dict(row[:2] for row in msi_table(msi, "Property"))
+    expected = str(uuid.uuid5(msi_format.NAMESPACE, IDENTIFIER)).upper()
+    assert props["UpgradeCode"] == "{" + expected + "}" or props["UpgradeCode"] == expected
+    assert props["ProductVersion"] == "0.1.0" and props["ProductName"] == "Win App"
+    assert props["MSIINSTALLPERUSER"] == "1"
+    installed = {row[2].split("|")[-1] for row in msi_table(msi, "File")}
+    assert installed == {"win-app.exe", "python311.dll", "_libwasmtime.dll", "wvwasi.toml",
+                         "icon.png", "icon.ico", "greet.wasm", "index.html", "app.js",
+                         "style.css"}
+    (shortcut,) = msi_table(msi, "Shortcut")
+    assert "Win App" in shortcut[2] and f"[INSTALLDIR]{SLUG}.exe" in shortcut
+    assert msi_table(msi, "Upgrade")  # MajorUpgrade: newer versions replace this one
+
+    toml = project / "wvwasi.toml"
+    toml.write_text(toml.read_text().replace('version = "0.1.0"', 'version = "0.2.0"'))
+    try:
+        newer = paths(build(project, runtime, tmp_path, "msi"))["msi"]
+    finally:
+        toml.write_text(toml.read_text().replace('version = "0.2.0"', 'version = "0.1.0"'))
+    newer_props = dict(row[:2] for row in msi_table(newer, "Property"))
+    assert newer_props["UpgradeCode"] == props["UpgradeCode"]
+    assert newer_props["ProductCode"] != props["ProductCode"]
+    assert newer_props["ProductVersion"] == "0.2.0"
+
+
+def test_nsis_script_installs_and_uninstalls_every_staged_file(
+    project: Path, runtime: Path, tmp_path: Path
+):
+    manifest = load_manifest(project, platform="windows")
+    app = stage_app(manifest, runtime / "onedir", "wvwasi-runtime.exe", tmp_path / "stage",
+                    arch=host_arch())
+    staged = files_under(app.root)
+    work = tmp_path / "work"
+    (out := tmp_path / "out").mkdir()
+    (setup,) = nsis_format.build(app, out, FormatOptions(work=work))
+    assert setup.read_bytes()[:2] == b"MZ" and setup.stat().st_size > 50_000
+    script = (work / "installer.nsi").read_text()
+    windows = {p.replace("/", "\\") for p in staged}
+    files = {line.split('"')[1] for line in script.splitlines()
+             if line.strip().startswith("File ")}
+    assert {str(Path(f).relative_to(app.root)).replace("/", "\\") for f in files} == windows
+    deleted = {line.split('"')[1].removeprefix("$INSTDIR\\") for line in script.splitlines()
+               if line.strip().startswith('Delete "$INSTDIR\\')} - {"uninstall.exe"}
+    assert deleted == windows
+    assert "RequestExecutionLevel user" in script and "$LOCALAPPDATA\\Programs\\win-app" in script
+    assert '"$INSTDIR\\uninstall.exe" /S _?=$INSTDIR' in script  # upgrade in place
+    assert 'CreateShortCut "$SMPROGRAMS\\${APP_NAME}.lnk"' in script
+    log = (work / "makensis.log").read_text().splitlines()
+    assert f'OutFile: "{setup}"' in log
+    compiled = sorted(line.split('"')[1] for line in log if line.startswith("File: "))
+    assert compiled == sorted(Path(p).name for p in staged)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A self-signed code-signing certificate as a password-protected .pfx."""
+    top = tmp_path_factory.mktemp("cert")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    top / "key.pem", "-out", top / "cert.pem", "-days", "30", "-subj",
+                    "/CN=wvwasi test signer"], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkcs12", "-export", "-out", top / "cert.pfx", "-inkey",
+                    top / "key.pem", "-in", top / "cert.pem", "-passout", "pass:s3cret"],
+                   check=True, capture_output=True)
+    return top / "cert.pfx"
+
+
+def signer(file: Path) -> str:
+    out = subprocess.run(["osslsigncode", "verify", "-in", file], capture_output=True,
+                         text=True).stdout
+    return out
+
+
+def test_signing_signs_the_executable_and_both_installers(
+    tmp_path_factory: pytest.TempPathFactory, runtime: Path, certificate: Path, tmp_path: Path
+):
+    project = new_project(tmp_path_factory.mktemp("signed"), "Signed App",
+                          "[bundle.windows]\nsign = true\n")
+    env = {"WVWASI_WINDOWS_CERT": str(certificate), "WVWASI_WINDOWS_CERT_PASSWORD": "s3cret"}
+    built = paths(build(project, runtime, tmp_path / "out", "zip", "nsis", "msi", **env))
+    with zipfile.ZipFile(built["zip"]) as z:
+        (exe_name,) = [n for n in z.namelist() if n.endswith("/signed-app.exe")]
+        (tmp_path / "app.exe").write_bytes(z.read(exe_name))
+    for file in (tmp_path / "app.exe", built["nsis"], built["msi"]):
+        assert "CN=wvwasi test signer" in signer(file), file
+
+    proc = wvwasi("build", project, "--platform", "windows", "--runtime", runtime, "--format",
+                  "zip", "--out", tmp_path / "unsigned", env=cli_env())
+    assert proc.returncode == 1
+    assert error_line(proc) == (
+        "error: sign: WVWASI_WINDOWS_CERT is not set (needed because the manifest asks to sign)")
+    assert not (tmp_path / "unsigned").exists()
