@@ -223,6 +223,13 @@ class ServiceHost:
                 raise PermissionError(f"service '{name}': guest path {grant.guest} is taken")
             if not Path(grant.host).is_absolute() or not Path(grant.host).is_dir():
                 raise PermissionError(f"service '{name}': granted folder {grant.host} is missing")
+        fixed = {k for k, _ in service.env}
+        for key, _ in options.env:
+            if key in fixed:
+                raise PermissionError(
+                    f"service '{name}': env {key} is set by services.{name}.env and cannot be "
+                    "overridden"
+                )
         module, pre = self._instance_pre(service)
         del module
         preopens = resolve_preopens(service.preopens, self.paths.resolve) + tuple(

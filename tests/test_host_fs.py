@@ -160,6 +160,11 @@ def test_args_and_env_are_appended_and_nothing_else_leaks(host: Any) -> None:
     ]
 
 
+def test_spawn_env_cannot_override_the_manifest(host: Any) -> None:
+    with pytest.raises(PermissionError, match=r"env BASE is set by services\.env_args\.env"):
+        run(host, "env_args", "x", "", env=(("BASE", "evil"),))
+
+
 def test_unknown_service_lists_the_known_ones(host: Any) -> None:
     with pytest.raises(LookupError, match="write_rw"):
         host.run_task("nope")

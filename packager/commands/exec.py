@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -81,7 +82,7 @@ def _manifest(args: argparse.Namespace) -> tuple[Manifest, str]:
         # The terminal carries raw bytes both ways, whatever the service's ipc mode.
         ipc="stream",
         args=s.args + argv,
-        env=s.env + extra_env,
+        env=tuple({**dict(s.env), **dict(extra_env)}.items()),
         preopens=s.preopens + extra_dirs,
     )
     return dataclasses.replace(m, services=MappingProxyType({**m.services, s.name: s})), s.name
@@ -120,10 +121,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pump_stdin(inst: Instance) -> None:
-    """Copy the terminal's stdin to the service until EOF."""
-    stdin = sys.stdin.buffer
+    """Copy the terminal's stdin to the service until EOF.
+
+    Reads the raw fd: a daemon thread blocked inside `sys.stdin.buffer` would hold its lock
+    while the interpreter exits, which aborts Python.
+    """
+    fd = sys.stdin.fileno()
     try:
-        while chunk := stdin.read1(1 << 16):
+        while chunk := os.read(fd, 1 << 16):
             inst.write_stdin(chunk)
     except (OSError, ValueError):
         pass
