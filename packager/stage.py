@@ -38,7 +38,7 @@ from wvwasi.packager import icons
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
-from wvwasi.runtime.modules import artefact_name
+from wvwasi.runtime.modules import artefact_name, copy_artefact
 
 PAYLOAD = "app"
 _ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
@@ -162,7 +162,7 @@ def stage_payload(
         if precompiled and name in precompiled:
             out = dest / "precompiled" / artefact_name(target)
             out.parent.mkdir(exist_ok=True)
-            shutil.copyfile(precompiled[name], out)
+            copy_artefact(precompiled[name], out)
     icon = icons.load_icon(manifest.app.icon)
     icons.write_png(icon, dest / "icon.png", icons.MASTER_SIZE)
     if manifest.platform == "windows":  # shortcuts and Add/Remove Programs show this one

@@ -1,9 +1,11 @@
 """Compiling services: one Engine configuration, precompiled artefacts and the on-disk cache.
 
-An artefact is `MAGIC + header line (JSON) + wasmtime's serialized module`. The header binds it to
-the `.wasm` it came from (SHA-256), to the engine settings and wasmtime version, and carries the
-payload's SHA-256: wasmtime itself happily loads corrupted bytes, so the digest is checked before
-deserializing. Any mismatch or load failure falls back to compiling, never to a crash.
+An artefact is two files: `NAME.cwasm`, wasmtime's serialized module as it is (so it loads with
+`deserialize_file`, memory-mapped: 170 MB of yosys in ~0.1 s instead of ~1 s), and
+`NAME.cwasm.json`, which binds it to the `.wasm` it came from (SHA-256), to the engine settings and
+wasmtime version, and carries the `.cwasm`'s own SHA-256: wasmtime happily loads corrupted bytes,
+so the digest is checked before deserializing. Any mismatch or load failure falls back to
+compiling, never to a crash.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -24,7 +27,6 @@ import wasmtime
 
 log = logging.getLogger("wvwasi.modules")
 
-MAGIC = b"WVWASI-CWASM/1\n"
 WASMTIME_VERSION = version("wasmtime")
 
 #: Engine settings shared by the runtime and the precompiler; artefacts only load when they match.
@@ -75,8 +77,25 @@ class WasmLoadError(Exception):
     """A `.wasm` that cannot be compiled: names the file and why."""
 
 
+def header_path(artefact: Path) -> Path:
+    """The JSON sidecar that validates `artefact`."""
+    return artefact.with_name(artefact.name + ".json")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_artefact(module: wasmtime.Module, wasm_sha256: str, out: Path) -> None:
-    """Serialize `module` to `out` atomically, with the header that validates it later."""
+    """Serialize `module` to `out` (+ its `.json` sidecar), each file replaced atomically."""
     payload = module.serialize()
     header = {
         "wasm_sha256": wasm_sha256,
@@ -84,49 +103,50 @@ def write_artefact(module: wasmtime.Module, wasm_sha256: str, out: Path) -> None
         "wasmtime": WASMTIME_VERSION,
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomic(out, payload)
+    _write_atomic(header_path(out), json.dumps(header, sort_keys=True).encode() + b"\n")
 
 
 def read_artefact(engine: wasmtime.Engine, path: Path, wasm_sha256: str) -> wasmtime.Module | None:
     """The module in artefact `path` if it is intact and matches; None (and a log line) if not."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    reason = _artefact_problem(data, wasm_sha256)
+    reason = _artefact_problem(path, wasm_sha256)
     if reason is None:
-        payload = data[data.index(b"\n", len(MAGIC)) + 1 :]
         try:
-            return wasmtime.Module.deserialize(engine, payload)
+            return wasmtime.Module.deserialize_file(engine, str(path))
         except (wasmtime.WasmtimeError, ValueError) as e:
             reason = str(e).splitlines()[0]
     log.info("ignoring precompiled %s: %s; compiling instead", path.name, reason)
     return None
 
 
-def _artefact_problem(data: bytes, wasm_sha256: str) -> str | None:
-    if not data.startswith(MAGIC):
-        return "not a wvwasi artefact"
-    end = data.find(b"\n", len(MAGIC))
+def _artefact_problem(path: Path, wasm_sha256: str) -> str | None:
     try:
-        header = json.loads(data[len(MAGIC) : end])
+        header = json.loads(header_path(path).read_bytes())
+    except OSError:
+        return "its .json header is missing"
     except ValueError:
-        return "unreadable header"
+        return "unreadable .json header"
+    if not isinstance(header, dict):
+        return "unreadable .json header"
     if header.get("wasm_sha256") != wasm_sha256:
         return "made from a different .wasm"
     if header.get("settings") != settings_key():
         return f"made by wasmtime {header.get('wasmtime')} or other engine settings"
-    if hashlib.sha256(memoryview(data)[end + 1 :]).hexdigest() != header.get("payload_sha256"):
+    try:
+        digest = sha256_file(path)
+    except OSError as e:
+        return f"unreadable: {e.strerror}"
+    if digest != header.get("payload_sha256"):
         return "corrupted (digest mismatch)"
     return None
+
+
+def copy_artefact(src: Path, dest: Path) -> Path:
+    """Copy an artefact and its `.json` sidecar (they only load together)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    shutil.copyfile(header_path(src), header_path(dest))
+    return dest
 
 
 def precompile(wasm: Path, out: Path) -> Path:

@@ -17,10 +17,10 @@ from wvwasi.runtime import modules
 from wvwasi.runtime.host import ServiceHost
 from wvwasi.runtime.manifest import load_manifest
 from wvwasi.runtime.modules import (
-    MAGIC,
     ModuleLoader,
     WasmLoadError,
     artefact_name,
+    header_path,
     make_engine,
     precompile,
     sha256_file,
@@ -82,7 +82,7 @@ def test_compiles_once_then_loads_from_the_disk_cache(
     assert loader.load(wc) is module
     assert compiles == [wc]
     (artefact,) = (cache / "modules").glob("*.cwasm")
-    assert artefact.read_bytes().startswith(MAGIC)
+    assert json.loads(header_path(artefact).read_text())["wasm_sha256"] == sha256_file(wc)
     assert run_wc(engine, module, tmp_path) == WC_OUTPUT
 
     other_engine = make_engine()
@@ -94,7 +94,7 @@ def test_compiles_once_then_loads_from_the_disk_cache(
 def test_shipped_artefact_is_used(wc: Path, tmp_path: Path, compiles: list[Path]) -> None:
     shipped = tmp_path / "precompiled"
     out = precompile(wc, shipped / artefact_name(wc))
-    assert out.read_bytes().startswith(MAGIC)
+    assert json.loads(header_path(out).read_text())["wasm_sha256"] == sha256_file(wc)
     engine = make_engine()
     module = ModuleLoader(engine, None, shipped).load(wc)
     assert compiles == []
@@ -102,11 +102,19 @@ def test_shipped_artefact_is_used(wc: Path, tmp_path: Path, compiles: list[Path]
 
 
 def _damage_header(path: Path) -> None:
-    data = path.read_bytes()
-    end = data.index(b"\n", len(MAGIC))
-    header = json.loads(data[len(MAGIC) : end])
+    header = json.loads(header_path(path).read_text())
     header.update(wasmtime="0.0.1", settings="0123456789abcdef")
-    path.write_bytes(MAGIC + json.dumps(header).encode() + data[end:])
+    header_path(path).write_text(json.dumps(header))
+
+
+def _damage_wasmtime_header(path: Path) -> None:
+    """Corrupt wasmtime's own header (the ELF magic) and re-sign it: wasmtime must refuse it."""
+    data = bytearray(path.read_bytes())
+    data[1:4] = b"XXX"
+    path.write_bytes(bytes(data))
+    header = json.loads(header_path(path).read_text())
+    header["payload_sha256"] = sha256_file(path)
+    header_path(path).write_text(json.dumps(header))
 
 
 def _flip_payload_byte(path: Path) -> None:
@@ -128,8 +136,11 @@ def _other_engine_settings(path: Path, wasm: Path) -> None:
 
 DAMAGE: dict[str, Callable[[Path, Path, Path], None]] = {
     "wrong version header": lambda art, wasm, other: _damage_header(art),
+    "wasmtime header corrupted": lambda art, wasm, other: _damage_wasmtime_header(art),
+    "header missing": lambda art, wasm, other: header_path(art).unlink(),
+    "header garbage": lambda art, wasm, other: header_path(art).write_bytes(b"\xff{"),
     "payload byte flipped": lambda art, wasm, other: _flip_payload_byte(art),
-    "truncated": lambda art, wasm, other: art.write_bytes(art.read_bytes()[: len(MAGIC) + 40]),
+    "truncated": lambda art, wasm, other: art.write_bytes(art.read_bytes()[:40]),
     "empty": lambda art, wasm, other: art.write_bytes(b""),
     "not an artefact": lambda art, wasm, other: art.write_bytes(b"\0asm garbage" * 100),
     "made from another wasm": lambda art, wasm, other: _precompile_into(other, art),
