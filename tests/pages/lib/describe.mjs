@@ -1,0 +1,3 @@
+export function describe(api) {
+  return typeof api === 'function' ? 'api ready' : 'api missing';
+}
