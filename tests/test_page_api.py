@@ -89,7 +89,7 @@ def page(browser: Browser, app: ServedApp) -> Iterator[Page]:
 def test_page_is_isolated_and_gets_the_api_before_its_scripts(page: Page, app: ServedApp) -> None:
     assert page.url == app.origin + "/"
     assert page.evaluate("crossOriginIsolated") is True
-    page.evaluate("harness.until(() => status.textContent !== 'loading')")  # the <p id=status>
+    page.evaluate("harness.until(() => document.querySelector('p').textContent !== 'loading')")
     assert page.text_content("#status") == "api ready"  # set by a module importing a module
     assert page.evaluate("getComputedStyle(document.getElementById('status')).color") == (
         "rgb(0, 128, 0)"
