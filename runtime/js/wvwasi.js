@@ -23,7 +23,7 @@
   const OP = config.ops;
   const WINDOW = config.window; // in-flight bytes per worker and direction before a CREDIT
   const MAX_FRAME = config.maxFrame;
-  const HEADER = 9; // u32 payload length, u8 op, u32 id
+  const HEADER = config.header; // u32 payload length, u8 op, u32 id
   const FRAME_TARGET = 1 << 20;
   const EMPTY = new Uint8Array(0);
   const encoder = new TextEncoder();

@@ -1,0 +1,160 @@
+// Types for the wvwasi page API (wvwasi.js), which every page of a wvwasi app gets as globals.
+// The bridge serves this file at /__wvwasi/wvwasi.d.ts; docs/page-api.md explains the API.
+
+/** What a service is, from the app's wvwasi.toml. */
+interface WasiServiceInfo {
+  kind: 'task' | 'dedicated' | 'background';
+  ipc: 'lines' | 'frames' | 'stream';
+  /** `user_grants = true`: spawns may pass folders from `WasiWorker.requestDirectory()`. */
+  userGrants: boolean;
+  /** `scratch = true`: spawns may ask for a fresh read-write `/scratch` folder. */
+  scratch: boolean;
+}
+
+/** Data for a file, or for `run`'s stdin. Strings are encoded as UTF-8. */
+type WasiData = Blob | ArrayBuffer | ArrayBufferView | string;
+
+/** A folder the user picked, given to one instance at a guest path of the page's choice. */
+interface WasiGrantMount {
+  grant: DirectoryGrant;
+  /** Absolute guest path; default `/picked`. */
+  guest?: string;
+  /** At most the grant's own mode; default the grant's mode. */
+  mode?: 'ro' | 'rw';
+}
+
+interface WasiSpawnOptions {
+  /** Appended to the manifest's `args`. */
+  args?: string[];
+  /** Added to the manifest's `env` (cannot override its variables). */
+  env?: Record<string, string>;
+  /** Read-only files at absolute guest paths, for this instance only. */
+  files?: Record<string, WasiData>;
+  /** A fresh read-write `/scratch` folder, removed at exit (needs `scratch = true`). */
+  scratch?: boolean;
+  /** Folders from `requestDirectory()` (needs `user_grants = true`). */
+  grants?: Array<DirectoryGrant | WasiGrantMount>;
+}
+
+interface WasiRunOptions extends WasiSpawnOptions {
+  stdin?: WasiData;
+}
+
+interface WasiRunResult {
+  exitCode: number | null;
+  /** stdout decoded as UTF-8. */
+  stdout: string;
+  /** stderr decoded as UTF-8. */
+  stderr: string;
+  stdoutBytes: Uint8Array;
+}
+
+/**
+ * Why something failed:
+ * - `lookup`: no such service; `permission`: the manifest does not allow it;
+ * - `limit`: `limits.instances` reached; `start`: the service could not start;
+ * - `trap`, `timeout` (`limits.timeout`), `memory` (`limits.memory`), `terminated`: how it ended;
+ * - `cancelled`: the user closed the folder picker; `unavailable`: no folder picker (`wvwasi serve`);
+ * - `bridge`: the connection to the app is lost or was refused; `invalid`: a request too large;
+ * - `protocol`: a malformed request.
+ */
+type WasiErrorKind =
+  | 'lookup' | 'permission' | 'limit' | 'start' | 'trap' | 'timeout' | 'memory' | 'terminated'
+  | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid' | 'protocol';
+
+declare class WasiError extends Error {
+  readonly name: 'WasiError';
+  readonly kind: WasiErrorKind;
+  /** Set on a rejected `run()`: what the task printed before it failed. */
+  readonly exitCode?: number | null;
+  readonly stdout?: string;
+  readonly stderr?: string;
+  readonly stdoutBytes?: Uint8Array;
+}
+
+/** The last event of a worker. */
+declare class WasiExitEvent extends Event {
+  readonly type: 'exit';
+  /** The exit status, or null if the instance did not exit by itself (trap, terminate, ...). */
+  readonly code: number | null;
+  readonly error: WasiError | null;
+}
+
+/** An opaque grant for a folder the user picked; valid in this page session only. */
+declare class DirectoryGrant {
+  private constructor();
+  /** The folder's own name (not its path). */
+  readonly name: string;
+  readonly mode: 'ro' | 'rw';
+}
+
+interface WasiWorkerEventMap {
+  message: MessageEvent<string | ArrayBuffer>;
+  error: ErrorEvent;
+  exit: WasiExitEvent;
+}
+
+/**
+ * One instance of a service (for a `background` service: a connection to its shared instance),
+ * used like a Web Worker. Messages are strings for `ipc = "lines"`, ArrayBuffers otherwise.
+ */
+declare class WasiWorker extends EventTarget {
+  /** Throws WasiError (`lookup`) for an unknown service, TypeError for bad options. */
+  constructor(service: string, options?: WasiSpawnOptions);
+
+  readonly name: string;
+  readonly ipc: WasiServiceInfo['ipc'];
+
+  /**
+   * One message: a string without newlines for `lines`; an ArrayBuffer or a view for `frames`
+   * and `stream`. Anything else throws a TypeError saying what the mode takes.
+   */
+  postMessage(data: string | ArrayBuffer | ArrayBufferView): void;
+
+  /** Stop the instance at once; no more `message`/`error` events, then `exit`. */
+  terminate(): void;
+
+  /** Raw stdin; `close()` it for end of input. Not for `background` services. */
+  readonly stdin: WritableStream<Uint8Array | ArrayBuffer | string>;
+  /** Raw stdout from the first time this is read; an unread full stream pauses the service. */
+  readonly stdout: ReadableStream<Uint8Array>;
+  /** Raw stderr from the first time this is read (lines also go to console.warn). */
+  readonly stderr: ReadableStream<Uint8Array>;
+
+  onmessage: ((this: WasiWorker, ev: MessageEvent<string | ArrayBuffer>) => unknown) | null;
+  onerror: ((this: WasiWorker, ev: ErrorEvent) => unknown) | null;
+  onexit: ((this: WasiWorker, ev: WasiExitEvent) => unknown) | null;
+
+  addEventListener<K extends keyof WasiWorkerEventMap>(
+    type: K,
+    listener: (this: WasiWorker, ev: WasiWorkerEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  removeEventListener<K extends keyof WasiWorkerEventMap>(
+    type: K,
+    listener: (this: WasiWorker, ev: WasiWorkerEventMap[K]) => unknown,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject,
+    options?: boolean | EventListenerOptions,
+  ): void;
+
+  /**
+   * Run a service to completion with `stdin` (then EOF). Resolves whatever the exit code;
+   * rejects with a WasiError on a trap, timeout, memory limit or refused start.
+   */
+  static run(service: string, options?: WasiRunOptions): Promise<WasiRunResult>;
+
+  /** Ask the user for a folder with the app window's native dialog. */
+  static requestDirectory(options?: { mode?: 'ro' | 'rw' }): Promise<DirectoryGrant>;
+
+  /** This app's services by name. */
+  static readonly services: Record<string, WasiServiceInfo>;
+}
