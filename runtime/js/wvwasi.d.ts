@@ -56,11 +56,11 @@ interface WasiRunResult {
  * - `trap`, `timeout` (`limits.timeout`), `memory` (`limits.memory`), `terminated`: how it ended;
  * - `cancelled`: the user closed the folder picker; `unavailable`: no folder picker (`wvwasi serve`);
  * - `bridge`: the connection to the app is lost or was refused; `invalid`: a request too large;
- * - `protocol`: a malformed request.
+ * - `exit`: a stdin write after the worker ended.
  */
 type WasiErrorKind =
   | 'lookup' | 'permission' | 'limit' | 'start' | 'trap' | 'timeout' | 'memory' | 'terminated'
-  | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid' | 'protocol';
+  | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid';
 
 declare class WasiError extends Error {
   readonly name: 'WasiError';
