@@ -109,6 +109,7 @@ def served_app(
     cache: Path,
     picker: Callable[[], Path | str | None] | None = None,
     port: int = 0,
+    dev: bool = False,
     copy_pages: bool = True,
 ) -> Iterator[ServedApp]:
     """Serve the project at `root` (tests/pages/ copied into its UI unless `copy_pages` is
@@ -121,7 +122,7 @@ def served_app(
     host = ServiceHost(manifest, paths=paths)
     host.start()
     spy = SpyHost(host)
-    bridge = Bridge(manifest, spy, picker=picker, port=port)  # type: ignore[arg-type]
+    bridge = Bridge(manifest, spy, picker=picker, port=port, dev=dev)  # type: ignore[arg-type]
     try:
         url = bridge.start()
         yield ServedApp(manifest, spy, bridge, url)

@@ -40,6 +40,7 @@ SERVICES: dict[str, dict[str, Any]] = {
     "picked": {"source": "readfile", "user_grants": True},
     "picked_rw": {"source": "write_rw", "user_grants": True},
     "scratchy": {"source": "write_rw", "scratch": True},
+    "missing": {"source": "services/not-built-yet.wasm", "kind": "dedicated"},
 }
 
 
@@ -277,6 +278,16 @@ def test_unknown_services_and_options_are_actionable_errors(page: Page) -> None:
     assert "args must be an array of strings" in result["args"]["message"]
     assert "absolute guest path" in result["relative"]["message"]
     assert result["backgroundRun"]["kind"] == "permission"
+
+
+def test_a_service_that_cannot_start_reports_why(page: Page) -> None:
+    result = page.evaluate("""async () => ({
+        worker: await harness.ended(new WasiWorker('missing')),
+        run: await harness.outcome(WasiWorker.run('missing')),
+    })""")
+    assert result["worker"]["kind"] == "start"
+    assert "not-built-yet.wasm" in result["worker"]["errors"][0]["message"]
+    assert result["run"]["kind"] == "start"
 
 
 def test_trap_fires_error_then_exit(page: Page) -> None:
@@ -586,7 +597,43 @@ def test_cancelled_picker_rejects(page: Page, picks: list[Path | None]) -> None:
     assert "cancelled" in result["message"]
 
 
-# --- wvwasi serve ------------------------------------------------------------------------------
+def test_a_failing_picker_rejects(
+    browser: Browser, tmp_path: Path, wasm_fixture: Callable[[str], Path], module_cache_dir: Path
+) -> None:
+    def broken() -> Path:
+        raise RuntimeError("the window is closing")
+
+    root = write_project(tmp_path / "app", {"wc": {"source": "wc"}}, resolve_wasm=wasm_fixture)
+    with served_app(root, dirs=tmp_path, cache=module_cache_dir, picker=broken) as served:
+        context = browser.new_context()
+        try:
+            page = served.open(context)
+            result = page.evaluate("harness.outcome(WasiWorker.requestDirectory())")
+        finally:
+            context.close()
+    assert result["kind"] == "unavailable"
+    assert "the window is closing" in result["message"]
+
+
+# --- wvwasi dev and wvwasi serve ---------------------------------------------------------------
+
+
+def test_dev_reload_reloads_connected_pages(
+    browser: Browser, tmp_path: Path, wasm_fixture: Callable[[str], Path], module_cache_dir: Path
+) -> None:
+    root = write_project(tmp_path / "app", {"wc": {"source": "wc"}}, resolve_wasm=wasm_fixture)
+    with served_app(root, dirs=tmp_path, cache=module_cache_dir, dev=True) as served:
+        context = browser.new_context()
+        try:
+            page = served.open(context)
+            page.evaluate("window.beforeReload = true")
+            page.evaluate("WasiWorker.run('wc')")  # the page's connection is up by now
+            with page.expect_event("load"):
+                served.bridge.reload()
+            assert page.evaluate("window.beforeReload") is None
+            assert page.evaluate("typeof WasiWorker") == "function"
+        finally:
+            context.close()
 
 
 def test_wvwasi_serve_serves_the_app_without_a_picker(

@@ -28,6 +28,7 @@ from ..events import Event, Exited, Message, ServiceError, Stderr
 from ..host import ServiceLimitError, SpawnOptions, Subscription
 from ..instance import Instance
 from ..manifest import Manifest, Preopen, Service
+from ..modules import WasmLoadError
 from .protocol import (
     FRAME_TARGET,
     HEADER,
@@ -51,6 +52,8 @@ log = logging.getLogger("wvwasi.bridge")
 Picker = Callable[[], "Path | str | None"]
 
 _WINDOW_OPS = (Op.SEND, Op.STDIN)
+#: What host.spawn/subscribe raise for a spawn that is refused or cannot start.
+_SPAWN_ERRORS = (PermissionError, LookupError, ValueError, OSError, RuntimeError, WasmLoadError)
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ class Session:
                     self._pool,
                     lambda: self._host.spawn(service.name, options, on_event=link.on_event),
                 )
-        except (PermissionError, LookupError, ValueError, OSError, RuntimeError) as e:
+        except _SPAWN_ERRORS as e:
             self._links.pop(ident, None)
             self.error(ident, refusal(e))
             return
@@ -321,7 +324,7 @@ class Session:
                     lambda: self._host.spawn(service.name, options, on_event=on_event,
                                              capture=True),
                 )
-            except (PermissionError, LookupError, ValueError, OSError, RuntimeError) as e:
+            except _SPAWN_ERRORS as e:
                 self.error(ident, refusal(e))
                 return
             self._runs[ident] = inst
@@ -351,7 +354,12 @@ class Session:
                 "shown in an app window (wvwasi serve has none): run the app with wvwasi run"
             )))
             return
-        chosen = await self._loop.run_in_executor(self._pool, self._picker)
+        try:
+            chosen = await self._loop.run_in_executor(self._pool, self._picker)
+        except Exception as e:  # the window's dialog failed (e.g. the window is closing)
+            log.exception("the folder picker failed")
+            self.error(ident, Refused("unavailable", f"the folder picker failed: {e}"))
+            return
         if chosen is None:
             self.error(ident, Refused("cancelled", "the user cancelled the folder picker"))
             return
