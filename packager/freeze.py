@@ -305,7 +305,3 @@ def clean_cache() -> int:
             else:
                 entry.unlink()
     return freed
-
-
-def pyinstaller_version() -> str:
-    return _dist_version("pyinstaller")
