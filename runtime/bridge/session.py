@@ -52,6 +52,8 @@ log = logging.getLogger("wvwasi.bridge")
 Picker = Callable[[], "Path | str | None"]
 
 _WINDOW_OPS = (Op.SEND, Op.STDIN)
+#: How long small input credits may wait for the service's answer to travel with.
+CREDIT_DELAY = 0.002
 #: What host.spawn/subscribe raise for a spawn that is refused or cannot start.
 _SPAWN_ERRORS = (PermissionError, LookupError, ValueError, OSError, RuntimeError, WasmLoadError)
 
@@ -109,6 +111,8 @@ class Session:
         self._out_lock = threading.Lock()
         self._wake = asyncio.Event()
         self._wake_pending = False
+        self._credits: dict[int, int] = {}  # input credit not yet sent, by worker id
+        self._credit_timer = False
         self._closed = False
 
     # -- output: any thread -> the pump -------------------------------------------------------
@@ -119,21 +123,49 @@ class Session:
             if self._closed:
                 return
             self._out.append(rec)
-            if self._wake_pending:
+            self._wake_locked()
+
+    def credit(self, ident: int, amount: int) -> None:
+        """Return input credit to the page (thread-safe). Small amounts wait up to
+        CREDIT_DELAY to travel in the same frame as the service's answer."""
+        with self._out_lock:
+            if self._closed:
                 return
+            owed = self._credits[ident] = self._credits.get(ident, 0) + amount
+            if owed >= WINDOW // 2:
+                self._wake_locked()
+            elif not self._credit_timer:
+                self._credit_timer = True
+                self._call_soon(self._arm_credit_timer)
+
+    def _arm_credit_timer(self) -> None:
+        self._loop.call_later(CREDIT_DELAY, self._credit_due)
+
+    def _credit_due(self) -> None:
+        with self._out_lock:
+            self._credit_timer = False
+            if self._credits:
+                self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        if not self._wake_pending:
             self._wake_pending = True
-            try:
-                self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:  # the bridge's loop has stopped
-                self._closed = True
+            self._call_soon(self._wake.set)
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback)
+        except RuntimeError:  # the bridge's loop has stopped
+            self._closed = True
 
     def _take_frame(self) -> bytes | None:
         with self._out_lock:
-            if not self._out:
+            parts = [record(Op.CREDIT, i, U32.pack(n)) for i, n in self._credits.items()]
+            self._credits.clear()
+            if not self._out and not parts:
                 self._wake_pending = False
                 return None
-            parts: list[bytes] = []
-            size = 0
+            size = sum(map(len, parts))
             while self._out and (not parts or size + len(self._out[0]) <= FRAME_TARGET):
                 rec = self._out.popleft()
                 parts.append(rec)
@@ -574,7 +606,7 @@ class _Link:
                 except BrokenPipeError:
                     pass  # the instance ended or is restarting; its EXIT reaches the page
             if credit:
-                self.session.post(record(Op.CREDIT, self.id, U32.pack(credit)))
+                self.session.credit(self.id, credit)
 
 
 def _strings(value: Any, key: str) -> list[str]:

@@ -263,6 +263,7 @@
       this.scheduled = false;
       this.nextId = 1;
       this.owing = new Set(); // links with output credit to return
+      this.creditTimer = 0;
     }
 
     add(endpoint) {
@@ -292,17 +293,43 @@
 
     send(op, id, payload) {
       this.queue.push([op, id, payload]);
+      this.schedule();
+    }
+
+    schedule() {
       if (!this.scheduled) {
         this.scheduled = true;
         queueMicrotask(() => this.flush());
       }
     }
 
-    /** Write every queued record, packed into as few frames as possible. */
+    /** Return output credit soon: big amounts now, small ones with the next records the page
+     * sends (a reply usually follows within the task), else after a timer. */
+    creditSoon() {
+      let urgent = false;
+      for (const link of this.owing) urgent ||= link.owed >= WINDOW / 2;
+      if (urgent) {
+        this.schedule();
+      } else if (!this.creditTimer) {
+        this.creditTimer = setTimeout(() => {
+          this.creditTimer = 0;
+          this.flush();
+        }, 0);
+      }
+    }
+
+    /** Write every queued record (and owed credit), packed into as few frames as possible. */
     flush() {
       this.scheduled = false;
       const ws = this.ws;
       if (!ws || ws.readyState !== WebSocket.OPEN) return;
+      for (const link of this.owing) {
+        const payload = link.takeCredit();
+        if (payload) {
+          this.queue.unshift([OP.CREDIT, link.id, payload]);
+          this.owing.delete(link);
+        }
+      }
       const queue = this.queue;
       let next = 0;
       while (next < queue.length) {
@@ -345,8 +372,7 @@
         }
         this.endpoints.get(id)?.receive(op, buffer, start, length);
       }
-      for (const link of this.owing) link.settle();
-      this.owing.clear();
+      if (this.owing.size) this.creditSoon();
     }
 
     lost(ws, event) {
@@ -489,14 +515,15 @@
       channel.owing.add(this);
     }
 
-    /** Return output credit, unless a stream the page reads from is full (back-pressure). */
-    settle() {
+    /** A CREDIT payload for the output consumed, unless a stream the page reads from is full
+     * (back-pressure: the credit waits for the stream's pull). */
+    takeCredit() {
       const full = (ctl) => ctl !== null && ctl.desiredSize <= 0;
-      if (!this.owed || full(this.stdoutCtl) || full(this.stderrCtl) || this.state === 'ended') return;
+      if (!this.owed || full(this.stdoutCtl) || full(this.stderrCtl)) return null;
       const payload = new Uint8Array(4);
       new DataView(payload.buffer).setUint32(0, this.owed, true);
       this.owed = 0;
-      channel.send(OP.CREDIT, this.id, payload);
+      return payload;
     }
 
     stream(which) {
@@ -505,10 +532,10 @@
           if (this.state === 'ended') ctl.close();
           else this[`${which}Ctl`] = ctl;
         },
-        pull: () => this.settle(),
+        pull: () => channel.schedule(),
         cancel: () => {
           this[`${which}Ctl`] = null;
-          this.settle();
+          channel.schedule();
         },
       }, new ByteLengthQueuingStrategy({highWaterMark: WINDOW}));
       return this.streams[which];
