@@ -80,6 +80,7 @@ class BuildReport:
     arch: str
     webview: str
     out: Path
+    runtime: str = ""  # the frozen runtime used (cache entry name or --runtime path)
     steps: list[tuple[str, float]] = field(default_factory=list)
     artefacts: list[Artefact] = field(default_factory=list)
     seconds: float = 0.0
@@ -93,6 +94,7 @@ class BuildReport:
             "platform": self.platform,
             "arch": self.arch,
             "webview": self.webview,
+            "runtime": self.runtime,
             "out": str(self.out),
             "seconds": round(self.seconds, 3),
             "steps": [{"step": s, "seconds": round(t, 3)} for s, t in self.steps],
@@ -184,6 +186,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
                         raise BuildError(f"precompile services.{name}", str(e)) from None
         with clock("freeze"):
             runtime = _runtime(request, manifest, "onefile" in names, progress)
+            report.runtime = runtime.key
         with clock("stage"):
             app = stage_app(
                 manifest, runtime.onedir, runtime.executable, work / "stage", arch=arch,
@@ -244,7 +247,7 @@ def _runtime(
     if onefile and not single.is_file():
         raise BuildError("freeze", f"--runtime {request.runtime}: format onefile needs "
                          f"onefile/{exe} in it")
-    return freeze.Runtime(onedir, exe, single if onefile else None)
+    return freeze.Runtime(onedir, exe, single if onefile else None, str(request.runtime))
 
 
 def _sign_executables(app: StagedApp) -> None:

@@ -75,6 +75,7 @@ class Runtime:
     onedir: Path  # the folder holding `executable`
     executable: str  # file name of the runtime executable inside onedir
     onefile: Path | None  # the single-file runtime, if asked for
+    key: str  # the cache entry's name (or the prebuilt runtime's path)
 
 
 def cache_dir() -> Path:
@@ -131,10 +132,21 @@ def ensure_runtime(
         if not (key_dir / "onedir" / exe).is_file():
             log(f"freezing the {backend} runtime (onedir; once per wvwasi version)")
             _freeze(backend, "onedir", key_dir)
+            _prune_older(key_dir)
         if onefile and not (key_dir / "onefile" / exe).is_file():
             log(f"freezing the {backend} runtime (onefile; once per wvwasi version)")
             _freeze(backend, "onefile", key_dir)
-    return Runtime(key_dir / "onedir", exe, key_dir / "onefile" / exe if onefile else None)
+    single = key_dir / "onefile" / exe if onefile else None
+    return Runtime(key_dir / "onedir", exe, single, key_dir.name)
+
+
+def _prune_older(key_dir: Path) -> None:
+    """Remove entries for the same version/OS/arch/backend frozen from other sources (edited
+    runtime code during development): only the newest is ever used again."""
+    prefix = key_dir.name.rsplit("-", 1)[0] + "-"
+    for entry in key_dir.parent.iterdir():
+        if entry != key_dir and entry.name.startswith(prefix):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def freeze_config(backend: str, mode: str, work: Path) -> dict[str, object]:
