@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from build_helpers import ROOT, cli_env, error_line, new_project, wvwasi
+from xvfb import xvfb
 
 from wvwasi.runtime.manifest import load_manifest
 
@@ -51,6 +52,16 @@ def test_new_project_is_complete_and_valid(tmp_path: Path):
     subprocess.run(manifest.services["greet"].build.command, shell=True, cwd=project,
                    check=True)
     assert wvwasi("check", project).returncode == 0
+
+
+def test_new_project_runs_unbuilt(tmp_path: Path):
+    """`wvwasi run` (what `wvwasi dev` starts) builds the service and passes the self-test."""
+    project = new_project(tmp_path, "Runs Now")
+    with xvfb() as display:
+        proc = wvwasi("run", project, "--self-test", env=cli_env(DISPLAY=display), timeout=120)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0 and report["ok"], proc.stdout + proc.stderr
+    assert report["app_checks"]["greet"] == {"ok": True, "detail": "Hello, wvwasi!"}
 
 
 def test_new_refuses_bad_names_and_existing_folders(tmp_path: Path):
