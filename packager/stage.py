@@ -26,6 +26,7 @@ import re
 import shutil
 import stat
 import time
+import unicodedata
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ _ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
 
 
 def slugify(name: str) -> str:
-    """A file/package name from the app name: lower-case letters, digits and '-'."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    """A file/package name from the app name: lower-case ASCII letters, digits and '-'."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
     return slug if slug[:1].isalpha() else f"app-{slug}".rstrip("-")
 
 

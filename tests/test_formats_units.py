@@ -111,6 +111,7 @@ def test_executable_without_payload_or_with_a_hostile_archive(tmp_path: Path):
 
 def test_names_and_versions():
     assert slugify("Photo Tools 2") == "photo-tools-2" and slugify("3D!") == "app-3d"
+    assert slugify("Élan Café") == "elan-cafe"
     assert package_version("1.2.3-beta.1") == "1.2.3~beta.1"
     assert msi_version("1.2.3-beta+7") == "1.2.3" and numeric_version("1.2") == "1.2.0.0"
     assert upgrade_code("com.example.a") == upgrade_code("com.example.a")

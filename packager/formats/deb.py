@@ -29,7 +29,7 @@ def control(app: StagedApp, installed_kib: int) -> str:
         "Package": app.slug,
         "Version": package_version(info.version),
         "Architecture": app.arch.deb,
-        "Maintainer": info.publisher or info.name,
+        "Maintainer": " ".join((info.publisher or info.name).split()),
         "Installed-Size": str(installed_kib),
         "Depends": ", ".join(package_depends(app, "deb")),
         "Section": "utils",
