@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -45,7 +46,7 @@ class Bridge:
     ) -> None:
         self.manifest = manifest
         self.host = host
-        self.picker = picker
+        self.picker = _one_at_a_time(picker) if picker is not None else None
         self.dev = dev
         self.port = port
         self._files = UIFiles(manifest.ui.dir, manifest.ui.entry)
@@ -219,3 +220,14 @@ class Bridge:
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         return self._files.response(request.match_info["path"])
+
+
+def _one_at_a_time(picker: Picker) -> Picker:
+    """`picker`, never shown twice at once (pages may ask concurrently; there is one window)."""
+    lock = threading.Lock()
+
+    def pick() -> Path | str | None:
+        with lock:
+            return picker()
+
+    return pick
