@@ -1,11 +1,9 @@
 """One page session: a WebSocket connection that multiplexes the page's workers.
 
-Records from the page are handled in order, so each worker's messages keep their order. Output
-is packed into frames by one pump task. Both directions are flow-controlled per worker with
-credit windows (protocol.WINDOW): a host thread that delivers output to a page that has not yet
-consumed a window's worth blocks, which pauses the service's stdout reader and so the service.
-Messages to a service go through the worker's writer thread, so a full stdin never blocks the
-event loop. When the connection closes, its dedicated instances are terminated, its background
+Records from the page are handled in order, so each worker's messages keep their order; each
+worker is a `link.WorkerLink` with its credit windows. Output of every worker is packed into
+frames by one pump task; small input credits wait briefly to share a frame with the answer.
+When the connection closes, its dedicated instances and runs are terminated, its background
 subscriptions closed and its directory grants forgotten.
 """
 
@@ -24,11 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..events import Event, Exited, Message, ServiceError, Stderr
+from ..events import Event, Exited
 from ..host import ServiceLimitError, SpawnOptions, Subscription
 from ..instance import Instance
 from ..manifest import Manifest, Preopen, Service
 from ..modules import WasmLoadError
+from .link import WorkerLink, error_json
 from .protocol import (
     FRAME_TARGET,
     HEADER,
@@ -103,7 +102,7 @@ class Session:
         self._picker = picker
         self._pool = pool
         self._loop = asyncio.get_running_loop()
-        self._links: dict[int, _Link] = {}
+        self._links: dict[int, WorkerLink] = {}
         self._runs: dict[int, Instance | None] = {}  # None while starting
         self._grants: dict[str, _Grant] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -177,7 +176,10 @@ class Session:
             await self._wake.wait()
             self._wake.clear()
             while (frame := self._take_frame()) is not None:
-                await self._ws.send_bytes(frame)
+                try:
+                    await self._ws.send_bytes(frame)
+                except ConnectionError:
+                    return  # the page is gone; serve() cleans up
 
     def reload(self) -> None:
         """Tell the page to reload itself."""
@@ -243,10 +245,11 @@ class Session:
         link = self._links.get(ident)
         if link is None:
             return  # the worker has ended; its EXIT record is on its way to the page
-        data: bytes | str = bytes(payload)
+        raw = payload.tobytes()
+        data: bytes | str = raw
         if op is Op.SEND and link.service.ipc == "lines":
             try:
-                data = payload.tobytes().decode()
+                data = raw.decode()
             except UnicodeDecodeError:
                 raise ProtocolError("a lines message must be UTF-8") from None
             if "\n" in data:
@@ -311,7 +314,7 @@ class Session:
         except Refused as e:
             self.error(ident, e)
             return
-        link = self._links[ident] = _Link(self, ident, service)
+        link = self._links[ident] = WorkerLink(self, ident, service)
         try:
             handle: Instance | Subscription
             if link.background:
@@ -372,7 +375,7 @@ class Session:
         finally:
             self._runs.pop(ident, None)
         stdout, stderr = bytes(inst.stdout), bytes(inst.stderr)
-        head = {"exitCode": exited.code, "stdoutLength": len(stdout), "error": _error(exited)}
+        head = {"exitCode": exited.code, "stdoutLength": len(stdout), "error": error_json(exited)}
         self.post(json_record(Op.RESULT, ident, head, stdout, stderr))
 
     async def _pick(self, ident: int, spec: dict[str, Any]) -> None:
@@ -450,7 +453,7 @@ class Session:
 
     # -- teardown -------------------------------------------------------------------------------
 
-    def forget(self, link: _Link) -> None:
+    def forget(self, link: WorkerLink) -> None:
         """Drop an ended worker (thread-safe)."""
         def drop() -> None:
             if self._links.get(link.id) is link:
@@ -479,146 +482,10 @@ class Session:
         self.shutdown()
 
 
-class _Link:
-    """One page worker: its instance (or background subscription) and both credit windows."""
-
-    def __init__(self, session: Session, ident: int, service: Service) -> None:
-        self.session = session
-        self.id = ident
-        self.service = service
-        self.background = service.kind == "background"
-        self._handle: Instance | Subscription | None = None
-        self._cond = threading.Condition()
-        self._unacked = 0  # output bytes sent to the page and not yet credited back
-        self._inbox: deque[tuple[Op, bytes | str, int]] = deque()
-        self._writer: threading.Thread | None = None
-        self._muted = False  # terminated by the page: drop further output
-        self._closed = False  # ended: drop everything, wake every waiter
-
-    def attach(self, handle: Instance | Subscription) -> None:
-        with self._cond:
-            self._handle = handle
-            self._cond.notify_all()
-
-    # host threads
-
-    def on_event(self, event: Event) -> None:
-        """Forward one event to the page, waiting for credit when the page is behind."""
-        if isinstance(event, Exited):
-            self._exited(event)
-            return
-        if isinstance(event, Message):
-            data = event.data
-            op, payload = Op.MESSAGE, data.encode() if isinstance(data, str) else data
-        elif isinstance(event, Stderr):
-            op, payload = Op.STDERR, event.text.encode()
-        else:
-            return
-        cost = len(payload) + HEADER.size
-        with self._cond:
-            while (not self._closed and not self._muted and self._unacked
-                   and self._unacked + cost > WINDOW):
-                self._cond.wait()
-            if self._closed or self._muted:
-                return
-            self._unacked += cost
-        self.session.post(record(op, self.id, payload))
-
-    def _exited(self, event: Exited) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            handle = self._handle
-            self._cond.notify_all()
-        if self.background and isinstance(handle, Subscription):
-            handle.close()  # the shared instance restarts; this page's worker has ended
-        self.session.post(json_record(Op.EXIT, self.id, {"code": event.code,
-                                                          "error": _error(event)}))
-        self.session.forget(self)
-
-    # the event loop
-
-    def credit(self, amount: int) -> None:
-        with self._cond:
-            self._unacked = max(0, self._unacked - amount)
-            self._cond.notify_all()
-
-    def enqueue(self, op: Op, data: bytes | str, cost: int) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._inbox.append((op, data, cost))
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_loop, name=f"wvwasi:bridge:{self.service.name}",
-                    daemon=True,
-                )
-                self._writer.start()
-            self._cond.notify_all()
-
-    def terminate(self) -> None:
-        """The page's terminate(): stop the instance; its EXIT still reaches the page."""
-        with self._cond:
-            self._muted = True
-            handle = self._handle
-            self._cond.notify_all()
-        if isinstance(handle, Subscription):
-            self._exited(Exited(None, ServiceError("terminated", "terminated by the page")))
-        elif handle is not None:
-            handle.terminate("terminated by the page")
-
-    def close(self) -> None:
-        """The page is gone: stop everything now, report nothing."""
-        with self._cond:
-            self._closed = True
-            handle = self._handle
-            self._inbox.clear()
-            self._cond.notify_all()
-        if isinstance(handle, Subscription):
-            handle.close()
-        elif handle is not None:
-            handle.terminate("stopped because its page closed")
-
-    # the writer thread
-
-    def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._closed and (not self._inbox or self._handle is None):
-                    self._cond.wait()
-                if self._closed:
-                    return
-                batch = list(self._inbox)
-                self._inbox.clear()
-                handle = self._handle
-            credit = 0
-            for op, data, cost in batch:
-                credit += cost
-                try:
-                    if op is Op.SEND:
-                        handle.send(data)
-                    elif isinstance(handle, Instance):
-                        if op is Op.STDIN:
-                            handle.write_stdin(data)  # type: ignore[arg-type]
-                        else:
-                            handle.close_stdin()
-                except BrokenPipeError:
-                    pass  # the instance ended or is restarting; its EXIT reaches the page
-            if credit:
-                self.session.credit(self.id, credit)
-
-
 def _strings(value: Any, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
         raise ProtocolError(f"spec.{key} must be a list of strings")
     return value
-
-
-def _error(event: Exited) -> dict[str, str] | None:
-    return None if event.error is None else {
-        "kind": event.error.kind, "message": event.error.message,
-    }
 
 
 def _resolve(future: asyncio.Future[Exited], event: Exited) -> None:

@@ -1,0 +1,158 @@
+"""One page worker on the bridge: its instance or background subscription and both windows.
+
+Output events arrive on host threads and wait for credit when the page is a window behind;
+input (messages, stdin) goes to the instance from the worker's own writer thread, so a service
+that does not read its stdin never blocks the bridge's event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ..events import Event, Exited, Message, ServiceError, Stderr
+from ..host import Subscription
+from ..instance import Instance
+from ..manifest import Service
+from .protocol import HEADER, WINDOW, Op, json_record, record
+
+if TYPE_CHECKING:
+    from .session import Session
+
+
+class WorkerLink:
+    """One page worker: its instance (or background subscription) and both credit windows."""
+
+    def __init__(self, session: Session, ident: int, service: Service) -> None:
+        self.session = session
+        self.id = ident
+        self.service = service
+        self.background = service.kind == "background"
+        self._handle: Instance | Subscription | None = None
+        self._cond = threading.Condition()
+        self._unacked = 0  # output bytes sent to the page and not yet credited back
+        self._inbox: deque[tuple[Op, bytes | str, int]] = deque()
+        self._writer: threading.Thread | None = None
+        self._muted = False  # terminated by the page: drop further output
+        self._closed = False  # ended: drop everything, wake every waiter
+
+    def attach(self, handle: Instance | Subscription) -> None:
+        with self._cond:
+            self._handle = handle
+            self._cond.notify_all()
+
+    # host threads
+
+    def on_event(self, event: Event) -> None:
+        """Forward one event to the page, waiting for credit when the page is behind."""
+        if isinstance(event, Exited):
+            self._exited(event)
+            return
+        if isinstance(event, Message):
+            data = event.data
+            op, payload = Op.MESSAGE, data.encode() if isinstance(data, str) else data
+        elif isinstance(event, Stderr):
+            op, payload = Op.STDERR, event.text.encode()
+        else:
+            return
+        cost = len(payload) + HEADER.size
+        with self._cond:
+            while (not self._closed and not self._muted and self._unacked
+                   and self._unacked + cost > WINDOW):
+                self._cond.wait()
+            if self._closed or self._muted:
+                return
+            self._unacked += cost
+        self.session.post(record(op, self.id, payload))
+
+    def _exited(self, event: Exited) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            handle = self._handle
+            self._cond.notify_all()
+        if self.background and isinstance(handle, Subscription):
+            handle.close()  # the shared instance restarts; this page's worker has ended
+        self.session.post(json_record(Op.EXIT, self.id, {"code": event.code,
+                                                          "error": error_json(event)}))
+        self.session.forget(self)
+
+    # the event loop
+
+    def credit(self, amount: int) -> None:
+        with self._cond:
+            self._unacked = max(0, self._unacked - amount)
+            self._cond.notify_all()
+
+    def enqueue(self, op: Op, data: bytes | str, cost: int) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._inbox.append((op, data, cost))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name=f"wvwasi:bridge:{self.service.name}",
+                    daemon=True,
+                )
+                self._writer.start()
+            self._cond.notify_all()
+
+    def terminate(self) -> None:
+        """The page's terminate(): stop the instance; its EXIT still reaches the page."""
+        with self._cond:
+            self._muted = True
+            handle = self._handle
+            self._cond.notify_all()
+        if isinstance(handle, Subscription):
+            self._exited(Exited(None, ServiceError("terminated", "terminated by the page")))
+        elif handle is not None:
+            handle.terminate("terminated by the page")
+
+    def close(self) -> None:
+        """The page is gone: stop everything now, report nothing."""
+        with self._cond:
+            self._closed = True
+            handle = self._handle
+            self._inbox.clear()
+            self._cond.notify_all()
+        if isinstance(handle, Subscription):
+            handle.close()
+        elif handle is not None:
+            handle.terminate("stopped because its page closed")
+
+    # the writer thread
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._inbox or self._handle is None):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                batch = list(self._inbox)
+                self._inbox.clear()
+                handle = self._handle
+            credit = 0
+            for op, data, cost in batch:
+                credit += cost
+                try:
+                    if op is Op.SEND:
+                        handle.send(data)
+                    elif isinstance(handle, Instance):
+                        if op is Op.STDIN:
+                            handle.write_stdin(data)  # type: ignore[arg-type]
+                        else:
+                            handle.close_stdin()
+                except BrokenPipeError:
+                    pass  # the instance ended or is restarting; its EXIT reaches the page
+            if credit:
+                self.session.credit(self.id, credit)
+
+
+def error_json(event: Exited) -> dict[str, str] | None:
+    """How an EXIT or RESULT record reports why an instance ended."""
+    return None if event.error is None else {
+        "kind": event.error.kind, "message": event.error.message,
+    }
