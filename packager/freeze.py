@@ -53,8 +53,14 @@ ALWAYS_EXCLUDE = (
     "wvwasi.packager", "wvwasi.templates", "PyInstaller", "tkinter", "_tkinter", "turtle",
     "idlelib", "PIL", "rich", "tomli_w", "watchfiles", "pytest", "_pytest", "playwright", "pip",
     "setuptools", "pkg_resources", "distutils", "ensurepip", "venv", "lib2to3", "pydoc_data",
-    "IPython", "numpy", "wvwasi.runtime.__main__",
+    "IPython", "numpy", "wvwasi.runtime.__main__", "_pydecimal", "pydoc", "doctest",
+    # East Asian codecs (the app's Python side only speaks UTF-8)
+    "_codecs_cn", "_codecs_hk", "_codecs_iso2022", "_codecs_jp", "_codecs_kr", "_codecs_tw",
+    "_multibytecodec",
 )
+#: pywebview backends no wvwasi runtime uses (Windows/macOS keep their native one).
+_UNUSED_WEBVIEW = ("webview.platforms.android", "webview.platforms.cef",
+                   "webview.platforms.mshtml")
 _QT_BINDINGS = ("PyQt6", "PyQt5", "PySide6", "PySide2", "qtpy")
 #: PyQt6 modules pywebview's Qt backend imports; every other one is excluded.
 _QT_KEEP = (
@@ -152,7 +158,11 @@ def _prune_older(key_dir: Path) -> None:
 def freeze_config(backend: str, mode: str, work: Path) -> dict[str, object]:
     """The settings templates/runtime.spec reads (freeze.json)."""
     system = current_platform()
-    excludes = list(ALWAYS_EXCLUDE)
+    excludes = [*ALWAYS_EXCLUDE, *_UNUSED_WEBVIEW]
+    if system != "windows":
+        excludes += ["webview.platforms.winforms", "webview.platforms.edgechromium"]
+    if system != "macos":
+        excludes += ["webview.platforms.cocoa"]
     drop_data: list[str] = []
     keep_data: list[str] = []
     hidden = [f"webview.platforms.{backend}"]

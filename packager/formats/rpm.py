@@ -27,7 +27,7 @@ MACROS = {
     "debug_package": "%{nil}",
     "__os_install_post": "%{nil}",
     "__arch_install_post": "%{nil}",
-    "_binary_payload": "w6T.xzdio",
+    "_binary_payload": "w7T.xzdio",
 }
 
 
