@@ -24,6 +24,9 @@ from projects import write_project
 
 from wvwasi.runtime.bridge.protocol import U32, Op, iter_records, json_record, record
 
+# A hung page or bridge fails its test instead of stalling the whole run.
+pytestmark = pytest.mark.timeout(120)
+
 SERVICES = {
     "echo": {"source": "echo_lines", "kind": "dedicated"},
     "blockread": {"source": "blockread", "kind": "dedicated"},

@@ -15,6 +15,9 @@ from projects import write_project
 
 from wvwasi.runtime.bridge.static import SCRIPT_TAG, inject_script
 
+# A hung page or bridge fails its test instead of stalling the whole run.
+pytestmark = pytest.mark.timeout(120)
+
 
 @pytest.fixture(scope="module")
 def app(

@@ -31,6 +31,31 @@ window.harness = {
     });
   },
 
+  /** Resolves when a message equal to `data` arrives; rejects if the worker ends first. */
+  waitFor(worker, data) {
+    return new Promise((resolve, reject) => {
+      const listener = (e) => {
+        if (e.data !== data) return;
+        worker.removeEventListener('message', listener);
+        resolve(e.data);
+      };
+      worker.addEventListener('message', listener);
+      worker.addEventListener('exit', () => reject(new Error(`exited before '${data}'`)));
+    });
+  },
+
+  /** For a background `lines` echo service: posts `${tag} N` every 100 ms until one comes back
+   * to `worker`, which proves its subscription is up (the shared instance starts with the app). */
+  async connected(worker, tag) {
+    let seen = false;
+    worker.addEventListener('message', (e) => { seen ||= e.data.startsWith(tag); });
+    for (let i = 0; i < 100 && !seen; i++) {
+      worker.postMessage(`${tag} ${i}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return seen;
+  },
+
   /** Everything a worker reports until it ends: {code, errors, kind, messages}. */
   ended(worker) {
     const messages = [];
