@@ -305,3 +305,16 @@ def test_listens_on_127_0_0_1_only(app: ServedApp) -> None:
     with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6, pytest.raises(OSError):
         s6.settimeout(5)
         s6.connect(("::1", port))
+
+
+def test_a_busy_port_is_a_clear_error(
+    project: Path, tmp_path: Path, module_cache_dir: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"), served_app(
+            project, dirs=tmp_path, cache=module_cache_dir, copy_pages=False, port=port
+        ):
+            pass
