@@ -8,9 +8,7 @@ stdin from a queue; a reader thread per output turns bytes into events.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import itertools
 import logging
 import os
@@ -28,15 +26,13 @@ import wasmtime
 from . import framing
 from .events import Event, Exited, Message, ServiceError, Stderr
 from .manifest import Preopen, Service
+from .stdio import Stdio, grow_pipe
 from .wasmtime_ext import set_epoch_callback
 
 log = logging.getLogger("wvwasi.service")
 
 _ids = itertools.count(1)
-_PIPE_SIZE = 1 << 20
 _MAX_PENDING_STDIN = 16 << 20
-_READ_SIZE = 1 << 20
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 @dataclass(frozen=True)
@@ -79,6 +75,8 @@ class Instance:
         self._stdin = _StdinWriter()
         self.stdout = bytearray()  # raw stdout when launch.capture
         self.stderr = bytearray()
+        self._decoder = None if launch.capture else framing.Decoder(launch.service.ipc)
+        self._stderr_pending = b""
         self._dir = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.service.name}-"))
         self._thread = threading.Thread(
             target=self._run, name=f"wvwasi:{self.service.name}#{self.id}", daemon=True
@@ -145,14 +143,15 @@ class Instance:
 
     def _run(self) -> None:
         store: wasmtime.Store | None = None
-        readers: list[threading.Thread] = []
+        stdio = Stdio(self._dir, self._stdout_chunk, self._stderr_chunk)
         memory: wasmtime.Memory | None = None
         try:
             store = wasmtime.Store(self._launch.engine)
             if self._launch.memory:
                 store.set_limits(memory_size=self._launch.memory)
             self._keepalive = set_epoch_callback(store, self._should_stop)
-            wasi, readers = self._wasi_config()
+            wasi = self._wasi_config()
+            self._stdin.start(stdio.configure(wasi))
             store.set_wasi(wasi)
             instance = self._launch.pre.instantiate(store)
             exports = instance.exports(store)
@@ -175,8 +174,8 @@ class Instance:
             self._stdin.close()
             if store is not None:
                 store.close()  # closes the guest's ends of the pipes: readers see EOF
-            for t in readers:
-                t.join()
+            stdio.finish()
+            self._flush_outputs()
             shutil.rmtree(self._dir, ignore_errors=True)
         if self._stop_reason is not None and result.error is None:
             result = Exited(None, self._stop_error())
@@ -221,7 +220,7 @@ class Instance:
                 )
         return Exited(None, ServiceError("trap", f"service '{name}' trapped: {_first_line(text)}"))
 
-    def _wasi_config(self) -> tuple[wasmtime.WasiConfig, list[threading.Thread]]:
+    def _wasi_config(self) -> wasmtime.WasiConfig:
         launch = self._launch
         wasi = wasmtime.WasiConfig()
         wasi.argv = list(launch.argv)
@@ -235,43 +234,7 @@ class Instance:
             scratch.mkdir()
             wasi.preopen_dir(str(scratch), "/scratch", fs_mutable=True)
 
-        stdin_path = self._fifo("stdin")
-        # A FIFO opens for reading only once a writer exists, and vice versa: hold a dummy reader
-        # while opening our writer, so wasmtime's open of the read end never blocks.
-        dummy = os.open(stdin_path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            writer = os.open(stdin_path, os.O_WRONLY)
-            try:
-                wasi.stdin_file = str(stdin_path)
-            except BaseException:
-                os.close(writer)
-                raise
-            self._stdin.start(writer)
-        finally:
-            os.close(dummy)
-
-        readers = []
-        for stream in ("stdout", "stderr"):
-            path = self._fifo(stream)
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-            os.set_blocking(fd, True)
-            _grow_pipe(fd)
-            if stream == "stdout":
-                wasi.stdout_file = str(path)
-                target = self._read_stdout
-            else:
-                wasi.stderr_file = str(path)
-                target = self._read_stderr
-            t = threading.Thread(target=target, args=(fd,), name=f"{self._thread.name}:{stream}")
-            t.daemon = True
-            t.start()
-            readers.append(t)
-        return wasi, readers
-
-    def _fifo(self, name: str) -> Path:
-        path = self._dir / name
-        os.mkfifo(path, 0o600)
-        return path
+        return wasi
 
     def _file_folders(self) -> dict[str, Path]:
         """Write SpawnOptions.files into one private folder per guest directory."""
@@ -287,36 +250,28 @@ class Instance:
             (folder / name).chmod(0o444)
         return folders
 
-    def _read_stdout(self, fd: int) -> None:
-        decoder = None if self._launch.capture else framing.Decoder(self.service.ipc)
-        emit = self._on_event
-        try:
-            while chunk := os.read(fd, _READ_SIZE):
-                if decoder is None:
-                    self.stdout += chunk
-                    continue
-                for message in decoder.feed(chunk):
-                    emit(Message(message))
-            if decoder is not None:
-                for message in decoder.finish():
-                    emit(Message(message))
-        finally:
-            os.close(fd)
+    def _stdout_chunk(self, chunk: bytes) -> None:
+        if self._decoder is None:
+            self.stdout += chunk
+            return
+        for message in self._decoder.feed(chunk):
+            self._on_event(Message(message))
 
-    def _read_stderr(self, fd: int) -> None:
-        name = self.service.name
-        pending = b""
-        try:
-            while chunk := os.read(fd, _READ_SIZE):
-                if self._launch.capture:
-                    self.stderr += chunk
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    self._stderr_line(name, line)
-            if pending:
-                self._stderr_line(name, pending)
-        finally:
-            os.close(fd)
+    def _stderr_chunk(self, chunk: bytes) -> None:
+        if self._launch.capture:
+            self.stderr += chunk
+        *lines, self._stderr_pending = (self._stderr_pending + chunk).split(b"\n")
+        for line in lines:
+            self._stderr_line(self.service.name, line)
+
+    def _flush_outputs(self) -> None:
+        """At the end of output: a last unterminated line is still a message / stderr line."""
+        if self._decoder is not None:
+            for message in self._decoder.finish():
+                self._on_event(Message(message))
+        if self._stderr_pending:
+            self._stderr_line(self.service.name, self._stderr_pending)
+            self._stderr_pending = b""
 
     def _stderr_line(self, name: str, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
@@ -335,12 +290,6 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "unknown error"
 
 
-def _grow_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe buffer: fewer wake-ups per megabyte. The default also works."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-
-
 class _StdinWriter:
     """Feeds a FIFO from a thread, so `write()` never blocks the caller for long."""
 
@@ -354,7 +303,7 @@ class _StdinWriter:
 
     def start(self, fd: int) -> None:
         """Begin feeding `fd` (the FIFO's write end, once the guest has opened the read end)."""
-        _grow_pipe(fd)
+        grow_pipe(fd)
         self._fd = fd
         self._thread = threading.Thread(target=self._pump, name="wvwasi:stdin", daemon=True)
         self._thread.start()
