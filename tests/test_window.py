@@ -5,7 +5,8 @@
   green and the app must close without leftover threads or errors.
 - tests/window_driver.py clicks through the UI (note saved by the background store, statistics
   from the task, image filtered by the dedicated frames service, a trap shown in the page, the
-  stderr log panel) and saves a screenshot to test-artifacts/.
+  stderr log panel, an export into a folder picked in the native dialog) and saves a screenshot
+  to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from wvwasi.packager.commands.run import prepare
 from xvfb import xvfb
+
+from wvwasi.packager.commands.run import prepare
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "notes"
@@ -89,8 +91,10 @@ def test_notes_app_works_in_a_real_window(
 ) -> None:
     shot = ARTIFACTS / f"notes-{backend}.png"
     shot.unlink(missing_ok=True)
+    export_dir = tmp_path / "picked"
+    export_dir.mkdir()
     proc = subprocess.run(
-        [sys.executable, str(DRIVER), str(notes), backend, str(shot)],
+        [sys.executable, str(DRIVER), str(notes), backend, str(shot), str(export_dir)],
         env=app_env(display, tmp_path), capture_output=True, text=True, timeout=180,
     )
     assert_clean_exit(proc)
@@ -111,6 +115,10 @@ def test_notes_app_works_in_a_real_window(
     # The trap reached the page as an error, and the service's stderr reached the log panel.
     assert "trapped" in result["banner"] and "filter" in result["banner"]
     assert "filter: ready" in result["log"] and "filter: crash requested" in result["log"]
+
+    # The folder picked in the native dialog was granted to the export task for that run.
+    assert result["exported"] == "1 note exported to “picked”"
+    assert (export_dir / "Groceries.txt").read_text() == "Groceries\nMilk and bread. Eggs!"
 
     with Image.open(shot) as image:
         assert image.size == (1280, 800)

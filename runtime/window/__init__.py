@@ -62,7 +62,7 @@ class AppWindow:
         self.spec = spec
         self.backend = backend
         self.inspector = inspector
-        self._gui = backend_module(backend).GUI if backend is not None else None
+        self._backend = backend_module(backend) if backend is not None else None
         self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
         self._window: Any = None
         self._close_requested = threading.Event()
@@ -94,8 +94,9 @@ class AppWindow:
                 on_loaded()
 
         self._window.events.loaded += loaded
+        gui = self._backend.GUI if self._backend is not None else None
         with _CloseOnSignals(self.close):
-            webview.start(gui=self._gui, debug=self.inspector, private_mode=True)
+            webview.start(gui=gui, debug=self.inspector, private_mode=True)
 
     def close(self) -> None:
         """Close the window (idempotent); `run()` then returns."""
@@ -103,6 +104,8 @@ class AppWindow:
             return
         self._close_requested.set()
         if self._window is not None:
+            if self._backend is not None:
+                self._backend.cancel_dialogs()
             # destroy() waits for the window to be shown: never block the caller on that.
             threading.Thread(target=self._destroy, name="wvwasi-close", daemon=True).start()
 
@@ -119,7 +122,10 @@ class AppWindow:
 
         if self._window is None:
             return None
-        chosen = self._window.create_file_dialog(webview.FileDialog.FOLDER)
+        # Start in the home folder: without one GTK opens on "Recent", where typing a path and
+        # pressing Enter does nothing.
+        chosen = self._window.create_file_dialog(webview.FileDialog.FOLDER,
+                                                 directory=str(Path.home()))
         return Path(chosen[0]) if chosen else None
 
     def evaluate(self, expression: str, timeout: float) -> Any:

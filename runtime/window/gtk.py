@@ -26,3 +26,20 @@ def prepare() -> None:
             "and the system's WebKitGTK (Debian/Ubuntu: apt install gir1.2-webkit2-4.1 "
             "gir1.2-gtk-3.0)"
         ) from None
+
+
+def cancel_dialogs() -> None:
+    """Cancel every open dialog (a folder picker), from any thread.
+
+    A GTK dialog runs its own modal loop: while one is open, closing the window would never end
+    the app. The picker then reports a cancel.
+    """
+    from gi.repository import GLib, Gtk
+
+    def cancel() -> bool:
+        for window in Gtk.Window.list_toplevels():
+            if isinstance(window, Gtk.Dialog) and window.get_visible():
+                window.response(Gtk.ResponseType.CANCEL)
+        return False  # run once
+
+    GLib.idle_add(cancel)

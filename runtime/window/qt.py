@@ -28,3 +28,7 @@ def prepare() -> None:
             "(pip install 'wvwasi[qt]'); on Debian/Ubuntu it also needs apt install "
             "libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libnss3"
         ) from None
+
+
+def cancel_dialogs() -> None:
+    """Nothing to do: closing the window ends an open QFileDialog's modal loop by itself."""

@@ -176,7 +176,7 @@ async function confirmDiscard() {
 
 async function save() {
   const text = $('text').value;
-  if (!state.current && !text.trim()) return;
+  if (state.current ? text === state.saved : !text.trim()) return; // nothing to save
   state.current ??= newId();
   try {
     await store.request('save', {id: state.current, text});
