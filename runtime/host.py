@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import wasmtime
 
+from . import framing
 from .events import Event, Exited, ServiceError
 from .instance import Instance, Launch, resolve_preopens
 from .manifest import Manifest, Preopen, Service
@@ -27,6 +28,7 @@ log = logging.getLogger("wvwasi.host")
 TICK_SECONDS = 0.005
 _RESTART_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _HEALTHY_SECONDS = 10.0
+_MAX_PENDING = 10_000
 
 
 class ServiceLimitError(RuntimeError):
@@ -207,20 +209,15 @@ class ServiceHost:
                 f"service '{name}' does not accept user-picked folders: "
                 f"set services.{name}.user_grants = true"
             )
-        taken = {p.guest for p in service.preopens}
+        taken = [PurePosixPath(p.guest) for p in service.preopens]
         if options.scratch:
-            taken.add("/scratch")
+            taken.append(PurePosixPath("/scratch"))
         for guest in options.files:
             _check_guest_path(name, guest, "files")
-            if str(PurePosixPath(guest).parent) in taken:
-                raise PermissionError(
-                    f"service '{name}': file {guest} would shadow the preopen "
-                    f"{PurePosixPath(guest).parent} from services.{name}.preopens"
-                )
+            _check_not_shadowing(name, PurePosixPath(guest).parent, taken, f"file {guest}")
         for grant in options.grants:
             _check_guest_path(name, grant.guest, "grants")
-            if grant.guest in taken:
-                raise PermissionError(f"service '{name}': guest path {grant.guest} is taken")
+            _check_not_shadowing(name, PurePosixPath(grant.guest), taken, f"grant {grant.guest}")
             if not Path(grant.host).is_absolute() or not Path(grant.host).is_dir():
                 raise PermissionError(f"service '{name}': granted folder {grant.host} is missing")
         fixed = {k for k, _ in service.env}
@@ -272,6 +269,18 @@ def _check_guest_path(service: str, guest: str, what: str) -> None:
         raise PermissionError(f"service '{service}': {what} path {guest!r} must be absolute, not /")
 
 
+def _check_not_shadowing(
+    service: str, folder: PurePosixPath, taken: list[PurePosixPath], what: str
+) -> None:
+    """A per-spawn folder may not replace a manifest preopen or any part of it."""
+    for preopen in taken:
+        if folder == preopen or preopen in folder.parents:
+            raise PermissionError(
+                f"service '{service}': {what} would shadow the preopen {preopen} from "
+                f"services.{service}.preopens"
+            )
+
+
 class Subscription:
     """One client of a background service: receives every message; `send` goes to its stdin."""
 
@@ -297,6 +306,7 @@ class _Background:
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()
         self._instance: Instance | None = None
+        self._pending: list[bytes | str] = []  # sent while (re)starting; delivered on start
         self._failures = 0
         self._stopped = threading.Event()
         self._wake = threading.Event()
@@ -317,10 +327,25 @@ class _Background:
                 self._subs.remove(sub)
 
     def send(self, message: bytes | str) -> None:
-        inst = self._instance
-        if inst is None or not inst.alive:
-            raise BrokenPipeError(f"background service '{self.service.name}' is restarting")
+        framing.encode(self.service.ipc, message)  # a wrong type fails now, not at delivery
+        with self._lock:
+            inst = self._instance
+            if inst is None or not inst.alive:
+                if len(self._pending) >= _MAX_PENDING:
+                    raise BrokenPipeError(
+                        f"background service '{self.service.name}' is not running and "
+                        f"{_MAX_PENDING} messages are already waiting for it"
+                    )
+                self._pending.append(message)
+                return
         inst.send(message)
+
+    def _started(self, inst: Instance) -> None:
+        with self._lock:
+            self._instance = inst
+            pending, self._pending = self._pending, []
+        for message in pending:
+            inst.send(message)
 
     def _dispatch(self, event: Event) -> None:
         with self._lock:
@@ -351,8 +376,9 @@ class _Background:
         while not self._stopped.is_set():
             started = time.monotonic()
             try:
-                self._instance = self.host.spawn(name, on_event=self._dispatch)
-                exited = self._instance.wait()
+                inst = self.host.spawn(name, on_event=self._dispatch)
+                self._started(inst)
+                exited = inst.wait()
             except (OSError, WasmLoadError, ServiceLimitError) as e:
                 exited = Exited(None, ServiceError("start", f"service '{name}': {e}"))
                 self._dispatch(exited)

@@ -124,6 +124,12 @@ def test_spawn_files_are_private_and_read_only(host: Any) -> None:
     assert refused.partition(": ")[2] in REFUSED, refused
 
 
+@pytest.mark.parametrize("guest", ["/data/x.txt", "/data/sub/x.txt"])
+def test_spawn_files_cannot_shadow_a_preopen(host: Any, guest: str) -> None:
+    with pytest.raises(PermissionError, match="would shadow the preopen /data"):
+        run(host, "write_rw", "/data/x.txt", "hi", files={guest: b"fake"})
+
+
 def test_scratch_only_when_the_manifest_allows(host: Any) -> None:
     result = run(host, "scratchy", "/scratch/tmp.txt", "scratch data", scratch=True)
     assert (result.exit_code, result.stdout) == (0, b"scratch data"), result
