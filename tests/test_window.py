@@ -49,9 +49,10 @@ def notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def app_env(display: str, home: Path) -> dict[str, str]:
-    """The app's environment: the screen, and private data/cache folders."""
+    """The app's environment: the screen, and private data, cache and temp folders."""
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
     return {**os.environ, "DISPLAY": display, "XDG_DATA_HOME": str(home / "data"),
-            "XDG_CACHE_HOME": str(home / "cache")}
+            "XDG_CACHE_HOME": str(home / "cache"), "TMPDIR": str(home / "tmp")}
 
 
 def assert_clean_exit(proc: subprocess.CompletedProcess[str]) -> None:
@@ -75,6 +76,7 @@ def test_self_test_round_trips_every_service(
     assert report["ok"] is True and report["error"] is None
     assert report["backend"] == backend
     assert report["threads_left"] == []
+    assert list((tmp_path / "tmp").iterdir()) == []  # no temp folder left behind
     assert set(report["services"]) == {"stats", "filter", "store", "export"}
     assert all(check["ok"] for check in report["services"].values()), report["services"]
     # The page's own round trips (examples/notes/ui/app.js: wvwasiSelfTest).
