@@ -53,7 +53,8 @@ class AppWindow:
     """One pywebview window showing the app's page.
 
     `run()` owns the GUI loop and must be called on the main thread; every other method is
-    for other threads (the bridge, the self-test, the dev watcher).
+    for other threads (the bridge, the self-test, the dev watcher). `inspector` enables the web
+    inspector (`wvwasi dev`) on backends where it stays in-process.
     """
 
     def __init__(
@@ -77,7 +78,9 @@ class AppWindow:
 
         webview.settings["ALLOW_FILE_URLS"] = False
         webview.settings["OPEN_DEVTOOLS_IN_DEBUG"] = False
-        if self.inspector:
+        # The inspector only where it stays in-process (Qt's opens a port for any origin).
+        debug = self.inspector and (self._backend is None or self._backend.LOCAL_INSPECTOR)
+        if debug:
             os.environ.setdefault("PYWEBVIEW_LOG", "warning")  # debug=True would log everything
         self._window = webview.create_window(
             self.spec.title,
@@ -96,7 +99,7 @@ class AppWindow:
         self._window.events.loaded += loaded
         gui = self._backend.GUI if self._backend is not None else None
         with _CloseOnSignals(self.close):
-            webview.start(gui=gui, debug=self.inspector, private_mode=True)
+            webview.start(gui=gui, debug=debug, private_mode=True)
 
     def close(self) -> None:
         """Close the window (idempotent); `run()` then returns."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 GUI = "gtk"
+#: pywebview's debug mode only adds "Inspect Element" to the page's context menu.
+LOCAL_INSPECTOR = True
 
 
 def prepare() -> None:

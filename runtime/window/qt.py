@@ -6,6 +6,8 @@ import os
 import sys
 
 GUI = "qt"
+#: pywebview's debug mode opens a remote-debugging port that accepts any origin: not used.
+LOCAL_INSPECTOR = False
 
 
 def prepare() -> None:
