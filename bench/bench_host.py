@@ -27,7 +27,13 @@ import wasmtime
 from wvwasi.runtime.events import Exited, Message
 from wvwasi.runtime.host import ServiceHost
 from wvwasi.runtime.manifest import Limits, Manifest, manifest_for_wasm
-from wvwasi.runtime.modules import ModuleLoader, artefact_name, make_engine, precompile
+from wvwasi.runtime.modules import (
+    WASMTIME_VERSION,
+    ModuleLoader,
+    artefact_name,
+    make_engine,
+    precompile,
+)
 from wvwasi.runtime.paths import PathContext
 
 HERE = Path(__file__).parent
@@ -174,8 +180,7 @@ def main() -> None:
         work = Path(tmp)
         echo = work / "echo.wasm"
         subprocess.run([*CLANG, str(HERE / "services" / "echo.c"), "-o", str(echo)], check=True)
-        print(f"wasmtime {wasmtime.__version__ if hasattr(wasmtime, '__version__') else ''}"
-              f" python {sys.version.split()[0]}")
+        print(f"wasmtime-py {WASMTIME_VERSION}, Python {sys.version.split()[0]}")
         startup(work, echo, runs=3 if args.quick else 10)
         throughput(echo, args.quick)
 
