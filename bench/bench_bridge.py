@@ -4,10 +4,11 @@
 
 Serves bench/bridge_page/ with a real ServiceHost and Bridge, opens it in `chromium --headless`
 (no DevTools client attached: Playwright's slows WebSockets several times), and the page measures
-echo through a `dedicated` service: small messages pipelined and one at a time (`lines` and
-`frames`), and 1 MiB round trips (`frames`). A plain Web Worker echo in the same browser is the
-baseline. The page saves its figures through a `save` service into a folder read here (the
-bridge has no route for anything else). Medians of 3 runs (1 with --quick); asserts nothing.
+echo through a `dedicated` service: `new WasiWorker` -> first message, small messages pipelined
+and one at a time (`lines` and `frames`), and 1 MiB round trips (`frames`). A plain Web Worker
+echo in the same browser is the baseline. The page saves its figures through a `save` service
+into a folder read here (the bridge has no route for anything else). Medians of 3 runs (1 with
+--quick); asserts nothing. bench/bench_window.py runs the same page in the app window.
 """
 
 from __future__ import annotations
@@ -38,20 +39,27 @@ FIXTURES = ("echo_lines", "echo_frames", "write_rw")
 TIMEOUT = 600.0
 
 
+def write_bench_app(tmp: Path, entry: str = "index.html") -> tuple[Path, Path]:
+    """The benchmark app in `tmp/app` (page `entry` of bench/bridge_page/, services built from
+    the C fixtures) and the folder its `save` service writes to: (project root, out folder)."""
+    wasm = build_fixtures([SOURCE_DIR / f"{name}.c" for name in FIXTURES])
+    out = tmp / "out"
+    out.mkdir()
+    root = write_project(tmp / "app", {
+        "echo": {"source": "echo_lines", "kind": "dedicated"},
+        "frames": {"source": "echo_frames", "kind": "dedicated", "ipc": "frames"},
+        "save": {"source": "write_rw", "preopens": [
+            {"guest": "/out", "host": str(out), "mode": "rw"}]},
+    }, resolve_wasm=wasm.__getitem__, extra={"ui": {"entry": entry}})
+    shutil.copytree(PAGE, root / "ui", dirs_exist_ok=True)
+    return root, out
+
+
 def run_page(quick: bool) -> dict:
     """Serve the benchmark page, run it in Chromium, return the figures it saved."""
-    wasm = build_fixtures([SOURCE_DIR / f"{name}.c" for name in FIXTURES])
     with tempfile.TemporaryDirectory(prefix="wvwasi-bench-bridge-") as tmp_name:
         tmp = Path(tmp_name)
-        out = tmp / "out"
-        out.mkdir()
-        root = write_project(tmp / "app", {
-            "echo": {"source": "echo_lines", "kind": "dedicated"},
-            "frames": {"source": "echo_frames", "kind": "dedicated", "ipc": "frames"},
-            "save": {"source": "write_rw", "preopens": [
-                {"guest": "/out", "host": str(out), "mode": "rw"}]},
-        }, resolve_wasm=wasm.__getitem__)
-        shutil.copytree(PAGE, root / "ui", dirs_exist_ok=True)
+        root, out = write_bench_app(tmp)
         manifest = load_manifest(root)
         paths = PathContext.for_app(manifest, base_dirs={"CACHE": tmp / "cache",
                                                          "APPDATA": tmp / "appdata"})
@@ -94,6 +102,9 @@ def report(results: dict) -> None:
         ("frames", "one_at_a_time_msgs_per_s", "msgs/s"),
         ("frames", "mib_round_trip_mib_per_s", "MiB/s"),
     ]
+    first = results["first_message_ms"]
+    print(f"new WasiWorker -> first message: {first['first']:.1f} ms (the page's first, with "
+          f"connecting), then median {first['median']:.1f} ms")
     print(f"{'page <-> dedicated echo':<40} {'median':>12} {'best':>12} {'Web Worker':>12}")
     for mode, key, unit in rows:
         fig, ref = results[mode][key], base[key]["median"]

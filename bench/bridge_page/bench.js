@@ -1,17 +1,20 @@
-// Run by bench/bench_bridge.py in a headless Chromium without Playwright. Measures page <->
-// dedicated-service echo through the bridge (and a Web Worker baseline), then saves the figures
-// through the `save` service into a folder the benchmark reads.
+// Page <-> dedicated-service echo through the bridge, and a plain Web Worker echo as the baseline.
+// bench/bench_bridge.py opens index.html in headless Chromium: the page runs on load and saves its
+// figures through the `save` service into a folder the benchmark reads. bench/bench_window.py
+// opens window.html (script tag marked `data-manual`) in the app window and calls wvwasiBench()
+// itself once the page has loaded.
 'use strict';
 
-const params = new URLSearchParams(location.hash.slice(1));
-const QUICK = params.get('quick') === '1';
-const REPEATS = QUICK ? 1 : 3;
-const N_PIPELINED = QUICK ? 20000 : 100000;
-const N_SERIAL = QUICK ? 500 : 3000;
-const N_BIG = QUICK ? 10 : 40;
+const MANUAL = document.currentScript.hasAttribute('data-manual');
 const MIB = 1 << 20;
 
 const log = (text) => { document.getElementById('log').textContent += `\n${text}`; };
+
+function settings(quick) {
+  return quick
+    ? {repeats: 1, pipelined: 20000, serial: 500, big: 10, spawns: 5}
+    : {repeats: 3, pipelined: 100000, serial: 3000, big: 40, spawns: 10};
+}
 
 function roundTrip(worker, message) {
   return new Promise((resolve) => {
@@ -49,24 +52,39 @@ async function bigRoundTrips(worker, n, message) {
   return (n * message.byteLength / MIB) / ((performance.now() - t0) / 1000);
 }
 
-async function repeat(fn) {
+async function repeat(n, fn) {
   const values = [];
-  for (let i = 0; i < REPEATS; i++) values.push(await fn());
+  for (let i = 0; i < n; i++) values.push(await fn());
   values.sort((a, b) => a - b);
   return {median: values[Math.floor(values.length / 2)], best: values[values.length - 1]};
 }
 
-async function measure(label, spawn, text) {
+// `new WasiWorker` -> its first echoed message, in ms. The page's first worker also opens the
+// page's connection to the bridge: it is reported apart from the median of the others.
+async function firstMessages(n) {
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const worker = new WasiWorker('echo');
+    await roundTrip(worker, 'hello');
+    times.push(performance.now() - t0);
+    worker.terminate();
+  }
+  const rest = times.slice(1).sort((a, b) => a - b);
+  return {first: times[0], median: rest[Math.floor(rest.length / 2)]};
+}
+
+async function measure(label, spawn, text, s) {
   const small = text ? (i) => `message ${i}` : (i) => new Uint32Array([i, i, i, i]);
   const big = new Uint8Array(MIB).map((_, i) => i % 251);
   const results = {};
   for (const [key, run] of [
-    ['pipelined_msgs_per_s', (w) => pipelined(w, N_PIPELINED, small)],
-    ['one_at_a_time_msgs_per_s', (w) => serial(w, N_SERIAL, small)],
-    ['mib_round_trip_mib_per_s', (w) => bigRoundTrips(w, N_BIG, big)],
+    ['pipelined_msgs_per_s', (w) => pipelined(w, s.pipelined, small)],
+    ['one_at_a_time_msgs_per_s', (w) => serial(w, s.serial, small)],
+    ['mib_round_trip_mib_per_s', (w) => bigRoundTrips(w, s.big, big)],
   ]) {
     if (key.startsWith('mib') && text) continue;
-    results[key] = await repeat(async () => {
+    results[key] = await repeat(s.repeats, async () => {
       const worker = spawn();
       try {
         return await run(worker);
@@ -79,17 +97,31 @@ async function measure(label, spawn, text) {
   return results;
 }
 
-async function main() {
-  const results = {
-    lines: await measure('lines', () => new WasiWorker('echo'), true),
-    frames: await measure('frames', () => new WasiWorker('frames'), false),
-    web_worker: await measure('web worker', () => new Worker('echo-worker.js'), false),
-  };
+/** Every figure (medians and bests of `repeats` runs); `webWorker: false` skips the baseline. */
+globalThis.wvwasiBench = async ({quick = false, webWorker = true} = {}) => {
+  const s = settings(quick);
+  const results = {first_message_ms: await firstMessages(s.spawns)};
+  log(`new WasiWorker -> first message: ${results.first_message_ms.first.toFixed(1)} ms first,`
+      + ` ${results.first_message_ms.median.toFixed(1)} ms median`);
+  results.lines = await measure('lines', () => new WasiWorker('echo'), true, s);
+  results.frames = await measure('frames', () => new WasiWorker('frames'), false, s);
+  if (webWorker) {
+    results.web_worker = await measure('web worker', () => new Worker('echo-worker.js'), false, s);
+  }
+  return results;
+};
+
+async function runAndSave() {
+  const quick = new URLSearchParams(location.hash.slice(1)).get('quick') === '1';
+  let results;
+  try {
+    results = await globalThis.wvwasiBench({quick});
+  } catch (e) {
+    log(`failed: ${e.stack}`);
+    results = {error: String(e.stack)};
+  }
   await WasiWorker.run('save', {args: ['/out/results.json', JSON.stringify(results)]});
   log('saved');
 }
 
-main().catch(async (e) => {
-  log(`failed: ${e.stack}`);
-  await WasiWorker.run('save', {args: ['/out/results.json', JSON.stringify({error: String(e.stack)})]});
-});
+if (!MANUAL) runAndSave();
