@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -235,3 +237,27 @@ def test_host_uses_shipped_artefacts(
         assert host.run_task("wc", stdin=TEXT).stdout == WC_OUTPUT
     assert compiles == []
     assert not list(empty_cache.rglob("*.cwasm"))
+
+
+def isa_flags(artefact: bytes) -> dict[str, bool]:
+    """The x86 ISA flags recorded in a serialized module (wasmtime 50: a length-prefixed name,
+    then FlagValue::Bool = tag 2 and the value)."""
+    flags = {}
+    for match in re.finditer(rb"has_[a-z0-9_]+", artefact):
+        name, end = match.group(), match.end()
+        if artefact[match.start() - 1] == len(name) and artefact[end] == 2:
+            flags[name.decode()] = artefact[end + 1] == 1
+    return flags
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 feature flags")
+def test_precompiled_artefact_needs_only_baseline_cpu_features(wc: Path, tmp_path: Path) -> None:
+    """A build machine with AVX-512 must still produce artefacts an older CPU can load."""
+    portable = isa_flags(precompile(wc, tmp_path / "p.cwasm").read_bytes())
+    assert {"has_avx", "has_avx2", "has_bmi1", "has_avx512f"} <= portable.keys()
+    enabled = {name for name, on in portable.items() if on}
+    assert enabled <= {"has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt"}
+    native = isa_flags(wasmtime.Module(make_engine(), wc.read_bytes()).serialize())
+    assert native.keys() == portable.keys()
+    if "avx2" in Path("/proc/cpuinfo").read_text():
+        assert native["has_avx2"]  # the same engine settings would otherwise use AVX2 here
