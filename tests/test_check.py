@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import wasmtime
+
 from wvwasi.runtime.wasminfo import ModuleInfo, WasmModuleError, check_command_module, inspect
 
 COMMAND = """(module

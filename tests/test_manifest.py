@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+
 from wvwasi.runtime.manifest import (
     BuildStep,
     Limits,

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from wvwasi.runtime.manifest import manifest_for_wasm
 from wvwasi.runtime.paths import VARIABLES, PathContext, parse_host
 
