@@ -73,12 +73,21 @@
       (typeof SharedArrayBuffer !== 'undefined' && value instanceof SharedArrayBuffer);
   }
 
-  /** A private copy of binary data, so later changes by the page do not alter what is sent. */
+  /** A private copy of binary data, so later changes by the page do not alter what is sent. It
+   * leaves room for its record header in front (see `headerRoom`): a frame of just this record is
+   * then sent without another copy. */
   function copyBytes(value) {
-    if (ArrayBuffer.isView(value)) {
-      return new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice();
-    }
-    return new Uint8Array(value).slice();
+    const source = ArrayBuffer.isView(value)
+      ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+      : new Uint8Array(value);
+    const copy = new Uint8Array(new ArrayBuffer(HEADER + source.byteLength), HEADER);
+    copy.set(source);
+    return copy;
+  }
+
+  /** Whether `payload` is a `copyBytes` copy, with its buffer's first HEADER bytes free. */
+  function headerRoom(payload) {
+    return payload.byteOffset === HEADER && payload.buffer.byteLength === HEADER + payload.byteLength;
   }
 
   function toBytes(value, what) {
@@ -341,7 +350,8 @@
           size += bytes;
           end++;
         }
-        const frame = new Uint8Array(size);
+        const alone = end - next === 1 && headerRoom(queue[next][2]);
+        const frame = alone ? new Uint8Array(queue[next][2].buffer) : new Uint8Array(size);
         const view = new DataView(frame.buffer);
         let pos = 0;
         for (let i = next; i < end; i++) {
@@ -349,7 +359,7 @@
           view.setUint32(pos, payload.byteLength, true);
           view.setUint8(pos + 4, op);
           view.setUint32(pos + 5, id, true);
-          frame.set(payload, pos + HEADER);
+          if (!alone) frame.set(payload, pos + HEADER);
           pos += HEADER + payload.byteLength;
         }
         ws.send(frame);
