@@ -57,7 +57,10 @@ def write_bench_app(tmp: Path, entry: str = "index.html") -> tuple[Path, Path]:
 
 def run_page(quick: bool) -> dict:
     """Serve the benchmark page, run it in Chromium, return the figures it saved."""
-    with tempfile.TemporaryDirectory(prefix="wvwasi-bench-bridge-") as tmp_name:
+    # Chromium's helper processes may still write to the profile for a moment after it exits.
+    with tempfile.TemporaryDirectory(
+        prefix="wvwasi-bench-bridge-", ignore_cleanup_errors=True
+    ) as tmp_name:
         tmp = Path(tmp_name)
         root, out = write_bench_app(tmp)
         manifest = load_manifest(root)
