@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "files.h"
+
 #define SRC "/notes"
 #define DST "/export"
 #define NAME_MAX_LEN 60
@@ -35,20 +37,6 @@ static void file_name(const char *text, size_t len, const char *id, char *out, s
     out[o] = '\0';
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) buf = realloc(buf, cap *= 2);
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 int main(void) {
     DIR *d = opendir(SRC);
     if (!d) { fprintf(stderr, "export: cannot open " SRC ": %s\n", strerror(errno)); return 1; }
@@ -61,7 +49,7 @@ int main(void) {
         snprintf(src, sizeof src, SRC "/%s", e->d_name);
         snprintf(id, sizeof id, "%.*s", (int)(n - 4), e->d_name);
         size_t len;
-        char *text = slurp(src, &len);
+        char *text = read_file(src, &len);
         if (!text) { fprintf(stderr, "export: cannot read %s\n", src); failed++; continue; }
         file_name(text, len, id, name, sizeof name);
         snprintf(dst, sizeof dst, DST "/%s.txt", name);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "files.h"
 #include "json.h"
 
 #define DIR_PATH "/notes"
@@ -53,21 +54,6 @@ static size_t title_of(const char *text, size_t len, const char **start) {
     while (end > i && end < len && ((unsigned char)text[end] & 0xC0) == 0x80) end--;
     *start = text + i;
     return end - i;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) buf = realloc(buf, cap *= 2);
-    }
-    fclose(f);
-    if (buf) buf[n < cap ? n : cap - 1] = '\0';
-    *len = n;
-    return buf;
 }
 
 static void note_summary(const char *id, const char *path) {
