@@ -126,13 +126,7 @@ class ServiceHost:
 
     def service(self, name: str) -> Service:
         """The manifest's service `name`, or LookupError listing the known ones."""
-        try:
-            return self.manifest.services[name]
-        except KeyError:
-            known = ", ".join(self.manifest.services) or "none"
-            raise LookupError(
-                f"no service named '{name}' in {self.manifest.path.name} (services: {known})"
-            ) from None
+        return self.manifest.service(name)
 
     def spawn(
         self,
@@ -227,8 +221,7 @@ class ServiceHost:
                     f"service '{name}': env {key} is set by services.{name}.env and cannot be "
                     "overridden"
                 )
-        module, pre = self._instance_pre(service)
-        del module
+        pre = self._instance_pre(service)
         preopens = resolve_preopens(service.preopens, self.paths.resolve) + tuple(
             (Path(g.host), g.guest, g.mode == "rw") for g in options.grants
         )
@@ -246,12 +239,13 @@ class ServiceHost:
             capture=capture,
         )
 
-    def _instance_pre(self, service: Service) -> tuple[wasmtime.Module, wasmtime.InstancePre]:
+    def _instance_pre(self, service: Service) -> wasmtime.InstancePre:
+        """The linked module of `service`, relinked when the loader hands out a new module."""
         module = self.loader.load(service.source)
         with self._lock:
             cached = self._pres.get(service.source)
             if cached is not None and cached[0] is module:
-                return cached
+                return cached[1]
             try:
                 pre = self._linker.instantiate_pre(module)
             except wasmtime.WasmtimeError as e:
@@ -260,7 +254,7 @@ class ServiceHost:
                     f"{str(e).splitlines()[0]}"
                 ) from None
             self._pres[service.source] = (module, pre)
-            return module, pre
+            return pre
 
 
 def _check_guest_path(service: str, guest: str, what: str) -> None:

@@ -168,6 +168,16 @@ class Manifest:
     bundle: Bundle = field(default_factory=Bundle)
     platform: Platform = "linux"
 
+    def service(self, name: str) -> Service:
+        """The service `name`, or LookupError listing the known ones."""
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(self.services) or "none"
+            raise LookupError(
+                f"no service named '{name}' in {self.path.name} (services: {known})"
+            ) from None
+
 
 class ManifestError(Exception):
     """A bad manifest: `str()` is `"<file>: <key.path>: <why>"`."""

@@ -73,10 +73,7 @@ def _manifest(args: argparse.Namespace) -> tuple[Manifest, str]:
         m = manifest_for_wasm(Path(args.target), args=argv, env=extra_env, preopens=extra_dirs)
         return m, next(iter(m.services))
     m = load_manifest(args.project)
-    if args.target not in m.services:
-        known = ", ".join(m.services) or "none"
-        raise ValueError(f"no service named '{args.target}' in {m.path} (services: {known})")
-    s = m.services[args.target]
+    s = m.service(args.target)
     s = dataclasses.replace(
         s,
         # The terminal carries raw bytes both ways, whatever the service's ipc mode.
@@ -92,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the service until it exits; returns its exit status."""
     try:
         manifest, name = _manifest(args)
-    except (ManifestError, ValueError) as e:
+    except (ManifestError, LookupError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = sys.stdout.buffer

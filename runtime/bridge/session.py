@@ -272,11 +272,10 @@ class Session:
         name = spec.get("service")
         if not isinstance(name, str):
             raise ProtocolError("spec.service must be a string")
-        service = self._manifest.services.get(name)
-        if service is None:
-            known = ", ".join(self._manifest.services) or "none"
-            raise Refused("lookup", f"no service named '{name}' in this app (services: {known})")
-        return service
+        try:
+            return self._manifest.service(name)
+        except LookupError as e:
+            raise Refused("lookup", str(e)) from None
 
     def _request(
         self, ident: int, spec: dict[str, Any], blob: memoryview, *, run: bool
