@@ -132,12 +132,10 @@ class Instance:
             self._event_ready.notify()
 
     def _should_stop(self) -> str | None:
-        if self._stop_reason is None and self._deadline and time.monotonic() > self._deadline:
-            self._stop_reason = "timeout"
         return self._stop_reason
 
     def check_deadline(self) -> None:
-        """Called by the host's ticker: past its timeout, also unblock a pending stdin read."""
+        """Called by the host's ticker: past its timeout, stop (also a pending stdin read)."""
         if self._deadline and self.alive and time.monotonic() > self._deadline:
             self.terminate("timeout")
 
