@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .auth import LAUNCH_PATH, WS_PATH, Gate
+from .grants import Picker
 from .protocol import MAX_FRAME, page_constants
-from .session import Picker, Session
+from .session import Session
 from .static import JS_DIR, SCRIPT_PATH, TYPES_PATH, UIFiles, security_headers
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """One page session: a WebSocket connection that multiplexes the page's workers.
 
 Records from the page are handled in order, so each worker's messages keep their order; each
-worker is a `link.WorkerLink` with its credit windows. Output of every worker is packed into
-frames by one pump task; small input credits wait briefly to share a frame with the answer.
+worker is a `link.WorkerLink` with its credit windows. Output goes through the session's
+`flow.Outbox`; folder grants live in its `grants.Grants`; specs are parsed by `specs`.
 When the connection closes, its dedicated instances and runs are terminated, its background
 subscriptions closed and its directory grants forgotten.
 """
@@ -11,28 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import threading
-from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..events import Event, Exited
-from ..host import ServiceLimitError, SpawnOptions, Subscription
+from ..host import SpawnOptions, Subscription
 from ..instance import Instance
-from ..manifest import Manifest, Preopen, Service
+from ..manifest import Manifest, Service
 from ..modules import WasmLoadError
+from .flow import Outbox
+from .grants import Grants, Picker
 from .link import WorkerLink, error_json
 from .protocol import (
-    FRAME_TARGET,
     HEADER,
-    U32,
-    WINDOW,
     Op,
     ProtocolError,
     iter_records,
@@ -41,51 +34,20 @@ from .protocol import (
     record,
     split_json,
 )
+from .specs import Refused, check_background, refusal, service_of, spawn_options, split_stdin
 
 if TYPE_CHECKING:
     from ..host import ServiceHost
 
 log = logging.getLogger("wvwasi.bridge")
 
-#: Opens the native folder picker; the chosen folder, or None when the user cancels.
-Picker = Callable[[], "Path | str | None"]
-
 _WINDOW_OPS = (Op.SEND, Op.STDIN)
-#: How long small input credits may wait for the service's answer to travel with.
-CREDIT_DELAY = 0.002
 #: What host.spawn/subscribe raise for a spawn that is refused or cannot start.
 _SPAWN_ERRORS = (PermissionError, LookupError, ValueError, OSError, RuntimeError, WasmLoadError)
 
 
-@dataclass(frozen=True)
-class _Grant:
-    path: Path
-    mode: Literal["ro", "rw"]
-
-
-class Refused(Exception):
-    """A request the page may make but that fails; reported to the page as an ERROR record."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def refusal(e: Exception) -> Refused:
-    """The page-facing form of an error raised by the host for a spawn or run."""
-    if isinstance(e, Refused):
-        return e
-    if isinstance(e, PermissionError):
-        return Refused("permission", str(e))
-    if isinstance(e, LookupError):
-        return Refused("lookup", str(e))
-    if isinstance(e, ServiceLimitError):
-        return Refused("limit", str(e))
-    return Refused("start", str(e))
-
-
 class Session:
-    """The bridge side of one page's WebSocket."""
+    """The bridge side of one page's WebSocket: dispatches its records."""
 
     def __init__(
         self,
@@ -99,87 +61,27 @@ class Session:
         self._ws = ws
         self._manifest = manifest
         self._host = host
-        self._picker = picker
         self._pool = pool
         self._loop = asyncio.get_running_loop()
+        self._outbox = Outbox(self._loop)
+        self._grants = Grants(picker, pool)
         self._links: dict[int, WorkerLink] = {}
         self._runs: dict[int, Instance | None] = {}  # None while starting
-        self._grants: dict[str, _Grant] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._out: deque[bytes] = deque()
-        self._out_lock = threading.Lock()
-        self._wake = asyncio.Event()
-        self._wake_pending = False
-        self._credits: dict[int, int] = {}  # input credit not yet sent, by worker id
-        self._credit_timer = False
-        self._closed = False
 
-    # -- output: any thread -> the pump -------------------------------------------------------
+    @property
+    def _closed(self) -> bool:
+        return self._outbox.closed
+
+    # -- output ---------------------------------------------------------------------------------
 
     def post(self, rec: bytes) -> None:
-        """Queue a record for the page (thread-safe); records are packed into frames."""
-        with self._out_lock:
-            if self._closed:
-                return
-            self._out.append(rec)
-            self._wake_locked()
+        """Queue a record for the page (thread-safe)."""
+        self._outbox.post(rec)
 
     def credit(self, ident: int, amount: int) -> None:
-        """Return input credit to the page (thread-safe). Small amounts wait up to
-        CREDIT_DELAY to travel in the same frame as the service's answer."""
-        with self._out_lock:
-            if self._closed:
-                return
-            owed = self._credits[ident] = self._credits.get(ident, 0) + amount
-            if owed >= WINDOW // 2:
-                self._wake_locked()
-            elif not self._credit_timer:
-                self._credit_timer = True
-                self._call_soon(self._arm_credit_timer)
-
-    def _arm_credit_timer(self) -> None:
-        self._loop.call_later(CREDIT_DELAY, self._credit_due)
-
-    def _credit_due(self) -> None:
-        with self._out_lock:
-            self._credit_timer = False
-            if self._credits:
-                self._wake_locked()
-
-    def _wake_locked(self) -> None:
-        if not self._wake_pending:
-            self._wake_pending = True
-            self._call_soon(self._wake.set)
-
-    def _call_soon(self, callback: Callable[[], None]) -> None:
-        try:
-            self._loop.call_soon_threadsafe(callback)
-        except RuntimeError:  # the bridge's loop has stopped
-            self._closed = True
-
-    def _take_frame(self) -> bytes | None:
-        with self._out_lock:
-            parts = [record(Op.CREDIT, i, U32.pack(n)) for i, n in self._credits.items()]
-            self._credits.clear()
-            if not self._out and not parts:
-                self._wake_pending = False
-                return None
-            size = sum(map(len, parts))
-            while self._out and (not parts or size + len(self._out[0]) <= FRAME_TARGET):
-                rec = self._out.popleft()
-                parts.append(rec)
-                size += len(rec)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    async def _pump(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while (frame := self._take_frame()) is not None:
-                try:
-                    await self._ws.send_bytes(frame)
-                except ConnectionError:
-                    return  # the page is gone; serve() cleans up
+        """Return input credit to the page (thread-safe)."""
+        self._outbox.credit(ident, amount)
 
     def reload(self) -> None:
         """Tell the page to reload itself."""
@@ -193,7 +95,7 @@ class Session:
 
     async def serve(self) -> None:
         """Handle the page's frames until the connection closes, then clean up."""
-        pump = asyncio.create_task(self._pump())
+        pump = asyncio.create_task(self._outbox.pump(self._ws))
         try:
             async for msg in self._ws:
                 if msg.type != WSMsgType.BINARY:
@@ -268,15 +170,6 @@ class Session:
 
     # -- spawn, run, pick -----------------------------------------------------------------------
 
-    def _service(self, spec: dict[str, Any]) -> Service:
-        name = spec.get("service")
-        if not isinstance(name, str):
-            raise ProtocolError("spec.service must be a string")
-        try:
-            return self._manifest.service(name)
-        except LookupError as e:
-            raise Refused("lookup", str(e)) from None
-
     def _request(
         self, ident: int, spec: dict[str, Any], blob: memoryview, *, run: bool
     ) -> tuple[Service, SpawnOptions, bytes]:
@@ -286,25 +179,10 @@ class Session:
             raise ProtocolError(f"id {ident} is in use")
         stdin = b""
         if run:
-            size = spec.get("stdin", 0)
-            if not isinstance(size, int) or not 0 <= size <= len(blob):
-                raise ProtocolError("spec.stdin must be the byte length of the stdin at the end")
-            stdin = bytes(blob[len(blob) - size :])
-            blob = blob[: len(blob) - size]
-        options = self._options(spec, blob)
-        service = self._service(spec)
-        if service.kind == "background":
-            if run:
-                raise Refused("permission", (
-                    f"service '{service.name}' is kind = \"background\": connect to it with "
-                    "new WasiWorker(), WasiWorker.run() is for tasks"
-                ))
-            if options != SpawnOptions():
-                raise Refused("permission", (
-                    f"service '{service.name}' is kind = \"background\": its one instance is "
-                    "shared by the whole app, so a page cannot give it args, env, files, scratch "
-                    "or grants"
-                ))
+            stdin, blob = split_stdin(spec, blob)
+        options = spawn_options(spec, blob, self._grants.preopen)
+        service = service_of(self._manifest, spec)
+        check_background(service, options, run=run)
         return service, options, stdin
 
     async def _spawn(self, ident: int, spec: dict[str, Any], blob: memoryview) -> None:
@@ -378,77 +256,12 @@ class Session:
         self.post(json_record(Op.RESULT, ident, head, stdout, stderr))
 
     async def _pick(self, ident: int, spec: dict[str, Any]) -> None:
-        mode = spec.get("mode", "ro")
-        if mode not in ("ro", "rw"):
-            self.error(ident, Refused("invalid", f'mode must be "ro" or "rw", got {mode!r}'))
-            return
-        if self._picker is None:
-            self.error(ident, Refused("unavailable", (
-                "requestDirectory() needs the app's native folder picker, and this page is not "
-                "shown in an app window (wvwasi serve has none): run the app with wvwasi run"
-            )))
-            return
         try:
-            chosen = await self._loop.run_in_executor(self._pool, self._picker)
-        except Exception as e:  # the window's dialog failed (e.g. the window is closing)
-            log.exception("the folder picker failed")
-            self.error(ident, Refused("unavailable", f"the folder picker failed: {e}"))
+            grant = await self._grants.pick(spec)
+        except Refused as e:
+            self.error(ident, e)
             return
-        if chosen is None:
-            self.error(ident, Refused("cancelled", "the user cancelled the folder picker"))
-            return
-        path = Path(chosen).resolve()
-        if not path.is_dir():
-            self.error(ident, Refused("start", f"the picked folder {path} does not exist"))
-            return
-        grant_id = secrets.token_urlsafe(24)
-        self._grants[grant_id] = _Grant(path, mode)
-        self.post(json_record(Op.GRANT, ident, {"grant": grant_id, "name": path.name,
-                                                "mode": mode}))
-
-    def _options(self, spec: dict[str, Any], blob: memoryview) -> SpawnOptions:
-        """SpawnOptions from a spawn spec; the host checks them against the manifest."""
-        args = _strings(spec.get("args", []), "args")
-        env = spec.get("env", [])
-        if not isinstance(env, list) or not all(
-            isinstance(kv, list) and len(kv) == 2 and all(isinstance(x, str) for x in kv)
-            for kv in env
-        ):
-            raise ProtocolError("spec.env must be a list of [name, value] strings")
-        files: dict[str, bytes] = {}
-        pos = 0
-        for item in spec.get("files", []):
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                    and isinstance(item[1], int) and 0 <= item[1] <= len(blob) - pos):
-                raise ProtocolError("spec.files must be [guest path, size] pairs within the record")
-            files[item[0]] = bytes(blob[pos : pos + item[1]])
-            pos += item[1]
-        scratch = spec.get("scratch", False)
-        if not isinstance(scratch, bool):
-            raise ProtocolError("spec.scratch must be a boolean")
-        grants = spec.get("grants", [])
-        if not isinstance(grants, list):
-            raise ProtocolError("spec.grants must be a list")
-        return SpawnOptions(args=tuple(args), env=tuple((k, v) for k, v in env), files=files,
-                            scratch=scratch, grants=tuple(self._grant(g) for g in grants))
-
-    def _grant(self, item: Any) -> Preopen:
-        if not (isinstance(item, dict) and isinstance(item.get("grant"), str)
-                and isinstance(item.get("guest"), str) and item.get("mode", "ro") in ("ro", "rw")):
-            raise ProtocolError('spec.grants items must be {grant, guest, mode: "ro"|"rw"}')
-        grant = self._grants.get(item["grant"])
-        if grant is None:
-            raise Refused("permission", (
-                "unknown directory grant: grants come from WasiWorker.requestDirectory() and "
-                "are valid only in the page session that requested them"
-            ))
-        mode = item.get("mode", grant.mode)
-        if mode == "rw" and grant.mode != "rw":
-            raise Refused("permission", (
-                f"the grant for folder '{grant.path.name}' is read-only: request it with "
-                "WasiWorker.requestDirectory({mode: 'rw'}) to let a service write to it"
-            ))
-        return Preopen(guest=item["guest"], host=str(grant.path), mode=mode)
+        self.post(json_record(Op.GRANT, ident, grant))
 
     # -- teardown -------------------------------------------------------------------------------
 
@@ -458,15 +271,12 @@ class Session:
             if self._links.get(link.id) is link:
                 del self._links[link.id]
 
-        with self._out_lock:
-            if not self._closed:
-                self._loop.call_soon_threadsafe(drop)
+        if not self._closed:
+            self._outbox.call_soon(drop)
 
     def shutdown(self) -> None:
         """The page is gone: end its workers and runs, forget its grants (idempotent)."""
-        with self._out_lock:
-            self._closed = True
-            self._out.clear()
+        self._outbox.close()
         for link in list(self._links.values()):
             link.close()
         for inst in list(self._runs.values()):
@@ -479,12 +289,6 @@ class Session:
         """Close the connection from the bridge's side."""
         await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"the app is closing")
         self.shutdown()
-
-
-def _strings(value: Any, key: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise ProtocolError(f"spec.{key} must be a list of strings")
-    return value
 
 
 def _resolve(future: asyncio.Future[Exited], event: Exited) -> None:

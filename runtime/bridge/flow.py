@@ -1,0 +1,109 @@
+"""Flow control towards the page: one outbox per connection, packed into frames by one pump.
+
+Records for the page come from any thread (host threads forwarding output, the writer threads of
+`link.WorkerLink` returning input credit). `Outbox.post` queues a record; `Outbox.credit` owes
+the page input credit, sent with the next frame (small amounts wait up to CREDIT_DELAY so that a
+request and its answer share a frame). `Outbox.pump` writes frames of about FRAME_TARGET bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from aiohttp import web
+
+from .protocol import FRAME_TARGET, U32, WINDOW, Op, record
+
+#: How long small input credits may wait for the service's answer to travel with.
+CREDIT_DELAY = 0.002
+
+
+class Outbox:
+    """Records and input credit on their way to one page (thread-safe)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._out: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._wake = asyncio.Event()
+        self._wake_pending = False
+        self._credits: dict[int, int] = {}  # input credit not yet sent, by worker id
+        self._credit_timer = False
+        self.closed = False
+
+    def post(self, rec: bytes) -> None:
+        """Queue a record for the page; records are packed into frames."""
+        with self._lock:
+            if self.closed:
+                return
+            self._out.append(rec)
+            self._wake_locked()
+
+    def credit(self, ident: int, amount: int) -> None:
+        """Return input credit to the page. Small amounts wait up to CREDIT_DELAY to travel in
+        the same frame as the service's answer."""
+        with self._lock:
+            if self.closed:
+                return
+            owed = self._credits[ident] = self._credits.get(ident, 0) + amount
+            if owed >= WINDOW // 2:
+                self._wake_locked()
+            elif not self._credit_timer:
+                self._credit_timer = True
+                self.call_soon(self._arm_credit_timer)
+
+    def close(self) -> None:
+        """Drop everything queued; later records are dropped too."""
+        with self._lock:
+            self.closed = True
+            self._out.clear()
+            self._credits.clear()
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the bridge's loop, unless the loop has stopped."""
+        try:
+            self._loop.call_soon_threadsafe(callback)
+        except RuntimeError:  # the bridge's loop has stopped
+            self.closed = True
+
+    def _arm_credit_timer(self) -> None:
+        self._loop.call_later(CREDIT_DELAY, self._credit_due)
+
+    def _credit_due(self) -> None:
+        with self._lock:
+            self._credit_timer = False
+            if self._credits:
+                self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.call_soon(self._wake.set)
+
+    def _take_frame(self) -> bytes | None:
+        with self._lock:
+            parts = [record(Op.CREDIT, i, U32.pack(n)) for i, n in self._credits.items()]
+            self._credits.clear()
+            if not self._out and not parts:
+                self._wake_pending = False
+                return None
+            size = sum(map(len, parts))
+            while self._out and (not parts or size + len(self._out[0]) <= FRAME_TARGET):
+                rec = self._out.popleft()
+                parts.append(rec)
+                size += len(rec)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def pump(self, ws: web.WebSocketResponse) -> None:
+        """Write queued records to `ws` until the connection goes away (run as a task)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while (frame := self._take_frame()) is not None:
+                try:
+                    await ws.send_bytes(frame)
+                except ConnectionError:
+                    return  # the page is gone; the session cleans up
