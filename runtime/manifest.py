@@ -63,6 +63,13 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class AppLimits:
+    """`[limits]`: app-wide bounds (docs/security.md lists every bound and its default)."""
+
+    instances_per_page: int = 32  # live workers + running tasks of one page connection
+
+
+@dataclass(frozen=True)
 class BuildStep:
     """How `wvwasi build`/`dev` produce a service's .wasm."""
 
@@ -167,6 +174,7 @@ class Manifest:
     webview: Webview = "gtk"
     bundle: Bundle = field(default_factory=Bundle)
     platform: Platform = "linux"
+    limits: AppLimits = field(default_factory=AppLimits)
 
     def service(self, name: str) -> Service:
         """The service `name`, or LookupError listing the known ones."""
@@ -202,7 +210,7 @@ def current_platform() -> Platform:
 
 KeyPath = tuple[str | int, ...]
 _REQUIRED: Any = object()
-_SECTIONS = ("app", "ui", "window", "services", "bundle")
+_SECTIONS = ("app", "ui", "window", "services", "bundle", "limits")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+\Z")
 _VERSION = re.compile(r"\d+(\.\d+){1,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?\Z")
@@ -457,6 +465,15 @@ def _limits(r: _Reader, raw: object, p: KeyPath) -> Limits:
     return Limits(**values, instances=r.positive_int(t, p, "instances", None))
 
 
+def _app_limits(r: _Reader, raw: object) -> AppLimits:
+    p: KeyPath = ("limits",)
+    t = r.table(raw, p, ("instances_per_page",))
+    return AppLimits(
+        instances_per_page=r.positive_int(t, p, "instances_per_page",
+                                          AppLimits.instances_per_page),
+    )
+
+
 def _preopen(r: _Reader, raw: object, p: KeyPath) -> Preopen:
     t = r.table(raw, p, ("guest", "host", "mode"))
     guest = r.string(t, p, "guest")
@@ -645,6 +662,7 @@ def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
         webview=r.choice(data, (), "webview", get_args(Webview), "gtk"),
         bundle=_bundle(r, data.get("bundle", {})),
         platform=plat,  # type: ignore[arg-type]
+        limits=_app_limits(r, data.get("limits", {})),
     )
 
 

@@ -91,8 +91,13 @@ class ServedApp:
         self.manifest = manifest
         self.spy = spy
         self.bridge = bridge
-        self.url = url  # the launch URL, with its secret
+        self.first_url = url  # the launch URL bridge.start() returned
         self.origin = bridge.origin
+
+    @property
+    def url(self) -> str:
+        """A new launch URL (each works once)."""
+        return self.bridge.launch_url()
 
     def open(self, context: BrowserContext) -> Page:
         """A new page in `context`, launched (session cookie set) and on the app's entry."""

@@ -70,25 +70,43 @@ def http_get(port: int, target: str, headers: dict[str, str] | None = None) -> t
 
 
 def launch(app: ServedApp) -> str:
-    """Open the launch URL like the window does; returns the `name=value` session cookie."""
+    """Open a launch URL like the window does; returns the `name=value` session cookie."""
+    return launch_with_key(app)[0]
+
+
+#: The socket key each port's bridge gave at its last launch (what wvwasi.js would present).
+SOCKET_KEYS: dict[int, str] = {}
+
+
+def launch_with_key(app: ServedApp) -> tuple[str, str]:
+    """Open a launch URL; (the `name=value` session cookie, the socket key)."""
     url = urlsplit(app.url)
     status, resp = http_get(port_of(app), f"{url.path}?{url.query}")
     assert status == 303
-    return resp.getheader("Set-Cookie").split(";", 1)[0]
+    key = resp.getheader("Location").split("wvwasi-key=", 1)[1]
+    SOCKET_KEYS[port_of(app)] = key
+    return resp.getheader("Set-Cookie").split(";", 1)[0], key
 
 
 def spawn_frame(ident: int, service: str) -> bytes:
     return json_record(Op.SPAWN, ident, {"service": service})
 
 
+def ws_url(port: int, key: str | None = None) -> str:
+    """The socket URL with `key` (default: the key of the port's last launch)."""
+    key = SOCKET_KEYS.get(port, "") if key is None else key
+    return f"ws://127.0.0.1:{port}/__wvwasi/ws?key={key}"
+
+
 async def _exchange(
-    port: int, headers: dict[str, str], frames: list[bytes | str], want: int
+    port: int, headers: dict[str, str], frames: list[bytes | str], want: int,
+    key: str | None = None,
 ) -> tuple[list[tuple[Op, int, bytes]], int | None]:
     """Connect, send `frames`, collect records until `want` arrived or the bridge closes;
     returns (records, close code or None)."""
     got: list[tuple[Op, int, bytes]] = []
     async with aiohttp.ClientSession() as session, session.ws_connect(
-        f"ws://127.0.0.1:{port}/__wvwasi/ws", headers=headers, autoclose=False
+        ws_url(port, key), headers=headers, autoclose=False
     ) as ws:
         for frame in frames:
             await (ws.send_str(frame) if isinstance(frame, str) else ws.send_bytes(frame))
@@ -124,13 +142,14 @@ def test_launch_sets_an_httponly_strict_cookie_and_redirects(app: ServedApp) -> 
     url = urlsplit(app.url)
     status, resp = http_get(port_of(app), f"{url.path}?{url.query}")
     assert status == 303
-    assert resp.getheader("Location") == "/"
+    assert resp.getheader("Location").startswith("/?wvwasi-key=")
     cookie = resp.getheader("Set-Cookie")
     assert cookie.startswith(f"wvwasi_{port_of(app)}=")
     assert "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
     assert "Path=/" in cookie
     assert url.query.split("=", 1)[1] not in cookie  # the URL secret is not the session
+    assert resp.getheader("Location").split("=", 1)[1] not in cookie  # nor the socket key
 
 
 def test_without_the_launch_secret_everything_is_refused(app: ServedApp) -> None:
@@ -266,7 +285,7 @@ def test_a_malformed_frame_closes_only_its_connection(
 
     async def scenario() -> tuple[list[bytes], Any, Any]:
         async with aiohttp.ClientSession() as session, session.ws_connect(
-            f"ws://127.0.0.1:{port}/__wvwasi/ws", headers=headers
+            ws_url(port), headers=headers
         ) as good:
             await good.send_bytes(spawn_frame(7, "echo") + record(Op.SEND, 7, b"before"))
             first = await next_message(good)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ..manifest import Preopen
 from .protocol import ProtocolError
-from .specs import Refused
+from .specs import Refused, is_text
 
 log = logging.getLogger("wvwasi.bridge")
 
@@ -68,7 +68,7 @@ class Grants:
     def preopen(self, item: Any) -> Preopen:
         """The preopen for one `grants` item of a spawn spec."""
         if not (isinstance(item, dict) and isinstance(item.get("grant"), str)
-                and isinstance(item.get("guest"), str) and item.get("mode", "ro") in ("ro", "rw")):
+                and is_text(item.get("guest")) and item.get("mode", "ro") in ("ro", "rw")):
             raise ProtocolError('spec.grants items must be {grant, guest, mode: "ro"|"rw"}')
         grant = self._grants.get(item["grant"])
         if grant is None:

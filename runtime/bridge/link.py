@@ -2,7 +2,10 @@
 
 Output events arrive on host threads and wait for credit when the page is a window behind;
 input (messages, stdin) goes to the instance from the worker's own writer thread, so a service
-that does not read its stdin never blocks the bridge's event loop.
+that does not read its stdin never blocks the bridge's event loop. Both windows are enforced: a
+page that sends past its input window, or credits output it was never sent, breaks the protocol
+(`PolicyError`, the connection closes with 1008), so a worker never holds more than WINDOW bytes
+of the page's input.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from ..events import Event, Exited, Message, ServiceError, Stderr
 from ..host import Subscription
 from ..instance import Instance
 from ..manifest import Service
-from .protocol import HEADER, WINDOW, Op, json_record, record
+from .protocol import HEADER, WINDOW, Op, PolicyError, json_record, record
 
 if TYPE_CHECKING:
     from .session import Session
@@ -32,15 +35,20 @@ class WorkerLink:
         self._handle: Instance | Subscription | None = None
         self._cond = threading.Condition()
         self._unacked = 0  # output bytes sent to the page and not yet credited back
+        self._in_flight = 0  # input bytes received from the page and not yet credited to it
         self._inbox: deque[tuple[Op, bytes | str, int]] = deque()
         self._writer: threading.Thread | None = None
         self._muted = False  # terminated by the page: drop further output
         self._closed = False  # ended: drop everything, wake every waiter
 
     def attach(self, handle: Instance | Subscription) -> None:
+        """The instance or subscription has started (a TERMINATE may already have come)."""
         with self._cond:
             self._handle = handle
+            muted = self._muted
             self._cond.notify_all()
+        if muted:
+            self._stop(handle)
 
     # host threads
 
@@ -82,14 +90,28 @@ class WorkerLink:
     # the event loop
 
     def credit(self, amount: int) -> None:
+        """The page consumed `amount` bytes of output; more than it was sent is a violation."""
         with self._cond:
-            self._unacked = max(0, self._unacked - amount)
+            if amount > self._unacked:
+                raise PolicyError(
+                    f"CREDIT of {amount} bytes for worker {self.id}, which has only "
+                    f"{self._unacked} unacknowledged"
+                )
+            self._unacked -= amount
             self._cond.notify_all()
 
     def enqueue(self, op: Op, data: bytes | str, cost: int) -> None:
+        """Queue input for the writer thread; `cost` counts against the input window (one
+        record may exceed it when nothing is in flight, as the page API does)."""
         with self._cond:
+            if cost and self._in_flight and self._in_flight + cost > WINDOW:
+                raise PolicyError(
+                    f"worker {self.id}: {self._in_flight + cost} bytes of input in flight, over "
+                    f"the window of {WINDOW}: wait for CREDIT"
+                )
             if self._closed:
                 return
+            self._in_flight += cost
             self._inbox.append((op, data, cost))
             if self._writer is None:
                 self._writer = threading.Thread(
@@ -100,14 +122,19 @@ class WorkerLink:
             self._cond.notify_all()
 
     def terminate(self) -> None:
-        """The page's terminate(): stop the instance; its EXIT still reaches the page."""
+        """The page's terminate(): stop the instance (now, or as soon as it has started); its
+        EXIT still reaches the page."""
         with self._cond:
             self._muted = True
             handle = self._handle
             self._cond.notify_all()
+        if handle is not None:
+            self._stop(handle)
+
+    def _stop(self, handle: Instance | Subscription) -> None:
         if isinstance(handle, Subscription):
             self._exited(Exited(None, ServiceError("terminated", "terminated by the page")))
-        elif handle is not None:
+        else:
             handle.terminate("terminated by the page")
 
     def close(self) -> None:
@@ -148,6 +175,8 @@ class WorkerLink:
                 except BrokenPipeError:
                     pass  # the instance ended or is restarting; its EXIT reaches the page
             if credit:
+                with self._cond:
+                    self._in_flight -= credit
                 self.session.credit(self.id, credit)
 
 

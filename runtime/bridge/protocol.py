@@ -24,6 +24,8 @@ WINDOW = 1 << 20
 MAX_FRAME = 64 << 20
 #: The bridge packs records into frames of about this size.
 FRAME_TARGET = 1 << 20
+#: The largest JSON part of a SPAWN/RUN/PICK record.
+MAX_JSON = 1 << 20
 
 
 class Op(IntEnum):
@@ -47,7 +49,15 @@ class Op(IntEnum):
 
 
 class ProtocolError(ValueError):
-    """A frame or record that does not follow the protocol; its connection is closed."""
+    """A frame or record that does not follow the protocol; its connection is closed (1002)."""
+
+    close_code = 1002
+
+
+class PolicyError(ProtocolError):
+    """A page over one of the bridge's bounds (input credit); its connection is closed (1008)."""
+
+    close_code = 1008
 
 
 def record(op: Op, ident: int, payload: bytes = b"") -> bytes:
@@ -90,10 +100,14 @@ def split_json(payload: memoryview) -> tuple[dict[str, Any], memoryview]:
     (length,) = U32.unpack_from(payload)
     if U32.size + length > len(payload):
         raise ProtocolError("JSON header longer than its record")
+    if length > MAX_JSON:
+        raise ProtocolError(f"the JSON of a record is limited to {MAX_JSON} bytes, got {length}")
     try:
         obj = json.loads(bytes(payload[U32.size : U32.size + length]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError(f"bad JSON in record: {e}") from None
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply") from None
+    except ValueError as e:  # bad JSON or UTF-8, an integer of thousands of digits
+        raise ProtocolError(f"bad JSON in record: {str(e)[:80]}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("record JSON must be an object")
     return obj, payload[U32.size + length :]

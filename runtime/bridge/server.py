@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("wvwasi.bridge")
 
 _JS_TYPE = "text/javascript; charset=utf-8"
+#: Threads that start instances for all pages.
+POOL_SIZE = 16
+#: Page connections open at once; more handshakes get 503.
+MAX_PAGES = 64
 
 
 class Bridge:
@@ -51,13 +55,15 @@ class Bridge:
         self.dev = dev
         self.port = port
         self._files = UIFiles(manifest.ui.dir, manifest.ui.entry)
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wvwasi:bridge")
+        # Every page's spawns and runs start on this pool (each page holds at most
+        # session.STARTS_PER_PAGE of its threads); the folder picker has its own thread.
+        self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="wvwasi:bridge")
+        self._picker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wvwasi:picker")
         self._sessions: set[Session] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._gate: Gate | None = None
-        self._url = ""
 
     # -- the API for the app, `wvwasi serve` and `wvwasi dev` -----------------------------------
 
@@ -91,8 +97,13 @@ class Bridge:
             self._thread.join()
             raise failure[0]
         assert self._gate is not None
-        self._url = self._gate.launch_url
-        return self._url
+        return self._gate.launch_url()
+
+    def launch_url(self) -> str:
+        """Another launch URL for a new window or browser (each works once)."""
+        if self._gate is None:
+            raise RuntimeError("the bridge is not started")
+        return self._gate.launch_url()
 
     @property
     def origin(self) -> str:
@@ -118,6 +129,7 @@ class Bridge:
             loop.call_soon_threadsafe(loop.stop)
         thread.join()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._picker_pool.shutdown(wait=False, cancel_futures=True)
         self._thread = None
 
     def __enter__(self) -> Bridge:
@@ -193,15 +205,18 @@ class Bridge:
 
     async def _launch(self, request: web.Request) -> web.StreamResponse:
         assert self._gate is not None
-        response = web.Response(status=303, headers={"Location": "/"})
-        self._gate.admit(response)
+        response = web.Response(status=303)
+        response.headers["Location"] = self._gate.admit(response)
         return response
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
+        if len(self._sessions) >= MAX_PAGES:
+            log.warning("refused a page connection: %d are open", MAX_PAGES)
+            return web.Response(status=503, text=f"wvwasi: {MAX_PAGES} pages are connected\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, compress=False)
         await ws.prepare(request)
         session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
-                          pool=self._pool)
+                          pool=self._pool, picker_pool=self._picker_pool)
         self._sessions.add(session)
         try:
             await session.serve()

@@ -3,14 +3,21 @@
 Records from the page are handled in order, so each worker's messages keep their order; each
 worker is a `link.WorkerLink` with its credit windows. Output goes through the session's
 `flow.Outbox`; folder grants live in its `grants.Grants`; specs are parsed by `specs`.
-When the connection closes, its dedicated instances and runs are terminated, its background
-subscriptions closed and its directory grants forgotten.
+When the connection closes, its dedicated instances and runs are terminated (also those still
+starting), its background subscriptions closed and its directory grants forgotten.
+
+Bounds (docs/security.md, "Bridge"): at most `[limits] instances_per_page` workers and runs at
+once (more are refused with ERROR kind "limit"); at most STARTS_PER_PAGE of them starting at once
+on the bridge's shared pool (the page's further records wait: back-pressure on its socket, so a
+flooding page cannot take the pool from other pages); at most PICKS_PER_PAGE folder requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("wvwasi.bridge")
 
 _WINDOW_OPS = (Op.SEND, Op.STDIN)
+#: Spawns and runs of one page that may be starting (in the host) at once.
+STARTS_PER_PAGE = 2
+#: Folder requests of one page that may be pending at once.
+PICKS_PER_PAGE = 4
 #: What host.spawn/subscribe raise for a spawn that is refused or cannot start.
 _SPAWN_ERRORS = (PermissionError, LookupError, ValueError, OSError, RuntimeError, WasmLoadError)
 
@@ -57,6 +68,7 @@ class Session:
         host: ServiceHost,
         picker: Picker | None,
         pool: Executor,
+        picker_pool: Executor | None = None,
     ) -> None:
         self._ws = ws
         self._manifest = manifest
@@ -64,10 +76,14 @@ class Session:
         self._pool = pool
         self._loop = asyncio.get_running_loop()
         self._outbox = Outbox(self._loop)
-        self._grants = Grants(picker, pool)
+        self._grants = Grants(picker, picker_pool or pool)
         self._links: dict[int, WorkerLink] = {}
-        self._runs: dict[int, Instance | None] = {}  # None while starting
+        self._runs: dict[int, _Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starts = asyncio.Semaphore(STARTS_PER_PAGE)
+        self._picks = 0
+        self._last_id = 0  # ids of SPAWN/RUN/PICK increase along the connection
+        self._max_instances = manifest.limits.instances_per_page
 
     @property
     def _closed(self) -> bool:
@@ -106,8 +122,14 @@ class Session:
                     await self._frame(msg.data)
                 except ProtocolError as e:
                     log.warning("closing a page connection: %s", e)
-                    await self._ws.close(code=WSCloseCode.PROTOCOL_ERROR,
-                                         message=str(e).encode()[:120])
+                    self.shutdown()
+                    await self._ws.close(code=e.close_code, message=str(e).encode()[:120])
+                    break
+                except Exception:  # a bug in the bridge: this page only, never the server
+                    log.exception("closing a page connection after an internal error")
+                    self.shutdown()
+                    await self._ws.close(code=WSCloseCode.INTERNAL_ERROR,
+                                         message=b"internal error")
                     break
         except ConnectionError:
             pass  # the page went away mid-frame
@@ -117,9 +139,10 @@ class Session:
 
     async def _frame(self, frame: bytes) -> None:
         for op, ident, payload in iter_records(frame):
-            if op is Op.SPAWN:
+            if op in (Op.SPAWN, Op.RUN):
+                self._new_id(ident)
                 spec, rest = split_json(payload)
-                await self._spawn(ident, spec, rest)
+                await self._start(ident, spec, rest, run=op is Op.RUN)
             elif op in (Op.SEND, Op.STDIN, Op.CLOSE_STDIN):
                 self._input(op, ident, payload)
             elif op is Op.TERMINATE:
@@ -129,14 +152,21 @@ class Session:
                 credit = read_u32(payload)
                 if link is not None:
                     link.credit(credit)
-            elif op is Op.RUN:
-                spec, rest = split_json(payload)
-                self._start_run(ident, spec, rest)
             elif op is Op.PICK:
+                self._new_id(ident)
                 spec, _ = split_json(payload)
-                self._task(self._pick(ident, spec))
+                self._pick(ident, spec)
             else:
                 raise ProtocolError(f"{op.name} records travel from the bridge to the page")
+
+    def _new_id(self, ident: int) -> None:
+        """A SPAWN/RUN/PICK id: never 0, never one used before on this connection."""
+        if ident <= self._last_id:
+            raise ProtocolError(
+                f"id {ident} is not new: SPAWN, RUN and PICK ids increase along a connection, "
+                "from 1"
+            )
+        self._last_id = ident
 
     def _task(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -166,62 +196,89 @@ class Session:
             link.terminate()
         run = self._runs.get(ident)
         if run is not None:
-            run.terminate("terminated by the page")
+            run.cancel()
 
     # -- spawn, run, pick -----------------------------------------------------------------------
 
     def _request(
-        self, ident: int, spec: dict[str, Any], blob: memoryview, *, run: bool
+        self, spec: dict[str, Any], blob: memoryview, *, run: bool
     ) -> tuple[Service, SpawnOptions, bytes]:
         """Check a SPAWN/RUN record: (service, options, stdin). Refused goes back to the page;
         ProtocolError closes the connection."""
-        if ident == 0 or ident in self._links or ident in self._runs:
-            raise ProtocolError(f"id {ident} is in use")
         stdin = b""
         if run:
             stdin, blob = split_stdin(spec, blob)
         options = spawn_options(spec, blob, self._grants.preopen)
         service = service_of(self._manifest, spec)
         check_background(service, options, run=run)
+        if len(self._links) + len(self._runs) >= self._max_instances:
+            raise Refused("limit", (
+                f"this page already has {self._max_instances} workers and tasks running: "
+                "[limits] instances_per_page"
+            ))
         return service, options, stdin
 
-    async def _spawn(self, ident: int, spec: dict[str, Any], blob: memoryview) -> None:
+    async def _start(
+        self, ident: int, spec: dict[str, Any], blob: memoryview, *, run: bool
+    ) -> None:
+        """Start a SPAWN or RUN once one of the page's start slots is free (the page's later
+        records wait meanwhile)."""
+        await self._starts.acquire()
         try:
-            service, options, _ = self._request(ident, spec, blob, run=False)
+            service, options, stdin = self._request(spec, blob, run=run)
         except Refused as e:
+            self._starts.release()
             self.error(ident, e)
             return
-        link = self._links[ident] = WorkerLink(self, ident, service)
+        except BaseException:
+            self._starts.release()
+            raise
+        if self._closed:
+            self._starts.release()
+        elif run:
+            entry = self._runs[ident] = _Run()
+            self._task(self._run(ident, entry, service, options, stdin))
+        else:
+            link = self._links[ident] = WorkerLink(self, ident, service)
+            self._task(self._spawn(link, options))
+
+    def _in_pool(self, start: Callable[[], Instance | Subscription]) -> Any:
+        """Run `start` on the shared pool, unless the page has gone; if the page goes while it
+        starts, the new instance is stopped at once (also when the bridge's loop has stopped)."""
+        def job() -> Instance | Subscription:
+            if self._closed:
+                raise _PageGone
+            handle = start()
+            if self._closed:
+                _stop(handle, "stopped because its page closed")
+            return handle
+
+        return self._loop.run_in_executor(self._pool, job)
+
+    async def _spawn(self, link: WorkerLink, options: SpawnOptions) -> None:
+        name = link.service.name
         try:
             handle: Instance | Subscription
             if link.background:
-                handle = await self._loop.run_in_executor(
-                    self._pool, self._host.subscribe, service.name, link.on_event
-                )
+                handle = await self._in_pool(lambda: self._host.subscribe(name, link.on_event))
             else:
-                handle = await self._loop.run_in_executor(
-                    self._pool,
-                    lambda: self._host.spawn(service.name, options, on_event=link.on_event),
+                handle = await self._in_pool(
+                    lambda: self._host.spawn(name, options, on_event=link.on_event)
                 )
-        except _SPAWN_ERRORS as e:
-            self._links.pop(ident, None)
-            self.error(ident, refusal(e))
+        except _PageGone:
             return
+        except _SPAWN_ERRORS as e:
+            self._links.pop(link.id, None)
+            self.error(link.id, refusal(e))
+            return
+        finally:
+            self._starts.release()
         link.attach(handle)
         if self._closed:
             link.close()
 
-    def _start_run(self, ident: int, spec: dict[str, Any], blob: memoryview) -> None:
-        try:
-            service, options, stdin = self._request(ident, spec, blob, run=True)
-        except Refused as e:
-            self.error(ident, e)
-            return
-        self._runs[ident] = None
-        self._task(self._run(ident, service, options, stdin))
-
     async def _run(
-        self, ident: int, service: Service, options: SpawnOptions, stdin: bytes
+        self, ident: int, entry: _Run, service: Service, options: SpawnOptions, stdin: bytes
     ) -> None:
         done: asyncio.Future[Exited] = self._loop.create_future()
 
@@ -229,17 +286,24 @@ class Session:
             if isinstance(event, Exited):
                 self._loop.call_soon_threadsafe(_resolve, done, event)
 
+        def start() -> Instance:
+            if entry.cancelled:
+                raise Refused("terminated", f"the task '{service.name}' was terminated by the "
+                              "page before it started")
+            inst = self._host.spawn(service.name, options, on_event=on_event, capture=True)
+            entry.started(inst)
+            return inst
+
         try:
             try:
-                inst = await self._loop.run_in_executor(
-                    self._pool,
-                    lambda: self._host.spawn(service.name, options, on_event=on_event,
-                                             capture=True),
-                )
-            except _SPAWN_ERRORS as e:
+                inst = await self._in_pool(start)
+            except _PageGone:
+                return
+            except (Refused, *_SPAWN_ERRORS) as e:
                 self.error(ident, refusal(e))
                 return
-            self._runs[ident] = inst
+            finally:
+                self._starts.release()
             if self._closed:
                 inst.terminate("stopped because its page closed")
             try:
@@ -255,12 +319,23 @@ class Session:
         head = {"exitCode": exited.code, "stdoutLength": len(stdout), "error": error_json(exited)}
         self.post(json_record(Op.RESULT, ident, head, stdout, stderr))
 
-    async def _pick(self, ident: int, spec: dict[str, Any]) -> None:
+    def _pick(self, ident: int, spec: dict[str, Any]) -> None:
+        if self._picks >= PICKS_PER_PAGE:
+            self.error(ident, Refused("unavailable", (
+                f"this page already has {PICKS_PER_PAGE} folder requests open"
+            )))
+            return
+        self._picks += 1
+        self._task(self._picked(ident, spec))
+
+    async def _picked(self, ident: int, spec: dict[str, Any]) -> None:
         try:
             grant = await self._grants.pick(spec)
         except Refused as e:
             self.error(ident, e)
             return
+        finally:
+            self._picks -= 1
         self.post(json_record(Op.GRANT, ident, grant))
 
     # -- teardown -------------------------------------------------------------------------------
@@ -279,9 +354,8 @@ class Session:
         self._outbox.close()
         for link in list(self._links.values()):
             link.close()
-        for inst in list(self._runs.values()):
-            if inst is not None:
-                inst.terminate("stopped because its page closed")
+        for entry in list(self._runs.values()):
+            entry.cancel("stopped because its page closed")
         self._links.clear()
         self._grants.clear()
 
@@ -289,6 +363,40 @@ class Session:
         """Close the connection from the bridge's side."""
         await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"the app is closing")
         self.shutdown()
+
+
+class _PageGone(Exception):
+    """A start skipped because its page has gone."""
+
+
+class _Run:
+    """A RUN of the page: cancelled before it starts, or terminated once it runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cancelled: str | None = None
+        self._instance: Instance | None = None
+
+    def started(self, inst: Instance) -> None:
+        with self._lock:
+            self._instance = inst
+            reason = self.cancelled
+        if reason is not None:
+            inst.terminate(reason)
+
+    def cancel(self, reason: str = "terminated by the page") -> None:
+        with self._lock:
+            self.cancelled = self.cancelled or reason
+            inst = self._instance
+        if inst is not None:
+            inst.terminate(reason)
+
+
+def _stop(handle: Instance | Subscription, reason: str) -> None:
+    if isinstance(handle, Subscription):
+        handle.close()
+    else:
+        handle.terminate(reason)
 
 
 def _resolve(future: asyncio.Future[Exited], event: Exited) -> None:

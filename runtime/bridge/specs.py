@@ -7,6 +7,7 @@ allow): it goes back to the page as an ERROR record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..host import ServiceLimitError, SpawnOptions
@@ -66,28 +67,33 @@ def check_background(service: Service, options: SpawnOptions, *, run: bool) -> N
 def split_stdin(spec: dict[str, Any], blob: memoryview) -> tuple[bytes, memoryview]:
     """A RUN record's (stdin, rest): stdin is the last `spec.stdin` bytes."""
     size = spec.get("stdin", 0)
-    if not isinstance(size, int) or not 0 <= size <= len(blob):
+    if not _is_int(size) or not 0 <= size <= len(blob):
         raise ProtocolError("spec.stdin must be the byte length of the stdin at the end")
     return bytes(blob[len(blob) - size :]), blob[: len(blob) - size]
 
 
 def spawn_options(
-    spec: dict[str, Any], blob: memoryview, grant: Any
+    spec: dict[str, Any], blob: memoryview, grant: Callable[[Any], Preopen]
 ) -> SpawnOptions:
-    """SpawnOptions from a spawn spec; `grant(item) -> Preopen` resolves `grants` items. The
-    host checks the options against the manifest."""
-    args = _strings(spec.get("args", []), "args")
+    """SpawnOptions from a spawn spec; `grant(item) -> Preopen` resolves `grants` items. Any
+    value of the wrong type is a ProtocolError; the host checks the options against the
+    manifest."""
+    args = spec.get("args", [])
+    if not isinstance(args, list) or not all(is_text(x) for x in args):
+        raise ProtocolError("spec.args must be a list of strings")
     env = spec.get("env", [])
     if not isinstance(env, list) or not all(
-        isinstance(kv, list) and len(kv) == 2 and all(isinstance(x, str) for x in kv)
-        for kv in env
+        isinstance(kv, list) and len(kv) == 2 and all(is_text(x) for x in kv) for kv in env
     ):
         raise ProtocolError("spec.env must be a list of [name, value] strings")
+    items = spec.get("files", [])
+    if not isinstance(items, list):
+        raise ProtocolError("spec.files must be a list of [guest path, size] pairs")
     files: dict[str, bytes] = {}
     pos = 0
-    for item in spec.get("files", []):
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                and isinstance(item[1], int) and 0 <= item[1] <= len(blob) - pos):
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and is_text(item[0])
+                and _is_int(item[1]) and 0 <= item[1] <= len(blob) - pos):
             raise ProtocolError("spec.files must be [guest path, size] pairs within the record")
         files[item[0]] = bytes(blob[pos : pos + item[1]])
         pos += item[1]
@@ -102,7 +108,16 @@ def spawn_options(
                         scratch=scratch, grants=preopens)
 
 
-def _strings(value: Any, key: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise ProtocolError(f"spec.{key} must be a list of strings")
-    return value
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_text(value: Any) -> bool:
+    """A string that UTF-8 can carry (JSON may hold lone surrogates such as "\\ud800")."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

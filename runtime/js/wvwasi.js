@@ -27,7 +27,31 @@
   const FRAME_TARGET = 1 << 20;
   const EMPTY = new Uint8Array(0);
   const encoder = new TextEncoder();
-  const decoder = new TextDecoder();
+  // A leading U+FEFF is part of the message, not a byte order mark to drop.
+  const decoder = new TextDecoder('utf-8', {ignoreBOM: true});
+  const LONE_SURROGATE = /\p{Cs}/u;
+
+  // The socket key: the bridge's launch redirect hands it over in the URL (`?wvwasi-key=`), the
+  // page keeps it for this origin in sessionStorage, and the WebSocket presents it. The session
+  // cookie alone (which other ports of 127.0.0.1 also receive) opens no socket.
+  const KEY_PARAM = 'wvwasi-key';
+  const socketKey = (() => {
+    let key = null;
+    try {
+      const url = new URL(location.href);
+      key = url.searchParams.get(KEY_PARAM);
+      if (key !== null) {
+        sessionStorage.setItem(KEY_PARAM, key);
+        url.searchParams.delete(KEY_PARAM);
+        history.replaceState(history.state, '', url.href);
+      } else {
+        key = sessionStorage.getItem(KEY_PARAM);
+      }
+    } catch {
+      // no sessionStorage (an opaque origin): the socket will be refused and say why
+    }
+    return key ?? '';
+  })();
   const SPAWN_OPTIONS = ['args', 'env', 'files', 'scratch', 'grants'];
   const RUN_OPTIONS = [...SPAWN_OPTIONS, 'stdin'];
 
@@ -90,8 +114,21 @@
     return payload.byteOffset === HEADER && payload.buffer.byteLength === HEADER + payload.byteLength;
   }
 
+  /** UTF-8 of a string; a lone surrogate (which UTF-8 cannot carry) is a TypeError, not a
+   * silent U+FFFD. */
+  function encodeText(text, what) {
+    checkText(text, what);
+    return encoder.encode(text);
+  }
+
+  function checkText(text, what) {
+    if (LONE_SURROGATE.test(text)) {
+      throw new TypeError(`${what} contains a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot carry`);
+    }
+  }
+
   function toBytes(value, what) {
-    if (typeof value === 'string') return encoder.encode(value);
+    if (typeof value === 'string') return encodeText(value, what);
     if (isBinary(value)) return copyBytes(value);
     throw new TypeError(`${what} must be a string, an ArrayBuffer or a TypedArray, got ${describe(value)}`);
   }
@@ -140,6 +177,7 @@
       if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) {
         throw new TypeError(`${what}: args must be an array of strings`);
       }
+      args.forEach((a, i) => checkText(a, `${what}: args[${i}]`));
       spec.args = [...args];
     }
     if (env !== undefined) {
@@ -150,6 +188,8 @@
         if (typeof value !== 'string') {
           throw new TypeError(`${what}: env.${key} must be a string, got ${describe(value)}`);
         }
+        checkText(key, `${what}: an env name`);
+        checkText(value, `${what}: env.${key}`);
         return [key, value];
       });
     }
@@ -170,6 +210,7 @@
         if (!path.startsWith('/')) {
           throw new TypeError(`${what}: files key '${path}' must be an absolute guest path like '/in/${path}'`);
         }
+        checkText(path, `${what}: a files path`);
         checkData(value, `${what}: files['${path}']`);
         fileList.push([path, value]);
       }
@@ -186,6 +227,7 @@
     if (typeof guest !== 'string' || !guest.startsWith('/')) {
       throw new TypeError(`${what}: a grant's guest must be an absolute path such as '/picked'`);
     }
+    checkText(guest, `${what}: a grant's guest`);
     const spec = {grant: entry.grant.id, guest};
     if (entry.mode !== undefined) {
       if (entry.mode !== 'ro' && entry.mode !== 'rw') {
@@ -275,6 +317,8 @@
       this.creditTimer = 0;
     }
 
+    /** A new id for `endpoint`, when its first record is about to be sent: the bridge
+     * requires SPAWN/RUN/PICK ids to increase along the connection. */
     add(endpoint) {
       const id = this.nextId++;
       this.endpoints.set(id, endpoint);
@@ -288,7 +332,7 @@
 
     connect() {
       if (this.ws) return;
-      const ws = new WebSocket(`ws://${location.host}/__wvwasi/ws`);
+      const ws = new WebSocket(`ws://${location.host}/__wvwasi/ws?key=${encodeURIComponent(socketKey)}`);
       ws.binaryType = 'arraybuffer';
       ws.onopen = () => {
         this.opened = true;
@@ -417,12 +461,14 @@
       this.stderrCtl = null;
       this.streams = {};
       this.stdinStream = null;
-      this.id = channel.add(this);
+      this.id = 0; // given when the SPAWN is sent
+      channel.connect();
     }
 
     start(payload) {
       payload.then((bytes) => {
         if (this.state !== 'running') return;
+        this.id = channel.add(this);
         channel.send(OP.SPAWN, this.id, bytes);
         this.ready = true;
         this.drain();
@@ -594,7 +640,13 @@
     constructor(onReply, reject) {
       this.onReply = onReply;
       this.reject = reject;
+      this.id = 0; // given when it is sent
+      channel.connect();
+    }
+
+    send(op, payload) {
       this.id = channel.add(this);
+      channel.send(op, this.id, payload);
     }
 
     receive(op, buffer, start, length) {
@@ -664,7 +716,7 @@
         if (data.includes('\n')) {
           throw new TypeError(`service '${link.name}' uses ipc = "lines": a message cannot contain a newline (post each line as its own message)`);
         }
-        bytes = encoder.encode(data);
+        bytes = encodeText(data, `a message for service '${link.name}'`);
       } else {
         if (!isBinary(data)) {
           throw new TypeError(`service '${link.name}' uses ipc = "${ipc}": postMessage() takes an ArrayBuffer or a TypedArray, got ${describe(data)}`);
@@ -727,13 +779,7 @@
           else resolve(result);
         };
         const request = new Request(onReply, reject);
-        requestPayload(spec, files, stdin).then(
-          (payload) => channel.send(OP.RUN, request.id, payload),
-          (error) => {
-            channel.remove(request.id);
-            reject(error);
-          },
-        );
+        requestPayload(spec, files, stdin).then((payload) => request.send(OP.RUN, payload), reject);
       });
     }
 
@@ -748,7 +794,7 @@
           const [grant] = readJson(buffer, start);
           resolve(new DirectoryGrant(grant.grant, grant.name, grant.mode));
         }, reject);
-        channel.send(OP.PICK, request.id, jsonPayload({mode}));
+        request.send(OP.PICK, jsonPayload({mode}));
       });
     }
 
