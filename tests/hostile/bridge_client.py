@@ -1,0 +1,169 @@
+"""A plain aiohttp WebSocket client that plays a page (honest or hostile) against a real bridge.
+
+`launch(app)` opens a launch URL like the window does and returns the page's credentials (the
+session cookie and the socket key from the redirect); `PageClient` speaks the bridge protocol
+(tests/../runtime/bridge/protocol.py) and collects what comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+
+from wvwasi.runtime.bridge.protocol import U32, Op, iter_records, json_record, record
+
+SERVICES = {
+    "echo": {"source": "echo_lines", "kind": "dedicated"},
+    "blockread": {"source": "blockread", "kind": "dedicated"},
+    "loop": {"source": "loop", "kind": "dedicated"},
+    "wc": {"source": "wc", "kind": "task"},
+    "hub": {"source": "echo_lines", "kind": "background"},
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the app's page holds after its launch."""
+
+    port: int
+    origin: str
+    cookie: str  # `wvwasi_PORT=value`
+    key: str  # the socket key
+
+    def headers(self) -> dict[str, str]:
+        return {"Cookie": self.cookie, "Origin": self.origin}
+
+    def ws_url(self, key: str | None = None) -> str:
+        return f"ws://127.0.0.1:{self.port}/__wvwasi/ws?key={self.key if key is None else key}"
+
+
+def get(port: int, target: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    """A GET with exactly these headers (Host included), body read."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+        for k, v in {"Host": f"127.0.0.1:{port}", **(headers or {})}.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        resp.read()
+        return resp
+    finally:
+        conn.close()
+
+
+def launch_with(url: str) -> Credentials:
+    """Use the launch URL `url` once, like the window does."""
+    parts = urlsplit(url)
+    port = int(parts.port or 0)
+    resp = get(port, f"{parts.path}?{parts.query}")
+    assert resp.status == 303, resp.status
+    location = resp.getheader("Location") or ""
+    key = parse_qs(urlsplit(location).query)["wvwasi-key"][0]
+    cookie = (resp.getheader("Set-Cookie") or "").split(";", 1)[0]
+    return Credentials(port, f"http://127.0.0.1:{port}", cookie, key)
+
+
+def launch(app: Any) -> Credentials:
+    """A fresh launch of the served app (`browser.ServedApp`)."""
+    return launch_with(app.bridge.launch_url())
+
+
+def spawn(ident: int, service: str, **spec: Any) -> bytes:
+    return json_record(Op.SPAWN, ident, {"service": service, **spec})
+
+
+def run(ident: int, service: str, stdin: bytes = b"", **spec: Any) -> bytes:
+    return json_record(Op.RUN, ident, {"service": service, "stdin": len(stdin), **spec}, stdin)
+
+
+def send(ident: int, data: bytes) -> bytes:
+    return record(Op.SEND, ident, data)
+
+
+def credit(ident: int, amount: int) -> bytes:
+    return record(Op.CREDIT, ident, U32.pack(amount))
+
+
+class PageClient:
+    """One page connection: `await PageClient.open(creds)`, then send and receive records."""
+
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+        self._session = session
+        self.ws = ws
+        self.records: list[tuple[Op, int, bytes]] = []
+        self.close_code: int | None = None
+
+    @classmethod
+    async def open(cls, creds: Credentials, key: str | None = None,
+                   headers: dict[str, str] | None = None) -> PageClient:
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(creds.ws_url(key), headers=headers or creds.headers(),
+                                          autoclose=False, max_msg_size=0)
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, ws)
+
+    async def send(self, *records: bytes) -> None:
+        await self.ws.send_bytes(b"".join(records))
+
+    async def receive(self, timeout: float = 20) -> bool:
+        """Read one frame into `records`; False once the bridge has closed."""
+        if self.close_code is not None:
+            return False
+        msg = await asyncio.wait_for(self.ws.receive(), timeout)
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            self.records.extend((op, i, bytes(p)) for op, i, p in iter_records(msg.data))
+            return True
+        self.close_code = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else -1
+        return False
+
+    async def wait_for(self, op: Op, ident: int, timeout: float = 20) -> bytes | None:
+        """The payload of the first `op` record for `ident` (None if the bridge closed)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        seen = 0
+        while True:
+            for rop, rid, payload in self.records[seen:]:
+                if rop is op and rid == ident:
+                    return payload
+            seen = len(self.records)
+            if not await self.receive(max(0.01, end - loop.time())):
+                return None
+
+    async def until_closed(self, timeout: float = 20) -> int | None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while await self.receive(max(0.01, end - loop.time())):
+            pass
+        return self.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self._session.close()
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (the bridge and host run in it)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def thread_count() -> int:
+    return threading.active_count()
