@@ -129,13 +129,21 @@ class PageClient:
 
     async def wait_for(self, op: Op, ident: int, timeout: float = 20) -> bytes | None:
         """The payload of the first `op` record for `ident` (None if the bridge closed)."""
+        found = await self.answer(ident, (op,), timeout)
+        return None if found is None else found[1]
+
+    async def answer(
+        self, ident: int, ops: tuple[Op, ...], timeout: float = 20
+    ) -> tuple[Op, bytes] | None:
+        """The first record for `ident` whose op is in `ops` (None if the bridge closed);
+        TimeoutError if none came within `timeout` seconds."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         seen = 0
         while True:
             for rop, rid, payload in self.records[seen:]:
-                if rop is op and rid == ident:
-                    return payload
+                if rop in ops and rid == ident:
+                    return rop, payload
             seen = len(self.records)
             if not await self.receive(max(0.01, end - loop.time())):
                 return None
@@ -150,6 +158,12 @@ class PageClient:
     async def close(self) -> None:
         await self.ws.close()
         await self._session.close()
+
+    async def __aenter__(self) -> PageClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 def rss_bytes() -> int:
