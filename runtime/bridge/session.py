@@ -7,9 +7,11 @@ When the connection closes, its dedicated instances and runs are terminated (als
 starting), its background subscriptions closed and its directory grants forgotten.
 
 Bounds (docs/security.md, "Bridge"): at most `[limits] instances_per_page` workers and runs at
-once (more are refused with ERROR kind "limit"); at most STARTS_PER_PAGE of them starting at once
-on the bridge's shared pool (the page's further records wait: back-pressure on its socket, so a
-flooding page cannot take the pool from other pages); at most PICKS_PER_PAGE folder requests.
+once. A SPAWN past it is refused (ERROR kind "limit"); a RUN past it waits in the page's run
+queue (at most RUN_QUEUE runs and QUEUE_BYTES of their input, else refused). At most
+STARTS_PER_PAGE of the page's instances are starting at once on the bridge's shared pool (the
+page's further SPAWNs wait: back-pressure on its socket, so a flooding page cannot take the pool
+from other pages). At most PICKS_PER_PAGE folder requests are pending.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -53,6 +56,9 @@ _WINDOW_OPS = (Op.SEND, Op.STDIN)
 STARTS_PER_PAGE = 2
 #: Folder requests of one page that may be pending at once.
 PICKS_PER_PAGE = 4
+#: RUNs of one page waiting for one of its instance slots, and the bytes they carry.
+RUN_QUEUE = 256
+QUEUE_BYTES = 64 << 20
 #: What host.spawn/subscribe raise for a spawn that is refused or cannot start.
 _SPAWN_ERRORS = (PermissionError, LookupError, ValueError, OSError, RuntimeError, WasmLoadError)
 
@@ -78,7 +84,10 @@ class Session:
         self._outbox = Outbox(self._loop)
         self._grants = Grants(picker, picker_pool or pool)
         self._links: dict[int, WorkerLink] = {}
-        self._runs: dict[int, _Run] = {}
+        self._runs: dict[int, _Run] = {}  # queued or running
+        self._queue: deque[_Run] = deque()
+        self._queued_bytes = 0
+        self._running = 0  # runs started (not queued)
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts = asyncio.Semaphore(STARTS_PER_PAGE)
         self._picks = 0
@@ -195,7 +204,13 @@ class Session:
         if link is not None:
             link.terminate()
         run = self._runs.get(ident)
-        if run is not None:
+        if run is not None and run in self._queue:
+            self._queue.remove(run)
+            self._queued_bytes -= run.size
+            del self._runs[ident]
+            self.error(ident, Refused("terminated", "the task was terminated by the page "
+                                      "before it started"))
+        elif run is not None:
             run.cancel()
 
     # -- spawn, run, pick -----------------------------------------------------------------------
@@ -211,36 +226,61 @@ class Session:
         options = spawn_options(spec, blob, self._grants.preopen)
         service = service_of(self._manifest, spec)
         check_background(service, options, run=run)
-        if len(self._links) + len(self._runs) >= self._max_instances:
-            raise Refused("limit", (
-                f"this page already has {self._max_instances} workers and tasks running: "
-                "[limits] instances_per_page"
-            ))
         return service, options, stdin
+
+    def _full(self) -> bool:
+        return len(self._links) + self._running >= self._max_instances
+
+    def _limit(self, what: str) -> Refused:
+        return Refused("limit", (
+            f"this page already has {self._max_instances} workers and tasks running"
+            f"{what}: [limits] instances_per_page"
+        ))
 
     async def _start(
         self, ident: int, spec: dict[str, Any], blob: memoryview, *, run: bool
     ) -> None:
-        """Start a SPAWN or RUN once one of the page's start slots is free (the page's later
-        records wait meanwhile)."""
-        await self._starts.acquire()
+        """A SPAWN starts once one of the page's start slots is free (its later records wait
+        meanwhile); a RUN starts now or waits in the run queue."""
         try:
             service, options, stdin = self._request(spec, blob, run=run)
         except Refused as e:
-            self._starts.release()
             self.error(ident, e)
             return
-        except BaseException:
-            self._starts.release()
-            raise
+        if run:
+            entry = _Run(ident, service, options, stdin)
+            if not self._full():
+                self._runs[ident] = entry
+                self._launch(entry)
+            elif len(self._queue) < RUN_QUEUE and (
+                self._queued_bytes + entry.size <= QUEUE_BYTES
+            ):
+                self._runs[ident] = entry
+                self._queue.append(entry)
+                self._queued_bytes += entry.size
+            else:
+                self.error(ident, self._limit(f" and {len(self._queue)} waiting"))
+            return
+        if self._full():
+            self.error(ident, self._limit(""))
+            return
+        await self._starts.acquire()
         if self._closed:
             self._starts.release()
-        elif run:
-            entry = self._runs[ident] = _Run()
-            self._task(self._run(ident, entry, service, options, stdin))
-        else:
-            link = self._links[ident] = WorkerLink(self, ident, service)
-            self._task(self._spawn(link, options))
+            return
+        link = self._links[ident] = WorkerLink(self, ident, service)
+        self._task(self._spawn(link, options))
+
+    def _launch(self, entry: _Run) -> None:
+        self._running += 1
+        self._task(self._run(entry))
+
+    def _dequeue(self) -> None:
+        """Start queued runs while the page has free instance slots."""
+        while self._queue and not self._full() and not self._closed:
+            entry = self._queue.popleft()
+            self._queued_bytes -= entry.size
+            self._launch(entry)
 
     def _in_pool(self, start: Callable[[], Instance | Subscription]) -> Any:
         """Run `start` on the shared pool, unless the page has gone; if the page goes while it
@@ -270,6 +310,7 @@ class Session:
         except _SPAWN_ERRORS as e:
             self._links.pop(link.id, None)
             self.error(link.id, refusal(e))
+            self._dequeue()
             return
         finally:
             self._starts.release()
@@ -277,9 +318,8 @@ class Session:
         if self._closed:
             link.close()
 
-    async def _run(
-        self, ident: int, entry: _Run, service: Service, options: SpawnOptions, stdin: bytes
-    ) -> None:
+    async def _run(self, entry: _Run) -> None:
+        ident, service = entry.id, entry.service
         done: asyncio.Future[Exited] = self._loop.create_future()
 
         def on_event(event: Event) -> None:
@@ -290,31 +330,33 @@ class Session:
             if entry.cancelled:
                 raise Refused("terminated", f"the task '{service.name}' was terminated by the "
                               "page before it started")
-            inst = self._host.spawn(service.name, options, on_event=on_event, capture=True)
+            inst = self._host.spawn(service.name, entry.options, on_event=on_event,
+                                    capture=True)
             entry.started(inst)
             return inst
 
         try:
-            try:
-                inst = await self._in_pool(start)
-            except _PageGone:
-                return
-            except (Refused, *_SPAWN_ERRORS) as e:
-                self.error(ident, refusal(e))
-                return
-            finally:
-                self._starts.release()
+            async with self._starts:
+                try:
+                    inst = await self._in_pool(start)
+                except _PageGone:
+                    return
+                except (Refused, *_SPAWN_ERRORS) as e:
+                    self.error(ident, refusal(e))
+                    return
             if self._closed:
                 inst.terminate("stopped because its page closed")
             try:
-                if stdin:
-                    inst.write_stdin(stdin)
+                if entry.stdin:
+                    inst.write_stdin(entry.stdin)
                 inst.close_stdin()
             except BrokenPipeError:
                 pass  # it ended before reading its input
             exited = await done
         finally:
             self._runs.pop(ident, None)
+            self._running -= 1
+            self._dequeue()
         stdout, stderr = bytes(inst.stdout), bytes(inst.stderr)
         head = {"exitCode": exited.code, "stdoutLength": len(stdout), "error": error_json(exited)}
         self.post(json_record(Op.RESULT, ident, head, stdout, stderr))
@@ -345,6 +387,7 @@ class Session:
         def drop() -> None:
             if self._links.get(link.id) is link:
                 del self._links[link.id]
+                self._dequeue()
 
         if not self._closed:
             self._outbox.call_soon(drop)
@@ -354,6 +397,7 @@ class Session:
         self._outbox.close()
         for link in list(self._links.values()):
             link.close()
+        self._queue.clear()
         for entry in list(self._runs.values()):
             entry.cancel("stopped because its page closed")
         self._links.clear()
@@ -372,7 +416,14 @@ class _PageGone(Exception):
 class _Run:
     """A RUN of the page: cancelled before it starts, or terminated once it runs."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, ident: int, service: Service, options: SpawnOptions, stdin: bytes
+    ) -> None:
+        self.id = ident
+        self.service = service
+        self.options = options
+        self.stdin = stdin
+        self.size = len(stdin) + sum(map(len, options.files.values()))
         self._lock = threading.Lock()
         self.cancelled: str | None = None
         self._instance: Instance | None = None
