@@ -144,6 +144,10 @@ BROKEN: list[tuple[str, str, str] | tuple[str, str, str, dict[str, bytes]]] = [
      APP + "[bundle.macos]\nnotarize = 1\n"),
     ("bundle.macos.minimum_system_version", 'expected a version like "10.13", got "Big Sur"',
      APP + '[bundle.macos]\nminimum_system_version = "Big Sur"\n'),
+    ("limits.instances_per_page", "expected an integer greater than 0, got 0",
+     APP + "[limits]\ninstances_per_page = 0\n"),
+    ("limits.instances_per_pag", 'unknown key (did you mean "instances_per_page"?)',
+     APP + "[limits]\ninstances_per_pag = 4\n"),
 ]
 
 
@@ -216,6 +220,12 @@ def test_defaults(tmp_path: Path) -> None:
     assert (wc.kind, wc.ipc, wc.args, wc.env, wc.preopens) == ("task", "lines", (), (), ())
     assert wc.limits == Limits() and wc.build is None
     assert wc.user_grants is False and wc.scratch is False
+    assert m.limits.instances_per_page == 32
+
+
+def test_app_limits(tmp_path: Path) -> None:
+    write(tmp_path, WC + "[limits]\ninstances_per_page = 4\n")
+    assert load_manifest(tmp_path, platform="linux").limits.instances_per_page == 4
 
 
 def test_full_service_is_typed(tmp_path: Path) -> None:
