@@ -60,6 +60,7 @@ class Bridge:
         self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="wvwasi:bridge")
         self._picker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wvwasi:picker")
         self._sessions: set[Session] = set()
+        self._pages = 0  # page connections open or being opened
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -210,18 +211,22 @@ class Bridge:
         return response
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
-        if len(self._sessions) >= MAX_PAGES:
+        if self._pages >= MAX_PAGES:
             log.warning("refused a page connection: %d are open", MAX_PAGES)
             return web.Response(status=503, text=f"wvwasi: {MAX_PAGES} pages are connected\n")
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, compress=False)
-        await ws.prepare(request)
-        session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
-                          pool=self._pool, picker_pool=self._picker_pool)
-        self._sessions.add(session)
+        self._pages += 1  # counted before the handshake's await, so concurrent ones count too
         try:
-            await session.serve()
+            ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, compress=False)
+            await ws.prepare(request)
+            session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
+                              pool=self._pool, picker_pool=self._picker_pool)
+            self._sessions.add(session)
+            try:
+                await session.serve()
+            finally:
+                self._sessions.discard(session)
         finally:
-            self._sessions.discard(session)
+            self._pages -= 1
         return ws
 
     async def _page_api(self, request: web.Request) -> web.StreamResponse:

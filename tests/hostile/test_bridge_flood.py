@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from bridge_client import (
     SERVICES,
@@ -39,7 +40,7 @@ from browser import ServedApp, served_app
 from projects import write_project
 
 from wvwasi.runtime.bridge.protocol import Op
-from wvwasi.runtime.bridge.server import POOL_SIZE
+from wvwasi.runtime.bridge.server import MAX_PAGES, POOL_SIZE
 from wvwasi.runtime.bridge.session import RUN_QUEUE
 
 pytestmark = pytest.mark.timeout(300)
@@ -286,3 +287,29 @@ def test_serve_stops_on_sigterm_during_a_flood(project: Path, tmp_path: Path) ->
             proc.communicate()
     assert proc.returncode == 0, err
     assert out.strip().endswith("Stopped.")
+
+
+def test_page_connections_are_bounded(app: ServedApp) -> None:
+    creds = launch(app)
+
+    async def scenario() -> int:
+        pages = [await PageClient.open(creds) for _ in range(MAX_PAGES)]
+        try:
+            try:
+                extra = await PageClient.open(creds)
+            except aiohttp.WSServerHandshakeError as e:
+                return e.status
+            await extra.close()
+            return 101
+        finally:
+            for page in pages:
+                await page.close()
+
+    assert asyncio.run(scenario()) == 503
+
+    async def after() -> bytes | None:  # the slots are free again once those pages left
+        async with await PageClient.open(creds) as page:
+            await page.send(spawn(1, "echo"), send(1, b"back"))
+            return await page.wait_for(Op.MESSAGE, 1)
+
+    assert asyncio.run(after()) == b"back"
