@@ -249,7 +249,7 @@ class Session:
             return
         if run:
             entry = _Run(ident, service, options, stdin)
-            if not self._full():
+            if not self._full() and not self._queue:
                 self._runs[ident] = entry
                 self._launch(entry)
             elif len(self._queue) < RUN_QUEUE and (
@@ -265,8 +265,10 @@ class Session:
             self.error(ident, self._limit(""))
             return
         await self._starts.acquire()
-        if self._closed:
+        if self._closed or self._full():  # queued runs may have taken the slot meanwhile
             self._starts.release()
+            if not self._closed:
+                self.error(ident, self._limit(""))
             return
         link = self._links[ident] = WorkerLink(self, ident, service)
         self._task(self._spawn(link, options))

@@ -66,7 +66,7 @@ def launch_with(url: str) -> Credentials:
     resp = get(port, f"{parts.path}?{parts.query}")
     assert resp.status == 303, resp.status
     location = resp.getheader("Location") or ""
-    key = parse_qs(urlsplit(location).query)["wvwasi-key"][0]
+    key = parse_qs(urlsplit(location).query).get("wvwasi-key", [""])[0]
     cookie = (resp.getheader("Set-Cookie") or "").split(";", 1)[0]
     return Credentials(port, f"http://127.0.0.1:{port}", cookie, key)
 
