@@ -11,7 +11,6 @@ from typing import Any
 
 from wvwasi import __version__
 from wvwasi.packager.formats import FORMATS, format_tools, host_arch
-from wvwasi.packager.freeze import cache_dir, cache_size
 from wvwasi.packager.tools import have_tool, missing_tool_hint
 from wvwasi.runtime.manifest import current_platform
 
@@ -51,6 +50,8 @@ def backends() -> dict[str, str]:
 
 
 def gather() -> dict[str, Any]:
+    from wvwasi.packager.freeze import cache_dir, cache_size
+
     tools = sorted({t for f in FORMATS for t in format_tools(f)} | set(EXTRA_TOOLS))
     cache = cache_dir()
     return {

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from wvwasi.packager.commands.ci import write_workflow
-from wvwasi.packager.stage import slugify
 from wvwasi.runtime.manifest import load_manifest
 from wvwasi.templates import ROOT as TEMPLATES
 
@@ -41,6 +40,8 @@ def create_project(name: str, parent: Path, *, template: str = "default",
     if not name.strip() or any(c in name for c in '"\\\n'):
         raise ValueError(f"app name {name!r}: expected a non-empty name without quotes, "
                          "backslashes or newlines")
+    from wvwasi.packager.stage import slugify
+
     slug = slugify(name)
     ident = identifier or f"com.example.{slug.replace('-', '')}"
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+", ident):

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wvwasi.runtime.app import run_app
 from wvwasi.runtime.manifest import Manifest, ManifestError, Service, load_manifest
 from wvwasi.runtime.window import BACKENDS
 
@@ -98,4 +97,6 @@ def run(args: argparse.Namespace) -> int:
     manifest = prepare(args.dir, "run")
     if manifest is None:
         return 2
+    from wvwasi.runtime.app import run_app
+
     return run_app(manifest, self_test=args.self_test, backend=args.webview)
