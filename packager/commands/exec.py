@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 import threading
@@ -93,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     except (ManifestError, LookupError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    import logging
+
     from wvwasi.runtime.host import ServiceHost
     from wvwasi.runtime.modules import WasmLoadError
 

@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
-from wvwasi.runtime.manifest import Manifest, ManifestError, Service, load_manifest
-from wvwasi.runtime.window import BACKENDS
+from wvwasi.runtime.manifest import Manifest, ManifestError, Service, Webview, load_manifest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_common(p: argparse.ArgumentParser) -> None:
     """The arguments `run` and `dev` share."""
     p.add_argument("dir", nargs="?", default=".", type=Path, help="project folder (default: .)")
-    p.add_argument("--webview", choices=BACKENDS,
+    p.add_argument("--webview", choices=get_args(Webview),
                    help="Linux webview backend, overriding [target.linux] webview")
 
 
