@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import pkgutil
@@ -38,13 +39,16 @@ import platformdirs
 import wvwasi
 import wvwasi.runtime
 from wvwasi import __version__
-from wvwasi.packager import icons
+from wvwasi.packager import icons, lock
 from wvwasi.packager.formats import Platform, host_arch
 from wvwasi.packager.tools import BuildError, run
 from wvwasi.runtime.manifest import current_platform
 from wvwasi.templates import ROOT as TEMPLATES
 
 RUNTIME_NAME = "wvwasi-runtime"
+#: Linux webview backend -> (distribution, module) a frozen runtime for it needs.
+BACKEND_PACKAGES = {"gtk": ("PyGObject", "gi"),
+                    "qt": ("PyQt6-WebEngine", "PyQt6.QtWebEngineWidgets")}
 RUNTIME_SOURCES = Path(wvwasi.runtime.__file__).resolve().parent
 ENTRY = RUNTIME_SOURCES / "frozen_main.py"
 
@@ -105,10 +109,26 @@ def source_digest(backend: str) -> str:
     files += [Path(wvwasi.__file__), TEMPLATES / "runtime.spec", Path(__file__), icons.DEFAULT_ICON]
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    deps = ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
-            {"gtk": "PyGObject", "qt": "PyQt6-WebEngine"}.get(backend, "pythonnet"))
-    h.update(json.dumps([sys.version, *map(_dist_version, deps)]).encode())
+    h.update(json.dumps([sys.version, *map(_dist_version, bundled_dists(backend))]).encode())
     return h.hexdigest()[:12]
+
+
+def bundled_dists(backend: str) -> tuple[str, ...]:
+    """The distributions whose versions make a frozen runtime: PyInstaller and what it bundles."""
+    return ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
+            "platformdirs", BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0])
+
+
+def require_backend(backend: str) -> None:
+    """BuildError naming the extra to install when `backend`'s Python package is missing."""
+    dist, module = BACKEND_PACKAGES.get(backend, ("", ""))
+    try:
+        found = not module or importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a missing parent package
+        found = False
+    if not found:
+        raise BuildError("freeze", f"the {backend} runtime needs {dist}: "
+                         f"pip install 'wvwasi[{backend}]'")
 
 
 def runtime_key(backend: str) -> str:
@@ -136,6 +156,10 @@ def ensure_runtime(
     key_dir.mkdir(parents=True, exist_ok=True)
     with _locked(key_dir / ".lock"):
         if not (key_dir / "onedir" / exe).is_file():
+            require_backend(backend)
+            if notes := lock.drift(bundled_dists(backend)):
+                log(f"note: not the locked versions ({', '.join(notes)}); the runtime is "
+                    f"reproducible when installed with pip's -c {lock.LOCK_FILE}")
             log(f"freezing the {backend} runtime (onedir; once per wvwasi version)")
             _freeze(backend, "onedir", key_dir)
             _prune_older(key_dir)

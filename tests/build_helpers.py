@@ -33,9 +33,10 @@ def wvwasi(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | Non
 
 
 def new_project(parent: Path, name: str, extra_toml: str = "",
-                identifier: str | None = None) -> Path:
-    """A `wvwasi new` project in `parent`, with `extra_toml` appended to its wvwasi.toml."""
-    args = ["new", name, "--dir", parent]
+                identifier: str | None = None, *options: str) -> Path:
+    """A `wvwasi new` project in `parent`, with `extra_toml` appended to its wvwasi.toml
+    (`options`: more `wvwasi new` arguments)."""
+    args = ["new", name, "--dir", parent, *options]
     if identifier:
         args += ["--identifier", identifier]
     proc = wvwasi(*args)

@@ -132,7 +132,7 @@ def test_format_selection(tmp_path: Path):
 def test_staged_manifest_is_resolved_for_the_target(tmp_path: Path):
     extra = ('[bundle]\nresources = ["presets"]\n'
              '[target.windows.services.greet]\nargs = ["--windows"]\n')
-    project = new_project(tmp_path, "Resolve", extra)
+    project = new_project(tmp_path, "Resolve", extra, None, "--no-build")
     (project / "presets").mkdir()
     (project / "presets" / "a.json").write_text("{}")
     (project / "build").mkdir()
@@ -146,7 +146,7 @@ def test_staged_manifest_is_resolved_for_the_target(tmp_path: Path):
 
 
 def test_appimage_appdir_layout(tmp_path: Path):
-    project = new_project(tmp_path, "Image App")
+    project = new_project(tmp_path, "Image App", "", None, "--no-build")
     (project / "build").mkdir()
     (project / "build" / "greet.wasm").write_bytes(b"\0asm\1\0\0\0")
     runtime = tmp_path / "runtime"

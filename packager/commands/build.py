@@ -6,15 +6,17 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from wvwasi.packager.build import BuildReport, BuildRequest, Progress, build
 from wvwasi.packager.formats import FORMATS
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.manifest import PLATFORMS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from wvwasi.packager.build import BuildReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,38 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not run the services' build.command (use the .wasm as they are)")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     p.set_defaults(run=run)
-
-
-class RichProgress(Progress):
-    """Shows each step as it runs (a spinner on a terminal, plain lines otherwise)."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.status = console.status("") if console.is_terminal else None
-        self.current: str | None = None
-        self.started = time.perf_counter()
-
-    def step(self, name: str) -> None:
-        self._finish()
-        self.current, self.started = name, time.perf_counter()
-        if self.status is not None:
-            self.status.update(f"{name}...")
-            self.status.start()
-
-    def log(self, message: str) -> None:
-        self.console.print(f"  [dim]{message}[/dim]", highlight=False)
-
-    def _finish(self) -> None:
-        if self.current is not None:
-            seconds = time.perf_counter() - self.started
-            self.console.print(f"[green]✓[/green] {self.current} [dim]{seconds:.2f}s[/dim]",
-                               highlight=False)
-
-    def close(self, ok: bool) -> None:
-        if ok:
-            self._finish()
-        if self.status is not None:
-            self.status.stop()
 
 
 def _size(n: int) -> str:
@@ -100,6 +70,11 @@ def _source_date_epoch() -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     """Build; one `error:` line naming the failed step (exit 1) on failure."""
+    from rich.console import Console
+
+    from wvwasi.packager.build import BuildRequest, build
+    from wvwasi.packager.progress import RichProgress
+
     console = Console(stderr=True)
     progress = RichProgress(console)
     try:

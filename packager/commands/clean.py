@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from wvwasi.packager.freeze import cache_dir, clean_cache
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `clean` subcommand."""
@@ -14,6 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wvwasi.packager.freeze import cache_dir, clean_cache
+
     freed = clean_cache()
     print(f"emptied {cache_dir()} ({freed / 1e6:.1f} MB freed)")
     return 0

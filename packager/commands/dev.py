@@ -11,11 +11,12 @@ import argparse
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-
-import watchfiles
+from typing import TYPE_CHECKING
 
 from wvwasi.packager.commands.run import add_common, build_service, prepare, watched_files
-from wvwasi.runtime.app import App, run_app
+
+if TYPE_CHECKING:
+    from wvwasi.runtime.app import App
 
 #: Milliseconds of quiet before a burst of file changes is handled (an editor's save).
 DEBOUNCE_MS = 200
@@ -60,6 +61,8 @@ class DevWatcher:
         self._thread.join(5)
 
     def _watch(self) -> None:
+        import watchfiles
+
         for changes in watchfiles.watch(*self.roots(), stop_event=self._stop,
                                         debounce=DEBOUNCE_MS, raise_interrupt=False):
             self.apply(Path(path).resolve() for _, path in changes)
@@ -96,5 +99,7 @@ def run(args: argparse.Namespace) -> int:
         app.at_close(watcher.stop)
         watcher.start()
         print(f"wvwasi dev: watching {', '.join(str(r) for r in watcher.roots())}", flush=True)
+
+    from wvwasi.runtime.app import run_app
 
     return run_app(manifest, backend=args.webview, dev=True, on_started=watch)

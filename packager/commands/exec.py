@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 import threading
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from wvwasi.runtime.events import Event, Exited, Message, Stderr
-from wvwasi.runtime.host import ServiceHost
-from wvwasi.runtime.instance import Instance
 from wvwasi.runtime.manifest import (
     Manifest,
     ManifestError,
@@ -25,7 +23,9 @@ from wvwasi.runtime.manifest import (
     load_manifest,
     manifest_for_wasm,
 )
-from wvwasi.runtime.modules import WasmLoadError
+
+if TYPE_CHECKING:
+    from wvwasi.runtime.instance import Instance
 
 _ERROR_STATUS = {"trap": 134, "memory": 134, "timeout": 124}
 
@@ -92,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
     except (ManifestError, LookupError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    import logging
+
+    from wvwasi.runtime.host import ServiceHost
+    from wvwasi.runtime.modules import WasmLoadError
+
     out = sys.stdout.buffer
     logging.getLogger("wvwasi.service").setLevel(logging.ERROR)  # errors are printed below
 

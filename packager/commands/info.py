@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import platform
 import sys
@@ -11,7 +10,6 @@ from typing import Any
 
 from wvwasi import __version__
 from wvwasi.packager.formats import FORMATS, format_tools, host_arch
-from wvwasi.packager.freeze import cache_dir, cache_size
 from wvwasi.packager.tools import have_tool, missing_tool_hint
 from wvwasi.runtime.manifest import current_platform
 
@@ -30,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _version(name: str) -> str | None:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -51,6 +51,8 @@ def backends() -> dict[str, str]:
 
 
 def gather() -> dict[str, Any]:
+    from wvwasi.packager.freeze import cache_dir, cache_size
+
     tools = sorted({t for f in FORMATS for t in format_tools(f)} | set(EXTRA_TOOLS))
     cache = cache_dir()
     return {

@@ -1,6 +1,9 @@
-"""`wvwasi new NAME [--template T] [--identifier ID] [--dir PARENT]`: start a project that runs
-with `wvwasi dev` and builds with `wvwasi build` right away (UI, a C service, README,
-.gitignore and the release workflow of `wvwasi ci github`)."""
+"""`wvwasi new NAME [--template T] [--identifier ID] [--dir PARENT] [--no-build]`: start a
+project that `wvwasi check`, `wvwasi dev` and `wvwasi build` take right away: UI, a service and
+its build.command (run once here, so the .wasm exists; when its toolchain is missing this says
+which packages to install), README, .gitignore and the release workflow of `wvwasi ci github`.
+Templates: c (a C service), rust (a Rust service), cli (a third-party WASI program: the
+Boolector SMT solver from PyPI, with files, $RESOURCES preopens and streamed stdout)."""
 
 from __future__ import annotations
 
@@ -11,17 +14,28 @@ import sys
 from pathlib import Path
 
 from wvwasi.packager.commands.ci import write_workflow
-from wvwasi.packager.stage import slugify
 from wvwasi.runtime.manifest import load_manifest
 from wvwasi.templates import ROOT as TEMPLATES
 
 PROJECT_TEMPLATES = TEMPLATES / "new"
 #: Template files stored under another name (so they do not act on the templates folder).
 RENAMED = {"gitignore": ".gitignore"}
+#: Each template's own settings (`description`, `packages`: what its build.command needs).
+TEMPLATE_INFO = "template.toml"
+DEFAULT_TEMPLATE = "c"
 
 
 def templates() -> list[str]:
     return sorted(p.name for p in PROJECT_TEMPLATES.iterdir() if p.is_dir())
+
+
+def template_info(template: str) -> dict[str, str]:
+    """The template's template.toml."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    return tomllib.loads((PROJECT_TEMPLATES / template / TEMPLATE_INFO).read_text("utf-8"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,18 +43,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("new", help="create a new wvwasi project",
                        description=__doc__.split(":", 1)[1].strip())
     p.add_argument("name", help='the app name, e.g. "Photo Tools" (the folder is its slug)')
-    p.add_argument("--template", choices=templates(), default="default")
+    p.add_argument("--template", choices=templates(), default=DEFAULT_TEMPLATE,
+                   help=f"the project's service (default: {DEFAULT_TEMPLATE}): " + "; ".join(
+                       f"{t}: {template_info(t)['description']}" for t in templates()))
     p.add_argument("--identifier", help="reverse-DNS id (default: com.example.<slug>)")
     p.add_argument("--dir", type=Path, default=Path("."), help="parent folder (default: .)")
+    p.add_argument("--no-build", dest="build", action="store_false",
+                   help="do not run the services' build.command now")
     p.set_defaults(run=run)
 
 
-def create_project(name: str, parent: Path, *, template: str = "default",
+def create_project(name: str, parent: Path, *, template: str = DEFAULT_TEMPLATE,
                    identifier: str | None = None) -> Path:
     """Render template `template` into `parent/<slug>`; ValueError for bad input."""
     if not name.strip() or any(c in name for c in '"\\\n'):
         raise ValueError(f"app name {name!r}: expected a non-empty name without quotes, "
                          "backslashes or newlines")
+    from wvwasi.packager.stage import slugify
+
     slug = slugify(name)
     ident = identifier or f"com.example.{slug.replace('-', '')}"
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+", ident):
@@ -58,6 +78,8 @@ def create_project(name: str, parent: Path, *, template: str = "default",
     try:
         for path in sorted(source.rglob("*")):
             rel = path.relative_to(source)
+            if rel.name == TEMPLATE_INFO:
+                continue
             target = staging / rel.parent / RENAMED.get(rel.name, rel.name)
             if path.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
@@ -76,6 +98,20 @@ def create_project(name: str, parent: Path, *, template: str = "default",
     return dest
 
 
+def build_services(project: Path, template: str) -> bool:
+    """Run each service's build.command once; False (after naming the packages the template's
+    toolchain needs) if one failed."""
+    from wvwasi.packager.commands.run import build_service
+
+    services = load_manifest(project).services.values()
+    failed = [s.name for s in services if s.build is not None and not build_service(s)]
+    if failed:
+        print(f"warning: services {', '.join(failed)} not built. Their build.command needs "
+              f"(Debian/Ubuntu): apt-get install {template_info(template)['packages']}; "
+              "`wvwasi dev` and `wvwasi build` run it again.", file=sys.stderr)
+    return not failed
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         dest = create_project(args.name, args.dir, template=args.template,
@@ -83,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"created {dest}\n  cd {dest}\n  wvwasi dev            # run it\n"
+    print(f"created {dest}", flush=True)
+    if args.build:
+        build_services(dest, args.template)
+    print(f"  cd {dest}\n  wvwasi dev            # run it\n"
           "  wvwasi build          # package it")
     return 0

@@ -7,10 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
-from wvwasi.runtime.app import run_app
-from wvwasi.runtime.manifest import Manifest, ManifestError, Service, load_manifest
-from wvwasi.runtime.window import BACKENDS
+from wvwasi.runtime.manifest import Manifest, ManifestError, Service, Webview, load_manifest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_common(p: argparse.ArgumentParser) -> None:
     """The arguments `run` and `dev` share."""
     p.add_argument("dir", nargs="?", default=".", type=Path, help="project folder (default: .)")
-    p.add_argument("--webview", choices=BACKENDS,
+    p.add_argument("--webview", choices=get_args(Webview),
                    help="Linux webview backend, overriding [target.linux] webview")
 
 
@@ -98,4 +97,6 @@ def run(args: argparse.Namespace) -> int:
     manifest = prepare(args.dir, "run")
     if manifest is None:
         return 2
+    from wvwasi.runtime.app import run_app
+
     return run_app(manifest, self_test=args.self_test, backend=args.webview)

@@ -8,8 +8,6 @@ import sys
 import threading
 from pathlib import Path
 
-from wvwasi.runtime.bridge.server import Bridge
-from wvwasi.runtime.host import ServiceHost
 from wvwasi.runtime.manifest import ManifestError, load_manifest
 
 
@@ -37,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"wvwasi serve: --port must be 0-65535, got {args.port}", file=sys.stderr)
         return 2
+    from wvwasi.runtime.bridge.server import Bridge
+    from wvwasi.runtime.host import ServiceHost
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,0 +1,13 @@
+; Which byte x gives x * 3 = 21 and has its top bit clear? Then: is there another one?
+(set-logic QF_BV)
+(set-option :produce-models true)
+(set-option :incremental true)
+(declare-const x (_ BitVec 8))
+(assert (= (bvmul x #x03) #x15))
+(push 1)
+(assert (bvult x #x80))
+(check-sat)
+(get-value (x))
+(pop 1)
+(assert (bvuge x #x80))
+(check-sat)
