@@ -1,0 +1,192 @@
+/*
+ * wvwasi browser engine, part 2 of 3: the dedicated Web Worker one WASI instance runs in.
+ *
+ * Started by wasi-engine.js with one `start` message:
+ *   {module: WebAssembly.Module | ArrayBuffer, args, env, preopens: [{guest, mode, entries}],
+ *    stdin: {shared: SharedArrayBuffer} | {bytes: Uint8Array} | null, memoryLimit: bytes | null,
+ *    dump: [guest paths whose trees to send back at exit]}
+ * and answers with {type: 'stdout'|'stderr', data}, {type: 'room'} (stdin ring has space again),
+ * and a last {type: 'exit', code, error: {kind, detail} | null, trees}.
+ * Blocking: stdin reads and poll_oneoff wait with Atomics.wait on the shared stdin ring (see
+ * StdinRing in wasi-engine.js for its layout); sleeps use Atomics.wait on a private cell.
+ */
+import {Wasi, buildTree, dumpTree} from './wasi-core.js';
+
+const CTRL = 16; // bytes of control words before the ring's data
+const W = 0; // total bytes written (wraps)
+const RD = 1; // total bytes read (wraps)
+const CLOSED = 2;
+const SEQ = 3; // bumped on every write and on close: what a reader waits on
+const WANTS_ROOM = 4; // the page has more to write once there is room
+
+/** Blocking reads from the page's shared ring. */
+class SharedStdin {
+  constructor(shared) {
+    this.ctrl = new Int32Array(shared, 0, 8);
+    this.data = new Uint8Array(shared, CTRL * 2);
+    this.mask = this.data.length - 1;
+  }
+  #available() {
+    return (Atomics.load(this.ctrl, W) - Atomics.load(this.ctrl, RD)) | 0;
+  }
+  ready(timeoutMs) {
+    const until = performance.now() + timeoutMs;
+    for (;;) {
+      const seq = Atomics.load(this.ctrl, SEQ);
+      if (Atomics.load(this.ctrl, CLOSED) || this.#available() > 0) return true;
+      const left = until - performance.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.ctrl, SEQ, seq, left === Infinity ? undefined : left);
+    }
+  }
+  read(max) {
+    this.ready(Infinity);
+    const n = Math.min(max, this.#available());
+    if (n <= 0) return new Uint8Array(0); // closed and drained: EOF
+    const out = new Uint8Array(n);
+    const start = Atomics.load(this.ctrl, RD);
+    for (let i = 0; i < n; i++) out[i] = this.data[(start + i) & this.mask];
+    Atomics.store(this.ctrl, RD, (start + n) | 0);
+    if (Atomics.exchange(this.ctrl, WANTS_ROOM, 0)) postMessage({type: 'room'});
+    return out;
+  }
+}
+
+/** Fixed stdin (a task's whole input, known up front): no blocking needed. */
+class FixedStdin {
+  constructor(bytes) {
+    this.bytes = bytes;
+    this.pos = 0;
+  }
+  ready() { return true; }
+  read(max) {
+    const out = this.bytes.slice(this.pos, this.pos + max);
+    this.pos += out.length;
+    return out;
+  }
+}
+
+function sleeper() {
+  if (typeof SharedArrayBuffer === 'function' && globalThis.crossOriginIsolated !== false) {
+    const cell = new Int32Array(new SharedArrayBuffer(4));
+    return (ms) => { Atomics.wait(cell, 0, 0, ms); };
+  }
+  return (ms) => { // no shared memory: a busy wait is the only way to block a Worker
+    const until = performance.now() + ms;
+    while (performance.now() < until) { /* sleep */ }
+  };
+}
+
+// -- memory limit --------------------------------------------------------------------------------
+
+function readLeb(bytes, pos) {
+  let value = 0;
+  let shift = 0;
+  for (;;) {
+    const b = bytes[pos++];
+    value += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if (!(b & 0x80)) return [value, pos];
+  }
+}
+
+function leb(value) {
+  const out = [];
+  do {
+    let b = value % 128;
+    value = Math.floor(value / 128);
+    if (value) b |= 0x80;
+    out.push(b);
+  } while (value);
+  return out;
+}
+
+/** The module's bytes with every defined memory's maximum lowered to `limit` bytes, so that
+ * memory.grow past it fails (malloc returns NULL) as it does under the native host's limit. */
+function limitMemory(bytes, limit) {
+  const pages = Math.floor(limit / 65536);
+  const parts = [bytes.subarray(0, 8)];
+  let pos = 8;
+  while (pos < bytes.length) {
+    const id = bytes[pos];
+    const [size, body] = readLeb(bytes, pos + 1);
+    const end = body + size;
+    if (id !== 5) {
+      parts.push(bytes.subarray(pos, end));
+    } else {
+      let [count, p] = readLeb(bytes, body);
+      const out = leb(count);
+      for (let i = 0; i < count; i++) {
+        const flags = bytes[p];
+        let min;
+        let max = Infinity;
+        [min, p] = readLeb(bytes, p + 1);
+        if (flags & 1) [max, p] = readLeb(bytes, p);
+        if (flags & 4) throw new Error('memory64 is not supported');
+        out.push(flags | 1, ...leb(min), ...leb(Math.max(min, Math.min(max, pages))));
+      }
+      parts.push(new Uint8Array([5, ...leb(out.length), ...out]));
+    }
+    pos = end;
+  }
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const result = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    result.set(p, at);
+    at += p.length;
+  }
+  return result;
+}
+
+// -- run ------------------------------------------------------------------------------------------
+
+function run(msg) {
+  let module = msg.module;
+  if (!(module instanceof WebAssembly.Module)) {
+    let bytes = new Uint8Array(module);
+    if (msg.memoryLimit) bytes = limitMemory(bytes, msg.memoryLimit);
+    module = new WebAssembly.Module(bytes);
+  }
+  const preopens = msg.preopens.map((p) => ({guest: p.guest, mode: p.mode,
+    dir: buildTree(p.entries)}));
+  const stdin = msg.stdin?.shared ? new SharedStdin(msg.stdin.shared)
+    : new FixedStdin(msg.stdin?.bytes ?? new Uint8Array(0));
+  const wasi = new Wasi({
+    args: msg.args, env: msg.env, preopens, stdin,
+    stdout: (data) => postMessage({type: 'stdout', data}, [data.buffer]),
+    stderr: (data) => postMessage({type: 'stderr', data}, [data.buffer]),
+    sleep: sleeper(),
+  });
+  let instance;
+  try {
+    instance = new WebAssembly.Instance(module, wasi.imports);
+  } catch (e) {
+    return {code: null, error: {kind: 'start', detail: String(e.message ?? e)}};
+  }
+  let result;
+  try {
+    result = {code: wasi.start(instance), error: null};
+  } catch (e) {
+    const memory = instance.exports.memory;
+    result = {code: null, error: {kind: 'trap', detail: String(e.message ?? e),
+      memoryUsed: memory ? memory.buffer.byteLength : 0, stackOverflow: e instanceof RangeError}};
+  }
+  result.trees = {};
+  for (const guest of msg.dump ?? []) {
+    const at = preopens.findIndex((p) => p.guest === guest);
+    if (at >= 0) result.trees[guest] = dumpTree(preopens[at].dir);
+  }
+  return result;
+}
+
+onmessage = (event) => {
+  onmessage = null;
+  let result;
+  try {
+    result = run(event.data);
+  } catch (e) {
+    result = {code: null, error: {kind: 'start', detail: String(e.message ?? e)}};
+  }
+  postMessage({type: 'exit', ...result});
+};
