@@ -58,7 +58,7 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Case], Tree | 
 def chromium_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with suite_site(tmp_path_factory.mktemp("chromium")) as site, chromium() as browser:
         page = browser.new_page()
-        page.goto(site.url)
+        page.goto(site.origin + "/conformance.html")
         return _collect(site, "chromium")
 
 
@@ -68,7 +68,8 @@ def webkit_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     with suite_site(work) as site, xvfb() as display:
         env = {**os.environ, "DISPLAY": display, "JSC_useSharedArrayBuffer": "true",
                "XDG_DATA_HOME": str(work / "data"), "XDG_CACHE_HOME": str(work / "cache")}
-        proc = subprocess.Popen([sys.executable, str(PAGE_DIR / "webkit_open.py"), site.url],
+        proc = subprocess.Popen([sys.executable, str(PAGE_DIR / "webkit_open.py"),
+                                 site.origin + "/conformance.html"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             yield _collect(site, "webkitgtk")

@@ -99,19 +99,62 @@ def native_tree(case: Case, work: Path, engine: wasmtime.Engine) -> Tree | None:
 
 
 @dataclass
-class SuiteSite:
-    """The served page, the suite's programs and trees; `results` receives the page's POST."""
+class Site:
+    """A served folder; `results` receives what its pages POST (JSON)."""
 
-    url: str
-    results: queue.Queue[dict[str, Any]]
+    origin: str
+    results: queue.Queue[Any]
 
 
 @contextmanager
-def suite_site(work: Path) -> Iterator[SuiteSite]:
-    """Serve the page, the engine, the programs and their trees (each root copied to `work`)."""
+def static_site(folder: Path, *, isolated: bool = True) -> Iterator[Site]:
+    """Serve `folder` on 127.0.0.1 (with COOP/COEP when `isolated`); POST bodies go to results."""
+    results: queue.Queue[Any] = queue.Queue()
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def end_headers(self) -> None:
+            for key, value in ISOLATION.items():
+                if isolated or key == "Cache-Control":
+                    self.send_header(key, value)
+            super().end_headers()
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            results.put(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    Handler.extensions_map = {**Handler.extensions_map, ".js": "text/javascript",
+                              ".mjs": "text/javascript", ".wasm": "application/wasm"}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Site(f"http://127.0.0.1:{server.server_port}", results)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def engine_site(work: Path) -> Path:
+    """A folder with tests/web/ and the engine under engine/, to add programs to and serve."""
     site = work / "site"
     shutil.copytree(PAGE_DIR, site)
     shutil.copytree(JS_DIR, site / "engine")
+    return site
+
+
+@contextmanager
+def suite_site(work: Path) -> Iterator[Site]:
+    """Serve the conformance page, the engine, the programs and their trees (roots copied)."""
+    site = engine_site(work)
     cases = []
     for case in CASES:
         name = case.id.replace("/", "-")
@@ -128,34 +171,5 @@ def suite_site(work: Path) -> Iterator[SuiteSite]:
                       *case.args], "env": [list(kv) for kv in case.env], "root": root,
                       "timeout": TIMEOUT})
     (site / "cases.json").write_text(json.dumps(cases))
-    results: queue.Queue[dict[str, Any]] = queue.Queue()
-
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(site), **kwargs)
-
-        def end_headers(self) -> None:
-            for key, value in ISOLATION.items():
-                self.send_header(key, value)
-            super().end_headers()
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            results.put(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    Handler.extensions_map = {**Handler.extensions_map, ".js": "text/javascript",
-                              ".wasm": "application/wasm"}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield SuiteSite(f"http://127.0.0.1:{server.server_port}/conformance.html", results)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with static_site(site) as served:
+        yield served

@@ -45,9 +45,9 @@ const TRAPS = [
 ];
 
 function trapText(detail, stackOverflow) {
-  if (stackOverflow) return 'call stack exhausted';
+  if (stackOverflow) return 'wasm trap: call stack exhausted';
   const lower = detail.toLowerCase();
-  for (const [pattern, text] of TRAPS) if (pattern.test(lower)) return text;
+  for (const [pattern, text] of TRAPS) if (pattern.test(lower)) return `wasm trap: ${text}`;
   return detail;
 }
 
