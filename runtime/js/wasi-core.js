@@ -166,8 +166,9 @@ export function dumpTree(dir, prefix = '') {
 /** One open descriptor. `stream` is 'stdin' | 'stdout' | 'stderr' for stdio, else null. */
 class Descriptor {
   constructor({node = null, stream = null, preopen = null, writable = false, readable = true,
-    rights = 0n, inheriting = 0n, flags = 0}) {
+    rights = 0n, inheriting = 0n, flags = 0, root = -1}) {
     this.node = node;
+    this.root = root; // index of the preopen this descriptor was opened under (-1: stdio)
     this.stream = stream;
     this.preopen = preopen; // guest path of a preopened directory
     this.writable = writable; // writes allowed (open mode and the preopen's mode)
@@ -196,12 +197,16 @@ const decoder = new TextDecoder('utf-8', {fatal: true});
  * @param {(bytes: Uint8Array) => void} o.stdout  gets a copy it may keep
  * @param {(bytes: Uint8Array) => void} o.stderr
  * @param {(ms: number) => void} o.sleep  blocks the thread
+ * @param {(guest: string, entries: object[]) => void} [o.sync]  gets the whole tree of a preopen
+ *   marked `persist` after it changed, before the guest next writes output, waits or exits
  */
 export class Wasi {
-  constructor({args = [], env = [], preopens = [], stdin, stdout, stderr, sleep}) {
+  constructor({args = [], env = [], preopens = [], stdin, stdout, stderr, sleep, sync}) {
     this.args = args.map((a) => encoder.encode(a + '\0'));
     this.env = env.map(([k, v]) => encoder.encode(`${k}=${v}\0`));
-    this.io = {stdin, stdout, stderr, sleep};
+    this.io = {stdin, stdout, stderr, sleep, sync};
+    this.preopens = preopens;
+    this.dirty = new Set(); // indices of persisted preopens changed since the last sync
     this.fds = new Map();
     this.fds.set(0, new Descriptor({stream: 'stdin', rights: STDIO_RIGHTS}));
     this.fds.set(1, new Descriptor({stream: 'stdout', writable: true, readable: false,
@@ -210,7 +215,7 @@ export class Wasi {
       rights: STDIO_RIGHTS}));
     preopens.forEach((p, i) => {
       this.fds.set(3 + i, new Descriptor({node: p.dir, preopen: p.guest, writable: p.mode === 'rw',
-        rights: DIR_RIGHTS, inheriting: DIR_RIGHTS | FILE_RIGHTS}));
+        rights: DIR_RIGHTS, inheriting: DIR_RIGHTS | FILE_RIGHTS, root: i}));
     });
     this.memory = null;
     this.imports = {wasi_snapshot_preview1: this.#bind()};
@@ -225,7 +230,19 @@ export class Wasi {
     } catch (e) {
       if (e instanceof WasiExit) return e.code;
       throw e;
+    } finally {
+      this.sync();
     }
+  }
+
+  /** Hand every changed persisted preopen's tree to `sync` (see the constructor). */
+  sync() {
+    for (const i of this.dirty) this.io.sync(this.preopens[i].guest, dumpTree(this.preopens[i].dir));
+    this.dirty.clear();
+  }
+
+  #touch(d) {
+    if (d.root >= 0 && this.preopens[d.root].persist) this.dirty.add(d.root);
   }
 
   // memory helpers: a fresh view every call (memory.grow detaches the old buffer)
@@ -361,6 +378,7 @@ export class Wasi {
   #write(d, iovs, at) {
     let written = 0;
     if (d.stream) {
+      if (this.dirty.size) this.sync();
       const out = d.stream === 'stderr' ? this.io.stderr : this.io.stdout;
       for (const iov of iovs) {
         if (iov.length) out(iov.slice());
@@ -369,6 +387,7 @@ export class Wasi {
       return written;
     }
     const file = d.node;
+    this.#touch(d);
     // like the native host on Linux: an O_APPEND descriptor writes at the end, pwrite too
     let pos = d.flags & FDFLAGS.APPEND ? file.size : at ?? d.pos;
     for (const iov of iovs) {
@@ -384,6 +403,7 @@ export class Wasi {
     let total = 0;
     if (d.stream) {
       if (d.stream !== 'stdin') fail(E.BADF);
+      if (this.dirty.size) this.sync();
       for (const iov of iovs) {
         if (!iov.length) continue;
         const chunk = this.io.stdin.read(iov.length);
@@ -473,13 +493,14 @@ export class Wasi {
         if (!d.writable) fail(E.BADF);
         const end = Number(offset + len);
         if (end > d.node.size) d.node.resize(end);
+        self.#touch(d);
       },
       fd_close: (fd) => {
         self.#fd(fd);
         self.fds.delete(fd);
       },
-      fd_datasync: (fd) => { self.#fd(fd, R.FD_DATASYNC); },
-      fd_sync: (fd) => { self.#fd(fd, R.FD_SYNC); },
+      fd_datasync: (fd) => { self.#fd(fd, R.FD_DATASYNC); self.sync(); },
+      fd_sync: (fd) => { self.#fd(fd, R.FD_SYNC); self.sync(); },
       fd_fdstat_get: (fd, ptr) => {
         const d = self.#fd(fd);
         const v = self.#view;
@@ -516,6 +537,7 @@ export class Wasi {
         if (size > BigInt(MAX_FILE)) fail(E.FBIG);
         d.node.resize(Number(size));
         d.node.mtim = d.node.ctim = nowNs();
+        self.#touch(d);
       },
       fd_filestat_set_times: (fd, atim, mtim, flags) => {
         const d = self.#fd(fd, R.FD_FILESTAT_SET_TIMES);
@@ -612,6 +634,7 @@ export class Wasi {
         const r = self.#resolve(d, self.#string(ptr, len), false);
         if (r.node !== undefined) fail(E.EXIST);
         self.#needWritable(d);
+        self.#touch(d);
         r.parent.entries.set(r.name, new Dir());
         r.parent.mtim = nowNs();
       },
@@ -639,6 +662,7 @@ export class Wasi {
         if (src.node instanceof Dir) fail(E.PERM);
         if (src.slash || dst.slash) fail(src.slash && !(src.node instanceof Dir) ? E.NOTDIR : E.NOENT);
         self.#needWritable(nd);
+        self.#touch(nd);
         dst.parent.entries.set(dst.name, src.node);
         src.node.nlink += 1n;
         src.node.ctim = nowNs();
@@ -657,6 +681,7 @@ export class Wasi {
           if (node === undefined) {
             if (r.slash || oflags & OFLAGS.DIRECTORY) fail(r.slash ? E.ISDIR : E.INVAL);
             self.#needWritable(d);
+            self.#touch(d);
             node = new File();
             r.parent.entries.set(r.name, node);
             r.parent.mtim = nowNs();
@@ -680,12 +705,14 @@ export class Wasi {
           readable: isDir || (base & (R.FD_READ | R.FD_READDIR)) !== 0n || !wantsWrite,
           rights: base & mask & d.inheriting,
           inheriting: inheriting & d.inheriting,
+          root: d.root,
           flags: fdflags & (FDFLAGS.APPEND | FDFLAGS.NONBLOCK | FDFLAGS.SYNC | FDFLAGS.DSYNC |
             FDFLAGS.RSYNC),
         });
         if (isDir) desc.writable = d.writable; // a sub-directory keeps its preopen's mode
         desc.dirWritable = d.writable;
         if (oflags & OFLAGS.TRUNC) {
+          self.#touch(d);
           node.resize(0);
           node.mtim = node.ctim = nowNs();
         }
@@ -709,6 +736,7 @@ export class Wasi {
         if (!(r.node instanceof Dir)) fail(E.NOTDIR);
         if (r.node.entries.size) fail(E.NOTEMPTY);
         self.#needWritable(d);
+        self.#touch(d);
         r.parent.entries.delete(r.name);
         r.parent.mtim = nowNs();
       },
@@ -730,6 +758,8 @@ export class Wasi {
         if (srcDir && dst.stack.includes(src.node)) fail(E.INVAL);
         self.#needWritable(od);
         self.#needWritable(nd);
+        self.#touch(od);
+        self.#touch(nd);
         src.parent.entries.delete(src.name);
         dst.parent.entries.set(dst.name, src.node);
         src.parent.mtim = dst.parent.mtim = src.node.ctim = nowNs();
@@ -742,6 +772,7 @@ export class Wasi {
         if (r.slash) fail(E.NOENT);
         if (target.startsWith('/')) fail(E.NOTCAPABLE);
         self.#needWritable(d);
+        self.#touch(d);
         r.parent.entries.set(r.name, new Symlink(target));
         r.parent.mtim = nowNs();
       },
@@ -752,6 +783,7 @@ export class Wasi {
         if (r.node instanceof Dir) fail(E.ISDIR);
         if (r.slash) fail(E.NOTDIR);
         self.#needWritable(d);
+        self.#touch(d);
         r.parent.entries.delete(r.name);
         r.node.nlink -= 1n;
         r.parent.mtim = r.node.ctim = nowNs();
@@ -798,6 +830,7 @@ export class Wasi {
             event(s, E.INVAL);
           }
         }
+        if (self.dirty.size) self.sync();
         if (stdinSubs.length && !events.length) {
           const wait = deadline - performance.now();
           if (self.io.stdin.ready(Math.max(0, wait))) {
@@ -843,4 +876,66 @@ export class Wasi {
       sock_shutdown: (fd) => { self.#fd(fd); fail(E.NOTSOCK); },
     };
   }
+}
+
+// -- memory limit --------------------------------------------------------------------------------
+
+function readLeb(bytes, pos) {
+  let value = 0;
+  let shift = 0;
+  for (;;) {
+    const b = bytes[pos++];
+    value += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if (!(b & 0x80)) return [value, pos];
+  }
+}
+
+function leb(value) {
+  const out = [];
+  do {
+    let b = value % 128;
+    value = Math.floor(value / 128);
+    if (value) b |= 0x80;
+    out.push(b);
+  } while (value);
+  return out;
+}
+
+/** The module's bytes with every defined memory's maximum lowered to `limit` bytes, so that
+ * memory.grow past it fails (malloc returns NULL) as it does under the native host's limit. */
+export function limitMemory(bytes, limit) {
+  const pages = Math.floor(limit / 65536);
+  const parts = [bytes.subarray(0, 8)];
+  let pos = 8;
+  while (pos < bytes.length) {
+    const id = bytes[pos];
+    const [size, body] = readLeb(bytes, pos + 1);
+    const end = body + size;
+    if (id !== 5) {
+      parts.push(bytes.subarray(pos, end));
+    } else {
+      let [count, p] = readLeb(bytes, body);
+      const out = leb(count);
+      for (let i = 0; i < count; i++) {
+        const flags = bytes[p];
+        let min;
+        let max = Infinity;
+        [min, p] = readLeb(bytes, p + 1);
+        if (flags & 1) [max, p] = readLeb(bytes, p);
+        if (flags & 4) throw new Error('memory64 is not supported');
+        out.push(flags | 1, ...leb(min), ...leb(Math.max(min, Math.min(max, pages))));
+      }
+      parts.push(new Uint8Array([5, ...leb(out.length), ...out]));
+    }
+    pos = end;
+  }
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const result = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    result.set(p, at);
+    at += p.length;
+  }
+  return result;
 }

@@ -14,6 +14,8 @@
  * throws an error of kind "isolation". Docs: docs/web.md.
  */
 
+import {limitMemory} from './wasi-core.js';
+
 const WORKER_URL = new URL('./wasi-worker.js', import.meta.url);
 const RING = 1 << 20; // stdin bytes buffered between page and worker (a power of two)
 const CTRL_BYTES = 32;
@@ -126,7 +128,7 @@ export class WasiInstance {
    * @param {WebAssembly.Module | ArrayBuffer | Uint8Array} o.module
    * @param {string[]} [o.args]  argv including argv[0]
    * @param {[string, string][]} [o.env]
-   * @param {{guest: string, mode: 'ro'|'rw', entries: object[]}[]} [o.preopens]
+   * @param {{guest: string, mode: 'ro'|'rw', entries: object[], persist?: boolean}[]} [o.preopens]
    * @param {'stream' | Uint8Array} [o.stdin]  'stream': fed by writeStdin (needs isolation)
    * @param {{memory?: number, timeout?: number}} [o.limits]  bytes, seconds
    * @param {string[]} [o.dump]  preopen guest paths whose final trees `onexit` gets
@@ -138,6 +140,7 @@ export class WasiInstance {
     this.onstdout = null;
     this.onstderr = null;
     this.onexit = null;
+    this.onsync = null; // (guest, entries): a `persist` preopen changed (see wasi-core.js)
     this.done = false;
     let stdinSpec;
     if (stdin === 'stream') {
@@ -181,9 +184,10 @@ export class WasiInstance {
 
   closeStdin() { this.ring?.close(); }
 
-  /** Stop now: `onexit` gets {code: null, error: {kind: 'terminated'}}. */
-  terminate() {
-    this.#stop({kind: 'terminated', message: `service '${this.name}' was terminated`});
+  /** Stop now: `onexit` gets {code: null, error: {kind: 'terminated'}}; `reason` completes
+   * "service 'x' was …" as in the native host. */
+  terminate(reason = 'terminated') {
+    this.#stop({kind: 'terminated', message: `service '${this.name}' was ${reason}`});
   }
 
   #stop(error) {
@@ -197,6 +201,7 @@ export class WasiInstance {
     if (msg.type === 'stdout') this.onstdout?.(msg.data);
     else if (msg.type === 'stderr') this.onstderr?.(msg.data);
     else if (msg.type === 'room') this.ring?.pump();
+    else if (msg.type === 'sync') this.onsync?.(msg.guest, msg.entries);
     else if (msg.type === 'exit') {
       this.worker.terminate();
       const error = msg.error ? serviceError(this.name, msg.error, this.limits) : null;
@@ -210,6 +215,12 @@ export class WasiInstance {
     clearTimeout(this.timer);
     this.onexit?.({trees: {}, ...result});
   }
+}
+
+/** Compile a service once for many instances, its memory capped at `memoryLimit` bytes. */
+export function compileService(bytes, memoryLimit) {
+  const data = new Uint8Array(bytes);
+  return WebAssembly.compile(memoryLimit ? limitMemory(data, memoryLimit) : data);
 }
 
 /** Run to the end with fixed stdin: {exitCode, stdout, stderr (Uint8Array), error, trees}. */

@@ -2,15 +2,17 @@
  * wvwasi browser engine, part 2 of 3: the dedicated Web Worker one WASI instance runs in.
  *
  * Started by wasi-engine.js with one `start` message:
- *   {module: WebAssembly.Module | ArrayBuffer, args, env, preopens: [{guest, mode, entries}],
+ *   {module: WebAssembly.Module | ArrayBuffer, args, env,
+ *    preopens: [{guest, mode, entries, persist?}],
  *    stdin: {shared: SharedArrayBuffer} | {bytes: Uint8Array} | null, memoryLimit: bytes | null,
  *    dump: [guest paths whose trees to send back at exit]}
  * and answers with {type: 'stdout'|'stderr', data}, {type: 'room'} (stdin ring has space again),
+ * {type: 'sync', guest, entries} (a `persist` preopen's whole tree after it changed),
  * and a last {type: 'exit', code, error: {kind, detail} | null, trees}.
  * Blocking: stdin reads and poll_oneoff wait with Atomics.wait on the shared stdin ring (see
  * StdinRing in wasi-engine.js for its layout); sleeps use Atomics.wait on a private cell.
  */
-import {Wasi, buildTree, dumpTree} from './wasi-core.js';
+import {Wasi, buildTree, dumpTree, limitMemory} from './wasi-core.js';
 
 const CTRL = 16; // bytes of control words before the ring's data
 const W = 0; // total bytes written (wraps)
@@ -77,68 +79,6 @@ function sleeper() {
   };
 }
 
-// -- memory limit --------------------------------------------------------------------------------
-
-function readLeb(bytes, pos) {
-  let value = 0;
-  let shift = 0;
-  for (;;) {
-    const b = bytes[pos++];
-    value += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if (!(b & 0x80)) return [value, pos];
-  }
-}
-
-function leb(value) {
-  const out = [];
-  do {
-    let b = value % 128;
-    value = Math.floor(value / 128);
-    if (value) b |= 0x80;
-    out.push(b);
-  } while (value);
-  return out;
-}
-
-/** The module's bytes with every defined memory's maximum lowered to `limit` bytes, so that
- * memory.grow past it fails (malloc returns NULL) as it does under the native host's limit. */
-function limitMemory(bytes, limit) {
-  const pages = Math.floor(limit / 65536);
-  const parts = [bytes.subarray(0, 8)];
-  let pos = 8;
-  while (pos < bytes.length) {
-    const id = bytes[pos];
-    const [size, body] = readLeb(bytes, pos + 1);
-    const end = body + size;
-    if (id !== 5) {
-      parts.push(bytes.subarray(pos, end));
-    } else {
-      let [count, p] = readLeb(bytes, body);
-      const out = leb(count);
-      for (let i = 0; i < count; i++) {
-        const flags = bytes[p];
-        let min;
-        let max = Infinity;
-        [min, p] = readLeb(bytes, p + 1);
-        if (flags & 1) [max, p] = readLeb(bytes, p);
-        if (flags & 4) throw new Error('memory64 is not supported');
-        out.push(flags | 1, ...leb(min), ...leb(Math.max(min, Math.min(max, pages))));
-      }
-      parts.push(new Uint8Array([5, ...leb(out.length), ...out]));
-    }
-    pos = end;
-  }
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const result = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    result.set(p, at);
-    at += p.length;
-  }
-  return result;
-}
-
 // -- run ------------------------------------------------------------------------------------------
 
 function run(msg) {
@@ -148,7 +88,7 @@ function run(msg) {
     if (msg.memoryLimit) bytes = limitMemory(bytes, msg.memoryLimit);
     module = new WebAssembly.Module(bytes);
   }
-  const preopens = msg.preopens.map((p) => ({guest: p.guest, mode: p.mode,
+  const preopens = msg.preopens.map((p) => ({guest: p.guest, mode: p.mode, persist: !!p.persist,
     dir: buildTree(p.entries)}));
   const stdin = msg.stdin?.shared ? new SharedStdin(msg.stdin.shared)
     : new FixedStdin(msg.stdin?.bytes ?? new Uint8Array(0));
@@ -157,6 +97,7 @@ function run(msg) {
     stdout: (data) => postMessage({type: 'stdout', data}, [data.buffer]),
     stderr: (data) => postMessage({type: 'stderr', data}, [data.buffer]),
     sleep: sleeper(),
+    sync: (guest, entries) => postMessage({type: 'sync', guest, entries}),
   });
   let instance;
   try {

@@ -263,6 +263,15 @@
 
   // -- the page's one connection to the bridge ----------------------------------------------------
 
+  /** A site from `wvwasi build --format web` has no app to connect to: wasi-web.js plays the
+   * bridge inside the page, behind this WebSocket-like object, loaded on first use (docs/web.md). */
+  function localBridge() {
+    const socket = {readyState: 0, onopen: null, onmessage: null, onclose: null};
+    import(config.web.engine).then((m) => m.serve(socket, config), (e) => socket.onclose?.({
+      code: 1011, reason: `the browser engine did not load: ${e?.message ?? e}`}));
+    return socket;
+  }
+
   class Channel {
     constructor() {
       this.ws = null;
@@ -288,7 +297,7 @@
 
     connect() {
       if (this.ws) return;
-      const ws = new WebSocket(`ws://${location.host}/__wvwasi/ws`);
+      const ws = config.web ? localBridge() : new WebSocket(`ws://${location.host}/__wvwasi/ws`);
       ws.binaryType = 'arraybuffer';
       ws.onopen = () => {
         this.opened = true;
