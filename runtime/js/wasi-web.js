@@ -467,7 +467,16 @@ class Link {
     });
     const service = this.bridge.service(spec.service);
     this.service = service;
-    if (service.kind === 'background' && !this.isRun) {
+    if (service.kind === 'background') {
+      const given = spec.args?.length || spec.env?.length || spec.files.length || spec.scratch ||
+        spec.grants?.length;
+      if (this.isRun || given) {
+        throw new Refused('permission', this.isRun
+          ? `service '${service.name}' is kind = "background": connect to it with ` +
+            'new WasiWorker(), WasiWorker.run() is for tasks'
+          : `service '${service.name}' is kind = "background": its one instance is shared by ` +
+            'the whole app, so a page cannot give it args, env, files, scratch or grants');
+      }
       this.bg = this.bridge.backgroundOf(service);
       this.bg.subscribe(this);
       return;
