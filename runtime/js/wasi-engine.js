@@ -132,9 +132,11 @@ export class WasiInstance {
    * @param {'stream' | Uint8Array} [o.stdin]  'stream': fed by writeStdin (needs isolation)
    * @param {{memory?: number, timeout?: number}} [o.limits]  bytes, seconds
    * @param {string[]} [o.dump]  preopen guest paths whose final trees `onexit` gets
+   * @param {number} [o.window]  pause the guest's output while this many bytes are not yet
+   *   `ack()`ed (needs isolation; default: never pause)
    */
   constructor({name, module, args = [], env = [], preopens = [], stdin = new Uint8Array(0),
-    limits = {}, dump = []}) {
+    limits = {}, dump = [], window = 0}) {
     this.name = name;
     this.limits = limits;
     this.onstdout = null;
@@ -166,8 +168,10 @@ export class WasiInstance {
       : module instanceof ArrayBuffer ? module.slice(0)
       : module.buffer.slice(module.byteOffset, module.byteOffset + module.byteLength);
     const transfer = moduleData instanceof ArrayBuffer ? [moduleData] : [];
+    this.held = window && canBlock() ? new Int32Array(new SharedArrayBuffer(4)) : null;
     this.worker.postMessage({module: moduleData, args, env, preopens, stdin: stdinSpec,
-      memoryLimit: limits.memory ?? null, dump}, transfer);
+      memoryLimit: limits.memory ?? null, dump, output: this.held?.buffer ?? null, window},
+    transfer);
     if (limits.timeout) {
       this.timer = setTimeout(() => this.#stop({kind: 'timeout',
         message: `service '${name}' ran past its limits.timeout of ${limits.timeout} s`}),
@@ -183,6 +187,13 @@ export class WasiInstance {
   }
 
   closeStdin() { this.ring?.close(); }
+
+  /** The page is done with `bytes` of output: a guest paused by `window` may go on. */
+  ack(bytes) {
+    if (!this.held || !bytes) return;
+    Atomics.sub(this.held, 0, bytes);
+    Atomics.notify(this.held, 0);
+  }
 
   /** Stop now: `onexit` gets {code: null, error: {kind: 'terminated'}}; `reason` completes
    * "service 'x' was …" as in the native host. */

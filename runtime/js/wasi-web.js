@@ -197,6 +197,7 @@ class LocalBridge {
     this.appdata = new AppData(config.web.app);
     this.background = new Map();
     this.live = new Map(); // service -> live instance count
+    this.window = config.window;
   }
 
   // records to the page, packed into one frame per task
@@ -354,6 +355,7 @@ class LocalBridge {
     const preopens = await this.preopens(service, spec);
     const inst = new WasiInstance({
       name: service.name, module, stdin, limits: service.limits,
+      window: stdin === 'stream' ? this.window : 0,
       args: [service.name, ...service.args, ...(spec.args ?? [])],
       env: [...service.env, ...(spec.env ?? [])],
       preopens,
@@ -394,6 +396,7 @@ class Background {
     this.pending = [];
     this.failures = 0;
     this.decoder = null;
+    this.held = 0; // output bytes not yet acknowledged to the instance
     this.#start();
   }
   async #start() {
@@ -408,8 +411,16 @@ class Background {
     this.inst = inst;
     this.decoder = new Decoder(this.service.ipc);
     const stderr = new Decoder('lines');
-    inst.onstdout = (b) => { for (const m of this.decoder.feed(b)) this.#each((l) => l.message(m)); };
-    inst.onstderr = (b) => { for (const m of stderr.feed(b)) this.#each((l) => l.stderr(m)); };
+    inst.onstdout = (b) => {
+      this.held += b.length;
+      for (const m of this.decoder.feed(b)) this.#each((l) => l.message(m));
+      this.release();
+    };
+    inst.onstderr = (b) => {
+      this.held += b.length;
+      for (const m of stderr.feed(b)) this.#each((l) => l.stderr(m));
+      this.release();
+    };
     inst.onexit = (result) => {
       for (const m of this.decoder.finish()) this.#each((l) => l.message(m));
       for (const m of stderr.finish()) this.#each((l) => l.stderr(m));
@@ -427,7 +438,18 @@ class Background {
   }
   #each(fn) { for (const link of [...this.subs]) fn(link); }
   subscribe(link) { this.subs.add(link); }
-  unsubscribe(link) { this.subs.delete(link); }
+  unsubscribe(link) {
+    this.subs.delete(link);
+    this.release();
+  }
+  /** Let the instance go on once no subscriber is a window behind (as natively: one slow page
+   * pauses the shared instance). */
+  release() {
+    if (this.inst && [...this.subs].every((l) => l.unacked < this.bridge.window)) {
+      this.inst.ack(this.held);
+      this.held = 0;
+    }
+  }
   send(bytes) {
     if (this.inst) return this.inst.writeStdin(bytes);
     if (this.pending.length >= MAX_PENDING) return Promise.resolve(); // dropped, as natively
@@ -447,6 +469,8 @@ class Link {
     this.bg = null;
     this.ended = false;
     this.muted = false;
+    this.unacked = 0; // MESSAGE/STDERR bytes (headers included) the page has not credited
+    this.held = 0; // output bytes of our instance not yet acknowledged to it
   }
 
   start(payload) {
@@ -500,8 +524,16 @@ class Link {
       inst.onstdout = (b) => out.push(b);
       inst.onstderr = (b) => err.push(b);
     } else {
-      inst.onstdout = (b) => { for (const m of messages.feed(b)) this.message(m); };
-      inst.onstderr = (b) => { for (const m of lines.feed(b)) this.stderr(m); };
+      inst.onstdout = (b) => {
+        this.held += b.length;
+        for (const m of messages.feed(b)) this.message(m);
+        this.release();
+      };
+      inst.onstderr = (b) => {
+        this.held += b.length;
+        for (const m of lines.feed(b)) this.stderr(m);
+        this.release();
+      };
     }
     inst.onexit = ({code, error}) => {
       release();
@@ -520,6 +552,11 @@ class Link {
 
   record(op, payload) {
     const O = this.bridge.op;
+    if (op === O.CREDIT) { // not queued behind input: output flow must not wait for it
+      this.unacked = Math.max(0, this.unacked - new DataView(payload.buffer).getUint32(0, true));
+      this.release();
+      return;
+    }
     this.chain = this.chain.then(async () => {
       if (this.ended) return;
       const cost = payload.length + this.bridge.header;
@@ -541,16 +578,27 @@ class Link {
           this.inst?.terminate('terminated by the page');
         }
       }
-      // CREDIT from the page: output is not held back on the web (see docs/web.md)
     });
   }
 
-  message(bytes) {
-    if (!this.ended && !this.muted) this.bridge.post(this.bridge.op.MESSAGE, this.id, bytes);
+  /** Acknowledge held output to the instance while the page is less than a window behind. */
+  release() {
+    if (this.bg) {
+      this.bg.release();
+    } else if (this.inst && this.unacked < this.bridge.window) {
+      this.inst.ack(this.held);
+      this.held = 0;
+    }
   }
 
-  stderr(bytes) {
-    if (!this.ended && !this.muted) this.bridge.post(this.bridge.op.STDERR, this.id, bytes);
+  message(bytes) { this.#out(this.bridge.op.MESSAGE, bytes); }
+
+  stderr(bytes) { this.#out(this.bridge.op.STDERR, bytes); }
+
+  #out(op, bytes) {
+    if (this.ended || this.muted) return;
+    this.unacked += bytes.length + this.bridge.header;
+    this.bridge.post(op, this.id, bytes);
   }
 
   exit(code, error) {

@@ -5,6 +5,7 @@
  *   {module: WebAssembly.Module | ArrayBuffer, args, env,
  *    preopens: [{guest, mode, entries, persist?}],
  *    stdin: {shared: SharedArrayBuffer} | {bytes: Uint8Array} | null, memoryLimit: bytes | null,
+ *    output: SharedArrayBuffer | null (bytes of output the page has not acknowledged), window,
  *    dump: [guest paths whose trees to send back at exit]}
  * and answers with {type: 'stdout'|'stderr', data}, {type: 'room'} (stdin ring has space again),
  * {type: 'sync', guest, entries} (a `persist` preopen's whole tree after it changed),
@@ -68,6 +69,22 @@ class FixedStdin {
   }
 }
 
+/** Posts output; with a shared counter `shared`, first waits while `window` bytes or more are
+ * unacknowledged by the page (back-pressure: a page that does not read pauses the guest, as a
+ * full pipe does natively). One write may exceed the window when nothing is outstanding. */
+function output(type, shared, window) {
+  const held = shared ? new Int32Array(shared) : null;
+  return (data) => {
+    if (held) {
+      for (let n; (n = Atomics.load(held, 0)) > 0 && n + data.length > window;) {
+        Atomics.wait(held, 0, n);
+      }
+      Atomics.add(held, 0, data.length);
+    }
+    postMessage({type, data}, [data.buffer]);
+  };
+}
+
 function sleeper() {
   if (typeof SharedArrayBuffer === 'function' && globalThis.crossOriginIsolated !== false) {
     const cell = new Int32Array(new SharedArrayBuffer(4));
@@ -94,8 +111,8 @@ function run(msg) {
     : new FixedStdin(msg.stdin?.bytes ?? new Uint8Array(0));
   const wasi = new Wasi({
     args: msg.args, env: msg.env, preopens, stdin,
-    stdout: (data) => postMessage({type: 'stdout', data}, [data.buffer]),
-    stderr: (data) => postMessage({type: 'stderr', data}, [data.buffer]),
+    stdout: output('stdout', msg.output, msg.window),
+    stderr: output('stderr', msg.output, msg.window),
     sleep: sleeper(),
     sync: (guest, entries) => postMessage({type: 'sync', guest, entries}),
   });
