@@ -17,7 +17,7 @@ from webwasi import engine_site, static_site
 
 from wvwasi.runtime.manifest import load_manifest
 
-PROGRAMS = ("echo_lines", "echo_stream", "blockread", "exit3", "trap", "membomb", "loop",
+PROGRAMS = ("echo_lines", "echo_stream", "blockread", "exit3", "trap", "membomb", "loop", "escape",
             "env_args", "sleeper")
 NATIVE: dict[str, dict[str, Any]] = {
     "trap": {"source": "trap"},
@@ -264,3 +264,66 @@ def test_without_isolation_stdin_streams_are_refused_clearly(site: Path, browser
     assert result["refused"]["kind"] == "isolation"
     assert "Cross-Origin-Opener-Policy" in result["refused"]["message"]
     assert result["out"] == "fixed\n" and result["code"] == 0
+
+
+ATTACKS = (
+    "r:/data/note.txt", "r:/data/../etc/passwd", "r:/etc/passwd", "r:/data/up", "r:/data/abs",
+    "r:/data/sub/../note.txt", "r:/data/sub/../../data/note.txt", "r:/data/loop",
+    "w:/data/new.txt", "w:/work/x.txt", "w:/work/../data/y.txt", "w:/data/up",
+    "s:/etc/passwd:/work/l1", "s:../../x:/work/l2", "s:../data/note.txt:/work/l3",
+    "r:/work/l2", "r:/work/l3", "d:/data", "d:/work", "d:/", "d:/data/..",
+)
+
+
+def _plant(root: Path) -> None:
+    data, work = root / "data", root / "work"
+    (data / "sub").mkdir(parents=True)
+    work.mkdir()
+    (data / "note.txt").write_text("inside\n")
+    (data / "up").symlink_to("../../../../../../etc/passwd")
+    (data / "abs").symlink_to("/etc/passwd")
+    (data / "loop").symlink_to("loop")
+
+
+def _native(wasm: Path, root: Path, args: list[str]) -> str:
+    config = wasmtime.WasiConfig()
+    config.argv = ["escape", *args]
+    config.preopen_dir(str(root / "data"), "/data", fs_mutable=False)
+    config.preopen_dir(str(root / "work"), "/work")
+    out = root / "out.txt"
+    config.stdout_file = str(out)
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    store.set_wasi(config)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    start = linker.instantiate(store, wasmtime.Module.from_file(engine, str(wasm))).exports(
+        store)["_start"]
+    assert isinstance(start, wasmtime.Func)
+    start(store)
+    return out.read_text()
+
+
+def test_escapes_are_refused_exactly_like_the_native_host(
+    page: Page, tmp_path: Path, wasm_fixtures: dict[str, Path]
+) -> None:
+    from webwasi import tree_entries
+
+    _plant(tmp_path / "native")
+    expected = _native(wasm_fixtures["escape"], tmp_path / "native", list(ATTACKS))
+    _plant(tmp_path / "web")
+    trees = {}
+    for name in ("data", "work"):
+        folder = tmp_path / "web" / name
+        trees[name] = [{**e, "data": list((folder / e["path"]).read_bytes())}
+                       if e["type"] == "file" else e for e in tree_entries(folder)]
+    result = page.evaluate("""async ([trees, args]) => {
+      const bytes = (es) => es.map((e) => e.data ? {...e, data: new Uint8Array(e.data)} : e);
+      const r = await engine.runWasi({name: 'escape', module: await (await fetch(
+        '/wasm/escape.wasm')).arrayBuffer(), args: ['escape', ...args], preopens: [
+          {guest: '/data', mode: 'ro', entries: bytes(trees.data)},
+          {guest: '/work', mode: 'rw', entries: bytes(trees.work)}]});
+      return {out: new TextDecoder().decode(r.stdout), code: r.exitCode};
+    }""", [trees, list(ATTACKS)])
+    assert "inside" in expected and "root:" not in expected
+    assert result == {"out": expected, "code": 0}

@@ -5,8 +5,8 @@
  * the `wasi_snapshot_preview1` imports. wasi-worker.js runs it in a dedicated Web Worker, where
  * blocking calls (stdin reads, poll_oneoff sleeps) may block the thread (Atomics.wait).
  * Semantics follow wasmtime's preview1 host (the native service host): paths never leave their
- * preopen (`..` past it or an absolute symlink: ENOTCAPABLE), read-only preopens refuse writes
- * (EROFS... see `writable`), symlinks are followed up to 32 levels (ELOOP).
+ * preopen (`..` past it, an absolute path or symlink target: EPERM, as natively), read-only
+ * preopens refuse writes (EPERM), symlinks are followed up to 32 levels (ELOOP).
  */
 
 export const ERRNO = Object.freeze({
@@ -302,7 +302,7 @@ export class Wasi {
   #resolve(d, path, follow) {
     if (path.includes('\0')) fail(E.ILSEQ);
     if (path === '') fail(E.NOENT);
-    if (path.startsWith('/')) fail(E.NOTCAPABLE);
+    if (path.startsWith('/')) fail(E.PERM);
     let stack = [d.node];
     let parts = path.split('/');
     let slash = false;
@@ -319,7 +319,7 @@ export class Wasi {
         continue;
       }
       if (name === '..') {
-        if (stack.length === 1) fail(E.NOTCAPABLE);
+        if (stack.length === 1) fail(E.PERM);
         stack.pop();
         if (isLast) return {parent: stack[stack.length - 1], name: '.', node: stack[stack.length - 1],
           slash, stack};
@@ -330,7 +330,7 @@ export class Wasi {
       if (isLast) {
         if (node instanceof Symlink && (follow || slash)) {
           if (++links > MAX_SYMLINKS) fail(E.LOOP);
-          if (node.target.startsWith('/')) fail(E.NOTCAPABLE);
+          if (node.target.startsWith('/')) fail(E.PERM);
           parts = [...node.target.split('/'), ...(slash ? [''] : [])];
           continue;
         }
@@ -339,7 +339,7 @@ export class Wasi {
       if (node === undefined) fail(E.NOENT);
       if (node instanceof Symlink) {
         if (++links > MAX_SYMLINKS) fail(E.LOOP);
-        if (node.target.startsWith('/')) fail(E.NOTCAPABLE);
+        if (node.target.startsWith('/')) fail(E.PERM);
         parts = [...node.target.split('/'), ...parts];
         continue;
       }
@@ -770,7 +770,7 @@ export class Wasi {
         const r = self.#resolve(d, self.#string(newPtr, newLen), false);
         if (r.node !== undefined) fail(E.EXIST);
         if (r.slash) fail(E.NOENT);
-        if (target.startsWith('/')) fail(E.NOTCAPABLE);
+        if (target.startsWith('/')) fail(E.PERM);
         self.#needWritable(d);
         self.#touch(d);
         r.parent.entries.set(r.name, new Symlink(target));
