@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from browser import chromium
 from playwright.sync_api import Page
+from webwasi import static_site, webkit_window
 
 from wvwasi.packager.web import HEADERS, SiteServer
 
@@ -197,3 +198,25 @@ def test_serve_web_serves_the_site_until_stopped(tmp_path: Path,
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Stopped." in out
+
+
+def test_notes_site_works_in_webkitgtk(site: Path, tmp_path: Path) -> None:
+    """The same site in the Linux app window's engine (pywebview GTK under Xvfb): the page's own
+    self-test (stats task, store background service, filter frames service) reports back."""
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    (copy / "report.js").write_text(
+        "addEventListener('load', async () => {\n"
+        "  let body;\n"
+        "  try { body = {isolated: crossOriginIsolated, checks: await wvwasiSelfTest()}; }\n"
+        "  catch (e) { body = {error: String(e)}; }\n"
+        "  fetch('/report', {method: 'POST', body: JSON.stringify(body)});\n"
+        "});\n")
+    index = copy / "index.html"
+    html = index.read_text().replace("</head>", '<script src="report.js"></script></head>')
+    index.write_text(html)
+    with static_site(copy) as served, webkit_window(served.origin + "/", tmp_path):
+        report = served.results.get(timeout=120)
+    assert report.get("isolated") is True, report
+    assert {k: v["ok"] for k, v in report["checks"].items()} == {
+        "stats": True, "store": True, "filter": True}, report

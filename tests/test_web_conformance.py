@@ -9,10 +9,7 @@ the same program leaves under native wasmtime.
 
 from __future__ import annotations
 
-import os
 import queue
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +18,7 @@ import pytest
 import wasmtime
 from browser import chromium
 from test_conformance import CASES, Case
-from webwasi import PAGE_DIR, Tree, native_tree, page_tree, suite_site
-from xvfb import xvfb
+from webwasi import Tree, native_tree, page_tree, suite_site, webkit_window
 
 #: The whole suite runs in one page, one program at a time.
 SUITE_TIMEOUT = 900.0
@@ -65,21 +61,8 @@ def chromium_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
 @pytest.fixture(scope="module")
 def webkit_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("webkit")
-    with suite_site(work) as site, xvfb() as display:
-        env = {**os.environ, "DISPLAY": display, "JSC_useSharedArrayBuffer": "true",
-               "XDG_DATA_HOME": str(work / "data"), "XDG_CACHE_HOME": str(work / "cache")}
-        proc = subprocess.Popen([sys.executable, str(PAGE_DIR / "webkit_open.py"),
-                                 site.origin + "/conformance.html"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            yield _collect(site, "webkitgtk")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with suite_site(work) as site, webkit_window(site.origin + "/conformance.html", work):
+        yield _collect(site, "webkitgtk")
 
 
 def judge(case: Case, result: dict[str, Any], native_files: Tree | None) -> None:

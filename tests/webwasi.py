@@ -14,6 +14,8 @@ import json
 import os
 import queue
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,3 +175,27 @@ def suite_site(work: Path) -> Iterator[Site]:
     (site / "cases.json").write_text(json.dumps(cases))
     with static_site(site) as served:
         yield served
+
+
+@contextmanager
+def webkit_window(url: str, work: Path) -> Iterator[None]:
+    """A real pywebview GTK (WebKitGTK) window on `url` under a private Xvfb, for the block.
+
+    Pages report by POSTing to their server; `work` holds the window's data and cache folders.
+    """
+    from xvfb import xvfb
+
+    with xvfb() as display:
+        env = {**os.environ, "DISPLAY": display, "JSC_useSharedArrayBuffer": "true",
+               "XDG_DATA_HOME": str(work / "data"), "XDG_CACHE_HOME": str(work / "cache")}
+        proc = subprocess.Popen([sys.executable, str(PAGE_DIR / "webkit_open.py"), url], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
