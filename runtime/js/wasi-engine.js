@@ -101,7 +101,10 @@ class StdinRing {
         continue;
       }
       const n = Math.min(free, head.bytes.length);
-      for (let i = 0; i < n; i++) this.data[(w + i) & (RING - 1)] = head.bytes[i];
+      const at = w & (RING - 1);
+      const first = Math.min(n, RING - at); // the ring may wrap once
+      this.data.set(head.bytes.subarray(0, first), at);
+      this.data.set(head.bytes.subarray(first, n), 0);
       Atomics.store(ctrl, W, (w + n) | 0);
       Atomics.add(ctrl, SEQ, 1);
       Atomics.notify(ctrl, SEQ);

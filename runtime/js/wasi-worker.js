@@ -48,7 +48,10 @@ class SharedStdin {
     if (n <= 0) return new Uint8Array(0); // closed and drained: EOF
     const out = new Uint8Array(n);
     const start = Atomics.load(this.ctrl, RD);
-    for (let i = 0; i < n; i++) out[i] = this.data[(start + i) & this.mask];
+    const at = start & this.mask;
+    const first = Math.min(n, this.data.length - at); // the ring may wrap once
+    out.set(this.data.subarray(at, at + first));
+    out.set(this.data.subarray(0, n - first), first);
     Atomics.store(this.ctrl, RD, (start + n) | 0);
     if (Atomics.exchange(this.ctrl, WANTS_ROOM, 0)) postMessage({type: 'room'});
     return out;

@@ -1,0 +1,105 @@
+"""Services in the browser engine (a `--format web` site) vs the same services native behind the
+bridge vs a plain Web Worker: one page, one browser, the same loops and checks.
+
+    .venv/bin/python bench/bench_browser_wasi.py [--quick]
+
+Runs bench/bridge_page/ (the page of bench/bench_bridge.py) twice in `chromium --headless`
+without Playwright (its DevTools client slows WebSockets): once served by the app's bridge with
+the services native under wasmtime, once as a web build (packager/web.py) where the same echo
+services run in the page's Workers under wvwasi's browser engine. The page measures a
+`dedicated` echo service: `new WasiWorker` -> first message, small messages pipelined and one
+at a time (`lines`, `frames`), 1 MiB round trips (`frames`), and a plain Web Worker echo as the
+baseline, in the same run. Medians of 3 runs (1 with --quick). Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_bridge import run_page, write_bench_app  # noqa: E402
+from browser import chromium_command  # noqa: E402
+from webwasi import static_site  # noqa: E402
+
+from wvwasi.packager.web import write_site  # noqa: E402
+from wvwasi.runtime.manifest import WEB, load_manifest  # noqa: E402
+
+TIMEOUT = 600.0
+SAVE = ("globalThis.wvwasiBenchSave = (results) => fetch('/results', "
+        "{method: 'POST', body: JSON.stringify(results)});\n")
+
+
+def run_web(quick: bool) -> dict[str, Any]:
+    """The benchmark page as a web build (no `save` service: results are POSTed)."""
+    with tempfile.TemporaryDirectory(prefix="wvwasi-bench-web-",
+                                     ignore_cleanup_errors=True) as tmp_name:
+        tmp = Path(tmp_name)
+        root, _ = write_bench_app(tmp)
+        toml = root / "wvwasi.toml"
+        text = toml.read_text()
+        toml.write_text(text[:text.index("[services.save]")])
+        site = write_site(load_manifest(root, platform=WEB), tmp / "site")
+        (site / "save.js").write_text(SAVE)
+        index = site / "index.html"
+        index.write_text(index.read_text().replace(
+            '<script src="bench.js">', '<script src="save.js"></script><script src="bench.js">'))
+        with static_site(site) as served:
+            url = served.origin + "/index.html" + ("#quick=1" if quick else "")
+            browser = subprocess.Popen(chromium_command(url, tmp / "profile"),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                return served.results.get(timeout=TIMEOUT)
+            finally:
+                browser.terminate()
+                browser.wait(10)
+
+
+ROWS = [
+    ("lines", "pipelined_msgs_per_s", "msgs/s"),
+    ("lines", "one_at_a_time_msgs_per_s", "msgs/s"),
+    ("frames", "pipelined_msgs_per_s", "msgs/s"),
+    ("frames", "one_at_a_time_msgs_per_s", "msgs/s"),
+    ("frames", "mib_round_trip_mib_per_s", "MiB/s"),
+]
+
+
+def report(web: dict[str, Any], native: dict[str, Any]) -> None:
+    for name, results in (("web", web), ("native", native)):
+        if "error" in results:
+            raise SystemExit(f"the {name} run failed:\n{results['error']}")
+    print("Chromium headless (Debian), no Playwright; 2 shared cores under load: +-30 %.")
+    print("medians; 'Web Worker' = a plain JS echo Worker measured in the web run")
+    print(f"{'echo through a dedicated service':<36} {'browser engine':>15} "
+          f"{'native+bridge':>14} {'Web Worker':>12}")
+    for mode, key, unit in ROWS:
+        label = f"{mode} {key.rsplit('_per_s', 1)[0].replace('_', ' ')} ({unit})"
+        w, n = web[mode][key]["median"], native[mode][key]["median"]
+        base = web["web_worker"][key]["median"]
+        print(f"{label:<36} {w:>15,.0f} {n:>14,.0f} {base:>12,.0f}")
+    for name, results in (("browser engine", web), ("native+bridge", native)):
+        first = results["first_message_ms"]
+        print(f"new WasiWorker -> first message, {name}: first {first['first']:.1f} ms, "
+              f"then median {first['median']:.1f} ms")
+    print(json.dumps({"web": web, "native": native}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages, one run each")
+    args = parser.parse_args()
+    web = run_web(args.quick)
+    native = run_page(args.quick)
+    report(web, native)
+
+
+if __name__ == "__main__":
+    main()
