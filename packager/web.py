@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,7 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
 
     The caller has checked `web_problems` and the services' .wasm; returns `dest`.
     """
-    shutil.copytree(manifest.ui.dir, dest, symlinks=False,
-                    ignore=shutil.ignore_patterns(".*", WVWASI_DIR))
+    shutil.copytree(manifest.ui.dir, dest, ignore=_ui_ignore(manifest.ui.dir.resolve()))
     for html in [*dest.rglob("*.html"), *dest.rglob("*.htm")]:
         depth = len(html.relative_to(dest).parts) - 1
         html.write_bytes(inject_script(html.read_bytes(),
@@ -147,6 +147,21 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
     (dest / "_headers").write_text(
         "/*\n" + "".join(f"  {k}: {v}\n" for k, v in HEADERS.items()), encoding="utf-8")
     return dest
+
+
+def _ui_ignore(ui: Path) -> Callable[[str, list[str]], set[str]]:
+    """What the site leaves out of the UI folder, as the bridge does not serve it either:
+    dotfiles, its own `__wvwasi/`, and symlinks that lead out of the UI folder."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n.startswith(".") or n == WVWASI_DIR}
+        for name in names:
+            path = Path(folder, name)
+            if path.is_symlink() and not path.resolve().is_relative_to(ui):
+                skip.add(name)
+        return skip
+
+    return ignore
 
 
 def _write_tree(folder: Path, dest: Path, base: str) -> None:

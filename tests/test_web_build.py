@@ -220,3 +220,22 @@ def test_notes_site_works_in_webkitgtk(site: Path, tmp_path: Path) -> None:
     assert report.get("isolated") is True, report
     assert {k: v["ok"] for k, v in report["checks"].items()} == {
         "stats": True, "store": True, "filter": True}, report
+
+
+def test_site_leaves_out_what_the_bridge_does_not_serve(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cr3t-value")
+    root = _project(tmp_path / "app", "")
+    ui = root / "ui"
+    (ui / "page.js").write_text("// app code")
+    (ui / "alias.js").symlink_to("page.js")
+    (ui / "leak.txt").symlink_to(secret)
+    (ui / ".env").write_text("TOKEN=1")
+    built = wvwasi("build", str(root), "--format", "web")
+    assert built.returncode == 0, built.stderr
+    site = root / "dist" / "x-1.0.0-web"
+    assert (site / "alias.js").read_text() == "// app code"
+    assert not (site / "leak.txt").exists()
+    assert not (site / ".env").exists()
+    assert "s3cr3t-value" not in "".join(p.read_text(errors="ignore")
+                                    for p in site.rglob("*") if p.is_file())
