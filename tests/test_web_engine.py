@@ -327,3 +327,23 @@ def test_escapes_are_refused_exactly_like_the_native_host(
     }""", [trees, list(ATTACKS)])
     assert "inside" in expected and "root:" not in expected
     assert result == {"out": expected, "code": 0}
+
+
+def test_the_engine_behaves_the_same_in_webkitgtk(site: Path, tmp_path: Path,
+                                                  native: Callable[[str], Any]) -> None:
+    """tests/web/engine-checks.js in a real pywebview GTK window (WebKitGTK under Xvfb)."""
+    from webwasi import webkit_window
+
+    with static_site(site) as served, webkit_window(served.origin + "/engine-checks.html",
+                                                    tmp_path):
+        r = served.results.get(timeout=120)
+    assert r["isolated"] is True
+    assert r["blockingStdin"] == {"before": "", "out": "hello\n", "code": 0}
+    assert r["bigStdin"] == {"same": True}
+    slept, polled = r["sleep"]["out"].splitlines()
+    assert int(slept.split()[1]) >= 200 and polled.startswith("stdin quiet after")
+    trap, bomb = native("trap"), native("bomb")
+    assert r["trap"] == {"kind": trap.error.kind, "message": trap.error.message}
+    assert r["memory"] == {"error": {"kind": "memory", "message": bomb.error.message},
+                           "stderr": bomb.stderr.decode()}
+    assert r["terminate"] == {"kind": "terminated", "message": "service 'loop' was terminated"}
