@@ -239,3 +239,27 @@ def test_site_leaves_out_what_the_bridge_does_not_serve(tmp_path: Path) -> None:
     assert not (site / ".env").exists()
     assert "s3cr3t-value" not in "".join(p.read_text(errors="ignore")
                                     for p in site.rglob("*") if p.is_file())
+
+
+def test_a_site_without_its_engine_says_so(site: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "site"
+    shutil.copytree(site, broken)
+    (broken / "__wvwasi" / "wasi-web.js").unlink()
+    server = SiteServer(broken)
+    try:
+        url = server.start()
+        with chromium() as browser:
+            page = browser.new_page()
+            page.goto(url)
+            result = page.evaluate("""async () => {
+                const w = new WasiWorker('filter');
+                const error = new Promise((r) => { w.onerror = (e) => r(e.error); });
+                const run = WasiWorker.run('stats', {stdin: 'x'}).catch((e) => e);
+                const [e1, e2] = [await error, await run];
+                return [[e1.kind, e1.message], [e2.kind, e2.message]];
+            }""")
+    finally:
+        server.close()
+    for kind, message in result:
+        assert kind == "bridge"
+        assert "wasi-web.js) did not load" in message

@@ -268,7 +268,7 @@
   function localBridge() {
     const socket = {readyState: 0, onopen: null, onmessage: null, onclose: null};
     import(config.web.engine).then((m) => m.serve(socket, config), (e) => socket.onclose?.({
-      code: 1011, reason: `the browser engine did not load: ${e?.message ?? e}`}));
+      code: 1011, reason: `the browser engine (${config.web.engine}) did not load: ${e?.message ?? e}`}));
     return socket;
   }
 
@@ -398,7 +398,7 @@
       if (this.ws !== ws) return;
       this.ws = null;
       this.queue = [];
-      const why = this.opened
+      const why = config.web ? event.reason : this.opened
         ? `the connection to the app's services closed (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`
         : `cannot reach the app's services at ws://${location.host}/__wvwasi/ws: open this page through the URL the app (or wvwasi serve) printed, which carries its launch token, and check that the app is still running`;
       const error = new WasiError(why, 'bridge');
