@@ -27,6 +27,7 @@ from wvwasi.packager import freeze
 from wvwasi.packager.formats import (
     DEFAULT_FORMATS,
     FORMATS,
+    Arch,
     FormatOptions,
     Platform,
     builder,
@@ -37,6 +38,7 @@ from wvwasi.packager.formats import (
 from wvwasi.packager.formats._sign import sign_windows, signing_tool, windows_certificate
 from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
+from wvwasi.packager.web import web_problems, write_site
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
 from wvwasi.runtime.modules import WasmLoadError, precompile
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
@@ -125,6 +127,9 @@ def select_formats(manifest: Manifest, requested: tuple[str, ...]) -> tuple[str,
             raise BuildError("formats", f"unknown format {name!r} (known: {', '.join(FORMATS)})")
         if name not in possible:
             info = FORMATS[name]
+            if "web" in (info.platform, manifest.platform):
+                raise BuildError("formats", f"{name!r} cannot be built with the web site: "
+                                 "build the site on its own (wvwasi build --format web)")
             raise BuildError("formats", f"{name!r} is a {info.platform} format, not for "
                              f"{manifest.platform} (use --platform {info.platform} with a "
                              f"--runtime frozen on {info.platform}, or build there)")
@@ -139,8 +144,10 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
     progress = progress or Progress()
     started = time.perf_counter()
     clock = _StepClock(progress)
-    system = request.platform or current_platform()
-    cross = system != current_platform()
+    web_only = bool(request.formats) and set(request.formats) == {"web"}
+    system = request.platform or ("web" if web_only else current_platform())
+    web = system == "web"  # a static site: no runtime to freeze (packager/web.py)
+    cross = not web and system != current_platform()
     if cross and request.runtime is None:
         raise BuildError("platform", f"building for {system} on {current_platform()} needs "
                          "--runtime: a runtime frozen on that OS (PyInstaller cannot cross-build)")
@@ -173,27 +180,12 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
                     run_shell(service.build.command, step=f"build services.{name}",
                               cwd=service.build.workdir)
             _check_service(manifest, name)
-        precompiled: dict[str, Path] = {}
-        with clock("precompile"):
-            if cross:
-                progress.log(f"not precompiling services for {system} here: the app compiles "
-                             "them on first start and caches them")
-            else:
-                for name, service in manifest.services.items():
-                    try:
-                        precompiled[name] = precompile(service.source, work / "cwasm" / name)
-                    except WasmLoadError as e:
-                        raise BuildError(f"precompile services.{name}", str(e)) from None
-        with clock("freeze"):
-            runtime = _runtime(request, manifest, "onefile" in names, progress)
-            report.runtime = runtime.key
-        with clock("stage"):
-            app = stage_app(
-                manifest, runtime.onedir, runtime.executable, work / "stage", arch=arch,
-                precompiled=precompiled, onefile_runtime=runtime.onefile,
-                source_date_epoch=request.source_date_epoch,
-            )
-            _sign_executables(app)
+        if web:
+            with clock("stage"):
+                app = _stage_site(manifest, work / "stage", arch)
+        else:
+            app, report.runtime = _stage_native(request, manifest, names, work, arch, cross,
+                                                clock, progress)
         built: dict[str, tuple[Path, ...]] = {}
         for name in names:
             with clock(f"format {name}") as timer:
@@ -217,6 +209,45 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
         for entry in sorted(staged_out.iterdir()):
             _replace(entry, out / entry.name)
     return report
+
+
+def _stage_native(request: BuildRequest, manifest: Manifest, names: tuple[str, ...], work: Path,
+                  arch: Arch, cross: bool, clock: _StepClock,
+                  progress: Progress) -> tuple[StagedApp, str]:
+    """Precompile the services, freeze (or reuse) the runtime and stage the app folder;
+    returns the staged app and the runtime's key."""
+    system = manifest.platform
+    precompiled: dict[str, Path] = {}
+    with clock("precompile"):
+        if cross:
+            progress.log(f"not precompiling services for {system} here: the app compiles "
+                         "them on first start and caches them")
+        else:
+            for name, service in manifest.services.items():
+                try:
+                    precompiled[name] = precompile(service.source, work / "cwasm" / name)
+                except WasmLoadError as e:
+                    raise BuildError(f"precompile services.{name}", str(e)) from None
+    with clock("freeze"):
+        runtime = _runtime(request, manifest, "onefile" in names, progress)
+    with clock("stage"):
+        app = stage_app(
+            manifest, runtime.onedir, runtime.executable, work / "stage", arch=arch,
+            precompiled=precompiled, onefile_runtime=runtime.onefile,
+            source_date_epoch=request.source_date_epoch,
+        )
+        _sign_executables(app)
+    return app, runtime.key
+
+
+def _stage_site(manifest: Manifest, work: Path, arch: Arch) -> StagedApp:
+    """The static site in place of an app folder (formats/web.py copies it)."""
+    problems = web_problems(manifest, manifest.path)
+    if problems:
+        more = f" (and {len(problems) - 1} more: wvwasi check --platform web)" * (len(problems) > 1)
+        raise BuildError("web", problems[0] + more)
+    site = write_site(manifest, work / "site")
+    return StagedApp(manifest, "web", arch, site, site / manifest.ui.entry)
 
 
 def _check_service(manifest: Manifest, name: str) -> None:

@@ -32,6 +32,9 @@ Platform = Literal["linux", "windows", "macos"]
 
 MANIFEST_NAME = "wvwasi.toml"
 PLATFORMS: tuple[str, ...] = get_args(Platform)
+#: `wvwasi build --format web`: the app as a static site (docs/web.md); `[target.web]` overlays it.
+WEB = "web"
+TARGETS: tuple[str, ...] = (*PLATFORMS, WEB)
 #: Output formats the packager knows (`[bundle] formats`).
 BUNDLE_FORMATS = (
     "dir", "onefile", "tar.gz", "deb", "rpm", "appimage", "nsis", "msi", "zip", "app", "dmg",
@@ -173,7 +176,7 @@ class Manifest:
     services: Mapping[str, Service]
     webview: Webview = "gtk"
     bundle: Bundle = field(default_factory=Bundle)
-    platform: Platform = "linux"
+    platform: Platform | Literal["web"] = "linux"
     limits: AppLimits = field(default_factory=AppLimits)
 
     def service(self, name: str) -> Service:
@@ -630,12 +633,12 @@ def manifest_file(path: Path | str) -> Path:
 def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
     """Read and validate `wvwasi.toml` (or the one in folder `path`) for `platform`.
 
-    `platform` ("linux", "windows", "macos"; default the running OS) selects the
-    `[target.X]` overlay merged over the base tables.
+    `platform` ("linux", "windows", "macos", or "web" for a static site; default the running
+    OS) selects the `[target.X]` overlay merged over the base tables.
     """
     plat = platform or current_platform()
-    if plat not in PLATFORMS:
-        raise ValueError(f"platform must be one of {_choices(PLATFORMS)}, got {plat!r}")
+    if plat not in TARGETS:
+        raise ValueError(f"platform must be one of {_choices(TARGETS)}, got {plat!r}")
     file = manifest_file(path)
     raw = _read_toml(file)
     root = file.resolve().parent
@@ -643,7 +646,7 @@ def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
     if "webview" in raw:
         r.fail(("webview",), "unknown key (webview is set under [target.linux])")
     r.table(raw, (), (*_SECTIONS, "target"))
-    targets = r.table(raw.pop("target", {}), ("target",), PLATFORMS)
+    targets = r.table(raw.pop("target", {}), ("target",), TARGETS)
     for name, overlay in targets.items():
         r.table(overlay, ("target", name), _SECTIONS + (("webview",) if name == "linux" else ()))
     overridden: set[KeyPath] = set()

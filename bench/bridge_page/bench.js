@@ -120,7 +120,8 @@ async function runAndSave() {
     log(`failed: ${e.stack}`);
     results = {error: String(e.stack)};
   }
-  await WasiWorker.run('save', {args: ['/out/results.json', JSON.stringify(results)]});
+  if (globalThis.wvwasiBenchSave) await globalThis.wvwasiBenchSave(results); // web build
+  else await WasiWorker.run('save', {args: ['/out/results.json', JSON.stringify(results)]});
   log('saved');
 }
 

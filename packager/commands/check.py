@@ -7,8 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+from wvwasi.packager.web import web_problems
 from wvwasi.runtime.manifest import (
     PLATFORMS,
+    WEB,
     Manifest,
     ManifestError,
     current_platform,
@@ -27,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and check that each service's source is a runnable WASI preview1 command module.",
     )
     p.add_argument("dir", nargs="?", default=".", type=Path, help="project folder (default: .)")
+    p.add_argument("--platform", choices=("web",),
+                   help="check for that target only: web = the static site of "
+                   "`wvwasi build --format web` (refuses what a browser cannot give)")
     p.set_defaults(run=run)
 
 
@@ -54,12 +59,14 @@ def _service_problems(manifest: Manifest, shown: Path) -> list[str]:
     return problems
 
 
-def check_project(path: Path) -> tuple[list[Manifest], list[str]]:
-    """Load the manifest for each platform (running OS first); returns (manifests, problems)."""
+def check_project(path: Path, only: str | None = None) -> tuple[list[Manifest], list[str]]:
+    """Load the manifest for each platform (running OS first), or only for `only`; returns
+    (manifests, problems)."""
     manifests: list[Manifest] = []
     problems: list[str] = []
     current = current_platform()
-    for platform in (current, *(p for p in PLATFORMS if p != current)):
+    platforms = (only,) if only else (current, *(p for p in PLATFORMS if p != current))
+    for platform in platforms:
         try:
             manifest = load_manifest(path, platform=platform)
         except ManifestError as e:
@@ -67,12 +74,14 @@ def check_project(path: Path) -> tuple[list[Manifest], list[str]]:
             continue
         manifests.append(manifest)
         problems += _service_problems(manifest, manifest_file(path))
+        if platform == WEB:
+            problems += web_problems(manifest, manifest_file(path))
     return manifests, list(dict.fromkeys(problems))
 
 
 def run(args: argparse.Namespace) -> int:
     """Print one `error:` line per problem (exit 2) or a short summary (exit 0)."""
-    manifests, problems = check_project(args.dir)
+    manifests, problems = check_project(args.dir, args.platform)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
-from wvwasi.runtime.manifest import ManifestError, load_manifest
+from wvwasi.runtime.manifest import WEB, ManifestError, load_manifest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", nargs="?", default=".", type=Path, help="project folder (default: .)")
     p.add_argument("--port", type=int, default=0,
                    help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--web", action="store_true",
+                   help="serve the app as the static site `wvwasi build --format web` makes: "
+                   "services run in the browser (docs/web.md)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 2 for a bad manifest, 1 if the port cannot be bound."""
+    if args.web:
+        return _serve_web(args)
     try:
         manifest = load_manifest(args.dir)
     except ManifestError as e:
@@ -60,5 +66,44 @@ def run(args: argparse.Namespace) -> int:
             bridge.close()
     finally:
         host.close()
+    print("Stopped.", flush=True)
+    return 0
+
+
+def _serve_web(args: argparse.Namespace) -> int:
+    """`--web`: write the static site to a temporary folder and serve it with its headers."""
+    try:
+        manifest = load_manifest(args.dir, platform=WEB)
+    except ManifestError as e:
+        print(f"wvwasi serve: {e}", file=sys.stderr)
+        return 2
+    from wvwasi.packager.web import SiteServer, web_problems, write_site
+
+    problems = web_problems(manifest, manifest.path)
+    problems += [f"{manifest.path}: services.{n}.source: {s.source} does not exist (build it "
+                 "first: wvwasi build)" for n, s in manifest.services.items()
+                 if not s.source.is_file()]
+    for problem in problems:
+        print(f"wvwasi serve: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with tempfile.TemporaryDirectory(prefix="wvwasi-web-") as temp:
+        site = write_site(manifest, Path(temp) / "site")
+        try:
+            server = SiteServer(site, args.port)
+        except OSError as e:
+            print(f"wvwasi serve: {e}", file=sys.stderr)
+            return 1
+        url = server.start()
+        try:
+            print(f"Serving {manifest.app.name} as a web site at {url}", flush=True)
+            print("Services run in the browser's Workers. Ctrl+C stops.", flush=True)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            server.close()
     print("Stopped.", flush=True)
     return 0

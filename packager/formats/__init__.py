@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from wvwasi.packager.stage import StagedApp
 
-Platform = Literal["linux", "windows", "macos"]
+Platform = Literal["linux", "windows", "macos", "web"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ FORMATS: Mapping[str, FormatInfo] = MappingProxyType({
         FormatInfo("msi", "msi", "windows", "Windows Installer package (wixl)"),
         FormatInfo("app", "app", "macos", "macOS application bundle"),
         FormatInfo("dmg", "dmg", "macos", "macOS disk image (hdiutil)", after=("app",)),
+        FormatInfo("web", "web", "web", "a static web site; services run in the browser"),
     )
 })
 
@@ -96,7 +97,8 @@ _ANY_OS = ("dir", "onefile")
 
 def formats_for(platform: Platform) -> tuple[str, ...]:
     """Every format that can be built for `platform`."""
-    return tuple(n for n, f in FORMATS.items() if f.platform == platform or n in _ANY_OS)
+    return tuple(n for n, f in FORMATS.items()
+                 if f.platform == platform or (n in _ANY_OS and platform != "web"))
 
 
 @dataclass(frozen=True)

@@ -90,13 +90,15 @@ def security_headers(origin: str) -> dict[str, str]:
     }
 
 
-def inject_script(html: bytes) -> bytes:
-    """`html` with the page-API script tag at the start of <head> (or as early as possible)."""
-    if SCRIPT_PATH.encode() in html:
+def inject_script(html: bytes, src: str = SCRIPT_PATH) -> bytes:
+    """`html` with the page-API script tag at the start of <head> (or as early as possible);
+    `src`: where the page loads it from (web builds use a relative path)."""
+    if SCRIPT_PATH.encode() in html or src.encode() in html:
         return html
     match = _HEAD.search(html) or _HTML.search(html) or _DOCTYPE.search(html)
     pos = match.end() if match else 0
-    return html[:pos] + SCRIPT_TAG + html[pos:]
+    tag = SCRIPT_TAG if src == SCRIPT_PATH else f'<script src="{src}"></script>'.encode()
+    return html[:pos] + tag + html[pos:]
 
 
 class UIFiles:

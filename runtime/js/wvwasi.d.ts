@@ -56,11 +56,13 @@ interface WasiRunResult {
  * - `trap`, `timeout` (`limits.timeout`), `memory` (`limits.memory`), `terminated`: how it ended;
  * - `cancelled`: the user closed the folder picker; `unavailable`: no folder picker (`wvwasi serve`);
  * - `bridge`: the connection to the app is lost or was refused; `invalid`: a request too large;
- * - `exit`: a stdin write after the worker ended.
+ * - `exit`: a stdin write after the worker ended;
+ * - `isolation`: on the web (docs/web.md), a worker that reads stdin while it runs needs a
+ *   cross-origin isolated page (COOP/COEP headers).
  */
 type WasiErrorKind =
   | 'lookup' | 'permission' | 'limit' | 'start' | 'trap' | 'timeout' | 'memory' | 'terminated'
-  | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid';
+  | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid' | 'isolation';
 
 declare class WasiError extends Error {
   readonly name: 'WasiError';

@@ -305,6 +305,15 @@
 
   // -- the page's one connection to the bridge ----------------------------------------------------
 
+  /** A site from `wvwasi build --format web` has no app to connect to: wasi-web.js plays the
+   * bridge inside the page, behind this WebSocket-like object, loaded on first use (docs/web.md). */
+  function localBridge() {
+    const socket = {readyState: 0, onopen: null, onmessage: null, onclose: null};
+    import(config.web.engine).then((m) => m.serve(socket, config), (e) => socket.onclose?.({
+      code: 1011, reason: `the browser engine (${config.web.engine}) did not load: ${e?.message ?? e}`}));
+    return socket;
+  }
+
   class Channel {
     constructor() {
       this.ws = null;
@@ -332,7 +341,9 @@
 
     connect() {
       if (this.ws) return;
-      const ws = new WebSocket(`ws://${location.host}/__wvwasi/ws?key=${encodeURIComponent(socketKey)}`);
+      const ws = config.web
+        ? localBridge()
+        : new WebSocket(`ws://${location.host}/__wvwasi/ws?key=${encodeURIComponent(socketKey)}`);
       ws.binaryType = 'arraybuffer';
       ws.onopen = () => {
         this.opened = true;
@@ -433,7 +444,7 @@
       if (this.ws !== ws) return;
       this.ws = null;
       this.queue = [];
-      const why = this.opened
+      const why = config.web ? event.reason : this.opened
         ? `the connection to the app's services closed (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`
         : `cannot reach the app's services at ws://${location.host}/__wvwasi/ws: open this page through the URL the app (or wvwasi serve) printed, which carries its launch token, and check that the app is still running`;
       const error = new WasiError(why, 'bridge');

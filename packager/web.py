@@ -1,0 +1,220 @@
+"""The app as a static web site (`wvwasi build --format web`, `wvwasi serve --web`; docs/web.md).
+
+The site is the UI folder with the page API injected into every HTML page, plus `__wvwasi/`:
+wvwasi.js (its config names the services and says "web"), the browser engine (wasi-*.js), the
+services' .wasm and the read-only trees they preopen. In the page, wvwasi.js runs each service
+in a Web Worker instead of connecting to a bridge, so the same page works in the app and here.
+
+What a browser cannot give is refused by `web_problems` with one line naming the manifest key:
+preopens of the user's folders ($DOCUMENTS, $DOWNLOADS, $HOME, absolute paths), writable
+project folders, and user-picked folders (`user_grants`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from wvwasi.runtime.bridge.protocol import page_constants
+from wvwasi.runtime.bridge.static import JS_DIR, inject_script
+from wvwasi.runtime.manifest import Manifest, Preopen
+from wvwasi.runtime.paths import parse_host
+
+#: The folder of the site that holds wvwasi's own files.
+WVWASI_DIR = "__wvwasi"
+ENGINE_FILES = ("wvwasi.js", "wvwasi.d.ts", "wasi-core.js", "wasi-worker.js", "wasi-engine.js",
+                "wasi-web.js")
+#: What every response of the site needs (cross-origin isolation: blocking stdin in Workers).
+HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+#: Runs before wvwasi.js: finds the site's files from where the page loaded this script (so the
+#: site works in any folder) and, where the host sent no isolation headers, installs coi-sw.js.
+_LOCATE = """(() => {
+  const c = globalThis.__wvwasiConfig;
+  const src = document.currentScript.src;
+  c.web.base = new URL('.', src).href;
+  c.web.engine = new URL('wasi-web.js', src).href;
+  if (!globalThis.crossOriginIsolated && window.isSecureContext && navigator.serviceWorker &&
+      !sessionStorage.getItem('wvwasi-coi')) {
+    sessionStorage.setItem('wvwasi-coi', '1');  // one try per tab: never a reload loop
+    navigator.serviceWorker.register(new URL('../coi-sw.js', src).href)
+      .then(() => navigator.serviceWorker.ready)
+      .then(() => location.reload(), (e) => console.warn('[wvwasi] not isolated: ' + e));
+  }
+})();
+"""
+_SITE_TREE = ("RESOURCES", None)  # shipped with the site, read-only
+_MEMORY = ("CACHE", "TEMP")  # a fresh in-memory folder per instance
+
+
+def web_problems(manifest: Manifest, shown: Path | str) -> list[str]:
+    """One `"<file>: <key>: ..."` line per thing of `manifest` a web page cannot provide."""
+    problems = []
+    for name, service in manifest.services.items():
+        if service.user_grants:
+            problems.append(f"{shown}: services.{name}.user_grants: a web page cannot open "
+                            "folders of the user's machine (set it false under [target.web])")
+        for i, preopen in enumerate(service.preopens):
+            why = _preopen_problem(manifest, preopen)
+            if why:
+                problems.append(f"{shown}: services.{name}.preopens[{i}].host: {why}")
+    return problems
+
+
+def _preopen_problem(manifest: Manifest, preopen: Preopen) -> str | None:
+    var, rest = parse_host(preopen.host)
+    if var in _SITE_TREE:
+        if Path(rest).is_absolute():
+            return (f'"{preopen.host}" is a folder of the user\'s machine, which a web page '
+                    "cannot open (web builds map $APPDATA to browser storage)")
+        if preopen.mode == "rw":
+            return (f'"{preopen.host}" is mode "rw", but a web site can only ship it read-only '
+                    "(keep data the service writes under $APPDATA)")
+        if not _site_folder(manifest, rest).is_dir():
+            return f'"{preopen.host}" is not a folder of the project'
+        return None
+    if var == "APPDATA" or var in _MEMORY:
+        return None
+    return (f'"{preopen.host}" is a folder of the user\'s machine, which a web page cannot '
+            "open (web builds map $APPDATA to browser storage)")
+
+
+def _site_folder(manifest: Manifest, rest: str) -> Path:
+    """A shipped folder: $RESOURCES is the project root when the project runs (PathContext)."""
+    return (manifest.root / rest).resolve()
+
+
+def write_site(manifest: Manifest, dest: Path) -> Path:
+    """Write the static site of `manifest` (loaded for platform "web") into the new folder `dest`.
+
+    The caller has checked `web_problems` and the services' .wasm; returns `dest`.
+    """
+    shutil.copytree(manifest.ui.dir, dest, ignore=_ui_ignore(manifest.ui.dir.resolve()))
+    for html in [*dest.rglob("*.html"), *dest.rglob("*.htm")]:
+        depth = len(html.relative_to(dest).parts) - 1
+        html.write_bytes(inject_script(html.read_bytes(),
+                                       "../" * depth + f"{WVWASI_DIR}/wvwasi.js"))
+    own = dest / WVWASI_DIR
+    (own / "services").mkdir(parents=True)
+    for name in ENGINE_FILES:
+        shutil.copy(JS_DIR / name, own / name)
+    services: dict[str, Any] = {}
+    for name, service in manifest.services.items():
+        shutil.copy(service.source, own / "services" / f"{name}.wasm")
+        preopens = []
+        for i, preopen in enumerate(service.preopens):
+            var, rest = parse_host(preopen.host)
+            entry: dict[str, Any] = {"guest": preopen.guest, "mode": preopen.mode}
+            if var in _SITE_TREE:
+                tree = f"trees/{name}-{i}"
+                _write_tree(_site_folder(manifest, rest), own / tree, f"{name}-{i}/")
+                entry.update(source="site", tree=f"{tree}.json")
+            elif var == "APPDATA":
+                entry.update(source="appdata", key=rest or ".")
+            else:
+                entry.update(source="memory")
+            preopens.append(entry)
+        limits = service.limits
+        services[name] = {
+            "module": f"services/{name}.wasm",
+            "args": list(service.args),
+            "env": [list(kv) for kv in service.env],
+            "preopens": preopens,
+            "limits": {"memory": limits.memory, "timeout": limits.timeout,
+                       "instances": limits.instances},
+        }
+    public = {
+        name: {"kind": s.kind, "ipc": s.ipc, "userGrants": s.user_grants, "scratch": s.scratch}
+        for name, s in manifest.services.items()
+    }
+    web = {"app": manifest.app.identifier, "services": services}
+    config = {"services": public, "dev": False, **page_constants(), "web": web}
+    # the base URLs come from where the page found this script, so the site works in any folder
+    head = f"globalThis.__wvwasiConfig = {json.dumps(config)};\n{_LOCATE}"
+    (own / "wvwasi.js").write_text(head + (JS_DIR / "wvwasi.js").read_text(encoding="utf-8"),
+                                   encoding="utf-8")
+    shutil.copy(JS_DIR / "coi-sw.js", dest / "coi-sw.js")
+    (dest / "_headers").write_text(
+        "/*\n" + "".join(f"  {k}: {v}\n" for k, v in HEADERS.items()), encoding="utf-8")
+    return dest
+
+
+def _ui_ignore(ui: Path) -> Callable[[str, list[str]], set[str]]:
+    """What the site leaves out of the UI folder, as the bridge does not serve it either:
+    dotfiles, its own `__wvwasi/`, and symlinks that lead out of the UI folder."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n.startswith(".") or n == WVWASI_DIR}
+        for name in names:
+            path = Path(folder, name)
+            if path.is_symlink() and not path.resolve().is_relative_to(ui):
+                skip.add(name)
+        return skip
+
+    return ignore
+
+
+def _write_tree(folder: Path, dest: Path, base: str) -> None:
+    """Copy `folder` to `dest` and list it in `dest`.json for wasi-engine.js `fetchTree`."""
+    entries: list[dict[str, str]] = []
+    dest.mkdir(parents=True)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in [*dirnames, *sorted(filenames)]:
+            path = Path(dirpath, name)
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                entries.append({"path": rel, "type": "symlink", "target": os.readlink(path)})
+            elif path.is_dir():
+                entries.append({"path": rel, "type": "dir"})
+                (dest / rel).mkdir()
+            else:
+                entries.append({"path": rel, "type": "file"})
+                shutil.copyfile(path, dest / rel)
+    dest.with_suffix(".json").write_text(json.dumps({"base": base, "entries": entries}),
+                                         encoding="utf-8")
+
+
+class SiteServer:
+    """A static server of a site folder on 127.0.0.1 with the site's headers (`serve --web`)."""
+
+    def __init__(self, folder: Path, port: int = 0) -> None:
+        headers = {**HEADERS, "Cache-Control": "no-cache"}
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def end_headers(self) -> None:
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                super().end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        Handler.extensions_map = {**Handler.extensions_map, ".js": "text/javascript",
+                                  ".wasm": "application/wasm", ".json": "application/json"}
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="wvwasi:serve-web", daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/"
+
+    def start(self) -> str:
+        self._thread.start()
+        return self.url
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

@@ -1,0 +1,621 @@
+/*
+ * wvwasi on the web: the bridge, played inside the page.
+ *
+ * In a site made by `wvwasi build --format web`, wvwasi.js has no app to connect to. Instead of
+ * a WebSocket it hands its records (docs/architecture.md, "Bridge protocol") to `serve()` here,
+ * which answers them as the native bridge and host would, running each service instance in a
+ * dedicated Web Worker with the browser engine (wasi-engine.js). So the page API and its
+ * behaviour (ipc framing, kinds, files, scratch, stdio streams, flow control, errors) are the
+ * same code in the desktop app and on the web.
+ *
+ * Preopens on the web (the build maps every manifest preopen to one of these; docs/web.md):
+ *   site     a read-only tree shipped with the site, fetched once (relative host paths, $RESOURCES)
+ *   appdata  $APPDATA/...: one tree per tab, loaded from and saved to the origin private file
+ *            system (OPFS) where the browser has it, else kept in memory for the tab's life
+ *   memory   $CACHE, $TEMP: a fresh empty folder per instance
+ * `background` services: one shared instance per tab, started at its first connection.
+ */
+import {WasiInstance, canBlock, compileService, concat, fetchTree} from './wasi-engine.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const RESTART_BACKOFF = [100, 250, 500, 1000, 2000, 5000]; // ms, as the native host
+const HEALTHY_MS = 10000;
+const MAX_PENDING = 10000;
+
+class Refused extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+function readJsonPlus(bytes) {
+  const length = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+  const json = JSON.parse(decoder.decode(bytes.subarray(4, 4 + length)));
+  return [json, bytes.subarray(4 + length)];
+}
+
+function jsonPlus(obj, ...blobs) {
+  const head = encoder.encode(JSON.stringify(obj));
+  const out = new Uint8Array(4 + head.length + blobs.reduce((n, b) => n + b.length, 0));
+  new DataView(out.buffer).setUint32(0, head.length, true);
+  out.set(head, 4);
+  let at = 4 + head.length;
+  for (const b of blobs) {
+    out.set(b, at);
+    at += b.length;
+  }
+  return out;
+}
+
+// -- ipc framing (runtime/framing.py) --------------------------------------------------------------
+
+function encodeMessage(ipc, bytes) {
+  if (ipc === 'lines') return concat([bytes, encoder.encode('\n')]);
+  if (ipc === 'frames') {
+    const out = new Uint8Array(4 + bytes.length);
+    new DataView(out.buffer).setUint32(0, bytes.length, true);
+    out.set(bytes, 4);
+    return out;
+  }
+  return bytes;
+}
+
+/** Splits a service's stdout into messages (`feed`, then `finish` at exit). */
+class Decoder {
+  constructor(ipc) {
+    this.ipc = ipc;
+    this.buffer = new Uint8Array(0);
+  }
+  feed(chunk) {
+    if (this.ipc === 'stream') return [chunk];
+    const data = this.buffer.length ? concat([this.buffer, chunk]) : chunk;
+    const out = [];
+    let pos = 0;
+    if (this.ipc === 'lines') {
+      for (let nl; (nl = data.indexOf(10, pos)) >= 0; pos = nl + 1) out.push(data.slice(pos, nl));
+    } else {
+      const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+      while (pos + 4 <= data.length) {
+        const length = view.getUint32(pos, true);
+        if (pos + 4 + length > data.length) break;
+        out.push(data.slice(pos + 4, pos + 4 + length));
+        pos += 4 + length;
+      }
+    }
+    this.buffer = data.slice(pos);
+    return out;
+  }
+  finish() {
+    const rest = this.buffer;
+    this.buffer = new Uint8Array(0);
+    return this.ipc === 'lines' && rest.length ? [rest] : [];
+  }
+}
+
+// -- folders ---------------------------------------------------------------------------------------
+
+/** $APPDATA trees of this tab: loaded from OPFS once, saved after every change. */
+class AppData {
+  constructor(appId) {
+    this.appId = appId;
+    this.trees = new Map(); // key -> Promise<entries>
+    this.saving = Promise.resolve();
+  }
+  async #root(create) {
+    if (!navigator.storage?.getDirectory) return null;
+    try {
+      let dir = await navigator.storage.getDirectory();
+      for (const part of ['wvwasi', this.appId]) {
+        dir = await dir.getDirectoryHandle(part, {create});
+      }
+      return dir;
+    } catch {
+      return null; // no OPFS here (or not yet created): the tree lives in memory
+    }
+  }
+  get(key) {
+    if (!this.trees.has(key)) this.trees.set(key, this.#load(key));
+    return this.trees.get(key);
+  }
+  async #load(key) {
+    const root = await this.#root(false);
+    if (!root) return [];
+    try {
+      return await readOpfs(await root.getDirectoryHandle(key), '');
+    } catch {
+      return [];
+    }
+  }
+  put(key, entries) {
+    this.trees.set(key, Promise.resolve(entries));
+    this.saving = this.saving.then(async () => {
+      const root = await this.#root(true);
+      if (!root) return;
+      await root.removeEntry(key, {recursive: true}).catch(() => {});
+      await writeOpfs(await root.getDirectoryHandle(key, {create: true}), entries);
+    }).catch((e) => console.warn(`[wvwasi] could not save $APPDATA/${key}: ${e}`));
+  }
+}
+
+async function readOpfs(dir, prefix) {
+  const out = [];
+  for await (const [name, handle] of dir.entries()) {
+    const path = prefix + name;
+    if (handle.kind === 'directory') {
+      out.push({path, type: 'dir'}, ...await readOpfs(handle, `${path}/`));
+    } else {
+      out.push({path, type: 'file', data: await (await handle.getFile()).arrayBuffer()});
+    }
+  }
+  return out;
+}
+
+async function writeOpfs(root, entries) {
+  for (const e of entries) {
+    const parts = e.path.split('/');
+    let dir = root;
+    for (const part of parts.slice(0, -1)) dir = await dir.getDirectoryHandle(part, {create: true});
+    const name = parts[parts.length - 1];
+    if (e.type === 'dir') {
+      await dir.getDirectoryHandle(name, {create: true});
+    } else if (e.type === 'file') {
+      const writable = await (await dir.getFileHandle(name, {create: true})).createWritable();
+      await writable.write(e.data);
+      await writable.close();
+    } // symlinks are not kept: OPFS has none
+  }
+}
+
+// -- the bridge --------------------------------------------------------------------------------------
+
+/**
+ * Answer wvwasi.js's records. `socket` is the WebSocket-like object wvwasi.js made: this sets its
+ * `send` and `readyState` and calls its `onopen`/`onmessage`.
+ */
+export function serve(socket, config) {
+  const bridge = new LocalBridge(socket, config);
+  socket.send = (frame) => bridge.receive(frame);
+  socket.readyState = 1; // WebSocket.OPEN
+  queueMicrotask(() => socket.onopen?.());
+}
+
+class LocalBridge {
+  constructor(socket, config) {
+    this.socket = socket;
+    this.op = config.ops;
+    this.header = config.header;
+    this.services = config.services;
+    this.web = config.web;
+    this.base = new URL(config.web.base);
+    this.links = new Map(); // id -> Link
+    this.out = [];
+    this.flushing = false;
+    this.modules = new Map();
+    this.trees = new Map();
+    this.appdata = new AppData(config.web.app);
+    this.background = new Map();
+    this.live = new Map(); // service -> live instance count
+    this.window = config.window;
+  }
+
+  // records to the page, packed into one frame per task
+  post(op, id, payload = new Uint8Array(0)) {
+    this.out.push([op, id, payload]);
+    if (!this.flushing) {
+      this.flushing = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+  #flush() {
+    this.flushing = false;
+    const records = this.out;
+    this.out = [];
+    const size = records.reduce((n, r) => n + this.header + r[2].length, 0);
+    const frame = new Uint8Array(size);
+    const view = new DataView(frame.buffer);
+    let at = 0;
+    for (const [op, id, payload] of records) {
+      view.setUint32(at, payload.length, true);
+      view.setUint8(at + 4, op);
+      view.setUint32(at + 5, id, true);
+      frame.set(payload, at + this.header);
+      at += this.header + payload.length;
+    }
+    this.socket.onmessage?.({data: frame.buffer});
+  }
+
+  receive(frame) {
+    const bytes = new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let at = 0; at + this.header <= bytes.length;) {
+      const length = view.getUint32(at, true);
+      const op = view.getUint8(at + 4);
+      const id = view.getUint32(at + 5, true);
+      const payload = bytes.slice(at + this.header, at + this.header + length);
+      at += this.header + length;
+      this.#record(op, id, payload);
+    }
+  }
+
+  #record(op, id, payload) {
+    const O = this.op;
+    if (op === O.SPAWN || op === O.RUN) {
+      const link = new Link(this, id, op === O.RUN);
+      this.links.set(id, link);
+      link.start(payload);
+    } else if (op === O.PICK) {
+      this.post(O.ERROR, id, jsonPlus({kind: 'unavailable', message: 'folder pickers need the ' +
+        'desktop app: a web page cannot open folders of the machine (docs/web.md)'}));
+    } else {
+      this.links.get(id)?.record(op, payload);
+    }
+  }
+
+  // -- what instances need ---------------------------------------------------------------------
+
+  service(name) {
+    const web = this.web.services[name];
+    if (!web) {
+      const known = Object.keys(this.web.services).join(', ') || 'none';
+      throw new Refused('lookup', `no service named '${name}' in this app (services: ${known})`);
+    }
+    return {...this.services[name], ...web, name};
+  }
+
+  module(service) {
+    if (!this.modules.has(service.name)) {
+      const url = new URL(service.module, this.base);
+      this.modules.set(service.name, (async () => {
+        const response = await fetch(url);
+        if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+        return compileService(await response.arrayBuffer(), service.limits.memory);
+      })());
+    }
+    return this.modules.get(service.name);
+  }
+
+  async preopens(service, spec) {
+    const out = [];
+    for (const p of service.preopens) {
+      let entries = [];
+      if (p.source === 'site') {
+        const url = new URL(p.tree, this.base).href;
+        if (!this.trees.has(url)) this.trees.set(url, fetchTree(url));
+        entries = await this.trees.get(url);
+      } else if (p.source === 'appdata') {
+        entries = await this.appdata.get(p.key);
+      }
+      out.push({guest: p.guest, mode: p.mode, entries, persist: p.source === 'appdata' &&
+        p.mode === 'rw', key: p.key});
+    }
+    if (spec.scratch) out.push({guest: '/scratch', mode: 'rw', entries: []});
+    const byDir = new Map();
+    for (const {path, data} of spec.files) {
+      const cut = path.lastIndexOf('/');
+      const dir = path.slice(0, cut) || '/';
+      if (!byDir.has(dir)) byDir.set(dir, []);
+      byDir.get(dir).push({path: path.slice(cut + 1), type: 'file', data});
+    }
+    for (const [guest, entries] of byDir) out.push({guest, mode: 'ro', entries});
+    return out;
+  }
+
+  /** Check a SPAWN/RUN request like the native host (options only narrow the manifest). */
+  check(service, spec) {
+    const name = service.name;
+    if (spec.scratch && !service.scratch) {
+      throw new Refused('permission', `service '${name}' has no scratch folder: set ` +
+        `services.${name}.scratch = true`);
+    }
+    if (spec.grants?.length) {
+      throw new Refused('permission', `service '${name}': folders picked by the user need the ` +
+        'desktop app (docs/web.md)');
+    }
+    const taken = service.preopens.map((p) => p.guest);
+    if (spec.scratch) taken.push('/scratch');
+    for (const {path} of spec.files) {
+      const parts = path.split('/');
+      if (!path.startsWith('/') || parts.includes('..') || parts.length < 2 || path === '/') {
+        throw new Refused('permission', `service '${name}': files path '${path}' must be ` +
+          'absolute, not /');
+      }
+      const dir = path.slice(0, path.lastIndexOf('/')) || '/';
+      for (const t of taken) {
+        if (dir === t || dir.startsWith(t === '/' ? '/' : `${t}/`)) {
+          throw new Refused('permission', `service '${name}': file ${path} would shadow the ` +
+            `preopen ${t} from services.${name}.preopens`);
+        }
+      }
+    }
+    const fixed = new Set(service.env.map(([k]) => k));
+    for (const [key] of spec.env ?? []) {
+      if (fixed.has(key)) {
+        throw new Refused('permission', `service '${name}': env ${key} is set by ` +
+          `services.${name}.env and cannot be overridden`);
+      }
+    }
+  }
+
+  /** A new instance of `service` (a WasiInstance), or a Refused. */
+  async launch(service, spec, stdin) {
+    if (stdin === 'stream' && !canBlock()) {
+      throw new Refused('isolation', `service '${service.name}' needs a cross-origin isolated ` +
+        'page (Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: ' +
+        'require-corp): serve the site with its _headers file or the service worker in ' +
+        '__wvwasi/coi-sw.js (docs/web.md)');
+    }
+    let module;
+    try {
+      module = await this.module(service);
+    } catch (e) {
+      throw new Refused('start', `service '${service.name}' failed to start: ${e.message ?? e}`);
+    }
+    const preopens = await this.preopens(service, spec);
+    const inst = new WasiInstance({
+      name: service.name, module, stdin, limits: service.limits,
+      window: stdin === 'stream' ? this.window : 0,
+      args: [service.name, ...service.args, ...(spec.args ?? [])],
+      env: [...service.env, ...(spec.env ?? [])],
+      preopens,
+    });
+    inst.onsync = (guest, entries) => {
+      const p = preopens.find((x) => x.guest === guest);
+      if (p?.persist) this.appdata.put(p.key, entries);
+    };
+    return inst;
+  }
+
+  acquire(service) {
+    const limit = service.limits.instances;
+    const live = this.live.get(service.name) ?? 0;
+    if (limit && live >= limit) {
+      throw new Refused('limit', `service '${service.name}' already has ${live} live ` +
+        `instance(s): services.${service.name}.limits.instances = ${limit}`);
+    }
+    this.live.set(service.name, live + 1);
+    return () => this.live.set(service.name, this.live.get(service.name) - 1);
+  }
+
+  backgroundOf(service) {
+    if (!this.background.has(service.name)) {
+      this.background.set(service.name, new Background(this, service));
+    }
+    return this.background.get(service.name);
+  }
+}
+
+/** One shared instance of a `background` service for this tab, restarted when it ends. */
+class Background {
+  constructor(bridge, service) {
+    this.bridge = bridge;
+    this.service = service;
+    this.subs = new Set();
+    this.inst = null;
+    this.pending = [];
+    this.failures = 0;
+    this.decoder = null;
+    this.held = 0; // output bytes not yet acknowledged to the instance
+    this.#start();
+  }
+  async #start() {
+    const started = performance.now();
+    let inst;
+    try {
+      inst = await this.bridge.launch(this.service, {files: []}, 'stream');
+    } catch (e) {
+      this.#ended(started, {code: null, error: {kind: e.kind ?? 'start', message: e.message}});
+      return;
+    }
+    this.inst = inst;
+    this.decoder = new Decoder(this.service.ipc);
+    const stderr = new Decoder('lines');
+    inst.onstdout = (b) => {
+      this.held += b.length;
+      for (const m of this.decoder.feed(b)) this.#each((l) => l.message(m));
+      this.release();
+    };
+    inst.onstderr = (b) => {
+      this.held += b.length;
+      for (const m of stderr.feed(b)) this.#each((l) => l.stderr(m));
+      this.release();
+    };
+    inst.onexit = (result) => {
+      for (const m of this.decoder.finish()) this.#each((l) => l.message(m));
+      for (const m of stderr.finish()) this.#each((l) => l.stderr(m));
+      this.inst = null;
+      this.#ended(started, result);
+    };
+    for (const bytes of this.pending.splice(0)) inst.writeStdin(bytes);
+  }
+  #ended(started, result) {
+    this.#each((l) => l.exit(result.code, result.error));
+    this.subs.clear();
+    if (performance.now() - started > HEALTHY_MS) this.failures = 0;
+    const delay = RESTART_BACKOFF[Math.min(this.failures++, RESTART_BACKOFF.length - 1)];
+    setTimeout(() => this.#start(), delay);
+  }
+  #each(fn) { for (const link of [...this.subs]) fn(link); }
+  subscribe(link) { this.subs.add(link); }
+  unsubscribe(link) {
+    this.subs.delete(link);
+    this.release();
+  }
+  /** Let the instance go on once no subscriber is a window behind (as natively: one slow page
+   * pauses the shared instance). */
+  release() {
+    if (this.inst && [...this.subs].every((l) => l.unacked < this.bridge.window)) {
+      this.inst.ack(this.held);
+      this.held = 0;
+    }
+  }
+  send(bytes) {
+    if (this.inst) return this.inst.writeStdin(bytes);
+    if (this.pending.length >= MAX_PENDING) return Promise.resolve(); // dropped, as natively
+    this.pending.push(bytes);
+    return Promise.resolve();
+  }
+}
+
+/** One page worker or run: its instance (or background subscription) and its input credit. */
+class Link {
+  constructor(bridge, id, isRun) {
+    this.bridge = bridge;
+    this.id = id;
+    this.isRun = isRun;
+    this.chain = Promise.resolve(); // page records, handled in order
+    this.inst = null;
+    this.bg = null;
+    this.ended = false;
+    this.muted = false;
+    this.unacked = 0; // MESSAGE/STDERR bytes (headers included) the page has not credited
+    this.held = 0; // output bytes of our instance not yet acknowledged to it
+  }
+
+  start(payload) {
+    this.chain = this.#start(payload).catch((e) => {
+      this.#forget();
+      const kind = e instanceof Refused ? e.kind : 'start';
+      this.bridge.post(this.bridge.op.ERROR, this.id, jsonPlus({kind, message: e.message}));
+    });
+  }
+
+  async #start(payload) {
+    const [spec, rest] = readJsonPlus(payload);
+    let at = 0;
+    spec.files = (spec.files ?? []).map(([path, size]) => {
+      const data = rest.slice(at, at + size);
+      at += size;
+      return {path, data};
+    });
+    const service = this.bridge.service(spec.service);
+    this.service = service;
+    if (service.kind === 'background') {
+      const given = spec.args?.length || spec.env?.length || spec.files.length || spec.scratch ||
+        spec.grants?.length;
+      if (this.isRun || given) {
+        throw new Refused('permission', this.isRun
+          ? `service '${service.name}' is kind = "background": connect to it with ` +
+            'new WasiWorker(), WasiWorker.run() is for tasks'
+          : `service '${service.name}' is kind = "background": its one instance is shared by ` +
+            'the whole app, so a page cannot give it args, env, files, scratch or grants');
+      }
+      this.bg = this.bridge.backgroundOf(service);
+      this.bg.subscribe(this);
+      return;
+    }
+    this.bridge.check(service, spec);
+    const release = this.bridge.acquire(service);
+    const stdin = this.isRun ? rest.slice(at, at + spec.stdin) : 'stream';
+    let inst;
+    try {
+      inst = await this.bridge.launch(service, spec, stdin);
+    } catch (e) {
+      release();
+      throw e;
+    }
+    this.inst = inst;
+    const out = [];
+    const err = [];
+    const messages = new Decoder(service.ipc);
+    const lines = new Decoder('lines');
+    if (this.isRun) {
+      inst.onstdout = (b) => out.push(b);
+      inst.onstderr = (b) => err.push(b);
+    } else {
+      inst.onstdout = (b) => {
+        this.held += b.length;
+        for (const m of messages.feed(b)) this.message(m);
+        this.release();
+      };
+      inst.onstderr = (b) => {
+        this.held += b.length;
+        for (const m of lines.feed(b)) this.stderr(m);
+        this.release();
+      };
+    }
+    inst.onexit = ({code, error}) => {
+      release();
+      if (this.isRun) {
+        const stdout = concat(out);
+        this.#forget();
+        this.bridge.post(this.bridge.op.RESULT, this.id,
+          jsonPlus({exitCode: code, stdoutLength: stdout.length, error}, stdout, concat(err)));
+        return;
+      }
+      for (const m of messages.finish()) this.message(m);
+      for (const m of lines.finish()) this.stderr(m);
+      this.exit(code, error);
+    };
+  }
+
+  record(op, payload) {
+    const O = this.bridge.op;
+    if (op === O.CREDIT) { // not queued behind input: output flow must not wait for it
+      this.unacked = Math.max(0, this.unacked - new DataView(payload.buffer).getUint32(0, true));
+      this.release();
+      return;
+    }
+    this.chain = this.chain.then(async () => {
+      if (this.ended) return;
+      const cost = payload.length + this.bridge.header;
+      if (op === O.SEND) {
+        const bytes = encodeMessage(this.service.ipc, payload);
+        await (this.bg ? this.bg.send(bytes) : this.inst.writeStdin(bytes));
+        this.bridge.post(O.CREDIT, this.id, u32(cost));
+      } else if (op === O.STDIN && this.inst) {
+        await this.inst.writeStdin(payload);
+        this.bridge.post(O.CREDIT, this.id, u32(cost));
+      } else if (op === O.CLOSE_STDIN) {
+        this.inst?.closeStdin();
+      } else if (op === O.TERMINATE) {
+        this.muted = true;
+        if (this.bg) {
+          this.bg.unsubscribe(this);
+          this.exit(null, {kind: 'terminated', message: 'terminated by the page'});
+        } else {
+          this.inst?.terminate('terminated by the page');
+        }
+      }
+    });
+  }
+
+  /** Acknowledge held output to the instance while the page is less than a window behind. */
+  release() {
+    if (this.bg) {
+      this.bg.release();
+    } else if (this.inst && this.unacked < this.bridge.window) {
+      this.inst.ack(this.held);
+      this.held = 0;
+    }
+  }
+
+  message(bytes) { this.#out(this.bridge.op.MESSAGE, bytes); }
+
+  stderr(bytes) { this.#out(this.bridge.op.STDERR, bytes); }
+
+  #out(op, bytes) {
+    if (this.ended || this.muted) return;
+    this.unacked += bytes.length + this.bridge.header;
+    this.bridge.post(op, this.id, bytes);
+  }
+
+  exit(code, error) {
+    if (this.ended) return;
+    this.#forget();
+    this.bridge.post(this.bridge.op.EXIT, this.id, jsonPlus({code, error}));
+  }
+
+  #forget() {
+    this.ended = true;
+    this.bg?.unsubscribe(this);
+    this.bridge.links.delete(this.id);
+  }
+}
+
+function u32(n) {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, n, true);
+  return out;
+}
