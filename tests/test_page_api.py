@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -353,6 +354,10 @@ def test_reload_terminates_the_pages_dedicated_workers(page: Page, app: ServedAp
         window.keep = [new WasiWorker('blockread'), new WasiWorker('echo')];
         await harness.collect(window.keep[0], 1);
     }""")
+    # Spawns start on the bridge's pool: the echo may still be starting once blockread spoke.
+    deadline = time.monotonic() + 10
+    while len(app.spy.instances) - before < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     started = app.spy.instances[before:]
     assert sorted(i.service.name for i in started) == ["blockread", "echo"]
     assert all(i.alive for i in started)
