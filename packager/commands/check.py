@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-from wvwasi.packager.web import web_problems
 from wvwasi.runtime.manifest import (
     PLATFORMS,
     WEB,
@@ -75,6 +74,8 @@ def check_project(path: Path, only: str | None = None) -> tuple[list[Manifest], 
         manifests.append(manifest)
         problems += _service_problems(manifest, manifest_file(path))
         if platform == WEB:
+            from wvwasi.packager.web import web_problems  # aiohttp: only for --platform web
+
             problems += web_problems(manifest, manifest_file(path))
     return manifests, list(dict.fromkeys(problems))
 
