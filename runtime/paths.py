@@ -6,6 +6,7 @@ A variable may only begin a host path: `$APPDATA/notes`. The app-owned folders (
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -120,6 +121,18 @@ class PathContext:
         if rest and name in APP_OWNED:
             path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def locate(self, raw: str) -> tuple[Path, str, bool]:
+        """Where a preopen `host` value lies: (the folder trusted as its root, the path beneath
+        it, whether missing folders beneath it are created). An absolute path is its own root;
+        a relative one lies beneath the project root (unless `..` leads out of it)."""
+        name, rest = parse_host(raw)
+        if name is not None:
+            return self.variable(name), rest, name in APP_OWNED
+        path = Path(os.path.normpath(self.root / rest))
+        if path.is_relative_to(self.root) and not Path(rest).is_absolute():
+            return self.root, path.relative_to(self.root).as_posix(), False
+        return path, "", False
 
     @property
     def cache_dir(self) -> Path:
