@@ -267,7 +267,7 @@ def _open_dir(name: str, guest: str, host: str, opener: Callable[[str], Root]) -
     try:
         return opener(host)
     except EscapeError as e:
-        raise PermissionError(f"service '{name}': preopen {guest}: {e.strerror}") from None
+        raise PermissionError(f"service '{name}': preopen {guest}: {e.strerror or e}") from None
     except (FileNotFoundError, NotADirectoryError):
         raise FileNotFoundError(
             f"service '{name}': preopen {guest}: host folder {host} does not exist"
