@@ -106,7 +106,8 @@ def test_a_link_loop_where_a_nested_preopen_lies_is_a_clean_error(host: Any) -> 
 
 def test_a_link_that_stays_inside_the_writable_folder_is_followed(host: Any) -> None:
     plant(host, "m:/shared/real", "w:/shared/real/x.txt=inside", "s:real:/shared/exports")
-    assert run(host, "reader", "r:/exports/x.txt").stdout.decode() == "r /exports/x.txt: OK inside\n"
+    out = run(host, "reader", "r:/exports/x.txt").stdout.decode()
+    assert out == "r /exports/x.txt: OK inside\n"
 
 
 def test_the_writable_folder_itself_replaced_by_a_link_is_refused(
@@ -149,8 +150,6 @@ def test_a_grant_inside_a_writable_folder_is_opened_beneath_it(host: Any) -> Non
     assert run(host, "picker", "r:/picked/f.txt", grants=(grant,)).stdout == (
         b"r /picked/f.txt: OK picked\n"
     )
-    plant(host, "u:/shared/picked/f.txt")
-    run(host, "planter")  # nothing: rmdir is not an op, so replace via rename below
     plant(host, "s:../../../../../../../../etc:/shared/picked2")
     evil = Preopen(guest="/picked", host=str(appdata(host) / "shared" / "picked2"))
     with pytest.raises(PermissionError, match="leads out of"):
@@ -183,12 +182,11 @@ def test_grants_cannot_shadow_a_preopen_however_spelled(
     fake = tmp_path / "fake"
     fake.mkdir(exist_ok=True)
     (fake / "hello.txt").write_text("fake\n")
-    with pytest.raises((PermissionError, ValueError), match="shadow|must not be /"):
+    with pytest.raises((PermissionError, ValueError), match=r"shadow|must not be /"):
         run(host, "picker", "r:/ro/hello.txt", grants=(Preopen(guest=guest, host=str(fake)),))
     legit = Preopen(guest="//picked/", host=str(fake))  # normalized to /picked: fine
-    assert run(host, "picker", "r:/picked/hello.txt", "r:/ro/hello.txt", grants=(legit,)).stdout == (
-        b"r /picked/hello.txt: OK fake\nr /ro/hello.txt: OK manifest ro\n"
-    )
+    out = run(host, "picker", "r:/picked/hello.txt", "r:/ro/hello.txt", grants=(legit,))
+    assert out.stdout == b"r /picked/hello.txt: OK fake\nr /ro/hello.txt: OK manifest ro\n"
 
 
 @pytest.mark.parametrize(("files", "why"), [
