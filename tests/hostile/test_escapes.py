@@ -128,12 +128,12 @@ def test_the_writable_folder_itself_replaced_by_a_link_is_refused(
 def test_a_link_swapped_in_during_spawns_never_lets_the_reader_out(host: Any) -> None:
     """The planter flips shared/exports between a folder link inside and a link out while the
     reader spawns again and again: each spawn is refused or sees the inside folder."""
-    plant(host, "m:/shared/inside", "w:/shared/inside/who=inside")
+    plant(host, "m:/shared/inside", "w:/shared/inside/who=inside", "s:inside:/shared/exports")
     planter = host.spawn("planter", SpawnOptions(
         args=("flip:/shared/exports:../../../../../../../../etc:inside:100000000",)), capture=True)
     try:
         for _ in range(150):
-            assert planter.alive, planter.wait(0)
+            assert planter.alive, (planter.wait(0), bytes(planter.stdout))
             try:
                 out = run(host, "reader", "r:/exports/passwd", "r:/exports/who").stdout.decode()
             except (PermissionError, FileNotFoundError, OSError):
