@@ -5,10 +5,12 @@ Nested preopens are resolved safely, not refused: a folder that lies inside a fo
 may write (an `rw` preopen of any service in the manifest) is opened *beneath* that writable
 folder (`hostpath.Root`), step by step from the outermost one. A symlink planted there can then
 lead elsewhere inside the writable folder (where the planter could have put the files anyway),
-never out of it. Folders inside no writable folder are opened beneath their `$VARIABLE` folder or
-the project root; an absolute path is its own root. Paths are compared after expanding variables
-(`$APPDATA/shared` with its real path), so two spellings through different symlinked parents of
-the same place are not recognized as nested.
+never out of it. Beneath the app's own folders (`$APPDATA`, `$CACHE`, `$TEMP`, `$RESOURCES`, the
+project folder for relative paths) no link may lead out of that folder either. The user's folders
+(`$HOME`, `$DOCUMENTS`, `$DOWNLOADS`) and absolute paths are the user's or the developer's own:
+their links are followed unless a writable folder encloses them. Paths are compared after
+expanding variables (`$APPDATA/shared` with its real path), so two spellings of one place through
+different symlinked parents are not recognized as nested.
 """
 
 from __future__ import annotations
@@ -43,28 +45,28 @@ class HostDirs:
 
     def preopen(self, raw: str) -> Root:
         """Open a manifest preopen's `host` value (app-owned folders are created)."""
-        target, base, rest, create = self._where(raw)
-        return self._open(target, base, rest, create)
+        target, base, create = self._where(raw)
+        return self._open(target, base, create)
 
     def grant(self, host: Path | str) -> Root:
         """Open a user-picked folder (an absolute path)."""
-        path = os.path.normpath(host)
-        return self._open(path, path, "", False)
+        return self._open(os.path.normpath(host), None, False)
 
-    def _where(self, raw: str) -> tuple[str, str, str, bool]:
-        """(compared path, real root path, path beneath it, create) of a preopen host value."""
-        base, rest, create = self._paths.locate(raw)
-        if not rest:  # an absolute path, or a variable's folder itself
-            path = os.path.normpath(base)
-            real = os.path.realpath(base) if create or raw.startswith("$") else path
-            return real, real, "", create
-        real = os.path.realpath(base)
-        return os.path.normpath(os.path.join(real, rest)), real, rest, create
+    def _where(self, raw: str) -> tuple[str, str | None, bool]:
+        """(compared path, the root it must stay beneath or None, create) of a `host` value:
+        variables expanded to their real folder, the rest kept as written."""
+        where = self._paths.locate(raw)
+        if raw.startswith("$") or where.contained:
+            base = os.path.realpath(where.base)
+        else:
+            base = os.path.normpath(where.base)  # an absolute path: compared as written
+        target = os.path.normpath(os.path.join(base, where.rest)) if where.rest else base
+        return target, base if where.contained and where.rest else None, where.create
 
-    def _open(self, target: str, base: str, rest: str, create: bool) -> Root:
-        """Open `target` = `base`/`rest`, beneath every writable folder that encloses it."""
+    def _open(self, target: str, base: str | None, create: bool) -> Root:
+        """Open `target` beneath `base` (if any) and every writable folder that encloses it."""
         outer = {w for w in self.writable() if _strictly_inside(target, w)}
-        if rest:
+        if base is not None:
             outer.add(base)
         steps = sorted(outer, key=len)  # all enclose `target`: each lies inside the one before
         if not steps:

@@ -60,6 +60,8 @@ def project(make_project: Callable[..., Path], tmp_path: Path) -> Path:
         "many": {"source": "blockread", "kind": "dedicated",
                  "limits": {"files": 2000, "files_size": "1MiB"}},
         "env_args": {"source": "env_args", "args": ["--base"], "env": {"FIXED": "1"}},
+        "homer": {"source": "escape", "preopens": [{"guest": "/photos", "host": "$HOME/photos"}]},
+        "local": {"source": "escape", "preopens": [{"guest": "/data", "host": "data"}]},
     })
 
 
@@ -154,6 +156,26 @@ def test_a_grant_inside_a_writable_folder_is_opened_beneath_it(host: Any) -> Non
     evil = Preopen(guest="/picked", host=str(appdata(host) / "shared" / "picked2"))
     with pytest.raises(PermissionError, match="leads out of"):
         run(host, "picker", "r:/picked/passwd", grants=(evil,))
+
+
+def test_the_users_own_links_are_followed_the_apps_folders_keep_theirs_inside(
+    host: Any, project: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "f.txt").write_text("mounted elsewhere")
+    home = host.paths.variable("HOME")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "photos").symlink_to(elsewhere)  # the user's own link: followed
+    out = run(host, "homer", "r:/photos/f.txt").stdout
+    assert out == b"r /photos/f.txt: OK mounted elsewhere\n"
+    (project / "data").symlink_to(elsewhere)  # a link out of the project folder: refused
+    with pytest.raises(PermissionError, match="leads out of"):
+        run(host, "local", "r:/data/f.txt")
+    (project / "data").unlink()
+    (project / "data").mkdir()
+    (project / "data" / "f.txt").write_text("in the project")
+    assert run(host, "local", "r:/data/f.txt").stdout == b"r /data/f.txt: OK in the project\n"
 
 
 # --- item 3: one normalizer for every guest-path comparison -------------------------------------

@@ -11,7 +11,6 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -163,7 +162,7 @@ def test_a_link_swapped_in_while_serving_never_serves_outside(app: ServedApp, ge
         for _ in range(150):
             status, body = get("/gen/race.txt")
             seen[status] = seen.get(status, 0) + 1
-            if not (status == 200 and body == b"legit" or status == 404):
+            if not ((status == 200 and body == b"legit") or status == 404):
                 errors.append(f"{status} {body[:100]!r}")
 
     try:
