@@ -326,7 +326,7 @@ def _check_paths(
         path = guest(raw, "files")
         _check_free(name, path, f"file {raw}", taken)
         taken[path] = f"the file {raw}"
-        files[path] = bytes(content)
+        files[path] = content if isinstance(content, bytes) else bytes(content)
     return files, grants
 
 
