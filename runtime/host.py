@@ -317,6 +317,8 @@ def _check_paths(
         taken["/scratch"] = "the scratch folder /scratch"
     grants = []
     for grant in options.grants:
+        if not Path(grant.host).is_absolute():
+            raise PermissionError(f"service '{name}': granted folder {grant.host} is not absolute")
         path = guest(grant.guest, "grant")
         _check_free(name, path, f"grant {grant.guest}", taken)
         taken[path] = f"the grant {grant.guest}"

@@ -293,6 +293,8 @@ def test_files_over_the_bounds_are_refused(host: Any) -> None:
     assert run(host, "files", "r:/in/0", files=dict(list(too_many.items())[:DEFAULT_FILES]))
     with pytest.raises(PermissionError, match=r"services\.many\.limits\.files_size = 1048576"):
         host.spawn("many", SpawnOptions(files={"/a": b"x" * (1 << 20), "/b": b"y"}))
+    with pytest.raises(PermissionError, match="is not absolute"):
+        run(host, "picker", grants=(Preopen(guest="/g", host="relative/folder"),))
     grants = tuple(Preopen(guest=f"/g{i}", host="/tmp") for i in range(MAX_GRANTS + 1))
     with pytest.raises(PermissionError, match=f"at most {MAX_GRANTS}"):
         run(host, "picker", grants=grants)
