@@ -23,6 +23,7 @@ JS_DIR = Path(__file__).resolve().parent.parent / "js"
 SCRIPT_PATH = "/__wvwasi/wvwasi.js"
 TYPES_PATH = "/__wvwasi/wvwasi.d.ts"
 SCRIPT_TAG = f'<script src="{SCRIPT_PATH}"></script>'.encode()
+_PROC_FD = Path("/proc/self/fd")
 
 _TEXT = "; charset=utf-8"
 MIME_TYPES = {
@@ -118,13 +119,16 @@ class UIFiles:
         self.root = root.resolve()
         self.entry = entry
 
-    def open(self, url_path: str) -> tuple[int, str] | None:
-        """(an fd open on the file, its path inside the folder) for a decoded URL path, or
-        None if it is missing or not servable. The caller closes the fd."""
+    def open(self, url_path: str) -> tuple[int | None, str] | None:
+        """(an fd open on the file or None on Windows, its path inside the folder) for a decoded
+        URL path, or None if it is missing or not servable. The caller closes the fd."""
         rel = url_path.lstrip("/") or self.entry
         if "\0" in rel or "\\" in rel or _hidden(rel):  # `..`, dotfiles, .git ...
             return None
         try:
+            if os.name == "nt":  # pragma: no cover - Windows
+                where = self._verified(rel)
+                return None if where is None else (None, where)
             with Root.open(self.root) as root:
                 fd = root.open_fd(rel)
                 try:
@@ -144,45 +148,39 @@ class UIFiles:
 
     async def respond(self, request: web.Request, url_path: str) -> web.StreamResponse:
         """The response for a GET (or HEAD) of `url_path`."""
-        opened = None if os.name == "nt" else self.open(url_path)
+        opened = self.open(url_path)
         if opened is None:
-            path = self._verified_path(url_path) if os.name == "nt" else None
-            if path is None:
-                return web.Response(status=404, text=f"not found: {url_path}")
-            opened = (-1, str(path.relative_to(self.root)))
+            return web.Response(status=404, text=f"not found: {url_path}")
         fd, where = opened
         try:
             content_type = mime_type(Path(where))
             if content_type.startswith("text/html"):
-                if fd < 0:
+                if fd is None:  # pragma: no cover - Windows
                     data = (self.root / where).read_bytes()
                 else:
                     with os.fdopen(os.dup(fd), "rb") as f:
                         data = f.read()
                 return web.Response(body=inject_script(data),
                                     headers={"Content-Type": content_type})
-            # /proc/self/fd/N is the file opened above, whatever happens to its path meanwhile.
-            path = self.root / where if fd < 0 else Path(f"/proc/self/fd/{fd}")
+            # /proc/self/fd/N is the very file opened above, whatever happens to its path since
+            # (elsewhere the verified path is served again: a swap in between is not caught).
+            path = _PROC_FD / str(fd) if fd is not None and _PROC_FD.is_dir() else (
+                self.root / where
+            )
             response = web.FileResponse(path, headers={"Content-Type": content_type})
             await response.prepare(request)  # sends the whole file while `fd` is open
             return response
         finally:
-            if fd >= 0:
+            if fd is not None:
                 os.close(fd)
 
-    def _verified_path(self, url_path: str) -> Path | None:  # pragma: no cover - Windows
+    def _verified(self, rel: str) -> str | None:  # pragma: no cover - Windows
         """Resolve-then-verify where files cannot be opened beneath a folder handle."""
-        rel = url_path.lstrip("/") or self.entry
-        if "\0" in rel or _hidden(rel):
-            return None
-        try:
-            target = (self.root / rel).resolve()
-            if target.is_dir():
-                target = (target / "index.html").resolve()
-            where = target.relative_to(self.root)
-        except (OSError, ValueError):
-            return None
-        return target if target.is_file() and not _hidden(where.as_posix()) else None
+        target = (self.root / rel).resolve()
+        if target.is_dir():
+            target = (target / "index.html").resolve()
+        where = target.relative_to(self.root).as_posix()  # ValueError: a link out
+        return where if target.is_file() and not _hidden(where) else None
 
 
 def _hidden(rel: str) -> bool:
