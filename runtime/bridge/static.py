@@ -16,6 +16,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from ..hostpath import Root, is_regular
 
@@ -167,7 +168,7 @@ class UIFiles:
             path = _PROC_FD / str(fd) if fd is not None and _PROC_FD.is_dir() else (
                 self.root / where
             )
-            response = web.FileResponse(path, headers={"Content-Type": content_type})
+            response = _SentFileResponse(path, headers={"Content-Type": content_type})
             await response.prepare(request)  # sends the whole file while `fd` is open
             return response
         finally:
@@ -181,6 +182,16 @@ class UIFiles:
             target = (target / "index.html").resolve()
         where = target.relative_to(self.root).as_posix()  # ValueError: a link out
         return where if target.is_file() and not _hidden(where) else None
+
+
+class _SentFileResponse(web.FileResponse):
+    """A FileResponse its handler sends itself (while it holds the file open): aiohttp's own
+    prepare() after the handler returns must not send it again."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
 
 
 def _hidden(rel: str) -> bool:

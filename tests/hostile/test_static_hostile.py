@@ -7,6 +7,7 @@ and a link swapped in while requests run never serves what lies outside.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -131,6 +132,31 @@ def test_links_inside_the_folder_to_regular_files_are_served(get: Get) -> None:
     assert get("/alias.txt") == (200, b"notes\n")
     assert get("/nested/notes.txt") == (200, b"notes\n")
     assert get("//nested//notes.txt")[0] in (200, 404)  # however aiohttp routes it: no 500
+
+
+def test_files_are_sent_whole_in_ranges_and_without_server_errors(
+    app: ServedApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = bytes(range(256)) * 4096
+    (app.manifest.ui.dir / "big.bin").write_bytes(body)
+    url = urlsplit(app.url)
+    conn = http.client.HTTPConnection("127.0.0.1", url.port or 0, timeout=10)
+    conn.request("GET", f"{url.path}?{url.query}")
+    resp = conn.getresponse()
+    resp.read()
+    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
+    for method, extra, status, expected in (
+        ("GET", {}, 200, body),
+        ("GET", {"Range": "bytes=10-19"}, 206, body[10:20]),
+        ("HEAD", {}, 200, b""),
+    ):
+        conn = http.client.HTTPConnection("127.0.0.1", url.port or 0, timeout=10)
+        conn.request(method, "/big.bin", headers={"Cookie": cookie, **extra})
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (status, expected)
+        conn.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
 
 
 # --- item 11: bad names are 404, never a 500 ----------------------------------------------------
