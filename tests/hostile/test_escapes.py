@@ -342,6 +342,20 @@ def test_spawns_out_of_fds_fail_cleanly_and_never_hang(project: Path, tmp_path: 
     assert report["threads"] == 1, report  # nothing left behind, nothing blocked
 
 
+def test_a_spawn_failing_half_way_through_its_stdio_ends_instead_of_hanging(host: Any) -> None:
+    """stdout is wired (its reader waits for wasmtime's end to close), then stderr fails: the
+    instance must still end with a `start` error. (Fault injected: a folder where the stderr
+    FIFO goes; out of fds it is wasmtime's open that fails at this point.)"""
+    from wvwasi.runtime.instance import Instance
+
+    inst = Instance(host._launch(host.service("many"), SpawnOptions(), False))
+    (inst._dir / "stderr").mkdir()
+    inst.start()
+    exited = inst.wait(30)
+    assert exited is not None, "the instance thread hangs after a half-wired stdio"
+    assert exited.error is not None and exited.error.kind == "start", exited
+
+
 def test_spawn_threads_end_after_refusals(host: Any) -> None:
     before = threading.active_count()
     for bad in ({"/in/a\0": b""}, {"/../x": b""}):
