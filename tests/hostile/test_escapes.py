@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from wvwasi.runtime import hostpath
 from wvwasi.runtime.host import MAX_GRANTS, SpawnOptions
 from wvwasi.runtime.hostpath import openat2_available
 from wvwasi.runtime.manifest import DEFAULT_FILES, Preopen, load_manifest
@@ -79,6 +80,32 @@ def appdata(host: Any) -> Path:
 
 def test_the_kernel_here_resolves_beneath_with_openat2() -> None:
     assert openat2_available(), "openat2 missing: the tests below then cover the fallback only"
+
+
+@pytest.fixture(params=["openat2", "verify"])
+def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with openat2, and again with the resolve-then-verify fallback."""
+    if request.param == "verify":
+        monkeypatch.setattr(hostpath, "_openat2_works", False)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("resolver")
+def test_both_resolvers_refuse_a_planted_link_and_follow_one_inside(host: Any) -> None:
+    plant(host, "m:/shared/real", "w:/shared/real/x.txt=inside", "s:real:/shared/exports")
+    assert run(host, "reader", "r:/exports/x.txt").stdout == b"r /exports/x.txt: OK inside\n"
+    plant(host, "u:/shared/exports", "s:../../../../../../../../etc:/shared/exports")
+    with pytest.raises(PermissionError, match="leads out of"):
+        run(host, "reader", "d:/exports")
+    root = hostpath.Root.open(appdata(host))
+    try:
+        with pytest.raises(PermissionError):
+            root.open_fd("shared/exports/passwd")
+        fd = root.open_fd("shared/real/x.txt")
+        assert os.read(fd, 100) == b"inside"
+        os.close(fd)
+    finally:
+        root.close()
 
 
 def test_a_nested_preopen_works_when_nothing_is_planted(host: Any) -> None:

@@ -18,6 +18,7 @@ import pytest
 from browser import ServedApp, served_app
 from projects import write_project
 
+from wvwasi.runtime import hostpath
 from wvwasi.runtime.host import SpawnOptions
 
 pytestmark = pytest.mark.timeout(180)
@@ -126,6 +127,17 @@ def test_a_service_planted_index_link_out_is_not_served(app: ServedApp, get: Get
 ])
 def test_links_to_dotfiles_or_out_are_404(get: Get, target: str) -> None:
     assert_hidden(*get(target))
+
+
+def test_the_verify_fallback_refuses_the_same_links(
+    get: Get, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without openat2 (resolve, open, then check the opened file's real path)."""
+    monkeypatch.setattr(hostpath, "_openat2_works", False)
+    for target in ("/deep/", "/up/", "/dotidx/", "/dotlink.txt", "/dotdir/x.js", "/chain1",
+                   "/loop1", "/" + "a" * 300):
+        assert_hidden(*get(target))
+    assert get("/alias.txt") == (200, b"notes\n")
 
 
 def test_links_inside_the_folder_to_regular_files_are_served(get: Get) -> None:
