@@ -327,6 +327,21 @@ def test_files_over_the_bounds_are_refused(host: Any) -> None:
         run(host, "picker", grants=grants)
 
 
+@pytest.mark.parametrize(("limits", "why"), [
+    ({"files": 0}, r"limits\.files: expected an integer greater than 0"),
+    ({"files": "many"}, r"limits\.files: expected an integer"),
+    ({"files_size": "lots"}, r"limits\.files_size: expected a size"),
+])
+def test_bad_files_limits_name_the_key(
+    make_project: Callable[..., Path], limits: dict, why: str
+) -> None:
+    from wvwasi.runtime.manifest import ManifestError
+
+    project = make_project({"x": {"source": "readfile", "limits": limits}}, name="bad")
+    with pytest.raises(ManifestError, match=why):
+        load_manifest(project)
+
+
 def test_spawns_out_of_fds_fail_cleanly_and_never_hang(project: Path, tmp_path: Path) -> None:
     """Under a small RLIMIT_NOFILE, spawn instances until the fds run out: every spawn either
     raises or ends with an Exited event, and the host closes (no thread stuck forever)."""
