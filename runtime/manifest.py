@@ -695,9 +695,12 @@ def manifest_for_wasm(
     if not name[:1].isalpha():
         name = f"wasm-{name}".rstrip("-")
     pairs = tuple(env.items()) if isinstance(env, Mapping) else tuple(env)
+    normalized = tuple(  # GuestPathError (a ValueError) for a path that cannot be a guest's
+        Preopen(guestpath.normalize(p.guest), p.host, p.mode) for p in preopens
+    )
     service = Service(
         name=name, source=path, kind=kind, args=tuple(args), env=pairs, ipc=ipc,
-        preopens=tuple(preopens), limits=limits,
+        preopens=normalized, limits=limits,
     )
     return Manifest(
         path=path,
