@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import wasmtime
 
-from . import framing
+from . import framing, guestpath
 from .events import Event, Exited, ServiceError
-from .instance import Instance, Launch, resolve_preopens
+from .hostdirs import HostDirs
+from .hostpath import EscapeError, Root
+from .instance import Instance, Launch
 from .manifest import Manifest, Preopen, Service
 from .modules import ModuleLoader, WasmLoadError, make_engine
 from .paths import PathContext
@@ -29,6 +31,8 @@ TICK_SECONDS = 0.005
 _RESTART_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _HEALTHY_SECONDS = 10.0
 _MAX_PENDING = 10_000
+#: Grants one spawn may carry (each holds one open folder while the instance runs).
+MAX_GRANTS = 16
 
 
 class ServiceLimitError(RuntimeError):
@@ -71,6 +75,7 @@ class ServiceHost:
         self.paths = paths or PathContext.for_app(manifest)
         self.engine = make_engine()
         self.loader = ModuleLoader(self.engine, self.paths.cache_dir, precompiled_dir)
+        self._dirs = HostDirs(manifest, self.paths)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
         self._pres: dict[Path, tuple[wasmtime.Module, wasmtime.InstancePre]] = {}
@@ -145,11 +150,16 @@ class ServiceHost:
             live = sum(1 for i in self._live.values() if i.service.name == name)
             limit = service.limits.instances
             if limit is not None and live >= limit:
+                launch.release()
                 raise ServiceLimitError(
                     f"service '{name}' already has {live} live instance(s): "
                     f"services.{name}.limits.instances = {limit}"
                 )
-            inst = Instance(launch, on_event, on_exit=self._forget)
+            try:
+                inst = Instance(launch, on_event, on_exit=self._forget)
+            except BaseException:
+                launch.release()
+                raise
             self._live[inst.id] = inst
         return inst.start()
 
@@ -203,40 +213,35 @@ class ServiceHost:
                 f"service '{name}' does not accept user-picked folders: "
                 f"set services.{name}.user_grants = true"
             )
-        taken = [PurePosixPath(p.guest) for p in service.preopens]
-        if options.scratch:
-            taken.append(PurePosixPath("/scratch"))
-        for guest in options.files:
-            _check_guest_path(name, guest, "files")
-            _check_not_shadowing(name, PurePosixPath(guest).parent, taken, f"file {guest}")
-        for grant in options.grants:
-            _check_guest_path(name, grant.guest, "grants")
-            _check_not_shadowing(name, PurePosixPath(grant.guest), taken, f"grant {grant.guest}")
-            if not Path(grant.host).is_absolute() or not Path(grant.host).is_dir():
-                raise PermissionError(f"service '{name}': granted folder {grant.host} is missing")
-        fixed = {k for k, _ in service.env}
-        for key, _ in options.env:
-            if key in fixed:
-                raise PermissionError(
-                    f"service '{name}': env {key} is set by services.{name}.env and cannot be "
-                    "overridden"
-                )
+        files, grant_guests = _check_paths(service, options)
+        _check_argv_env(service, options)
         pre = self._instance_pre(service)
-        preopens = resolve_preopens(service.preopens, self.paths.resolve) + tuple(
-            (Path(g.host), g.guest, g.mode == "rw") for g in options.grants
-        )
+        opened: list[Root] = []
+        preopens: list[tuple[Path, str, bool]] = []
+        try:
+            for p in service.preopens:
+                opened.append(_open_dir(name, p.guest, p.host, self._dirs.preopen))
+                preopens.append((Path(opened[-1].wasi_path()), p.guest, p.mode == "rw"))
+            for grant, guest in zip(options.grants, grant_guests, strict=True):
+                opened.append(_open_dir(name, guest, grant.host, self._dirs.grant))
+                preopens.append((Path(opened[-1].wasi_path()), guest, grant.mode == "rw"))
+        except BaseException:
+            for root in opened:
+                root.close()
+            raise
         return Launch(
             service=service,
             pre=pre,
             engine=self.engine,
             argv=(name, *service.args, *options.args),
             env=service.env + tuple(options.env),
-            preopens=preopens,
-            files=dict(options.files),
+            preopens=tuple(preopens),
+            files=files,
             scratch=options.scratch,
             memory=service.limits.memory,
             timeout=service.limits.timeout,
             capture=capture,
+            opened=tuple(opened),
         )
 
     def _instance_pre(self, service: Service) -> wasmtime.InstancePre:
@@ -257,21 +262,102 @@ class ServiceHost:
             return pre
 
 
-def _check_guest_path(service: str, guest: str, what: str) -> None:
-    p = PurePosixPath(guest)
-    if not p.is_absolute() or ".." in p.parts or len(p.parts) < 2:
-        raise PermissionError(f"service '{service}': {what} path {guest!r} must be absolute, not /")
+def _open_dir(name: str, guest: str, host: str, opener: Callable[[str], Root]) -> Root:
+    """Open one host folder of a spawn; errors name the service and the guest path."""
+    try:
+        return opener(host)
+    except EscapeError as e:
+        raise PermissionError(f"service '{name}': preopen {guest}: {e.strerror or e}") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(
+            f"service '{name}': preopen {guest}: host folder {host} does not exist"
+        ) from None
+    except OSError as e:
+        raise OSError(
+            f"service '{name}': preopen {guest}: cannot open host folder {host}: "
+            f"{e.strerror or e}"
+        ) from None
 
 
-def _check_not_shadowing(
-    service: str, folder: PurePosixPath, taken: list[PurePosixPath], what: str
-) -> None:
-    """A per-spawn folder may not replace a manifest preopen or any part of it."""
-    for preopen in taken:
-        if folder == preopen or preopen in folder.parents:
+def _check_paths(
+    service: Service, options: SpawnOptions
+) -> tuple[dict[str, bytes], list[str]]:
+    """Normalized per-spawn files and grant guest paths; refused when malformed, over the
+    service's `limits.files`/`files_size`, or overlapping a preopen or each other."""
+    name = service.name
+    limits = service.limits
+
+    def guest(path: object, what: str) -> str:
+        try:
+            normal = guestpath.normalize(path)  # type: ignore[arg-type]
+        except guestpath.GuestPathError as e:
+            raise ValueError(f"service '{name}': {what} path refused: {e}") from None
+        if normal == "/":
+            raise ValueError(f"service '{name}': {what} path {path!r} must not be /")
+        return normal
+
+    if len(options.files) > limits.files:
+        raise PermissionError(
+            f"service '{name}': {len(options.files)} files given, more than "
+            f"services.{name}.limits.files = {limits.files}"
+        )
+    size = sum(len(content) for content in options.files.values())
+    if size > limits.files_size:
+        raise PermissionError(
+            f"service '{name}': files of {size} bytes together, more than "
+            f"services.{name}.limits.files_size = {limits.files_size}"
+        )
+    if len(options.grants) > MAX_GRANTS:
+        raise PermissionError(
+            f"service '{name}': {len(options.grants)} grants given, at most {MAX_GRANTS}"
+        )
+    taken = {p.guest: f"the preopen {p.guest} from services.{name}.preopens"
+             for p in service.preopens}
+    if options.scratch:
+        taken["/scratch"] = "the scratch folder /scratch"
+    grants = []
+    for grant in options.grants:
+        if not Path(grant.host).is_absolute():
+            raise PermissionError(f"service '{name}': granted folder {grant.host} is not absolute")
+        path = guest(grant.guest, "grant")
+        _check_free(name, path, f"grant {grant.guest}", taken)
+        taken[path] = f"the grant {grant.guest}"
+        grants.append(path)
+    files: dict[str, bytes] = {}
+    for raw, content in options.files.items():
+        path = guest(raw, "files")
+        _check_free(name, path, f"file {raw}", taken)
+        taken[path] = f"the file {raw}"
+        files[path] = content if isinstance(content, bytes) else bytes(content)
+    return files, grants
+
+
+def _check_free(service: str, path: str, what: str, taken: Mapping[str, str]) -> None:
+    """A per-spawn path may not be, contain or lie inside any other preopen, grant or file."""
+    for other, which in taken.items():
+        if guestpath.overlap(path, other):
+            raise PermissionError(f"service '{service}': {what} would shadow {which}")
+
+
+def _check_argv_env(service: Service, options: SpawnOptions) -> None:
+    """Per-spawn args and env: strings without NUL (wasmtime would cut them there), env names
+    without `=`, and no name the manifest sets."""
+    name = service.name
+    for i, arg in enumerate(options.args):
+        if not isinstance(arg, str) or "\0" in arg:
+            raise ValueError(f"service '{name}': args[{i}] must be a string without NUL")
+    fixed = {k for k, _ in service.env}
+    for key, value in options.env:
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ValueError(
+                f"service '{name}': env name {key!r} is invalid (empty, or has '=' or NUL)"
+            )
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"service '{name}': env {key} must be a string without NUL")
+        if key in fixed:
             raise PermissionError(
-                f"service '{service}': {what} would shadow the preopen {preopen} from "
-                f"services.{service}.preopens"
+                f"service '{name}': env {key} is set by services.{name}.env and cannot be "
+                "overridden"
             )
 
 

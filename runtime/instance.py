@@ -25,7 +25,8 @@ import wasmtime
 
 from . import framing
 from .events import Event, Exited, Message, ServiceError, Stderr
-from .manifest import Preopen, Service
+from .hostpath import Root
+from .manifest import Service
 from .stdio import Stdio, grow_pipe
 from .wasmtime_ext import set_epoch_callback
 
@@ -50,6 +51,12 @@ class Launch:
     memory: int | None = None
     timeout: float | None = None
     capture: bool = False  # collect raw stdout instead of decoding messages (tasks)
+    opened: tuple[Root, ...] = ()  # the preopens' folders, held until wasmtime has opened them
+
+    def release(self) -> None:
+        """Close the folders the host opened for this launch (idempotent)."""
+        for root in self.opened:
+            root.close()
 
 
 class Instance:
@@ -149,8 +156,12 @@ class Instance:
                 store.set_limits(memory_size=self._launch.memory)
             self._keepalive = set_epoch_callback(store, self._should_stop)
             wasi = self._wasi_config()
-            self._stdin.start(stdio.configure(wasi))
-            store.set_wasi(wasi)
+            try:
+                self._stdin.start(stdio.configure(wasi))
+                store.set_wasi(wasi)
+            except BaseException:
+                wasi.close()  # drops wasmtime's ends of the pipes: our readers see EOF
+                raise
             instance = self._launch.pre.instantiate(store)
             exports = instance.exports(store)
             mem = exports.get("memory")
@@ -169,6 +180,7 @@ class Instance:
             log.exception("service '%s' crashed the host thread", self.service.name)
             result = Exited(None, ServiceError("start", f"service '{self.service.name}': {e!r}"))
         finally:
+            self._launch.release()
             self._stdin.close()
             if store is not None:
                 store.close()  # closes the guest's ends of the pipes: readers see EOF
@@ -223,10 +235,13 @@ class Instance:
         wasi = wasmtime.WasiConfig()
         wasi.argv = list(launch.argv)
         wasi.env = [list(kv) for kv in launch.env]
-        for host, guest, writable in launch.preopens:
-            wasi.preopen_dir(str(host), guest, fs_mutable=writable)
-        for guest_dir, folder in self._file_folders().items():
-            wasi.preopen_dir(str(folder), guest_dir, fs_mutable=False)
+        try:
+            for host, guest, writable in launch.preopens:
+                wasi.preopen_dir(str(host), guest, fs_mutable=writable)
+        finally:
+            launch.release()  # wasmtime holds its own handles now
+        if launch.files:
+            wasi.preopen_dir(str(self._write_files()), "/", fs_mutable=False)
         if launch.scratch:
             scratch = self._dir / "scratch"
             scratch.mkdir()
@@ -234,19 +249,18 @@ class Instance:
 
         return wasi
 
-    def _file_folders(self) -> dict[str, Path]:
-        """Write SpawnOptions.files into one private folder per guest directory."""
-        folders: dict[str, Path] = {}
+    def _write_files(self) -> Path:
+        """Write SpawnOptions.files (normalized, checked by the host) into one private tree,
+        preopened read-only at `/`: one folder handle however many folders the files are in.
+        The guest's own preopens are longer prefixes, so they still win for their paths."""
+        tree = self._dir / "files"
+        tree.mkdir()
         for guest, content in self._launch.files.items():
-            guest_dir, _, name = guest.rpartition("/")
-            guest_dir = guest_dir or "/"
-            folder = folders.get(guest_dir)
-            if folder is None:
-                folder = folders[guest_dir] = self._dir / f"files{len(folders)}"
-                folder.mkdir()
-            (folder / name).write_bytes(content)
-            (folder / name).chmod(0o444)
-        return folders
+            path = tree.joinpath(*guest.strip("/").split("/"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            path.chmod(0o444)
+        return tree
 
     def _stdout_chunk(self, chunk: bytes) -> None:
         if self._decoder is None:
@@ -348,16 +362,3 @@ class _StdinWriter:
                 self._chunks.clear()
                 self._cond.notify_all()
             os.close(fd)
-
-
-def resolve_preopens(
-    preopens: tuple[Preopen, ...], resolve: Callable[[str], Path]
-) -> tuple[tuple[Path, str, bool], ...]:
-    """Manifest preopens as (existing host dir, guest path, writable)."""
-    out = []
-    for p in preopens:
-        host = resolve(p.host)
-        if not host.is_dir():
-            raise FileNotFoundError(f"preopen {p.guest}: host folder {host} does not exist")
-        out.append((host, p.guest, p.mode == "rw"))
-    return tuple(out)

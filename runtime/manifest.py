@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import posixpath
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, NoReturn, get_args
 
+from wvwasi.runtime import guestpath
 from wvwasi.runtime.paths import parse_host
 
 if sys.version_info >= (3, 11):
@@ -56,6 +56,11 @@ class Preopen:
     mode: Mode = "ro"
 
 
+#: Default bounds on a spawn's per-spawn `files` (`limits.files`, `limits.files_size`).
+DEFAULT_FILES = 256
+DEFAULT_FILES_SIZE = 64 << 20
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-instance limits; None means unlimited."""
@@ -63,6 +68,8 @@ class Limits:
     memory: int | None = None  # bytes
     timeout: float | None = None  # seconds
     instances: int | None = None
+    files: int = DEFAULT_FILES  # per-spawn files, at most this many
+    files_size: int = DEFAULT_FILES_SIZE  # bytes, all per-spawn files together
 
 
 @dataclass(frozen=True)
@@ -457,15 +464,18 @@ def parse_duration(value: float | str) -> float:
 
 
 def _limits(r: _Reader, raw: object, p: KeyPath) -> Limits:
-    t = r.table(raw, p, ("memory", "timeout", "instances"))
+    t = r.table(raw, p, ("memory", "timeout", "instances", "files", "files_size"))
     values: dict[str, Any] = {}
-    for key, parse in (("memory", parse_size), ("timeout", parse_duration)):
+    for key, parse in (
+        ("memory", parse_size), ("timeout", parse_duration), ("files_size", parse_size)
+    ):
         if key in t:
             try:
                 values[key] = parse(t[key])
             except ValueError as e:
                 r.fail((*p, key), str(e))
-    return Limits(**values, instances=r.positive_int(t, p, "instances", None))
+    return Limits(**values, instances=r.positive_int(t, p, "instances", None),
+                  files=r.positive_int(t, p, "files", DEFAULT_FILES))
 
 
 def _app_limits(r: _Reader, raw: object) -> AppLimits:
@@ -480,15 +490,22 @@ def _app_limits(r: _Reader, raw: object) -> AppLimits:
 def _preopen(r: _Reader, raw: object, p: KeyPath) -> Preopen:
     t = r.table(raw, p, ("guest", "host", "mode"))
     guest = r.string(t, p, "guest")
+    expected = 'expected an absolute path without ".."'
     if not guest.startswith("/") or ".." in guest.split("/"):
-        r.fail((*p, "guest"), f'expected an absolute path without "..", got {_show(guest)}')
+        r.fail((*p, "guest"), f"{expected}, got {_show(guest)}")
+    try:
+        guest = guestpath.normalize(guest)
+    except guestpath.GuestPathError as e:
+        r.fail((*p, "guest"), f"{expected}: {e}")
     host = r.nonempty(t, p, "host")
+    if "\0" in host:
+        r.fail((*p, "host"), f"expected a path without NUL characters, got {_show(host)}")
     try:
         parse_host(host)
     except ValueError as e:
         r.fail((*p, "host"), str(e))
     mode = r.choice(t, p, "mode", get_args(Mode), "ro")
-    return Preopen(guest=posixpath.normpath(guest).replace("//", "/"), host=host, mode=mode)
+    return Preopen(guest=guest, host=host, mode=mode)
 
 
 def _build_step(r: _Reader, raw: object, p: KeyPath) -> BuildStep:
@@ -522,6 +539,12 @@ def _service(r: _Reader, name: str, raw: object) -> Service:
                    f"{_show(key)}")
         if not isinstance(value, str):
             r.fail((*p, "env", key), f"expected a string, got {_what(value)}")
+        if "\0" in value:
+            r.fail((*p, "env", key), "expected a value without NUL characters")
+    args = r.strings(t, p, "args")
+    for i, arg in enumerate(args):
+        if "\0" in arg:
+            r.fail((*p, "args", i), "expected an argument without NUL characters")
     raw_preopens = t.get("preopens", [])
     if not isinstance(raw_preopens, list):
         r.fail((*p, "preopens"), f"expected an array of tables, got {_what(raw_preopens)}")
@@ -538,7 +561,7 @@ def _service(r: _Reader, name: str, raw: object) -> Service:
         name=name,
         source=r.project_path(source, (*p, "source")),
         kind=r.choice(t, p, "kind", get_args(Kind), "task"),
-        args=r.strings(t, p, "args"),
+        args=args,
         env=tuple(env.items()),
         ipc=r.choice(t, p, "ipc", get_args(Ipc), "lines"),
         preopens=preopens,
@@ -693,9 +716,12 @@ def manifest_for_wasm(
     if not name[:1].isalpha():
         name = f"wasm-{name}".rstrip("-")
     pairs = tuple(env.items()) if isinstance(env, Mapping) else tuple(env)
+    normalized = tuple(  # GuestPathError (a ValueError) for a path that cannot be a guest's
+        Preopen(guestpath.normalize(p.guest), p.host, p.mode) for p in preopens
+    )
     service = Service(
         name=name, source=path, kind=kind, args=tuple(args), env=pairs, ipc=ipc,
-        preopens=tuple(preopens), limits=limits,
+        preopens=normalized, limits=limits,
     )
     return Manifest(
         path=path,

@@ -6,13 +6,14 @@ A variable may only begin a host path: `$APPDATA/notes`. The app-owned folders (
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import platformdirs
 
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
 VARIABLES = ("APPDATA", "CACHE", "DOCUMENTS", "DOWNLOADS", "HOME", "TEMP", "RESOURCES")
 #: Variables naming folders the app owns: created (with the sub-path) when resolved.
 APP_OWNED = ("APPDATA", "CACHE", "TEMP")
+
+#: Variables naming the app's own folders: links beneath them may not lead out of them.
+CONTAINED = (*APP_OWNED, "RESOURCES")
+
+
+class Location(NamedTuple):
+    """A preopen `host` value located: `base`/`rest`."""
+
+    base: Path  # a variable's folder, the project folder, or an absolute path itself
+    rest: str  # the path beneath `base` ("" for `base` itself)
+    create: bool  # missing folders beneath `base` are created (app-owned variables)
+    contained: bool  # `rest` is opened beneath `base` (the app's own folders, relative paths)
+
 
 _VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)(?:[/\\](.*))?\Z", re.DOTALL)
 _LATE_VARIABLE = re.compile(r".\$[A-Za-z_]", re.DOTALL)
@@ -120,6 +134,17 @@ class PathContext:
         if rest and name in APP_OWNED:
             path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def locate(self, raw: str) -> Location:
+        """Where a preopen `host` value lies (see `Location`). A relative path lies beneath the
+        project folder (unless `..` leads out of it, then it counts as absolute)."""
+        name, rest = parse_host(raw)
+        if name is not None:
+            return Location(self.variable(name), rest, name in APP_OWNED, name in CONTAINED)
+        path = Path(os.path.normpath(self.root / rest))
+        if path.is_relative_to(self.root) and not Path(rest).is_absolute():
+            return Location(self.root, path.relative_to(self.root).as_posix(), False, True)
+        return Location(path, "", False, False)
 
     @property
     def cache_dir(self) -> Path:

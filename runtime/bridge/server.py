@@ -240,7 +240,7 @@ class Bridge:
         return web.Response(status=404, text=f"not found: {request.path}")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
-        return self._files.response(request.match_info["path"])
+        return await self._files.respond(request, request.match_info["path"])
 
 
 def _one_at_a_time(picker: Picker) -> Picker:

@@ -2,22 +2,29 @@
 
 Every response is cross-origin isolated (COOP/COEP, so `crossOriginIsolated` is true) and carries
 a CSP that allows only the bridge's own origin, its WebSocket and `wasm-unsafe-eval`. Requests may
-only reach regular files inside the UI folder: no `..`, no symlinks out, no dotfiles, no listings.
+only reach regular files inside the UI folder: no `..`, no symlinks out, no dotfiles (by the name
+asked for or the one a link leads to), no listings.
 HTML gets `<script src="/__wvwasi/wvwasi.js">` inserted unless it already loads it.
 """
 
 from __future__ import annotations
 
 import mimetypes
+import os
 import re
+import stat
 from pathlib import Path, PurePosixPath
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+
+from ..hostpath import Root, is_regular
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 SCRIPT_PATH = "/__wvwasi/wvwasi.js"
 TYPES_PATH = "/__wvwasi/wvwasi.d.ts"
 SCRIPT_TAG = f'<script src="{SCRIPT_PATH}"></script>'.encode()
+_PROC_FD = Path("/proc/self/fd")
 
 _TEXT = "; charset=utf-8"
 MIME_TYPES = {
@@ -102,34 +109,93 @@ def inject_script(html: bytes, src: str = SCRIPT_PATH) -> bytes:
 
 
 class UIFiles:
-    """The files of one UI folder, as the bridge serves them."""
+    """The files of one UI folder, as the bridge serves them.
+
+    Each request opens its file beneath the UI folder (`hostpath.Root`: openat2 on Linux), so no
+    symlink (in the path, in the `index.html` picked for a folder, or in the file itself) leads
+    out of it, and serves exactly what it opened. No component of the request, nor of the path
+    the file really has inside the folder, may start with `.`; only regular files are served.
+    Anything else, including names too long and symlink loops, is a 404.
+    """
 
     def __init__(self, root: Path, entry: str) -> None:
         self.root = root.resolve()
         self.entry = entry
 
-    def resolve(self, url_path: str) -> Path | None:
-        """The file for a decoded URL path, or None if it is missing or not servable."""
-        rel = url_path.lstrip("/")
-        if "\0" in rel or "\\" in rel:
+    def open(self, url_path: str) -> tuple[int | None, str] | None:
+        """(an fd open on the file or None on Windows, its path inside the folder) for a decoded
+        URL path, or None if it is missing or not servable. The caller closes the fd."""
+        rel = url_path.lstrip("/") or self.entry
+        if "\0" in rel or "\\" in rel or _hidden(rel):  # `..`, dotfiles, .git ...
             return None
-        parts = PurePosixPath(rel).parts
-        if any(part.startswith(".") for part in parts):  # `..`, dotfiles, .git ...
+        try:
+            if os.name == "nt":  # pragma: no cover - Windows
+                where = self._verified(rel)
+                return None if where is None else (None, where)
+            with Root.open(self.root) as root:
+                fd = root.open_fd(rel)
+                try:
+                    if stat.S_ISDIR(os.fstat(fd).st_mode):
+                        os.close(fd)
+                        fd = root.open_fd(f"{rel.rstrip('/')}/index.html")
+                    where = root.relative(fd)
+                    if is_regular(fd) and where is not None and not _hidden(where):
+                        return fd, where
+                except BaseException:
+                    os.close(fd)
+                    raise
+                os.close(fd)
+        except (OSError, ValueError):  # missing, a link out or in a loop, a name too long
             return None
-        target = (self.root / rel).resolve() if rel else (self.root / self.entry).resolve()
-        if not target.is_relative_to(self.root):  # a symlink out of the folder
-            return None
-        if target.is_dir():
-            target = target / "index.html"
-        return target if target.is_file() else None
+        return None
 
-    def response(self, url_path: str) -> web.StreamResponse:
-        """The response for a GET of `url_path`."""
-        path = self.resolve(url_path)
-        if path is None:
+    async def respond(self, request: web.Request, url_path: str) -> web.StreamResponse:
+        """The response for a GET (or HEAD) of `url_path`."""
+        opened = self.open(url_path)
+        if opened is None:
             return web.Response(status=404, text=f"not found: {url_path}")
-        content_type = mime_type(path)
-        if content_type.startswith("text/html"):
-            body = inject_script(path.read_bytes())
-            return web.Response(body=body, headers={"Content-Type": content_type})
-        return web.FileResponse(path, headers={"Content-Type": content_type})
+        fd, where = opened
+        try:
+            content_type = mime_type(Path(where))
+            if content_type.startswith("text/html"):
+                if fd is None:  # pragma: no cover - Windows
+                    data = (self.root / where).read_bytes()
+                else:
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        data = f.read()
+                return web.Response(body=inject_script(data),
+                                    headers={"Content-Type": content_type})
+            # /proc/self/fd/N is the very file opened above, whatever happens to its path since
+            # (elsewhere the verified path is served again: a swap in between is not caught).
+            path = _PROC_FD / str(fd) if fd is not None and _PROC_FD.is_dir() else (
+                self.root / where
+            )
+            response = _SentFileResponse(path, headers={"Content-Type": content_type})
+            await response.prepare(request)  # sends the whole file while `fd` is open
+            return response
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _verified(self, rel: str) -> str | None:  # pragma: no cover - Windows
+        """Resolve-then-verify where files cannot be opened beneath a folder handle."""
+        target = (self.root / rel).resolve()
+        if target.is_dir():
+            target = (target / "index.html").resolve()
+        where = target.relative_to(self.root).as_posix()  # ValueError: a link out
+        return where if target.is_file() and not _hidden(where) else None
+
+
+class _SentFileResponse(web.FileResponse):
+    """A FileResponse its handler sends itself (while it holds the file open): aiohttp's own
+    prepare() after the handler returns must not send it again."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
+
+
+def _hidden(rel: str) -> bool:
+    """True if a component of `rel` starts with `.` (`..`, dotfiles, `.git/`)."""
+    return any(part.startswith(".") for part in PurePosixPath(rel.replace(os.sep, "/")).parts)

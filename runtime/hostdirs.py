@@ -1,0 +1,94 @@
+"""A spawn's host folders (manifest preopens and grants), opened beneath the folders services can
+write.
+
+Nested preopens are resolved safely, not refused: a folder that lies inside a folder some service
+may write (an `rw` preopen of any service in the manifest) is opened *beneath* that writable
+folder (`hostpath.Root`), step by step from the outermost one. A symlink planted there can then
+lead elsewhere inside the writable folder (where the planter could have put the files anyway),
+never out of it. Beneath the app's own folders (`$APPDATA`, `$CACHE`, `$TEMP`, `$RESOURCES`, the
+project folder for relative paths) no link may lead out of that folder either. The user's folders
+(`$HOME`, `$DOCUMENTS`, `$DOWNLOADS`) and absolute paths are the user's or the developer's own:
+their links are followed unless a writable folder encloses them. Paths are compared after
+expanding variables (`$APPDATA/shared` with its real path), so two spellings of one place through
+different symlinked parents are not recognized as nested.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .hostpath import EscapeError, Root
+from .manifest import Manifest
+from .paths import PathContext
+
+
+class HostDirs:
+    """Opens the host folders of spawns for one manifest and path context."""
+
+    def __init__(self, manifest: Manifest, paths: PathContext) -> None:
+        self._manifest = manifest
+        self._paths = paths
+        self._writable: list[str] | None = None
+
+    def writable(self) -> list[str]:
+        """Every folder some service may write (its rw preopens), as compared paths."""
+        if self._writable is None:
+            found = {
+                self._where(p.host)[0]
+                for s in self._manifest.services.values()
+                for p in s.preopens
+                if p.mode == "rw"
+            }
+            self._writable = sorted(found)
+        return self._writable
+
+    def preopen(self, raw: str) -> Root:
+        """Open a manifest preopen's `host` value (app-owned folders are created)."""
+        target, base, create = self._where(raw)
+        return self._open(target, base, create)
+
+    def grant(self, host: Path | str) -> Root:
+        """Open a user-picked folder (an absolute path)."""
+        return self._open(os.path.normpath(host), None, False)
+
+    def _where(self, raw: str) -> tuple[str, str | None, bool]:
+        """(compared path, the root it must stay beneath or None, create) of a `host` value:
+        variables expanded to their real folder, the rest kept as written."""
+        where = self._paths.locate(raw)
+        if raw.startswith("$") or where.contained:
+            base = os.path.realpath(where.base)
+        else:
+            base = os.path.normpath(where.base)  # an absolute path: compared as written
+        target = os.path.normpath(os.path.join(base, where.rest)) if where.rest else base
+        return target, base if where.contained and where.rest else None, where.create
+
+    def _open(self, target: str, base: str | None, create: bool) -> Root:
+        """Open `target` beneath `base` (if any) and every writable folder that encloses it."""
+        outer = {w for w in self.writable() if _strictly_inside(target, w)}
+        if base is not None:
+            outer.add(base)
+        steps = sorted(outer, key=len)  # all enclose `target`: each lies inside the one before
+        if not steps:
+            return Root.open(target)
+        root = Root.open(steps[0])
+        previous = steps[0]
+        try:
+            for folder in [*steps[1:], target]:
+                inner = root.subdir(os.path.relpath(folder, previous), create=create)
+                root.close()
+                root, previous = inner, folder
+        except EscapeError as e:
+            root.close()
+            raise EscapeError(
+                f"{target} leads out of {previous} through a symlink or '..': refused (a "
+                "service that can write there may have planted it)"
+            ) from e
+        except BaseException:
+            root.close()
+            raise
+        return root
+
+
+def _strictly_inside(path: str, folder: str) -> bool:
+    return path != folder and path.startswith(folder.rstrip(os.sep) + os.sep)
