@@ -42,6 +42,10 @@ DESKTOP_CATEGORIES = (
     "Office", "Science", "Settings", "System", "Utility",
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Default `limits.message`: the longest stdout message (line, frame, task stdout), in bytes.
+DEFAULT_MESSAGE_LIMIT = 16 << 20
+#: Default `[host] instances`: live instances of all services together.
+DEFAULT_HOST_INSTANCES = 256
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,19 @@ class Preopen:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-instance limits; None means unlimited."""
+    """Per-instance limits; None means unlimited (`message` always has a bound)."""
 
     memory: int | None = None  # bytes
     timeout: float | None = None  # seconds
     instances: int | None = None
+    message: int = DEFAULT_MESSAGE_LIMIT  # bytes of one stdout message
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    """`[host]`: bounds on the service host as a whole."""
+
+    instances: int = DEFAULT_HOST_INSTANCES  # live instances of every service together
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,7 @@ class Manifest:
     webview: Webview = "gtk"
     bundle: Bundle = field(default_factory=Bundle)
     platform: Platform = "linux"
+    host: HostLimits = field(default_factory=HostLimits)
 
     def service(self, name: str) -> Service:
         """The service `name`, or LookupError listing the known ones."""
@@ -202,7 +215,7 @@ def current_platform() -> Platform:
 
 KeyPath = tuple[str | int, ...]
 _REQUIRED: Any = object()
-_SECTIONS = ("app", "ui", "window", "services", "bundle")
+_SECTIONS = ("app", "ui", "window", "services", "bundle", "host")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+\Z")
 _VERSION = re.compile(r"\d+(\.\d+){1,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?\Z")
@@ -446,15 +459,23 @@ def parse_duration(value: float | str) -> float:
 
 
 def _limits(r: _Reader, raw: object, p: KeyPath) -> Limits:
-    t = r.table(raw, p, ("memory", "timeout", "instances"))
+    t = r.table(raw, p, ("memory", "timeout", "instances", "message"))
     values: dict[str, Any] = {}
-    for key, parse in (("memory", parse_size), ("timeout", parse_duration)):
+    for key, parse in (
+        ("memory", parse_size), ("timeout", parse_duration), ("message", parse_size)
+    ):
         if key in t:
             try:
                 values[key] = parse(t[key])
             except ValueError as e:
                 r.fail((*p, key), str(e))
     return Limits(**values, instances=r.positive_int(t, p, "instances", None))
+
+
+def _host(r: _Reader, raw: object) -> HostLimits:
+    p: KeyPath = ("host",)
+    t = r.table(raw, p, ("instances",))
+    return HostLimits(instances=r.positive_int(t, p, "instances", DEFAULT_HOST_INSTANCES))
 
 
 def _preopen(r: _Reader, raw: object, p: KeyPath) -> Preopen:
@@ -645,6 +666,7 @@ def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
         webview=r.choice(data, (), "webview", get_args(Webview), "gtk"),
         bundle=_bundle(r, data.get("bundle", {})),
         platform=plat,  # type: ignore[arg-type]
+        host=_host(r, data.get("host", {})),
     )
 
 
