@@ -87,7 +87,7 @@ class ServiceHost:
         self.loader = ModuleLoader(self.engine, self.paths.cache_dir, precompiled_dir)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
-        shadow_poll_oneoff(self._linker, self.engine)
+        shadow_poll_oneoff(self._linker)
         self._pres: dict[Path, tuple[wasmtime.Module, wasmtime.InstancePre]] = {}
         self._lock = threading.RLock()
         self._live: dict[int, Instance] = {}

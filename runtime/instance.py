@@ -33,7 +33,7 @@ import wasmtime
 from . import framing
 from .events import Event, Exited, Message, ServiceError, Stderr
 from .manifest import Preopen, Service
-from .poll import set_current_stop
+from .poll import Waker, set_current
 from .stdio import Stdio, grow_pipe
 from .wasmtime_ext import set_epoch_callback
 
@@ -202,13 +202,13 @@ class Instance:
             wasi = self._wasi_config()
             self._stdin.start(stdio.configure(wasi))
             store.set_wasi(wasi)
+            set_current(Waker(self._stopping, self._stdin.state, time.monotonic()))
             instance = self._launch.pre.instantiate(store)
             exports = instance.exports(store)
             mem = exports.get("memory")
             memory = mem if isinstance(mem, wasmtime.Memory) else None
             start = exports["_start"]
             assert isinstance(start, wasmtime.Func)
-            set_current_stop(self._stopping)  # sleeps in poll_oneoff end when it is set
             start(store)
             result = Exited(0)
         except wasmtime.ExitTrap as e:
@@ -221,7 +221,7 @@ class Instance:
             log.exception("service '%s' crashed the host thread", self.service.name)
             result = Exited(None, ServiceError("start", f"service '{self.service.name}': {e!r}"))
         finally:
-            set_current_stop(None)
+            set_current(None)
             self._stdin.close()
             if store is not None:
                 store.close()  # closes the guest's ends of the pipes: readers see EOF
@@ -419,6 +419,13 @@ class _StdinWriter:
             self._closed = True
             self._cond.notify_all()
 
+    def state(self) -> tuple[int, bool]:
+        """(bytes in the pipe that the guest has not read, whether the pipe is closed)."""
+        with self._cond:
+            if self._fd is None:
+                return 0, self._closed
+            return _bytes_in_pipe(self._fd), False
+
     def join(self, timeout: float) -> None:
         """Wait for the pump to finish (call once the guest's end of the pipe is closed)."""
         if self._thread is not None:
@@ -454,7 +461,8 @@ class _StdinWriter:
                 self.unread = sum(map(len, self._chunks)) + len(view) + _bytes_in_pipe(fd)
                 self._chunks.clear()
                 self._cond.notify_all()
-            os.close(fd)
+                os.close(fd)
+                self._fd = None
 
 
 def _bytes_in_pipe(fd: int) -> int:

@@ -1,44 +1,64 @@
 """A WASI `poll_oneoff` that `terminate()` interrupts.
 
 Epoch interruption stops wasm code, not a host call: a guest in `sleep(60)` (wasi-libc turns
-`nanosleep` into `poll_oneoff` with one relative clock subscription) would ignore `terminate()`
-for a minute. `shadow_poll_oneoff` replaces the import on a Linker: clock-only polls with
-relative timeouts wait on the calling instance's stop event instead, and return `EINTR` when it
-is set, so the instance reaches its next epoch check at once. Every other poll (file
-descriptors, absolute or CPU-time clocks) goes to wasmtime's own implementation; those wake up
-on their own when an instance is stopped (its stdin is closed and its output drained).
+`nanosleep` into `poll_oneoff` with one clock subscription) would ignore `terminate()` for a
+minute. wasmtime's own `poll_oneoff` cannot be called from a host function (it needs the calling
+instance's memory), so `shadow_poll_oneoff` replaces it with this one, which waits on the
+calling instance's stop event and returns `EINTR` when it is set; the instance then stops at its
+next epoch check.
+
+What it reports: a realtime or monotonic clock fires after its timeout (relative, or absolute
+against the guest's clock: wall time, or for the monotonic clock the time since its WASI
+context was made, `Waker.epoch`); a read on fd 0 is ready once the stdin pipe holds bytes
+(`nbytes`) or is closed (`hangup`), checked every POLL_INTERVAL; every other fd subscription is
+ready at once, as regular files are (a write to a full stdout pipe then blocks in `fd_write`,
+which terminate() also ends). CPU-time clocks are not supported (`ENOTSUP`), as in wasmtime.
 """
 
 from __future__ import annotations
 
 import struct
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import wasmtime
 
 _MODULE = "wasi_snapshot_preview1"
-# userdata, tag, clock id, timeout, precision, flags (wasi `subscription`, 48 bytes)
+# userdata, tag, clock id or fd, timeout, precision, flags (wasi `subscription`, 48 bytes)
 _SUBSCRIPTION = struct.Struct("<QB7xIxxxxQQH6x")
-_EVENT = struct.Struct("<QHB5x16x")  # userdata, error, type (fd_readwrite left zero)
-_TAG_CLOCK = 0
+_EVENT = struct.Struct("<QHB5xQH6x")  # userdata, error, type, nbytes, flags (32 bytes)
+_CLOCK, _FD_READ = 0, 1
 _ABSTIME = 1
+_HANGUP = 1
 _REALTIME, _MONOTONIC = 0, 1
-_SUCCESS, _EFAULT, _EINTR, _EINVAL = 0, 21, 27, 28
-
-#: The stop event of the instance running on this thread (host calls run on the caller's thread).
-current = threading.local()
-
-
-def set_current_stop(stop: threading.Event | None) -> None:
-    """Declare `stop` as the event that interrupts this thread's sleeps (None: no instance)."""
-    current.stop = stop
+_SUCCESS, _EFAULT, _EINTR, _EINVAL, _ENOTSUP = 0, 21, 27, 28, 58
+#: How often a poll on stdin looks at the pipe again.
+POLL_INTERVAL = 0.005
 
 
-def shadow_poll_oneoff(linker: wasmtime.Linker, engine: wasmtime.Engine) -> None:
+@dataclass(frozen=True)
+class Waker:
+    """What this thread's instance offers a poll: its stop event, its stdin's state
+    `stdin() -> (bytes waiting in the pipe, closed)`, and `time.monotonic()` just after its
+    WASI context was made (where the guest's monotonic clock starts from 0)."""
+
+    stop: threading.Event
+    stdin: Callable[[], tuple[int, bool]]
+    epoch: float
+
+
+_current = threading.local()
+
+
+def set_current(waker: Waker | None) -> None:
+    """Declare the instance running on this thread (host calls run on the caller's thread)."""
+    _current.waker = waker
+
+
+def shadow_poll_oneoff(linker: wasmtime.Linker) -> None:
     """Replace `linker`'s WASI `poll_oneoff` (already defined) with the interruptible one."""
-    wasi = wasmtime.Linker(engine)
-    wasi.define_wasi()
     i32 = wasmtime.ValType.i32()
     ty = wasmtime.FuncType([i32, i32, i32, i32], [i32])
 
@@ -46,23 +66,35 @@ def shadow_poll_oneoff(linker: wasmtime.Linker, engine: wasmtime.Engine) -> None
         # Never raise here: wasmtime-py hands exceptions across threads through a global.
         try:
             memory = caller["memory"]
-            if not isinstance(memory, wasmtime.Memory) or count == 0:
+            waker: Waker | None = getattr(_current, "waker", None)
+            if not isinstance(memory, wasmtime.Memory) or count == 0 or waker is None:
                 return _EINVAL
             raw = memory.read(caller, subs, subs + count * _SUBSCRIPTION.size)
-            clocks = [_SUBSCRIPTION.unpack_from(raw, i * _SUBSCRIPTION.size) for i in range(count)]
-            stop: threading.Event | None = getattr(current, "stop", None)
-            if stop is None or not all(_relative_clock(s) for s in clocks):
-                original = wasi.get(caller, _MODULE, "poll_oneoff")
-                assert isinstance(original, wasmtime.Func)
-                return int(original(caller, subs, events, count, out))
-            shortest = min(s[3] for s in clocks)
-            if stop.wait(shortest / 1e9):
-                return _EINTR
-            fired = [s for s in clocks if s[3] == shortest]
-            data = b"".join(_EVENT.pack(s[0], _SUCCESS, _TAG_CLOCK) for s in fired)
-            memory.write(caller, data, events)
-            memory.write(caller, struct.pack("<I", len(fired)), out)
-            return _SUCCESS
+            subscriptions = [
+                _SUBSCRIPTION.unpack_from(raw, i * _SUBSCRIPTION.size) for i in range(count)
+            ]
+            deadlines: dict[int, float] = {}
+            start = time.monotonic()
+            for i, (_u, tag, clock, timeout, _p, flags) in enumerate(subscriptions):
+                if tag != _CLOCK:
+                    continue
+                if clock not in (_REALTIME, _MONOTONIC):
+                    return _ENOTSUP
+                if flags & _ABSTIME:
+                    now = time.time_ns() if clock == _REALTIME else (start - waker.epoch) * 1e9
+                    timeout = max(0, timeout - now)
+                deadlines[i] = start + timeout / 1e9
+            while True:
+                ready = _ready(subscriptions, deadlines, waker)
+                if ready:
+                    memory.write(caller, b"".join(ready), events)
+                    memory.write(caller, struct.pack("<I", len(ready)), out)
+                    return _SUCCESS
+                wait = min(deadlines.values(), default=float("inf")) - time.monotonic()
+                if len(deadlines) < count:  # an fd subscription: stdin, looked at again soon
+                    wait = min(wait, POLL_INTERVAL)
+                if waker.stop.wait(max(0.0, wait)):
+                    return _EINTR
         except Exception:
             return _EFAULT
 
@@ -71,6 +103,21 @@ def shadow_poll_oneoff(linker: wasmtime.Linker, engine: wasmtime.Engine) -> None
     linker.allow_shadowing = False
 
 
-def _relative_clock(sub: tuple[Any, ...]) -> bool:
-    _userdata, tag, clock, _timeout, _precision, flags = sub
-    return tag == _TAG_CLOCK and clock in (_REALTIME, _MONOTONIC) and not flags & _ABSTIME
+def _ready(
+    subscriptions: list[tuple[int, ...]], deadlines: dict[int, float], waker: Waker
+) -> list[bytes]:
+    """The events of every subscription that is ready now."""
+    now = time.monotonic()
+    out = []
+    for i, (userdata, tag, fd, _t, _p, _f) in enumerate(subscriptions):
+        if tag == _CLOCK:
+            if deadlines[i] <= now:
+                out.append(_EVENT.pack(userdata, _SUCCESS, tag, 0, 0))
+        elif tag == _FD_READ and fd == 0:
+            waiting, closed = waker.stdin()
+            if waiting or closed:
+                out.append(_EVENT.pack(userdata, _SUCCESS, tag, waiting, _HANGUP if closed else 0))
+        else:
+            out.append(_EVENT.pack(userdata, _SUCCESS, tag, 0, 0))
+    return out
+
