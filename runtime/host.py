@@ -442,7 +442,8 @@ class _Background:
             full = len(self._pending) >= RESTART_QUEUE
             if full or self._pending_bytes + len(data) > RESTART_QUEUE_BYTES:
                 why = (
-                    f"background service '{self.service.name}' is restarting and "
+                    f"background service '{self.service.name}' is not running (starting or "
+                    "restarting) and "
                     f"{len(self._pending)} messages ({self._pending_bytes} bytes) already wait "
                     f"for it (the restart queue holds {RESTART_QUEUE} messages, "
                     f"{RESTART_QUEUE_BYTES >> 20} MiB); this subscriber was disconnected"
