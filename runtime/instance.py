@@ -321,6 +321,8 @@ class Instance:
             self._output_failed(str(e))
             return
         for message in messages:
+            if self._stopping.is_set():
+                return
             self._on_event(Message(message))
 
     def _output_failed(self, what: str) -> None:
@@ -337,6 +339,8 @@ class Instance:
             self._stderr_cut += len(chunk) - len(chunk[:keep])
         *lines, pending = (self._stderr_pending + chunk).split(b"\n")
         for line in lines:
+            if self._stopping.is_set():
+                return  # a 1 MiB chunk can hold 100k lines: stop discarding them at once
             for start in range(0, max(len(line), 1), STDERR_LINE):
                 self._stderr_line(self.service.name, line[start : start + STDERR_LINE])
         while len(pending) > STDERR_LINE:
