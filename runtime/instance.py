@@ -423,8 +423,8 @@ class _StdinWriter:
             self._closed = True
             self._cond.notify_all()
 
-    def state(self) -> tuple[int, bool]:
-        """(bytes in the pipe that the guest has not read, whether the pipe is closed)."""
+    def state(self) -> tuple[int | None, bool]:
+        """(bytes in the pipe the guest has not read, None if unknown; whether it is closed)."""
         with self._cond:
             if self._fd is None:
                 return 0, self._closed
@@ -462,17 +462,18 @@ class _StdinWriter:
         finally:
             with self._cond:
                 self._closed = True
-                self.unread = sum(map(len, self._chunks)) + len(view) + _bytes_in_pipe(fd)
+                in_pipe = _bytes_in_pipe(fd) or 0
+                self.unread = sum(map(len, self._chunks)) + len(view) + in_pipe
                 self._chunks.clear()
                 self._cond.notify_all()
                 os.close(fd)
                 self._fd = None
 
 
-def _bytes_in_pipe(fd: int) -> int:
-    """Bytes written to a pipe and not yet read (0 where FIONREAD is unsupported)."""
+def _bytes_in_pipe(fd: int) -> int | None:
+    """Bytes written to a pipe and not yet read (None where FIONREAD is unsupported)."""
     if sys.platform == "win32":  # pragma: no cover - a named pipe; not counted
-        return 0
+        return None
     import fcntl
     import termios
 
@@ -480,7 +481,7 @@ def _bytes_in_pipe(fd: int) -> int:
     try:
         fcntl.ioctl(fd, termios.FIONREAD, buf)
     except OSError:
-        return 0
+        return None
     return int.from_bytes(buf, "little")
 
 

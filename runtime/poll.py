@@ -10,7 +10,8 @@ next epoch check.
 What it reports: a realtime or monotonic clock fires after its timeout (relative, or absolute
 against the guest's clock: wall time, or for the monotonic clock the time since its WASI
 context was made, `Waker.epoch`); a read on fd 0 is ready once the stdin pipe holds bytes
-(`nbytes`) or is closed (`hangup`), checked every POLL_INTERVAL; every other fd subscription is
+(`nbytes`) or is closed (`hangup`), checked every POLL_INTERVAL (where the pipe cannot be
+looked into, on Windows, it is ready at once); every other fd subscription is
 ready at once, as regular files are (a write to a full stdout pipe then blocks in `fd_write`,
 which terminate() also ends). CPU-time clocks are not supported (`ENOTSUP`), as in wasmtime.
 """
@@ -41,11 +42,11 @@ POLL_INTERVAL = 0.005
 @dataclass(frozen=True)
 class Waker:
     """What this thread's instance offers a poll: its stop event, its stdin's state
-    `stdin() -> (bytes waiting in the pipe, closed)`, and `time.monotonic()` just after its
-    WASI context was made (where the guest's monotonic clock starts from 0)."""
+    `stdin() -> (bytes waiting in the pipe or None if unknown, closed)`, and the
+    `time.monotonic()` just after its WASI context was made (the guest's monotonic 0)."""
 
     stop: threading.Event
-    stdin: Callable[[], tuple[int, bool]]
+    stdin: Callable[[], tuple[int | None, bool]]
     epoch: float
 
 
@@ -115,8 +116,9 @@ def _ready(
                 out.append(_EVENT.pack(userdata, _SUCCESS, tag, 0, 0))
         elif tag == _FD_READ and fd == 0:
             waiting, closed = waker.stdin()
-            if waiting or closed:
-                out.append(_EVENT.pack(userdata, _SUCCESS, tag, waiting, _HANGUP if closed else 0))
+            if waiting is None or waiting or closed:
+                flags = _HANGUP if closed else 0
+                out.append(_EVENT.pack(userdata, _SUCCESS, tag, waiting or 0, flags))
         else:
             out.append(_EVENT.pack(userdata, _SUCCESS, tag, 0, 0))
     return out

@@ -60,7 +60,7 @@ interface WasiRunResult {
  */
 type WasiErrorKind =
   | 'lookup' | 'permission' | 'limit' | 'start' | 'trap' | 'timeout' | 'memory' | 'terminated'
-  | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid';
+  | 'output' | 'overflow' | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid';
 
 declare class WasiError extends Error {
   readonly name: 'WasiError';
