@@ -202,7 +202,8 @@ class Instance:
             wasi = self._wasi_config()
             self._stdin.start(stdio.configure(wasi))
             store.set_wasi(wasi)
-            set_current(Waker(self._stopping, self._stdin.state, time.monotonic()))
+            set_current(Waker(self._stopping, self._stdin.state, time.monotonic(),
+                              self._stdin.wait_change))
             instance = self._launch.pre.instantiate(store)
             exports = instance.exports(store)
             mem = exports.get("memory")
@@ -429,6 +430,11 @@ class _StdinWriter:
             if self._fd is None:
                 return 0, self._closed
             return _bytes_in_pipe(self._fd), False
+
+    def wait_change(self, timeout: float) -> None:
+        """Wait up to `timeout` s for the next write to the pipe, or its closing."""
+        with self._cond:
+            self._cond.wait(timeout)
 
     def join(self, timeout: float) -> None:
         """Wait for the pump to finish (call once the guest's end of the pipe is closed)."""

@@ -10,7 +10,8 @@ next epoch check.
 What it reports: a realtime or monotonic clock fires after its timeout (relative, or absolute
 against the guest's clock: wall time, or for the monotonic clock the time since its WASI
 context was made, `Waker.epoch`); a read on fd 0 is ready once the stdin pipe holds bytes
-(`nbytes`) or is closed (`hangup`), checked every POLL_INTERVAL (where the pipe cannot be
+(`nbytes`) or is closed (`hangup`), checked whenever the host writes stdin and at least every
+POLL_INTERVAL (where the pipe cannot be
 looked into, on Windows, it is ready at once); every other fd subscription is
 ready at once, as regular files are (a write to a full stdout pipe then blocks in `fd_write`,
 which terminate() also ends). CPU-time clocks are not supported (`ENOTSUP`), as in wasmtime.
@@ -43,11 +44,13 @@ POLL_INTERVAL = 0.005
 class Waker:
     """What this thread's instance offers a poll: its stop event, its stdin's state
     `stdin() -> (bytes waiting in the pipe or None if unknown, closed)`, and the
-    `time.monotonic()` just after its WASI context was made (the guest's monotonic 0)."""
+    `time.monotonic()` just after its WASI context was made (the guest's monotonic 0), and
+    `stdin_wait(seconds)`, which returns early when stdin is written, closed or stopped."""
 
     stop: threading.Event
     stdin: Callable[[], tuple[int | None, bool]]
     epoch: float
+    stdin_wait: Callable[[float], None]
 
 
 _current = threading.local()
@@ -93,8 +96,10 @@ def shadow_poll_oneoff(linker: wasmtime.Linker) -> None:
                     return _SUCCESS
                 wait = min(deadlines.values(), default=float("inf")) - time.monotonic()
                 if len(deadlines) < count:  # an fd subscription: stdin, looked at again soon
-                    wait = min(wait, POLL_INTERVAL)
-                if waker.stop.wait(max(0.0, wait)):
+                    waker.stdin_wait(max(0.0, min(wait, POLL_INTERVAL)))
+                    if waker.stop.is_set():
+                        return _EINTR
+                elif waker.stop.wait(max(0.0, wait)):
                     return _EINTR
         except Exception:
             return _EFAULT
