@@ -22,7 +22,7 @@ from hostutil import WAIT, drain, next_message
 from wvwasi.runtime.events import Message, Stderr
 from wvwasi.runtime.host import ServiceLimitError
 from wvwasi.runtime.instance import STDERR_LINE
-from wvwasi.runtime.manifest import DEFAULT_MESSAGE_LIMIT, load_manifest
+from wvwasi.runtime.manifest import DEFAULT_MESSAGE_LIMIT, ManifestError, load_manifest
 from wvwasi.runtime.tempdirs import PREFIX, sweep
 
 #: RSS a flood may add to the test process (the unbounded host grew by ~1 GB in 40 s).
@@ -213,3 +213,21 @@ def test_temp_folders_of_a_killed_app_are_swept_at_next_start(
             app.kill()
             app.wait(WAIT)
         sweep()  # the second app's folder, now abandoned too
+
+
+@pytest.mark.parametrize(
+    ("extra", "services", "key"),
+    [
+        ({"host": {"instances": 0}}, {}, "host.instances"),
+        ({"host": {"threads": 4}}, {}, "host.threads"),
+        ({}, {"limits": {"message": "lots"}}, "services.nonl.limits.message"),
+        ({}, {"limits": {"message": 0}}, "services.nonl.limits.message"),
+    ],
+)
+def test_bad_bounds_in_the_manifest_name_their_key(
+    make_project: Callable[..., Path], extra: dict[str, Any], services: dict[str, Any], key: str
+) -> None:
+    project = make_project({"nonl": {"source": "nonl_flood", **services}}, extra=extra)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(project)
+    assert caught.value.key == key, str(caught.value)
