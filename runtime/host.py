@@ -105,7 +105,7 @@ class ServiceHost:
         with self._lock:
             if self._temp is None:
                 sweep()
-                self._temp = LockedTempDir()
+                self._temp = LockedTempDir("host")
         if self._ticker is None:
             self._ticker = threading.Thread(target=self._tick, name="wvwasi:epoch", daemon=True)
             self._ticker.start()

@@ -7,14 +7,14 @@ A variable may only begin a host path: `$APPDATA/notes`. The app-owned folders (
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import platformdirs
+
+from .tempdirs import LockedTempDir
 
 if TYPE_CHECKING:
     from wvwasi.runtime.manifest import Manifest
@@ -68,7 +68,7 @@ class PathContext:
         if unknown:
             raise ValueError(f"unknown path variables in base_dirs: {sorted(unknown)}")
         self._dirs: dict[str, Path] = {k: Path(v) for k, v in (base_dirs or {}).items()}
-        self._temp: Path | None = None
+        self._temp: LockedTempDir | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -91,8 +91,8 @@ class PathContext:
             raise ValueError(f'unknown variable "${name}"')
         with self._lock:
             if name == "TEMP" and "TEMP" not in self._dirs:
-                self._temp = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.identifier}-"))
-                self._dirs["TEMP"] = self._temp
+                self._temp = LockedTempDir(self.identifier)  # swept if the app is killed
+                self._dirs["TEMP"] = self._temp.path
             path = self._dirs.get(name) or self._default(name)
             if name in APP_OWNED:
                 path.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ class PathContext:
             temp, self._temp = self._temp, None
             if temp is not None:
                 self._dirs.pop("TEMP", None)
-                shutil.rmtree(temp, ignore_errors=True)
+                temp.close()
 
     def __enter__(self) -> PathContext:
         return self

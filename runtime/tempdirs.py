@@ -1,10 +1,12 @@
 """Temporary folders that a later run can tell are abandoned.
 
-A service host keeps its instances' FIFOs and files under one `wvwasi-host-*` folder in the
-system temp dir. The folder holds a `.lock` file that the host keeps locked (`flock` on POSIX,
-`msvcrt.locking` on Windows) until `close()`; the OS drops the lock when the process dies. So
-`sweep()` at the next start removes exactly the folders whose owner is gone (killed, crashed),
-never one of a live process.
+Every temp folder wvwasi makes in the system temp dir (a service host's, holding its instances'
+FIFOs and files, and an app's `$TEMP`) is `wvwasi-<tag>-XXXX` with a lock file beside it,
+`wvwasi-<tag>-XXXX.lock`, that its owner keeps locked (`flock` on POSIX, `msvcrt.locking` on
+Windows) until `close()`; the OS drops the lock when the process dies. `sweep()` at the next
+start removes exactly the folders whose lock is free (a killed or crashed run's), never one of a
+live process. The lock file is locked before it gets its final name, so a sweep never sees it
+unlocked; a folder without a lock file is never touched.
 """
 
 from __future__ import annotations
@@ -18,49 +20,53 @@ from pathlib import Path
 
 log = logging.getLogger("wvwasi.host")
 
-PREFIX = "wvwasi-host-"
-_NEW = "wvwasi-new-"
-_LOCK = ".lock"
+PREFIX = "wvwasi-"
+LOCK_SUFFIX = ".lock"
+_STAGING = ".wvwasi-staging-"
 
 
 class LockedTempDir:
-    """A fresh `PREFIX*` folder, locked until `close()` removes it."""
+    """A fresh `wvwasi-<tag>-*` folder in the system temp dir, locked until `close()`."""
 
-    def __init__(self) -> None:
-        # Locked under a name sweep() ignores, then renamed: a sweep never sees it unlocked.
-        new = Path(tempfile.mkdtemp(prefix=_NEW))
-        self._fd: int | None = os.open(new / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        if not _try_lock(self._fd):  # pragma: no cover - a brand-new file is never locked
-            raise OSError(f"cannot lock {new / _LOCK}")
-        self.path = new.with_name(PREFIX + new.name.removeprefix(_NEW))
-        os.rename(new, self.path)
+    def __init__(self, tag: str) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{tag}-"))
+        fd, staging = tempfile.mkstemp(prefix=_STAGING, dir=self.path.parent)
+        if not _try_lock(fd):  # pragma: no cover - a brand-new file is never locked
+            os.close(fd)
+            raise OSError(f"cannot lock {staging}")
+        self._fd: int | None = fd
+        self.lock_path = self.path.with_name(self.path.name + LOCK_SUFFIX)
+        os.replace(staging, self.lock_path)
 
     def close(self) -> None:
-        """Remove the folder and everything in it (idempotent)."""
+        """Remove the folder, everything in it and its lock file (idempotent)."""
         if self._fd is None:
             return
+        shutil.rmtree(self.path, ignore_errors=True)
         os.close(self._fd)  # releases the lock (Windows cannot delete an open file)
         self._fd = None
-        shutil.rmtree(self.path, ignore_errors=True)
+        self.lock_path.unlink(missing_ok=True)
 
 
 def sweep(temp_dir: Path | None = None) -> list[Path]:
-    """Remove abandoned `PREFIX*` folders (their lock is free); returns what was removed."""
+    """Remove abandoned wvwasi temp folders (their lock is free); returns what was removed."""
     removed = []
-    for folder in Path(temp_dir or tempfile.gettempdir()).glob(f"{PREFIX}*"):
+    for lock in Path(temp_dir or tempfile.gettempdir()).glob(f"{PREFIX}*{LOCK_SUFFIX}"):
         try:
-            fd = os.open(folder / _LOCK, os.O_RDWR)
+            fd = os.open(lock, os.O_RDWR)
         except OSError:
-            continue  # not ours, or being created right now (lock file not there yet)
+            continue  # removed meanwhile
         try:
             if not _try_lock(fd):
-                continue  # its host is alive
+                continue  # its owner is alive
+            folder = lock.with_name(lock.name.removesuffix(LOCK_SUFFIX))
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
         finally:
             os.close(fd)
+        lock.unlink(missing_ok=True)
     if removed:
-        log.info("removed %d temp folder(s) left by an earlier run", len(removed))
+        log.info("removed %d temp folder(s) left by earlier runs", len(removed))
     return removed
 
 
@@ -81,4 +87,3 @@ def _try_lock(fd: int) -> bool:
     except OSError:
         return False
     return True
-

@@ -153,6 +153,7 @@ def test_a_flood_does_not_leak_threads_or_fds(host: Any) -> None:
 
 
 def _our_temp_folders() -> set[Path]:
+    """Every wvwasi temp folder and lock file."""
     return set(Path(tempfile.gettempdir()).glob(f"{PREFIX}*"))
 
 
@@ -170,7 +171,7 @@ def test_close_leaves_no_thread_and_no_temp_folder(
     got: list[Any] = []
     sub = host.subscribe("bg", got.append)
     sub.send("hello")
-    assert len(_our_temp_folders() - folders_before) == 1
+    assert len(_our_temp_folders() - folders_before) == 2  # the host's folder and its lock
     started = time.monotonic()
     host.close()
     took = time.monotonic() - started
@@ -188,7 +189,7 @@ _KILLED_APP = textwrap.dedent("""
     host = ServiceHost(load_manifest(sys.argv[1])).start()
     inst = host.spawn("block")
     assert inst.recv(60).data == "waiting"
-    print(host._temp.path, flush=True)
+    print(host._temp.path, host.paths.variable("TEMP"), flush=True)
     time.sleep(600)
 """)
 
@@ -203,14 +204,16 @@ def test_temp_folders_of_a_killed_app_are_swept_at_next_start(
         for _ in range(2)
     ]
     try:
-        killed, alive = (Path(app.stdout.readline().strip()) for app in apps)  # type: ignore[union-attr]
-        assert any(p.is_fifo() for p in killed.rglob("*")), "expected the instance's FIFOs"
+        killed, alive = ([Path(p) for p in app.stdout.readline().split()] for app in apps)  # type: ignore[union-attr]
+        assert any(p.is_fifo() for p in killed[0].rglob("*")), "expected the instance's FIFOs"
         apps[0].send_signal(signal.SIGKILL)
         apps[0].wait(WAIT)
-        assert killed.is_dir()  # a killed process cleans nothing up
+        assert all(p.is_dir() for p in killed)  # a killed process cleans nothing up
         make_host(load_manifest(project)).start()
-        assert not killed.exists(), "the killed app's temp folder was not swept"
-        assert alive.is_dir(), "the sweep removed a live app's folder"
+        for folder in killed:  # the host's folder and the app's $TEMP
+            assert not folder.exists(), f"the killed app's {folder} was not swept"
+            assert not Path(f"{folder}.lock").exists()
+        assert all(p.is_dir() for p in alive), "the sweep removed a live app's folder"
     finally:
         for app in apps:
             app.kill()
