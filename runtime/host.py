@@ -9,6 +9,7 @@ Every queue and thread here has a bound (docs/security.md, "Host resources").
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -42,6 +43,8 @@ RESTART_QUEUE_BYTES = 16 << 20
 #: Messages per background instance whose sender is remembered for "lost" counts.
 _SENT_TRACKED = 65_536
 _CLOSE_WAIT = 5.0  # seconds close() waits for instances and threads in all
+#: File descriptors to allow per live instance: 3 pipe ends of ours, 3 of wasmtime's, preopens.
+FDS_PER_INSTANCE = 16
 
 
 class ServiceLimitError(RuntimeError):
@@ -106,6 +109,7 @@ class ServiceHost:
             if self._temp is None:
                 sweep()
                 self._temp = LockedTempDir("host")
+                _raise_fd_limit(self.manifest.host.instances * FDS_PER_INSTANCE + 1024)
         if self._ticker is None:
             self._ticker = threading.Thread(target=self._tick, name="wvwasi:epoch", daemon=True)
             self._ticker.start()
@@ -294,6 +298,22 @@ class ServiceHost:
                 ) from None
             self._pres[service.source] = (module, pre)
             return pre
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Raise this process's soft fd limit towards `wanted` (never past the hard limit), so
+    that `[host] instances` live instances fit under it (a desktop's soft limit is often 1024)."""
+    if sys.platform == "win32":  # pragma: no cover - no such limit
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            log.warning("cannot raise the open-file limit from %d to %d", soft, target)
 
 
 def _ignore(_event: Event) -> None:

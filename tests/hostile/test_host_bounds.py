@@ -22,7 +22,12 @@ from hostutil import WAIT, drain, next_message
 from wvwasi.runtime.events import Message, Stderr
 from wvwasi.runtime.host import ServiceLimitError
 from wvwasi.runtime.instance import STDERR_LINE
-from wvwasi.runtime.manifest import DEFAULT_MESSAGE_LIMIT, ManifestError, load_manifest
+from wvwasi.runtime.manifest import (
+    DEFAULT_HOST_INSTANCES,
+    DEFAULT_MESSAGE_LIMIT,
+    ManifestError,
+    load_manifest,
+)
 from wvwasi.runtime.tempdirs import PREFIX, sweep
 
 #: RSS a flood may add to the test process (the unbounded host grew by ~1 GB in 40 s).
@@ -237,3 +242,37 @@ def test_bad_bounds_in_the_manifest_name_their_key(
     with pytest.raises(ManifestError) as caught:
         load_manifest(project)
     assert caught.value.key == key, str(caught.value)
+
+
+_FD_LIMITED_APP = textwrap.dedent("""
+    import resource, sys
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    from wvwasi.runtime.host import ServiceHost, ServiceLimitError
+    from wvwasi.runtime.manifest import DEFAULT_HOST_INSTANCES, load_manifest
+    manifest = load_manifest(sys.argv[1])
+    with ServiceHost(manifest) as host:
+        insts = [host.spawn("block") for _ in range(DEFAULT_HOST_INSTANCES)]
+        running = sum(1 for i in insts if i.recv(120).data == "waiting")
+        try:
+            host.spawn("block")
+            refused = "no"
+        except ServiceLimitError as e:
+            refused = str(e)
+    print(running, refused)
+""")
+
+
+def test_the_default_instance_cap_is_reached_before_a_1024_fd_limit(
+    make_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A desktop's soft fd limit is often 1024: every instance up to `[host] instances` starts
+    (the host raises the soft limit), and the next one is refused, not failed for want of fds."""
+    project = make_project({"block": {"source": "blockread", "kind": "dedicated"}}, name="fds")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", _FD_LIMITED_APP, str(project)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    running, refused = out.stdout.strip().split(" ", 1)
+    assert int(running) == DEFAULT_HOST_INSTANCES
+    assert "[host] instances" in refused
