@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ErrorKind = Literal["trap", "timeout", "memory", "terminated", "start"]
+#: "output": the service's stdout broke its framing limits (a message over `limits.message`);
+#: "overflow": a subscriber of a background service fell too far behind, or sent more than
+#: the restart queue holds, and was disconnected.
+ErrorKind = Literal["trap", "timeout", "memory", "terminated", "start", "output", "overflow"]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ class FramingError(ValueError):
     """A message that the service's `ipc` mode cannot carry."""
 
 
+class MessageTooLong(FramingError):
+    """The service's output holds a message longer than its `limits.message`."""
+
+
 def encode(ipc: Ipc, message: bytes | str) -> bytes:
     """The bytes to write to stdin to deliver `message` to a service in mode `ipc`."""
     if ipc == "lines":
@@ -38,10 +42,15 @@ def encode(ipc: Ipc, message: bytes | str) -> bytes:
 
 
 class Decoder:
-    """Turns the chunks read from a service's stdout into messages."""
+    """Turns the chunks read from a service's stdout into messages.
 
-    def __init__(self, ipc: Ipc) -> None:
+    At most `max_message` bytes of one message are buffered: a longer line, or a frame header
+    announcing more, raises MessageTooLong (a stream has no messages to bound: each chunk is one).
+    """
+
+    def __init__(self, ipc: Ipc, max_message: int = MAX_FRAME) -> None:
         self.ipc = ipc
+        self.max_message = max_message
         self._buf = bytearray()
 
     def feed(self, chunk: bytes) -> list[bytes | str]:
@@ -50,14 +59,24 @@ class Decoder:
             return [chunk] if chunk else []
         if self.ipc == "frames":
             return self._frames(chunk)
+        start = len(self._buf)
         self._buf += chunk
-        if self.ipc == "lines":
-            end = self._buf.rfind(b"\n")
-            if end < 0:
-                return []
-            complete = bytes(self._buf[:end])
-            del self._buf[: end + 1]
-            return [line.decode("utf-8", "replace") for line in complete.split(b"\n")]
+        end = self._buf.rfind(b"\n", start)
+        if end < 0:
+            self._check_line(len(self._buf))
+            return []
+        complete = bytes(self._buf[:end])
+        del self._buf[: end + 1]
+        lines = complete.split(b"\n")
+        self._check_line(max(len(self._buf), *map(len, lines)))
+        return [line.decode("utf-8", "replace") for line in lines]
+
+    def _check_line(self, length: int) -> None:
+        if length > self.max_message:
+            raise MessageTooLong(
+                f"wrote a line of more than {self.max_message} bytes (its limits.message) "
+                "without a newline"
+            )
 
     def _frames(self, chunk: bytes) -> list[bytes | str]:
         # Parse straight from the chunk when nothing is pending: one copy per message.
@@ -69,6 +88,12 @@ class Decoder:
         view, pos, size = memoryview(data), 0, len(data)
         while size - pos >= 4:
             (length,) = _U32.unpack_from(view, pos)
+            if length > self.max_message:
+                view.release()
+                raise MessageTooLong(
+                    f"announced a frame of {length} bytes, over its limits.message of "
+                    f"{self.max_message} bytes"
+                )
             if size - pos - 4 < length:
                 break
             out.append(bytes(view[pos + 4 : pos + 4 + length]))

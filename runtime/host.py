@@ -3,13 +3,16 @@
 `spawn` starts an instance of any service; `run_task` runs one to completion; `subscribe`
 connects to the shared instance of a `background` service, which the host starts with the app
 and restarts with back-off when it fails. Per-spawn options can only narrow the manifest.
+Every queue and thread here has a bound (docs/security.md, "Host resources").
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,23 +23,37 @@ from . import framing, guestpath
 from .events import Event, Exited, ServiceError
 from .hostdirs import HostDirs
 from .hostpath import EscapeError, Root
-from .instance import Instance, Launch
+from .instance import Instance, Launch, event_cost
 from .manifest import Manifest, Preopen, Service
 from .modules import ModuleLoader, WasmLoadError, make_engine
 from .paths import PathContext
+from .poll import shadow_poll_oneoff
+from .tempdirs import LockedTempDir, sweep
 
 log = logging.getLogger("wvwasi.host")
 
 TICK_SECONDS = 0.005
 _RESTART_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _HEALTHY_SECONDS = 10.0
-_MAX_PENDING = 10_000
 #: Grants one spawn may carry (each holds one open folder while the instance runs).
 MAX_GRANTS = 16
+#: Bytes of events one background subscriber may have waiting before it is disconnected.
+SUBSCRIBER_BUFFER = 8 << 20
+#: Subscribers of one background service at once.
+MAX_SUBSCRIBERS = 256
+#: Messages, and their bytes, sent while a background service is not running that wait for it.
+RESTART_QUEUE = 1_000
+RESTART_QUEUE_BYTES = 16 << 20
+#: Messages per background instance whose sender is remembered for "lost" counts.
+_SENT_TRACKED = 65_536
+_CLOSE_WAIT = 5.0  # seconds close() waits for instances and threads in all
+#: File descriptors to allow per live instance: 3 pipe ends of ours, 3 of wasmtime's, preopens.
+FDS_PER_INSTANCE = 16
 
 
 class ServiceLimitError(RuntimeError):
-    """A spawn over the service's `limits.instances`."""
+    """A spawn over a limit: the service's `limits.instances`, `[limits] instances`, or the
+    subscribers of a background service."""
 
 
 @dataclass(frozen=True)
@@ -78,17 +95,26 @@ class ServiceHost:
         self._dirs = HostDirs(manifest, self.paths)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
+        shadow_poll_oneoff(self._linker)
         self._pres: dict[Path, tuple[wasmtime.Module, wasmtime.InstancePre]] = {}
         self._lock = threading.RLock()
         self._live: dict[int, Instance] = {}
         self._background: dict[str, _Background] = {}
         self._closed = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._temp: LockedTempDir | None = None  # instances' folders; created by start()
+        self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> ServiceHost:
-        """Start the epoch ticker and every `background` service."""
+        """Start the epoch ticker and every `background` service; the first start also removes
+        temp folders that killed runs left behind."""
+        with self._lock:
+            if self._temp is None:
+                sweep()
+                self._temp = LockedTempDir("host")
+                _raise_fd_limit(self.manifest.limits.instances * FDS_PER_INSTANCE + 1024)
         if self._ticker is None:
             self._ticker = threading.Thread(target=self._tick, name="wvwasi:epoch", daemon=True)
             self._ticker.start()
@@ -98,7 +124,11 @@ class ServiceHost:
         return self
 
     def close(self) -> None:
-        """Terminate every instance, wait for them, remove temporary folders."""
+        """Terminate every instance, wait for them and every host thread, remove temporary
+        folders. Threads stuck in an app callback are waited for `_CLOSE_WAIT` s in all."""
+        deadline = time.monotonic() + _CLOSE_WAIT
+        with self._lock:
+            self._closing = True
         for bg in list(self._background.values()):
             bg.stop()
         with self._lock:
@@ -106,10 +136,14 @@ class ServiceHost:
         for inst in live:
             inst.terminate("stopped because the app is closing")
         for inst in live:
-            inst.wait(2.0)
+            inst.wait(max(0.0, deadline - time.monotonic()))
+        for bg in list(self._background.values()):
+            bg.join(max(0.0, deadline - time.monotonic()))
         self._closed.set()  # the ticker runs until here: it is what stops spinning instances
         if self._ticker is not None:
             self._ticker.join(1.0)
+        if self._temp is not None:
+            self._temp.close()
         if self._own_paths:
             self.paths.close()
 
@@ -147,6 +181,8 @@ class ServiceHost:
         service = self.service(name)
         launch = self._launch(service, options or SpawnOptions(), capture)
         with self._lock:
+            if self._closing:
+                raise ServiceLimitError(f"cannot start '{name}': the app is closing")
             live = sum(1 for i in self._live.values() if i.service.name == name)
             limit = service.limits.instances
             if limit is not None and live >= limit:
@@ -155,8 +191,16 @@ class ServiceHost:
                     f"service '{name}' already has {live} live instance(s): "
                     f"services.{name}.limits.instances = {limit}"
                 )
+            total = self.manifest.limits.instances
+            if len(self._live) >= total:
+                launch.release()
+                raise ServiceLimitError(
+                    f"cannot start '{name}': the app already runs {len(self._live)} service "
+                    f"instances, its [limits] instances limit"
+                )
+            assert self._temp is not None
             try:
-                inst = Instance(launch, on_event, on_exit=self._forget)
+                inst = Instance(launch, on_event, on_exit=self._forget, temp_root=self._temp.path)
             except BaseException:
                 launch.release()
                 raise
@@ -171,7 +215,7 @@ class ServiceHost:
         self, name: str, *, stdin: bytes = b"", options: SpawnOptions | None = None
     ) -> TaskResult:
         """Run service `name` to completion with `stdin`; collects its raw stdout/stderr."""
-        inst = self.spawn(name, options, capture=True, on_event=lambda _e: None)
+        inst = self.spawn(name, options, capture=True, on_event=_ignore)
         if stdin:
             inst.write_stdin(stdin)
         inst.close_stdin()
@@ -279,6 +323,27 @@ def _open_dir(name: str, guest: str, host: str, opener: Callable[[str], Root]) -
         ) from None
 
 
+def _raise_fd_limit(wanted: int) -> None:
+    """Raise this process's soft fd limit towards `wanted` (never past the hard limit), so
+    that `[limits] instances` live instances fit under it (a desktop's soft limit is often 1024)."""
+    if sys.platform == "win32":  # pragma: no cover - no such limit
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            log.warning("cannot raise the open-file limit from %d to %d", soft, target)
+
+
+def _ignore(_event: Event) -> None:
+    """run_task's events: it reads the captured stdout/stderr instead."""
+
+
+
 def _check_paths(
     service: Service, options: SpawnOptions
 ) -> tuple[dict[str, bytes], list[str]]:
@@ -362,31 +427,97 @@ def _check_argv_env(service: Service, options: SpawnOptions) -> None:
 
 
 class Subscription:
-    """One client of a background service: receives every message; `send` goes to its stdin."""
+    """One client of a background service: receives every message; `send` goes to its stdin.
+
+    Events reach `on_event` on the subscription's own thread, from a queue of at most
+    SUBSCRIBER_BUFFER bytes: a subscriber that falls further behind is disconnected (its last
+    event is `Exited` with an "overflow" error) instead of slowing the others down."""
 
     def __init__(self, bg: _Background, on_event: Callable[[Event], None]) -> None:
         self._bg = bg
         self.on_event = on_event
+        self._lock = threading.Lock()
+        self._queue: deque[Event] = deque()
+        self._queued = 0
+        self._thread: threading.Thread | None = None
+        self._ended = False
 
     def send(self, message: bytes | str) -> None:
-        """Deliver a message to the shared instance."""
-        self._bg.send(message)
+        """Deliver a message to the shared instance (queued while it restarts)."""
+        self._bg.send(self, message)
 
     def close(self) -> None:
         """Stop receiving; the background service keeps running."""
         self._bg.unsubscribe(self)
+        self.end(None)
+
+    def deliver(self, event: Event) -> bool:
+        """Queue `event` for `on_event`; False if that would go past SUBSCRIBER_BUFFER."""
+        cost = event_cost(event)
+        with self._lock:
+            if self._ended:
+                return True
+            if self._queued and self._queued + cost > SUBSCRIBER_BUFFER:
+                return False
+            self._queue.append(event)
+            self._queued += cost
+            self._wake()
+        return True
+
+    def end(self, last: Exited | None) -> None:
+        """Drop what is queued; `last` (if any) is the final event `on_event` gets."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            self._queue.clear()
+            self._queued = 0
+            if last is not None:
+                self._queue.append(last)
+                self._wake()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the delivery thread (if any) to finish."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _wake(self) -> None:
+        if self._thread is None:  # one thread while events wait; it exits when none do
+            self._thread = threading.Thread(
+                target=self._deliver_loop, name=f"wvwasi:{self._bg.service.name}:subscriber",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def _deliver_loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._thread = None
+                    return
+                event = self._queue.popleft()
+                self._queued -= event_cost(event)
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("subscriber of '%s' failed", self._bg.service.name)
 
 
 class _Background:
-    """Supervises the one shared instance of a background service."""
+    """Supervises the one shared instance of a background service and fans its events out."""
 
     def __init__(self, host: ServiceHost, service: Service) -> None:
         self.host = host
         self.service = service
         self._subs: list[Subscription] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # _subs
+        self._send_lock = threading.Lock()  # the fields below; held while writing to stdin
         self._instance: Instance | None = None
-        self._pending: list[bytes | str] = []  # sent while (re)starting; delivered on start
+        self._pending: deque[tuple[Subscription, bytes]] = deque()  # sent while (re)starting
+        self._pending_bytes = 0
+        self._sent: deque[tuple[Subscription, int]] = deque(maxlen=_SENT_TRACKED)  # (who, end)
+        self._offset = 0  # stdin bytes accepted by the current instance
         self._failures = 0
         self._stopped = threading.Event()
         self._wake = threading.Event()
@@ -398,6 +529,11 @@ class _Background:
     def subscribe(self, on_event: Callable[[Event], None]) -> Subscription:
         sub = Subscription(self, on_event)
         with self._lock:
+            if len(self._subs) >= MAX_SUBSCRIBERS:
+                raise ServiceLimitError(
+                    f"background service '{self.service.name}' already has {MAX_SUBSCRIBERS} "
+                    "subscribers"
+                )
             self._subs.append(sub)
         return sub
 
@@ -406,35 +542,84 @@ class _Background:
             if sub in self._subs:
                 self._subs.remove(sub)
 
-    def send(self, message: bytes | str) -> None:
-        framing.encode(self.service.ipc, message)  # a wrong type fails now, not at delivery
-        with self._lock:
-            inst = self._instance
-            if inst is None or not inst.alive:
-                if len(self._pending) >= _MAX_PENDING:
-                    raise BrokenPipeError(
-                        f"background service '{self.service.name}' is not running and "
-                        f"{_MAX_PENDING} messages are already waiting for it"
-                    )
-                self._pending.append(message)
+    def send(self, sub: Subscription, message: bytes | str) -> None:
+        data = framing.encode(self.service.ipc, message)  # a wrong type fails now
+        with self._send_lock:
+            if self._instance is not None and self._write(sub, data):
                 return
-        inst.send(message)
+            full = len(self._pending) >= RESTART_QUEUE
+            if full or self._pending_bytes + len(data) > RESTART_QUEUE_BYTES:
+                why = (
+                    f"background service '{self.service.name}' is not running (starting or "
+                    "restarting) and "
+                    f"{len(self._pending)} messages ({self._pending_bytes} bytes) already wait "
+                    f"for it (the restart queue holds {RESTART_QUEUE} messages, "
+                    f"{RESTART_QUEUE_BYTES >> 20} MiB); this subscriber was disconnected"
+                )
+            else:
+                self._pending.append((sub, data))
+                self._pending_bytes += len(data)
+                return
+        self._disconnect(sub, why)
+        raise BrokenPipeError(why)
+
+    def _write(self, sub: Subscription, data: bytes) -> bool:
+        """Give `data` to the running instance (with _send_lock held); False if it has ended."""
+        assert self._instance is not None
+        try:
+            self._instance.write_stdin(data)
+        except BrokenPipeError:
+            return False
+        self._offset += len(data)
+        self._sent.append((sub, self._offset))
+        return True
 
     def _started(self, inst: Instance) -> None:
-        with self._lock:
+        with self._send_lock:
             self._instance = inst
-            pending, self._pending = self._pending, []
-        for message in pending:
-            inst.send(message)
+            while self._pending and self._write(*self._pending[0]):
+                self._pending_bytes -= len(self._pending.popleft()[1])
 
-    def _dispatch(self, event: Event) -> None:
+    def _ended(self, inst: Instance, exited: Exited) -> None:
+        """Report the exit to every subscriber, with the count of its messages it never read."""
+        with self._send_lock:
+            if self._instance is not inst:
+                return
+            consumed = self._offset - inst.stdin_unread
+            lost = Counter(sub for sub, end in self._sent if end > consumed)
+            self._instance, self._offset = None, 0
+            self._sent.clear()
+        error = exited.error
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
-            try:
-                sub.on_event(event)
-            except Exception:
-                log.exception("subscriber of '%s' failed", self.service.name)
+            event = exited
+            if error is not None and lost[sub]:
+                event = Exited(exited.code, ServiceError(error.kind, (
+                    f"{error.message}; {lost[sub]} message(s) this subscriber sent were not "
+                    "read and are lost"
+                )))
+            self._deliver(sub, event)
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Exited):
+            return  # _ended reports it, once the lost messages are counted
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            self._deliver(sub, event)
+
+    def _deliver(self, sub: Subscription, event: Event) -> None:
+        if not sub.deliver(event):
+            self._disconnect(sub, (
+                f"a subscriber of background service '{self.service.name}' fell more than "
+                f"{SUBSCRIBER_BUFFER >> 20} MiB of events behind and was disconnected"
+            ))
+
+    def _disconnect(self, sub: Subscription, why: str) -> None:
+        self.unsubscribe(sub)
+        log.warning("%s", why)
+        sub.end(Exited(None, ServiceError("overflow", why)))
 
     def restart_now(self) -> None:
         self._failures = 0
@@ -449,7 +634,16 @@ class _Background:
         inst = self._instance
         if inst is not None:
             inst.terminate("stopped because the app is closing")
-            inst.wait(2.0)
+
+    def join(self, timeout: float) -> None:
+        """After stop(): wait for the supervisor and the subscribers' delivery threads."""
+        deadline = time.monotonic() + timeout
+        self._thread.join(timeout)
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            sub.end(None)
+            sub.join(max(0.0, deadline - time.monotonic()))
 
     def _supervise(self) -> None:
         name = self.service.name
@@ -459,16 +653,21 @@ class _Background:
                 inst = self.host.spawn(name, on_event=self._dispatch)
                 self._started(inst)
                 exited = inst.wait()
+                assert exited is not None
+                self._ended(inst, exited)
             except (OSError, WasmLoadError, ServiceLimitError) as e:
                 exited = Exited(None, ServiceError("start", f"service '{name}': {e}"))
-                self._dispatch(exited)
+                with self._lock:
+                    subs = list(self._subs)
+                for sub in subs:
+                    self._deliver(sub, exited)
             if self._stopped.is_set():
                 return
             if time.monotonic() - started > _HEALTHY_SECONDS:
                 self._failures = 0
             delay = _RESTART_BACKOFF[min(self._failures, len(_RESTART_BACKOFF) - 1)]
             self._failures += 1
-            why = exited.error.message if exited and exited.error else f"exit code {exited.code}"
+            why = exited.error.message if exited.error else f"exit code {exited.code}"
             log.warning("background '%s' ended (%s); restarting in %.2g s", name, why, delay)
             self._wake.clear()
             self._wake.wait(delay)

@@ -4,6 +4,12 @@ stdin, stdout and stderr are named pipes (FIFOs) in a private temp folder: wasmt
 files, so the guest blocks on an empty stdin or a full stdout exactly as a native process would
 (real back-pressure, large reads, no callbacks on wasmtime's own threads). A writer thread feeds
 stdin from a queue; a reader thread per output turns bytes into events.
+
+Every buffer is bounded (docs/security.md, "Host resources"): a stdout message over
+`limits.message` ends the instance ("output" error), stderr lines are cut at STDERR_LINE, the
+event queue of `recv()` holds EVENT_QUEUE_BYTES (then the readers wait, and so does the guest),
+queued stdin MAX_PENDING_STDIN. After `terminate()` output is discarded, so a guest blocked
+writing a full pipe wakes up and stops at its next epoch check.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import itertools
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -27,13 +34,23 @@ from . import framing
 from .events import Event, Exited, Message, ServiceError, Stderr
 from .hostpath import Root
 from .manifest import Service
+from .poll import Waker, set_current
 from .stdio import Stdio, grow_pipe
 from .wasmtime_ext import set_epoch_callback
 
 log = logging.getLogger("wvwasi.service")
 
 _ids = itertools.count(1)
-_MAX_PENDING_STDIN = 16 << 20
+#: Bytes of stdin queued in the host before `send`/`write_stdin` wait for the guest to read.
+MAX_PENDING_STDIN = 16 << 20
+#: A longer stderr line is delivered in pieces of this many bytes.
+STDERR_LINE = 64 << 10
+#: Bytes of queued events (spawned without `on_event`) before the output readers wait.
+EVENT_QUEUE_BYTES = 8 << 20
+#: Bytes of stderr a task (`capture`) keeps; the rest is counted, not stored.
+CAPTURED_STDERR = 1 << 20
+_EVENT_OVERHEAD = 64  # bytes charged per queued event on top of its data
+_STOP_JOIN = 2.0  # seconds to wait for the stdin writer once the guest's ends are closed
 
 
 @dataclass(frozen=True)
@@ -67,24 +84,33 @@ class Instance:
         launch: Launch,
         on_event: Callable[[Event], None] | None = None,
         on_exit: Callable[[Instance], None] | None = None,
+        *,
+        temp_root: Path | None = None,
     ) -> None:
         self.id = next(_ids)
         self.service = launch.service
         self._launch = launch
         self._events: deque[Event] = deque()
+        self._queued = 0  # bytes charged for self._events
         self._event_ready = threading.Condition()
         self._on_event = on_event or self._queue_event
         self._on_exit = on_exit
         self._stop_reason: str | None = None
+        self._stopping = threading.Event()  # set with _stop_reason; wakes sleeps and waits
+        self._output_error: ServiceError | None = None
         self._deadline = time.monotonic() + launch.timeout if launch.timeout else None
         self._exited: Exited | None = None
         self._done = threading.Event()
         self._stdin = _StdinWriter()
         self.stdout = bytearray()  # raw stdout when launch.capture
         self.stderr = bytearray()
-        self._decoder = None if launch.capture else framing.Decoder(launch.service.ipc)
+        self._max_message = launch.service.limits.message
+        self._decoder = (
+            None if launch.capture else framing.Decoder(launch.service.ipc, self._max_message)
+        )
         self._stderr_pending = b""
-        self._dir = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.service.name}-"))
+        self._stderr_cut = 0  # captured stderr bytes not kept (over CAPTURED_STDERR)
+        self._dir = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.service.name}-", dir=temp_root))
         self._thread = threading.Thread(
             target=self._run, name=f"wvwasi:{self.service.name}#{self.id}", daemon=True
         )
@@ -109,10 +135,14 @@ class Instance:
         self._stdin.close()
 
     def terminate(self, reason: str = "terminated") -> None:
-        """Stop the instance at its next epoch tick (also when blocked reading stdin)."""
+        """Stop the instance at its next epoch tick (also when blocked reading stdin, writing
+        output or sleeping); output it writes from now on is discarded."""
         if self._stop_reason is None:
             self._stop_reason = reason
+        self._stopping.set()
         self._stdin.close()
+        with self._event_ready:
+            self._event_ready.notify_all()  # an output reader waiting for queue room
 
     def wait(self, timeout: float | None = None) -> Exited | None:
         """Block until the instance has exited; its `Exited` event, or None on timeout."""
@@ -124,19 +154,40 @@ class Instance:
         """True until the instance has exited."""
         return not self._done.is_set()
 
+    @property
+    def stdin_unread(self) -> int:
+        """Once exited: bytes given to `send`/`write_stdin` that the guest never read."""
+        return self._stdin.unread
+
     def recv(self, timeout: float | None = None) -> Event | None:
-        """Next queued event (only when the instance was spawned without `on_event`)."""
+        """Next queued event (only when the instance was spawned without `on_event`).
+
+        At most EVENT_QUEUE_BYTES wait here: past that the service is paused until `recv`."""
         with self._event_ready:
             if not self._events:
-                self._event_ready.wait(timeout)
-            return self._events.popleft() if self._events else None
+                self._event_ready.wait_for(lambda: self._events, timeout)
+            if not self._events:
+                return None
+            event = self._events.popleft()
+            self._queued -= event_cost(event)
+            self._event_ready.notify_all()
+            return event
 
     # -- the instance thread --------------------------------------------------------------------
 
     def _queue_event(self, event: Event) -> None:
+        cost = event_cost(event)
         with self._event_ready:
+            if not isinstance(event, Exited):
+                self._event_ready.wait_for(
+                    lambda: not self._queued or self._queued + cost <= EVENT_QUEUE_BYTES
+                    or self._stopping.is_set()
+                )
+                if self._stopping.is_set():
+                    return
             self._events.append(event)
-            self._event_ready.notify()
+            self._queued += cost
+            self._event_ready.notify_all()
 
     def _should_stop(self) -> str | None:
         return self._stop_reason
@@ -162,6 +213,8 @@ class Instance:
             except BaseException:
                 wasi.close()  # drops wasmtime's ends of the pipes: our readers see EOF
                 raise
+            set_current(Waker(self._stopping, self._stdin.state, time.monotonic(),
+                              self._stdin.wait_change))
             instance = self._launch.pre.instantiate(store)
             exports = instance.exports(store)
             mem = exports.get("memory")
@@ -181,13 +234,17 @@ class Instance:
             result = Exited(None, ServiceError("start", f"service '{self.service.name}': {e!r}"))
         finally:
             self._launch.release()
+            set_current(None)
             self._stdin.close()
             if store is not None:
                 store.close()  # closes the guest's ends of the pipes: readers see EOF
             stdio.finish()
+            self._stdin.join(_STOP_JOIN)
             self._flush_outputs()
             shutil.rmtree(self._dir, ignore_errors=True)
-        if self._stop_reason is not None and result.error is None:
+        if self._output_error is not None:
+            result = Exited(None, self._output_error)
+        elif self._stop_reason is not None and result.error is None:
             result = Exited(None, self._stop_error())
         self._exited = result
         if self._on_exit is not None:
@@ -263,25 +320,57 @@ class Instance:
         return tree
 
     def _stdout_chunk(self, chunk: bytes) -> None:
+        if self._stopping.is_set():
+            return  # terminated (or over a limit): drain the pipe so the guest can stop
         if self._decoder is None:
+            if len(self.stdout) + len(chunk) > self._max_message:
+                self._output_failed(
+                    f"wrote more than {self._max_message} bytes to stdout (its limits.message)"
+                )
+                return
             self.stdout += chunk
             return
-        for message in self._decoder.feed(chunk):
+        try:
+            messages = self._decoder.feed(chunk)
+        except framing.MessageTooLong as e:
+            self._output_failed(str(e))
+            return
+        for message in messages:
+            if self._stopping.is_set():
+                return
             self._on_event(Message(message))
 
+    def _output_failed(self, what: str) -> None:
+        """The guest broke an output limit: end it with an "output" error."""
+        self._output_error = ServiceError("output", f"service '{self.service.name}' {what}")
+        self.terminate("ended for its output")
+
     def _stderr_chunk(self, chunk: bytes) -> None:
+        if self._stopping.is_set():
+            return
         if self._launch.capture:
-            self.stderr += chunk
-        *lines, self._stderr_pending = (self._stderr_pending + chunk).split(b"\n")
+            keep = max(0, CAPTURED_STDERR - len(self.stderr))
+            self.stderr += chunk[:keep]
+            self._stderr_cut += len(chunk) - len(chunk[:keep])
+        *lines, pending = (self._stderr_pending + chunk).split(b"\n")
         for line in lines:
-            self._stderr_line(self.service.name, line)
+            if self._stopping.is_set():
+                return  # a 1 MiB chunk can hold 100k lines: stop discarding them at once
+            for start in range(0, max(len(line), 1), STDERR_LINE):
+                self._stderr_line(self.service.name, line[start : start + STDERR_LINE])
+        while len(pending) > STDERR_LINE:
+            self._stderr_line(self.service.name, pending[:STDERR_LINE])
+            pending = pending[STDERR_LINE:]
+        self._stderr_pending = pending
 
     def _flush_outputs(self) -> None:
         """At the end of output: a last unterminated line is still a message / stderr line."""
-        if self._decoder is not None:
+        if self._decoder is not None and not self._stopping.is_set():
             for message in self._decoder.finish():
                 self._on_event(Message(message))
-        if self._stderr_pending:
+        if self._stderr_cut:
+            self.stderr += f"\n[wvwasi: {self._stderr_cut} more bytes of stderr cut]\n".encode()
+        if self._stderr_pending and not self._stopping.is_set():
             self._stderr_line(self.service.name, self._stderr_pending)
             self._stderr_pending = b""
 
@@ -290,6 +379,15 @@ class Instance:
         log.info("[%s] %s", name, text)
         if not self._launch.capture:
             self._on_event(Stderr(text))
+
+
+def event_cost(event: Event) -> int:
+    """What a queued event counts against EVENT_QUEUE_BYTES."""
+    if isinstance(event, Message):
+        return len(event.data) + _EVENT_OVERHEAD
+    if isinstance(event, Stderr):
+        return len(event.text) + _EVENT_OVERHEAD
+    return _EVENT_OVERHEAD
 
 
 def _first_line(text: str) -> str:
@@ -303,7 +401,10 @@ def _first_line(text: str) -> str:
 
 
 class _StdinWriter:
-    """Feeds a FIFO from a thread, so `write()` never blocks the caller for long."""
+    """Feeds a FIFO from a thread, so `write()` never blocks the caller for long.
+
+    When it stops, `unread` is what the guest never read: bytes still queued plus those left
+    in the pipe."""
 
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
@@ -312,6 +413,7 @@ class _StdinWriter:
         self._fd: int | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.unread = 0
 
     def start(self, fd: int) -> None:
         """Begin feeding `fd` (the FIFO's write end, once the guest has opened the read end)."""
@@ -324,7 +426,7 @@ class _StdinWriter:
         with self._cond:
             if self._closed:
                 raise BrokenPipeError(errno.EPIPE, "the service's stdin is closed")
-            while self._pending > _MAX_PENDING_STDIN and not self._closed:
+            while self._pending > MAX_PENDING_STDIN and not self._closed:
                 self._cond.wait()
             self._chunks.append(data)
             self._pending += len(data)
@@ -336,9 +438,30 @@ class _StdinWriter:
             self._closed = True
             self._cond.notify_all()
 
+    def state(self) -> tuple[int | None, bool]:
+        """(bytes in the pipe the guest has not read, None if unknown; whether it is closed)."""
+        with self._cond:
+            if self._fd is None:
+                return 0, self._closed
+            return _bytes_in_pipe(self._fd), False
+
+    def wait_change(self, timeout: float) -> None:
+        """Wait up to `timeout` s for the next write to the pipe, or its closing."""
+        with self._cond:
+            self._cond.wait(timeout)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the pump to finish (call once the guest's end of the pipe is closed)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            with self._cond:
+                self.unread = self._pending
+
     def _pump(self) -> None:
         fd = self._fd
         assert fd is not None
+        view = memoryview(b"")
         try:
             while True:
                 with self._cond:
@@ -359,6 +482,25 @@ class _StdinWriter:
         finally:
             with self._cond:
                 self._closed = True
+                in_pipe = _bytes_in_pipe(fd) or 0
+                self.unread = sum(map(len, self._chunks)) + len(view) + in_pipe
                 self._chunks.clear()
                 self._cond.notify_all()
-            os.close(fd)
+                os.close(fd)
+                self._fd = None
+
+
+def _bytes_in_pipe(fd: int) -> int | None:
+    """Bytes written to a pipe and not yet read (None where FIONREAD is unsupported)."""
+    if sys.platform == "win32":  # pragma: no cover - a named pipe; not counted
+        return None
+    import fcntl
+    import termios
+
+    buf = bytearray(4)
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+    except OSError:
+        return None
+    return int.from_bytes(buf, "little")
+

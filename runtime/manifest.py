@@ -45,6 +45,10 @@ DESKTOP_CATEGORIES = (
     "Office", "Science", "Settings", "System", "Utility",
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Default `limits.message`: the longest stdout message (line, frame, task stdout), in bytes.
+DEFAULT_MESSAGE_LIMIT = 16 << 20
+#: Default `[limits] instances`: live instances of all services together.
+DEFAULT_HOST_INSTANCES = 256
 
 
 @dataclass(frozen=True)
@@ -63,19 +67,21 @@ DEFAULT_FILES_SIZE = 64 << 20
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-instance limits; None means unlimited."""
+    """Per-instance limits; None means unlimited (`message` always has a bound)."""
 
     memory: int | None = None  # bytes
     timeout: float | None = None  # seconds
     instances: int | None = None
     files: int = DEFAULT_FILES  # per-spawn files, at most this many
     files_size: int = DEFAULT_FILES_SIZE  # bytes, all per-spawn files together
+    message: int = DEFAULT_MESSAGE_LIMIT  # bytes of one stdout message
 
 
 @dataclass(frozen=True)
 class AppLimits:
     """`[limits]`: app-wide bounds (docs/security.md lists every bound and its default)."""
 
+    instances: int = DEFAULT_HOST_INSTANCES  # live instances of every service together
     instances_per_page: int = 32  # live workers + running tasks of one page connection
 
 
@@ -464,10 +470,11 @@ def parse_duration(value: float | str) -> float:
 
 
 def _limits(r: _Reader, raw: object, p: KeyPath) -> Limits:
-    t = r.table(raw, p, ("memory", "timeout", "instances", "files", "files_size"))
+    t = r.table(raw, p, ("memory", "timeout", "instances", "files", "files_size", "message"))
     values: dict[str, Any] = {}
     for key, parse in (
-        ("memory", parse_size), ("timeout", parse_duration), ("files_size", parse_size)
+        ("memory", parse_size), ("timeout", parse_duration), ("files_size", parse_size),
+        ("message", parse_size),
     ):
         if key in t:
             try:
@@ -480,11 +487,13 @@ def _limits(r: _Reader, raw: object, p: KeyPath) -> Limits:
 
 def _app_limits(r: _Reader, raw: object) -> AppLimits:
     p: KeyPath = ("limits",)
-    t = r.table(raw, p, ("instances_per_page",))
+    t = r.table(raw, p, ("instances", "instances_per_page"))
     return AppLimits(
+        instances=r.positive_int(t, p, "instances", DEFAULT_HOST_INSTANCES),
         instances_per_page=r.positive_int(t, p, "instances_per_page",
                                           AppLimits.instances_per_page),
     )
+
 
 
 def _preopen(r: _Reader, raw: object, p: KeyPath) -> Preopen:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, NamedTuple
 
 import platformdirs
+
+from .tempdirs import LockedTempDir
 
 if TYPE_CHECKING:
     from wvwasi.runtime.manifest import Manifest
@@ -82,7 +82,7 @@ class PathContext:
         if unknown:
             raise ValueError(f"unknown path variables in base_dirs: {sorted(unknown)}")
         self._dirs: dict[str, Path] = {k: Path(v) for k, v in (base_dirs or {}).items()}
-        self._temp: Path | None = None
+        self._temp: LockedTempDir | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -105,8 +105,8 @@ class PathContext:
             raise ValueError(f'unknown variable "${name}"')
         with self._lock:
             if name == "TEMP" and "TEMP" not in self._dirs:
-                self._temp = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.identifier}-"))
-                self._dirs["TEMP"] = self._temp
+                self._temp = LockedTempDir(self.identifier)  # swept if the app is killed
+                self._dirs["TEMP"] = self._temp.path
             path = self._dirs.get(name) or self._default(name)
             if name in APP_OWNED:
                 path.mkdir(parents=True, exist_ok=True)
@@ -157,7 +157,7 @@ class PathContext:
             temp, self._temp = self._temp, None
             if temp is not None:
                 self._dirs.pop("TEMP", None)
-                shutil.rmtree(temp, ignore_errors=True)
+                temp.close()
 
     def __enter__(self) -> PathContext:
         return self

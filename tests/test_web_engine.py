@@ -18,7 +18,7 @@ from webwasi import engine_site, static_site
 from wvwasi.runtime.manifest import load_manifest
 
 PROGRAMS = ("echo_lines", "echo_stream", "blockread", "exit3", "trap", "membomb", "loop", "escape",
-            "env_args", "sleeper")
+            "env_args", "sleep_poll")
 NATIVE: dict[str, dict[str, Any]] = {
     "trap": {"source": "trap"},
     "timeout": {"source": "loop", "limits": {"timeout": "300ms"}},
@@ -160,7 +160,7 @@ def test_blocked_reader_stays_blocked_until_eof(page: Page) -> None:
 
 def test_sleep_and_stdin_poll_wait_for_real(page: Page) -> None:
     result = page.evaluate("""async () => {
-      const s = await start('sleeper', {args: ['sleeper', '250', '300']});
+      const s = await start('sleep_poll', {args: ['sleep_poll', '250', '300']});
       await until(() => s.out.includes('slept'));
       setTimeout(() => s.inst.writeStdin(new TextEncoder().encode('x')), 100);
       return {exit: await s.exited, out: s.out};
@@ -173,7 +173,7 @@ def test_sleep_and_stdin_poll_wait_for_real(page: Page) -> None:
 
 def test_stdin_poll_times_out(page: Page) -> None:
     result = page.evaluate("""async () => {
-      const s = await start('sleeper', {args: ['sleeper', '0', '200']});
+      const s = await start('sleep_poll', {args: ['sleep_poll', '0', '200']});
       return {exit: await s.exited, out: s.out};
     }""")
     polled = result["out"].splitlines()[1]

@@ -62,7 +62,7 @@ interface WasiRunResult {
  */
 type WasiErrorKind =
   | 'lookup' | 'permission' | 'limit' | 'start' | 'trap' | 'timeout' | 'memory' | 'terminated'
-  | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid' | 'isolation';
+  | 'output' | 'overflow' | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid' | 'isolation';
 
 declare class WasiError extends Error {
   readonly name: 'WasiError';

@@ -36,7 +36,7 @@ const checks = {
     return {same: out.length === data.length && out.every((b, i) => b === data[i])};
   },
   async sleep() {
-    const s = await start('sleeper', {args: ['sleeper', '200', '100']});
+    const s = await start('sleep_poll', {args: ['sleep_poll', '200', '100']});
     await s.exited;
     return {out: s.out};
   },
