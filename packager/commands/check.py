@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+import wasmtime
 
 from wvwasi.runtime.manifest import (
     PLATFORMS,
+    Bundle,
     Manifest,
-    ManifestError,
+    Service,
+    check_manifest,
     current_platform,
-    load_manifest,
     manifest_file,
 )
+from wvwasi.runtime.modules import WasmLoadError, make_engine, validate_file
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 
@@ -30,43 +35,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _service_problems(manifest: Manifest, shown: Path) -> list[str]:
+def _source_problem(source: Path, engine: wasmtime.Engine) -> str | None:
+    """Why `source` cannot run as a service, or None: structure and imports first (reads
+    only headers), then wasmtime's validation (everything a compile checks, without compiling)."""
+    try:
+        check_command_module(source)
+        validate_file(source, engine)
+    except WasmModuleError as e:
+        return e.reason
+    except WasmLoadError as e:
+        return str(e).removeprefix(f"{source}: ")
+    return None
+
+
+def _service_problems(
+    services: Mapping[str, Service], root: Path, shown: Path, bundle: Bundle | None,
+    checked: dict[Path, str | None], engine: wasmtime.Engine,
+) -> list[str]:
     problems = []
-    for name, service in manifest.services.items():
+    for name, service in services.items():
         key = f"{shown}: services.{name}.source"
-        rel = os.path.relpath(service.source, manifest.root)
-        if not service.source.exists():
+        rel = os.path.relpath(service.source, root)
+        if service.source not in checked:
+            checked[service.source] = _source_problem(service.source, engine)
+        problem = checked[service.source]
+        if problem == "file not found":
             hint = (
                 "; run its build.command first (`wvwasi build`)"
                 if service.build
                 else " and the service has no build.command to create it"
             )
             problems.append(f"{key}: {rel} does not exist{hint}")
-            continue
-        try:
-            check_command_module(service.source)
-        except WasmModuleError as e:
-            problems.append(f"{key}: {rel}: {e.reason}")
-    for i, resource in enumerate(manifest.bundle.resources):
+        elif problem is not None:
+            problems.append(f"{key}: {rel}: {problem}")
+    for i, resource in enumerate(bundle.resources if bundle else ()):
         if not resource.exists():
-            rel = os.path.relpath(resource, manifest.root)
+            rel = os.path.relpath(resource, root)
             problems.append(f"{shown}: bundle.resources[{i}]: {rel} does not exist")
     return problems
 
 
 def check_project(path: Path) -> tuple[list[Manifest], list[str]]:
-    """Load the manifest for each platform (running OS first); returns (manifests, problems)."""
+    """Check the manifest for each platform (running OS first) and every service's module;
+    returns (the valid manifests, every problem found)."""
     manifests: list[Manifest] = []
     problems: list[str] = []
     current = current_platform()
+    checked: dict[Path, str | None] = {}
+    engine = make_engine()
+    shown = manifest_file(path)
     for platform in (current, *(p for p in PLATFORMS if p != current)):
-        try:
-            manifest = load_manifest(path, platform=platform)
-        except ManifestError as e:
-            problems.append(str(e))
-            continue
-        manifests.append(manifest)
-        problems += _service_problems(manifest, manifest_file(path))
+        result = check_manifest(path, platform=platform)
+        problems += [str(e) for e in result.errors]
+        if result.manifest is not None:
+            manifests.append(result.manifest)
+        root = result.manifest.root if result.manifest else shown.absolute().parent
+        bundle = result.manifest.bundle if result.manifest else None
+        problems += _service_problems(result.services, root, shown, bundle, checked, engine)
     return manifests, list(dict.fromkeys(problems))
 
 
