@@ -1,9 +1,8 @@
 """The `wvwasi build` pipeline.
 
 check manifest -> formats and tools -> each service's build.command, then its import check and
-wasmtime validation -> precompile (portable
-artefacts) -> freeze (cached runtime) -> stage the app -> each format -> SHA256SUMS and
-build-report.json -> move into the output folder.
+wasmtime validation -> precompile (portable artefacts) -> freeze (cached runtime) -> stage the
+app -> each format -> SHA256SUMS and build-report.json -> move into the output folder.
 
 Everything is built in a temporary folder inside the output folder and moved into place at the
 end, so a failed build leaves the output folder as it was; the error names the failed step.
