@@ -11,6 +11,7 @@ import json
 import os
 import posixpath
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NoReturn, TypeVar, get_args
 
 from wvwasi.runtime.paths import parse_host
-from wvwasi.runtime.regularfile import FileProblem, open_regular, read_regular
+from wvwasi.runtime.regularfile import FileProblem, file_type, open_regular, read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -440,12 +441,12 @@ def _ui(r: _Reader, raw: object) -> UI:
     t = r.table(raw, p, ("dir", "entry"))
     dir_name = r.nonempty(t, p, "dir", "ui")
     folder = r.project_path(dir_name, (*p, "dir"))
-    if not folder.is_dir():
+    if file_type(folder) != stat.S_IFDIR:
         r.fail((*p, "dir"), f"expected an existing folder, got {_show(dir_name)} ({folder})")
     entry = r.nonempty(t, p, "entry", "index.html")
     if Path(entry).is_absolute() or ".." in Path(entry).parts:
         r.fail((*p, "entry"), f"expected a path inside {_show(dir_name)}, got {_show(entry)}")
-    if not (folder / entry).is_file():
+    if file_type(folder / entry) != stat.S_IFREG:
         r.fail((*p, "entry"), f"expected a file in {_show(dir_name)}, got {_show(entry)} "
                f"({folder / entry} does not exist)")
     return UI(dir=folder, entry=entry)
@@ -657,7 +658,8 @@ def manifest_file(path: Path | str) -> Path:
     """The manifest file `path` names: itself, or the `wvwasi.toml` in it if it is a folder
     (or does not exist and is not a .toml file). Relative paths stay relative, for messages."""
     file = Path(path)
-    if file.is_dir() or (not file.exists() and file.suffix != ".toml"):
+    kind = file_type(file)
+    if kind == stat.S_IFDIR or (kind is None and file.suffix != ".toml"):
         return file / MANIFEST_NAME
     return file
 

@@ -41,6 +41,15 @@ def _os_reason(e: OSError) -> str:
     return f"cannot be read: {e.strerror or e}"
 
 
+def file_type(path: Path | str) -> int | None:
+    """`stat.S_IFMT` of what `path` names (links followed), or None when there is nothing
+    usable there: missing, a symlink loop, a name too long, a NUL in it, no permission."""
+    try:
+        return stat.S_IFMT(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return None
+
+
 def open_regular(path: Path | str) -> BinaryIO:
     """`path` opened for reading; FileProblem unless it is a regular file. Never blocks."""
     if "\0" in os.fspath(path):

@@ -20,6 +20,7 @@ from wvwasi.runtime.manifest import (
     manifest_file,
 )
 from wvwasi.runtime.modules import WasmLoadError, make_engine, validate_file
+from wvwasi.runtime.regularfile import file_type
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 
@@ -69,7 +70,7 @@ def _service_problems(
         elif problem is not None:
             problems.append(f"{key}: {rel}: {problem}")
     for i, resource in enumerate(bundle.resources if bundle else ()):
-        if not resource.exists():
+        if file_type(resource) is None:
             rel = os.path.relpath(resource, root)
             problems.append(f"{shown}: bundle.resources[{i}]: {rel} does not exist")
     return problems
