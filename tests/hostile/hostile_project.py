@@ -79,5 +79,8 @@ def valid_tables() -> dict:
             },
         },
         "bundle": {"formats": ["dir"], "resources": ["ui"], "linux": {"depends": ["libc6"]}},
-        "target": {"linux": {"webview": "gtk"}, "windows": {"services": {"svc": {"ipc": "frames"}}}},
+        "target": {
+            "linux": {"webview": "gtk"},
+            "windows": {"services": {"svc": {"ipc": "frames"}}},
+        },
     }

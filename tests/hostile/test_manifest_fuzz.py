@@ -107,7 +107,7 @@ def manifest_texts(draw: st.DrawFn) -> str:
         _set(tables, path, value)
     text = _toml(tables)
     if text is None:
-        text = _toml(valid_tables()) + f"zzz = {10**400}\n"  # noqa: RUF005
+        text = _toml(valid_tables()) + f"zzz = {10**400}\n"
     if draw(st.integers(0, 9)) == 0:  # splice raw bytes into the text
         at = draw(st.integers(0, len(text)))
         text = text[:at] + draw(st.text(max_size=8)) + text[at:]
