@@ -138,7 +138,7 @@ def inspect(path: Path | str) -> ModuleInfo:
         try:
             header = f.read(8)
             if header[:4] != MAGIC:
-                raise WasmModuleError(path, "not a WebAssembly file (bad magic bytes)")
+                raise WasmModuleError(path, "not a WebAssembly module (bad magic bytes)")
             if header[4:] != CORE_VERSION:
                 if header[6:8] == b"\x01\x00":
                     raise WasmModuleError(
