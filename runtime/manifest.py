@@ -700,8 +700,8 @@ def check_manifest(path: Path | str, *, platform: str | None = None) -> Manifest
         r.check_strings(raw, ())
         if "webview" in raw:
             r.fail(("webview",), "unknown key (webview is set under [target.linux])")
-        for key in raw:
-            attempt(r.table, {key: None}, (), (*_SECTIONS, "target"))
+        for key in raw:  # each unknown top-level key is a problem of its own
+            attempt(r.table, {key: raw[key]}, (), (*_SECTIONS, "target"))
         targets = r.table(raw.pop("target", {}), ("target",), PLATFORMS)
         for name, overlay in targets.items():
             r.table(overlay, ("target", name),
