@@ -149,11 +149,15 @@ def test_huge_numbers(project: Path) -> None:
                             "instances": 2**63 - 1}}},
         window={"width": 10**30},
     )
+    file.write_text(file.read_text() + f"[services.long]\nsource = \"services/ok.wasm\"\n"
+                    f"limits = {{ timeout = {10**400} }}\n")
     lines = check_fails(project)
     assert lines == [
         f"error: {file}: window.width: expected an integer at most 2147483647, got {10**30}",
         f"error: {file}: services.svc.limits.memory: expected a size at most {2**63 - 1} bytes, "
         f'got "{"9" * 400}GiB"',
+        f"error: {file}: services.long.limits.timeout: expected a duration at most 2147483648 "
+        f"seconds, got {10**400}",
     ]
 
 
