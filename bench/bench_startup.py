@@ -2,8 +2,9 @@
 
 Each command runs as a new process, N times, interleaved with its baselines measured in the same
 run: `python -c pass` (the interpreter) and `python -c "import wasmtime"` (the floor of anything
-that runs a service). wvwasi's own overhead = command - baseline (the interpreter for --help
-and check, interpreter + wasmtime for exec, a module that does nothing), in wall time (median
+that runs a service). wvwasi's own overhead = command - baseline (the interpreter for --help;
+interpreter + wasmtime for check, which validates each module with wasmtime, and for exec of a
+module that does nothing), in wall time (median
 and minimum) and in CPU time (user + system of the process). The budget, 150 ms each, is judged
 on CPU time: start-up is single-threaded, so on an idle machine its wall time is its CPU time,
 while on a loaded one the wall time also counts the wait for a core (a share of 2 cores among
@@ -92,7 +93,7 @@ def main() -> int:
           f"budget {BUDGET_MS:.0f} on CPU):")
     for prefix in ("", "before: ") if opts.before else ("",):
         for name in commands:
-            base = "python -c 'import wasmtime'" if name == "exec" else "python -c pass"
+            base = "python -c pass" if name == "--help" else "python -c 'import wasmtime'"
             own = median[f"{prefix}wvwasi {name}"] - median[base]
             own_min = best[f"{prefix}wvwasi {name}"] - best[base]
             own_cpu = cpu_ms[f"{prefix}wvwasi {name}"] - cpu_ms[base]

@@ -1,8 +1,8 @@
 """The `wvwasi build` pipeline.
 
-check manifest -> formats and tools -> each service's build.command -> precompile (portable
-artefacts) -> freeze (cached runtime) -> stage the app -> each format -> SHA256SUMS and
-build-report.json -> move into the output folder.
+check manifest -> formats and tools -> each service's build.command, then its import check and
+wasmtime validation -> precompile (portable artefacts) -> freeze (cached runtime) -> stage the
+app -> each format -> SHA256SUMS and build-report.json -> move into the output folder.
 
 Everything is built in a temporary folder inside the output folder and moved into place at the
 end, so a failed build leaves the output folder as it was; the error names the failed step.
@@ -40,7 +40,7 @@ from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
 from wvwasi.packager.web import web_problems, write_site
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
-from wvwasi.runtime.modules import WasmLoadError, precompile
+from wvwasi.runtime.modules import WasmLoadError, precompile, validate_file
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 REPORT_NAME = "build-report.json"
@@ -259,8 +259,11 @@ def _check_service(manifest: Manifest, name: str) -> None:
         raise BuildError(step, f"{source} does not exist ({how})")
     try:
         check_command_module(source)
+        validate_file(source)  # seconds, where a doomed compile can take minutes
     except WasmModuleError as e:
         raise BuildError(step, f"{source}: {e.reason}") from None
+    except WasmLoadError as e:
+        raise BuildError(step, str(e)) from None
 
 
 def _runtime(

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import stat
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, NoReturn, get_args
+from typing import Any, Literal, NoReturn, TypeVar, get_args
 
 from wvwasi.runtime import guestpath
 from wvwasi.runtime.paths import parse_host
+from wvwasi.runtime.regularfile import FileProblem, file_type, open_regular, read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -203,6 +207,9 @@ class Manifest:
             ) from None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class ManifestError(Exception):
     """A bad manifest: `str()` is `"<file>: <key.path>: <why>"`."""
 
@@ -210,7 +217,18 @@ class ManifestError(Exception):
         self.file = Path(file)
         self.key = key
         self.message = message
-        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+        text = f"{file}: {key}: {message}" if key else f"{file}: {message}"
+        super().__init__(_CONTROL.sub(lambda m: repr(m[0])[1:-1], text))  # always one line
+
+
+@dataclass(frozen=True)
+class ManifestCheck:
+    """Everything `check_manifest()` found: the manifest if it is valid, else every problem
+    (at most one per section or service), and the services that did validate."""
+
+    manifest: Manifest | None
+    errors: tuple[ManifestError, ...]
+    services: Mapping[str, Service]
 
 
 def current_platform() -> Platform:
@@ -225,6 +243,7 @@ def current_platform() -> Platform:
 # --- reading TOML values ---------------------------------------------------------------------
 
 KeyPath = tuple[str | int, ...]
+T = TypeVar("T")
 _REQUIRED: Any = object()
 _SECTIONS = ("app", "ui", "window", "services", "bundle", "limits")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
@@ -239,6 +258,13 @@ _SIZE_UNITS = {
 }
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*\Z")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: Upper bounds: sizes fit wasmtime's i64 limits; durations fit threading's timeouts.
+MAX_SIZE = 2**63 - 1
+MAX_DURATION = 2.0**31  # seconds, ~68 years
+MAX_INT = 2**31 - 1  # window sizes, instance counts
+#: Bounds on the files a manifest names (the manifest itself, the icon).
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_ICON_BYTES = 64 << 20
 
 
 def _what(value: object) -> str:
@@ -351,6 +377,8 @@ class _Reader:
             self.fail((*path, key), f"expected an integer, got {_what(value)}")
         if value < 1:
             self.fail((*path, key), f"expected an integer greater than 0, got {value}")
+        if value > MAX_INT:
+            self.fail((*path, key), f"expected an integer at most {MAX_INT}, got {value}")
         return value
 
     def choice(self, t: dict, path: KeyPath, key: str, options: tuple[str, ...], default: str):
@@ -375,7 +403,22 @@ class _Reader:
             self.fail(path, 'expected a path, got ""')
         if inside and (Path(value).is_absolute() or ".." in Path(value).parts):
             self.fail(path, f"expected a path inside the project folder, got {_show(value)}")
-        return (self.root / value).resolve()
+        try:
+            return (self.root / value).resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+            self.fail(path, f"{_show(value)} is a symlink loop or cannot be resolved")
+
+    def check_strings(self, value: object, path: KeyPath) -> None:
+        """Fail on the first key or string anywhere in `value` holding a NUL character (no
+        OS path, argument or variable can carry one)."""
+        if isinstance(value, str) and "\0" in value:
+            self.fail(path, "expected a string without NUL characters")
+        items = value.items() if isinstance(value, dict) else enumerate(value) \
+            if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(key, str) and "\0" in key:
+                self.fail((*path, key), "expected a key without NUL characters")
+            self.check_strings(item, (*path, key))
 
 
 # --- the sections ----------------------------------------------------------------------------
@@ -397,9 +440,14 @@ def _app(r: _Reader, raw: object) -> AppInfo:
     if icon is not None:
         icon_path = r.project_path(icon, (*p, "icon"))
         try:
-            head = icon_path.read_bytes()[: len(PNG_MAGIC)]
-        except OSError as e:
-            r.fail((*p, "icon"), f"cannot read {_show(icon)}: {e.strerror or e}")
+            with open_regular(icon_path) as f:
+                size = os.fstat(f.fileno()).st_size
+                head = f.read(len(PNG_MAGIC))
+        except (FileProblem, OSError) as e:
+            why = e.reason if isinstance(e, FileProblem) else e.strerror
+            r.fail((*p, "icon"), f"cannot read {_show(icon)}: {why}")
+        if size > MAX_ICON_BYTES:
+            r.fail((*p, "icon"), f"{_show(icon)} is larger than {MAX_ICON_BYTES:,} bytes")
         if head != PNG_MAGIC:
             r.fail((*p, "icon"), f"expected a PNG image, got {_show(icon)} which is not a PNG")
     return AppInfo(
@@ -417,20 +465,22 @@ def _ui(r: _Reader, raw: object) -> UI:
     t = r.table(raw, p, ("dir", "entry"))
     dir_name = r.nonempty(t, p, "dir", "ui")
     folder = r.project_path(dir_name, (*p, "dir"))
-    if not folder.is_dir():
+    if file_type(folder) != stat.S_IFDIR:
         r.fail((*p, "dir"), f"expected an existing folder, got {_show(dir_name)} ({folder})")
     entry = r.nonempty(t, p, "entry", "index.html")
-    if not (folder / entry).is_file():
+    if Path(entry).is_absolute() or ".." in Path(entry).parts:
+        r.fail((*p, "entry"), f"expected a path inside {_show(dir_name)}, got {_show(entry)}")
+    if file_type(folder / entry) != stat.S_IFREG:
         r.fail((*p, "entry"), f"expected a file in {_show(dir_name)}, got {_show(entry)} "
                f"({folder / entry} does not exist)")
     return UI(dir=folder, entry=entry)
 
 
-def _window(r: _Reader, raw: object, app: AppInfo) -> Window:
+def _window(r: _Reader, raw: object, default_title: str) -> Window:
     p: KeyPath = ("window",)
     t = r.table(raw, p, ("title", "width", "height", "resizable"))
     return Window(
-        title=r.string(t, p, "title", app.name),
+        title=r.string(t, p, "title", default_title),
         width=r.positive_int(t, p, "width", 800),
         height=r.positive_int(t, p, "height", 600),
         resizable=r.boolean(t, p, "resizable", True),
@@ -447,9 +497,11 @@ def parse_size(value: int | str) -> int:
         m = _SIZE.match(value)
         if not m:
             raise ValueError(f'expected a size like "64MiB", got {_show(value)}')
-        n = int(float(m[1]) * _SIZE_UNITS[m[2]])
+        n = int(Decimal(m[1]) * _SIZE_UNITS[m[2]])
     if n < 1:
         raise ValueError(f"expected a size greater than 0, got {_show(value)}")
+    if n > MAX_SIZE:
+        raise ValueError(f"expected a size at most {MAX_SIZE} bytes, got {_show(value)}")
     return n
 
 
@@ -462,10 +514,13 @@ def parse_duration(value: float | str) -> float:
         if not m:
             raise ValueError(f'expected a duration like "30s", "500ms" or "2m", got {_show(value)}')
         seconds = float(m[1]) * _DURATION_UNITS[m[2]]
-    else:
-        seconds = float(value)
+    else:  # float() of an integer past ~1e308 overflows: any such number is too large
+        seconds = float(min(value, 2 * MAX_DURATION))
     if not seconds > 0:
         raise ValueError(f"expected a duration greater than 0, got {_show(value)}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"expected a duration at most {MAX_DURATION:.0f} seconds, "
+                         f"got {_show(value)}")
     return seconds
 
 
@@ -640,16 +695,14 @@ def _merge(base: dict, over: dict, path: KeyPath, overridden: set[KeyPath]) -> d
 
 def _read_toml(file: Path) -> dict[str, Any]:
     try:
-        text = file.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ManifestError(file, "", "file not found") from None
+        text = read_regular(file, MAX_MANIFEST_BYTES).decode("utf-8")
+    except FileProblem as e:
+        raise ManifestError(file, "", e.reason) from None
     except UnicodeDecodeError:
         raise ManifestError(file, "", "expected UTF-8 text") from None
-    except OSError as e:
-        raise ManifestError(file, "", f"cannot read: {e.strerror or e}") from None
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, ValueError) as e:  # ValueError: an int over 4300 digits
         raise ManifestError(file, "", f"invalid TOML: {e}") from None
 
 
@@ -657,7 +710,8 @@ def manifest_file(path: Path | str) -> Path:
     """The manifest file `path` names: itself, or the `wvwasi.toml` in it if it is a folder
     (or does not exist and is not a .toml file). Relative paths stay relative, for messages."""
     file = Path(path)
-    if file.is_dir() or (not file.exists() and file.suffix != ".toml"):
+    kind = file_type(file)
+    if kind == stat.S_IFDIR or (kind is None and file.suffix != ".toml"):
         return file / MANIFEST_NAME
     return file
 
@@ -666,39 +720,77 @@ def load_manifest(path: Path | str, *, platform: str | None = None) -> Manifest:
     """Read and validate `wvwasi.toml` (or the one in folder `path`) for `platform`.
 
     `platform` ("linux", "windows", "macos", or "web" for a static site; default the running
-    OS) selects the `[target.X]` overlay merged over the base tables.
+    OS) selects the `[target.X]` overlay merged over the base tables. Raises the first
+    ManifestError.
     """
+    result = check_manifest(path, platform=platform)
+    if result.manifest is None:
+        raise result.errors[0]
+    return result.manifest
+
+
+def check_manifest(path: Path | str, *, platform: str | None = None) -> ManifestCheck:
+    """Like `load_manifest()`, but returns every problem found instead of raising the first:
+    one per top-level key, section and service (`wvwasi check` lists them all)."""
     plat = platform or current_platform()
     if plat not in TARGETS:
         raise ValueError(f"platform must be one of {_choices(TARGETS)}, got {plat!r}")
     file = manifest_file(path)
-    raw = _read_toml(file)
-    root = file.resolve().parent
-    r = _Reader(file, root)
-    if "webview" in raw:
-        r.fail(("webview",), "unknown key (webview is set under [target.linux])")
-    r.table(raw, (), (*_SECTIONS, "target"))
-    targets = r.table(raw.pop("target", {}), ("target",), TARGETS)
-    for name, overlay in targets.items():
-        r.table(overlay, ("target", name), _SECTIONS + (("webview",) if name == "linux" else ()))
+    errors: list[ManifestError] = []
+    services: dict[str, Service] = {}
+
+    def attempt(read: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return read(*args)
+        except ManifestError as e:
+            errors.append(e)
+            return None
+
+    try:
+        raw = _read_toml(file)
+        root = file.resolve().parent
+        r = _Reader(file, root)
+        r.check_strings(raw, ())
+        if "webview" in raw:
+            r.fail(("webview",), "unknown key (webview is set under [target.linux])")
+        for key in raw:  # each unknown top-level key is a problem of its own
+            attempt(r.table, {key: raw[key]}, (), (*_SECTIONS, "target"))
+        targets = r.table(raw.pop("target", {}), ("target",), TARGETS)
+        for name, overlay in targets.items():
+            r.table(overlay, ("target", name),
+                    _SECTIONS + (("webview",) if name == "linux" else ()))
+    except ManifestError as e:
+        return ManifestCheck(None, (*errors, e), MappingProxyType(services))
     overridden: set[KeyPath] = set()
     data = _merge(raw, targets.get(plat, {}), (), overridden)
     r = _Reader(file, root, f"target.{plat}", overridden)
 
-    app = _app(r, r.get(data, (), "app", _REQUIRED))
-    services = r.mapping(data.get("services", {}), ("services",))
-    return Manifest(
+    app = attempt(lambda: _app(r, r.get(data, (), "app", _REQUIRED)))
+    ui = attempt(_ui, r, data.get("ui", {}))
+    window = attempt(_window, r, data.get("window", {}), app.name if app else "")
+    for name, raw_service in (attempt(r.mapping, data.get("services", {}), ("services",))
+                              or {}).items():
+        service = attempt(_service, r, name, raw_service)
+        if service is not None:
+            services[name] = service
+    webview = attempt(r.choice, data, (), "webview", get_args(Webview), "gtk")
+    bundle = attempt(_bundle, r, data.get("bundle", {}))
+    limits = attempt(_app_limits, r, data.get("limits", {}))
+    if errors:
+        return ManifestCheck(None, tuple(errors), MappingProxyType(services))
+    manifest = Manifest(
         path=file.resolve(),
         root=root,
-        app=app,
-        ui=_ui(r, data.get("ui", {})),
-        window=_window(r, data.get("window", {}), app),
-        services=MappingProxyType({n: _service(r, n, s) for n, s in services.items()}),
-        webview=r.choice(data, (), "webview", get_args(Webview), "gtk"),
-        bundle=_bundle(r, data.get("bundle", {})),
+        app=app,  # type: ignore[arg-type]
+        ui=ui,  # type: ignore[arg-type]
+        window=window,  # type: ignore[arg-type]
+        services=MappingProxyType(services),
+        webview=webview,  # type: ignore[arg-type]
+        bundle=bundle,  # type: ignore[arg-type]
         platform=plat,  # type: ignore[arg-type]
-        limits=_app_limits(r, data.get("limits", {})),
+        limits=limits,  # type: ignore[arg-type]
     )
+    return ManifestCheck(manifest, (), manifest.services)
 
 
 def manifest_for_wasm(

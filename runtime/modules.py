@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -24,6 +26,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import wasmtime
+
+from .regularfile import FileProblem, read_regular
 
 log = logging.getLogger("wvwasi.modules")
 
@@ -77,6 +81,44 @@ class WasmLoadError(Exception):
     """A `.wasm` that cannot be compiled: names the file and why."""
 
 
+#: The largest `.wasm` read for validation or compiling (the biggest real ones are ~200 MB).
+MAX_MODULE_BYTES = 1 << 30
+
+
+def error_text(e: Exception) -> str:
+    """wasmtime's error with its numbered "Caused by:" chain on one line, every cause kept."""
+    parts = []
+    for line in str(e).splitlines():
+        line = line.strip()
+        if line and line != "Caused by:":
+            parts.append(re.sub(r"\A\d+: ", "", line))
+    return ": ".join(parts) or type(e).__name__
+
+
+def validate(engine: wasmtime.Engine, data: bytes, wasm: Path) -> None:
+    """WasmLoadError unless `engine` can compile `data`; checks without compiling (~1 s for
+    a module whose full compile takes minutes)."""
+    if data[:4] != b"\0asm":
+        raise WasmLoadError(f"{wasm}: not a WebAssembly module (bad magic bytes)")
+    try:
+        wasmtime.Module.validate(engine, data)
+    except wasmtime.WasmtimeError as e:
+        raise WasmLoadError(f"{wasm}: invalid WebAssembly: {error_text(e)}") from None
+
+
+def read_module(wasm: Path) -> bytes:
+    """The bytes of `wasm`: a regular file of at most MAX_MODULE_BYTES, else WasmLoadError."""
+    try:
+        return read_regular(wasm, MAX_MODULE_BYTES)
+    except FileProblem as e:
+        raise WasmLoadError(f"{wasm}: {e.reason}") from None
+
+
+def validate_file(wasm: Path, engine: wasmtime.Engine | None = None) -> None:
+    """`validate()` the module at `wasm` (for `wvwasi check`, `exec` and `build`)."""
+    validate(engine or make_engine(), read_module(wasm), wasm)
+
+
 def header_path(artefact: Path) -> Path:
     """The JSON sidecar that validates `artefact`."""
     return artefact.with_name(artefact.name + ".json")
@@ -114,7 +156,7 @@ def read_artefact(engine: wasmtime.Engine, path: Path, wasm_sha256: str) -> wasm
         try:
             return wasmtime.Module.deserialize_file(engine, str(path))
         except (wasmtime.WasmtimeError, ValueError) as e:
-            reason = str(e).splitlines()[0]
+            reason = error_text(e)
     log.info("ignoring precompiled %s: %s; compiling instead", path.name, reason)
     return None
 
@@ -151,11 +193,13 @@ def copy_artefact(src: Path, dest: Path) -> Path:
 
 def precompile(wasm: Path, out: Path) -> Path:
     """Compile `wasm` for distribution: loadable on any CPU of this OS/arch, not only this one."""
-    data = Path(wasm).read_bytes()
+    data = read_module(Path(wasm))
+    engine = make_engine(portable=True)
+    validate(engine, data, wasm)
     try:
-        module = wasmtime.Module(make_engine(portable=True), data)
+        module = wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as e:
-        raise WasmLoadError(f"{wasm}: cannot compile: {str(e).splitlines()[0]}") from None
+        raise WasmLoadError(f"{wasm}: cannot compile: {error_text(e)}") from None
     write_artefact(module, hashlib.sha256(data).hexdigest(), out)
     return out
 
@@ -189,8 +233,11 @@ class ModuleLoader:
         wasm = Path(wasm)
         try:
             st = wasm.stat()
-        except OSError as e:
-            raise WasmLoadError(f"{wasm}: cannot read: {e.strerror}") from None
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+            why = e.strerror if isinstance(e, OSError) else e
+            raise WasmLoadError(f"{wasm}: cannot read: {why}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise WasmLoadError(f"{wasm}: not a regular file")
         stamp = (st.st_mtime_ns, st.st_size)
         with self._lock:
             hit = self._loaded.get(wasm)
@@ -230,13 +277,12 @@ class ModuleLoader:
         return module
 
     def _compile(self, wasm: Path) -> wasmtime.Module:
-        data = wasm.read_bytes()
-        if data[:4] != b"\0asm":
-            raise WasmLoadError(f"{wasm}: not a WebAssembly module (bad magic bytes)")
+        data = read_module(wasm)
+        validate(self.engine, data, wasm)
         try:
             return wasmtime.Module(self.engine, data)
         except wasmtime.WasmtimeError as e:
-            raise WasmLoadError(f"{wasm}: invalid WebAssembly: {str(e).splitlines()[0]}") from None
+            raise WasmLoadError(f"{wasm}: cannot compile: {error_text(e)}") from None
 
     def _cache_path(self, sha: str) -> Path | None:
         if self.cache_dir is None:

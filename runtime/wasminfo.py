@@ -7,9 +7,12 @@ Reads only the section headers and the import/export sections, seeking past the 
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from .regularfile import FileProblem, open_regular
 
 MAGIC = b"\0asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
@@ -37,28 +40,40 @@ class ModuleInfo:
     exports: tuple[tuple[str, str], ...]
 
 
+class _Malformed(Exception):
+    """Bytes that do not follow the binary format; the message says where and why."""
+
+
+def _byte(f: BinaryIO) -> int:
+    byte = f.read(1)
+    if not byte:
+        raise _Malformed("unexpected end of data")
+    return byte[0]
+
+
 def _uleb(f: BinaryIO) -> int:
-    result = shift = 0
-    while True:
-        byte = f.read(1)
-        if not byte:
-            raise EOFError
-        result |= (byte[0] & 0x7F) << shift
-        shift += 7
-        if byte[0] < 0x80:
+    """A LEB128 u32: at most 5 bytes, value below 2**32 (the format's limit for sizes/counts)."""
+    result = 0
+    for shift in range(0, 35, 7):
+        byte = _byte(f)
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if result >= 1 << 32:
+                raise _Malformed("LEB128 integer larger than 32 bits")
             return result
+    raise _Malformed("LEB128 integer longer than 5 bytes")
 
 
 def _name(f: BinaryIO) -> str:
     size = _uleb(f)
     data = f.read(size)
     if len(data) != size:
-        raise EOFError
+        raise _Malformed("name runs past the end of its section")
     return data.decode("utf-8", "replace")
 
 
 def _skip_limits(f: BinaryIO) -> None:
-    flags = f.read(1)[0]
+    flags = _byte(f)
     _uleb(f)
     if flags & 1:
         _uleb(f)
@@ -66,63 +81,75 @@ def _skip_limits(f: BinaryIO) -> None:
 
 def _import_kind(f: BinaryIO) -> str:
     """Read one import descriptor, returning its kind."""
-    tag = f.read(1)[0]
+    tag = _byte(f)
     if tag == 0:  # func: type index
         _uleb(f)
     elif tag == 1:  # table: reftype, limits
-        f.read(1)
+        _byte(f)
         _skip_limits(f)
     elif tag == 2:  # memory: limits
         _skip_limits(f)
     elif tag == 3:  # global: valtype, mutability
-        f.read(2)
+        _byte(f)
+        _byte(f)
     elif tag == 4:  # tag: attribute, type index
-        f.read(1)
+        _byte(f)
         _uleb(f)
     else:
-        raise ValueError(f"unknown import kind 0x{tag:02x}")
+        raise _Malformed(f"unknown import kind 0x{tag:02x}")
     return _KINDS[tag]
+
+
+def _sections(f: BinaryIO, imports: list, exports: list) -> None:
+    """Walk the sections after the header, collecting the import and export entries."""
+    size_left = os.fstat(f.fileno()).st_size - f.tell()
+    while section_id := f.read(1):
+        start = f.tell()
+        size = _uleb(f)
+        size_left -= 1 + f.tell() - start
+        if size > size_left:
+            raise _Malformed(f"section {section_id[0]} of {size} bytes runs past the end of the "
+                             f"file ({size_left} bytes left)")
+        size_left -= size
+        if section_id[0] not in (_IMPORT_SECTION, _EXPORT_SECTION):
+            f.seek(size, io.SEEK_CUR)
+            continue
+        body = io.BytesIO(f.read(size))
+        for _ in range(_uleb(body)):
+            if section_id[0] == _IMPORT_SECTION:
+                module, name = _name(body), _name(body)
+                imports.append((module, name, _import_kind(body)))
+            else:
+                name, kind = _name(body), _byte(body)
+                _uleb(body)
+                exports.append((name, _KINDS.get(kind, f"0x{kind:02x}")))
 
 
 def inspect(path: Path | str) -> ModuleInfo:
     """Imports and exports of the core module at `path`; WasmModuleError if it is not one."""
     path = Path(path)
     try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        raise WasmModuleError(path, "file not found") from None
-    except OSError as e:
-        raise WasmModuleError(path, f"cannot read: {e.strerror or e}") from None
+        f = open_regular(path)
+    except FileProblem as e:
+        raise WasmModuleError(path, e.reason) from None
     imports: list[tuple[str, str, str]] = []
     exports: list[tuple[str, str]] = []
     with f:
-        header = f.read(8)
-        if header[:4] != MAGIC:
-            raise WasmModuleError(path, "not a WebAssembly file (bad magic bytes)")
-        if header[4:] != CORE_VERSION:
-            if header[6:8] == b"\x01\x00":
-                raise WasmModuleError(
-                    path, "is a WASI 0.2 component, wvwasi runs preview1 modules "
-                    "(build for wasm32-wasip1 / wasm32-wasi)")
-            raise WasmModuleError(path, f"unsupported WebAssembly version {header[4:].hex()}")
         try:
-            while section_id := f.read(1):
-                size = _uleb(f)
-                if section_id[0] not in (_IMPORT_SECTION, _EXPORT_SECTION):
-                    f.seek(size, io.SEEK_CUR)
-                    continue
-                body = io.BytesIO(f.read(size))
-                for _ in range(_uleb(body)):
-                    if section_id[0] == _IMPORT_SECTION:
-                        module, name = _name(body), _name(body)
-                        imports.append((module, name, _import_kind(body)))
-                    else:
-                        name, kind = _name(body), body.read(1)[0]
-                        _uleb(body)
-                        exports.append((name, _KINDS.get(kind, f"0x{kind:02x}")))
-        except (EOFError, IndexError, ValueError) as e:
-            msg = f"malformed WebAssembly module ({e or 'truncated'})"
-            raise WasmModuleError(path, msg) from None
+            header = f.read(8)
+            if header[:4] != MAGIC:
+                raise WasmModuleError(path, "not a WebAssembly module (bad magic bytes)")
+            if header[4:] != CORE_VERSION:
+                if header[6:8] == b"\x01\x00":
+                    raise WasmModuleError(
+                        path, "is a WASI 0.2 component, wvwasi runs preview1 modules "
+                        "(build for wasm32-wasip1 / wasm32-wasi)")
+                raise WasmModuleError(path, f"unsupported WebAssembly version {header[4:].hex()}")
+            _sections(f, imports, exports)
+        except _Malformed as e:
+            raise WasmModuleError(path, f"malformed WebAssembly module ({e})") from None
+        except OSError as e:
+            raise WasmModuleError(path, f"cannot read: {e.strerror or e}") from None
     return ModuleInfo(tuple(imports), tuple(exports))
 
 

@@ -77,8 +77,8 @@ def test_real_c_fixture_is_a_command_module(wasm_fixture) -> None:
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (b"MZ\x90\x00 definitely not wasm", "not a WebAssembly file (bad magic bytes)"),
-        (b"", "not a WebAssembly file (bad magic bytes)"),
+        (b"MZ\x90\x00 definitely not wasm", "not a WebAssembly module (bad magic bytes)"),
+        (b"", "not a WebAssembly module (bad magic bytes)"),
         (COMPONENT, "is a WASI 0.2 component, wvwasi runs preview1 modules"),
         (b"\0asm\x02\x00\x00\x00", "unsupported WebAssembly version 02000000"),
         (wat(REACTOR), "has no _start export: it looks like a reactor/library module "
@@ -149,7 +149,7 @@ def test_check_reports_every_bad_service(make_project, tmp_path: Path) -> None:
     lines = proc.stderr.splitlines()
     key = f"error: {root}/wvwasi.toml: services"
     assert lines == [
-        f"{key}.bad.source: services/bad.wasm: not a WebAssembly file (bad magic bytes)",
+        f"{key}.bad.source: services/bad.wasm: not a WebAssembly module (bad magic bytes)",
         f"{key}.reactor.source: services/reactor.wasm: has no _start export: it looks like a "
         "reactor/library module (it exports _initialize); wvwasi runs command modules "
         "(a program with main())",

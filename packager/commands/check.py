@@ -5,18 +5,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wvwasi.runtime.manifest import (
     PLATFORMS,
     WEB,
+    Bundle,
     Manifest,
-    ManifestError,
+    Service,
+    check_manifest,
     current_platform,
-    load_manifest,
     manifest_file,
 )
+from wvwasi.runtime.regularfile import file_type
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
+
+if TYPE_CHECKING:
+    import wasmtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,49 +42,81 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _service_problems(manifest: Manifest, shown: Path) -> list[str]:
+@cache
+def _engine() -> wasmtime.Engine:
+    """The host's engine settings, made once and only when a module is validated (wasmtime
+    is imported then, not at start-up)."""
+    from wvwasi.runtime.modules import make_engine
+
+    return make_engine()
+
+
+def _source_problem(source: Path) -> str | None:
+    """Why `source` cannot run as a service, or None: structure and imports first (reads
+    only headers), then wasmtime's validation (everything a compile checks, without compiling)."""
+    try:
+        check_command_module(source)
+    except WasmModuleError as e:
+        return e.reason
+    from wvwasi.runtime.modules import WasmLoadError, validate_file
+
+    try:
+        validate_file(source, _engine())
+    except WasmModuleError as e:
+        return e.reason
+    except WasmLoadError as e:
+        return str(e).removeprefix(f"{source}: ")
+    return None
+
+
+def _service_problems(
+    services: Mapping[str, Service], root: Path, shown: Path, bundle: Bundle | None,
+    checked: dict[Path, str | None],
+) -> list[str]:
     problems = []
-    for name, service in manifest.services.items():
+    for name, service in services.items():
         key = f"{shown}: services.{name}.source"
-        rel = os.path.relpath(service.source, manifest.root)
-        if not service.source.exists():
+        rel = os.path.relpath(service.source, root)
+        if service.source not in checked:
+            checked[service.source] = _source_problem(service.source)
+        problem = checked[service.source]
+        if problem == "file not found":
             hint = (
                 "; run its build.command first (`wvwasi build`)"
                 if service.build
                 else " and the service has no build.command to create it"
             )
             problems.append(f"{key}: {rel} does not exist{hint}")
-            continue
-        try:
-            check_command_module(service.source)
-        except WasmModuleError as e:
-            problems.append(f"{key}: {rel}: {e.reason}")
-    for i, resource in enumerate(manifest.bundle.resources):
-        if not resource.exists():
-            rel = os.path.relpath(resource, manifest.root)
+        elif problem is not None:
+            problems.append(f"{key}: {rel}: {problem}")
+    for i, resource in enumerate(bundle.resources if bundle else ()):
+        if file_type(resource) is None:
+            rel = os.path.relpath(resource, root)
             problems.append(f"{shown}: bundle.resources[{i}]: {rel} does not exist")
     return problems
 
 
 def check_project(path: Path, only: str | None = None) -> tuple[list[Manifest], list[str]]:
-    """Load the manifest for each platform (running OS first), or only for `only`; returns
-    (manifests, problems)."""
+    """Check the manifest for each platform (running OS first), or only for `only`, and every
+    service's module; returns (the valid manifests, every problem found)."""
     manifests: list[Manifest] = []
     problems: list[str] = []
     current = current_platform()
+    checked: dict[Path, str | None] = {}
+    shown = manifest_file(path)
     platforms = (only,) if only else (current, *(p for p in PLATFORMS if p != current))
     for platform in platforms:
-        try:
-            manifest = load_manifest(path, platform=platform)
-        except ManifestError as e:
-            problems.append(str(e))
-            continue
-        manifests.append(manifest)
-        problems += _service_problems(manifest, manifest_file(path))
-        if platform == WEB:
+        result = check_manifest(path, platform=platform)
+        problems += [str(e) for e in result.errors]
+        if result.manifest is not None:
+            manifests.append(result.manifest)
+        root = result.manifest.root if result.manifest else shown.absolute().parent
+        bundle = result.manifest.bundle if result.manifest else None
+        problems += _service_problems(result.services, root, shown, bundle, checked)
+        if platform == WEB and result.manifest is not None:
             from wvwasi.packager.web import web_problems  # aiohttp: only for --platform web
 
-            problems += web_problems(manifest, manifest_file(path))
+            problems += web_problems(result.manifest, shown)
     return manifests, list(dict.fromkeys(problems))
 
 

@@ -1,7 +1,9 @@
 """`wvwasi exec`: run one service headless, with the terminal as its stdin and stdout.
 
 Like `wasmtime run`, but with the manifest's preopens and limits. The exit status is the
-service's exit code; 134 when it trapped, 124 when it hit its timeout, 1 for other failures.
+service's exit code; 134 when it trapped, 124 when it hit its timeout, 2 when the manifest or
+the module is invalid (the module gets `check`'s import check, then wasmtime's validation before
+compiling), 1 for other failures.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from wvwasi.runtime.manifest import (
     load_manifest,
     manifest_for_wasm,
 )
+from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 if TYPE_CHECKING:
     from wvwasi.runtime.instance import Instance
@@ -90,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         manifest, name = _manifest(args)
     except (ManifestError, LookupError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        check_command_module(manifest.services[name].source)  # the structural part of `check`
+    except WasmModuleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     import logging
