@@ -41,6 +41,9 @@ DESKTOP_CATEGORIES = (
     "AudioVideo", "Audio", "Video", "Development", "Education", "Game", "Graphics", "Network",
     "Office", "Science", "Settings", "System", "Utility",
 )
+#: How Windows installers provide the WebView2 runtime (`[bundle.windows] webview2`); the
+#: first is the default.
+WEBVIEW2_MODES = ("download-bootstrapper", "embed-bootstrapper", "offline-installer", "skip")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -132,6 +135,7 @@ class WindowsBundle:
 
     sign: bool = False
     timestamp_url: str | None = None
+    webview2: str = "download-bootstrapper"  # one of WEBVIEW2_MODES
 
 
 @dataclass(frozen=True)
@@ -548,7 +552,7 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
         if not _DEB_PACKAGE.match(dep):
             r.fail((*lp, "depends", i), f"expected a Debian package name, got {_show(dep)}")
     wp = (*p, "windows")
-    wt = r.table(t.get("windows", {}), wp, ("sign", "timestamp_url"))
+    wt = r.table(t.get("windows", {}), wp, ("sign", "timestamp_url", "webview2"))
     timestamp_url = r.string(wt, wp, "timestamp_url", None)
     if timestamp_url is not None and not re.match(r"https?://\S+\Z", timestamp_url):
         r.fail((*wp, "timestamp_url"), f"expected an http(s) URL, got {_show(timestamp_url)}")
@@ -565,7 +569,10 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
             depends=depends,
             category=r.choice(lt, lp, "category", DESKTOP_CATEGORIES, "Utility"),
         ),
-        windows=WindowsBundle(sign=r.boolean(wt, wp, "sign", False), timestamp_url=timestamp_url),
+        windows=WindowsBundle(
+            sign=r.boolean(wt, wp, "sign", False), timestamp_url=timestamp_url,
+            webview2=r.choice(wt, wp, "webview2", WEBVIEW2_MODES, WEBVIEW2_MODES[0]),
+        ),
         macos=MacosBundle(
             signing_identity=r.string(mt, mp, "signing_identity", None),
             notarize=r.boolean(mt, mp, "notarize", False),

@@ -48,23 +48,50 @@ def sign_windows(app: StagedApp, file: Path, step: str) -> None:
     bundle = app.manifest.bundle.windows
     if app.platform != "windows" or not bundle.sign:
         return
+    _sign_file(file, app.name, bundle.timestamp_url, step)
+
+
+def _sign_file(file: Path, name: str, timestamp_url: str | None, step: str) -> None:
     cert, password = windows_certificate(step)
     if sys.platform == "win32":
-        args = ["signtool", "sign", "/f", cert, "/fd", "sha256", "/d", app.name]
+        args = ["signtool", "sign", "/f", cert, "/fd", "sha256", "/d", name]
         if password:
             args += ["/p", password]
-        if bundle.timestamp_url:
-            args += ["/tr", bundle.timestamp_url, "/td", "sha256"]
+        if timestamp_url:
+            args += ["/tr", timestamp_url, "/td", "sha256"]
         run([*args, file], step=step, redact=[password])
         return
     signed = file.with_name(file.name + ".signed")
-    args = ["osslsigncode", "sign", "-pkcs12", cert, "-h", "sha256", "-n", app.name]
+    args = ["osslsigncode", "sign", "-pkcs12", cert, "-h", "sha256", "-n", name]
     if password:
         args += ["-pass", password]
-    if bundle.timestamp_url:
-        args += ["-ts", bundle.timestamp_url]
+    if timestamp_url:
+        args += ["-ts", timestamp_url]
     run([*args, "-in", file, "-out", signed], step=step, redact=[password])
     signed.replace(file)
+
+
+def uninstaller_signing_command(app: StagedApp) -> str | None:
+    """The command makensis runs on the uninstaller it writes (`!uninstfinalize`, `%1` is the
+    file), or None when the app is not signed: this module's `main`, same certificate."""
+    bundle = app.manifest.bundle.windows
+    if app.platform != "windows" or not bundle.sign:
+        return None
+    argv = [sys.executable, "-m", "wvwasi.packager.formats._sign", "%1", app.name,
+            bundle.timestamp_url or ""]
+    return " ".join(f'"{a}"' for a in argv)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m wvwasi.packager.formats._sign FILE NAME [TIMESTAMP_URL]`: Authenticode-sign
+    FILE with the certificate from the environment (makensis signs the uninstaller so)."""
+    file, name, *rest = argv
+    try:
+        _sign_file(Path(file), name, rest[0] if rest and rest[0] else None, "nsis uninstaller")
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def sign_macos(app: StagedApp, bundle_path: Path, step: str) -> bool:
@@ -87,3 +114,7 @@ def notarize(app: StagedApp, file: Path, step: str) -> None:
     run(["xcrun", "notarytool", "submit", file, "--apple-id", apple_id, "--password", password,
          "--team-id", team, "--wait"], step=step, redact=[password])
     run(["xcrun", "stapler", "staple", file], step=step)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
