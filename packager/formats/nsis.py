@@ -47,8 +47,8 @@ def file_lists(app: StagedApp) -> tuple[list[str], list[str]]:
         folder = str(PureWindowsPath(rel).parent)
         folder = "" if folder == "." else folder
         if folder != current:
-            target = "$INSTDIR" + (f"\\{folder}" if folder else "")
-            install.append(f'  SetOutPath "{quote(target)}"')
+            target = "$INSTDIR" + (f"\\{quote(folder)}" if folder else "")
+            install.append(f'  SetOutPath "{target}"')
             current = folder
         install.append(f'  File "{quote(str(path))}"')
         uninstall.append(f'  Delete "$INSTDIR\\{quote(rel)}"')
