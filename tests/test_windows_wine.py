@@ -135,3 +135,70 @@ def test_nsis_setup_installs_runs_refuses_while_running_upgrades_and_uninstalls(
     assert not (wine.start_menu / "Nsis.lnk").exists()
     assert key not in wine.registry()
     assert "Software\\dev.wvwasi.wine.nsis" not in wine.registry()
+
+
+def msi_entry(wine: Wine, name: str) -> dict[str, str] | None:
+    """The Add/Remove Programs entry Windows Installer wrote for product `name` (either hive)."""
+    for hive in ("user", "system"):
+        for key, values in wine.registry(hive).items():
+            if "\\Uninstall\\{" in key and values.get("DisplayName") == name:
+                return values
+    return None
+
+
+def test_msi_installs_runs_the_embedded_webview2_bootstrapper_upgrades_and_uninstalls(
+    wine: Wine, stubs: dict[str, Path], top: Path
+):
+    reg_delete(wine, WEBVIEW2_KEY)
+    v1 = build(top / "msi", stubs, "Msi", "0.1.0", "embed-bootstrapper", stale=True)
+    v2 = build(top / "msi", stubs, "Msi", "0.2.0", "skip")
+    folder = wine.local_appdata / "Programs" / "msi"
+    before = len(wine.stub_calls("MicrosoftEdgeWebview2Setup.exe"))
+
+    assert wine.run("msiexec", "/i", v1["msi"], "/qn") == 0
+    assert installed(folder) == app_files(v1["zip"]) | {
+        "webview2/MicrosoftEdgeWebview2Setup.exe"}
+    assert (wine.start_menu / "Msi.lnk").is_file()
+    entry = msi_entry(wine, "Msi")
+    assert entry is not None and entry["DisplayVersion"] == "0.1.0"
+    calls = wine.stub_calls("MicrosoftEdgeWebview2Setup.exe")[before:]
+    assert [c[1:] for c in calls] == [["/silent", "/install"]]
+    assert calls[0][0].endswith("\\Programs\\msi\\webview2\\MicrosoftEdgeWebview2Setup.exe")
+
+    assert wine.run(folder / "msi.exe", "--self-test") == 0
+    assert wine.stub_calls("msi.exe")[-1][1:] == ["--self-test"]
+
+    assert wine.run("msiexec", "/i", v2["msi"], "/qn") == 0  # MajorUpgrade
+    assert installed(folder) == app_files(v2["zip"])  # no stale file, no bootstrapper
+    assert msi_entry(wine, "Msi")["DisplayVersion"] == "0.2.0"
+    assert len(wine.stub_calls("MicrosoftEdgeWebview2Setup.exe")) == before + 1  # "skip"
+
+    assert wine.run("msiexec", "/x", v2["msi"], "/qn") == 0
+    assert not folder.exists()
+    assert not (wine.start_menu / "Msi.lnk").exists()
+    assert msi_entry(wine, "Msi") is None
+
+
+def test_download_mode_runs_powershell_and_a_failed_download_installs_nothing(
+    wine: Wine, stubs: dict[str, Path], top: Path
+):
+    """The bootstrapper download itself needs the internet: a stub PowerShell records the
+    command (and downloads nothing), so the installer must stop (status 6) before installing."""
+    reg_delete(wine, WEBVIEW2_KEY)
+    setup = build(top / "download", stubs, "Download", "0.1.0", "download-bootstrapper")["nsis"]
+    folder = wine.local_appdata / "Programs" / "download"
+    path = {"WINEPATH": windows_path(stubs["powershell"])}
+    assert wine.run(setup, "/S", extra_env=path) == 6
+    (call,) = wine.stub_calls("powershell.exe")
+    assert call[1:6] == ["-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass",
+                         "-Command"]
+    assert f"-Uri '{_webview2.BOOTSTRAPPER_URL}'" in call[6]
+    assert call[6].endswith("\\MicrosoftEdgeWebview2Setup.exe'")
+    assert not folder.exists() and UNINSTALL + "dev.wvwasi.wine.download" not in wine.registry()
+
+    wine.reg_add(WEBVIEW2_KEY, "pv", "120.0.2210.91")  # runtime present: no download at all
+    assert wine.run(setup, "/S", extra_env=path) == 0
+    assert len(wine.stub_calls("powershell.exe")) == 1
+    assert (folder / "download.exe").is_file()
+    assert wine.run(folder / "uninstall.exe", "/S") == 0
+    assert not folder.exists()
