@@ -245,7 +245,8 @@ class Instance:
                 folder = folders[guest_dir] = self._dir / f"files{len(folders)}"
                 folder.mkdir()
             (folder / name).write_bytes(content)
-            (folder / name).chmod(0o444)
+            if os.name != "nt":  # read-only files block rmtree on Windows; the preopen is ro
+                (folder / name).chmod(0o444)
         return folders
 
     def _stdout_chunk(self, chunk: bytes) -> None:
