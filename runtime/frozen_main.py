@@ -2,8 +2,8 @@
 run it. Usage: `<app> [--self-test]`.
 
 The payload (see packager/stage.py) is looked for, in order:
-1. `app/` beside the executable (an installed or unpacked app folder; also inside a macOS
-   `.app`, whose Contents/MacOS holds the app folder);
+1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
+   (executable in Contents/MacOS) Contents/Resources/app;
 2. a zip archive appended to the executable (the single-file build): extracted into the
    runtime's temporary folder (`sys._MEIPASS`), which the runtime removes at exit.
 """
@@ -22,6 +22,8 @@ MANIFEST = "wvwasi.toml"
 def find_payload(executable: Path) -> Path:
     """The payload folder for `executable` (extracting an appended archive if need be)."""
     beside = executable.parent / PAYLOAD
+    if executable.parent.name == "MacOS" and executable.parent.parent.name == "Contents":
+        beside = executable.parent.parent / "Resources" / PAYLOAD
     if (beside / MANIFEST).is_file():
         return beside
     try:
