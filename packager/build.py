@@ -40,6 +40,7 @@ from wvwasi.packager.formats._sign import (
     signing_tool,
     windows_certificate,
 )
+from wvwasi.packager.formats._webview2 import installer_for
 from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
@@ -166,6 +167,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
             windows_certificate("sign")
         if system == "macos":
             check_macos_signing(manifest.bundle.macos, "sign")
+        if {"nsis", "msi"} & set(names):
+            installer_for(manifest.bundle.windows.webview2, arch.windows, "webview2")
     out = (request.out or manifest.root / "dist").absolute()
     report = BuildReport(manifest.app.name, manifest.app.identifier, manifest.app.version,
                          system, arch.name, manifest.webview, out)

@@ -54,18 +54,25 @@ def mode(app: StagedApp) -> str:
 
 def embedded_file(app: StagedApp, step: str) -> Path | None:
     """The installer to embed for the app's mode (None: nothing to embed)."""
-    if mode(app) not in EMBEDDED:
+    return installer_for(mode(app), app.arch.windows, step)
+
+
+def installer_for(webview2: str, arch: str, step: str) -> Path | None:
+    """The installer to embed for mode `webview2` on `arch` (Windows spelling), from the
+    environment or the cache (downloaded into it if need be); None: nothing to embed. The
+    pipeline calls this before building anything, so a bad setting stops it there."""
+    if webview2 not in EMBEDDED:
         return None
-    variable, name = EMBEDDED[mode(app)]
+    variable, name = EMBEDDED[webview2]
     given = os.environ.get(variable)
     if given:
         if not Path(given).is_file():
             raise BuildError(step, f"{variable}: {given} does not exist")
         return Path(given)
-    url = BOOTSTRAPPER_URL if mode(app) == "embed-bootstrapper" else OFFLINE_URLS[app.arch.windows]
-    dest = cache_dir() / "webview2" / f"{app.arch.windows}-{name}"
+    url = BOOTSTRAPPER_URL if webview2 == "embed-bootstrapper" else OFFLINE_URLS[arch]
+    dest = cache_dir() / "webview2" / f"{arch}-{name}"
     if not dest.is_file():
-        _download(url, dest, step, f"[bundle.windows] webview2 = {mode(app)!r}", variable)
+        _download(url, dest, step, f"[bundle.windows] webview2 = {webview2!r}", variable)
     return dest
 
 
