@@ -153,6 +153,7 @@ class Bundle:
 
     formats: tuple[str, ...] = ()
     resources: tuple[Path, ...] = ()
+    wvwasi: str | None = None  # a published wvwasi version the release workflow installs
     linux: LinuxBundle = field(default_factory=LinuxBundle)
     windows: WindowsBundle = field(default_factory=WindowsBundle)
     macos: MacosBundle = field(default_factory=MacosBundle)
@@ -535,7 +536,10 @@ def _service(r: _Reader, name: str, raw: object) -> Service:
 
 def _bundle(r: _Reader, raw: object) -> Bundle:
     p: KeyPath = ("bundle",)
-    t = r.table(raw, p, ("formats", "resources", "linux", "windows", "macos"))
+    t = r.table(raw, p, ("formats", "resources", "wvwasi", "linux", "windows", "macos"))
+    wvwasi = r.string(t, p, "wvwasi", None)
+    if wvwasi is not None and not re.match(r"\d+(\.\d+)*([.+-]?[0-9A-Za-z.]+)?\Z", wvwasi):
+        r.fail((*p, "wvwasi"), f'expected a version like "0.2.0", got {_show(wvwasi)}')
     formats = r.strings(t, p, "formats")
     for i, fmt in enumerate(formats):
         if fmt not in BUNDLE_FORMATS:
@@ -565,6 +569,7 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
     return Bundle(
         formats=tuple(dict.fromkeys(formats)),
         resources=resources,
+        wvwasi=wvwasi,
         linux=LinuxBundle(
             depends=depends,
             category=r.choice(lt, lp, "category", DESKTOP_CATEGORIES, "Utility"),
