@@ -126,6 +126,8 @@ def test_signing_secrets_are_checked_first_when_the_manifest_signs(tmp_path: Pat
     project = new_project(tmp_path, "Signed Ci", '[bundle.windows]\nsign = true\n'
                           '[bundle.macos]\nsigning_identity = "Developer ID Application: X"\n'
                           "notarize = true\n")
+    subprocess.run([sys.executable, "-m", "wvwasi", "ci", "github", project], check=True,
+                   capture_output=True)
     text = (project / ".github" / "workflows" / "release.yml").read_text()
     first = yaml.safe_load(text)["jobs"]["services"]["steps"][0]
     assert first["name"] == "Check the signing secrets wvwasi.toml asks for"
