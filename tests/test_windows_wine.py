@@ -21,8 +21,6 @@ from wine import Wine, build_stub, reg_delete, windows_path
 
 from wvwasi.packager.formats import _webview2
 
-pytestmark = pytest.mark.skipif(shutil.which("wine") is None, reason="needs wine (.ci/setup)")
-
 WEBVIEW2_KEY = "HKLM\\SOFTWARE\\WOW6432Node\\Microsoft\\EdgeUpdate\\Clients\\" + \
     _webview2.CLIENT_KEY.rsplit("\\", 1)[1]
 UNINSTALL = "Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\"
@@ -35,6 +33,10 @@ def top(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def wine(top: Path) -> Wine:
+    """One throwaway prefix for the module; fails (never skips) without Wine/mingw-w64."""
+    for tool in ("wine", "wineserver", "x86_64-w64-mingw32-gcc"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: run .ci/setup", pytrace=False)
     return Wine(top / "prefix", top / "stub-logs")
 
 
