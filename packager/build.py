@@ -35,7 +35,13 @@ from wvwasi.packager.formats import (
     formats_for,
     host_arch,
 )
-from wvwasi.packager.formats._sign import sign_windows, signing_tool, windows_certificate
+from wvwasi.packager.formats._sign import (
+    check_macos_signing,
+    sign_windows,
+    signing_tool,
+    windows_certificate,
+)
+from wvwasi.packager.formats._webview2 import installer_for
 from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
 from wvwasi.packager.web import web_problems, write_site
@@ -166,6 +172,10 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
         if system == "windows" and manifest.bundle.windows.sign:
             find_tool(signing_tool(), "sign")
             windows_certificate("sign")
+        if system == "macos":
+            check_macos_signing(manifest.bundle.macos, "sign")
+        if {"nsis", "msi"} & set(names):
+            installer_for(manifest.bundle.windows.webview2, arch.windows, "webview2")
     out = (request.out or manifest.root / "dist").absolute()
     report = BuildReport(manifest.app.name, manifest.app.identifier, manifest.app.version,
                          system, arch.name, manifest.webview, out)

@@ -33,6 +33,7 @@ DEBIAN_PACKAGES: Mapping[str, str | None] = {
     "hdiutil": None,
     "codesign": None,
     "xcrun": None,
+    "ditto": None,
     "signtool": None,
 }
 
@@ -43,6 +44,7 @@ ELSEWHERE: Mapping[str, str] = {
     "hdiutil": "needs macOS (hdiutil is part of macOS): build this format on a macOS machine",
     "codesign": "part of macOS (Xcode command line tools): sign on a macOS machine",
     "xcrun": "part of macOS (Xcode command line tools): notarize on a macOS machine",
+    "ditto": "part of macOS: notarize on a macOS machine",
     "signtool": "part of the Windows SDK",
 }
 

@@ -11,8 +11,10 @@ from wvwasi.runtime.window import BACKENDS
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wvwasi.runtime", description=__doc__)
     parser.add_argument("project", nargs="?", default=".", help="folder with wvwasi.toml")
-    parser.add_argument("--self-test", action="store_true",
-                        help="check every service from the page, print a JSON report, exit")
+    parser.add_argument("--self-test", nargs="?", const=True, default=False,
+                        choices=(True, "headless"), metavar="headless",
+                        help="check every service from the page, print a JSON report, exit; "
+                        "=headless: services and bridge only, no window")
     parser.add_argument("--webview", choices=BACKENDS, help="override [target.linux] webview")
     args = parser.parse_args(argv)
     return run_app(args.project, self_test=args.self_test, backend=args.webview)

@@ -17,7 +17,7 @@ from wvwasi.runtime.bridge.server import Bridge
 from wvwasi.runtime.host import ServiceHost
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.runtime.paths import PathContext
-from wvwasi.runtime.selftest import SelfTest
+from wvwasi.runtime.selftest import SelfTest, headless_checks
 from wvwasi.runtime.window import AppWindow, Backend, backend_for
 
 #: Folder of precompiled service artefacts in a built app's payload (packager/stage.py).
@@ -36,6 +36,7 @@ class App:
         resources: Path | None = None,
         backend: Backend | None = None,
         dev: bool = False,
+        headless: bool = False,
     ) -> None:
         self.manifest = manifest
         self.paths = PathContext.for_app(manifest, resources=resources)
@@ -44,10 +45,12 @@ class App:
             manifest, paths=self.paths,
             precompiled_dir=precompiled if precompiled.is_dir() else None,
         )
-        self.window = AppWindow(
+        #: None when headless (services and bridge only: no display needed)
+        self.window = None if headless else AppWindow(
             manifest.window, backend or backend_for(manifest), inspector=dev
         )
-        self.bridge = Bridge(manifest, self.host, picker=self.window.pick_folder, dev=dev)
+        picker = self.window.pick_folder if self.window is not None else None
+        self.bridge = Bridge(manifest, self.host, picker=picker, dev=dev)
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
 
@@ -68,6 +71,8 @@ class App:
         only if every check passed.
         """
         started = time.perf_counter()
+        if self.window is None:
+            return self._headless_self_test(started)
         test = SelfTest(self.manifest, self.window, started) if self_test else None
         try:
             self.host.start()
@@ -85,6 +90,25 @@ class App:
         print(json.dumps(report), flush=True)
         return 0 if report["ok"] else 1
 
+    def _headless_self_test(self, started: float) -> int:
+        """The self-test without a window (selftest.headless_checks): print its report."""
+        report: dict = {"app": self.manifest.app.name, "version": self.manifest.app.version,
+                        "mode": "headless", "backend": None, "ok": False, "error": None}
+        try:
+            self.host.start()
+            report.update(headless_checks(self.manifest, self.host, self.bridge.start()))
+            checks = [*report["services"].values(), report["bridge"]]
+            report["ok"] = all(c["ok"] for c in checks)
+        except Exception as e:
+            report["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            self.close()
+        report["seconds"] = round(time.perf_counter() - started, 3)
+        report["threads_left"] = _leftover_threads()
+        report["ok"] = report["ok"] and not report["threads_left"]
+        print(json.dumps(report), flush=True)
+        return 0 if report["ok"] else 1
+
     def close(self) -> None:
         """Stop the bridge (ending every page's workers), the host and the run's temp folder."""
         if self._closed:
@@ -92,7 +116,8 @@ class App:
         self._closed = True
         for callback in reversed(self._at_close):
             callback()
-        self.window.close()
+        if self.window is not None:
+            self.window.close()
         try:
             self.bridge.close()
         finally:
@@ -121,7 +146,7 @@ def run_app(
     manifest_or_dir: Manifest | Path | str,
     *,
     resources: Path | None = None,
-    self_test: bool = False,
+    self_test: bool | str = False,
     backend: Backend | None = None,
     dev: bool = False,
     on_started: Callable[[App], None] | None = None,
@@ -129,8 +154,10 @@ def run_app(
     """Run the app in `manifest_or_dir` (a Manifest, a wvwasi.toml or its folder).
 
     `resources` is the shipped `$RESOURCES` folder of a built app (default: the project
-    folder); `backend` overrides the manifest's Linux webview; `dev` enables the page's reload
-    channel and the web inspector; `on_started` see `App.run`. Returns the exit status:
+    folder); `self_test` True runs the self-test in the window, "headless" without one
+    (services and bridge only, for machines without a display); `backend` overrides the
+    manifest's Linux webview; `dev` enables the page's reload channel and the web inspector;
+    `on_started` see `App.run`. Returns the exit status:
     0, 1 for a failed self-test, 2 when the app cannot start (the reason is on stderr, and in
     the JSON report with `self_test`).
     """
@@ -139,8 +166,9 @@ def run_app(
             manifest_or_dir if isinstance(manifest_or_dir, Manifest)
             else load_manifest(manifest_or_dir)
         )
-        app = App(manifest, resources=resources, backend=backend, dev=dev)
-        return app.run(self_test=self_test, on_started=on_started)
+        app = App(manifest, resources=resources, backend=backend, dev=dev,
+                  headless=self_test == "headless")
+        return app.run(self_test=bool(self_test), on_started=on_started)
     except (ManifestError, ImportError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         if self_test:

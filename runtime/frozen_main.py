@@ -1,9 +1,10 @@
 """Entry point of the frozen runtime executable (what PyInstaller freezes): find the app payload and
-run it. Usage: `<app> [--self-test]`.
+run it. Usage: `<app> [--self-test[=headless]]` (headless: services and bridge only, no
+window, for machines without a display).
 
 The payload (see packager/stage.py) is looked for, in order:
-1. `app/` beside the executable (an installed or unpacked app folder; also inside a macOS
-   `.app`, whose Contents/MacOS holds the app folder);
+1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
+   (executable in Contents/MacOS) Contents/Resources/app;
 2. a zip archive appended to the executable (the single-file build): extracted into the
    runtime's temporary folder (`sys._MEIPASS`), which the runtime removes at exit.
 """
@@ -22,6 +23,8 @@ MANIFEST = "wvwasi.toml"
 def find_payload(executable: Path) -> Path:
     """The payload folder for `executable` (extracting an appended archive if need be)."""
     beside = executable.parent / PAYLOAD
+    if executable.parent.name == "MacOS" and executable.parent.parent.name == "Contents":
+        beside = executable.parent.parent / "Resources" / PAYLOAD
     if (beside / MANIFEST).is_file():
         return beside
     try:
@@ -42,15 +45,16 @@ def find_payload(executable: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    unknown = [a for a in args if a != "--self-test"]
+    unknown = [a for a in args if a not in ("--self-test", "--self-test=headless")]
     if unknown:
-        print(f"usage: {Path(sys.executable).name} [--self-test]", file=sys.stderr)
+        print(f"usage: {Path(sys.executable).name} [--self-test[=headless]]", file=sys.stderr)
         return 2
     payload = find_payload(Path(sys.executable).resolve())
 
     from wvwasi.runtime.app import run_app
 
-    return run_app(payload, resources=payload / "resources", self_test="--self-test" in args)
+    self_test = "headless" if "--self-test=headless" in args else "--self-test" in args
+    return run_app(payload, resources=payload / "resources", self_test=self_test)
 
 
 if __name__ == "__main__":

@@ -316,7 +316,8 @@ class Instance:
             path = tree.joinpath(*guest.strip("/").split("/"))
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-            path.chmod(0o444)
+            if os.name != "nt":  # read-only files block rmtree on Windows; the preopen is ro
+                path.chmod(0o444)
         return tree
 
     def _stdout_chunk(self, chunk: bytes) -> None:

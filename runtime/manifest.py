@@ -48,6 +48,9 @@ DESKTOP_CATEGORIES = (
     "AudioVideo", "Audio", "Video", "Development", "Education", "Game", "Graphics", "Network",
     "Office", "Science", "Settings", "System", "Utility",
 )
+#: How Windows installers provide the WebView2 runtime (`[bundle.windows] webview2`); the
+#: first is the default.
+WEBVIEW2_MODES = ("download-bootstrapper", "embed-bootstrapper", "offline-installer", "skip")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Default `limits.message`: the longest stdout message (line, frame, task stdout), in bytes.
 DEFAULT_MESSAGE_LIMIT = 16 << 20
@@ -159,6 +162,7 @@ class WindowsBundle:
 
     sign: bool = False
     timestamp_url: str | None = None
+    webview2: str = "download-bootstrapper"  # one of WEBVIEW2_MODES
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,7 @@ class Bundle:
 
     formats: tuple[str, ...] = ()
     resources: tuple[Path, ...] = ()
+    wvwasi: str | None = None  # a published wvwasi version the release workflow installs
     linux: LinuxBundle = field(default_factory=LinuxBundle)
     windows: WindowsBundle = field(default_factory=WindowsBundle)
     macos: MacosBundle = field(default_factory=MacosBundle)
@@ -638,7 +643,10 @@ def _service(r: _Reader, name: str, raw: object) -> Service:
 
 def _bundle(r: _Reader, raw: object) -> Bundle:
     p: KeyPath = ("bundle",)
-    t = r.table(raw, p, ("formats", "resources", "linux", "windows", "macos"))
+    t = r.table(raw, p, ("formats", "resources", "wvwasi", "linux", "windows", "macos"))
+    wvwasi = r.string(t, p, "wvwasi", None)
+    if wvwasi is not None and not re.match(r"\d+(\.\d+)*([.+-]?[0-9A-Za-z.]+)?\Z", wvwasi):
+        r.fail((*p, "wvwasi"), f'expected a version like "0.2.0", got {_show(wvwasi)}')
     formats = r.strings(t, p, "formats")
     for i, fmt in enumerate(formats):
         if fmt not in BUNDLE_FORMATS:
@@ -655,7 +663,7 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
         if not _DEB_PACKAGE.match(dep):
             r.fail((*lp, "depends", i), f"expected a Debian package name, got {_show(dep)}")
     wp = (*p, "windows")
-    wt = r.table(t.get("windows", {}), wp, ("sign", "timestamp_url"))
+    wt = r.table(t.get("windows", {}), wp, ("sign", "timestamp_url", "webview2"))
     timestamp_url = r.string(wt, wp, "timestamp_url", None)
     if timestamp_url is not None and not re.match(r"https?://\S+\Z", timestamp_url):
         r.fail((*wp, "timestamp_url"), f"expected an http(s) URL, got {_show(timestamp_url)}")
@@ -668,11 +676,15 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
     return Bundle(
         formats=tuple(dict.fromkeys(formats)),
         resources=resources,
+        wvwasi=wvwasi,
         linux=LinuxBundle(
             depends=depends,
             category=r.choice(lt, lp, "category", DESKTOP_CATEGORIES, "Utility"),
         ),
-        windows=WindowsBundle(sign=r.boolean(wt, wp, "sign", False), timestamp_url=timestamp_url),
+        windows=WindowsBundle(
+            sign=r.boolean(wt, wp, "sign", False), timestamp_url=timestamp_url,
+            webview2=r.choice(wt, wp, "webview2", WEBVIEW2_MODES, WEBVIEW2_MODES[0]),
+        ),
         macos=MacosBundle(
             signing_identity=r.string(mt, mp, "signing_identity", None),
             notarize=r.boolean(mt, mp, "notarize", False),

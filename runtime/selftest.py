@@ -119,3 +119,68 @@ class SelfTest:
         if leftover_threads:
             self.report["ok"] = False
         return self.report
+
+
+#: How long a dedicated/background service must stay up to count as started (as in the page).
+_UP_SECONDS = 0.3
+
+
+def headless_checks(manifest: Manifest, host: Any, launch_url: str) -> dict[str, Any]:
+    """`--self-test=headless`, for machines without a display (CI runners): every service
+    started straight through the host, as the page check does through the bridge, and the
+    bridge checked as the window would use it (launch URL -> session cookie -> the UI's entry
+    page and the page API). {"services": {name: {ok, detail}}, "bridge": {ok, detail}}."""
+    services = {name: _check_service(host, name, s.kind)
+                for name, s in manifest.services.items()}
+    return {"services": services, "bridge": _check_bridge(launch_url)}
+
+
+def _check_service(host: Any, name: str, kind: str) -> dict[str, Any]:
+    from wvwasi.runtime.events import Exited
+
+    try:
+        if kind == "task":
+            result = host.run_task(name, stdin=b"")
+            if result.error is not None:
+                return {"ok": False, "detail": result.error.message}
+            return {"ok": True, "detail": f"ran, exit code {result.exit_code}"}
+        events: list[Any] = []
+        if kind == "background":
+            subscription = host.subscribe(name, events.append)
+            time.sleep(_UP_SECONDS)
+            subscription.close()
+            errors = [e.error for e in events if isinstance(e, Exited) and e.error is not None]
+            if errors:
+                return {"ok": False, "detail": errors[0].message}
+            return {"ok": True, "detail": "subscribed to the running service"}
+        instance = host.spawn(name, on_event=events.append)
+        time.sleep(_UP_SECONDS)
+        early = next((e for e in events if isinstance(e, Exited)), None)
+        if early is not None:
+            return ({"ok": False, "detail": early.error.message} if early.error
+                    else {"ok": True, "detail": f"started and exited with code {early.code}"})
+        instance.terminate()
+        if instance.wait(2.0) is None:
+            return {"ok": False, "detail": "did not end within 2 s of terminate()"}
+        return {"ok": True, "detail": "started, then terminated"}
+    except Exception as e:
+        return {"ok": False, "detail": f"{type(e).__name__}: {e}"}
+
+
+def _check_bridge(launch_url: str) -> dict[str, Any]:
+    import http.cookiejar
+    import urllib.request
+
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    try:
+        with opener.open(launch_url, timeout=5) as page:  # redirected to the entry page
+            html = page.read()
+        origin = launch_url.split("/__wvwasi/")[0]
+        with opener.open(f"{origin}/__wvwasi/wvwasi.js", timeout=5) as script:
+            api = script.read()
+    except OSError as e:
+        return {"ok": False, "detail": f"{type(e).__name__}: {e}"}
+    if b"/__wvwasi/wvwasi.js" not in html or b"WasiWorker" not in api:
+        return {"ok": False, "detail": "the entry page or the page API was not served"}
+    return {"ok": True, "detail": f"served the entry page ({len(html)} bytes) and the page API"}

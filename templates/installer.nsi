@@ -1,5 +1,6 @@
 ; Rendered by wvwasi.packager.formats.nsis: a per-user installer (no admin rights needed).
 Unicode true
+Target amd64-unicode
 SetCompressor /SOLID lzma
 RequestExecutionLevel user
 
@@ -9,6 +10,7 @@ RequestExecutionLevel user
 !define APP_EXE "${exe}"
 !define UNINSTALL_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\${identifier}"
 !define APP_KEY "Software\${identifier}"
+!define WEBVIEW2_KEY "${webview2_key}"
 
 Name "$${APP_NAME}"
 OutFile "${outfile}"
@@ -20,8 +22,10 @@ VIAddVersionKey "ProductVersion" "$${APP_VERSION}"
 VIAddVersionKey "CompanyName" "$${APP_PUBLISHER}"
 VIAddVersionKey "FileVersion" "$${APP_VERSION}"
 VIAddVersionKey "FileDescription" "$${APP_NAME} installer"
+${uninstall_finalize}
 
 !include "MUI2.nsh"
+!include "LogicLib.nsh"
 !define MUI_ICON "${icon}"
 !define MUI_UNICON "${icon}"
 !define MUI_FINISHPAGE_RUN "$$INSTDIR\$${APP_EXE}"
@@ -32,7 +36,42 @@ VIAddVersionKey "FileDescription" "$${APP_NAME} installer"
 !insertmacro MUI_UNPAGE_INSTFILES
 !insertmacro MUI_LANGUAGE "English"
 
-Section "Install"
+; A running program cannot be opened for writing: refuse to replace or remove the app while it
+; runs (exit status 5), with a message (silent installs: only the status).
+!macro REFUSE_IF_RUNNING
+  $${If} $${FileExists} "$$INSTDIR\$${APP_EXE}"
+    ClearErrors
+    FileOpen $$0 "$$INSTDIR\$${APP_EXE}" a
+    $${If} $${Errors}
+      MessageBox MB_OK|MB_ICONEXCLAMATION "$${APP_NAME} is running. Close it, then try again." /SD IDOK
+      SetErrorLevel 5
+      Quit
+    $${EndIf}
+    FileClose $$0
+  $${EndIf}
+!macroend
+
+; WebView2: the installed runtime's version, "" if there is none.
+Function WebView2Version
+  ReadRegStr $$0 HKLM "SOFTWARE\WOW6432Node\Microsoft\EdgeUpdate\Clients\$${WEBVIEW2_KEY}" "pv"
+  $${If} $$0 == ""
+    ReadRegStr $$0 HKLM "SOFTWARE\Microsoft\EdgeUpdate\Clients\$${WEBVIEW2_KEY}" "pv"
+  $${EndIf}
+  $${If} $$0 == ""
+    ReadRegStr $$0 HKCU "Software\Microsoft\EdgeUpdate\Clients\$${WEBVIEW2_KEY}" "pv"
+  $${EndIf}
+  $${If} $$0 == "0.0.0.0"
+    StrCpy $$0 ""
+  $${EndIf}
+FunctionEnd
+
+; First, so that a refusal or a failed WebView2 download leaves nothing installed.
+Section "-Prepare"
+  !insertmacro REFUSE_IF_RUNNING
+${webview2_section}
+SectionEnd
+
+Section "-Install"
   ; Upgrade in place: the previous version's own uninstaller removes exactly its files.
   IfFileExists "$$INSTDIR\uninstall.exe" 0 +2
     ExecWait '"$$INSTDIR\uninstall.exe" /S _?=$$INSTDIR'
@@ -52,6 +91,10 @@ ${install_files}
   WriteRegDWORD HKCU "$${UNINSTALL_KEY}" "NoRepair" 1
   WriteRegDWORD HKCU "$${UNINSTALL_KEY}" "EstimatedSize" ${size_kib}
 SectionEnd
+
+Function un.onInit
+  !insertmacro REFUSE_IF_RUNNING
+FunctionEnd
 
 Section "Uninstall"
   Delete "$$SMPROGRAMS\$${APP_NAME}.lnk"

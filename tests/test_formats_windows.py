@@ -137,7 +137,8 @@ def test_nsis_script_installs_and_uninstalls_every_staged_file(
     log = (work / "makensis.log").read_text().splitlines()
     assert f'OutFile: "{setup}"' in log
     compiled = sorted(line.split('"')[1] for line in log if line.startswith("File: "))
-    assert compiled == sorted(Path(p).name for p in staged)
+    # + NSIS's nsExec plugin: the default WebView2 mode downloads the bootstrapper with it
+    assert compiled == sorted([*(Path(p).name for p in staged), "nsExec.dll"])
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,36 @@ def test_signing_signs_the_executable_and_both_installers(
     assert error_line(proc) == (
         "error: sign: WVWASI_WINDOWS_CERT is not set (needed because the manifest asks to sign)")
     assert not (tmp_path / "unsigned").exists()
+
+
+@pytest.mark.parametrize(("extra", "env", "expected"), [
+    ('[bundle.windows]\nwebview2 = "bundle"\n', {},
+     'wvwasi.toml: bundle.windows.webview2: expected "download-bootstrapper", '
+     '"embed-bootstrapper", "offline-installer" or "skip", got "bundle"'),
+    ('[bundle.windows]\nwebview2 = "embed-bootstrapper"\n',
+     {"WVWASI_WEBVIEW2_BOOTSTRAPPER": "/nonexistent/MicrosoftEdgeWebview2Setup.exe"},
+     "error: webview2: WVWASI_WEBVIEW2_BOOTSTRAPPER: "
+     "/nonexistent/MicrosoftEdgeWebview2Setup.exe does not exist"),
+])
+def test_bad_webview2_settings_are_one_line_errors_naming_the_key(
+    runtime: Path, tmp_path: Path, extra: str, env: dict[str, str], expected: str
+):
+    project = new_project(tmp_path, "Bad WebView2")
+    with open(project / "wvwasi.toml", "a", encoding="utf-8") as f:
+        f.write("\n" + extra)
+    out = tmp_path / "out"
+    proc = wvwasi("build", project, "--platform", "windows", "--runtime", runtime, "--format",
+                  "nsis", "--out", out, env=cli_env(**env))
+    assert expected in error_line(proc)
+    assert not out.exists()
+
+
+def test_a_windows_runtime_without_its_exe_is_refused(tmp_path: Path, project: Path):
+    (tmp_path / "rt" / "onedir" / "_internal").mkdir(parents=True)
+    (tmp_path / "rt" / "onedir" / "wvwasi-runtime").write_bytes(b"\x7fELF not for Windows")
+    out = tmp_path / "out"
+    proc = wvwasi("build", project, "--platform", "windows", "--runtime", tmp_path / "rt",
+                  "--format", "zip", "--out", out)
+    assert error_line(proc) == (f"error: freeze: --runtime {tmp_path / 'rt'}: expected "
+                                "onedir/wvwasi-runtime.exe in it")
+    assert not out.exists()

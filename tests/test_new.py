@@ -89,8 +89,9 @@ formats = ["zip", "nsis", "msi"]
     workflow = project / ".github" / "workflows" / "release.yml"
     text = workflow.read_text()
     assert "make -C native" in text and "native/out/tool.wasm" in text
-    assert 'formats: "zip nsis"' in text  # msi needs wixl, a Linux tool
+    assert 'formats: "dir zip nsis"' in text  # msi: its own Linux job (wixl); dir: self-test
     assert 'formats: "dir tar.gz deb rpm"' in text and 'formats: "app dmg"' in text
+    assert "  msi:" in text and "--platform windows --runtime windows-runtime" in text
     assert "startsWith(github.ref, 'refs/tags/v')" in text
     lint = actionlint(workflow)
     assert lint.returncode == 0, lint.stdout + lint.stderr

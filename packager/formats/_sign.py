@@ -18,6 +18,7 @@ from pathlib import Path
 
 from wvwasi.packager.stage import StagedApp
 from wvwasi.packager.tools import BuildError, run
+from wvwasi.runtime.manifest import MacosBundle
 
 WINDOWS_ENV = ("WVWASI_WINDOWS_CERT", "WVWASI_WINDOWS_CERT_PASSWORD")
 APPLE_ENV = ("WVWASI_APPLE_ID", "WVWASI_APPLE_PASSWORD", "WVWASI_APPLE_TEAM_ID")
@@ -48,42 +49,107 @@ def sign_windows(app: StagedApp, file: Path, step: str) -> None:
     bundle = app.manifest.bundle.windows
     if app.platform != "windows" or not bundle.sign:
         return
+    _sign_file(file, app.name, bundle.timestamp_url, step)
+
+
+def _sign_file(file: Path, name: str, timestamp_url: str | None, step: str) -> None:
     cert, password = windows_certificate(step)
     if sys.platform == "win32":
-        args = ["signtool", "sign", "/f", cert, "/fd", "sha256", "/d", app.name]
+        args = ["signtool", "sign", "/f", cert, "/fd", "sha256", "/d", name]
         if password:
             args += ["/p", password]
-        if bundle.timestamp_url:
-            args += ["/tr", bundle.timestamp_url, "/td", "sha256"]
+        if timestamp_url:
+            args += ["/tr", timestamp_url, "/td", "sha256"]
         run([*args, file], step=step, redact=[password])
         return
     signed = file.with_name(file.name + ".signed")
-    args = ["osslsigncode", "sign", "-pkcs12", cert, "-h", "sha256", "-n", app.name]
+    args = ["osslsigncode", "sign", "-pkcs12", cert, "-h", "sha256", "-n", name]
     if password:
         args += ["-pass", password]
-    if bundle.timestamp_url:
-        args += ["-ts", bundle.timestamp_url]
+    if timestamp_url:
+        args += ["-ts", timestamp_url]
     run([*args, "-in", file, "-out", signed], step=step, redact=[password])
     signed.replace(file)
 
 
-def sign_macos(app: StagedApp, bundle_path: Path, step: str) -> bool:
-    """codesign a .app (on macOS only); False when not on macOS (left unsigned)."""
-    if sys.platform != "darwin":
-        return False
-    identity = app.manifest.bundle.macos.signing_identity or "-"
-    args = ["codesign", "--force", "--deep", "--sign", identity]
+def uninstaller_signing_command(app: StagedApp) -> str | None:
+    """The command makensis runs on the uninstaller it writes (`!uninstfinalize`, `%1` is the
+    file), or None when the app is not signed: this module's `main`, same certificate."""
+    bundle = app.manifest.bundle.windows
+    if app.platform != "windows" or not bundle.sign:
+        return None
+    argv = [sys.executable, "-m", "wvwasi.packager.formats._sign", "%1", app.name,
+            bundle.timestamp_url or ""]
+    return " ".join(f'"{a}"' for a in argv)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m wvwasi.packager.formats._sign FILE NAME [TIMESTAMP_URL]`: Authenticode-sign
+    FILE with the certificate from the environment (makensis signs the uninstaller so)."""
+    file, name, *rest = argv
+    try:
+        _sign_file(Path(file), name, rest[0] if rest and rest[0] else None, "nsis uninstaller")
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def can_sign_macos() -> bool:
+    """codesign, notarytool and stapler exist only on macOS."""
+    return sys.platform == "darwin"
+
+
+def _identity(app: StagedApp) -> str:
+    return app.manifest.bundle.macos.signing_identity or "-"
+
+
+def check_macos_signing(macos: MacosBundle, step: str) -> None:
+    """Refuse, before anything is built, what cannot work: notarization of an ad-hoc signed
+    app, or without every Apple secret in the environment."""
+    if not macos.notarize:
+        return
+    if (macos.signing_identity or "-") == "-":
+        raise BuildError(step, "[bundle.macos] notarize = true needs [bundle.macos] "
+                         "signing_identity (a Developer ID Application identity): Apple does not "
+                         "notarize ad-hoc signed apps")
+    for name in APPLE_ENV:
+        _env(name, step)
+
+
+def sign_macos(app: StagedApp, bundle: Path, nested: list[Path], entitlements: Path,
+               step: str) -> None:
+    """codesign inside out: each nested Mach-O/.framework (innermost first), then the bundle
+    with the entitlements. A real identity gets the hardened runtime and a secure timestamp."""
+    identity = _identity(app)
+    args = ["codesign", "--force", "--sign", identity]
     if identity != "-":
         args += ["--options", "runtime", "--timestamp"]
-    run([*args, bundle_path], step=step)
-    return True
+    for code in nested:
+        run([*args, code], step=step)
+    run([*args, "--entitlements", entitlements, bundle], step=step)
 
 
-def notarize(app: StagedApp, file: Path, step: str) -> None:
-    """Submit `file` (a .dmg) for notarization and staple the ticket, if asked to."""
-    if not app.manifest.bundle.macos.notarize:
+def sign_disk_image(app: StagedApp, image: Path, step: str) -> None:
+    """codesign a .dmg with the app's identity (on macOS, with a real identity only)."""
+    identity = _identity(app)
+    if can_sign_macos() and identity != "-":
+        run(["codesign", "--force", "--sign", identity, "--timestamp", image], step=step)
+
+
+def notarize(app: StagedApp, file: Path, step: str, work: Path) -> None:
+    """Submit `file` (a .app, zipped with ditto for the upload, or a .dmg) for notarization,
+    wait for Apple's verdict, then staple the ticket to `file`; only if asked to."""
+    if not app.manifest.bundle.macos.notarize or not can_sign_macos():
         return
     apple_id, password, team = (_env(n, step) for n in APPLE_ENV)
-    run(["xcrun", "notarytool", "submit", file, "--apple-id", apple_id, "--password", password,
-         "--team-id", team, "--wait"], step=step, redact=[password])
+    upload = file
+    if file.suffix == ".app":
+        upload = work / f"{file.stem}-notarize.zip"
+        run(["ditto", "-c", "-k", "--keepParent", file, upload], step=step)
+    run(["xcrun", "notarytool", "submit", upload, "--apple-id", apple_id, "--password",
+         password, "--team-id", team, "--wait"], step=step, redact=[password])
     run(["xcrun", "stapler", "staple", file], step=step)
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from wvwasi.packager.formats import FormatOptions
+from wvwasi.packager.formats import FormatOptions, _webview2
 from wvwasi.packager.formats._sign import sign_windows
 from wvwasi.packager.stage import StagedApp
 from wvwasi.packager.tools import run
@@ -74,10 +74,77 @@ def tree_xml(app: StagedApp, base: Path) -> tuple[str, list[str]]:
     return "\n".join(folder(app.root, 6)), components
 
 
-def wxs(app: StagedApp, base: Path) -> str:
-    """The .wxs source text, to be compiled in folder `base`."""
+def webview2_xml(app: StagedApp, embedded: Path | None, base: Path) -> tuple[str, list[str]]:
+    """(elements, component ids) of the WebView2 step for `[bundle.windows] webview2` (see
+    _webview2.py): a deferred custom action, run at install (not removal) only when the
+    runtime's registry key is missing. wixl cannot run an exe from the Binary table, so an
+    embedded installer is installed as a file (webview2/ in the app folder) and run from there."""
+    mode = _webview2.mode(app)
+    if mode == "skip":
+        return '    <!-- [bundle.windows] webview2 = "skip" -->', []
+    args = " ".join(_webview2.INSTALL_ARGS)
+    lines = [f'    <!-- [bundle.windows] webview2 = "{mode}" -->']
+    components: list[str] = []
+    if embedded is None:  # download-bootstrapper: PowerShell downloads and runs it
+        placeholder = "\0"  # the download's path: an MSI property, not to be escaped
+        script = (_webview2.download_command(placeholder).split(" -Command ", 1)[1].strip('"')
+                  + f"; Start-Process -Wait -FilePath '{placeholder}' -ArgumentList '{args}'")
+        # `[` `]` are property references in a formatted field: escaped as [\[] and [\]]
+        script = "".join({"[": "[\\[]", "]": "[\\]]"}.get(c, c) for c in script)
+        script = script.replace(placeholder, "[TempFolder]MicrosoftEdgeWebview2Setup.exe")
+        command = _webview2.download_command(placeholder).split(" -Command ", 1)[0]
+        lines += [
+            '    <CustomAction Id="FindPowerShell" Property="WEBVIEW2_POWERSHELL" '
+            'Value="[System64Folder]WindowsPowerShell\\v1.0\\powershell.exe" />',
+            '    <CustomAction Id="InstallWebView2" Property="WEBVIEW2_POWERSHELL" ExeCommand='
+            + quoteattr(command.removeprefix("powershell.exe ") + f' -Command "{script}"'),
+        ]
+        actions = ["FindPowerShell", "InstallWebView2"]
+    else:
+        name = _webview2.EMBEDDED[mode][1]
+        guid = str(uuid.uuid5(NAMESPACE, f"{app.manifest.app.identifier}/webview2")).upper()
+        lines += [
+            '    <DirectoryRef Id="INSTALLDIR">',
+            '      <Directory Id="WebView2Dir" Name="webview2">',
+            f'        <Component Id="WebView2Installer" Guid="{guid}">',
+            f'          <File Id="WebView2Setup" Name="{name}" '
+            f'Source={quoteattr(os.path.relpath(embedded, base))} KeyPath="yes" />',
+            "        </Component>",
+            "      </Directory>",
+            "    </DirectoryRef>",
+            f'    <CustomAction Id="InstallWebView2" FileKey="WebView2Setup" ExeCommand="{args}"',
+        ]
+        components.append("WebView2Installer")
+        actions = ["InstallWebView2"]
+    lines[-1] += ' Execute="deferred" Impersonate="yes" Return="ignore" />'
+    key = _attr(_webview2.CLIENT_KEY)
+    missing = _attr('NOT REMOVE AND (NOT WEBVIEW2_MACHINE OR WEBVIEW2_MACHINE = "0.0.0.0") '
+                    'AND (NOT WEBVIEW2_USER OR WEBVIEW2_USER = "0.0.0.0")')
+    after = "InstallFiles"
+    lines += [
+        '    <Property Id="WEBVIEW2_MACHINE">',
+        f'      <RegistrySearch Id="WebView2Machine" Root="HKLM" Key="{key}" Name="pv" '
+        'Type="raw" Win64="no" />',
+        "    </Property>",
+        '    <Property Id="WEBVIEW2_USER">',
+        f'      <RegistrySearch Id="WebView2User" Root="HKCU" Key="{key}" Name="pv" Type="raw" />',
+        "    </Property>",
+        "    <InstallExecuteSequence>",
+    ]
+    for action in actions:
+        lines.append(f'      <Custom Action="{action}" After="{after}">{missing}</Custom>')
+        after = action
+    lines.append("    </InstallExecuteSequence>")
+    return "\n".join(lines), components
+
+
+def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
+    """The .wxs source text, to be compiled in folder `base`; `webview2`: the WebView2
+    installer to embed (modes that embed one)."""
     info = app.manifest.app
     tree, components = tree_xml(app, base)
+    webview2_elements, webview2_components = webview2_xml(app, webview2, base)
+    components += webview2_components
     template = string.Template((TEMPLATES / "app.wxs").read_text(encoding="utf-8"))
     return template.substitute(
         name=_attr(info.name),
@@ -91,6 +158,7 @@ def wxs(app: StagedApp, base: Path) -> str:
         identifier=_attr(info.identifier),
         shortcut_guid=str(uuid.uuid5(NAMESPACE, f"{info.identifier}/shortcut")).upper(),
         tree=tree,
+        webview2=webview2_elements,
         component_refs="\n".join(f'      <ComponentRef Id="{c}" />' for c in components),
     )
 
@@ -98,7 +166,8 @@ def wxs(app: StagedApp, base: Path) -> str:
 def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     opts.work.mkdir(parents=True, exist_ok=True)
     source = opts.work / f"{app.slug}.wxs"
-    source.write_text(wxs(app, source.parent), encoding="utf-8")
+    webview2 = _webview2.embedded_file(app, "msi")
+    source.write_text(wxs(app, source.parent, webview2), encoding="utf-8")
     dest = out / app.artefact_name(".msi")
     run(["wixl", "--arch", app.arch.windows, "-o", dest, source], step="msi")
     sign_windows(app, dest, "msi")

@@ -12,9 +12,9 @@ import re
 import string
 from pathlib import Path, PureWindowsPath
 
-from wvwasi.packager.formats import FormatOptions
+from wvwasi.packager.formats import FormatOptions, _webview2
 from wvwasi.packager.formats._linux import installed_size_kib
-from wvwasi.packager.formats._sign import sign_windows
+from wvwasi.packager.formats._sign import sign_windows, uninstaller_signing_command
 from wvwasi.packager.stage import StagedApp, walk
 from wvwasi.packager.tools import run
 from wvwasi.templates import ROOT as TEMPLATES
@@ -47,8 +47,8 @@ def file_lists(app: StagedApp) -> tuple[list[str], list[str]]:
         folder = str(PureWindowsPath(rel).parent)
         folder = "" if folder == "." else folder
         if folder != current:
-            target = "$INSTDIR" + (f"\\{folder}" if folder else "")
-            install.append(f'  SetOutPath "{quote(target)}"')
+            target = "$INSTDIR" + (f"\\{quote(folder)}" if folder else "")
+            install.append(f'  SetOutPath "{target}"')
             current = folder
         install.append(f'  File "{quote(str(path))}"')
         uninstall.append(f'  Delete "$INSTDIR\\{quote(rel)}"')
@@ -56,8 +56,45 @@ def file_lists(app: StagedApp) -> tuple[list[str], list[str]]:
     return install, uninstall
 
 
-def script(app: StagedApp, outfile: Path, icon: Path) -> str:
-    """The .nsi text."""
+def webview2_lines(app: StagedApp, embedded: Path | None) -> list[str]:
+    """The installer's WebView2 step for `[bundle.windows] webview2` (see _webview2.py)."""
+    mode = _webview2.mode(app)
+    if mode == "skip":
+        return ['  ; [bundle.windows] webview2 = "skip": the app itself reports a missing runtime']
+    args = " ".join(_webview2.INSTALL_ARGS)
+    if embedded is None:  # download-bootstrapper
+        setup = "$TEMP\\MicrosoftEdgeWebview2Setup.exe"
+        fetch = [
+            f'    Delete "{setup}"',
+            '    DetailPrint "Downloading the WebView2 runtime bootstrapper"',
+            f'    nsExec::ExecToLog `{_webview2.download_command(setup)}`',
+            "    Pop $1",
+            f'    ${{IfNot}} ${{FileExists}} "{setup}"',
+            '      MessageBox MB_OK|MB_ICONSTOP "Could not download the Microsoft Edge WebView2 '
+            'Runtime ($1), which ${APP_NAME} needs. Check the internet connection and run '
+            'this installer again." /SD IDOK',
+            "      SetErrorLevel 6",
+            "      Quit",
+            "    ${EndIf}",
+        ]
+    else:
+        setup = f"$PLUGINSDIR\\{_webview2.EMBEDDED[mode][1]}"
+        fetch = ["    InitPluginsDir", f'    File "/oname={setup}" "{quote(str(embedded))}"']
+    return [
+        f'  ; [bundle.windows] webview2 = "{mode}"',
+        "  Call WebView2Version",
+        '  ${If} $0 == ""',
+        *fetch,
+        '    DetailPrint "Installing the WebView2 runtime"',
+        f"    ExecWait '\"{setup}\" {args}' $1",
+        '    DetailPrint "WebView2 runtime installer: exit status $1"',
+        *([f'    Delete "{setup}"'] if embedded is None else []),
+        "  ${EndIf}",
+    ]
+
+
+def script(app: StagedApp, outfile: Path, icon: Path, webview2: Path | None = None) -> str:
+    """The .nsi text; `webview2`: the WebView2 installer to embed (modes that embed one)."""
     info = app.manifest.app
     install, uninstall = file_lists(app)
     template = string.Template((TEMPLATES / "installer.nsi").read_text(encoding="utf-8"))
@@ -74,14 +111,24 @@ def script(app: StagedApp, outfile: Path, icon: Path) -> str:
         size_kib=installed_size_kib(app.root),
         install_files="\n".join(install),
         uninstall_files="\n".join(uninstall),
+        webview2_key=_webview2.CLIENT_KEY.rsplit("\\", 1)[1],
+        webview2_section="\n".join(webview2_lines(app, webview2)),
+        uninstall_finalize=_finalize(app),
     )
+
+
+def _finalize(app: StagedApp) -> str:
+    """`!uninstfinalize`: sign the uninstaller as makensis writes it (if the app is signed)."""
+    command = uninstaller_signing_command(app)
+    return "" if command is None else f"!uninstfinalize `{command}` = 0"
 
 
 def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     dest = out / app.artefact_name("-setup.exe")
     nsi = opts.work / "installer.nsi"
     opts.work.mkdir(parents=True, exist_ok=True)
-    nsi.write_text(script(app, dest, app.payload / "icon.ico"), encoding="utf-8")
+    webview2 = _webview2.embedded_file(app, "nsis")
+    nsi.write_text(script(app, dest, app.payload / "icon.ico", webview2), encoding="utf-8")
     log = run(["makensis", "-V4", "-INPUTCHARSET", "UTF8", nsi], step="nsis")
     (opts.work / "makensis.log").write_text(log, encoding="utf-8")
     sign_windows(app, dest, "nsis")

@@ -1,7 +1,11 @@
 """The app's native window: a pywebview window on the backend the manifest chooses.
 
-`gtk.py` and `qt.py` each check their backend can load and set its environment (`prepare()`)
-before pywebview imports it; `AppWindow` is the same for both.
+One module per backend, each with the same contract: `GUI` (pywebview's name for it),
+`LOCAL_INSPECTOR` (whether debug mode keeps the inspector in-process), `prepare()` (check the
+backend can load and set its environment before pywebview imports it; ImportError naming what to
+install) and `cancel_dialogs()` (end open dialogs so closing the window ends the app). Linux:
+`gtk.py` (default) and `qt.py`, chosen by the manifest; Windows: `webview2.py`; macOS:
+`wkwebview.py`. `AppWindow` is the same for all.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from typing import Any, Literal
 
 from wvwasi.runtime.manifest import Manifest, Window
 
-Backend = Literal["gtk", "qt"]
+Backend = Literal["gtk", "qt", "webview2", "wkwebview"]
+#: The Linux backends a manifest (or `--webview`) chooses from.
 BACKENDS: tuple[Backend, ...] = ("gtk", "qt")
+#: The backend of each other OS (sys.platform).
+NATIVE_BACKENDS: dict[str, Backend] = {"win32": "webview2", "darwin": "wkwebview"}
 _CLOSE_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -37,6 +44,10 @@ def backend_module(backend: Backend) -> ModuleType:
         from wvwasi.runtime.window import gtk as module
     elif backend == "qt":
         from wvwasi.runtime.window import qt as module
+    elif backend == "webview2":
+        from wvwasi.runtime.window import webview2 as module
+    elif backend == "wkwebview":
+        from wvwasi.runtime.window import wkwebview as module
     else:
         raise ValueError(f"unknown webview backend {backend!r} (expected one of {BACKENDS})")
     module.prepare()
@@ -44,9 +55,11 @@ def backend_module(backend: Backend) -> ModuleType:
 
 
 def backend_for(manifest: Manifest) -> Backend | None:
-    """The manifest's Linux backend on Linux; None elsewhere (pywebview's native default:
-    WebView2 on Windows, WKWebView on macOS)."""
-    return manifest.webview if sys.platform.startswith("linux") else None
+    """The manifest's backend on Linux, WebView2 on Windows, WKWebView on macOS; None on
+    another OS (pywebview picks)."""
+    if sys.platform.startswith("linux"):
+        return manifest.webview
+    return NATIVE_BACKENDS.get(sys.platform)
 
 
 class AppWindow:

@@ -1,0 +1,103 @@
+"""Wine for the Windows installer tests: one throwaway prefix, a mingw-w64 stub program, and
+readers for the prefix's registry files.
+
+Settings from /work/shared/RESEARCH.md: WINEDEBUG=-all, no Mono/Gecko (WINEDLLOVERRIDES),
+`wineboot -i` once, `wineserver -w` after each step (it also flushes the registry to disk).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+STUB_SOURCE = Path(__file__).resolve().parent / "fixtures" / "windows" / "stub.c"
+
+
+def build_stub(dest: Path) -> Path:
+    """Compile the stub program (fixtures/windows/stub.c) with mingw-w64 into `dest`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["x86_64-w64-mingw32-gcc", "-municode", "-O2", "-s", "-o", dest, STUB_SOURCE],
+                   check=True, capture_output=True)
+    return dest
+
+
+def windows_path(path: Path) -> str:
+    """`path` as Wine's Z: drive sees it."""
+    return "Z:" + str(path).replace("/", "\\")
+
+
+class Wine:
+    """A Wine prefix (64-bit) for one test module."""
+
+    def __init__(self, prefix: Path, stub_logs: Path) -> None:
+        self.prefix = prefix
+        self.stub_logs = stub_logs
+        stub_logs.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "WINEPREFIX": str(prefix), "WINEARCH": "win64",
+                    "WINEDEBUG": "-all", "WINEDLLOVERRIDES": "mscoree,mshtml=",
+                    "WVWASI_STUB_DIR": windows_path(stub_logs), "DISPLAY": ""}
+        self.run("wineboot", "-i")
+
+    def run(self, *args: str | Path, extra_env: dict[str, str] | None = None,
+            timeout: float = 180) -> int:
+        """`wine ARGS` to completion (and every process it started): the exit status."""
+        env = {**self.env, **(extra_env or {})}
+        proc = subprocess.run(["wine", *map(str, args)], env=env, capture_output=True,
+                              timeout=timeout)
+        self.wait()
+        return proc.returncode
+
+    def start(self, *args: str | Path) -> subprocess.Popen[bytes]:
+        """`wine ARGS` in the background."""
+        return subprocess.Popen(["wine", *map(str, args)], env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait(self) -> None:
+        subprocess.run(["wineserver", "-w"], env=self.env, check=True, timeout=180)
+
+    @property
+    def user(self) -> Path:
+        return self.prefix / "drive_c" / "users" / os.environ.get("USER", "root")
+
+    @property
+    def local_appdata(self) -> Path:
+        return self.user / "AppData" / "Local"
+
+    @property
+    def start_menu(self) -> Path:
+        return self.user / "AppData" / "Roaming" / "Microsoft" / "Windows" / "Start Menu" / \
+            "Programs"
+
+    def reg_add(self, key: str, name: str, value: str) -> None:
+        """Set a string value in the 64-bit registry view (`wine reg` alone is 32-bit)."""
+        assert self.run("reg", "add", key, "/v", name, "/d", value, "/f", "/reg:64") == 0
+
+    def registry(self, hive: str = "user") -> dict[str, dict[str, str]]:
+        """The prefix's `user.reg` or `system.reg`: {key path: {value name: value text}}, keys
+        spelled with single backslashes, string values unquoted."""
+        text = (self.prefix / f"{hive}.reg").read_text(encoding="utf-8", errors="replace")
+        keys: dict[str, dict[str, str]] = {}
+        current: dict[str, str] | None = None
+        for line in text.splitlines():
+            if m := re.match(r"\[(.+?)\]( \d+)?$", line):
+                current = keys.setdefault(m.group(1).replace("\\\\", "\\"), {})
+            elif current is not None and (m := re.match(r'"(.*?)"=(.*)$', line)):
+                value = m.group(2)
+                if value.startswith('"'):
+                    value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+                current[m.group(1)] = value
+        return keys
+
+    def stub_calls(self, exe_name: str) -> list[list[str]]:
+        """Every recorded run of a stub program named `exe_name`: [its path, *argv[1:]]."""
+        log = self.stub_logs / f"{exe_name}.log"
+        if not log.exists():
+            return []
+        return [line.split("\t") for line in log.read_text(encoding="utf-8-sig").splitlines()]
+
+
+def reg_delete(wine: Wine, key: str) -> None:
+    """Remove `key` if it exists."""
+    wine.run("reg", "delete", key, "/f", "/reg:64")
