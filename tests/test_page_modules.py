@@ -248,3 +248,19 @@ def test_a_page_without_isolation_gets_isolation_errors_where_blocking_is_needed
         context.close()
     assert result == {"isolated": False, "spawned": "isolation", "stream": "isolation",
                       "run": "fixed input"}
+
+
+def test_terminate_stops_a_guest_blocked_on_a_stream_and_cancels_it(page: Page) -> None:
+    result = page.evaluate("""async () => {
+        let cancelled = false;
+        const source = new ReadableStream({cancel: () => { cancelled = true; }});
+        const w = new WasiWorker('mods/readfile.wasm', {args: ['/in/never'],
+                                                        vfs: {'/in/never': source}});
+        const ended = harness.ended(w);
+        await new Promise((r) => setTimeout(r, 300)); // started, blocked in its read
+        w.terminate();
+        const end = await ended;
+        await harness.until(() => cancelled);
+        return {code: end.code, kind: end.kind, errors: end.errors.length, cancelled};
+    }""")
+    assert result == {"code": None, "kind": "terminated", "errors": 0, "cancelled": True}

@@ -202,6 +202,7 @@ export class WasiInstance {
       }
       const ring = new StdinRing();
       const reader = p.stream.getReader();
+      this.readers = [...(this.readers ?? []), reader];
       const pump = async () => {
         for (;;) {
           const {done, value} = await reader.read();
@@ -266,6 +267,7 @@ export class WasiInstance {
     if (this.done) return;
     this.done = true;
     clearTimeout(this.timer);
+    for (const r of this.readers ?? []) r.cancel().catch(() => {});
     for (const w of this.sinks ?? []) {
       if (!w) continue;
       (result.error ? w.abort(new Error(result.error.message)) : w.close()).catch(() => {});

@@ -891,7 +891,7 @@
       const name = source instanceof WasiService ? source.name : moduleName(source, options?.name);
       const ipc = source instanceof WasiService ? source.ipc : options?.ipc ?? 'lines';
       const link = new WorkerLink(this, name, {kind: 'dedicated', ipc}, pageChannel);
-      link.start(service.then((svc) => pagePayload(svc, spec, vfs)));
+      link.start(service.then((svc) => (link.state === 'running' ? pagePayload(svc, spec, vfs) : EMPTY)));
       for (const which of ['stdout', 'stderr']) {
         if (options?.[which]) link.stream(which).pipeTo(options[which]).catch(() => {});
       }
