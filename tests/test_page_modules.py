@@ -264,3 +264,24 @@ def test_terminate_stops_a_guest_blocked_on_a_stream_and_cancels_it(page: Page) 
         return {code: end.code, kind: end.kind, errors: end.errors.length, cancelled};
     }""")
     assert result == {"code": None, "kind": "terminated", "errors": 0, "cancelled": True}
+
+
+def test_page_modules_in_webkitgtk(tmp_path: Path, wasm_fixture: Callable[[str], Path]) -> None:
+    """tests/web/page-modules.js on a web build in a real pywebview GTK window (WebKitGTK, the
+    Linux app window's engine, under Xvfb)."""
+    from webwasi import PAGE_DIR, static_site, webkit_window
+
+    root = write_project(tmp_path / "app", SERVICES, resolve_wasm=wasm_fixture)
+    manifest = load_manifest(root, platform=WEB)
+    add_modules(manifest.ui.dir, wasm_fixture)
+    for name in ("page-modules.html", "page-modules.js"):
+        shutil.copyfile(PAGE_DIR / name, manifest.ui.dir / name)
+    site = write_site(manifest, tmp_path / "site")
+    with static_site(site) as served, webkit_window(served.origin + "/page-modules.html",
+                                                    tmp_path / "work"):
+        r = served.results.get(timeout=120)
+    assert r == {"isolated": True, "spawns": {"compiles": 1, "ok": True},
+                 "blob": "from a blob",
+                 "streams": {"code": 0, "kind": None, "messages": ["12"],
+                             "received": ["first ", "second"]},
+                 "notWasm": "start"}
