@@ -29,7 +29,7 @@ from wvwasi.runtime.paths import parse_host
 #: The folder of the site that holds wvwasi's own files.
 WVWASI_DIR = "__wvwasi"
 ENGINE_FILES = ("wvwasi.js", "wvwasi.d.ts", "wasi-core.js", "wasi-worker.js", "wasi-engine.js",
-                "wasi-web.js")
+                "wasi-web.js", "wasi-page.js")
 #: What every response of the site needs (cross-origin isolation: blocking stdin in Workers).
 HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",

@@ -13,7 +13,7 @@ import pytest
 from browser import PAGES_DIR, ServedApp, served_app
 from projects import write_project
 
-from wvwasi.runtime.bridge.static import SCRIPT_TAG, inject_script
+from wvwasi.runtime.bridge.static import JS_DIR, SCRIPT_TAG, inject_script
 
 # A hung page or bridge fails its test instead of stalling the whole run.
 pytestmark = pytest.mark.timeout(120)
@@ -151,3 +151,16 @@ def test_nothing_outside_the_ui_folder_or_hidden_is_served(get: Any, target: str
     assert b"outside the UI folder" not in body
     assert b"[app]" not in body
     assert b"root:" not in body
+
+
+def test_the_browser_engine_is_served_for_page_supplied_modules(get: Any) -> None:
+    """Exactly the engine's modules (runtime/js/wasi-*.js) under /__wvwasi/, nothing else."""
+    for name in ("wasi-page.js", "wasi-web.js", "wasi-engine.js", "wasi-worker.js",
+                 "wasi-core.js"):
+        status, headers, body = get(f"/__wvwasi/{name}")
+        assert (status, headers["content-type"]) == (200, "text/javascript; charset=utf-8")
+        assert body == (JS_DIR / name).read_bytes()
+        assert headers["cross-origin-embedder-policy"] == "require-corp"
+    for target in ("/__wvwasi/coi-sw.js", "/__wvwasi/wasi-nope.js", "/__wvwasi/wasi-core.js.map",
+                   "/__wvwasi/..%2Fmanifest.py"):
+        assert get(target)[0] == 404

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("wvwasi.bridge")
 
 _JS_TYPE = "text/javascript; charset=utf-8"
+#: What pages may load from /__wvwasi/ besides wvwasi.js: the browser engine that runs
+#: page-supplied modules in the page's Workers (never natively).
+ENGINE_FILES = frozenset(("wasi-page.js", "wasi-web.js", "wasi-engine.js", "wasi-worker.js",
+                          "wasi-core.js"))
 #: Threads that start instances for all pages.
 POOL_SIZE = 16
 #: Page connections open at once; more handshakes get 503.
@@ -163,6 +167,7 @@ class Bridge:
         app.router.add_get(WS_PATH, self._socket)
         app.router.add_get(SCRIPT_PATH, self._page_api)
         app.router.add_get(TYPES_PATH, self._page_types)
+        app.router.add_get("/__wvwasi/{name:wasi-[a-z]+\\.js}", self._engine_file)
         app.router.add_get("/__wvwasi/{rest:.*}", self._not_found)
         app.router.add_get("/{path:.*}", self._file)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
@@ -239,6 +244,13 @@ class Bridge:
     async def _page_types(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(JS_DIR / "wvwasi.d.ts",
                                 headers={"Content-Type": "text/plain; charset=utf-8"})
+
+    async def _engine_file(self, request: web.Request) -> web.StreamResponse:
+        """The browser engine's modules, for page-supplied modules (runtime/js/wasi-page.js)."""
+        name = request.match_info["name"]
+        if name not in ENGINE_FILES:
+            return await self._not_found(request)
+        return web.FileResponse(JS_DIR / name, headers={"Content-Type": _JS_TYPE})
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=404, text=f"not found: {request.path}")

@@ -74,12 +74,17 @@ class Node {
   }
 }
 
-/** A regular file: bytes in a growable buffer (`size` of them are the content). */
+/** A regular file: bytes in a growable buffer (`size` of them are the content). A file the page
+ * streams (a `vfs` stream of a page-supplied module) has a `source` (a blocking reader like
+ * stdin's: reads come from it in order, whatever the offset) or a `sink` (gets a copy of every
+ * write) instead, and stays empty. */
 export class File extends Node {
   constructor(data = new Uint8Array(0)) {
     super();
     this.data = data;
     this.size = data.length;
+    this.source = null;
+    this.sink = null;
   }
   get filetype() { return FILETYPE.FILE; }
   content() { return this.data.subarray(0, this.size); }
@@ -388,6 +393,13 @@ export class Wasi {
     }
     const file = d.node;
     this.#touch(d);
+    if (file.sink) {
+      for (const iov of iovs) {
+        if (iov.length) file.sink(iov.slice());
+        written += iov.length;
+      }
+      return written;
+    }
     // like the native host on Linux: an O_APPEND descriptor writes at the end, pwrite too
     let pos = d.flags & FDFLAGS.APPEND ? file.size : at ?? d.pos;
     for (const iov of iovs) {
@@ -414,6 +426,13 @@ export class Wasi {
       return total;
     }
     const file = d.node;
+    if (file.source) {
+      const iov = iovs.find((v) => v.length);
+      if (!iov) return 0;
+      const chunk = file.source.read(iov.length); // blocks until data or the stream's end
+      iov.set(chunk);
+      return chunk.length;
+    }
     let pos = at ?? d.pos;
     for (const iov of iovs) {
       const n = Math.max(0, Math.min(iov.length, file.size - pos));

@@ -135,11 +135,13 @@ export class WasiInstance {
    * @param {'stream' | Uint8Array} [o.stdin]  'stream': fed by writeStdin (needs isolation)
    * @param {{memory?: number, timeout?: number}} [o.limits]  bytes, seconds
    * @param {string[]} [o.dump]  preopen guest paths whose final trees `onexit` gets
+   * @param {(ReadableStream | WritableStream)[]} [o.pipes]  the page's ends of the `pipes` the
+   *   worker gets (see wasi-worker.js); reading a ReadableStream needs isolation
    * @param {number} [o.window]  pause the guest's output while this many bytes are not yet
    *   `ack()`ed (needs isolation; default: never pause)
    */
   constructor({name, module, args = [], env = [], preopens = [], stdin = new Uint8Array(0),
-    limits = {}, dump = [], window = 0}) {
+    limits = {}, dump = [], window = 0, pipes = []}) {
     this.name = name;
     this.limits = limits;
     this.onstdout = null;
@@ -171,15 +173,52 @@ export class WasiInstance {
       : module instanceof ArrayBuffer ? module.slice(0)
       : module.buffer.slice(module.byteOffset, module.byteOffset + module.byteLength);
     const transfer = moduleData instanceof ArrayBuffer ? [moduleData] : [];
+    const pipeSpecs = this.#pipes(pipes);
     this.held = window && canBlock() ? new Int32Array(new SharedArrayBuffer(4)) : null;
     this.worker.postMessage({module: moduleData, args, env, preopens, stdin: stdinSpec,
-      memoryLimit: limits.memory ?? null, dump, output: this.held?.buffer ?? null, window},
+      memoryLimit: limits.memory ?? null, dump, output: this.held?.buffer ?? null, window,
+      pipes: pipeSpecs},
     transfer);
     if (limits.timeout) {
       this.timer = setTimeout(() => this.#stop({kind: 'timeout',
         message: `service '${name}' ran past its limits.timeout of ${limits.timeout} s`}),
       limits.timeout * 1000);
     }
+  }
+
+  /** Start feeding each ReadableStream into its ring and keep a writer of each WritableStream;
+   * returns what the worker gets. A stream that fails stops the instance (kind "io"). */
+  #pipes(pipes) {
+    this.sinks = [];
+    return pipes.map((p, index) => {
+      const spec = {preopen: p.preopen, path: p.path};
+      if (p.stream instanceof WritableStream) {
+        this.sinks[index] = p.stream.getWriter();
+        return {...spec, sink: true};
+      }
+      if (!canBlock()) {
+        throw new EngineError(`service '${this.name}' needs a cross-origin isolated page to ` +
+          `read the stream at ${p.guest} (see docs/web.md)`, 'isolation');
+      }
+      const ring = new StdinRing();
+      const reader = p.stream.getReader();
+      this.readers = [...(this.readers ?? []), reader];
+      const pump = async () => {
+        for (;;) {
+          const {done, value} = await reader.read();
+          if (done || this.done) break;
+          const bytes = typeof value === 'string' ? new TextEncoder().encode(value)
+            : new Uint8Array(ArrayBuffer.isView(value) ? value.buffer.slice(value.byteOffset,
+              value.byteOffset + value.byteLength) : value);
+          await ring.write(bytes);
+        }
+        ring.close();
+      };
+      pump().catch((e) => this.#stop({kind: 'io', message:
+        `service '${this.name}': the stream for ${p.guest} failed: ${e?.message ?? e}`}));
+      this.rings = [...(this.rings ?? []), ring];
+      return {...spec, shared: ring.shared};
+    });
   }
 
   /** Raw bytes to the guest's stdin; resolves once they are in the ring. */
@@ -214,7 +253,8 @@ export class WasiInstance {
     if (this.done) return;
     if (msg.type === 'stdout') this.onstdout?.(msg.data);
     else if (msg.type === 'stderr') this.onstderr?.(msg.data);
-    else if (msg.type === 'room') this.ring?.pump();
+    else if (msg.type === 'room') for (const r of [this.ring, ...(this.rings ?? [])]) r?.pump();
+    else if (msg.type === 'pipe') this.sinks[msg.index]?.write(msg.data).catch(() => {});
     else if (msg.type === 'sync') this.onsync?.(msg.guest, msg.entries);
     else if (msg.type === 'exit') {
       this.worker.terminate();
@@ -227,6 +267,11 @@ export class WasiInstance {
     if (this.done) return;
     this.done = true;
     clearTimeout(this.timer);
+    for (const r of this.readers ?? []) r.cancel().catch(() => {});
+    for (const w of this.sinks ?? []) {
+      if (!w) continue;
+      (result.error ? w.abort(new Error(result.error.message)) : w.close()).catch(() => {});
+    }
     this.onexit?.({trees: {}, ...result});
   }
 }

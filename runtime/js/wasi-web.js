@@ -23,7 +23,7 @@ const RESTART_BACKOFF = [100, 250, 500, 1000, 2000, 5000]; // ms, as the native 
 const HEALTHY_MS = 10000;
 const MAX_PENDING = 10000;
 
-class Refused extends Error {
+export class Refused extends Error {
   constructor(kind, message) {
     super(message);
     this.kind = kind;
@@ -181,20 +181,20 @@ export function serve(socket, config) {
   queueMicrotask(() => socket.onopen?.());
 }
 
-class LocalBridge {
+export class LocalBridge {
   constructor(socket, config) {
     this.socket = socket;
     this.op = config.ops;
     this.header = config.header;
     this.services = config.services;
     this.web = config.web;
-    this.base = new URL(config.web.base);
+    this.base = new URL(config.web?.base ?? location.href);
     this.links = new Map(); // id -> Link
     this.out = [];
     this.flushing = false;
     this.modules = new Map();
     this.trees = new Map();
-    this.appdata = new AppData(config.web.app);
+    this.appdata = new AppData(config.web?.app ?? '');
     this.background = new Map();
     this.live = new Map(); // service -> live instance count
     this.window = config.window;

@@ -6,7 +6,10 @@
  *    preopens: [{guest, mode, entries, persist?}],
  *    stdin: {shared: SharedArrayBuffer} | {bytes: Uint8Array} | null, memoryLimit: bytes | null,
  *    output: SharedArrayBuffer | null (bytes of output the page has not acknowledged), window,
- *    dump: [guest paths whose trees to send back at exit]}
+ *    dump: [guest paths whose trees to send back at exit],
+ *    pipes: [{preopen, path, shared: SharedArrayBuffer} | {preopen, path, sink: true}]}
+ * (`pipes`: files of preopen number `preopen` that the page streams: read from a shared ring like
+ * stdin's, or written out as {type: 'pipe', index, data}),
  * and answers with {type: 'stdout'|'stderr', data}, {type: 'room'} (stdin ring has space again),
  * {type: 'sync', guest, entries} (a `persist` preopen's whole tree after it changed),
  * and a last {type: 'exit', code, error: {kind, detail} | null, trees}.
@@ -99,6 +102,13 @@ function sleeper() {
   };
 }
 
+/** The node at relative `path` under `dir`. */
+function lookup(dir, path) {
+  let node = dir;
+  for (const part of path.split('/')) node = node.entries.get(part);
+  return node;
+}
+
 // -- run ------------------------------------------------------------------------------------------
 
 function run(msg) {
@@ -110,6 +120,11 @@ function run(msg) {
   }
   const preopens = msg.preopens.map((p) => ({guest: p.guest, mode: p.mode, persist: !!p.persist,
     dir: buildTree(p.entries)}));
+  (msg.pipes ?? []).forEach((pipe, index) => {
+    const file = lookup(preopens[pipe.preopen].dir, pipe.path);
+    if (pipe.shared) file.source = new SharedStdin(pipe.shared);
+    else file.sink = (data) => postMessage({type: 'pipe', index, data}, [data.buffer]);
+  });
   const stdin = msg.stdin?.shared ? new SharedStdin(msg.stdin.shared)
     : new FixedStdin(msg.stdin?.bytes ?? new Uint8Array(0));
   const wasi = new Wasi({

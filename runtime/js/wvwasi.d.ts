@@ -57,12 +57,14 @@ interface WasiRunResult {
  * - `cancelled`: the user closed the folder picker; `unavailable`: no folder picker (`wvwasi serve`);
  * - `bridge`: the connection to the app is lost or was refused; `invalid`: a request too large;
  * - `exit`: a stdin write after the worker ended;
+ * - `io`: a `vfs` stream of a page-supplied module failed;
  * - `isolation`: on the web (docs/web.md), a worker that reads stdin while it runs needs a
  *   cross-origin isolated page (COOP/COEP headers).
  */
 type WasiErrorKind =
   | 'lookup' | 'permission' | 'limit' | 'start' | 'trap' | 'timeout' | 'memory' | 'terminated'
-  | 'output' | 'overflow' | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid' | 'isolation';
+  | 'output' | 'overflow' | 'exit' | 'cancelled' | 'unavailable' | 'bridge' | 'invalid' | 'isolation'
+  | 'io';
 
 declare class WasiError extends Error {
   readonly name: 'WasiError';
@@ -100,9 +102,53 @@ interface WasiWorkerEventMap {
  * One instance of a service (for a `background` service: a connection to its shared instance),
  * used like a Web Worker. Messages are strings for `ipc = "lines"`, ArrayBuffers otherwise.
  */
+/** A page-supplied module: a URL (or a string with '/', '.' or ':'), a compiled module or its
+ * bytes. Any other string is a manifest service name (docs/page-api.md). */
+type WasiModuleSource = URL | string | WebAssembly.Module | ArrayBuffer | ArrayBufferView;
+
+/** `vfs`: absolute guest file path -> a file (bytes), a stream the guest reads (blocking until
+ * data, EOF at close) or a stream the guest's writes flow into. */
+type WasiVfs = Record<string, WasiData | ReadableStream<Uint8Array | string> | WritableStream<Uint8Array>>;
+
+interface WasiModuleOptions {
+  /** argv[0] and the name in messages; default: the URL's file name without `.wasm`. */
+  name?: string;
+  ipc?: 'lines' | 'frames' | 'stream';
+}
+
+interface WasiPageSpawnOptions {
+  args?: string[];
+  env?: Record<string, string>;
+  vfs?: WasiVfs;
+  /** Pipe the instance's stdout / stderr bytes into these. */
+  stdout?: WritableStream<Uint8Array>;
+  stderr?: WritableStream<Uint8Array>;
+}
+
+interface WasiPageRunOptions {
+  args?: string[];
+  env?: Record<string, string>;
+  vfs?: WasiVfs;
+  stdin?: WasiData;
+}
+
+/** A page-supplied module compiled once (`WasiWorker.register`), run in the browser engine. */
+declare class WasiService {
+  private constructor();
+  readonly name: string;
+  readonly ipc: 'lines' | 'frames' | 'stream';
+  readonly module: WebAssembly.Module;
+  spawn(options?: WasiPageSpawnOptions): WasiWorker;
+  run(options?: WasiPageRunOptions): Promise<WasiRunResult>;
+  /** How many page-supplied modules this page has compiled. */
+  static readonly compiles: number;
+}
+
 declare class WasiWorker extends EventTarget {
   /** Throws WasiError (`lookup`) for an unknown service, TypeError for bad options. */
   constructor(service: string, options?: WasiSpawnOptions);
+  constructor(module: WasiModuleSource, options?: WasiPageSpawnOptions & WasiModuleOptions);
+  constructor(module: WasiService, options?: WasiPageSpawnOptions);
 
   readonly name: string;
   readonly ipc: WasiServiceInfo['ipc'];
@@ -153,6 +199,11 @@ declare class WasiWorker extends EventTarget {
    * rejects with a WasiError on a trap, timeout, memory limit or refused start.
    */
   static run(service: string, options?: WasiRunOptions): Promise<WasiRunResult>;
+  static run(module: WasiModuleSource, options?: WasiPageRunOptions & WasiModuleOptions): Promise<WasiRunResult>;
+  static run(module: WasiService, options?: WasiPageRunOptions): Promise<WasiRunResult>;
+
+  /** Fetch and compile a page-supplied module once; spawn or run it many times. */
+  static register(module: WasiModuleSource, options?: WasiModuleOptions): Promise<WasiService>;
 
   /** Ask the user for a folder with the app window's native dialog. */
   static requestDirectory(options?: { mode?: 'ro' | 'rw' }): Promise<DirectoryGrant>;

@@ -307,15 +307,18 @@
 
   /** A site from `wvwasi build --format web` has no app to connect to: wasi-web.js plays the
    * bridge inside the page, behind this WebSocket-like object, loaded on first use (docs/web.md). */
-  function localBridge() {
+  function localBridge(url = config.web.engine, ...extra) {
     const socket = {readyState: 0, onopen: null, onmessage: null, onclose: null};
-    import(config.web.engine).then((m) => m.serve(socket, config), (e) => socket.onclose?.({
-      code: 1011, reason: `the browser engine (${config.web.engine}) did not load: ${e?.message ?? e}`}));
+    import(url).then((m) => m.serve(socket, config, ...extra), (e) => socket.onclose?.({
+      code: 1011, reason: `the browser engine (${url}) did not load: ${e?.message ?? e}`}));
     return socket;
   }
 
   class Channel {
-    constructor() {
+    /** `open()` returns a WebSocket or a WebSocket-like object played inside the page. */
+    constructor(open, local) {
+      this.open = open;
+      this.local = local;
       this.ws = null;
       this.opened = false;
       this.endpoints = new Map(); // id -> WorkerLink | Request
@@ -341,9 +344,7 @@
 
     connect() {
       if (this.ws) return;
-      const ws = config.web
-        ? localBridge()
-        : new WebSocket(`ws://${location.host}/__wvwasi/ws?key=${encodeURIComponent(socketKey)}`);
+      const ws = this.open();
       ws.binaryType = 'arraybuffer';
       ws.onopen = () => {
         this.opened = true;
@@ -444,7 +445,7 @@
       if (this.ws !== ws) return;
       this.ws = null;
       this.queue = [];
-      const why = config.web ? event.reason : this.opened
+      const why = this.local ? event.reason : this.opened
         ? `the connection to the app's services closed (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`
         : `cannot reach the app's services at ws://${location.host}/__wvwasi/ws: open this page through the URL the app (or wvwasi serve) printed, which carries its launch token, and check that the app is still running`;
       const error = new WasiError(why, 'bridge');
@@ -454,12 +455,16 @@
     }
   }
 
-  const channel = new Channel();
+  const appChannel = new Channel(() => (config.web
+    ? localBridge()
+    : new WebSocket(`ws://${location.host}/__wvwasi/ws?key=${encodeURIComponent(socketKey)}`)),
+  !!config.web);
 
   // -- one worker's state on the channel ----------------------------------------------------------
 
   class WorkerLink {
-    constructor(worker, name, info) {
+    constructor(worker, name, info, channel = appChannel) {
+      this.channel = channel;
       this.worker = worker;
       this.name = name;
       this.info = info;
@@ -473,14 +478,14 @@
       this.streams = {};
       this.stdinStream = null;
       this.id = 0; // given when the SPAWN is sent
-      channel.connect();
+      this.channel.connect();
     }
 
     start(payload) {
       payload.then((bytes) => {
         if (this.state !== 'running') return;
-        this.id = channel.add(this);
-        channel.send(OP.SPAWN, this.id, bytes);
+        this.id = this.channel.add(this);
+        this.channel.send(OP.SPAWN, this.id, bytes);
         this.ready = true;
         this.drain();
       }, (error) => {
@@ -501,7 +506,7 @@
       const cost = op === OP.SEND || op === OP.STDIN ? payload.byteLength + HEADER : 0;
       if (this.ready && this.backlog.length === 0 && this.fits(cost)) {
         this.inflight += cost;
-        channel.send(op, this.id, payload);
+        this.channel.send(op, this.id, payload);
         waiter?.resolve();
         return;
       }
@@ -517,7 +522,7 @@
       while (this.backlog.length && this.fits(this.backlog.peek()[2])) {
         const [op, payload, cost, waiter] = this.backlog.shift();
         this.inflight += cost;
-        channel.send(op, this.id, payload);
+        this.channel.send(op, this.id, payload);
         waiter?.resolve();
       }
     }
@@ -579,7 +584,7 @@
 
     owe(bytes) {
       this.owed += bytes;
-      channel.owing.add(this);
+      this.channel.owing.add(this);
     }
 
     /** A CREDIT payload for the output consumed, unless a stream the page reads from is full
@@ -599,10 +604,10 @@
           if (this.state === 'ended') ctl.close();
           else this[`${which}Ctl`] = ctl;
         },
-        pull: () => channel.schedule(),
+        pull: () => this.channel.schedule(),
         cancel: () => {
           this[`${which}Ctl`] = null;
-          channel.schedule();
+          this.channel.schedule();
         },
       }, new ByteLengthQueuingStrategy({highWaterMark: WINDOW}));
       return this.streams[which];
@@ -612,7 +617,7 @@
       if (this.state !== 'running') return;
       this.state = 'terminated';
       this.rejectBacklog(new WasiError(`worker '${this.name}' was terminated`, 'terminated'));
-      if (this.ready) channel.send(OP.TERMINATE, this.id, EMPTY);
+      if (this.ready) this.channel.send(OP.TERMINATE, this.id, EMPTY);
       else queueMicrotask(() => this.end(null, null)); // its SPAWN was never sent
     }
 
@@ -624,8 +629,8 @@
       if (this.state === 'ended') return;
       const byPage = this.state === 'terminated';
       this.state = 'ended';
-      channel.remove(this.id);
-      channel.owing.delete(this);
+      this.channel.remove(this.id);
+      this.channel.owing.delete(this);
       this.rejectBacklog(error ?? new WasiError(`worker '${this.name}' has ended`, 'exit'));
       for (const ctl of [this.stdoutCtl, this.stderrCtl]) {
         try {
@@ -648,20 +653,21 @@
 
   /** A pending `run` or `requestDirectory`: one reply settles it. */
   class Request {
-    constructor(onReply, reject) {
+    constructor(onReply, reject, channel = appChannel) {
+      this.channel = channel;
       this.onReply = onReply;
       this.reject = reject;
       this.id = 0; // given when it is sent
-      channel.connect();
+      this.channel.connect();
     }
 
     send(op, payload) {
-      this.id = channel.add(this);
-      channel.send(op, this.id, payload);
+      this.id = this.channel.add(this);
+      this.channel.send(op, this.id, payload);
     }
 
     receive(op, buffer, start, length) {
-      channel.remove(this.id);
+      this.channel.remove(this.id);
       if (op === OP.ERROR) {
         const [{kind, message}] = readJson(buffer, start);
         this.reject(new WasiError(message, kind));
@@ -673,6 +679,166 @@
     fail(error) {
       this.reject(error);
     }
+  }
+
+  // -- page-supplied modules (docs/page-api.md) ---------------------------------------------------
+
+  // Their records go to the browser engine inside the page (wasi-page.js), never to the app: the
+  // same protocol and answering code as a web build's services. What a record cannot carry (the
+  // compiled module, vfs streams) waits in `pageJobs` under the name the record gives.
+  const pageJobs = new Map();
+  const pageChannel = new Channel(() => localBridge(config.web
+    ? new URL('wasi-page.js', config.web.engine).href
+    : new URL('/__wvwasi/wasi-page.js', location.href).href, pageJobs), true);
+  let nextJob = 1;
+  let compiles = 0; // WebAssembly compilations of page-supplied modules, for tests
+  const SERVICE_TOKEN = Symbol('WasiService');
+  const MODULE_OPTIONS = ['name', 'ipc'];
+  const PAGE_SPAWN_OPTIONS = ['args', 'env', 'vfs', 'stdout', 'stderr'];
+  const PAGE_RUN_OPTIONS = ['args', 'env', 'vfs', 'stdin'];
+
+  /** Whether `source` is a page-supplied module rather than a manifest service name: a URL, a
+   * WasiService, a WebAssembly.Module, bytes, or a string that cannot be a service name (those
+   * match [a-z][a-z0-9_-]*, so a string with '/', '.' or ':' is a URL). */
+  function isPageSource(source) {
+    return source instanceof URL || source instanceof WasiService ||
+      source instanceof WebAssembly.Module || isBinary(source) ||
+      (typeof source === 'string' && /[/.:]/.test(source));
+  }
+
+  function sourceLabel(source) {
+    if (typeof source === 'string' || source instanceof URL) return `'${source}'`;
+    return describe(source);
+  }
+
+  function moduleName(source, name) {
+    if (name !== undefined) return name;
+    if (typeof source === 'string' || source instanceof URL) {
+      const file = new URL(source, location.href).pathname.split('/').pop();
+      return decodeURIComponent(file).replace(/\.wasm$/, '') || 'module';
+    }
+    return 'module';
+  }
+
+  function pick(options, keys) {
+    return Object.fromEntries(keys.filter((k) => options?.[k] !== undefined).map((k) => [k, options[k]]));
+  }
+
+  function checkOptions(options, allowed, what) {
+    if (options === undefined || options === null) return {};
+    if (typeof options !== 'object') throw new TypeError(`${what}: options must be an object, got ${describe(options)}`);
+    for (const key of Object.keys(options)) {
+      if (!allowed.includes(key)) throw new TypeError(`${what}: unknown option '${key}' (options: ${allowed.join(', ')})`);
+    }
+    if (options.ipc !== undefined && !['lines', 'frames', 'stream'].includes(options.ipc)) {
+      throw new TypeError(`${what}: ipc must be 'lines', 'frames' or 'stream'`);
+    }
+    if (options.name !== undefined && typeof options.name !== 'string') throw new TypeError(`${what}: name must be a string`);
+    for (const key of ['stdout', 'stderr']) {
+      if (options[key] !== undefined && !(options[key] instanceof WritableStream)) {
+        throw new TypeError(`${what}: ${key} must be a WritableStream, got ${describe(options[key])}`);
+      }
+    }
+    return options;
+  }
+
+  /** vfs: guest path -> ReadableStream | WritableStream | Blob | bytes | string, checked. */
+  function vfsList(vfs, what) {
+    if (vfs === undefined) return [];
+    if (vfs === null || typeof vfs !== 'object') throw new TypeError(`${what}: vfs must be an object {guestPath: value}, got ${describe(vfs)}`);
+    return Object.entries(vfs).map(([path, value]) => {
+      if (!path.startsWith('/') || path.endsWith('/') || path.split('/').includes('..')) {
+        throw new TypeError(`${what}: vfs key '${path}' must be an absolute guest file path like '/in/data.txt'`);
+      }
+      checkText(path, `${what}: a vfs path`);
+      if (value instanceof ReadableStream || value instanceof WritableStream) return [path, value];
+      checkData(value, `${what}: vfs['${path}']`);
+      return [path, typeof value === 'string' || isBinary(value) ? toBytes(value, `vfs['${path}']`) : value];
+    });
+  }
+
+  async function compileSource(source, what) {
+    if (source instanceof WebAssembly.Module) return source;
+    let bytes = source;
+    if (!isBinary(source)) {
+      const url = new URL(source, location.href);
+      let response;
+      try {
+        response = await fetch(url);
+      } catch (e) {
+        throw new WasiError(`${what}: cannot fetch ${url}: ${e.message}`, 'start');
+      }
+      if (!response.ok) throw new WasiError(`${what}: ${url}: HTTP ${response.status}`, 'start');
+      bytes = await response.arrayBuffer();
+    }
+    let module;
+    try {
+      module = await WebAssembly.compile(isBinary(source) ? copyBytes(source) : bytes);
+    } catch (e) {
+      throw new WasiError(`${what}: not a WebAssembly module: ${e.message}`, 'start');
+    }
+    compiles++;
+    for (const imp of WebAssembly.Module.imports(module)) {
+      if (imp.module !== 'wasi_snapshot_preview1') {
+        throw new WasiError(`${what}: the module imports ${imp.module}.${imp.name}, but only WASI preview1 (wasi_snapshot_preview1) is provided`, 'start');
+      }
+    }
+    return module;
+  }
+
+  /** A compiled page-supplied module: spawn or run it many times (WasiWorker.register). */
+  class WasiService {
+    #module;
+    #name;
+    #ipc;
+    constructor(token, module, name, ipc) {
+      if (token !== SERVICE_TOKEN) throw new TypeError('use WasiWorker.register() to make a WasiService');
+      this.#module = module;
+      this.#name = name;
+      this.#ipc = ipc;
+    }
+    get name() { return this.#name; }
+    get ipc() { return this.#ipc; }
+    get module() { return this.#module; }
+    /** A new instance in its own Worker: `new WasiWorker(this, options)`. */
+    spawn(options) { return new WasiWorker(this, options); }
+    /** Run an instance to the end: `WasiWorker.run(this, options)`. */
+    run(options) { return WasiWorker.run(this, options); }
+    /** How many page-supplied modules this page has compiled (register once: one). */
+    static get compiles() { return compiles; }
+  }
+
+  function registerSource(source, options, what) {
+    if (source instanceof WasiService) return Promise.resolve(source);
+    const {name, ipc = 'lines'} = options ?? {};
+    return compileSource(source, what).then((module) => new WasiService(SERVICE_TOKEN, module,
+      moduleName(source, name), ipc));
+  }
+
+  /** The SPAWN/RUN payload of an instance of `service`, its module and vfs left in pageJobs. */
+  function pagePayload(service, spec, vfs, stdin) {
+    const key = `page:${nextJob++}`;
+    pageJobs.set(key, {name: service.name, ipc: service.ipc, module: service.module, vfs});
+    spec.service = key;
+    return requestPayload(spec, [], stdin);
+  }
+
+  /** Decode a RESULT record into run()'s result, or its error. */
+  function runReply(resolve, reject) {
+    return (buffer, start, length) => {
+      const [head, pos] = readJson(buffer, start);
+      const end = start + length;
+      const stdoutBytes = new Uint8Array(buffer.slice(pos, pos + head.stdoutLength));
+      const stderrBytes = new Uint8Array(buffer.slice(pos + head.stdoutLength, end));
+      const result = {
+        exitCode: head.exitCode,
+        stdout: decoder.decode(stdoutBytes),
+        stderr: decoder.decode(stderrBytes),
+        stdoutBytes,
+      };
+      if (head.error) reject(new WasiError(head.error.message, head.error.kind, result));
+      else resolve(result);
+    };
   }
 
   // -- the public API -----------------------------------------------------------------------------
@@ -703,11 +869,33 @@
     /** Start an instance of service `name` (for a `background` service: connect to it). */
     constructor(name, options) {
       super();
+      if (isPageSource(name)) {
+        this.#link = this.#spawnPage(name, options);
+        return;
+      }
       const what = `new WasiWorker('${name}')`;
       const info = serviceInfo(name, what);
       const {spec, files} = requestSpec(name, options, SPAWN_OPTIONS, what);
       this.#link = new WorkerLink(this, name, info);
       this.#link.start(requestPayload(spec, files));
+    }
+
+    /** A page-supplied module (a URL, a WasiService, a Module or bytes) in the browser engine. */
+    #spawnPage(source, options) {
+      const what = `new WasiWorker(${sourceLabel(source)})`;
+      const own = source instanceof WasiService ? [] : MODULE_OPTIONS;
+      checkOptions(options, [...PAGE_SPAWN_OPTIONS, ...own], what);
+      const {spec} = requestSpec('', pick(options, ['args', 'env']), ['args', 'env'], what);
+      const vfs = vfsList(options?.vfs, what);
+      const service = registerSource(source, options, what);
+      const name = source instanceof WasiService ? source.name : moduleName(source, options?.name);
+      const ipc = source instanceof WasiService ? source.ipc : options?.ipc ?? 'lines';
+      const link = new WorkerLink(this, name, {kind: 'dedicated', ipc}, pageChannel);
+      link.start(service.then((svc) => (link.state === 'running' ? pagePayload(svc, spec, vfs) : EMPTY)));
+      for (const which of ['stdout', 'stderr']) {
+        if (options?.[which]) link.stream(which).pipeTo(options[which]).catch(() => {});
+      }
+      return link;
     }
 
     get name() { return this.#link.name; }
@@ -766,6 +954,7 @@
 
     /** Run a task to completion: resolves to {exitCode, stdout, stderr, stdoutBytes}. */
     static run(name, options) {
+      if (isPageSource(name)) return WasiWorker.#runPage(name, options);
       return new Promise((resolve, reject) => {
         const what = `WasiWorker.run('${name}')`;
         const info = serviceInfo(name, what);
@@ -775,22 +964,37 @@
         const {spec, files} = requestSpec(name, options, RUN_OPTIONS, what);
         const stdin = options?.stdin;
         if (stdin !== undefined) checkData(stdin, `${what}: stdin`);
-        const onReply = (buffer, start, length) => {
-          const [head, pos] = readJson(buffer, start);
-          const end = start + length;
-          const stdoutBytes = new Uint8Array(buffer.slice(pos, pos + head.stdoutLength));
-          const stderrBytes = new Uint8Array(buffer.slice(pos + head.stdoutLength, end));
-          const result = {
-            exitCode: head.exitCode,
-            stdout: decoder.decode(stdoutBytes),
-            stderr: decoder.decode(stderrBytes),
-            stdoutBytes,
-          };
-          if (head.error) reject(new WasiError(head.error.message, head.error.kind, result));
-          else resolve(result);
-        };
-        const request = new Request(onReply, reject);
+        const request = new Request(runReply(resolve, reject), reject);
         requestPayload(spec, files, stdin).then((payload) => request.send(OP.RUN, payload), reject);
+      });
+    }
+
+    static #runPage(source, options) {
+      return new Promise((resolve, reject) => {
+        const what = `WasiWorker.run(${sourceLabel(source)})`;
+        const own = source instanceof WasiService ? [] : MODULE_OPTIONS;
+        checkOptions(options, [...PAGE_RUN_OPTIONS, ...own], what);
+        const {spec} = requestSpec('', pick(options, ['args', 'env']), ['args', 'env'], what);
+        const vfs = vfsList(options?.vfs, what);
+        const stdin = options?.stdin;
+        if (stdin !== undefined) checkData(stdin, `${what}: stdin`);
+        const request = new Request(runReply(resolve, reject), reject, pageChannel);
+        registerSource(source, options, what)
+          .then((svc) => pagePayload(svc, spec, vfs, stdin))
+          .then((payload) => request.send(OP.RUN, payload), reject);
+      });
+    }
+
+    /** Compile a page-supplied module once (a URL, a WebAssembly.Module or bytes); the
+     * WasiService spawns and runs it many times. `options`: {name, ipc}. */
+    static register(source, options) {
+      return new Promise((resolve) => {
+        const what = `WasiWorker.register(${sourceLabel(source)})`;
+        if (!isPageSource(source) || source instanceof WasiService) {
+          throw new TypeError(`${what}: give a module URL (with '/', '.' or ':'), a URL, a WebAssembly.Module or bytes`);
+        }
+        checkOptions(options, MODULE_OPTIONS, what);
+        resolve(registerSource(source, options, what));
       });
     }
 
@@ -817,6 +1021,6 @@
 
   for (const type of ['message', 'error', 'exit']) handlerProperty(WasiWorker.prototype, type);
 
-  Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant});
-  if (config.dev) channel.connect(); // so that `wvwasi dev` can reload the page
+  Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService});
+  if (config.dev) appChannel.connect(); // so that `wvwasi dev` can reload the page
 })();
