@@ -18,12 +18,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wvwasi import __version__
-from wvwasi.packager import freeze
+from wvwasi.packager import caches, freeze
 from wvwasi.packager.formats import (
     DEFAULT_FORMATS,
     FORMATS,
@@ -38,7 +39,7 @@ from wvwasi.packager.formats._sign import sign_windows, signing_tool, windows_ce
 from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
-from wvwasi.runtime.modules import WasmLoadError, precompile
+from wvwasi.runtime.modules import WasmLoadError
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 REPORT_NAME = "build-report.json"
@@ -163,7 +164,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
     report = BuildReport(manifest.app.name, manifest.app.identifier, manifest.app.version,
                          system, arch.name, manifest.webview, out)
 
-    with _output_folder(out) as temp:
+    with caches.lock(_lock_path(out)), _output_folder(out) as temp:
         work, staged_out = temp / "work", temp / "out"
         work.mkdir()
         staged_out.mkdir()
@@ -181,7 +182,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
             else:
                 for name, service in manifest.services.items():
                     try:
-                        precompiled[name] = precompile(service.source, work / "cwasm" / name)
+                        precompiled[name] = caches.cached_precompile(
+                            service.source, work / "cwasm" / name)
                     except WasmLoadError as e:
                         raise BuildError(f"precompile services.{name}", str(e)) from None
         with clock("freeze"):
@@ -190,12 +192,13 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
         with clock("stage"):
             app = stage_app(
                 manifest, runtime.onedir, runtime.executable, work / "stage", arch=arch,
-                precompiled=precompiled, onefile_runtime=runtime.onefile,
+                precompiled=precompiled, pack=caches.pack_wasm, onefile_runtime=runtime.onefile,
                 source_date_epoch=request.source_date_epoch,
             )
             _sign_executables(app)
         built: dict[str, tuple[Path, ...]] = {}
-        for name in names:
+
+        def one_format(name: str) -> list[Artefact]:
             with clock(f"format {name}") as timer:
                 fmt_work = work / "formats" / name.replace(".", "-")
                 fmt_work.mkdir(parents=True)
@@ -203,9 +206,14 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
                                         built=dict(built), log=progress.log)
                 paths = tuple(builder(name)(app, staged_out, options))
             built[name] = paths
-            report.artefacts += [
-                Artefact(name, out / p.name, _size(p), _sha256(p), timer.seconds) for p in paths
-            ]
+            return [Artefact(name, out / p.name, _size(p), _sha256(p), timer.seconds)
+                    for p in paths]
+
+        # formats that need another's output (dmg needs app) wait for it; the rest run at once
+        for wave in _waves(names):
+            with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+                for artefacts in pool.map(one_format, wave):
+                    report.artefacts += artefacts
         with clock("checksums"):
             sums = sorted((a.path.name, a.sha256) for a in report.artefacts if a.sha256)
             (staged_out / SUMS_NAME).write_text(
@@ -217,6 +225,31 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
         for entry in sorted(staged_out.iterdir()):
             _replace(entry, out / entry.name)
     return report
+
+
+def _waves(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """`names` in groups that can be built at the same time, each after the ones before."""
+    done: set[str] = set()
+    waves = []
+    while len(done) < len(names):
+        wave = tuple(n for n in names if n not in done
+                     and all(d in done or d not in names for d in FORMATS[n].after))
+        waves.append(wave)
+        done.update(wave)
+    return waves
+
+
+def _lock_path(out: Path) -> Path:
+    """The lock two builds into the same output folder share (the second one waits)."""
+    digest = hashlib.sha256(str(out).encode()).hexdigest()[:16]
+    for folder in (caches.cache_dir() / "locks", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder / f"wvwasi-build-{digest}"
+        except OSError:
+            continue
+    raise BuildError("output", f"no writable folder for the build lock of {out}")
 
 
 def _check_service(manifest: Manifest, name: str) -> None:

@@ -9,7 +9,8 @@ after the app and the payload beside it:
       app/                    the payload, found by runtime/frozen_main.py next to the executable
         wvwasi.toml           the manifest resolved for the target OS, paths relative to app/
         ui/                   [ui] dir
-        services/<name>.wasm  each service
+        services/<name>.wasm  each service (`<name>.wasm.gz` when it has a precompiled artefact:
+                              only the fallback for a CPU the artefact cannot run on)
         precompiled/<name>.cwasm  portable precompiled artefacts (same OS/arch only)
         icon.png              the app icon (1024 px; the default one if [app] icon is unset)
         icon.ico              (Windows) the same for shortcuts
@@ -28,7 +29,7 @@ import stat
 import time
 import unicodedata
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from wvwasi.packager import icons
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
-from wvwasi.runtime.modules import artefact_name, copy_artefact
+from wvwasi.runtime.modules import artefact_name, copy_artefact, header_path, packed_path
 
 PAYLOAD = "app"
 _ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
@@ -143,12 +144,15 @@ def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[s
 
 
 def stage_payload(
-    manifest: Manifest, dest: Path, precompiled: Mapping[str, Path] | None = None
+    manifest: Manifest, dest: Path, precompiled: Mapping[str, Path] | None = None,
+    pack: Callable[[Path, Path], None] | None = None,
 ) -> Path:
     """Write the payload folder `dest` (see the module docstring) and check it loads.
 
     `precompiled`: service name -> artefact from `modules.precompile()` (absent: the runtime
-    compiles on first start and caches).
+    compiles on first start and caches). `pack(wasm, dest)`: with an artefact, the `.wasm` is
+    shipped as `dest` (`services/<name>.wasm.gz`) by it, only the fallback for a CPU the artefact
+    cannot run on (see modules.packed_path), instead of uncompressed beside it.
     """
     dest.mkdir(parents=True)
     shutil.copytree(manifest.ui.dir, dest / "ui", symlinks=False)
@@ -159,12 +163,14 @@ def stage_payload(
                              "(no build.command made it?)")
         target = dest / "services" / f"{name}.wasm"
         target.parent.mkdir(exist_ok=True)
-        shutil.copyfile(service.source, target)
         sources[name] = f"services/{name}.wasm"
         if precompiled and name in precompiled:
             out = dest / "precompiled" / artefact_name(target)
-            out.parent.mkdir(exist_ok=True)
-            copy_artefact(precompiled[name], out)
+            link_or_copy_artefact(precompiled[name], out)
+            if pack is not None:
+                pack(service.source, packed_path(target))
+                continue
+        shutil.copyfile(service.source, target)
     icon = icons.load_icon(manifest.app.icon)
     icons.write_png(icon, dest / "icon.png", icons.MASTER_SIZE)
     if manifest.platform == "windows":  # shortcuts and Add/Remove Programs show this one
@@ -196,6 +202,7 @@ def stage_app(
     *,
     arch: Arch,
     precompiled: Mapping[str, Path] | None = None,
+    pack: Callable[[Path, Path], None] | None = None,
     onefile_runtime: Path | None = None,
     source_date_epoch: int | None = None,
 ) -> StagedApp:
@@ -209,7 +216,7 @@ def stage_app(
     shutil.copytree(runtime_dir, root, symlinks=True)
     executable = root / f"{slug}{exe_suffix}"
     os.replace(root / runtime_exe, executable)
-    stage_payload(manifest, root / PAYLOAD, precompiled)
+    stage_payload(manifest, root / PAYLOAD, precompiled, pack)
     onefile = None
     if onefile_runtime is not None:
         onefile = dest / "onefile" / f"{slug}{exe_suffix}"
@@ -218,6 +225,21 @@ def stage_app(
         append_payload(onefile, root / PAYLOAD, source_date_epoch)
         onefile.chmod(0o755)
     return StagedApp(manifest, manifest.platform, arch, root, executable, onefile)
+
+
+def link_or_copy_artefact(src: Path, dest: Path) -> Path:
+    """An artefact and its sidecar hard-linked from the compile cache when possible (same file
+    system: no 170 MB copy per build), else copied."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pairs = ((src, dest), (header_path(src), header_path(dest)))
+    try:
+        for a, b in pairs:
+            os.link(a, b)
+        return dest
+    except OSError:
+        for _a, b in pairs:
+            b.unlink(missing_ok=True)
+        return copy_artefact(src, dest)
 
 
 def walk(top: Path) -> Iterator[Path]:

@@ -36,6 +36,7 @@ class App:
         resources: Path | None = None,
         backend: Backend | None = None,
         dev: bool = False,
+        compile_cache: Path | None = None,
     ) -> None:
         self.manifest = manifest
         self.paths = PathContext.for_app(manifest, resources=resources)
@@ -43,6 +44,7 @@ class App:
         self.host = ServiceHost(
             manifest, paths=self.paths,
             precompiled_dir=precompiled if precompiled.is_dir() else None,
+            compile_cache=compile_cache,
         )
         self.window = AppWindow(
             manifest.window, backend or backend_for(manifest), inspector=dev
@@ -125,12 +127,14 @@ def run_app(
     backend: Backend | None = None,
     dev: bool = False,
     on_started: Callable[[App], None] | None = None,
+    compile_cache: Path | None = None,
 ) -> int:
     """Run the app in `manifest_or_dir` (a Manifest, a wvwasi.toml or its folder).
 
     `resources` is the shipped `$RESOURCES` folder of a built app (default: the project
     folder); `backend` overrides the manifest's Linux webview; `dev` enables the page's reload
-    channel and the web inspector; `on_started` see `App.run`. Returns the exit status:
+    channel and the web inspector; `on_started` see `App.run`; `compile_cache` replaces the
+    app's `$CACHE` as the compile cache (the dev tools share wvwasi's). Returns the exit status:
     0, 1 for a failed self-test, 2 when the app cannot start (the reason is on stderr, and in
     the JSON report with `self_test`).
     """
@@ -139,7 +143,8 @@ def run_app(
             manifest_or_dir if isinstance(manifest_or_dir, Manifest)
             else load_manifest(manifest_or_dir)
         )
-        app = App(manifest, resources=resources, backend=backend, dev=dev)
+        app = App(manifest, resources=resources, backend=backend, dev=dev,
+                  compile_cache=compile_cache)
         return app.run(self_test=self_test, on_started=on_started)
     except (ManifestError, ImportError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import watchfiles
 
+from wvwasi.packager.caches import compiled_dir
 from wvwasi.packager.commands.run import add_common, build_service, prepare, watched_files
 from wvwasi.runtime.app import App, run_app
 
@@ -97,4 +98,5 @@ def run(args: argparse.Namespace) -> int:
         watcher.start()
         print(f"wvwasi dev: watching {', '.join(str(r) for r in watcher.roots())}", flush=True)
 
-    return run_app(manifest, backend=args.webview, dev=True, on_started=watch)
+    return run_app(manifest, backend=args.webview, dev=True, on_started=watch,
+                   compile_cache=compiled_dir())

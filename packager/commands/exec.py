@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from types import MappingProxyType
 
+from wvwasi.packager.caches import compiled_dir
 from wvwasi.runtime.events import Event, Exited, Message, Stderr
 from wvwasi.runtime.host import ServiceHost
 from wvwasi.runtime.instance import Instance
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(event, Stderr):
             print(event.text, file=sys.stderr, flush=True)
 
-    with ServiceHost(manifest) as host:
+    with ServiceHost(manifest, compile_cache=compiled_dir()) as host:
         try:
             inst = host.spawn(name, on_event=on_event)
         except (OSError, WasmLoadError, PermissionError) as e:

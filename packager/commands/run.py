@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wvwasi.packager.caches import compiled_dir
 from wvwasi.runtime.app import run_app
 from wvwasi.runtime.manifest import Manifest, ManifestError, Service, load_manifest
 from wvwasi.runtime.window import BACKENDS
@@ -98,4 +99,5 @@ def run(args: argparse.Namespace) -> int:
     manifest = prepare(args.dir, "run")
     if manifest is None:
         return 2
-    return run_app(manifest, self_test=args.self_test, backend=args.webview)
+    return run_app(manifest, self_test=args.self_test, backend=args.webview,
+                   compile_cache=compiled_dir())

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from wvwasi.packager.caches import compiled_dir
 from wvwasi.runtime.bridge.server import Bridge
 from wvwasi.runtime.host import ServiceHost
 from wvwasi.runtime.manifest import ManifestError, load_manifest
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    host = ServiceHost(manifest)
+    host = ServiceHost(manifest, compile_cache=compiled_dir())
     try:
         host.start()
         bridge = Bridge(manifest, host, port=args.port)

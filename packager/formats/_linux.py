@@ -47,16 +47,20 @@ def desktop_entry(app: StagedApp, exec_path: str, icon: str) -> str:
     )
 
 
-def install_tree(app: StagedApp, root: Path, mtime: int | None) -> list[str]:
+def install_tree(
+    app: StagedApp, root: Path, mtime: int | None, *, app_folder: bool = True
+) -> list[str]:
     """Lay out what a package installs under `root` (as if it were `/`):
 
-    /opt/<slug>/ (the app folder), /usr/bin/<slug> -> /opt/<slug>/<slug>,
+    /opt/<slug>/ (the app folder; left out with `app_folder=False`, for callers that package
+    it straight from the staged app), /usr/bin/<slug> -> /opt/<slug>/<slug>,
     /usr/share/applications/<identifier>.desktop, /usr/share/icons/hicolor/*/apps/<identifier>.png
 
     Returns the installed paths that are not folders shared with other packages (for rpm %files).
     """
     prefix = install_prefix(app)
-    shutil.copytree(app.root, root / prefix.lstrip("/"), symlinks=True)
+    if app_folder:
+        shutil.copytree(app.root, root / prefix.lstrip("/"), symlinks=True)
     bin_dir = root / "usr" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / app.slug).symlink_to(f"{prefix}/{app.executable.name}")
@@ -78,7 +82,7 @@ def package_depends(app: StagedApp, system: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*WEBVIEW_DEPENDS[system][app.manifest.webview], *extra)))
 
 
-def installed_size_kib(root: Path) -> int:
-    """Disk usage of the tree in KiB (for the deb Installed-Size field)."""
-    total = sum(p.lstat().st_size for p in root.rglob("*") if not p.is_dir())
+def installed_size_kib(*roots: Path) -> int:
+    """Disk usage of the trees in KiB (for the deb Installed-Size field)."""
+    total = sum(p.lstat().st_size for r in roots for p in r.rglob("*") if not p.is_dir())
     return (total + 1023) // 1024
