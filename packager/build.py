@@ -25,6 +25,7 @@ from typing import Any
 
 from wvwasi import __version__
 from wvwasi.packager import caches, freeze
+from wvwasi.packager.commands.run import is_stale
 from wvwasi.packager.formats import (
     DEFAULT_FORMATS,
     FORMATS,
@@ -113,6 +114,9 @@ class Progress:
     def step(self, name: str) -> None:
         """A step starts."""
 
+    def done(self, name: str, seconds: float) -> None:
+        """A step ended (formats may run at the same time and end in any order)."""
+
     def log(self, message: str) -> None:
         """A remark worth showing (a skipped step, a one-time freeze)."""
 
@@ -170,9 +174,12 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
         staged_out.mkdir()
         for name, service in manifest.services.items():
             if service.build is not None and request.build_services:
-                with clock(f"build services.{name}"):
-                    run_shell(service.build.command, step=f"build services.{name}",
-                              cwd=service.build.workdir)
+                if service.build.watch and not is_stale(service):
+                    progress.log(f"services.{name} is up to date (no watched file is newer)")
+                else:
+                    with clock(f"build services.{name}"):
+                        run_shell(service.build.command, step=f"build services.{name}",
+                                  cwd=service.build.workdir)
             _check_service(manifest, name)
         precompiled: dict[str, Path] = {}
         with clock("precompile"):
@@ -310,6 +317,7 @@ class _StepClock:
             raise BuildError(name, f"{e.strerror or e}{where}") from None
         timer.seconds = time.perf_counter() - start
         self.steps.append((name, timer.seconds))
+        self.progress.done(name, timer.seconds)
 
 
 @dataclass

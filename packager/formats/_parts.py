@@ -24,6 +24,7 @@ import lzma
 import os
 import struct
 import tarfile
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,8 @@ BIG = 1 << 20
 CACHED_MIN = 64 << 10
 #: Size cap of the package parts cache (least recently used out first).
 CACHE_CAP = 2 << 30
-XZ_PRESET = 7  # a 16 MiB dictionary spans the runtime's largest library
+XZ_PRESET = 7
+_XZ_DICT = 16 << 20  # preset 7's dictionary
 GZIP_LEVEL = 6
 
 
@@ -151,39 +153,34 @@ def compress(parts: list[bytes], codec: str) -> bytes:
 def _compress_part(data: bytes, codec: str) -> bytes:
     if codec == "gzip":
         return gzip.compress(data, GZIP_LEVEL, mtime=0)
-    return lzma.compress(data, lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
+    # the dictionary never larger than the part: same output, far less memory to set up
+    lzma2 = {"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET,
+             "dict_size": max(1 << 16, min(_XZ_DICT, len(data)))}
+    return lzma.compress(data, lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=[lzma2])
 
 
 def _cached_part(data: bytes, codec: str) -> bytes:
-    """`data` compressed as a whole stream of its own, from the cache if there."""
+    """`data` compressed as a whole stream of its own, from the cache if there. A cache entry
+    is the SHA-256 of the compressed bytes followed by them (a damaged entry is recompressed,
+    never shipped)."""
     if len(data) < CACHED_MIN:
         return _compress_part(data, codec)
-    digest = hashlib.sha256(data).hexdigest()
-    entry = packages_dir() / f"part-{codec}-{digest}"
+    entry = packages_dir() / f"part-{codec}-{hashlib.sha256(data).hexdigest()}"
     with contextlib.suppress(OSError):
-        blob = entry.read_bytes()
-        if _decompressed_sha256(blob, codec) == digest:
+        stored = entry.read_bytes()
+        if hashlib.sha256(stored[32:]).digest() == stored[:32]:
             os.utime(entry)
-            return blob
+            return stored[32:]
     blob = _compress_part(data, codec)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{id(data)}")
-        tmp.write_bytes(blob)
+        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(hashlib.sha256(blob).digest() + blob)
         os.replace(tmp, entry)
         _evict(entry.parent, CACHE_CAP, keep=entry)
     except OSError:
         pass  # read-only or full: only the next build pays for the compression
     return blob
-
-
-def _decompressed_sha256(blob: bytes, codec: str) -> str | None:
-    """What a cached part holds (a damaged entry is recompressed, never shipped)."""
-    try:
-        data = gzip.decompress(blob) if codec == "gzip" else lzma.decompress(blob)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error):
-        return None
-    return hashlib.sha256(data).hexdigest()
 
 
 def _evict(folder: Path, cap: int, keep: Path) -> None:
