@@ -218,7 +218,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
 
         # formats that need another's output (dmg needs app) wait for it; the rest run at once
         for wave in _waves(names):
-            with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(max_workers=_jobs()) as pool:
                 for artefacts in pool.map(one_format, wave):
                     report.artefacts += artefacts
         with clock("checksums"):
@@ -244,6 +244,13 @@ def _waves(names: tuple[str, ...]) -> list[tuple[str, ...]]:
         waves.append(wave)
         done.update(wave)
     return waves
+
+
+def _jobs() -> int:
+    """How many formats are built at once: WVWASI_BUILD_JOBS, else the number of CPUs (>= 2:
+    formats spend much of their time waiting on I/O and outside tools)."""
+    value = os.environ.get("WVWASI_BUILD_JOBS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else max(2, os.cpu_count() or 1)
 
 
 def _lock_path(out: Path) -> Path:

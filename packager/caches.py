@@ -113,13 +113,14 @@ def pack_wasm(wasm: Path, dest: Path) -> None:
     with open(wasm, "rb") as src, open(dest, "wb") as raw, \
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
         shutil.copyfileobj(src, gz, 1 << 20)
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
         shutil.copyfile(dest, tmp)
         os.replace(tmp, entry)
-    except OSError:
-        pass  # a read-only or full cache only costs the next build the compression
+    except OSError:  # a read-only or full cache only costs the next build the compression
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _gunzip_sha256(path: Path) -> str | None:

@@ -172,14 +172,15 @@ def _cached_part(data: bytes, codec: str) -> bytes:
             os.utime(entry)
             return stored[32:]
     blob = _compress_part(data, codec)
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
         tmp.write_bytes(hashlib.sha256(blob).digest() + blob)
         os.replace(tmp, entry)
         _evict(entry.parent, CACHE_CAP, keep=entry)
-    except OSError:
-        pass  # read-only or full: only the next build pays for the compression
+    except OSError:  # read-only or full: only the next build pays for the compression
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return blob
 
 
