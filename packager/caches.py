@@ -17,8 +17,8 @@ import gzip
 import hashlib
 import os
 import shutil
-import zlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,8 @@ def cache_size(top: Path) -> int:
     return total
 
 
+#: Size cap of the package parts cache (least recently used out first).
+PACKAGES_CAP = 2 << 30
 #: How long a build waits for another process holding a cache lock before giving up.
 LOCK_TIMEOUT = 600.0
 
@@ -101,38 +103,52 @@ def cached_precompile(wasm: Path, fallback: Path) -> Path:
         return precompile(wasm, fallback)
 
 
-def pack_wasm(wasm: Path, dest: Path) -> None:
-    """`wasm` gzip-compressed as `dest`, the compressed copy cached by the wasm's SHA-256 (a
-    69 MB service is compressed once, not per build). Deterministic: no name, mtime 0."""
-    sha = sha256_file(wasm)
-    entry = packages_dir() / f"wasm-{sha}.gz"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if entry.is_file() and _gunzip_sha256(entry) == sha:
-        shutil.copyfile(entry, dest)
-        return
-    with open(wasm, "rb") as src, open(dest, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-        shutil.copyfileobj(src, gz, 1 << 20)
-    tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
+def cached_blob(name: str, make: Callable[[], bytes]) -> bytes:
+    """`make()`'s bytes, kept in the package parts cache under `name` (which must identify the
+    content, e.g. by its SHA-256). Entries start with their own SHA-256: a damaged one is made
+    again. A cache that cannot be written only costs the next build the work."""
+    entry = packages_dir() / name
+    with contextlib.suppress(OSError):
+        stored = entry.read_bytes()
+        if hashlib.sha256(stored[32:]).digest() == stored[:32]:
+            os.utime(entry)
+            return stored[32:]
+    blob = make()
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(dest, tmp)
+        tmp.write_bytes(hashlib.sha256(blob).digest() + blob)
         os.replace(tmp, entry)
-    except OSError:  # a read-only or full cache only costs the next build the compression
+        evict_files(entry.parent, PACKAGES_CAP, keep=entry)
+    except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+    return blob
 
 
-def _gunzip_sha256(path: Path) -> str | None:
-    """SHA-256 of a cached `.gz`'s content (a damaged entry is never reused)."""
-    digest = hashlib.sha256()
-    try:
-        with gzip.open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    except (OSError, EOFError, zlib.error):
-        return None
-    return digest.hexdigest()
+def evict_files(folder: Path, cap: int, keep: Path) -> None:
+    """Remove the least recently used files of `folder` until it holds at most `cap` bytes."""
+    files = []
+    for p in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if not p.name.startswith(".") and p.is_file():
+                st = p.stat()
+                files.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _m, size, _p in files)
+    for _mtime, size, path in sorted(files):
+        if total <= cap:
+            break
+        if path != keep:
+            path.unlink(missing_ok=True)
+            total -= size
+
+
+def pack_wasm(wasm: Path, dest: Path) -> None:
+    """`wasm` gzip-compressed as `dest` (no name, mtime 0: deterministic), compressed once per
+    SHA-256 of the `.wasm` (a 69 MB service is not compressed again per build)."""
+    name = f"wasm-{sha256_file(wasm)}.gz"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(cached_blob(name, lambda: gzip.compress(wasm.read_bytes(), 6, mtime=0)))
 
 
 def app_compile_caches() -> Iterator[Path]:

@@ -22,13 +22,15 @@ The single-file executable is the onefile runtime with the payload appended as a
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import stat
+import struct
 import time
 import unicodedata
-import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any
 
 import tomli_w
 
-from wvwasi.packager import icons
+from wvwasi.packager import caches, icons
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
@@ -253,15 +255,46 @@ def walk(top: Path) -> Iterator[Path]:
 def append_payload(executable: Path, payload: Path, source_date_epoch: int | None) -> None:
     """Append `payload` as a zip archive (entries `app/...`) to `executable`.
 
-    zipfile's append mode on a non-zip file writes the archive after the existing bytes with
-    absolute offsets, so `zipfile.ZipFile(sys.executable)` reads it back.
+    The archive follows the executable's bytes with absolute offsets, so
+    `zipfile.ZipFile(sys.executable)` reads it back. Files of 1 MiB or more are deflated once
+    and the result cached by content (a 170 MB artefact is not compressed again per build).
     """
-    stamp = time.gmtime(max(source_date_epoch or time.time(), _ZIP_EPOCH))[:6]
-    with zipfile.ZipFile(executable, "a", compression=zipfile.ZIP_DEFLATED) as z:
+    stamp = time.gmtime(max(source_date_epoch or time.time(), _ZIP_EPOCH))
+    dos_time = stamp.tm_hour << 11 | stamp.tm_min << 5 | stamp.tm_sec // 2
+    dos_date = (stamp.tm_year - 1980) << 9 | stamp.tm_mon << 5 | stamp.tm_mday
+    central = bytearray()
+    count = 0
+    with open(executable, "ab") as out:
         for path in walk(payload):
             if path.is_dir():
                 continue
-            info = zipfile.ZipInfo(f"{PAYLOAD}/{path.relative_to(payload).as_posix()}", stamp)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = (stat.S_IFREG | 0o644) << 16
-            z.writestr(info, path.read_bytes())
+            name = f"{PAYLOAD}/{path.relative_to(payload).as_posix()}".encode()
+            data = path.read_bytes()
+            crc, packed = zlib.crc32(data), _deflated(data)
+            if len(packed) > 0xFFFFFFFE or len(data) > 0xFFFFFFFE:
+                raise BuildError("stage", f"{path}: too big for the single-file archive (4 GB)")
+            offset = out.tell()
+            fields = (0x0800, 8, dos_time, dos_date, crc, len(packed), len(data), len(name))
+            out.write(struct.pack("<IH4H3I2H", 0x04034B50, 20, *fields[:4], *fields[4:7],
+                                  len(name), 0) + name)
+            out.write(packed)
+            central += struct.pack("<I6H3I5H2I", 0x02014B50, 0x0314, 20, *fields[:2],
+                                   *fields[2:4], *fields[4:7], len(name), 0, 0, 0, 0,
+                                   (stat.S_IFREG | 0o644) << 16, offset) + name
+            count += 1
+        start = out.tell()
+        out.write(central)
+        out.write(struct.pack("<I4H2IH", 0x06054B50, 0, 0, count, count, len(central), start, 0))
+
+
+def _deflated(data: bytes) -> bytes:
+    """Raw deflate of `data`, from the package parts cache for big files."""
+    if len(data) < 1 << 20:
+        return _deflate(data)
+    return caches.cached_blob(f"deflate-{hashlib.sha256(data).hexdigest()}",
+                              lambda: _deflate(data))
+
+
+def _deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return packer.compress(data) + packer.flush()

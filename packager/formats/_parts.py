@@ -17,21 +17,19 @@ The result is byte-for-byte the same whether parts came from the cache or not.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import lzma
 import os
 import struct
 import tarfile
-import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from wvwasi.packager.caches import packages_dir
+from wvwasi.packager.caches import cached_blob
 from wvwasi.packager.formats._archive import normal_mode
 from wvwasi.packager.stage import walk
 
@@ -39,8 +37,6 @@ from wvwasi.packager.stage import walk
 BIG = 1 << 20
 #: Parts smaller than this are not worth a cache entry.
 CACHED_MIN = 64 << 10
-#: Size cap of the package parts cache (least recently used out first).
-CACHE_CAP = 2 << 30
 XZ_PRESET = 7
 _XZ_DICT = 16 << 20  # preset 7's dictionary
 GZIP_LEVEL = 6
@@ -160,43 +156,11 @@ def _compress_part(data: bytes, codec: str) -> bytes:
 
 
 def _cached_part(data: bytes, codec: str) -> bytes:
-    """`data` compressed as a whole stream of its own, from the cache if there. A cache entry
-    is the SHA-256 of the compressed bytes followed by them (a damaged entry is recompressed,
-    never shipped)."""
+    """`data` compressed as a whole stream of its own, from the cache if there."""
     if len(data) < CACHED_MIN:
         return _compress_part(data, codec)
-    entry = packages_dir() / f"part-{codec}-{hashlib.sha256(data).hexdigest()}"
-    with contextlib.suppress(OSError):
-        stored = entry.read_bytes()
-        if hashlib.sha256(stored[32:]).digest() == stored[:32]:
-            os.utime(entry)
-            return stored[32:]
-    blob = _compress_part(data, codec)
-    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(hashlib.sha256(blob).digest() + blob)
-        os.replace(tmp, entry)
-        _evict(entry.parent, CACHE_CAP, keep=entry)
-    except OSError:  # read-only or full: only the next build pays for the compression
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    return blob
-
-
-def _evict(folder: Path, cap: int, keep: Path) -> None:
-    files = []
-    for p in folder.glob("part-*"):
-        with contextlib.suppress(OSError):
-            st = p.stat()
-            files.append((st.st_mtime, st.st_size, p))
-    total = sum(size for _m, size, _p in files)
-    for _mtime, size, path in sorted(files):
-        if total <= cap:
-            break
-        if path != keep:
-            path.unlink(missing_ok=True)
-            total -= size
+    return cached_blob(f"part-{codec}-{hashlib.sha256(data).hexdigest()}",
+                       lambda: _compress_part(data, codec))
 
 
 # -- xz: several single-block streams -> one multi-block stream ------------------------------
