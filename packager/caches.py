@@ -31,6 +31,7 @@ from wvwasi.runtime.modules import (
     cache_cap,
     cache_entry,
     evict_lru,
+    header_path,
     precompile,
     sha256_file,
 )
@@ -93,8 +94,10 @@ def cached_precompile(wasm: Path, fallback: Path) -> Path:
         with lock(entry):
             if artefact_problem(entry, sha) is None:
                 os.utime(entry)
-                return entry
-            precompile(wasm, entry)
+            else:
+                precompile(wasm, entry)
+            for path in (entry, header_path(entry)):  # staged as hard links: shipped modes
+                path.chmod(0o644)
         evict_lru(entry.parent, cache_cap(), keep=entry)
         return entry
     except WasmLoadError:
