@@ -1,7 +1,8 @@
 """Compressed tar streams assembled from cached parts, so a rebuild only compresses what changed.
 
-A package's file tree is written as one tar stream cut into *parts*: each file of 1 MiB or more
-is a part of its own, and each run of smaller entries between them is one part. Every part is
+A package's file tree is written as one tar stream cut into *parts*: the frozen runtime's
+`_internal/` folder is one part, each other file of 1 MiB or more is a part of its own, and each
+run of smaller entries between them is one part. Every part is
 compressed on its own and cached by the SHA-256 of its uncompressed bytes (tar headers
 included), so after a UI edit the runtime's and the services' parts come from the cache and
 only the small part holding the UI is compressed again. The parts are then joined into a stream
@@ -33,8 +34,10 @@ from wvwasi.packager.caches import cached_blob
 from wvwasi.packager.formats._archive import normal_mode
 from wvwasi.packager.stage import walk
 
-#: Files at least this big are parts of their own.
+#: Files at least this big are parts of their own (outside the runtime, which is one part:
+#: it only ever changes as a whole, and one part compresses as well as dpkg-deb's one stream).
 BIG = 1 << 20
+RUNTIME = "runtime"
 #: Parts smaller than this are not worth a cache entry.
 CACHED_MIN = 64 << 10
 XZ_PRESET = 7
@@ -61,7 +64,8 @@ def tree_entries(top: Path, prefix: str, *, include_top: bool = True,
         yield Entry(prefix, top)
     for path in walk(top):
         rel = path.relative_to(top).as_posix()
-        group = "runtime" if runtime and (rel == runtime or rel.startswith(runtime + "/")) else ""
+        inside = runtime and (rel == runtime or rel.startswith(runtime + "/"))
+        group = RUNTIME if inside else ""
         yield Entry(f"{prefix}/{rel}", path, group)
 
 
@@ -115,7 +119,7 @@ def tar_parts(entries: Iterable[Entry], mtime: int | None) -> list[bytes]:
             run += header
             continue
         pad = b"\0" * (-len(data) % tarfile.BLOCKSIZE)
-        if len(data) >= BIG:
+        if len(data) >= BIG and entry.group != RUNTIME:
             if run:
                 parts.append(bytes(run))
                 run = bytearray()

@@ -62,7 +62,7 @@ def spec(app: StagedApp, tree: Path, files: list[str]) -> str:
 
 def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     tree = opts.work / "root"
-    files = install_tree(app, tree, opts.source_date_epoch)
+    files = install_tree(app, tree, opts.source_date_epoch, link=True)
     top = opts.work / "rpmbuild"
     spec_file = opts.work / f"{app.slug}.spec"
     spec_file.write_text(spec(app, tree, files), encoding="utf-8")
