@@ -189,4 +189,6 @@ def clean(*, runtime: bool = True, compiled: bool = True) -> int:
                 (cache.kind in ("compiled", "app-compiled") and compiled):
             freed += cache.bytes
             shutil.rmtree(cache.path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the emptied folder of runtimes
+        (cache_dir() / "runtime").rmdir()
     return freed
