@@ -221,6 +221,9 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
             with ThreadPoolExecutor(max_workers=_jobs()) as pool:
                 for artefacts in pool.map(one_format, wave):
                     report.artefacts += artefacts
+        # the report lists format steps in build order, whichever ended first
+        order = {f"format {n}": i for i, n in enumerate(names)}
+        clock.steps.sort(key=lambda s: (s[0] in order, order.get(s[0], 0)))
         with clock("checksums"):
             sums = sorted((a.path.name, a.sha256) for a in report.artefacts if a.sha256)
             (staged_out / SUMS_NAME).write_text(

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,21 @@ def test_rebuilt_packages_unpack_with_every_tool(warm: dict[str, Any], tmp_path:
         (built["dir"] / "app" / "ui" / "index.html").read_bytes()
 
 
+def dpkg(*args: str | Path) -> None:
+    """Run dpkg, waiting for the lock other dpkg/apt runs on this machine may hold."""
+    for _ in range(120):
+        proc = subprocess.run(["dpkg", *map(str, args)], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return
+        if "lock" not in proc.stderr:
+            break
+        time.sleep(1)
+    raise AssertionError(f"dpkg {args}: {proc.stderr}")
+
+
 def test_rebuilt_deb_installs_and_self_tests(warm: dict[str, Any]):
     deb = paths(warm["rebuilt"])["deb"]
-    subprocess.run(["dpkg", "-i", deb], check=True, capture_output=True)
+    dpkg("-i", deb)
     try:
         with xvfb() as display:
             code, report = self_test(f"/usr/bin/{SLUG}", display)
@@ -151,7 +164,7 @@ def test_rebuilt_deb_installs_and_self_tests(warm: dict[str, Any]):
         page = Path("/opt", SLUG, "app", "ui", "index.html").read_text()
         assert "edited once" in page
     finally:
-        subprocess.run(["dpkg", "-r", SLUG], check=True, capture_output=True)
+        dpkg("-r", SLUG)
     assert not Path("/opt", SLUG).exists()
 
 
