@@ -18,12 +18,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wvwasi import __version__
-from wvwasi.packager import freeze
+from wvwasi.packager import caches, freeze
+from wvwasi.packager.commands.run import is_stale
 from wvwasi.packager.formats import (
     DEFAULT_FORMATS,
     FORMATS,
@@ -46,7 +48,7 @@ from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
 from wvwasi.packager.web import web_problems, write_site
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
-from wvwasi.runtime.modules import WasmLoadError, precompile, validate_file
+from wvwasi.runtime.modules import WasmLoadError, validate_file
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 REPORT_NAME = "build-report.json"
@@ -120,6 +122,9 @@ class Progress:
     def step(self, name: str) -> None:
         """A step starts."""
 
+    def done(self, name: str, seconds: float) -> None:
+        """A step ended (formats may run at the same time and end in any order)."""
+
     def log(self, message: str) -> None:
         """A remark worth showing (a skipped step, a one-time freeze)."""
 
@@ -180,15 +185,18 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
     report = BuildReport(manifest.app.name, manifest.app.identifier, manifest.app.version,
                          system, arch.name, manifest.webview, out)
 
-    with _output_folder(out) as temp:
+    with caches.lock(_lock_path(out)), _output_folder(out) as temp:
         work, staged_out = temp / "work", temp / "out"
         work.mkdir()
         staged_out.mkdir()
         for name, service in manifest.services.items():
             if service.build is not None and request.build_services:
-                with clock(f"build services.{name}"):
-                    run_shell(service.build.command, step=f"build services.{name}",
-                              cwd=service.build.workdir)
+                if service.build.watch and not is_stale(service):
+                    progress.log(f"services.{name} is up to date (no watched file is newer)")
+                else:
+                    with clock(f"build services.{name}"):
+                        run_shell(service.build.command, step=f"build services.{name}",
+                                  cwd=service.build.workdir)
             _check_service(manifest, name)
         if web:
             with clock("stage"):
@@ -197,7 +205,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
             app, report.runtime = _stage_native(request, manifest, names, work, arch, cross,
                                                 clock, progress)
         built: dict[str, tuple[Path, ...]] = {}
-        for name in names:
+
+        def one_format(name: str) -> list[Artefact]:
             with clock(f"format {name}") as timer:
                 fmt_work = work / "formats" / name.replace(".", "-")
                 fmt_work.mkdir(parents=True)
@@ -205,9 +214,17 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
                                         built=dict(built), log=progress.log)
                 paths = tuple(builder(name)(app, staged_out, options))
             built[name] = paths
-            report.artefacts += [
-                Artefact(name, out / p.name, _size(p), _sha256(p), timer.seconds) for p in paths
-            ]
+            return [Artefact(name, out / p.name, _size(p), _sha256(p), timer.seconds)
+                    for p in paths]
+
+        # formats that need another's output (dmg needs app) wait for it; the rest run at once
+        for wave in _waves(names):
+            with ThreadPoolExecutor(max_workers=_jobs()) as pool:
+                for artefacts in pool.map(one_format, wave):
+                    report.artefacts += artefacts
+        # the report lists format steps in build order, whichever ended first
+        order = {f"format {n}": i for i, n in enumerate(names)}
+        clock.steps.sort(key=lambda s: (s[0] in order, order.get(s[0], 0)))
         with clock("checksums"):
             sums = sorted((a.path.name, a.sha256) for a in report.artefacts if a.sha256)
             (staged_out / SUMS_NAME).write_text(
@@ -235,7 +252,8 @@ def _stage_native(request: BuildRequest, manifest: Manifest, names: tuple[str, .
         else:
             for name, service in manifest.services.items():
                 try:
-                    precompiled[name] = precompile(service.source, work / "cwasm" / name)
+                    precompiled[name] = caches.cached_precompile(
+                        service.source, work / "cwasm" / name)
                 except WasmLoadError as e:
                     raise BuildError(f"precompile services.{name}", str(e)) from None
     with clock("freeze"):
@@ -243,7 +261,7 @@ def _stage_native(request: BuildRequest, manifest: Manifest, names: tuple[str, .
     with clock("stage"):
         app = stage_app(
             manifest, runtime.onedir, runtime.executable, work / "stage", arch=arch,
-            precompiled=precompiled, onefile_runtime=runtime.onefile,
+            precompiled=precompiled, pack=caches.pack_wasm, onefile_runtime=runtime.onefile,
             source_date_epoch=request.source_date_epoch,
         )
         _sign_executables(app)
@@ -258,6 +276,38 @@ def _stage_site(manifest: Manifest, work: Path, arch: Arch) -> StagedApp:
         raise BuildError("web", problems[0] + more)
     site = write_site(manifest, work / "site")
     return StagedApp(manifest, "web", arch, site, site / manifest.ui.entry)
+
+
+def _waves(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """`names` in groups that can be built at the same time, each after the ones before."""
+    done: set[str] = set()
+    waves = []
+    while len(done) < len(names):
+        wave = tuple(n for n in names if n not in done
+                     and all(d in done or d not in names for d in FORMATS[n].after))
+        waves.append(wave)
+        done.update(wave)
+    return waves
+
+
+def _jobs() -> int:
+    """How many formats are built at once: WVWASI_BUILD_JOBS, else the number of CPUs (>= 2:
+    formats spend much of their time waiting on I/O and outside tools)."""
+    value = os.environ.get("WVWASI_BUILD_JOBS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else max(2, os.cpu_count() or 1)
+
+
+def _lock_path(out: Path) -> Path:
+    """The lock two builds into the same output folder share (the second one waits)."""
+    digest = hashlib.sha256(str(out).encode()).hexdigest()[:16]
+    for folder in (caches.cache_dir() / "locks", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder / f"wvwasi-build-{digest}"
+        except OSError:
+            continue
+    raise BuildError("output", f"no writable folder for the build lock of {out}")
 
 
 def _check_service(manifest: Manifest, name: str) -> None:
@@ -321,6 +371,7 @@ class _StepClock:
             raise BuildError(name, f"{e.strerror or e}{where}") from None
         timer.seconds = time.perf_counter() - start
         self.steps.append((name, timer.seconds))
+        self.progress.done(name, timer.seconds)
 
 
 @dataclass

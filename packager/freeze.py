@@ -34,12 +34,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 import wvwasi
 import wvwasi.runtime
 from wvwasi import __version__
 from wvwasi.packager import icons, lock
+from wvwasi.packager.caches import cache_dir
 from wvwasi.packager.formats import Platform, host_arch
 from wvwasi.packager.tools import BuildError, run
 from wvwasi.runtime.manifest import current_platform
@@ -86,12 +85,6 @@ class Runtime:
     executable: str  # file name of the runtime executable inside onedir
     onefile: Path | None  # the single-file runtime, if asked for
     key: str  # the cache entry's name (or the prebuilt runtime's path)
-
-
-def cache_dir() -> Path:
-    """wvwasi's cache folder (`WVWASI_CACHE_DIR` overrides the per-user default)."""
-    override = os.environ.get("WVWASI_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("wvwasi", False))
 
 
 def _dist_version(name: str) -> str:
@@ -327,27 +320,3 @@ def _locked(path: Path) -> Iterator[None]:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def cache_size(path: Path | None = None) -> int:
-    """Bytes used by the cache folder."""
-    top = path or cache_dir()
-    total = 0
-    for root, _dirs, files in os.walk(top):
-        for f in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, f)).st_size
-    return total
-
-
-def clean_cache() -> int:
-    """Empty the cache folder; returns the bytes freed."""
-    top = cache_dir()
-    freed = cache_size(top)
-    if top.is_dir():
-        for entry in top.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    return freed

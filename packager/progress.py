@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 from rich.console import Console
 
@@ -10,32 +10,29 @@ from wvwasi.packager.build import Progress
 
 
 class RichProgress(Progress):
-    """Shows each step as it runs (a spinner on a terminal, plain lines otherwise)."""
+    """Shows each step as it runs (a spinner on a terminal, plain lines otherwise) and its time
+    when it ends; formats built at the same time end in any order."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.status = console.status("") if console.is_terminal else None
-        self.current: str | None = None
-        self.started = time.perf_counter()
+        self.lock = threading.Lock()
 
     def step(self, name: str) -> None:
-        self._finish()
-        self.current, self.started = name, time.perf_counter()
         if self.status is not None:
-            self.status.update(f"{name}...")
-            self.status.start()
+            with self.lock:
+                self.status.update(f"{name}...")
+                self.status.start()
 
-    def log(self, message: str) -> None:
-        self.console.print(f"  [dim]{message}[/dim]", highlight=False)
-
-    def _finish(self) -> None:
-        if self.current is not None:
-            seconds = time.perf_counter() - self.started
-            self.console.print(f"[green]✓[/green] {self.current} [dim]{seconds:.2f}s[/dim]",
+    def done(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.console.print(f"[green]✓[/green] {name} [dim]{seconds:.2f}s[/dim]",
                                highlight=False)
 
+    def log(self, message: str) -> None:
+        with self.lock:
+            self.console.print(f"  [dim]{message}[/dim]", highlight=False)
+
     def close(self, ok: bool) -> None:
-        if ok:
-            self._finish()
         if self.status is not None:
             self.status.stop()

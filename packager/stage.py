@@ -9,7 +9,8 @@ after the app and the payload beside it:
       app/                    the payload, found by runtime/frozen_main.py next to the executable
         wvwasi.toml           the manifest resolved for the target OS, paths relative to app/
         ui/                   [ui] dir
-        services/<name>.wasm  each service
+        services/<name>.wasm  each service (`<name>.wasm.gz` when it has a precompiled artefact:
+                              only the fallback for a CPU the artefact cannot run on)
         precompiled/<name>.cwasm  portable precompiled artefacts (same OS/arch only)
         icon.png              the app icon (1024 px; the default one if [app] icon is unset)
         icon.ico              (Windows) the same for shortcuts
@@ -21,25 +22,27 @@ The single-file executable is the onefile runtime with the payload appended as a
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import stat
+import struct
 import time
 import unicodedata
-import zipfile
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from wvwasi.packager import icons
+from wvwasi.packager import caches, icons
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
-from wvwasi.runtime.modules import artefact_name, copy_artefact
+from wvwasi.runtime.modules import artefact_name, copy_artefact, header_path, packed_path
 
 PAYLOAD = "app"
 _ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
@@ -143,12 +146,15 @@ def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[s
 
 
 def stage_payload(
-    manifest: Manifest, dest: Path, precompiled: Mapping[str, Path] | None = None
+    manifest: Manifest, dest: Path, precompiled: Mapping[str, Path] | None = None,
+    pack: Callable[[Path, Path], None] | None = None,
 ) -> Path:
     """Write the payload folder `dest` (see the module docstring) and check it loads.
 
     `precompiled`: service name -> artefact from `modules.precompile()` (absent: the runtime
-    compiles on first start and caches).
+    compiles on first start and caches). `pack(wasm, dest)`: with an artefact, the `.wasm` is
+    shipped as `dest` (`services/<name>.wasm.gz`) by it, only the fallback for a CPU the artefact
+    cannot run on (see modules.packed_path), instead of uncompressed beside it.
     """
     dest.mkdir(parents=True)
     shutil.copytree(manifest.ui.dir, dest / "ui", symlinks=False)
@@ -159,12 +165,14 @@ def stage_payload(
                              "(no build.command made it?)")
         target = dest / "services" / f"{name}.wasm"
         target.parent.mkdir(exist_ok=True)
-        shutil.copyfile(service.source, target)
         sources[name] = f"services/{name}.wasm"
         if precompiled and name in precompiled:
             out = dest / "precompiled" / artefact_name(target)
-            out.parent.mkdir(exist_ok=True)
-            copy_artefact(precompiled[name], out)
+            link_or_copy_artefact(precompiled[name], out)
+            if pack is not None:
+                pack(service.source, packed_path(target))
+                continue
+        shutil.copyfile(service.source, target)
     icon = icons.load_icon(manifest.app.icon)
     icons.write_png(icon, dest / "icon.png", icons.MASTER_SIZE)
     if manifest.platform == "windows":  # shortcuts and Add/Remove Programs show this one
@@ -196,6 +204,7 @@ def stage_app(
     *,
     arch: Arch,
     precompiled: Mapping[str, Path] | None = None,
+    pack: Callable[[Path, Path], None] | None = None,
     onefile_runtime: Path | None = None,
     source_date_epoch: int | None = None,
 ) -> StagedApp:
@@ -209,7 +218,7 @@ def stage_app(
     shutil.copytree(runtime_dir, root, symlinks=True)
     executable = root / f"{slug}{exe_suffix}"
     os.replace(root / runtime_exe, executable)
-    stage_payload(manifest, root / PAYLOAD, precompiled)
+    stage_payload(manifest, root / PAYLOAD, precompiled, pack)
     onefile = None
     if onefile_runtime is not None:
         onefile = dest / "onefile" / f"{slug}{exe_suffix}"
@@ -218,6 +227,21 @@ def stage_app(
         append_payload(onefile, root / PAYLOAD, source_date_epoch)
         onefile.chmod(0o755)
     return StagedApp(manifest, manifest.platform, arch, root, executable, onefile)
+
+
+def link_or_copy_artefact(src: Path, dest: Path) -> Path:
+    """An artefact and its sidecar hard-linked from the compile cache when possible (same file
+    system: no 170 MB copy per build), else copied."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pairs = ((src, dest), (header_path(src), header_path(dest)))
+    try:
+        for a, b in pairs:
+            os.link(a, b)
+        return dest
+    except OSError:
+        for _a, b in pairs:
+            b.unlink(missing_ok=True)
+        return copy_artefact(src, dest)
 
 
 def walk(top: Path) -> Iterator[Path]:
@@ -231,15 +255,46 @@ def walk(top: Path) -> Iterator[Path]:
 def append_payload(executable: Path, payload: Path, source_date_epoch: int | None) -> None:
     """Append `payload` as a zip archive (entries `app/...`) to `executable`.
 
-    zipfile's append mode on a non-zip file writes the archive after the existing bytes with
-    absolute offsets, so `zipfile.ZipFile(sys.executable)` reads it back.
+    The archive follows the executable's bytes with absolute offsets, so
+    `zipfile.ZipFile(sys.executable)` reads it back. Files of 1 MiB or more are deflated once
+    and the result cached by content (a 170 MB artefact is not compressed again per build).
     """
-    stamp = time.gmtime(max(source_date_epoch or time.time(), _ZIP_EPOCH))[:6]
-    with zipfile.ZipFile(executable, "a", compression=zipfile.ZIP_DEFLATED) as z:
+    stamp = time.gmtime(max(source_date_epoch or time.time(), _ZIP_EPOCH))
+    dos_time = stamp.tm_hour << 11 | stamp.tm_min << 5 | stamp.tm_sec // 2
+    dos_date = (stamp.tm_year - 1980) << 9 | stamp.tm_mon << 5 | stamp.tm_mday
+    central = bytearray()
+    count = 0
+    with open(executable, "ab") as out:
         for path in walk(payload):
             if path.is_dir():
                 continue
-            info = zipfile.ZipInfo(f"{PAYLOAD}/{path.relative_to(payload).as_posix()}", stamp)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = (stat.S_IFREG | 0o644) << 16
-            z.writestr(info, path.read_bytes())
+            name = f"{PAYLOAD}/{path.relative_to(payload).as_posix()}".encode()
+            data = path.read_bytes()
+            crc, packed = zlib.crc32(data), _deflated(data)
+            if len(packed) > 0xFFFFFFFE or len(data) > 0xFFFFFFFE:
+                raise BuildError("stage", f"{path}: too big for the single-file archive (4 GB)")
+            offset = out.tell()
+            fields = (0x0800, 8, dos_time, dos_date, crc, len(packed), len(data), len(name))
+            out.write(struct.pack("<IH4H3I2H", 0x04034B50, 20, *fields[:4], *fields[4:7],
+                                  len(name), 0) + name)
+            out.write(packed)
+            central += struct.pack("<I6H3I5H2I", 0x02014B50, 0x0314, 20, *fields[:2],
+                                   *fields[2:4], *fields[4:7], len(name), 0, 0, 0, 0,
+                                   (stat.S_IFREG | 0o644) << 16, offset) + name
+            count += 1
+        start = out.tell()
+        out.write(central)
+        out.write(struct.pack("<I4H2IH", 0x06054B50, 0, 0, count, count, len(central), start, 0))
+
+
+def _deflated(data: bytes) -> bytes:
+    """Raw deflate of `data`, from the package parts cache for big files."""
+    if len(data) < 1 << 20:
+        return _deflate(data)
+    return caches.cached_blob(f"deflate-{hashlib.sha256(data).hexdigest()}",
+                              lambda: _deflate(data))
+
+
+def _deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return packer.compress(data) + packer.flush()

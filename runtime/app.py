@@ -37,6 +37,7 @@ class App:
         backend: Backend | None = None,
         dev: bool = False,
         headless: bool = False,
+        compile_cache: Path | None = None,
     ) -> None:
         self.manifest = manifest
         self.paths = PathContext.for_app(manifest, resources=resources)
@@ -44,6 +45,7 @@ class App:
         self.host = ServiceHost(
             manifest, paths=self.paths,
             precompiled_dir=precompiled if precompiled.is_dir() else None,
+            compile_cache=compile_cache,
         )
         #: None when headless (services and bridge only: no display needed)
         self.window = None if headless else AppWindow(
@@ -150,6 +152,7 @@ def run_app(
     backend: Backend | None = None,
     dev: bool = False,
     on_started: Callable[[App], None] | None = None,
+    compile_cache: Path | None = None,
 ) -> int:
     """Run the app in `manifest_or_dir` (a Manifest, a wvwasi.toml or its folder).
 
@@ -157,7 +160,8 @@ def run_app(
     folder); `self_test` True runs the self-test in the window, "headless" without one
     (services and bridge only, for machines without a display); `backend` overrides the
     manifest's Linux webview; `dev` enables the page's reload channel and the web inspector;
-    `on_started` see `App.run`. Returns the exit status:
+    `on_started` see `App.run`; `compile_cache` replaces the app's `$CACHE` as the compile cache
+    (the dev tools share wvwasi's). Returns the exit status:
     0, 1 for a failed self-test, 2 when the app cannot start (the reason is on stderr, and in
     the JSON report with `self_test`).
     """
@@ -167,7 +171,7 @@ def run_app(
             else load_manifest(manifest_or_dir)
         )
         app = App(manifest, resources=resources, backend=backend, dev=dev,
-                  headless=self_test == "headless")
+                  headless=self_test == "headless", compile_cache=compile_cache)
         return app.run(self_test=bool(self_test), on_started=on_started)
     except (ManifestError, ImportError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

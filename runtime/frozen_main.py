@@ -5,12 +5,21 @@ window, for machines without a display).
 The payload (see packager/stage.py) is looked for, in order:
 1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
    (executable in Contents/MacOS) Contents/Resources/app;
-2. a zip archive appended to the executable (the single-file build): extracted into the
-   runtime's temporary folder (`sys._MEIPASS`), which the runtime removes at exit.
+2. a zip archive appended to the executable (the single-file build): extracted once into
+   `<user cache>/<identifier>/onefile/<digest>/` and reused by later launches. `<digest>` hashes
+   the archive's directory (every member's name, size and CRC-32), so a new build gets a new
+   folder (older ones are removed); a folder whose files do not have the sizes the archive
+   lists is extracted again. A cache that cannot be written falls back to the runtime's
+   temporary folder (`sys._MEIPASS`, removed at exit).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -18,6 +27,7 @@ from pathlib import Path
 
 PAYLOAD = "app"
 MANIFEST = "wvwasi.toml"
+DONE = ".extracted.json"  # written last: {member name: size}
 
 
 def find_payload(executable: Path) -> Path:
@@ -34,13 +44,72 @@ def find_payload(executable: Path) -> Path:
             f"{executable.name}: no app found: expected {beside} or an archive appended to "
             "the executable (was it built with `wvwasi build`?)"
         ) from None
-    target = Path(getattr(sys, "_MEIPASS", None) or tempfile.mkdtemp(prefix="wvwasi-app-"))
     with archive:
         for name in archive.namelist():
             if not name.startswith(f"{PAYLOAD}/") or ".." in name.split("/"):
                 raise SystemExit(f"{executable.name}: corrupt app archive (entry {name!r})")
-        archive.extractall(target)
-    return target / PAYLOAD
+        try:
+            return extract_cached(archive, onefile_cache(archive)) / PAYLOAD
+        except OSError:
+            target = Path(getattr(sys, "_MEIPASS", None) or tempfile.mkdtemp(prefix="wvwasi-app-"))
+            archive.extractall(target)
+            return target / PAYLOAD
+
+
+def archive_digest(archive: zipfile.ZipFile) -> str:
+    """Identifies the archive's content: every member's name, size and CRC-32."""
+    listing = [(i.filename, i.file_size, i.CRC) for i in archive.infolist()]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
+
+
+def onefile_cache(archive: zipfile.ZipFile) -> Path:
+    """`<user cache>/<identifier>/onefile`: the app's own cache folder, as `$CACHE`."""
+    import platformdirs
+
+    from wvwasi.runtime.manifest import tomllib
+
+    try:
+        ident = tomllib.loads(archive.read(f"{PAYLOAD}/{MANIFEST}").decode())["app"]["identifier"]
+    except (KeyError, ValueError, TypeError):
+        ident = "wvwasi-app"
+    ident = re.sub(r"[^A-Za-z0-9._-]", "_", str(ident)).lstrip(".") or "wvwasi-app"
+    return Path(platformdirs.user_cache_dir(ident, appauthor=False)) / "onefile"
+
+
+def extract_cached(archive: zipfile.ZipFile, cache: Path) -> Path:
+    """The archive extracted in `cache/<digest>` (extracted now only if it is not there
+    intact); OSError if the cache cannot be written."""
+    target = cache / archive_digest(archive)
+    sizes = {i.filename: i.file_size for i in archive.infolist() if not i.is_dir()}
+    if _intact(target, sizes):
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache))
+    try:
+        archive.extractall(temp)
+        (temp / DONE).write_text(json.dumps(sizes), encoding="utf-8")
+        if target.exists() and not _intact(target, sizes):  # damaged: replace it
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(temp, target)
+        except OSError:
+            if not _intact(target, sizes):  # not another launch that got there first
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    for old in cache.iterdir():  # earlier builds of this app
+        if old != target and not old.name.startswith("."):
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _intact(target: Path, sizes: dict[str, int]) -> bool:
+    try:
+        if json.loads((target / DONE).read_text(encoding="utf-8")) != sizes:
+            return False
+        return all((target / name).stat().st_size == size for name, size in sizes.items())
+    except (OSError, ValueError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,12 +86,14 @@ class ServiceHost:
         *,
         paths: PathContext | None = None,
         precompiled_dir: Path | None = None,
+        compile_cache: Path | None = None,
     ) -> None:
         self.manifest = manifest
         self._own_paths = paths is None
         self.paths = paths or PathContext.for_app(manifest)
         self.engine = make_engine()
-        self.loader = ModuleLoader(self.engine, self.paths.cache_dir, precompiled_dir)
+        self.loader = ModuleLoader(self.engine, compile_cache or self.paths.cache_dir,
+                                   precompiled_dir)
         self._dirs = HostDirs(manifest, self.paths)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
@@ -290,20 +292,23 @@ class ServiceHost:
 
     def _instance_pre(self, service: Service) -> wasmtime.InstancePre:
         """The linked module of `service`, relinked when the loader hands out a new module."""
-        module = self.loader.load(service.source)
+        module = self.loader.load(
+            service.source, check=lambda m: self._link(m, service.source))
         with self._lock:
             cached = self._pres.get(service.source)
             if cached is not None and cached[0] is module:
                 return cached[1]
-            try:
-                pre = self._linker.instantiate_pre(module)
-            except wasmtime.WasmtimeError as e:
-                raise WasmLoadError(
-                    f"{service.source}: cannot link as a WASI preview1 command: "
-                    f"{str(e).splitlines()[0]}"
-                ) from None
+            pre = self._link(module, service.source)
             self._pres[service.source] = (module, pre)
             return pre
+
+    def _link(self, module: wasmtime.Module, source: Path | None = None) -> wasmtime.InstancePre:
+        try:
+            return self._linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as e:
+            where = f"{source}: " if source else ""
+            raise WasmLoadError(f"{where}cannot link as a WASI preview1 command: "
+                                f"{str(e).splitlines()[0]}") from None
 
 
 def _open_dir(name: str, guest: str, host: str, opener: Callable[[str], Root]) -> Root:

@@ -10,6 +10,8 @@ compiling, never to a crash.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import json
 import logging
@@ -21,6 +23,8 @@ import stat
 import sys
 import tempfile
 import threading
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -192,7 +196,8 @@ def copy_artefact(src: Path, dest: Path) -> Path:
 
 
 def precompile(wasm: Path, out: Path) -> Path:
-    """Compile `wasm` for distribution: loadable on any CPU of this OS/arch, not only this one."""
+    """Compile `wasm` for distribution: loadable on any CPU of this OS/arch, not only this one.
+    Nothing is written if it does not compile."""
     data = read_module(Path(wasm))
     engine = make_engine(portable=True)
     validate(engine, data, wasm)
@@ -207,6 +212,10 @@ def precompile(wasm: Path, out: Path) -> Path:
 def artefact_name(wasm: Path) -> str:
     """File name of the shipped artefact for `wasm` inside a precompiled folder."""
     return f"{Path(wasm).stem}.cwasm"
+
+
+#: Called with a freshly compiled module before it is cached; raises to refuse it.
+Check = Callable[[wasmtime.Module], object]
 
 
 @dataclass
@@ -228,9 +237,13 @@ class ModuleLoader:
         self._loaded: dict[Path, _Loaded] = {}
         self._lock = threading.Lock()
 
-    def load(self, wasm: Path) -> wasmtime.Module:
-        """The compiled module for `wasm` (reloaded when the file changed on disk)."""
+    def load(self, wasm: Path, check: Check | None = None) -> wasmtime.Module:
+        """The compiled module for `wasm` (reloaded when the file changed on disk). `check`
+        (e.g. linking) must accept a freshly compiled module before it is cached; its
+        exception propagates."""
         wasm = Path(wasm)
+        if not wasm.exists() and packed_path(wasm).is_file():
+            return self._load_packed(wasm, check)
         try:
             st = wasm.stat()
         except (OSError, ValueError) as e:  # ValueError: a NUL in the path
@@ -247,7 +260,7 @@ class ModuleLoader:
             if hit and hit.sha256 == sha:
                 hit.stamp = stamp
                 return hit.module
-            module = self._load_uncached(wasm, sha)
+            module = self._load_uncached(wasm, sha, check)
             self._loaded[wasm] = _Loaded(stamp, sha, module)
             return module
 
@@ -256,28 +269,71 @@ class ModuleLoader:
         with self._lock:
             self._loaded.pop(Path(wasm), None)
 
-    def _load_uncached(self, wasm: Path, sha: str) -> wasmtime.Module:
+    def _store(self, module: wasmtime.Module, sha: str, check: Check | None) -> None:
+        """Put a module compiled here into the disk cache, once `check` (the caller's link)
+        accepted it: a module that fails to link is never cached."""
+        if check is not None:
+            check(module)
+        cached = self._cache_path(sha)
+        if cached is None:
+            return
+        try:
+            write_artefact(module, sha, cached)
+            evict_lru(cached.parent, cache_cap(), keep=cached)
+        except OSError as e:
+            log.warning("cannot write the compile cache %s: %s", cached, e)
+
+    def _load_uncached(self, wasm: Path, sha: str, check: Check | None) -> wasmtime.Module:
         candidates = []
         if self.precompiled_dir is not None:
             candidates.append(self.precompiled_dir / artefact_name(wasm))
         cached = self._cache_path(sha)
-        if cached is not None:
-            candidates.append(cached)
+        if cached is not None:  # this machine's own compile, else a build's portable one
+            candidates += [cached, cache_entry(cached.parent.parent, sha, portable=True)]
         for path in candidates:
             if path.exists():
                 module = read_artefact(self.engine, path, sha)
                 if module is not None:
+                    if path in candidates[-2:] and cached is not None:
+                        _touch(path)
                     return module
         module = self._compile(wasm)
-        if cached is not None:
-            try:
-                write_artefact(module, sha, cached)
-            except OSError as e:
-                log.warning("cannot write the compile cache %s: %s", cached, e)
+        self._store(module, sha, check)
         return module
 
+    def _load_packed(self, wasm: Path, check: Check | None) -> wasmtime.Module:
+        """A built app's service shipped as its artefact plus a gzip-compressed `.wasm`: the
+        artefact, else (another CPU, a damaged artefact) the decompressed `.wasm` compiled."""
+        packed = packed_path(wasm)
+        stamp = (packed.stat().st_mtime_ns, -1)
+        with self._lock:
+            hit = self._loaded.get(wasm)
+            if hit and hit.stamp == stamp:
+                return hit.module
+            artefact = (self.precompiled_dir / artefact_name(wasm)
+                        if self.precompiled_dir is not None else None)
+            sha = _shipped_wasm_sha256(artefact) if artefact is not None else None
+            module = read_artefact(self.engine, artefact, sha) \
+                if artefact is not None and sha is not None else None
+            if module is None:
+                try:
+                    data = gzip.decompress(packed.read_bytes())
+                except (OSError, EOFError, zlib.error) as e:
+                    raise WasmLoadError(f"{packed}: cannot decompress: {e}") from None
+                sha = hashlib.sha256(data).hexdigest()
+                cached = self._cache_path(sha)
+                module = read_artefact(self.engine, cached, sha) \
+                    if cached is not None and cached.exists() else None
+                if module is None:
+                    module = self._compile_bytes(wasm, data)
+                    self._store(module, sha, check)
+            self._loaded[wasm] = _Loaded(stamp, sha or "", module)
+            return module
+
     def _compile(self, wasm: Path) -> wasmtime.Module:
-        data = read_module(wasm)
+        return self._compile_bytes(wasm, read_module(wasm))
+
+    def _compile_bytes(self, wasm: Path, data: bytes) -> wasmtime.Module:
         validate(self.engine, data, wasm)
         try:
             return wasmtime.Module(self.engine, data)
@@ -287,4 +343,79 @@ class ModuleLoader:
     def _cache_path(self, sha: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / "modules" / f"{sha}-{settings_key()}.cwasm"
+        return cache_entry(self.cache_dir, sha)
+
+
+# -- the on-disk compile cache: entries, size cap, packed services ---------------------------
+
+#: Size cap of one compile cache folder unless WVWASI_COMPILE_CACHE_MB says otherwise.
+DEFAULT_CACHE_MB = 2048
+PACKED_SUFFIX = ".gz"
+
+
+def cache_entry(cache_dir: Path, wasm_sha256: str, *, portable: bool = False) -> Path:
+    """The compile cache entry under `cache_dir` for a `.wasm` with this SHA-256 under this
+    engine's settings; `portable` ones (made by `wvwasi build`) run on any CPU of the arch."""
+    suffix = "-portable" if portable else ""
+    return Path(cache_dir) / "modules" / f"{wasm_sha256}-{settings_key()}{suffix}.cwasm"
+
+
+def cache_cap() -> int:
+    """The compile cache's size cap in bytes (WVWASI_COMPILE_CACHE_MB, default 2 GiB)."""
+    try:
+        return int(float(os.environ.get("WVWASI_COMPILE_CACHE_MB", DEFAULT_CACHE_MB)) * 2**20)
+    except ValueError:
+        return DEFAULT_CACHE_MB * 2**20
+
+
+def artefact_problem(path: Path, wasm_sha256: str) -> str | None:
+    """Why artefact `path` cannot stand for that `.wasm` (None: intact and matching)."""
+    return _artefact_problem(path, wasm_sha256)
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache entry as just used (least-recently-used eviction reads mtimes)."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def evict_lru(folder: Path, cap: int, *, keep: Path | None = None) -> int:
+    """Remove the least recently used artefacts in `folder` until it holds at most `cap` bytes
+    (never `keep`); returns the bytes freed. Stray sidecars and temporary files go too."""
+    entries: list[tuple[float, int, Path]] = []
+    total = 0
+    for path in Path(folder).glob("*.cwasm"):
+        try:
+            st = path.stat()
+            size = st.st_size + header_path(path).stat().st_size
+        except OSError:
+            size, st = 0, None
+        total += size
+        entries.append((st.st_mtime if st else 0.0, size, path))
+    freed = 0
+    for _mtime, size, path in sorted(entries):
+        if total - freed <= cap:
+            break
+        if path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        header_path(path).unlink(missing_ok=True)
+        freed += size
+    return freed
+
+
+def packed_path(wasm: Path) -> Path:
+    """Where a built app keeps a service's `.wasm` compressed (the fallback beside its
+    precompiled artefact)."""
+    return Path(wasm).with_name(Path(wasm).name + PACKED_SUFFIX)
+
+
+def _shipped_wasm_sha256(artefact: Path) -> str | None:
+    """The `.wasm` digest a shipped artefact's header names (the packed `.wasm` beside it is
+    from the same build, so it is not decompressed just to hash it)."""
+    try:
+        header = json.loads(header_path(artefact).read_bytes())
+    except (OSError, ValueError):
+        return None
+    sha = header.get("wasm_sha256") if isinstance(header, dict) else None
+    return sha if isinstance(sha, str) else None

@@ -59,9 +59,9 @@ def test_failing_build_command(project: Path):
 def test_missing_packaging_tool(project: Path, tmp_path: Path):
     empty = tmp_path / "bin"
     empty.mkdir()
-    error = build_fails(project, "--format", "deb", env=cli_env(PATH=str(empty)))
-    assert error == ("error: format deb: 'dpkg-deb' not found on PATH: install the Debian "
-                     "package 'dpkg' (apt-get install dpkg)")
+    error = build_fails(project, "--format", "rpm", env=cli_env(PATH=str(empty)))
+    assert error == ("error: format rpm: 'rpmbuild' not found on PATH: install the Debian "
+                     "package 'rpm' (apt-get install rpm)")
 
 
 def test_appimage_without_appimagetool(project: Path):
@@ -93,16 +93,16 @@ def test_unwritable_output_folder(project: Path, tmp_path: Path):
 
 
 def test_a_failing_format_leaves_no_partial_output(project: Path, tmp_path: Path):
-    """`dir` is built, then `deb` fails (dpkg-deb exits 2): nothing reaches the output."""
+    """`dir` is built, `rpm` fails (rpmbuild exits 2): nothing reaches the output."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    fake = bin_dir / "dpkg-deb"
-    fake.write_text("#!/bin/sh\necho 'dpkg-deb: error: disk on fire' >&2\nexit 2\n")
+    fake = bin_dir / "rpmbuild"
+    fake.write_text("#!/bin/sh\necho 'rpmbuild: error: disk on fire' >&2\nexit 2\n")
     fake.chmod(0o755)
     (project / "dist").mkdir()
     (project / "dist" / "keep.txt").write_text("from an earlier build")
-    proc = wvwasi("build", project, "--format", "dir", "--format", "deb",
+    proc = wvwasi("build", project, "--format", "dir", "--format", "rpm",
                   env=cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"))
-    assert error_line(proc) == ("error: deb: dpkg-deb exited with status 2: dpkg-deb: error: "
+    assert error_line(proc) == ("error: rpm: rpmbuild exited with status 2: rpmbuild: error: "
                                 "disk on fire")
     assert sorted(p.name for p in (project / "dist").iterdir()) == ["keep.txt"]

@@ -89,9 +89,10 @@ def test_payload_is_staged_beside_the_executable(report: dict[str, Any]):
     folder = artefact(report, "dir")
     payload = folder / "app"
     assert (folder / SLUG).is_file() and (folder / "_internal").is_dir()
-    for rel in ("ui/index.html", "ui/app.js", "services/greet.wasm", "precompiled/greet.cwasm",
-                "icon.png", "resources/data/readme.txt"):
+    for rel in ("ui/index.html", "ui/app.js", "services/greet.wasm.gz",
+                "precompiled/greet.cwasm", "icon.png", "resources/data/readme.txt"):
         assert (payload / rel).is_file(), rel
+    assert not (payload / "services" / "greet.wasm").exists()  # only the artefact uncompressed
     manifest = load_manifest(payload, platform="linux")
     assert manifest.services["greet"].source == payload / "services" / "greet.wasm"
     assert manifest.services["greet"].build is None

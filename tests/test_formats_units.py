@@ -4,6 +4,7 @@ appended to a single-file executable, format selection, the AppImage AppDir."""
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from PIL import Image
 from wvwasi.packager import icons
 from wvwasi.packager.build import select_formats
 from wvwasi.packager.formats import appimage, host_arch
-from wvwasi.packager.formats._archive import write_targz, write_zip
+from wvwasi.packager.formats._archive import write_zip
+from wvwasi.packager.formats._parts import write_targz
 from wvwasi.packager.formats.msi import msi_version, upgrade_code
 from wvwasi.packager.formats.nsis import numeric_version, quote
 from wvwasi.packager.stage import (
@@ -78,21 +80,45 @@ def test_archives_are_reproducible_with_a_fixed_epoch(tmp_path: Path):
         assert (z.getinfo("app-1.0/run").external_attr >> 16) & 0o777 == 0o755
 
 
-def test_payload_appended_to_an_executable_is_found_and_extracted(tmp_path: Path,
-                                                                   monkeypatch):
+def test_payload_appended_to_an_executable_is_extracted_once_and_reused(tmp_path: Path,
+                                                                      monkeypatch):
     payload = tmp_path / "payload"
     (payload / "ui").mkdir(parents=True)
-    (payload / "wvwasi.toml").write_text("[app]\n")
+    (payload / "wvwasi.toml").write_text('[app]\nidentifier = "org.example.one"\n')
     (payload / "ui" / "index.html").write_text("<p>hi")
     exe = tmp_path / "bin" / "myapp"
     exe.parent.mkdir()
     exe.write_bytes(b"\x7fELF pretend executable" * 100)
     append_payload(exe, payload, 1_700_000_000)
     assert exe.read_bytes().startswith(b"\x7fELF pretend executable")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr("sys._MEIPASS", str(tmp_path / "meipass"), raising=False)
     found = find_payload(exe)
-    assert found == tmp_path / "meipass" / "app"
+    cache = tmp_path / "cache" / "org.example.one" / "onefile"
+    assert found.parent.parent == cache and found.name == "app"
     assert files_under(found) == {"wvwasi.toml", "ui/index.html"}
+    index = found / "ui" / "index.html"
+    stamp = index.stat().st_mtime_ns
+    assert find_payload(exe) == found and index.stat().st_mtime_ns == stamp  # not extracted again
+
+    index.write_text("damaged")  # wrong size: extracted again
+    assert find_payload(exe) == found and index.read_text() == "<p>hi"
+    (payload / "ui" / "index.html").write_text("<p>new build")  # a new build: a new folder
+    exe.write_bytes(b"\x7fELF pretend executable" * 100)
+    append_payload(exe, payload, 1_700_000_000)
+    newer = find_payload(exe)
+    assert newer != found and not found.exists() and [p.name for p in cache.iterdir()] == [
+        newer.parent.name]
+
+    cache.chmod(0o500)  # a cache that cannot be written: the temporary folder, as before
+    shutil.rmtree(newer.parent, ignore_errors=True)
+    try:
+        if os.access(cache, os.W_OK):  # root ignores modes: make the cache a file instead
+            shutil.rmtree(cache)
+            cache.write_text("")
+        assert find_payload(exe) == tmp_path / "meipass" / "app"
+    finally:
+        cache.chmod(0o700)
     (exe.parent / "app").mkdir()  # an app folder beside the executable wins
     (exe.parent / "app" / "wvwasi.toml").write_text("")
     assert find_payload(exe) == exe.parent / "app"

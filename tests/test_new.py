@@ -105,16 +105,19 @@ def test_info_reports_tools_backends_and_cache(tmp_path: Path):
     cache = tmp_path / "cache"
     (cache / "runtime" / "x").mkdir(parents=True)
     (cache / "runtime" / "x" / "blob").write_bytes(b"\0" * 5000)
-    proc = wvwasi("info", "--json", env=cli_env(WVWASI_CACHE_DIR=str(cache)))
+    proc = wvwasi("info", "--json", env=cli_env(WVWASI_CACHE_DIR=str(cache),
+                                                XDG_CACHE_HOME=str(tmp_path / "user")))
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert info["tools"]["dpkg-deb"] == "ok" and info["tools"]["makensis"] == "ok"
+    assert info["tools"]["rpmbuild"] == "ok" and info["tools"]["makensis"] == "ok"
     assert info["tools"]["appimagetool"].startswith("not packaged by Debian")
     assert info["formats"]["deb"] is True and info["formats"]["dmg"] is False
     assert info["webview_backends"]["gtk"] == "ok"
     assert info["packages"]["wasmtime"] and info["packages"]["pyinstaller"]
-    assert info["cache"] == {"path": str(cache), "bytes": 5000}
+    assert info["cache"]["path"] == str(cache) and info["cache"]["bytes"] == 5000
+    assert info["cache"]["caches"] == [
+        {"kind": "runtime", "path": str(cache / "runtime" / "x"), "bytes": 5000}]
 
-    proc = wvwasi("clean", env=cli_env(WVWASI_CACHE_DIR=str(cache)))
-    assert proc.returncode == 0 and "(0.0 MB freed)" in proc.stdout
+    proc = wvwasi("clean", env=cli_env(WVWASI_CACHE_DIR=str(cache), XDG_CACHE_HOME=str(tmp_path)))
+    assert proc.returncode == 0 and "freed 0.0 MB" in proc.stdout
     assert cache.is_dir() and list(cache.iterdir()) == []

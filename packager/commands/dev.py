@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         watcher.start()
         print(f"wvwasi dev: watching {', '.join(str(r) for r in watcher.roots())}", flush=True)
 
+    from wvwasi.packager.caches import compiled_dir
     from wvwasi.runtime.app import run_app
 
-    return run_app(manifest, backend=args.webview, dev=True, on_started=watch)
+    return run_app(manifest, backend=args.webview, dev=True, on_started=watch,
+                   compile_cache=compiled_dir())

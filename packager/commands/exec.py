@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import logging
 
+    from wvwasi.packager.caches import compiled_dir
     from wvwasi.runtime.host import ServiceHost
     from wvwasi.runtime.modules import WasmLoadError
 
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(event, Stderr):
             print(event.text, file=sys.stderr, flush=True)
 
-    with ServiceHost(manifest) as host:
+    with ServiceHost(manifest, compile_cache=compiled_dir()) as host:
         try:
             inst = host.spawn(name, on_event=on_event)
         except (OSError, WasmLoadError, PermissionError) as e:

@@ -1,4 +1,4 @@
-"""`wvwasi info [--json]`: versions, webview backends, packaging tools and the cache."""
+"""`wvwasi info [--json]`: versions, webview backends, packaging tools and every cache."""
 
 from __future__ import annotations
 
@@ -51,10 +51,10 @@ def backends() -> dict[str, str]:
 
 
 def gather() -> dict[str, Any]:
-    from wvwasi.packager.freeze import cache_dir, cache_size
+    from wvwasi.packager.caches import cache_dir, caches  # imports wasmtime: only when run
 
     tools = sorted({t for f in FORMATS for t in format_tools(f)} | set(EXTRA_TOOLS))
-    cache = cache_dir()
+    found = caches()
     return {
         "wvwasi": __version__,
         "python": sys.version.split()[0],
@@ -64,7 +64,9 @@ def gather() -> dict[str, Any]:
         "tools": {t: "ok" if have_tool(t) else missing_tool_hint(t) for t in tools},
         "formats": {f: [t for t in format_tools(f) if not have_tool(t)] == []
                     for f in FORMATS},
-        "cache": {"path": str(cache), "bytes": cache_size(cache) if cache.exists() else 0},
+        "cache": {"path": str(cache_dir()), "bytes": sum(c.bytes for c in found),
+                  "caches": [{"kind": c.kind, "path": str(c.path), "bytes": c.bytes}
+                             for c in found]},
     }
 
 
@@ -82,5 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for name, state in info["tools"].items():
         print(f"  {name:14} {state}")
     print("formats available here: " + ", ".join(f for f, ok in info["formats"].items() if ok))
-    print(f"cache: {info['cache']['path']} ({info['cache']['bytes'] / 1e6:.1f} MB)")
+    print(f"cache: {info['cache']['path']} ({info['cache']['bytes'] / 1e6:.1f} MB in all)")
+    for c in info["cache"]["caches"]:
+        print(f"  {c['kind']:13} {c['bytes'] / 1e6:9.1f} MB  {c['path']}")
     return 0

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = prepare(args.dir, "run")
     if manifest is None:
         return 2
+    from wvwasi.packager.caches import compiled_dir
     from wvwasi.runtime.app import run_app
 
-    return run_app(manifest, self_test=args.self_test, backend=args.webview)
+    return run_app(manifest, self_test=args.self_test, backend=args.webview,
+                   compile_cache=compiled_dir())

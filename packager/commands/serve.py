@@ -41,13 +41,14 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"wvwasi serve: --port must be 0-65535, got {args.port}", file=sys.stderr)
         return 2
+    from wvwasi.packager.caches import compiled_dir
     from wvwasi.runtime.bridge.server import Bridge
     from wvwasi.runtime.host import ServiceHost
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    host = ServiceHost(manifest)
+    host = ServiceHost(manifest, compile_cache=compiled_dir())
     try:
         host.start()
         bridge = Bridge(manifest, host, port=args.port)

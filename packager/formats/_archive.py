@@ -1,11 +1,9 @@
-"""Reproducible archives: sorted entries, fixed owners and modes, fixed times, gzip mtime 0."""
+"""Reproducible archives: sorted entries, fixed owners and modes, fixed times (tar.gz: _parts)."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import stat
-import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -30,32 +28,6 @@ def normalize_tree(top: Path, mtime: int | None) -> None:
             path.chmod(normal_mode(path))
         if mtime is not None:
             os.utime(path, (mtime, mtime), follow_symlinks=False)
-
-
-def write_targz(top: Path, out: Path, prefix: str, mtime: int | None) -> Path:
-    """`top`'s contents as `out` (.tar.gz) under folder `prefix`, owned by root."""
-    def entry(path: Path, arcname: str) -> tarfile.TarInfo:
-        info = tar.gettarinfo(str(path), arcname)
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        if not info.issym():
-            info.mode = normal_mode(path)
-        if mtime is not None:
-            info.mtime = mtime
-        return info
-
-    with open(out, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        tar.addfile(entry(top, prefix))
-        for path in walk(top):
-            info = entry(path, f"{prefix}/{path.relative_to(top).as_posix()}")
-            if info.isreg():
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
-    return out
 
 
 def write_zip(top: Path, out: Path, prefix: str, mtime: int | None) -> Path:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import string
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from PIL import Image
+
 from wvwasi.packager import icons
+from wvwasi.packager.caches import cached_blob
 from wvwasi.packager.formats._archive import normalize_tree
 from wvwasi.packager.stage import StagedApp
 from wvwasi.templates import ROOT as TEMPLATES
@@ -47,16 +52,24 @@ def desktop_entry(app: StagedApp, exec_path: str, icon: str) -> str:
     )
 
 
-def install_tree(app: StagedApp, root: Path, mtime: int | None) -> list[str]:
+def install_tree(
+    app: StagedApp, root: Path, mtime: int | None, *, app_folder: bool = True,
+    link: bool = False,
+) -> list[str]:
     """Lay out what a package installs under `root` (as if it were `/`):
 
-    /opt/<slug>/ (the app folder), /usr/bin/<slug> -> /opt/<slug>/<slug>,
+    /opt/<slug>/ (the app folder; left out with `app_folder=False`, for callers that package
+    it straight from the staged app; hard-linked to the staged files with `link=True`, whose
+    modes are then normalized in place and whose times are left alone: rpm clamps them to
+    SOURCE_DATE_EPOCH), /usr/bin/<slug> -> /opt/<slug>/<slug>,
     /usr/share/applications/<identifier>.desktop, /usr/share/icons/hicolor/*/apps/<identifier>.png
 
     Returns the installed paths that are not folders shared with other packages (for rpm %files).
     """
     prefix = install_prefix(app)
-    shutil.copytree(app.root, root / prefix.lstrip("/"), symlinks=True)
+    if app_folder:
+        shutil.copytree(app.root, root / prefix.lstrip("/"), symlinks=True,
+                        copy_function=_link if link else shutil.copy2)
     bin_dir = root / "usr" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / app.slug).symlink_to(f"{prefix}/{app.executable.name}")
@@ -65,11 +78,38 @@ def install_tree(app: StagedApp, root: Path, mtime: int | None) -> list[str]:
     desktop = share / "applications" / f"{ident}.desktop"
     desktop.parent.mkdir(parents=True)
     desktop.write_text(desktop_entry(app, f"/usr/bin/{app.slug}", ident), encoding="utf-8")
-    icon_files = icons.write_hicolor(icons.load_icon(app.icon), share, ident)
-    normalize_tree(root, mtime)
+    icon_files = hicolor_icons(app, share, ident)
+    normalize_tree(root, None if link else mtime)
     owned = [prefix, f"/usr/bin/{app.slug}", f"/usr/share/applications/{ident}.desktop"]
     owned += ["/" + p.relative_to(root).as_posix() for p in icon_files]
     return owned
+
+
+def _link(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def hicolor_icons(app: StagedApp, share: Path, ident: str) -> list[Path]:
+    """`icons.write_hicolor`'s files, each size rendered once per icon (cached by the icon's
+    SHA-256: resizing and optimizing eight PNGs is most of a rebuild's icon work)."""
+    digest = hashlib.sha256(app.icon.read_bytes()).hexdigest()
+    master: list[Image.Image] = []
+    files = []
+    for size in icons.HICOLOR_SIZES:
+        out = share / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{ident}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+
+        def render(size: int = size, out: Path = out) -> bytes:
+            if not master:
+                master.append(icons.load_icon(app.icon))
+            return icons.write_png(master[0], out, size).read_bytes()
+
+        out.write_bytes(cached_blob(f"icon-{digest}-{size}.png", render))
+        files.append(out)
+    return files
 
 
 def package_depends(app: StagedApp, system: str) -> tuple[str, ...]:
@@ -78,7 +118,7 @@ def package_depends(app: StagedApp, system: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*WEBVIEW_DEPENDS[system][app.manifest.webview], *extra)))
 
 
-def installed_size_kib(root: Path) -> int:
-    """Disk usage of the tree in KiB (for the deb Installed-Size field)."""
-    total = sum(p.lstat().st_size for p in root.rglob("*") if not p.is_dir())
+def installed_size_kib(*roots: Path) -> int:
+    """Disk usage of the trees in KiB (for the deb Installed-Size field)."""
+    total = sum(p.lstat().st_size for r in roots for p in r.rglob("*") if not p.is_dir())
     return (total + 1023) // 1024

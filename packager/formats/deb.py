@@ -1,24 +1,38 @@
-"""`deb`: a Debian/Ubuntu package built with `dpkg-deb --root-owner-group`.
+"""`deb`: a Debian/Ubuntu package (written here, checked by dpkg-deb and dpkg in the tests).
 
 Installs the app folder under /opt/<slug>, a /usr/bin/<slug> launcher, a .desktop entry and
 hicolor icons; depends on the webview backend's system packages (not bundled) plus
 `[bundle.linux] depends`. With SOURCE_DATE_EPOCH the .deb is byte-for-byte reproducible.
+
+The archive is what `dpkg-deb --root-owner-group -Zxz --build` makes (ar: debian-binary,
+control.tar.xz, data.tar.xz), but data.tar.xz is assembled from cached compressed parts
+(formats/_parts.py): the runtime is xz-compressed once per runtime, not once per build.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from wvwasi.packager.formats import FormatOptions
 from wvwasi.packager.formats._linux import (
+    install_prefix,
     install_tree,
     installed_size_kib,
     package_depends,
 )
+from wvwasi.packager.formats._parts import (
+    Entry,
+    compress,
+    folder_entries,
+    tar_parts,
+    tree_entries,
+)
 from wvwasi.packager.stage import StagedApp, package_version
-from wvwasi.packager.tools import run
 
-TOOLS = ("dpkg-deb",)
+TOOLS: tuple[str, ...] = ()
+#: The frozen runtime's folder inside the app folder (its own compressed part).
+RUNTIME_FOLDER = "_internal"
 
 
 def control(app: StagedApp, installed_kib: int) -> str:
@@ -40,14 +54,30 @@ def control(app: StagedApp, installed_kib: int) -> str:
 
 
 def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
-    root = opts.work / "root"
-    install_tree(app, root, opts.source_date_epoch)
-    debian = root / "DEBIAN"
-    debian.mkdir(mode=0o755)
-    (debian / "control").write_text(control(app, installed_size_kib(root)), encoding="utf-8")
+    extras = opts.work / "root"  # /usr/bin, /usr/share: the app folder comes from the stage
+    install_tree(app, extras, opts.source_date_epoch, app_folder=False)
+    mtime = opts.source_date_epoch
+    prefix = install_prefix(app).lstrip("/")
+    entries = [
+        *folder_entries(["./", "./" + str(Path(prefix).parent)]),
+        *tree_entries(app.root, "./" + prefix, runtime=RUNTIME_FOLDER),
+        *tree_entries(extras, ".", include_top=False),
+    ]
+    data = compress(tar_parts(entries, mtime), "xz")
+    control_text = control(app, installed_size_kib(app.root, extras)).encode()
+    control_tar = tar_parts([*folder_entries(["./"]), Entry("./control", None,
+                                                            content=control_text)], mtime)
+    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", compress(control_tar, "xz")),
+               ("data.tar.xz", data)]
     dest = out / f"{app.slug}_{package_version(app.version)}_{app.arch.deb}.deb"
-    env = {"SOURCE_DATE_EPOCH": str(opts.source_date_epoch)} if opts.source_date_epoch else None
-    # xz preset 7: a 16 MiB dictionary spans the runtime's largest library (smaller .deb)
-    run(["dpkg-deb", "--root-owner-group", "-Zxz", "-z7", "--build", root, dest], step="deb",
-        env=env)
+    dest.write_bytes(ar_archive(members, mtime if mtime is not None else int(time.time())))
     return [dest]
+
+
+def ar_archive(members: list[tuple[str, bytes]], mtime: int) -> bytes:
+    """An ar archive as dpkg-deb writes one (root-owned, mode 100644)."""
+    out = bytearray(b"!<arch>\n")
+    for name, data in members:
+        out += f"{name:<16}{mtime:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+        out += data + (b"\n" if len(data) % 2 else b"")
+    return bytes(out)

@@ -27,7 +27,12 @@ MACROS = {
     "debug_package": "%{nil}",
     "__os_install_post": "%{nil}",
     "__arch_install_post": "%{nil}",
-    "_binary_payload": "w7T.xzdio",
+    # zstd level 3, all cores: rpmbuild compresses the whole payload on every build (it cannot
+    # take pre-compressed parts), and xz -7 took 60-140 s here against 2-3 s (19 MB instead
+    # of 15 MB). rpm reads zstd payloads since 4.14 (Fedora 28+, RHEL 8+, openSUSE Leap 15).
+    "_binary_payload": "w3T0.zstdio",
+    # package the laid-out tree where it is (no copy into a fresh buildroot)
+    "__spec_install_pre": "%{___build_pre}",
 }
 
 
@@ -57,11 +62,12 @@ def spec(app: StagedApp, tree: Path, files: list[str]) -> str:
 
 def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     tree = opts.work / "root"
-    files = install_tree(app, tree, opts.source_date_epoch)
+    files = install_tree(app, tree, opts.source_date_epoch, link=True)
     top = opts.work / "rpmbuild"
     spec_file = opts.work / f"{app.slug}.spec"
     spec_file.write_text(spec(app, tree, files), encoding="utf-8")
     defines = {**MACROS, "_topdir": str(top), "_rpmdir": str(opts.work / "rpms"),
+               "buildroot": str(tree),
                "_build_name_fmt": "%%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm"}
     args = ["rpmbuild", "-bb", "--nodeps", "--target", app.arch.rpm]
     for key, value in defines.items():

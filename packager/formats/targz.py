@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wvwasi.packager.formats import FormatOptions
-from wvwasi.packager.formats._archive import write_targz
+from wvwasi.packager.formats._parts import write_targz
 from wvwasi.packager.stage import StagedApp
 
 TOOLS: tuple[str, ...] = ()
