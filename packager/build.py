@@ -191,8 +191,9 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
         staged_out.mkdir()
         for name, service in manifest.services.items():
             if service.build is not None and request.build_services:
-                if service.build.watch and not is_stale(service):
-                    progress.log(f"services.{name} is up to date (no watched file is newer)")
+                if service.build.watch and not is_stale(service, manifest.path):
+                    progress.log(f"services.{name} is up to date (no watched file and not "
+                                 "wvwasi.toml is newer)")
                 else:
                     with clock(f"build services.{name}"):
                         run_shell(service.build.command, step=f"build services.{name}",

@@ -27,6 +27,7 @@ SLUG = "wvwasi-cache-test"
 def fresh_cache(path: Path) -> Path:
     """An empty cache (compile + package caches cold) sharing the frozen runtimes."""
     path.mkdir(parents=True)
+    (CACHE / "runtime").mkdir(parents=True, exist_ok=True)  # a fresh machine has frozen none yet
     (path / "runtime").symlink_to(CACHE / "runtime", target_is_directory=True)
     return path
 

@@ -150,7 +150,7 @@ def test_base_install_runs_every_command(venv: Venv):
     assert f"gtk      {WINDOW_ERROR}" in info.stdout
     (venv.work / "cache" / "leftover").mkdir(parents=True, exist_ok=True)
     clean = venv.wvwasi("clean")
-    assert clean.returncode == 0 and clean.stdout.startswith("emptied ")
+    assert clean.returncode == 0 and clean.stdout.startswith("freed ")
     assert not (venv.work / "cache" / "leftover").exists()
 
 

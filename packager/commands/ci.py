@@ -17,7 +17,6 @@ from pathlib import Path
 import wvwasi
 from wvwasi import __version__
 from wvwasi.packager.formats import DEFAULT_FORMATS
-from wvwasi.packager.freeze import cache_dir
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.templates import ROOT as TEMPLATES
 
@@ -116,6 +115,8 @@ def vendor_wheel(project: Path) -> Path | None:
     source = _source_tree()
     if source is None:
         return None
+    from wvwasi.packager.caches import cache_dir  # imports wasmtime: only when a wheel is made
+
     cached = cache_dir() / "wheels" / _tree_digest(source)
     name = f"wvwasi-{__version__}-py3-none-any.whl"
     if not (cached / name).is_file():

@@ -42,15 +42,17 @@ def watched_files(service: Service) -> set[Path]:
             if p.is_file()}
 
 
-def is_stale(service: Service) -> bool:
-    """Whether the service's .wasm is missing or older than one of its watched files."""
+def is_stale(service: Service, manifest: Path | None = None) -> bool:
+    """Whether the service's .wasm is missing or older than one of its watched files, or than
+    the `manifest` file (its build.command may have changed)."""
     if service.build is None:
         return False
     try:
         built = service.source.stat().st_mtime
     except FileNotFoundError:
         return True
-    return any(p.stat().st_mtime > built for p in watched_files(service))
+    inputs = [*watched_files(service), *([manifest] if manifest else [])]
+    return any(p.stat().st_mtime > built for p in inputs)
 
 
 def build_service(service: Service) -> bool:
