@@ -182,7 +182,8 @@ def caches() -> list[Cache]:
 
 
 def clean(*, runtime: bool = True, compiled: bool = True) -> int:
-    """Empty the chosen caches (package parts go with the runtime); returns the bytes freed."""
+    """Empty the chosen caches (package parts go with the runtime; both: all of wvwasi's cache
+    folder but its build locks); returns the bytes freed."""
     freed = 0
     for cache in caches():
         if (cache.kind in ("runtime", "packages") and runtime) or \
@@ -191,4 +192,14 @@ def clean(*, runtime: bool = True, compiled: bool = True) -> int:
             shutil.rmtree(cache.path, ignore_errors=True)
     with contextlib.suppress(OSError):  # the emptied folder of runtimes
         (cache_dir() / "runtime").rmdir()
+    if runtime and compiled:  # everything else in wvwasi's folder too (wheels, leftovers)
+        with contextlib.suppress(OSError):
+            for entry in cache_dir().iterdir():
+                if entry.name == "locks":  # a build running now holds its lock there
+                    continue
+                freed += cache_size(entry) if entry.is_dir() else entry.stat().st_size
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
     return freed

@@ -80,8 +80,8 @@ def test_report_lists_every_artefact_with_checksums(report: dict[str, Any], proj
             assert a["size"] == path.stat().st_size
             assert sums[path.name] == a["sha256"] == _sha256(path)
     steps = [s["step"] for s in report["steps"]]
-    # `wvwasi new` built the service and nothing it watches changed since: no build step
-    assert steps[:3] == ["manifest", "formats", "precompile"]
+    assert steps[:2] == ["manifest", "formats"]  # then the service's build, if it is stale
+    assert "precompile" in steps
     assert [s for s in steps if s.startswith("format ")] == [f"format {f}" for f in FORMATS]
     assert not [p for p in dist.iterdir() if p.name.startswith(".")]  # no temp folder left
 
