@@ -11,11 +11,16 @@ import asyncio
 import http.client
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+from browser import ServedApp, served_app
+from projects import write_project
 
 from wvwasi.runtime.bridge.protocol import U32, Op, iter_records, json_record, record
 
@@ -42,6 +47,16 @@ class Credentials:
 
     def ws_url(self, key: str | None = None) -> str:
         return f"ws://127.0.0.1:{self.port}/__wvwasi/ws?key={self.key if key is None else key}"
+
+
+@contextmanager
+def served_services(
+    base: Path, wasm_fixture: Callable[[str], Path], cache: Path, *, copy_pages: bool = False
+) -> Iterator[ServedApp]:
+    """The SERVICES app, served with its own app folders under `base` (a module's fixture)."""
+    root = write_project(base / "app", SERVICES, resolve_wasm=wasm_fixture)
+    with served_app(root, dirs=base / "dirs", cache=cache, copy_pages=copy_pages) as app:
+        yield app
 
 
 def get(port: int, target: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:

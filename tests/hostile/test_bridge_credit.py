@@ -12,9 +12,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from bridge_client import SERVICES, PageClient, credit, launch, rss_bytes, send, spawn
-from browser import ServedApp, served_app
-from projects import write_project
+from bridge_client import (
+    PageClient,
+    credit,
+    launch,
+    rss_bytes,
+    send,
+    served_services,
+    spawn,
+)
+from browser import ServedApp
 
 from wvwasi.runtime.bridge.protocol import HEADER, WINDOW, Op, record
 
@@ -26,9 +33,7 @@ def app(
     tmp_path_factory: pytest.TempPathFactory, wasm_fixture: Callable[[str], Path],
     module_cache_dir: Path,
 ) -> Iterator[ServedApp]:
-    base = tmp_path_factory.mktemp("credit")
-    root = write_project(base / "app", SERVICES, resolve_wasm=wasm_fixture)
-    with served_app(root, dirs=base / "dirs", cache=module_cache_dir, copy_pages=False) as a:
+    with served_services(tmp_path_factory.mktemp("credit"), wasm_fixture, module_cache_dir) as a:
         yield a
 
 

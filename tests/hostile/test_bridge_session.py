@@ -18,9 +18,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from bridge_client import SERVICES, Credentials, PageClient, get, launch, launch_with, spawn
-from browser import ServedApp, chromium, served_app
-from projects import write_project
+from bridge_client import (
+    Credentials,
+    PageClient,
+    get,
+    launch,
+    launch_with,
+    served_services,
+    spawn,
+)
+from browser import ServedApp, chromium
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,8 +38,7 @@ def app(
     module_cache_dir: Path,
 ) -> Iterator[ServedApp]:
     base = tmp_path_factory.mktemp("session")
-    root = write_project(base / "app", SERVICES, resolve_wasm=wasm_fixture)
-    with served_app(root, dirs=base / "dirs", cache=module_cache_dir) as a:
+    with served_services(base, wasm_fixture, module_cache_dir, copy_pages=True) as a:
         yield a
 
 
