@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
+from bridge_client import launch
 from browser import ServedApp, served_app
 from projects import write_project
 
@@ -66,19 +67,12 @@ def app(
 @pytest.fixture(scope="module")
 def get(app: ServedApp) -> Get:
     """GET a raw target with the session cookie: (status, body)."""
-    url = urlsplit(app.url)
-    port = int(url.port or 0)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", f"{url.path}?{url.query}")
-    resp = conn.getresponse()
-    resp.read()
-    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
-    conn.close()
+    page = launch(app)
 
     def fetch(target: str) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", page.port, timeout=10)
         try:
-            conn.request("GET", target, headers={"Cookie": cookie})
+            conn.request("GET", target, headers={"Cookie": page.cookie})
             resp = conn.getresponse()
             return resp.status, resp.read()
         finally:
