@@ -164,10 +164,9 @@ def _ui_ignore(ui: Path) -> Callable[[str, list[str]], set[str]]:
     return ignore
 
 
-def _write_tree(folder: Path, dest: Path, base: str) -> None:
-    """Copy `folder` to `dest` and list it in `dest`.json for wasi-engine.js `fetchTree`."""
+def tree_index(folder: Path) -> list[dict[str, str]]:
+    """The entries of `folder` as wasi-engine.js `fetchTree` reads them (parents first)."""
     entries: list[dict[str, str]] = []
-    dest.mkdir(parents=True)
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         for name in [*dirnames, *sorted(filenames)]:
@@ -175,12 +174,20 @@ def _write_tree(folder: Path, dest: Path, base: str) -> None:
             rel = path.relative_to(folder).as_posix()
             if path.is_symlink():
                 entries.append({"path": rel, "type": "symlink", "target": os.readlink(path)})
-            elif path.is_dir():
-                entries.append({"path": rel, "type": "dir"})
-                (dest / rel).mkdir()
             else:
-                entries.append({"path": rel, "type": "file"})
-                shutil.copyfile(path, dest / rel)
+                entries.append({"path": rel, "type": "dir" if path.is_dir() else "file"})
+    return entries
+
+
+def _write_tree(folder: Path, dest: Path, base: str) -> None:
+    """Copy `folder` to `dest` and list it in `dest`.json for wasi-engine.js `fetchTree`."""
+    entries = tree_index(folder)
+    dest.mkdir(parents=True)
+    for entry in entries:
+        if entry["type"] == "dir":
+            (dest / entry["path"]).mkdir()
+        elif entry["type"] == "file":
+            shutil.copyfile(folder / entry["path"], dest / entry["path"])
     dest.with_suffix(".json").write_text(json.dumps({"base": base, "entries": entries}),
                                          encoding="utf-8")
 

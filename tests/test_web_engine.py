@@ -307,7 +307,7 @@ def _native(wasm: Path, root: Path, args: list[str]) -> str:
 def test_escapes_are_refused_exactly_like_the_native_host(
     page: Page, tmp_path: Path, wasm_fixtures: dict[str, Path]
 ) -> None:
-    from webwasi import tree_entries
+    from wvwasi.packager.web import tree_index
 
     _plant(tmp_path / "native")
     expected = _native(wasm_fixtures["escape"], tmp_path / "native", list(ATTACKS))
@@ -316,7 +316,7 @@ def test_escapes_are_refused_exactly_like_the_native_host(
     for name in ("data", "work"):
         folder = tmp_path / "web" / name
         trees[name] = [{**e, "data": list((folder / e["path"]).read_bytes())}
-                       if e["type"] == "file" else e for e in tree_entries(folder)]
+                       if e["type"] == "file" else e for e in tree_index(folder)]
     result = page.evaluate("""async ([trees, args]) => {
       const bytes = (es) => es.map((e) => e.data ? {...e, data: new Uint8Array(e.data)} : e);
       const r = await engine.runWasi({name: 'escape', module: await (await fetch(

@@ -27,6 +27,8 @@ from typing import Any
 import wasmtime
 from test_conformance import CASES, TIMEOUT, Case, _writable_copy
 
+from wvwasi.packager.web import tree_index
+
 JS_DIR = Path(__file__).resolve().parents[1] / "runtime" / "js"
 PAGE_DIR = Path(__file__).parent / "web"
 ISOLATION = {
@@ -39,25 +41,9 @@ ISOLATION = {
 Tree = dict[str, tuple[str, bytes | str | None]]  # path -> (type, bytes | symlink target | None)
 
 
-def tree_entries(root: Path) -> list[dict[str, str]]:
-    """The tree index wasi-engine.js `fetchTree` reads (files without data)."""
-    out: list[dict[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames) + sorted(filenames):
-            path = Path(dirpath, name)
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                out.append({"path": rel, "type": "symlink", "target": os.readlink(path)})
-            elif path.is_dir():
-                out.append({"path": rel, "type": "dir"})
-            else:
-                out.append({"path": rel, "type": "file"})
-    return out
-
-
 def read_tree(root: Path) -> Tree:
     tree: Tree = {}
-    for entry in tree_entries(root):
+    for entry in tree_index(root):
         path = root / entry["path"]
         if entry["type"] == "file":
             tree[entry["path"]] = ("file", path.read_bytes())
@@ -166,7 +152,7 @@ def suite_site(work: Path) -> Iterator[Site]:
         if case.root is not None:
             copy = site / "trees" / name
             _writable_copy(case.wasm.parent / case.root, copy)
-            index = {"base": f"{name}/", "entries": tree_entries(copy)}
+            index = {"base": f"{name}/", "entries": tree_index(copy)}
             (site / "trees" / f"{name}.json").write_text(json.dumps(index))
             root = f"/trees/{name}.json"
         cases.append({"id": case.id, "wasm": f"/wasm/{name}.wasm", "args": [case.wasm.name,
