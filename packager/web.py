@@ -29,7 +29,7 @@ from wvwasi.runtime.paths import parse_host
 #: The folder of the site that holds wvwasi's own files.
 WVWASI_DIR = "__wvwasi"
 ENGINE_FILES = ("wvwasi.js", "wvwasi.d.ts", "wasi-core.js", "wasi-worker.js", "wasi-engine.js",
-                "wasi-web.js", "wasi-page.js")
+                "wasi-web.js", "wasi-page.js", "wasi-hostfs.js")
 #: What every response of the site needs (cross-origin isolation: blocking stdin in Workers).
 HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -68,6 +68,10 @@ def web_problems(manifest: Manifest, shown: Path | str) -> list[str]:
             why = _preopen_problem(manifest, preopen)
             if why:
                 problems.append(f"{shown}: services.{name}.preopens[{i}].host: {why}")
+    for i, _ in enumerate(manifest.page.preopens):
+        problems.append(f"{shown}: page.preopens[{i}]: a web page cannot lend folders of the "
+                        "user's machine to page-supplied modules (remove [page] preopens "
+                        "under [target.web]; give them files through vfs instead)")
     return problems
 
 

@@ -32,12 +32,14 @@ class HostDirs:
         self._writable: list[str] | None = None
 
     def writable(self) -> list[str]:
-        """Every folder some service may write (its rw preopens), as compared paths."""
+        """Every folder some service or page-supplied module may write (rw preopens), as
+        compared paths."""
         if self._writable is None:
+            page = self._manifest.page.preopens  # page-supplied modules may write these too
             found = {
                 self._where(p.host)[0]
-                for s in self._manifest.services.values()
-                for p in s.preopens
+                for p in [*(q for s in self._manifest.services.values() for q in s.preopens),
+                          *page]
                 if p.mode == "rw"
             }
             self._writable = sorted(found)

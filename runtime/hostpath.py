@@ -57,12 +57,13 @@ _syscall = _load_syscall()
 _openat2_works: bool | None = None if _syscall is not None else False
 
 
-def _openat2(dirfd: int, rel: str, flags: int) -> int | None:
-    """openat2 beneath `dirfd`; None when the kernel (or a seccomp filter) lacks it."""
+def _openat2(dirfd: int, rel: str, flags: int, mode: int = 0) -> int | None:
+    """openat2 beneath `dirfd` (`mode`: of a file O_CREAT makes); None when the kernel (or a
+    seccomp filter) lacks it."""
     global _openat2_works
     if _openat2_works is False:
         return None
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
     assert _syscall is not None
     fd = _syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd),
                   ctypes.c_char_p(os.fsencode(rel)), ctypes.byref(how),
@@ -145,14 +146,15 @@ class Root:
         if fd is not None:
             os.close(fd)
 
-    def open_fd(self, rel: str, flags: int = FILE_FLAGS) -> int:
-        """An fd for `rel` (relative, `/`-separated) opened beneath this root."""
+    def open_fd(self, rel: str, flags: int = FILE_FLAGS, mode: int = 0) -> int:
+        """An fd for `rel` (relative, `/`-separated) opened beneath this root (`mode`: of a
+        file that O_CREAT makes)."""
         assert self.fd is not None, "fd access needs a POSIX root"
         rel = rel.lstrip("/") or "."
-        fd = _openat2(self.fd, rel, flags)
+        fd = _openat2(self.fd, rel, flags, mode)
         if fd is not None:
             return fd
-        fd = os.open(rel, flags | os.O_CLOEXEC, dir_fd=self.fd)  # follows links: verify
+        fd = os.open(rel, flags | os.O_CLOEXEC, mode, dir_fd=self.fd)  # follows links: verify
         real = fd_path(fd) or os.path.realpath(os.path.join(self.real, rel))
         if not inside(real, self.real):
             os.close(fd)

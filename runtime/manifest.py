@@ -85,6 +85,13 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class PageSettings:
+    """`[page]`: what the app's pages may lend the modules they supply (docs/page-api.md)."""
+
+    preopens: tuple[Preopen, ...] = ()  # host folders a page-supplied module may be given
+
+
+@dataclass(frozen=True)
 class AppLimits:
     """`[limits]`: app-wide bounds (docs/security.md lists every bound and its default)."""
 
@@ -200,6 +207,7 @@ class Manifest:
     bundle: Bundle = field(default_factory=Bundle)
     platform: Platform | Literal["web"] = "linux"
     limits: AppLimits = field(default_factory=AppLimits)
+    page: PageSettings = field(default_factory=PageSettings)
 
     def service(self, name: str) -> Service:
         """The service `name`, or LookupError listing the known ones."""
@@ -250,7 +258,7 @@ def current_platform() -> Platform:
 KeyPath = tuple[str | int, ...]
 T = TypeVar("T")
 _REQUIRED: Any = object()
-_SECTIONS = ("app", "ui", "window", "services", "bundle", "limits")
+_SECTIONS = ("app", "ui", "window", "services", "bundle", "limits", "page")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+\Z")
 _VERSION = re.compile(r"\d+(\.\d+){1,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?\Z")
@@ -555,6 +563,18 @@ def _app_limits(r: _Reader, raw: object) -> AppLimits:
     )
 
 
+def _page(r: _Reader, raw: object) -> PageSettings:
+    p: KeyPath = ("page",)
+    t = r.table(raw, p, ("preopens",))
+    raw_preopens = t.get("preopens", [])
+    if not isinstance(raw_preopens, list):
+        r.fail((*p, "preopens"), f"expected an array of tables, got {_what(raw_preopens)}")
+    preopens = tuple(_preopen(r, v, (*p, "preopens", i)) for i, v in enumerate(raw_preopens))
+    for i, pre in enumerate(preopens):
+        if any(q.guest == pre.guest for q in preopens[:i]):
+            r.fail((*p, "preopens", i, "guest"), f"duplicate guest path {_show(pre.guest)}")
+    return PageSettings(preopens=preopens)
+
 
 def _preopen(r: _Reader, raw: object, p: KeyPath) -> Preopen:
     t = r.table(raw, p, ("guest", "host", "mode"))
@@ -788,6 +808,7 @@ def check_manifest(path: Path | str, *, platform: str | None = None) -> Manifest
     webview = attempt(r.choice, data, (), "webview", get_args(Webview), "gtk")
     bundle = attempt(_bundle, r, data.get("bundle", {}))
     limits = attempt(_app_limits, r, data.get("limits", {}))
+    page = attempt(_page, r, data.get("page", {}))
     if errors:
         return ManifestCheck(None, tuple(errors), MappingProxyType(services))
     manifest = Manifest(
@@ -801,6 +822,7 @@ def check_manifest(path: Path | str, *, platform: str | None = None) -> Manifest
         bundle=bundle,  # type: ignore[arg-type]
         platform=plat,  # type: ignore[arg-type]
         limits=limits,  # type: ignore[arg-type]
+        page=page,  # type: ignore[arg-type]
     )
     return ManifestCheck(manifest, (), manifest.services)
 

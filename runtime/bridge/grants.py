@@ -70,12 +70,7 @@ class Grants:
         if not (isinstance(item, dict) and isinstance(item.get("grant"), str)
                 and is_text(item.get("guest")) and item.get("mode", "ro") in ("ro", "rw")):
             raise ProtocolError('spec.grants items must be {grant, guest, mode: "ro"|"rw"}')
-        grant = self._grants.get(item["grant"])
-        if grant is None:
-            raise Refused("permission", (
-                "unknown directory grant: grants come from WasiWorker.requestDirectory() and "
-                "are valid only in the page session that requested them"
-            ))
+        grant = self.lookup(item["grant"])
         mode = item.get("mode", grant.mode)
         if mode == "rw" and grant.mode != "rw":
             raise Refused("permission", (
@@ -83,6 +78,16 @@ class Grants:
                 "WasiWorker.requestDirectory({mode: 'rw'}) to let a service write to it"
             ))
         return Preopen(guest=item["guest"], host=str(grant.path), mode=mode)
+
+    def lookup(self, grant_id: str) -> Grant:
+        """The grant `grant_id` of this page, or Refused."""
+        grant = self._grants.get(grant_id)
+        if grant is None:
+            raise Refused("permission", (
+                "unknown directory grant: grants come from WasiWorker.requestDirectory() and "
+                "are valid only in the page session that requested them"
+            ))
+        return grant
 
     def clear(self) -> None:
         """Forget every grant (the page is gone)."""

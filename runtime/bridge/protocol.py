@@ -39,6 +39,7 @@ class Op(IntEnum):
     CREDIT = 6  # u32: window bytes the sender of this record has consumed
     RUN = 7  # JSON spec + file bytes + stdin: run a task to completion
     PICK = 8  # JSON {mode}: open the native folder picker
+    MOUNT = 9  # JSON {grant | preopen, mode?}: lend a host folder to a page-supplied module
     MESSAGE = 16  # one message from the service
     STDERR = 17  # one stderr line (UTF-8)
     EXIT = 18  # JSON {code, error}: the worker has ended
@@ -46,6 +47,7 @@ class Op(IntEnum):
     RESULT = 20  # JSON {exitCode, stdoutLength, error} + stdout + stderr
     GRANT = 21  # JSON {grant, name, mode}
     RELOAD = 22  # id 0: reload the page (`wvwasi dev`)
+    MOUNTED = 23  # JSON {mount, mode}: the folder's call URL is /__wvwasi/fs/MOUNT
 
 
 class ProtocolError(ValueError):

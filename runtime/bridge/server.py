@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .auth import LAUNCH_PATH, WS_PATH, Gate
-from .grants import Picker
+from ..hostdirs import HostDirs
+from ..hostfs import HandleBudget, HostFolder
+from .auth import FS_PREFIX, LAUNCH_PATH, WS_PATH, Gate
+from .grants import Grants, Picker
+from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
 from .session import Session
 from .static import JS_DIR, SCRIPT_PATH, TYPES_PATH, UIFiles, security_headers
@@ -35,11 +38,15 @@ _JS_TYPE = "text/javascript; charset=utf-8"
 #: What pages may load from /__wvwasi/ besides wvwasi.js: the browser engine that runs
 #: page-supplied modules in the page's Workers (never natively).
 ENGINE_FILES = frozenset(("wasi-page.js", "wasi-web.js", "wasi-engine.js", "wasi-worker.js",
-                          "wasi-core.js"))
+                          "wasi-core.js", "wasi-hostfs.js"))
 #: Threads that start instances for all pages.
 POOL_SIZE = 16
 #: Page connections open at once; more handshakes get 503.
 MAX_PAGES = 64
+#: Threads that answer page-supplied modules' host folder calls, for all pages.
+FS_THREADS = 4
+#: Open files and folders of all pages' lent host folders together.
+FS_HANDLES = 512
 
 
 class Bridge:
@@ -64,6 +71,10 @@ class Bridge:
         # session.STARTS_PER_PAGE of its threads); the folder picker has its own thread.
         self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="wvwasi:bridge")
         self._picker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wvwasi:picker")
+        self._fs_pool = ThreadPoolExecutor(max_workers=FS_THREADS, thread_name_prefix="wvwasi:fs")
+        self._folders: dict[str, HostFolder] = {}  # mount id -> folder, of every page
+        self._fs_budget = HandleBudget(FS_HANDLES)
+        self._dirs = HostDirs(manifest, host.paths)
         self._sessions: set[Session] = set()
         self._pages = 0  # page connections open or being opened
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -136,6 +147,7 @@ class Bridge:
         thread.join()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._picker_pool.shutdown(wait=False, cancel_futures=True)
+        self._fs_pool.shutdown(wait=False, cancel_futures=True)
         self._thread = None
 
     def __enter__(self) -> Bridge:
@@ -168,6 +180,7 @@ class Bridge:
         app.router.add_get(SCRIPT_PATH, self._page_api)
         app.router.add_get(TYPES_PATH, self._page_types)
         app.router.add_get("/__wvwasi/{name:wasi-[a-z]+\\.js}", self._engine_file)
+        app.router.add_post(FS_PREFIX + "{mount}", self._fs_call)
         app.router.add_get("/__wvwasi/{rest:.*}", self._not_found)
         app.router.add_get("/{path:.*}", self._file)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
@@ -228,7 +241,8 @@ class Bridge:
             ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, compress=False)
             await ws.prepare(request)
             session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
-                              pool=self._pool, picker_pool=self._picker_pool)
+                              pool=self._pool, picker_pool=self._picker_pool,
+                              mounts=self._page_mounts)
             self._sessions.add(session)
             try:
                 await session.serve()
@@ -237,6 +251,21 @@ class Bridge:
         finally:
             self._pages -= 1
         return ws
+
+    def _page_mounts(self, grants: Grants) -> Mounts:
+        return Mounts(self.manifest, self._dirs, grants, self._folders, self._fs_budget,
+                      self._fs_pool)
+
+    async def _fs_call(self, request: web.Request) -> web.StreamResponse:
+        """One file call of a page-supplied module on a lent host folder (runtime/hostfs.py)."""
+        folder = self._folders.get(request.match_info["mount"])
+        if folder is None:
+            return web.Response(status=404, text="wvwasi: no such host folder mount\n")
+        body = await request.read()
+        answer = await asyncio.get_running_loop().run_in_executor(self._fs_pool, folder.call,
+                                                                  body)
+        return web.Response(body=answer, headers={"Content-Type": "application/octet-stream",
+                                                  "Cache-Control": "no-store"})
 
     async def _page_api(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=self._script, headers={"Content-Type": _JS_TYPE})

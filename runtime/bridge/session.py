@@ -34,6 +34,7 @@ from ..modules import WasmLoadError
 from .flow import Outbox
 from .grants import Grants, Picker
 from .link import WorkerLink, error_json
+from .mounts import Mounts
 from .protocol import (
     HEADER,
     Op,
@@ -75,6 +76,7 @@ class Session:
         picker: Picker | None,
         pool: Executor,
         picker_pool: Executor | None = None,
+        mounts: Callable[[Grants], Mounts] | None = None,
     ) -> None:
         self._ws = ws
         self._manifest = manifest
@@ -83,6 +85,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._outbox = Outbox(self._loop)
         self._grants = Grants(picker, picker_pool or pool)
+        self._mounts = mounts(self._grants) if mounts is not None else None
         self._links: dict[int, WorkerLink] = {}
         self._runs: dict[int, _Run] = {}  # queued or running
         self._queue: deque[_Run] = deque()
@@ -165,6 +168,10 @@ class Session:
                 self._new_id(ident)
                 spec, _ = split_json(payload)
                 self._pick(ident, spec)
+            elif op is Op.MOUNT:
+                self._new_id(ident)
+                spec, _ = split_json(payload)
+                await self._mount(ident, spec)
             else:
                 raise ProtocolError(f"{op.name} records travel from the bridge to the page")
 
@@ -200,6 +207,9 @@ class Session:
         link.enqueue(op, data, len(payload) + HEADER.size if op in _WINDOW_OPS else 0)
 
     def _terminate(self, ident: int) -> None:
+        if self._mounts is not None and self._mounts.owns(ident):
+            self._mounts.unmount(ident)
+            return
         link = self._links.get(ident)
         if link is not None:
             link.terminate()
@@ -382,6 +392,21 @@ class Session:
             self._picks -= 1
         self.post(json_record(Op.GRANT, ident, grant))
 
+    async def _mount(self, ident: int, spec: dict[str, Any]) -> None:
+        """Lend a host folder to a page-supplied module (answered by MOUNTED or ERROR)."""
+        if self._mounts is None:
+            self.error(ident, Refused("unavailable", "this bridge lends no host folders"))
+            return
+        try:
+            mounted = await self._mounts.mount(ident, spec)
+        except Refused as e:
+            self.error(ident, e)
+            return
+        if self._closed:
+            self._mounts.unmount(ident)
+            return
+        self.post(json_record(Op.MOUNTED, ident, mounted))
+
     # -- teardown -------------------------------------------------------------------------------
 
     def forget(self, link: WorkerLink) -> None:
@@ -404,6 +429,8 @@ class Session:
             entry.cancel("stopped because its page closed")
         self._links.clear()
         self._grants.clear()
+        if self._mounts is not None:
+            self._mounts.clear()
 
     async def close(self) -> None:
         """Close the connection from the bridge's side."""

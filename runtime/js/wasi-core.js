@@ -6,8 +6,11 @@
  * blocking calls (stdin reads, poll_oneoff sleeps) may block the thread (Atomics.wait).
  * Semantics follow wasmtime's preview1 host (the native service host): paths never leave their
  * preopen (`..` past it, an absolute path or symlink target: EPERM, as natively), read-only
- * preopens refuse writes (EPERM), symlinks are followed up to 32 levels (ELOOP).
+ * preopens refuse writes (EPERM), symlinks are followed up to 32 levels (ELOOP). A preopen may
+ * instead be a folder of the machine (`host`: a wasi-hostfs.js HostFolder, desktop app only):
+ * every call on its descriptors goes to the host.
  */
+import {HOST_CALLS, HostFail, HostNode, hostCalls} from './wasi-hostfs.js';
 
 export const ERRNO = Object.freeze({
   SUCCESS: 0, TOOBIG: 1, ACCES: 2, AGAIN: 6, BADF: 8, BUSY: 10, EXIST: 20, FAULT: 21, FBIG: 22,
@@ -219,8 +222,9 @@ export class Wasi {
     this.fds.set(2, new Descriptor({stream: 'stderr', writable: true, readable: false,
       rights: STDIO_RIGHTS}));
     preopens.forEach((p, i) => {
-      this.fds.set(3 + i, new Descriptor({node: p.dir, preopen: p.guest, writable: p.mode === 'rw',
-        rights: DIR_RIGHTS, inheriting: DIR_RIGHTS | FILE_RIGHTS, root: i}));
+      this.fds.set(3 + i, new Descriptor({node: p.host ? new HostNode(p.host, 0, FILETYPE.DIR) : p.dir,
+        preopen: p.guest, writable: p.mode === 'rw', rights: DIR_RIGHTS,
+        inheriting: DIR_RIGHTS | FILE_RIGHTS, root: i}));
     });
     this.memory = null;
     this.imports = {wasi_snapshot_preview1: this.#bind()};
@@ -446,15 +450,38 @@ export class Wasi {
     return total;
   }
 
+  /** What wasi-hostfs.js's calls need of this instance. */
+  #kit() {
+    return {
+      fd: (fd, rights) => this.#fd(fd, rights), string: (ptr, len) => this.#string(ptr, len),
+      slice: (ptr, len) => this.#slice(ptr, len), iovs: (ptr, count) => this.#iovs(ptr, count),
+      view: () => this.#view, u32: (ptr, v) => this.#view.setUint32(ptr, v, true),
+      u64: (ptr, v) => this.#view.setBigUint64(ptr, BigInt(v), true),
+      open: (desc) => this.#newFd(desc), fds: this.fds,
+      descriptor: (options) => new Descriptor(options), R, FILE_RIGHTS, DIR_RIGHTS,
+    };
+  }
+
+  /** The host-folder call for `name` when one of its descriptors is on a host folder. */
+  #hostCall(host, name, args) {
+    const at = HOST_CALLS[name];
+    if (!at) return null;
+    for (const i of at) {
+      if (this.fds.get(args[i])?.node instanceof HostNode) return host[name];
+    }
+    return null;
+  }
+
   #bind() {
     const calls = this.#calls();
+    const host = this.preopens.some((p) => p.host) ? hostCalls(this.#kit()) : null;
     const bound = {};
     for (const [name, fn] of Object.entries(calls)) {
       bound[name] = (...a) => {
         try {
-          return fn(...a) ?? E.SUCCESS;
+          return ((host && this.#hostCall(host, name, a)) || fn)(...a) ?? E.SUCCESS;
         } catch (e) {
-          if (e instanceof Fail) return e.errno;
+          if (e instanceof Fail || e instanceof HostFail) return e.errno;
           if (e instanceof RangeError && !(e instanceof WebAssembly.RuntimeError)) return E.FAULT;
           throw e;
         }

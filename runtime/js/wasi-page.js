@@ -7,7 +7,8 @@
  * records cannot carry (the compiled module, `vfs` streams and Blobs) waits in `jobs`, a Map that
  * wvwasi.js fills under the name each SPAWN/RUN record gives as its service. Each instance runs
  * in its own Worker with the browser engine, in the desktop app as on the web: nothing a page
- * supplies runs natively. Docs: docs/page-api.md ("Page-supplied modules").
+ * supplies runs natively. Host folders the app lent it (`grants`, `preopens` options; desktop
+ * app only) are preopens whose calls go to the bridge (wasi-hostfs.js). Docs: docs/page-api.md ("Page-supplied modules").
  */
 import {WasiInstance, canBlock} from './wasi-engine.js';
 import {LocalBridge, Refused} from './wasi-web.js';
@@ -42,6 +43,8 @@ class PageBridge extends LocalBridge {
         'Cross-Origin-Embedder-Policy: require-corp); WasiService.run() does not (docs/web.md)');
     }
     const {preopens, pipes} = await vfsPreopens(service.job.vfs);
+    // host folders lent by the app (wvwasi.js mounted them): calls go to the bridge
+    for (const {guest, mode, url} of service.job.hosts ?? []) preopens.push({guest, mode, host: url});
     try {
       return new WasiInstance({
         name: service.name, module: service.job.module, stdin, preopens, pipes,

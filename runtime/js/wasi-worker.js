@@ -3,7 +3,7 @@
  *
  * Started by wasi-engine.js with one `start` message:
  *   {module: WebAssembly.Module | ArrayBuffer, args, env,
- *    preopens: [{guest, mode, entries, persist?}],
+ *    preopens: [{guest, mode, entries, persist?} | {guest, mode, host: URL of a lent host folder}],
  *    stdin: {shared: SharedArrayBuffer} | {bytes: Uint8Array} | null, memoryLimit: bytes | null,
  *    output: SharedArrayBuffer | null (bytes of output the page has not acknowledged), window,
  *    dump: [guest paths whose trees to send back at exit],
@@ -17,6 +17,7 @@
  * StdinRing in wasi-engine.js for its layout); sleeps use Atomics.wait on a private cell.
  */
 import {Wasi, buildTree, dumpTree, limitMemory} from './wasi-core.js';
+import {HostFolder} from './wasi-hostfs.js';
 
 const CTRL = 16; // bytes of control words before the ring's data
 const W = 0; // total bytes written (wraps)
@@ -118,8 +119,9 @@ function run(msg) {
     if (msg.memoryLimit) bytes = limitMemory(bytes, msg.memoryLimit);
     module = new WebAssembly.Module(bytes);
   }
-  const preopens = msg.preopens.map((p) => ({guest: p.guest, mode: p.mode, persist: !!p.persist,
-    dir: buildTree(p.entries)}));
+  const preopens = msg.preopens.map((p) => (p.host
+    ? {guest: p.guest, mode: p.mode, host: new HostFolder(p.host, p.mode)}
+    : {guest: p.guest, mode: p.mode, persist: !!p.persist, dir: buildTree(p.entries)}));
   (msg.pipes ?? []).forEach((pipe, index) => {
     const file = lookup(preopens[pipe.preopen].dir, pipe.path);
     if (pipe.shared) file.source = new SharedStdin(pipe.shared);

@@ -694,8 +694,8 @@
   let compiles = 0; // WebAssembly compilations of page-supplied modules, for tests
   const SERVICE_TOKEN = Symbol('WasiService');
   const MODULE_OPTIONS = ['name', 'ipc'];
-  const PAGE_SPAWN_OPTIONS = ['args', 'env', 'vfs', 'stdout', 'stderr'];
-  const PAGE_RUN_OPTIONS = ['args', 'env', 'vfs', 'stdin'];
+  const PAGE_SPAWN_OPTIONS = ['args', 'env', 'vfs', 'stdout', 'stderr', 'grants', 'preopens'];
+  const PAGE_RUN_OPTIONS = ['args', 'env', 'vfs', 'stdin', 'grants', 'preopens'];
 
   /** Whether `source` is a page-supplied module rather than a manifest service name: a URL, a
    * WasiService, a WebAssembly.Module, bytes, or a string that cannot be a service name (those
@@ -757,6 +757,68 @@
     });
   }
 
+  /** Host folders for a page-supplied module: `grants` (DirectoryGrant or {grant, guest, mode})
+   * and `preopens` ('/guest' or {guest, mode}, naming `[page] preopens` of the manifest), as
+   * [{spec: the MOUNT record's JSON, guest}]; their guest paths may not overlap `vfs` paths. */
+  function hostList(options, vfs, what) {
+    const list = [];
+    if (options?.grants !== undefined) {
+      if (!Array.isArray(options.grants)) throw new TypeError(`${what}: grants must be an array`);
+      for (const g of options.grants) {
+        const {grant, guest, mode} = grantSpec(g, what);
+        list.push({spec: mode ? {grant, mode} : {grant}, guest});
+      }
+    }
+    if (options?.preopens !== undefined) {
+      if (!Array.isArray(options.preopens)) throw new TypeError(`${what}: preopens must be an array of guest paths of [page] preopens`);
+      for (const p of options.preopens) {
+        const entry = typeof p === 'string' ? {guest: p} : p;
+        if (!entry || typeof entry.guest !== 'string' || (entry.mode !== undefined && entry.mode !== 'ro' && entry.mode !== 'rw')) {
+          throw new TypeError(`${what}: each preopens item must be the guest path of a [page] preopens entry, or {guest, mode: 'ro'|'rw'}`);
+        }
+        checkText(entry.guest, `${what}: a preopen's guest`);
+        list.push({spec: entry.mode ? {preopen: entry.guest, mode: entry.mode} : {preopen: entry.guest}, guest: entry.guest});
+      }
+    }
+    const under = (a, b) => a === b || b === '/' || a.startsWith(b.replace(/\/$/, '') + '/');
+    for (const [i, {guest}] of list.entries()) {
+      if (!guest.startsWith('/') || guest.split('/').includes('..')) throw new TypeError(`${what}: host folder guest path '${guest}' must be absolute, without '..'`);
+      for (const other of list.slice(0, i)) {
+        if (under(guest, other.guest) || under(other.guest, guest)) throw new TypeError(`${what}: host folders '${other.guest}' and '${guest}' overlap`);
+      }
+      for (const [path] of vfs) {
+        if (under(path, guest)) throw new TypeError(`${what}: vfs path '${path}' lies inside host folder '${guest}'`);
+      }
+    }
+    return list;
+  }
+
+  /** Ask the app to lend each folder of `list` (MOUNT); [{guest, mode, url, id}]. */
+  async function mountHosts(list, what) {
+    if (!list.length) return [];
+    if (config.web) throw new WasiError(`${what}: host folders (grants, preopens) need the desktop app: a web page cannot lend folders of the machine (use vfs)`, 'unavailable');
+    const mounted = [];
+    try {
+      for (const {spec, guest} of list) {
+        const reply = await new Promise((resolve, reject) => {
+          const request = new Request((buffer, start) => resolve([readJson(buffer, start)[0], request.id]), reject);
+          request.send(OP.MOUNT, jsonPayload(spec));
+        });
+        const [{mount, mode}, id] = reply;
+        mounted.push({guest, mode, id, url: new URL(`/__wvwasi/fs/${mount}`, location.href).href});
+      }
+    } catch (e) {
+      unmountHosts(mounted);
+      throw e;
+    }
+    return mounted;
+  }
+
+  /** The worker that had them has ended: the app closes their handles. */
+  function unmountHosts(mounted) {
+    for (const {id} of mounted) appChannel.send(OP.TERMINATE, id, EMPTY);
+  }
+
   async function compileSource(source, what) {
     if (source instanceof WebAssembly.Module) return source;
     let bytes = source;
@@ -816,9 +878,9 @@
   }
 
   /** The SPAWN/RUN payload of an instance of `service`, its module and vfs left in pageJobs. */
-  function pagePayload(service, spec, vfs, stdin) {
+  function pagePayload(service, spec, vfs, stdin, hosts = []) {
     const key = `page:${nextJob++}`;
-    pageJobs.set(key, {name: service.name, ipc: service.ipc, module: service.module, vfs});
+    pageJobs.set(key, {name: service.name, ipc: service.ipc, module: service.module, vfs, hosts});
     spec.service = key;
     return requestPayload(spec, [], stdin);
   }
@@ -887,11 +949,20 @@
       checkOptions(options, [...PAGE_SPAWN_OPTIONS, ...own], what);
       const {spec} = requestSpec('', pick(options, ['args', 'env']), ['args', 'env'], what);
       const vfs = vfsList(options?.vfs, what);
+      const hostDirs = hostList(options, vfs, what);
       const service = registerSource(source, options, what);
       const name = source instanceof WasiService ? source.name : moduleName(source, options?.name);
       const ipc = source instanceof WasiService ? source.ipc : options?.ipc ?? 'lines';
       const link = new WorkerLink(this, name, {kind: 'dedicated', ipc}, pageChannel);
-      link.start(service.then((svc) => (link.state === 'running' ? pagePayload(svc, spec, vfs) : EMPTY)));
+      link.start(service.then(async (svc) => {
+        const hosts = await mountHosts(hostDirs, what);
+        if (link.state !== 'running') {
+          unmountHosts(hosts);
+          return EMPTY;
+        }
+        if (hosts.length) this.addEventListener('exit', () => unmountHosts(hosts), {once: true});
+        return pagePayload(svc, spec, vfs, undefined, hosts);
+      }));
       for (const which of ['stdout', 'stderr']) {
         if (options?.[which]) link.stream(which).pipeTo(options[which]).catch(() => {});
       }
@@ -976,11 +1047,18 @@
         checkOptions(options, [...PAGE_RUN_OPTIONS, ...own], what);
         const {spec} = requestSpec('', pick(options, ['args', 'env']), ['args', 'env'], what);
         const vfs = vfsList(options?.vfs, what);
+        const hostDirs = hostList(options, vfs, what);
         const stdin = options?.stdin;
         if (stdin !== undefined) checkData(stdin, `${what}: stdin`);
-        const request = new Request(runReply(resolve, reject), reject, pageChannel);
+        let hosts = [];
+        const done = () => unmountHosts(hosts);
+        const request = new Request(runReply((r) => { done(); resolve(r); }, (e) => { done(); reject(e); }),
+          (e) => { done(); reject(e); }, pageChannel);
         registerSource(source, options, what)
-          .then((svc) => pagePayload(svc, spec, vfs, stdin))
+          .then(async (svc) => {
+            hosts = await mountHosts(hostDirs, what);
+            return pagePayload(svc, spec, vfs, stdin, hosts);
+          })
           .then((payload) => request.send(OP.RUN, payload), reject);
       });
     }
