@@ -6,9 +6,13 @@ The same in the real GTK window: tests/test_page_hostfs_window.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,6 +78,15 @@ def page(browser: Browser, app) -> Iterator[Page]:
         context.close()
 
 
+def unmounted(app) -> bool:
+    """Whether the bridge has no lent folder left (the page unmounts after a worker ends)."""
+    for _ in range(100):
+        if not app.bridge._folders:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def run(page: Page, args: list[str], **options: object) -> dict:
     return page.evaluate(RUN, [args, options])
 
@@ -94,7 +107,7 @@ def test_a_page_module_reads_writes_lists_and_renames_in_a_host_folder(app, page
         "r /ro/fixed.txt: OK read-only"]}
     assert (data / "sub" / "moved.txt").read_text() == "written+more"
     assert sorted(os.listdir(data)) == ["sub"]
-    assert app.bridge._folders == {}  # the run ended: its mounts (and their handles) are gone
+    assert unmounted(app)  # the run ended: its mounts (and their handles) are gone
 
 
 def test_escapes_and_writes_to_a_read_only_folder_are_refused(app, page: Page) -> None:
@@ -178,7 +191,7 @@ def test_a_worker_holding_a_folder_releases_it_when_it_ends_or_its_page_leaves(
           const w = new WasiWorker('mods/hostfs.wasm', {args: ['l:/data'], preopens: ['/data']});
           w.onexit = () => resolve();
         })""")
-        assert app.bridge._folders == {}
+        assert unmounted(app)
         page.evaluate("""() => { globalThis.held = new WasiWorker('mods/hostfs.wasm',
           {args: ['l:/data'], preopens: ['/data'], vfs: {'/in/wait': new ReadableStream()}}); }""")
         page.wait_for_function("() => true")
@@ -189,8 +202,38 @@ def test_a_worker_holding_a_folder_releases_it_when_it_ends_or_its_page_leaves(
         assert len(app.bridge._folders) == 1
     finally:
         context.close()
-    for _ in range(50):
-        if not app.bridge._folders:
-            break
-        threading.Event().wait(0.1)
-    assert app.bridge._folders == {}
+    assert unmounted(app)
+
+
+def test_host_folders_in_the_real_gtk_window(tmp_path: Path,
+                                             wasm_fixture: Callable[[str], Path]) -> None:
+    """The same in a real pywebview GTK window (WebKitGTK under Xvfb): the app's own bridge,
+    the page's Worker, synchronous calls to the host (tests/hostfs_window_driver.py)."""
+    from test_window import app_env
+    from xvfb import xvfb
+
+    root = hostfs_project(tmp_path, wasm_fixture)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("SECRET")
+    with xvfb() as display:
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "hostfs_window_driver.py"), str(root),
+             "gtk", str(outside)],
+            env=app_env(display, tmp_path / "home"), capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result["error"]
+    assert result["status"] == 0 and result["threads_left"] == []
+    assert result["isolated"] is True
+    work, escapes = result["runs"]
+    assert work == {"code": 0, "lines": [
+        "r /data/hello.txt: OK hi from the host", "w /data/new.txt: OK", "a /data/new.txt: OK",
+        "m /data/new.txt: OK", "d /data/sub: OK", "l /data: OK hello.txt,planted,renamed.txt,sub",
+        "r /data/renamed.txt: OK written+more", "r /ro/fixed.txt: OK read-only"]}
+    assert escapes == {"code": 0, "lines": [
+        "r /data/../outside/secret: EPERM", "r /data/planted/secret: EPERM",
+        "s /data/abs: EPERM", "w /ro/new.txt: EPERM", "u /ro/fixed.txt: EPERM"]}
+    assert result["files"] == ["hello.txt", "planted", "renamed.txt", "sub"]
+    assert result["renamed"] == "written+more"
+    assert result["outside"] == ["secret"] and result["mounts_left"] == 0
