@@ -148,7 +148,24 @@ BROKEN: list[tuple[str, str, str] | tuple[str, str, str, dict[str, bytes]]] = [
      APP + "[limits]\ninstances_per_page = 0\n"),
     ("limits.instances_per_pag", 'unknown key (did you mean "instances_per_page"?)',
      APP + "[limits]\ninstances_per_pag = 4\n"),
+    ("page.preopens[0].guest", 'expected an absolute path without ".."',
+     APP + '[page]\npreopens = [{ guest = "data", host = "$APPDATA/d" }]\n'),
+    ("page.preopens[1].guest", 'duplicate guest path "/d"',
+     APP + '[page]\npreopens = [{ guest = "/d", host = "a" }, { guest = "/d/", host = "b" }]\n'),
+    ("page.preopens[0].mode", 'expected "ro" or "rw", got "rwx"',
+     APP + '[page]\npreopens = [{ guest = "/d", host = "a", mode = "rwx" }]\n'),
+    ("page.preopns", 'unknown key (did you mean "preopens"?)', APP + "[page]\npreopns = []\n"),
 ]
+
+
+def test_page_preopens_load_typed(tmp_path: Path) -> None:
+    root = write(tmp_path / "proj", APP + '[page]\npreopens = [\n'
+                 '  { guest = "/notes/", host = "$APPDATA/notes", mode = "rw" },\n'
+                 '  { guest = "/docs", host = "$DOCUMENTS" },\n]\n')
+    page = load_manifest(root, platform="linux").page
+    assert page.preopens == (Preopen("/notes", "$APPDATA/notes", "rw"),
+                             Preopen("/docs", "$DOCUMENTS", "ro"))
+    assert load_manifest(write(tmp_path / "bare", APP), platform="linux").page.preopens == ()
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=[f"{i}-{c[0]}" for i, c in enumerate(BROKEN)])

@@ -148,6 +148,8 @@ def _project(root: Path, services: str) -> Path:
     ('preopens = [{ guest = "/d", host = "ui", mode = "rw" }]',
      "services.svc.preopens[0].host", "read-only"),
     ("user_grants = true", "services.svc.user_grants", "cannot open folders"),
+    ('[page]\npreopens = [{ guest = "/d", host = "$APPDATA/d", mode = "rw" }]',
+     "page.preopens[0]", "cannot lend folders"),
 ])
 def test_check_refuses_what_a_browser_cannot_give(
     tmp_path: Path, wasm_fixture: Callable[[str], Path], service: str, key: str, why: str
