@@ -2,16 +2,19 @@
 
 A page-supplied module runs in the page's browser engine (never natively); when the page gives it
 a folder of the machine (a `requestDirectory()` grant or a `[page] preopens` entry), the engine
-sends each file call on that folder to the bridge (`POST /__wvwasi/fs/MOUNT`, runtime/bridge/
-server.py), which answers it here. The rules are those of native services: every path is opened
-beneath the folder with `hostpath.Root` (openat2 RESOLVE_BENEATH: `..`, absolute paths and
-symlinks that lead out fail with EPERM, also for a link swapped in between two calls), a
+has the page relay each file call on that folder to the bridge (an FS_CALL record on its
+WebSocket, runtime/bridge/mounts.py), which answers it here. The rules are those of native
+services: every path is opened beneath the folder with `hostpath.Root` (openat2
+RESOLVE_BENEATH: `..`, absolute paths and symlinks that lead out fail with EPERM, also for a
+link swapped in between two calls), a
 read-only folder refuses every change (EPERM), only regular files and folders are opened, and
 each call moves at most `MAX_IO` bytes. Open files and folders are handles in a table bounded per
 folder (`MAX_HANDLES`) and per page (`HandleBudget`); `close()` releases them all (the worker
 ended or its page left).
 
-Wire format of one call, both ways: `u32 LE length + JSON object + bytes` (`encode`/`decode`).
+Wire format of one call, both ways: `u32 LE length + JSON object + bytes` (`encode`/`decode`);
+an answer's JSON stays under MAX_JSON (folder listings come in parts) and its bytes under MAX_IO.
+The bridge relays calls as FS_CALL records (runtime/bridge/mounts.py).
 """
 
 from __future__ import annotations
@@ -348,8 +351,14 @@ class HostFolder:
         cookie = int(head["cookie"])
         if cookie == 0 or handle.listing is None:
             handle.listing = _listing(handle.fd)
-        entries = handle.listing[cookie:cookie + int(head.get("count", 256))]
-        return {"entries": [[name, kind, str(ino)] for name, kind, ino in entries]}, b""
+        out: list[list[Any]] = []
+        size = 0
+        for name, kind, ino in handle.listing[cookie:cookie + int(head.get("count", 256))]:
+            size += len(name.encode()) * 6 + 32  # JSON-escaped at worst
+            if out and size > MAX_JSON // 2:
+                break  # the guest asks again from the next cookie
+            out.append([name, kind, str(ino)])
+        return {"entries": out}, b""
 
     def _mkdir(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         try:

@@ -10,9 +10,7 @@ The cookie alone does not open a WebSocket. Browsers send cookies to every port 
 server on another 127.0.0.1 port sees it, and a plain client can replay it with any Origin and
 Host it likes. The WebSocket also needs the socket key (`WS_PATH?key=KEY`): it reached the page
 only in the redirect's URL, which goes to this port alone; wvwasi.js keeps it in sessionStorage
-(per origin, so per port) and drops it from the address bar. Calls on a host folder lent to a
-page-supplied module (`FS_PREFIX` + mount id) need the cookie, an Origin, and the mount id, which
-reaches the page only over that WebSocket. After `revoke()` nothing is accepted.
+(per origin, so per port) and drops it from the address bar. After `revoke()` nothing is accepted.
 docs/security.md describes the threat model.
 """
 
@@ -26,8 +24,6 @@ from aiohttp import web
 
 LAUNCH_PATH = "/__wvwasi/launch"
 WS_PATH = "/__wvwasi/ws"
-#: Page-supplied modules' file calls on a lent host folder: FS_PREFIX + mount id (mounts.py).
-FS_PREFIX = "/__wvwasi/fs/"
 #: The query parameter of the post-launch redirect that carries the socket key to the page.
 KEY_PARAM = "wvwasi-key"
 
@@ -64,8 +60,6 @@ class Gate:
             return f"requests from origin {origin} are not accepted"
         if request.path == WS_PATH and origin is None:
             return "a WebSocket handshake must carry the page's Origin"
-        if request.path.startswith(FS_PREFIX) and origin is None:
-            return "a host folder call must carry the page's Origin"
         if request.path == LAUNCH_PATH:
             return None if self._use_token(request.query.get("token")) else (
                 "invalid launch token (each launch URL works once)"

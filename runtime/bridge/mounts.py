@@ -1,46 +1,53 @@
-"""Host folders one page lends to its page-supplied modules (MOUNT records).
+"""Host folders one page lends to its page-supplied modules (MOUNT and FS_CALL records).
 
 A page-supplied module runs in the page's browser engine; a folder of the machine reaches it only
 as a mount: the page names a folder the user picked (a grant of this page) or a `[page] preopens`
-entry of the manifest, at most with that folder's mode, and gets a random mount id. The engine
-then sends the module's file calls on that folder to `POST /__wvwasi/fs/MOUNT` (server.py), which
-`runtime/hostfs.py` answers beneath the folder. A mount ends with a TERMINATE of its record id
-(the worker ended) or with its page; either closes every handle it had open.
+entry of the manifest, at most with that folder's mode, in a MOUNT record (answered by MOUNTED
+or ERROR). The module's Worker then blocks in `Atomics.wait` while the page relays each of its
+file calls on that folder as an FS_CALL record of the mount's id; `runtime/hostfs.py` answers it
+beneath the folder, on the bridge's file-call threads, in an FS_REPLY record. One call per mount
+is in flight at a time (its Worker waits for the answer); a page that sends another, or a call
+over `MAX_CALL` bytes, is disconnected (1008); calls for a mount that has ended are dropped.
+A mount ends with a TERMINATE of its id (the worker ended) or with its page; either closes
+every handle it had open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
 from ..hostdirs import HostDirs
-from ..hostfs import HandleBudget, HostFolder
+from ..hostfs import MAX_IO, MAX_JSON, HandleBudget, HostFolder
 from ..hostpath import EscapeError
 from ..manifest import Manifest
 from .grants import Grants
-from .protocol import ProtocolError
+from .protocol import PolicyError, ProtocolError
 from .specs import Refused
 
 #: Folders one page may have lent at once.
 MOUNTS_PER_PAGE = 16
 #: Open files and folders of all the mounts of one page.
 HANDLES_PER_PAGE = 256
+#: The largest FS_CALL payload: a JSON head and at most MAX_IO bytes of data.
+MAX_CALL = 4 + MAX_JSON + MAX_IO
 
 
 class Mounts:
-    """The mounts of one page session; `registry` (the bridge's) maps mount ids to folders."""
+    """The mounts of one page session; `registry` (the bridge's) holds every page's folders."""
 
     def __init__(self, manifest: Manifest, dirs: HostDirs, grants: Grants,
-                 registry: dict[str, HostFolder], budget: HandleBudget, pool: Executor) -> None:
+                 registry: set[HostFolder], budget: HandleBudget, pool: Executor) -> None:
         self._manifest = manifest
         self._dirs = dirs
         self._grants = grants
         self._registry = registry
         self._budget = HandleBudget(HANDLES_PER_PAGE, budget)
         self._pool = pool
-        self._mine: dict[int, str] = {}  # record id -> mount id
+        self._mine: dict[int, HostFolder] = {}  # record id -> its folder
+        self._busy: set[int] = set()  # mounts with a call in flight
         self._opening = 0
 
     async def mount(self, ident: int, spec: dict[str, Any]) -> dict[str, str]:
@@ -51,9 +58,11 @@ class Mounts:
         if len(self._mine) + self._opening >= MOUNTS_PER_PAGE:
             raise Refused("limit", f"this page already lends {MOUNTS_PER_PAGE} host folders "
                           "to its modules: terminate workers it no longer needs")
+        open_root: Callable[[], Any]
         if isinstance(spec.get("grant"), str):
             grant = self._grants.lookup(spec["grant"])
-            granted, open_root = grant.mode, lambda: self._dirs.grant(grant.path)
+            granted, path = grant.mode, grant.path
+            open_root = lambda: self._dirs.grant(path)  # noqa: E731
             what = f"the grant for folder '{grant.path.name}'"
         elif isinstance(spec.get("preopen"), str):
             found = [p for p in self._manifest.page.preopens if p.guest == spec["preopen"]]
@@ -62,9 +71,9 @@ class Mounts:
                 raise Refused("permission", (
                     f"no [page] preopens entry with guest = \"{spec['preopen']}\" in "
                     f"{self._manifest.path.name} (page preopens: {known})"))
-            pre = found[0]
-            granted, open_root = pre.mode, lambda: self._dirs.preopen(pre.host)
-            what = f"[page] preopens entry \"{pre.guest}\""
+            host = found[0].host
+            granted, what = found[0].mode, f"[page] preopens entry \"{found[0].guest}\""
+            open_root = lambda: self._dirs.preopen(host)  # noqa: E731
         else:
             raise ProtocolError("a MOUNT spec names a grant or a preopen (strings)")
         mode = mode or granted
@@ -79,21 +88,40 @@ class Mounts:
             raise Refused("start", f"{what}: cannot open the folder: {e.strerror or e}") from None
         finally:
             self._opening -= 1
-        token = secrets.token_urlsafe(24)
-        self._registry[token] = HostFolder(root, mode, self._budget)
-        self._mine[ident] = token
-        return {"mount": token, "mode": mode}
+        folder = HostFolder(root, mode, self._budget)
+        self._mine[ident] = folder
+        self._registry.add(folder)
+        return {"mode": mode}
 
     def owns(self, ident: int) -> bool:
         return ident in self._mine
 
+    def begin(self, ident: int, body: bytes) -> HostFolder | None:
+        """Check one FS_CALL of mount `ident`: its folder (None once the mount has ended: the
+        record is dropped). PolicyError for a call over MAX_CALL or a second one in flight."""
+        if len(body) > MAX_CALL:
+            raise PolicyError(f"a file call of {len(body)} bytes is over {MAX_CALL}")
+        folder = self._mine.get(ident)
+        if folder is None:
+            return None
+        if ident in self._busy:
+            raise PolicyError("a second file call on a mount before the first was answered")
+        self._busy.add(ident)
+        return folder
+
+    async def answer(self, ident: int, folder: HostFolder, body: bytes) -> bytes:
+        """Run a call `begin` admitted, on the file-call threads: the FS_REPLY payload."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, folder.call, body)
+        finally:
+            self._busy.discard(ident)
+
     def unmount(self, ident: int) -> None:
         """End the mount of record `ident` (its worker ended)."""
-        token = self._mine.pop(ident, None)
-        if token is not None:
-            folder = self._registry.pop(token, None)
-            if folder is not None:
-                folder.close()
+        folder = self._mine.pop(ident, None)
+        if folder is not None:
+            self._registry.discard(folder)
+            folder.close()
 
     def clear(self) -> None:
         """End every mount (the page is gone)."""

@@ -40,6 +40,7 @@ class Op(IntEnum):
     RUN = 7  # JSON spec + file bytes + stdin: run a task to completion
     PICK = 8  # JSON {mode}: open the native folder picker
     MOUNT = 9  # JSON {grant | preopen, mode?}: lend a host folder to a page-supplied module
+    FS_CALL = 10  # one file call on the mount of this id (runtime/hostfs.py's wire format)
     MESSAGE = 16  # one message from the service
     STDERR = 17  # one stderr line (UTF-8)
     EXIT = 18  # JSON {code, error}: the worker has ended
@@ -47,7 +48,8 @@ class Op(IntEnum):
     RESULT = 20  # JSON {exitCode, stdoutLength, error} + stdout + stderr
     GRANT = 21  # JSON {grant, name, mode}
     RELOAD = 22  # id 0: reload the page (`wvwasi dev`)
-    MOUNTED = 23  # JSON {mount, mode}: the folder's call URL is /__wvwasi/fs/MOUNT
+    MOUNTED = 23  # JSON {mode}: the folder is lent; FS_CALL records on this id may follow
+    FS_REPLY = 24  # the answer to the mount's FS_CALL
 
 
 class ProtocolError(ValueError):

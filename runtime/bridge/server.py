@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..hostdirs import HostDirs
 from ..hostfs import HandleBudget, HostFolder
-from .auth import FS_PREFIX, LAUNCH_PATH, WS_PATH, Gate
+from .auth import LAUNCH_PATH, WS_PATH, Gate
 from .grants import Grants, Picker
 from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
@@ -43,7 +43,7 @@ ENGINE_FILES = frozenset(("wasi-page.js", "wasi-web.js", "wasi-engine.js", "wasi
 POOL_SIZE = 16
 #: Page connections open at once; more handshakes get 503.
 MAX_PAGES = 64
-#: Threads that answer page-supplied modules' host folder calls, for all pages.
+#: Threads that answer page-supplied modules' host folder calls (FS_CALL), for all pages.
 FS_THREADS = 4
 #: Open files and folders of all pages' lent host folders together.
 FS_HANDLES = 512
@@ -72,7 +72,7 @@ class Bridge:
         self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="wvwasi:bridge")
         self._picker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wvwasi:picker")
         self._fs_pool = ThreadPoolExecutor(max_workers=FS_THREADS, thread_name_prefix="wvwasi:fs")
-        self._folders: dict[str, HostFolder] = {}  # mount id -> folder, of every page
+        self._folders: set[HostFolder] = set()  # every page's lent host folders
         self._fs_budget = HandleBudget(FS_HANDLES)
         self._dirs = HostDirs(manifest, host.paths)
         self._sessions: set[Session] = set()
@@ -180,7 +180,6 @@ class Bridge:
         app.router.add_get(SCRIPT_PATH, self._page_api)
         app.router.add_get(TYPES_PATH, self._page_types)
         app.router.add_get("/__wvwasi/{name:wasi-[a-z]+\\.js}", self._engine_file)
-        app.router.add_post(FS_PREFIX + "{mount}", self._fs_call)
         app.router.add_get("/__wvwasi/{rest:.*}", self._not_found)
         app.router.add_get("/{path:.*}", self._file)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
@@ -255,17 +254,6 @@ class Bridge:
     def _page_mounts(self, grants: Grants) -> Mounts:
         return Mounts(self.manifest, self._dirs, grants, self._folders, self._fs_budget,
                       self._fs_pool)
-
-    async def _fs_call(self, request: web.Request) -> web.StreamResponse:
-        """One file call of a page-supplied module on a lent host folder (runtime/hostfs.py)."""
-        folder = self._folders.get(request.match_info["mount"])
-        if folder is None:
-            return web.Response(status=404, text="wvwasi: no such host folder mount\n")
-        body = await request.read()
-        answer = await asyncio.get_running_loop().run_in_executor(self._fs_pool, folder.call,
-                                                                  body)
-        return web.Response(body=answer, headers={"Content-Type": "application/octet-stream",
-                                                  "Cache-Control": "no-store"})
 
     async def _page_api(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=self._script, headers={"Content-Type": _JS_TYPE})

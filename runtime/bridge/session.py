@@ -172,6 +172,8 @@ class Session:
                 self._new_id(ident)
                 spec, _ = split_json(payload)
                 await self._mount(ident, spec)
+            elif op is Op.FS_CALL:
+                self._fs_call(ident, payload.tobytes())
             else:
                 raise ProtocolError(f"{op.name} records travel from the bridge to the page")
 
@@ -406,6 +408,20 @@ class Session:
             self._mounts.unmount(ident)
             return
         self.post(json_record(Op.MOUNTED, ident, mounted))
+
+    def _fs_call(self, ident: int, body: bytes) -> None:
+        """Answer one file call of a page-supplied module on a lent folder (FS_REPLY)."""
+        mounts = self._mounts
+        folder = mounts.begin(ident, body) if mounts is not None else None
+        if mounts is None or folder is None:
+            return  # the mount has ended (or never was): dropped, like records of ended workers
+
+        async def answer() -> None:
+            reply = await mounts.answer(ident, folder, body)
+            if not self._closed:
+                self.post(record(Op.FS_REPLY, ident, reply))
+
+        self._task(answer())
 
     # -- teardown -------------------------------------------------------------------------------
 

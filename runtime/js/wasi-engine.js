@@ -15,6 +15,7 @@
  */
 
 import {limitMemory} from './wasi-core.js';
+import {REPLY_BYTES} from './wasi-hostfs.js';
 
 const WORKER_URL = new URL('./wasi-worker.js', import.meta.url);
 const RING = 1 << 20; // stdin bytes buffered between page and worker (a power of two)
@@ -169,6 +170,7 @@ export class WasiInstance {
       this.#finish({code: null, error: {kind: 'start',
         message: `service '${name}' failed to start: ${e.message || 'the engine did not load'}`}});
     };
+    preopens = this.#hostFolders(preopens);
     const moduleData = module instanceof WebAssembly.Module ? module
       : module instanceof ArrayBuffer ? module.slice(0)
       : module.buffer.slice(module.byteOffset, module.byteOffset + module.byteLength);
@@ -249,8 +251,42 @@ export class WasiInstance {
     this.#finish({code: null, error});
   }
 
+  /** Host folders (`{host: true}` preopens, desktop app only): each gets a shared reply buffer
+   * the Worker waits on; `onfs(index, body)` relays its calls, `fsReply` answers them. */
+  #hostFolders(preopens) {
+    this.hostReplies = [];
+    return preopens.map((p) => {
+      if (!p.host) return p;
+      if (!canBlock()) {
+        throw new EngineError(`service '${this.name}': host folders need a cross-origin ` +
+          'isolated page (the app\'s pages are)', 'isolation');
+      }
+      const shared = new SharedArrayBuffer(8 + REPLY_BYTES);
+      this.hostReplies.push(shared);
+      return {guest: p.guest, mode: p.mode, host: {shared, index: this.hostReplies.length - 1}};
+    });
+  }
+
+  /** Answer the pending call on host folder `index` with `reply` bytes (null: it failed). */
+  fsReply(index, reply) {
+    const shared = this.hostReplies[index];
+    const ctrl = new Int32Array(shared, 0, 2);
+    if (reply && reply.byteLength <= REPLY_BYTES) {
+      new Uint8Array(shared, 8, reply.byteLength).set(reply);
+      ctrl[1] = reply.byteLength;
+    } else {
+      ctrl[1] = -1;
+    }
+    Atomics.store(ctrl, 0, 1);
+    Atomics.notify(ctrl, 0);
+  }
+
   #receive(msg) {
     if (this.done) return;
+    if (msg.type === 'fs') {
+      this.onfs?.(msg.index, msg.body);
+      return;
+    }
     if (msg.type === 'stdout') this.onstdout?.(msg.data);
     else if (msg.type === 'stderr') this.onstderr?.(msg.data);
     else if (msg.type === 'room') for (const r of [this.ring, ...(this.rings ?? [])]) r?.pump();

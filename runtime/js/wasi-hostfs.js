@@ -3,15 +3,18 @@
  *
  * In the desktop app, a page may give a page-supplied module a folder of the machine (a
  * `requestDirectory()` grant or a `[page] preopens` entry). The module still runs here, in the
- * page's Worker; each WASI call on that folder becomes one synchronous XMLHttpRequest from the
- * Worker to the app's bridge (`POST /__wvwasi/fs/MOUNT`), which runtime/hostfs.py answers beneath
- * the folder with the sandbox rules of native services. Body, both ways: u32 LE JSON length, JSON,
- * bytes. Descriptors of such a folder hold a `HostNode` (the host's handle number) instead of an
- * in-memory node; wasi-core.js hands every call on them to `hostCalls`.
+ * page's Worker; each WASI call on that folder is posted to the page, which relays it to the app's
+ * bridge over its WebSocket (an FS_CALL record; runtime/hostfs.py answers it beneath the folder
+ * with the sandbox rules of native services) and puts the answer in a SharedArrayBuffer the
+ * Worker waits on with Atomics.wait (wasi-engine.js `fsReply`). Call and answer: u32 LE JSON
+ * length, JSON, bytes. Descriptors of such a folder hold a `HostNode` (the host's handle number)
+ * instead of an in-memory node; wasi-core.js hands every call on them to `hostCalls`.
  */
 
 /** The most bytes one call moves (runtime/hostfs.py MAX_IO): bigger writes are split. */
 const MAX_IO = 512 << 10;
+/** The largest answer: u32 + JSON (runtime/hostfs.py MAX_JSON) + MAX_IO bytes. */
+export const REPLY_BYTES = 4 + (64 << 10) + MAX_IO;
 const E = {BADF: 8, FAULT: 21, INVAL: 28, IO: 29, ISDIR: 31, NOTDIR: 54, NOTCAPABLE: 76,
   XDEV: 75};
 const encoder = new TextEncoder();
@@ -27,10 +30,13 @@ export const HOST_CALLS = {
   path_remove_directory: [0], path_rename: [0, 3], path_symlink: [2], path_unlink_file: [0],
 };
 
-/** A folder on the host, reached at `url` (the bridge's /__wvwasi/fs/MOUNT). */
+/** A folder on the host: host folder number `index` of this instance, answered in `shared`
+ * (Int32 [state: 0 waiting / 1 answered, length or -1 when the relay failed], then the bytes). */
 export class HostFolder {
-  constructor(url, mode) {
-    this.url = url;
+  constructor({shared, index}, mode) {
+    this.ctrl = new Int32Array(shared, 0, 2);
+    this.data = new Uint8Array(shared, 8);
+    this.index = index;
     this.mode = mode;
   }
 
@@ -41,16 +47,12 @@ export class HostFolder {
     new DataView(body.buffer).setUint32(0, json.length, true);
     body.set(json, 4);
     if (data) body.set(data, 4 + json.length);
-    const xhr = new XMLHttpRequest();
-    xhr.open('POST', this.url, false); // synchronous: the guest waits, as for a native call
-    xhr.responseType = 'arraybuffer';
-    try {
-      xhr.send(body);
-    } catch {
-      throw new HostFail(E.IO);
-    }
-    if (xhr.status !== 200 || !(xhr.response instanceof ArrayBuffer)) throw new HostFail(E.IO);
-    const buffer = xhr.response;
+    Atomics.store(this.ctrl, 0, 0);
+    postMessage({type: 'fs', index: this.index, body}, [body.buffer]);
+    Atomics.wait(this.ctrl, 0, 0); // the guest waits, as for a native call
+    const length = Atomics.load(this.ctrl, 1);
+    if (length < 4) throw new HostFail(E.IO);
+    const buffer = this.data.slice(0, length).buffer;
     const size = new DataView(buffer).getUint32(0, true);
     const answer = JSON.parse(decoder.decode(new Uint8Array(buffer, 4, size)));
     if (answer.errno) throw new HostFail(answer.errno);

@@ -8,7 +8,8 @@
  * wvwasi.js fills under the name each SPAWN/RUN record gives as its service. Each instance runs
  * in its own Worker with the browser engine, in the desktop app as on the web: nothing a page
  * supplies runs natively. Host folders the app lent it (`grants`, `preopens` options; desktop
- * app only) are preopens whose calls go to the bridge (wasi-hostfs.js). Docs: docs/page-api.md ("Page-supplied modules").
+ * app only) are preopens whose calls the Worker posts here and wvwasi.js relays to the bridge
+ * (wasi-hostfs.js). Docs: docs/page-api.md ("Page-supplied modules").
  */
 import {WasiInstance, canBlock} from './wasi-engine.js';
 import {LocalBridge, Refused} from './wasi-web.js';
@@ -44,9 +45,11 @@ class PageBridge extends LocalBridge {
     }
     const {preopens, pipes} = await vfsPreopens(service.job.vfs);
     // host folders lent by the app (wvwasi.js mounted them): calls go to the bridge
-    for (const {guest, mode, url} of service.job.hosts ?? []) preopens.push({guest, mode, host: url});
+    const hosts = service.job.hosts ?? [];
+    for (const {guest, mode} of hosts) preopens.push({guest, mode, host: true});
+    let instance;
     try {
-      return new WasiInstance({
+      instance = new WasiInstance({
         name: service.name, module: service.job.module, stdin, preopens, pipes,
         window: stdin === 'stream' ? this.window : 0,
         args: [service.name, ...(spec.args ?? [])], env: spec.env ?? [],
@@ -54,6 +57,10 @@ class PageBridge extends LocalBridge {
     } catch (e) {
       throw new Refused(e.kind ?? 'start', e.message);
     }
+    // relay the Worker's calls on host folders to the app (wvwasi.js sends them on its socket)
+    instance.onfs = (index, body) => hosts[index].call(body)
+      .then((reply) => instance.fsReply(index, reply), () => instance.fsReply(index, null));
+    return instance;
   }
 }
 

@@ -3,7 +3,7 @@
  *
  * Started by wasi-engine.js with one `start` message:
  *   {module: WebAssembly.Module | ArrayBuffer, args, env,
- *    preopens: [{guest, mode, entries, persist?} | {guest, mode, host: URL of a lent host folder}],
+ *    preopens: [{guest, mode, entries, persist?} | {guest, mode, host: {shared, index}}],
  *    stdin: {shared: SharedArrayBuffer} | {bytes: Uint8Array} | null, memoryLimit: bytes | null,
  *    output: SharedArrayBuffer | null (bytes of output the page has not acknowledged), window,
  *    dump: [guest paths whose trees to send back at exit],
@@ -12,6 +12,7 @@
  * stdin's, or written out as {type: 'pipe', index, data}),
  * and answers with {type: 'stdout'|'stderr', data}, {type: 'room'} (stdin ring has space again),
  * {type: 'sync', guest, entries} (a `persist` preopen's whole tree after it changed),
+ * {type: 'fs', index, body} (a call on a host folder, answered in its `shared`: wasi-hostfs.js),
  * and a last {type: 'exit', code, error: {kind, detail} | null, trees}.
  * Blocking: stdin reads and poll_oneoff wait with Atomics.wait on the shared stdin ring (see
  * StdinRing in wasi-engine.js for its layout); sleeps use Atomics.wait on a private cell.

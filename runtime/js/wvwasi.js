@@ -793,30 +793,77 @@
     return list;
   }
 
-  /** Ask the app to lend each folder of `list` (MOUNT); [{guest, mode, url, id}]. */
+  /** A host folder the app lends a page-supplied module: MOUNT, then one FS_CALL at a time
+   * (the module's Worker waits for each answer), TERMINATE when the worker has ended. */
+  class Mount {
+    constructor(spec, guest) {
+      this.guest = guest;
+      this.mode = null;
+      this.pending = null; // [resolve, reject] of the MOUNT, then of the call in flight
+      this.id = 0;
+      this.ended = false;
+      this.ready = new Promise((resolve, reject) => { this.pending = [resolve, reject]; });
+      this.id = appChannel.add(this);
+      appChannel.send(OP.MOUNT, this.id, jsonPayload(spec));
+    }
+
+    receive(op, buffer, start, length) {
+      const [resolve, reject] = this.pending ?? [];
+      this.pending = null;
+      if (op === OP.ERROR) {
+        const [{kind, message}] = readJson(buffer, start);
+        appChannel.remove(this.id);
+        this.ended = true;
+        reject?.(new WasiError(message, kind));
+      } else if (op === OP.MOUNTED) {
+        this.mode = readJson(buffer, start)[0].mode;
+        resolve?.(this);
+      } else if (op === OP.FS_REPLY) {
+        resolve?.(new Uint8Array(buffer, start, length));
+      }
+    }
+
+    /** Relay one call of the Worker; resolves to the answer's bytes. */
+    call(body) {
+      if (this.ended) return Promise.reject(new WasiError('the host folder was taken back', 'bridge'));
+      return new Promise((resolve, reject) => {
+        this.pending = [resolve, reject];
+        appChannel.send(OP.FS_CALL, this.id, body);
+      });
+    }
+
+    end() {
+      if (this.ended) return;
+      this.ended = true;
+      appChannel.remove(this.id);
+      appChannel.send(OP.TERMINATE, this.id, EMPTY);
+      this.pending?.[1](new WasiError('the host folder was taken back', 'bridge'));
+      this.pending = null;
+    }
+
+    fail(error) {
+      this.ended = true;
+      this.pending?.[1](error);
+      this.pending = null;
+    }
+  }
+
+  /** Ask the app to lend each folder of `list`; the Mounts, in order. */
   async function mountHosts(list, what) {
     if (!list.length) return [];
     if (config.web) throw new WasiError(`${what}: host folders (grants, preopens) need the desktop app: a web page cannot lend folders of the machine (use vfs)`, 'unavailable');
-    const mounted = [];
+    const mounts = list.map(({spec, guest}) => new Mount(spec, guest));
     try {
-      for (const {spec, guest} of list) {
-        const reply = await new Promise((resolve, reject) => {
-          const request = new Request((buffer, start) => resolve([readJson(buffer, start)[0], request.id]), reject);
-          request.send(OP.MOUNT, jsonPayload(spec));
-        });
-        const [{mount, mode}, id] = reply;
-        mounted.push({guest, mode, id, url: new URL(`/__wvwasi/fs/${mount}`, location.href).href});
-      }
+      return await Promise.all(mounts.map((m) => m.ready));
     } catch (e) {
-      unmountHosts(mounted);
+      unmountHosts(mounts);
       throw e;
     }
-    return mounted;
   }
 
   /** The worker that had them has ended: the app closes their handles. */
-  function unmountHosts(mounted) {
-    for (const {id} of mounted) appChannel.send(OP.TERMINATE, id, EMPTY);
+  function unmountHosts(mounts) {
+    for (const m of mounts) m.end();
   }
 
   async function compileSource(source, what) {

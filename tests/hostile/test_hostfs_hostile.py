@@ -1,151 +1,149 @@
-"""The host folder endpoint of page-supplied modules (`POST /__wvwasi/fs/MOUNT`) against clients
-that are not the app's page, or that are and misbehave: no cookie, no Origin, a foreign Origin or
-Host, a guessed mount id, a client without the socket key (which cannot obtain a mount id), a
-mount used after its page left, malformed calls, oversized calls and a handle flood.
+"""Host folders lent to page-supplied modules (MOUNT / FS_CALL records) against clients that are
+not the app's page, or are and misbehave: no socket key (so no socket, so no mount), calls on ids
+that are no mount, two calls in flight on one mount, oversized calls, mounts that would widen a
+folder, raw calls that try to leave the folder, malformed calls and a handle flood; every mount
+gone when the page leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
-import secrets
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from bridge_client import Credentials, PageClient, launch
+from bridge_client import PageClient, launch
 from browser import ServedApp, served_app
 from projects import write_project
 
-from wvwasi.runtime.bridge.protocol import Op, json_record, split_json
+from wvwasi.runtime.bridge.mounts import MAX_CALL
+from wvwasi.runtime.bridge.protocol import Op, json_record, record, split_json
 from wvwasi.runtime.hostfs import MAX_HANDLES, MAX_IO
 
 pytestmark = pytest.mark.timeout(120)
+EPERM, EMFILE = 63, 33
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, wasm_fixture: Callable[[str], Path],
         module_cache_dir: Path) -> Iterator[ServedApp]:
     base = tmp_path_factory.mktemp("hostile-hostfs")
-    page = {"preopens": [{"guest": "/data", "host": "$APPDATA/data", "mode": "rw"}]}
+    page = {"preopens": [{"guest": "/data", "host": "$APPDATA/data", "mode": "rw"},
+                         {"guest": "/ro", "host": "$APPDATA/ro", "mode": "ro"}]}
     root = write_project(base / "app", {"echo": {"source": "echo_lines"}},
                          resolve_wasm=wasm_fixture, extra={"page": page})
     with served_app(root, dirs=base / "dirs", cache=module_cache_dir) as served:
         data = served.bridge.host.paths.resolve("$APPDATA/data")
         data.mkdir(parents=True, exist_ok=True)
         (data / "big").write_bytes(b"x" * (3 * MAX_IO))
+        (data / "out").symlink_to("/etc")
         yield served
 
 
-def call(creds: Credentials, mount: str, head: dict, data: bytes = b"",
-         headers: dict[str, str] | None = None) -> tuple[int, dict | None, bytes]:
-    """One POST with exactly `headers` (default: the page's cookie and Origin)."""
+def fs_call(ident: int, head: dict, data: bytes = b"") -> bytes:
     raw = json.dumps(head).encode()
-    body = struct.pack("<I", len(raw)) + raw + data
-    conn = http.client.HTTPConnection("127.0.0.1", creds.port, timeout=10)
-    try:
-        conn.putrequest("POST", f"/__wvwasi/fs/{mount}", skip_host=True,
-                        skip_accept_encoding=True)
-        sent = {"Host": f"127.0.0.1:{creds.port}", **(creds.headers() if headers is None
-                                                       else headers)}
-        for k, v in {**sent, "Content-Length": str(len(body))}.items():
-            conn.putheader(k, v)
-        conn.endheaders(body)
-        resp = conn.getresponse()
-        answer = resp.read()
-    finally:
-        conn.close()
-    if resp.status != 200:
-        return resp.status, None, answer
-    (size,) = struct.unpack_from("<I", answer)
-    return 200, json.loads(answer[4:4 + size]), answer[4 + size:]
+    return record(Op.FS_CALL, ident, struct.pack("<I", len(raw)) + raw + data)
 
 
-async def mounted(client: PageClient, ident: int = 1, **spec: object) -> tuple[Op, dict]:
-    await client.send(json_record(Op.MOUNT, ident, spec))
-    found = await client.answer(ident, (Op.MOUNTED, Op.ERROR))
+async def mount(page: PageClient, ident: int, **spec: object) -> tuple[Op, dict]:
+    await page.send(json_record(Op.MOUNT, ident, spec))
+    found = await page.answer(ident, (Op.MOUNTED, Op.ERROR))
     assert found is not None
     return found[0], split_json(memoryview(found[1]))[0]
 
 
-def test_only_the_page_with_its_key_cookie_and_origin_can_call(app: ServedApp) -> None:
-    creds = launch(app)
-
-    async def scenario() -> None:
-        async with await PageClient.open(creds) as page:
-            op, reply = await mounted(page, preopen="/data")
-            assert op is Op.MOUNTED and reply["mode"] == "rw"
-            mount = reply["mount"]
-            ok = {"op": "pstat", "h": 0, "path": "big", "follow": False}
-            assert call(creds, mount, ok)[1]["errno"] == 0
-            cookie_only = {"Cookie": creds.cookie}
-            assert call(creds, mount, ok, headers=cookie_only)[0] == 403  # no Origin
-            assert call(creds, mount, ok, headers={"Origin": creds.origin})[0] == 403  # no cookie
-            evil = {"Cookie": creds.cookie, "Origin": "http://evil.example"}
-            assert call(creds, mount, ok, headers=evil)[0] == 403
-            rebound = {**creds.headers(), "Host": "attacker.example:80"}
-            assert call(creds, mount, ok, headers=rebound)[0] == 403
-            assert call(creds, secrets.token_urlsafe(24), ok)[0] == 404  # a guessed mount id
-        # the page left: its mount ids are gone with it
-        for _ in range(50):
-            if not app.bridge._folders:
-                break
-            await asyncio.sleep(0.05)
-        assert call(creds, mount, ok)[0] == 404
-
-    asyncio.run(scenario())
+async def call(page: PageClient, ident: int, head: dict, data: bytes = b"",
+               raw: bytes | None = None) -> tuple[dict, bytes]:
+    """Send one FS_CALL (`raw`: this record instead) and wait for its FS_REPLY."""
+    seen = len(page.records)
+    await page.send(raw if raw is not None else fs_call(ident, head, data))
+    while True:
+        for op, rid, payload in page.records[seen:]:
+            if op is Op.FS_REPLY and rid == ident:
+                (size,) = struct.unpack_from("<I", payload)
+                return json.loads(payload[4:4 + size]), payload[4 + size:]
+        seen = len(page.records)
+        assert await page.receive(), "the bridge closed the connection"
 
 
-def test_without_the_socket_key_no_mount_id_can_be_obtained(app: ServedApp) -> None:
+async def gone(app: ServedApp) -> bool:
+    for _ in range(100):
+        if not app.bridge._folders:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def test_without_the_socket_key_there_is_no_socket_so_no_mount(app: ServedApp) -> None:
     creds = launch(app)
 
     async def scenario() -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await PageClient.open(creds, key="not-the-key")
         assert refused.value.status == 403
+        foreign = {"Cookie": creds.cookie, "Origin": "http://evil.example"}
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await PageClient.open(creds, headers=foreign)
+        assert not app.bridge._folders
 
     asyncio.run(scenario())
 
 
-def test_mounts_only_narrow_and_bad_calls_get_errnos_not_crashes(app: ServedApp) -> None:
-    creds = launch(app)
-
+def test_mounts_only_narrow_and_raw_calls_never_leave_the_folder(app: ServedApp) -> None:
     async def scenario() -> None:
-        async with await PageClient.open(creds) as page:
-            op, reply = await mounted(page, 1, preopen="/etc")
+        async with await PageClient.open(launch(app)) as page:
+            assert (await mount(page, 1, preopen="/etc"))[1]["kind"] == "permission"
+            assert (await mount(page, 2, grant="made-up"))[1]["kind"] == "permission"
+            op, reply = await mount(page, 3, preopen="/ro", mode="rw")
             assert op is Op.ERROR and reply["kind"] == "permission"
-            op, reply = await mounted(page, 2, grant="made-up")
-            assert op is Op.ERROR and reply["kind"] == "permission"
-            op, reply = await mounted(page, 3, preopen="/data", mode="ro")
-            assert op is Op.MOUNTED and reply["mode"] == "ro"
-            ro = reply["mount"]
+            op, reply = await mount(page, 4, preopen="/data", mode="ro")
+            assert op is Op.MOUNTED and reply == {"mode": "ro"}
             write = {"op": "open", "h": 0, "path": "new", "creat": True, "write": True}
-            assert call(creds, ro, write)[1]["errno"] == 63  # EPERM: a ro mount of a rw folder
-            mount = (await mounted(page, 4, preopen="/data"))[1]["mount"]
-            for head in ({"op": "read"}, {"op": "open", "h": "0", "path": 1},
-                         {"op": "nope", "h": 0}, {"op": "close", "h": 0},
-                         {"op": "open", "h": 0, "path": "a\u0000b"},
-                         {"op": "open", "h": 0, "path": "/etc/passwd"},
-                         {"op": "open", "h": 0, "path": "../../../../etc/passwd"}):
-                status, answer, _ = call(creds, mount, head)
-                assert status == 200 and answer["errno"] != 0, head
-            status, _, _ = call(creds, mount, {"op": "write", "h": 0}, b"x" * (2 << 20))
-            assert status == 413  # bigger than any call may be
+            assert (await call(page, 4, write))[0]["errno"] == EPERM  # rw folder lent ro
+            assert (await mount(page, 5, preopen="/data"))[0] is Op.MOUNTED
+            for path in ("../../../../etc/passwd", "/etc/passwd", "out/passwd", "big/../../x"):
+                for op_name in ("open", "pstat"):
+                    head = {"op": op_name, "h": 0, "path": path, "follow": True}
+                    assert (await call(page, 5, head))[0]["errno"] in (EPERM, 54), (path, head)
+            for head in ({"op": "read"}, {"op": "open", "h": "0", "path": 1}, {"op": "nope"},
+                         {"op": "close", "h": 0}, {"op": "open", "h": 0, "path": "a\u0000b"},
+                         {"op": "rename", "h": 0, "path": "big", "h2": 99, "path2": "x"},
+                         {"op": "symlink", "h": 0, "target": "/etc", "path": "abs"}):
+                answer, _ = await call(page, 5, head)
+                assert answer["errno"] != 0, head
+            cut = record(Op.FS_CALL, 5, b"\xff\xff\xff\xff{")  # a head longer than the call
+            assert (await call(page, 5, {}, raw=cut))[0]["errno"] != 0
             # a read returns at most MAX_IO bytes, whatever it asks for
-            _, opened, _ = call(creds, mount, {"op": "open", "h": 0, "path": "big"})
-            _, answer, data = call(creds, mount, {"op": "read", "h": opened["h"], "len": 1 << 30})
+            opened, _ = await call(page, 5, {"op": "open", "h": 0, "path": "big", "follow": True})
+            answer, data = await call(page, 5, {"op": "read", "h": opened["h"], "len": 1 << 30})
             assert answer["errno"] == 0 and len(data) == MAX_IO
             # open handles are bounded per mount: EMFILE, never an fd leak
-            codes = [call(creds, mount, {"op": "open", "h": 0, "path": "big"})[1]["errno"]
+            codes = [(await call(page, 5, {"op": "open", "h": 0, "path": "big"}))[0]["errno"]
                      for _ in range(MAX_HANDLES + 5)]
-            assert 33 in codes and codes.count(0) < MAX_HANDLES
-        for _ in range(50):
-            if not app.bridge._folders:
-                break
-            await asyncio.sleep(0.05)
-        assert app.bridge._folders == {}
+            assert EMFILE in codes and codes.count(0) < MAX_HANDLES
+            # calls on ids that are no mount are dropped; the page stays connected
+            await page.send(fs_call(999, {"op": "pstat", "h": 0, "path": "big"}))
+            answer, _ = await call(page, 5, {"op": "pstat", "h": 0, "path": "big"})
+            assert answer["errno"] == 0 and answer["size"] == str(3 * MAX_IO)
+        assert await gone(app)  # the page left: every mount and handle closed
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("abuse", ["two calls in flight", "oversized call"])
+def test_a_page_over_the_call_bounds_is_disconnected(app: ServedApp, abuse: str) -> None:
+    async def scenario() -> None:
+        async with await PageClient.open(launch(app)) as page:
+            assert (await mount(page, 1, preopen="/data"))[0] is Op.MOUNTED
+            stat = fs_call(1, {"op": "pstat", "h": 0, "path": "big"})
+            if abuse == "two calls in flight":
+                await page.send(stat, stat)
+            else:
+                await page.send(fs_call(1, {"op": "write", "h": 0}, b"x" * MAX_CALL))
+            assert await page.until_closed() == 1008
+        assert await gone(app)
 
     asyncio.run(scenario())
