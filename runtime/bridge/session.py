@@ -94,7 +94,7 @@ class Session:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts = asyncio.Semaphore(STARTS_PER_PAGE)
         self._picks = 0
-        self._last_id = 0  # ids of SPAWN/RUN/PICK increase along the connection
+        self._last_id = 0  # ids of SPAWN/RUN/PICK/MOUNT increase along the connection
         self._max_instances = manifest.limits.instances_per_page
 
     @property
@@ -178,10 +178,10 @@ class Session:
                 raise ProtocolError(f"{op.name} records travel from the bridge to the page")
 
     def _new_id(self, ident: int) -> None:
-        """A SPAWN/RUN/PICK id: never 0, never one used before on this connection."""
+        """A SPAWN/RUN/PICK/MOUNT id: never 0, never one used before on this connection."""
         if ident <= self._last_id:
             raise ProtocolError(
-                f"id {ident} is not new: SPAWN, RUN and PICK ids increase along a connection, "
+                f"id {ident} is not new: SPAWN, RUN, PICK and MOUNT ids increase along a connection, "
                 "from 1"
             )
         self._last_id = ident

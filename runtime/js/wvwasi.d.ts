@@ -116,7 +116,14 @@ interface WasiModuleOptions {
   ipc?: 'lines' | 'frames' | 'stream';
 }
 
-interface WasiPageSpawnOptions {
+/** Host folders lent to a page-supplied module (desktop app only; `unavailable` on the web):
+ * folders the user picked for this page, and `[page] preopens` entries by guest path. */
+interface WasiHostFolders {
+  grants?: Array<DirectoryGrant | WasiGrantMount>;
+  preopens?: Array<string | {guest: string; mode?: 'ro' | 'rw'}>;
+}
+
+interface WasiPageSpawnOptions extends WasiHostFolders {
   args?: string[];
   env?: Record<string, string>;
   vfs?: WasiVfs;
@@ -125,7 +132,7 @@ interface WasiPageSpawnOptions {
   stderr?: WritableStream<Uint8Array>;
 }
 
-interface WasiPageRunOptions {
+interface WasiPageRunOptions extends WasiHostFolders {
   args?: string[];
   env?: Record<string, string>;
   vfs?: WasiVfs;
