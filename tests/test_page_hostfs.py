@@ -193,7 +193,8 @@ def test_a_worker_holding_a_folder_releases_it_when_it_ends_or_its_page_leaves(
         })""")
         assert unmounted(app)
         page.evaluate("""() => { globalThis.held = new WasiWorker('mods/hostfs.wasm',
-          {args: ['l:/data'], preopens: ['/data'], vfs: {'/in/wait': new ReadableStream()}}); }""")
+          {args: ['l:/data', 'r:/in/wait'], preopens: ['/data'],
+           vfs: {'/in/wait': new ReadableStream()}}); }""")  # blocks reading the stream
         page.wait_for_function("() => true")
         deadline = 50
         while not app.bridge._folders and deadline:

@@ -181,8 +181,8 @@ class Session:
         """A SPAWN/RUN/PICK/MOUNT id: never 0, never one used before on this connection."""
         if ident <= self._last_id:
             raise ProtocolError(
-                f"id {ident} is not new: SPAWN, RUN, PICK and MOUNT ids increase along a connection, "
-                "from 1"
+                f"id {ident} is not new: SPAWN, RUN, PICK and MOUNT ids increase along a "
+                "connection, from 1"
             )
         self._last_id = ident
 

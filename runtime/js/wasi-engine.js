@@ -69,6 +69,56 @@ function serviceError(name, error, limits) {
   return {kind: 'start', message: `service '${name}' failed to start: ${error.detail}`};
 }
 
+const OUT_RING = 256 << 10; // output ring bytes (a power of two)
+const [OUT_W, OUT_RD, OUT_IDLE] = [0, 1, 2];
+
+/** The page's end of the worker's output ring (layout and records: Output in wasi-worker.js). */
+class OutputRing {
+  constructor() {
+    this.shared = new SharedArrayBuffer(16 + OUT_RING);
+    this.ctrl = new Int32Array(this.shared, 0, 4);
+    this.data = new Uint8Array(this.shared, 16);
+    this.allowed = 0; // ordered messages received whose barrier is not consumed yet
+    Atomics.store(this.ctrl, OUT_IDLE, 1); // the first record wakes the page
+  }
+
+  #read(at, n) {
+    const start = at & (OUT_RING - 1);
+    const first = Math.min(n, OUT_RING - start);
+    const out = new Uint8Array(n);
+    out.set(this.data.subarray(start, start + first));
+    out.set(this.data.subarray(0, n - first), first);
+    return out;
+  }
+
+  /** Hand each record to `deliver(type, bytes)` until the ring is empty, a barrier is consumed
+   * (true) or one is reached whose message has not arrived; `stop()` ends it early. */
+  drain(deliver, stop) {
+    const ctrl = this.ctrl;
+    Atomics.store(ctrl, OUT_IDLE, 1); // a record written from now on posts a wake
+    let rd = Atomics.load(ctrl, OUT_RD);
+    let barrier = false;
+    while (!stop() && rd !== Atomics.load(ctrl, OUT_W)) {
+      const head = this.#read(rd, 5);
+      const length = new DataView(head.buffer).getUint32(1, true);
+      if (head[0] === 0) {
+        if (!this.allowed) break;
+        this.allowed--;
+        rd = (rd + 5) | 0;
+        barrier = true;
+        break;
+      }
+      const bytes = this.#read(rd + 5, length);
+      rd = (rd + 5 + length) | 0;
+      Atomics.store(ctrl, OUT_RD, rd);
+      deliver(head[0], bytes);
+    }
+    Atomics.store(ctrl, OUT_RD, rd);
+    Atomics.notify(ctrl, OUT_RD);
+    return barrier;
+  }
+}
+
 /** The page's end of the shared stdin ring (layout in wasi-worker.js). */
 class StdinRing {
   constructor() {
@@ -177,9 +227,10 @@ export class WasiInstance {
     const transfer = moduleData instanceof ArrayBuffer ? [moduleData] : [];
     const pipeSpecs = this.#pipes(pipes);
     this.held = window && canBlock() ? new Int32Array(new SharedArrayBuffer(4)) : null;
+    this.out = canBlock() ? new OutputRing() : null;
     this.worker.postMessage({module: moduleData, args, env, preopens, stdin: stdinSpec,
       memoryLimit: limits.memory ?? null, dump, output: this.held?.buffer ?? null, window,
-      pipes: pipeSpecs},
+      pipes: pipeSpecs, ring: this.out?.shared ?? null},
     transfer);
     if (limits.timeout) {
       this.timer = setTimeout(() => this.#stop({kind: 'timeout',
@@ -281,18 +332,37 @@ export class WasiInstance {
     Atomics.notify(ctrl, 0);
   }
 
+  /** Dispatch what the output ring holds (see OutputRing.drain). */
+  #drain() {
+    return this.out?.drain((type, bytes) => (type === 1 ? this.onstdout : this.onstderr)?.(bytes),
+      () => this.done) ?? false;
+  }
+
+  /** A message the worker posted in order with its ring records: what it wrote before first. */
+  #ordered(dispatch) {
+    if (this.out) {
+      this.out.allowed++;
+      this.#drain();
+    }
+    if (!this.done) dispatch();
+    this.#drain();
+  }
+
   #receive(msg) {
     if (this.done) return;
     if (msg.type === 'fs') {
       this.onfs?.(msg.index, msg.body);
       return;
     }
-    if (msg.type === 'stdout') this.onstdout?.(msg.data);
-    else if (msg.type === 'stderr') this.onstderr?.(msg.data);
+    if (msg.type === 'wake') this.#drain();
+    else if (msg.type === 'stdout') this.#ordered(() => this.onstdout?.(msg.data));
+    else if (msg.type === 'stderr') this.#ordered(() => this.onstderr?.(msg.data));
     else if (msg.type === 'room') for (const r of [this.ring, ...(this.rings ?? [])]) r?.pump();
     else if (msg.type === 'pipe') this.sinks[msg.index]?.write(msg.data).catch(() => {});
-    else if (msg.type === 'sync') this.onsync?.(msg.guest, msg.entries);
+    else if (msg.type === 'sync') this.#ordered(() => this.onsync?.(msg.guest, msg.entries));
     else if (msg.type === 'exit') {
+      this.#drain(); // everything the guest wrote comes before its exit
+      if (this.done) return;
       this.worker.terminate();
       const error = msg.error ? serviceError(this.name, msg.error, this.limits) : null;
       this.#finish({code: msg.code, error, trees: msg.trees});

@@ -6,11 +6,13 @@
  *    preopens: [{guest, mode, entries, persist?} | {guest, mode, host: {shared, index}}],
  *    stdin: {shared: SharedArrayBuffer} | {bytes: Uint8Array} | null, memoryLimit: bytes | null,
  *    output: SharedArrayBuffer | null (bytes of output the page has not acknowledged), window,
+ *    ring: SharedArrayBuffer | null (the output ring: see Output),
  *    dump: [guest paths whose trees to send back at exit],
  *    pipes: [{preopen, path, shared: SharedArrayBuffer} | {preopen, path, sink: true}]}
  * (`pipes`: files of preopen number `preopen` that the page streams: read from a shared ring like
  * stdin's, or written out as {type: 'pipe', index, data}),
- * and answers with {type: 'stdout'|'stderr', data}, {type: 'room'} (stdin ring has space again),
+ * and answers with {type: 'wake'} (records in the output ring), {type: 'stdout'|'stderr', data}
+ * (without a ring, or a write too big for it), {type: 'room'} (stdin ring has space again),
  * {type: 'sync', guest, entries} (a `persist` preopen's whole tree after it changed),
  * {type: 'fs', index, body} (a call on a host folder, answered in its `shared`: wasi-hostfs.js),
  * and a last {type: 'exit', code, error: {kind, detail} | null, trees}.
@@ -77,10 +79,68 @@ class FixedStdin {
   }
 }
 
-/** Posts output; with a shared counter `shared`, first waits while `window` bytes or more are
- * unacknowledged by the page (back-pressure: a page that does not read pauses the guest, as a
- * full pipe does natively). One write may exceed the window when nothing is outstanding. */
-function output(type, shared, window) {
+/** Output to the page. With a shared `ring` (wasi-engine.js OutputRing: Int32 [W, RD, IDLE],
+ * then the data), each write is a record `[u8 type][u32 LE length][bytes]` in the ring, and only
+ * the first record the page has not yet been woken for costs a postMessage ({type: 'wake'}):
+ * pipelined small writes share one. A write of more than half the ring, and a `sync`, are posted
+ * as messages after a barrier record (type 0) at their place in the ring, so the page keeps
+ * their order. Without a ring (no shared memory), each write is one postMessage. */
+class Output {
+  constructor(ring) {
+    this.ctrl = ring ? new Int32Array(ring, 0, 4) : null;
+    this.data = ring ? new Uint8Array(ring, 16) : null;
+  }
+
+  write(type, data) {
+    if (!this.ctrl || RECORD + data.length > this.data.length / 2) {
+      this.post({type, data}, [data.buffer]);
+      return;
+    }
+    this.#record(TYPES[type], data);
+  }
+
+  /** A message in order with the ring's records (see the class comment). */
+  post(msg, transfer = []) {
+    if (this.ctrl) this.#record(BARRIER, new Uint8Array(0));
+    postMessage(msg, transfer);
+  }
+
+  #record(type, data) {
+    const {ctrl} = this;
+    const size = this.data.length;
+    const need = RECORD + data.length;
+    let w = Atomics.load(ctrl, OUT_W);
+    for (;;) { // wait for room: the page frees it as it dispatches (back-pressure)
+      const rd = Atomics.load(ctrl, OUT_RD);
+      if (size - ((w - rd) | 0) >= need) break;
+      Atomics.wait(ctrl, OUT_RD, rd);
+    }
+    const head = new Uint8Array(RECORD);
+    head[0] = type;
+    new DataView(head.buffer).setUint32(1, data.length, true);
+    this.#copy(head, w);
+    this.#copy(data, w + RECORD);
+    Atomics.store(ctrl, OUT_W, (w + need) | 0);
+    if (Atomics.compareExchange(ctrl, OUT_IDLE, 1, 0) === 1) postMessage({type: 'wake'});
+  }
+
+  #copy(bytes, at) {
+    const size = this.data.length;
+    const start = at & (size - 1);
+    const first = Math.min(bytes.length, size - start); // the ring may wrap once
+    this.data.set(bytes.subarray(0, first), start);
+    this.data.set(bytes.subarray(first), 0);
+  }
+}
+const RECORD = 5;
+const [OUT_W, OUT_RD, OUT_IDLE] = [0, 1, 2];
+const BARRIER = 0;
+const TYPES = {stdout: 1, stderr: 2};
+
+/** Stdout or stderr; with a shared counter `shared`, first waits while `window` bytes or more
+ * are unacknowledged by the page (back-pressure: a page that does not read pauses the guest, as
+ * a full pipe does natively). One write may exceed the window when nothing is outstanding. */
+function output(out, type, shared, window) {
   const held = shared ? new Int32Array(shared) : null;
   return (data) => {
     if (held) {
@@ -89,7 +149,7 @@ function output(type, shared, window) {
       }
       Atomics.add(held, 0, data.length);
     }
-    postMessage({type, data}, [data.buffer]);
+    out.write(type, data);
   };
 }
 
@@ -130,12 +190,13 @@ function run(msg) {
   });
   const stdin = msg.stdin?.shared ? new SharedStdin(msg.stdin.shared)
     : new FixedStdin(msg.stdin?.bytes ?? new Uint8Array(0));
+  const out = new Output(msg.ring);
   const wasi = new Wasi({
     args: msg.args, env: msg.env, preopens, stdin,
-    stdout: output('stdout', msg.output, msg.window),
-    stderr: output('stderr', msg.output, msg.window),
+    stdout: output(out, 'stdout', msg.output, msg.window),
+    stderr: output(out, 'stderr', msg.output, msg.window),
     sleep: sleeper(),
-    sync: (guest, entries) => postMessage({type: 'sync', guest, entries}),
+    sync: (guest, entries) => out.post({type: 'sync', guest, entries}),
   });
   let instance;
   try {
