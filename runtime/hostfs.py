@@ -491,8 +491,9 @@ class HostFolder:
                 now = time.time_ns()
                 atim = now if head.get("atimNow") else atim
                 mtim = now if head.get("mtimNow") else mtim
-            # O_PATH fds take no futimens: go through /proc/self/fd (the very file opened)
-            os.utime(f"/proc/self/fd/{fd}", ns=(atim, mtim))
+            # Linux O_PATH fds take no futimens: /proc/self/fd/N is the very file opened
+            os.utime(f"/proc/self/fd/{fd}" if _O_PATH and "path" in head else fd,
+                     ns=(atim, mtim))
         finally:
             os.close(fd)
         return {}, b""

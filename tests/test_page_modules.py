@@ -285,3 +285,20 @@ def test_page_modules_in_webkitgtk(tmp_path: Path, wasm_fixture: Callable[[str],
                  "streams": {"code": 0, "kind": None, "messages": ["12"],
                              "received": ["first ", "second"]},
                  "notWasm": "start"}
+
+
+def test_host_folder_options_are_checked_and_need_the_desktop_app(
+        page: Page, request: pytest.FixtureRequest) -> None:
+    result = page.evaluate("""async () => ({
+        overlap: harness.thrown(() => new WasiWorker('mods/readfile.wasm',
+          {preopens: ['/data'], vfs: {'/data/x': 'x'}})),
+        badItem: await harness.outcome(WasiWorker.run('mods/readfile.wasm', {preopens: [5]})),
+        unknown: await harness.outcome(WasiWorker.run('mods/readfile.wasm',
+          {preopens: ['/nope']})),
+    })""")
+    assert result["overlap"]["name"] == "TypeError" and "inside host folder" in \
+        result["overlap"]["message"]
+    assert result["badItem"]["name"] == "TypeError"
+    # the desktop app has no [page] preopens entry "/nope"; a web page cannot lend folders at all
+    web = request.node.callspec.params["opener"] == "web"
+    assert result["unknown"]["kind"] == ("unavailable" if web else "permission")

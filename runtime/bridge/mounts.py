@@ -88,6 +88,10 @@ class Mounts:
             raise Refused("start", f"{what}: cannot open the folder: {e.strerror or e}") from None
         finally:
             self._opening -= 1
+        if root.fd is None:  # Windows: paths are checked, not opened beneath (hostpath.py)
+            root.close()
+            raise Refused("unavailable", "host folders for page-supplied modules need Linux or "
+                          "macOS (they are opened beneath the folder)")
         folder = HostFolder(root, mode, self._budget)
         self._mine[ident] = folder
         self._registry.add(folder)
