@@ -527,8 +527,8 @@ def parse_duration(value: float | str) -> float:
         if not m:
             raise ValueError(f'expected a duration like "30s", "500ms" or "2m", got {_show(value)}')
         seconds = float(m[1]) * _DURATION_UNITS[m[2]]
-    else:  # float() of an integer past ~1e308 overflows: any such number is too large
-        seconds = float(min(value, 2 * MAX_DURATION))
+    else:  # float() of an integer past ±1e308 overflows: clamp first (the message shows value)
+        seconds = float(max(-1, min(value, 2 * MAX_DURATION)))
     if not seconds > 0:
         raise ValueError(f"expected a duration greater than 0, got {_show(value)}")
     if seconds > MAX_DURATION:

@@ -109,6 +109,8 @@ BROKEN: list[tuple[str, str, str] | tuple[str, str, str, dict[str, bytes]]] = [
      'got "5 minutes"', WC + 'limits = { timeout = "5 minutes" }\n'),
     ("services.wc.limits.timeout", "expected a duration greater than 0, got -1",
      WC + "limits = { timeout = -1 }\n"),
+    ("services.wc.limits.timeout", "expected a duration greater than 0, got -2359967529",
+     WC + "limits = { timeout = -" + "2359967529" * 32 + " }\n"),
     ("services.wc.limits.instances", "expected an integer greater than 0, got 0",
      WC + "limits = { instances = 0 }\n"),
     ("services.wc.limits.instances", "expected an integer, got a float",
