@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import time
 import zipfile
 from pathlib import Path
 
+import pefile
 import pytest
 from build_helpers import cli_env, new_project, wvwasi
-from wine import Wine, build_stub, reg_delete, windows_path
+from PIL import Image
+from wine import RUNTIME_MANIFEST, Wine, append_overlay, build_stub, reg_delete, windows_path
 
 from wvwasi.packager.formats import _webview2
 
@@ -40,13 +43,21 @@ def wine(top: Path) -> Wine:
     return Wine(top / "prefix", top / "stub-logs")
 
 
+#: Appended to the runtime stub where PyInstaller appends its archive (see wine.append_overlay).
+RUNTIME_ARCHIVE = "the frozen runtime's archive"
+
+
 @pytest.fixture(scope="module")
 def stubs(top: Path) -> dict[str, Path]:
-    """The stub program as the runtime (onedir/), the WebView2 bootstrapper and PowerShell."""
+    """The stub program as the runtime (onedir/ and onefile/: with a default icon, a manifest
+    and an archive appended, like a frozen runtime), the WebView2 bootstrapper and PowerShell."""
     stub = build_stub(top / "stub" / "stub.exe")
     onedir = top / "runtime" / "onedir"
     (onedir / "_internal").mkdir(parents=True)
-    shutil.copy(stub, onedir / "wvwasi-runtime.exe")
+    (top / "runtime" / "onefile").mkdir()
+    for exe in (onedir / "wvwasi-runtime.exe", top / "runtime" / "onefile" / "wvwasi-runtime.exe"):
+        build_stub(exe, runtime_resources=True)
+        append_overlay(exe, RUNTIME_ARCHIVE)
     (onedir / "_internal" / "python311.dll").write_bytes(b"MZ not really a dll")
     (top / "bootstrapper").mkdir()
     shutil.copy(stub, top / "bootstrapper" / "MicrosoftEdgeWebview2Setup.exe")
@@ -204,3 +215,92 @@ def test_download_mode_runs_powershell_and_a_failed_download_installs_nothing(
     assert (folder / "download.exe").is_file()
     assert wine.run(folder / "uninstall.exe", "/S") == 0
     assert not folder.exists()
+
+
+def resources(exe: Path) -> dict[int, dict[int, bytes]]:
+    """{resource type: {resource number: data}} of a Windows executable, read with pefile."""
+    pe = pefile.PE(str(exe))
+    found: dict[int, dict[int, bytes]] = {}
+    for kind in pe.DIRECTORY_ENTRY_RESOURCE.entries:
+        for entry in kind.directory.entries:
+            (lang,) = entry.directory.entries
+            found.setdefault(kind.id, {})[entry.id] = pe.get_data(lang.data.struct.OffsetToData,
+                                                                  lang.data.struct.Size)
+    assert pe.verify_checksum()
+    return found
+
+
+def ico_images(ico: bytes) -> list[tuple[bytes, bytes]]:
+    """(12-byte directory entry without the offset, image bytes) of each image of an .ico."""
+    (count,) = struct.unpack_from("<H", ico, 4)
+    images = []
+    for i in range(count):
+        entry = ico[6 + 16 * i:6 + 16 * i + 16]
+        size, offset = struct.unpack_from("<2I", entry, 8)
+        images.append((entry[:12], ico[offset:offset + size]))
+    return images
+
+
+def test_the_app_exe_has_its_own_icon_and_version_and_keeps_the_runtime_archive(
+    wine: Wine, stubs: dict[str, Path], top: Path
+):
+    """The runtime's default icon is replaced by the app's, a version resource is written from
+    [app], the runtime's manifest stays, and the archive appended to the runtime (PyInstaller's
+    PKG) still ends the file: the program starts under Wine, Windows' own version and icon APIs
+    read the new resources, and it finds its archive searching back from the end."""
+    project = new_project(top / "res", "Résumé Tool", identifier="dev.wvwasi.wine.res")
+    Image.new("RGBA", (300, 200), (200, 40, 40, 255)).save(project / "logo.png")
+    toml = project / "wvwasi.toml"
+    app = 'publisher = "Ünïcode Tools Ltd"\nicon = "logo.png"'
+    toml.write_text(toml.read_text().replace('version = "0.1.0"', 'version = "2.7.1-rc.1"')
+                    .replace('publisher = ""', app))
+    proc = wvwasi("build", project, "--platform", "windows", "--runtime", stubs["runtime"],
+                  "--out", top / "res" / "dist", "--json", "--format", "zip", "--format",
+                  "onefile", env=cli_env())
+    assert proc.returncode == 0, proc.stderr
+    built = {a["format"]: Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"]}
+    with zipfile.ZipFile(built["zip"]) as z:
+        z.extractall(top / "res" / "app")
+    (folder,) = (top / "res" / "app").iterdir()
+    ico = (folder / "app" / "icon.ico").read_bytes()
+
+    for exe in (folder / "resume-tool.exe", built["onefile"]):
+        res = resources(exe)
+        assert set(res) == {pefile.RESOURCE_TYPE[t] for t in
+                            ("RT_ICON", "RT_GROUP_ICON", "RT_VERSION", "RT_MANIFEST")}
+        assert res[24][1].decode() == RUNTIME_MANIFEST  # the runtime's own manifest, kept
+        images = ico_images(ico)
+        assert len(images) == 7 and len(res[3]) == 7  # the app's sizes, not the runtime's 2
+        (group,) = res[14].values()
+        assert struct.unpack_from("<3H", group) == (0, 1, 7)
+        for i, (entry, data) in enumerate(images):
+            assert group[6 + 14 * i:6 + 14 * i + 12] == entry  # size, colours, planes, bytes
+            (number,) = struct.unpack_from("<H", group, 6 + 14 * i + 12)
+            assert res[3][number] == data
+        pe = pefile.PE(str(exe))
+        (strings,) = [t.entries for info in pe.FileInfo[0] if hasattr(info, "StringTable")
+                      for t in info.StringTable]
+        assert {k.decode(): v.decode() for k, v in strings.items()} == {
+            "CompanyName": "Ünïcode Tools Ltd", "FileDescription": "Résumé Tool, a wvwasi app",
+            "FileVersion": "2.7.1-rc.1", "InternalName": "resume-tool",
+            "OriginalFilename": "resume-tool.exe", "ProductName": "Résumé Tool",
+            "ProductVersion": "2.7.1-rc.1"}
+        fixed = pe.VS_FIXEDFILEINFO[0]
+        assert (fixed.FileVersionMS, fixed.FileVersionLS) == (2 << 16 | 7, 1 << 16)
+
+    assert wine.run(folder / "resume-tool.exe", "--info", "a b", "ü") == 0
+    assert wine.stub_calls("resume-tool.exe")[-1][1:] == ["--info", "a b", "ü"]
+    assert wine.stub_info("resume-tool.exe") == {
+        "ProductName": "Résumé Tool", "ProductVersion": "2.7.1-rc.1",
+        "FileVersion": "2.7.1-rc.1", "CompanyName": "Ünïcode Tools Ltd",
+        "FileDescription": "Résumé Tool, a wvwasi app", "OriginalFilename": "resume-tool.exe",
+        "icons": "1", "overlay": RUNTIME_ARCHIVE}
+
+    onefile = top / "res" / "onefile" / "resume-tool.exe"
+    onefile.parent.mkdir()
+    shutil.copy(built["onefile"], onefile)
+    with zipfile.ZipFile(onefile) as z:  # the payload appended after the archive reads back
+        assert z.read("app/icon.ico") == ico
+    assert wine.run(onefile, "--info") == 0
+    info = wine.stub_info("resume-tool.exe")
+    assert info["overlay"] == RUNTIME_ARCHIVE and info["ProductName"] == "Résumé Tool"
