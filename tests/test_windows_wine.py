@@ -21,6 +21,7 @@ import pytest
 from build_helpers import cli_env, new_project, wvwasi
 from PIL import Image
 from wine import RUNTIME_MANIFEST, Wine, append_overlay, build_stub, reg_delete, windows_path
+from winsign import make_certificate, signing_env, verified_signer
 
 from wvwasi.packager.formats import _webview2
 
@@ -304,3 +305,29 @@ def test_the_app_exe_has_its_own_icon_and_version_and_keeps_the_runtime_archive(
     assert wine.run(onefile, "--info") == 0
     info = wine.stub_info("resume-tool.exe")
     assert info["overlay"] == RUNTIME_ARCHIVE and info["ProductName"] == "Résumé Tool"
+
+
+def test_a_signed_setup_installs_a_signed_app_and_a_signed_uninstaller(
+    wine: Wine, stubs: dict[str, Path], top: Path
+):
+    """makensis signs the uninstaller as it writes it (`!uninstfinalize`), so the
+    uninstall.exe the setup writes at install time carries the app's signature, as do the
+    setup and the app's executable (whose appended archive is still found)."""
+    pfx = make_certificate(top / "cert")
+    project = new_project(top / "signed", "Signed", '[bundle.windows]\nsign = true\n'
+                          'webview2 = "skip"\n', identifier="dev.wvwasi.wine.signed")
+    proc = wvwasi("build", project, "--platform", "windows", "--runtime", stubs["runtime"],
+                  "--out", top / "signed" / "dist", "--json", "--format", "nsis",
+                  env=cli_env(**signing_env(pfx)))
+    assert proc.returncode == 0, proc.stderr
+    (setup,) = (Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"])
+    assert verified_signer(setup, pfx)
+
+    assert wine.run(setup, "/S") == 0
+    folder = wine.local_appdata / "Programs" / "signed"
+    assert verified_signer(folder / "uninstall.exe", pfx)
+    assert verified_signer(folder / "signed.exe", pfx)
+    assert wine.run(folder / "signed.exe", "--info") == 0
+    assert wine.stub_info("signed.exe")["overlay"] == RUNTIME_ARCHIVE
+    assert wine.run(folder / "uninstall.exe", "/S") == 0
+    assert not folder.exists()
