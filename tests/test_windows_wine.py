@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -130,7 +131,11 @@ def test_nsis_setup_installs_runs_refuses_while_running_upgrades_and_uninstalls(
         deadline = time.monotonic() + 60
         while len(wine.stub_calls("nsis.exe")) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert wine.run(v2["nsis"], "/S") == 5  # the app is running: refused, nothing changed
+        # the app is running: refused, nothing changed
+        assert wine.run(v2["nsis"], "/S", settle=False) == 5
+        # (`_?=`: the uninstaller runs in place, not from a copy, so its status is seen)
+        assert wine.run(folder / "uninstall.exe", "/S", f"_?={windows_path(folder)}",
+                        settle=False) == 5
         assert wine.registry()[key]["DisplayVersion"] == "0.1.0"
         assert "app/resources/old.txt" in installed(folder)
     finally:
@@ -149,6 +154,13 @@ def test_nsis_setup_installs_runs_refuses_while_running_upgrades_and_uninstalls(
     assert not (wine.start_menu / "Nsis.lnk").exists()
     assert key not in wine.registry()
     assert "Software\\dev.wvwasi.wine.nsis" not in wine.registry()
+
+
+def msi_table(msi: Path, table: str) -> list[list[str]]:
+    """Rows of an MSI table (msiinfo export; the first three lines are the header)."""
+    text = subprocess.run(["msiinfo", "export", msi, table], capture_output=True, text=True,
+                          check=True).stdout
+    return [line.split("\t") for line in text.splitlines()[3:]]
 
 
 def msi_entry(wine: Wine, name: str) -> dict[str, str] | None:
@@ -181,6 +193,30 @@ def test_msi_installs_runs_the_embedded_webview2_bootstrapper_upgrades_and_unins
 
     assert wine.run(folder / "msi.exe", "--self-test") == 0
     assert wine.stub_calls("msi.exe")[-1][1:] == ["--self-test"]
+
+    release = top / "release-msi"
+    app = wine.start(folder / "msi.exe", "--hold", windows_path(release))
+    log = top / "msi-refused.log"
+    try:
+        deadline = time.monotonic() + 60
+        while len(wine.stub_calls("msi.exe")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # the app is running: the upgrade and the removal are refused, with the message
+        # (1603, ERROR_INSTALL_FAILURE: Wine's exit statuses are 8 bits wide on Linux)
+        assert wine.run("msiexec", "/i", v2["msi"], "/qn", "/l*", windows_path(log),
+                        settle=False) == 1603 % 256
+        # the script found it running; the launch condition's message is shown in UI modes
+        assert "Property(S): WVWASI_APP_RUNNING = 1" in log.read_text("utf-8", "replace")
+        assert ["NOT WVWASI_APP_RUNNING", "Msi is running. Close it, then try again."] in \
+            msi_table(v2["msi"], "LaunchCondition")
+        assert wine.run("msiexec", "/x", v1["msi"], "/qn", settle=False) == 1603 % 256
+        assert msi_entry(wine, "Msi")["DisplayVersion"] == "0.1.0"
+        assert installed(folder) == app_files(v1["zip"]) | {
+            "webview2/MicrosoftEdgeWebview2Setup.exe"}
+    finally:
+        release.touch()
+        app.wait(60)
+        wine.wait()
 
     assert wine.run("msiexec", "/i", v2["msi"], "/qn") == 0  # MajorUpgrade
     assert installed(folder) == app_files(v2["zip"])  # no stale file, no bootstrapper

@@ -73,12 +73,14 @@ class Wine:
         self.run("wineboot", "-i")
 
     def run(self, *args: str | Path, extra_env: dict[str, str] | None = None,
-            timeout: float = 180) -> int:
-        """`wine ARGS` to completion (and every process it started): the exit status."""
+            timeout: float = 180, settle: bool = True) -> int:
+        """`wine ARGS` to completion (with `settle`, also every other process of the prefix:
+        not while a test keeps a program running): the exit status."""
         env = {**self.env, **(extra_env or {})}
         proc = subprocess.run(["wine", *map(str, args)], env=env, capture_output=True,
                               timeout=timeout)
-        self.wait()
+        if settle:
+            self.wait()
         return proc.returncode
 
     def start(self, *args: str | Path) -> subprocess.Popen[bytes]:
