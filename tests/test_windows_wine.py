@@ -9,6 +9,7 @@ the registry after every step.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import struct
@@ -19,12 +20,14 @@ from pathlib import Path
 
 import pefile
 import pytest
-from build_helpers import cli_env, new_project, wvwasi
+from build_helpers import ROOT, cli_env, new_project, wvwasi
 from PIL import Image
 from wine import RUNTIME_MANIFEST, Wine, append_overlay, build_stub, reg_delete, windows_path
 from winsign import make_certificate, signing_env, verified_signer
 
+from wvwasi.packager import winres
 from wvwasi.packager.formats import _webview2
+from wvwasi.runtime.manifest import AppInfo
 
 WEBVIEW2_KEY = "HKLM\\SOFTWARE\\WOW6432Node\\Microsoft\\EdgeUpdate\\Clients\\" + \
     _webview2.CLIENT_KEY.rsplit("\\", 1)[1]
@@ -367,3 +370,53 @@ def test_a_signed_setup_installs_a_signed_app_and_a_signed_uninstaller(
     assert wine.stub_info("signed.exe")["overlay"] == RUNTIME_ARCHIVE
     assert wine.run(folder / "uninstall.exe", "/S") == 0
     assert not folder.exists()
+
+
+def pyinstaller_bootloader() -> bytes:
+    """PyInstaller's Windows console bootloader, from its win_amd64 wheel (.ci/setup fetches
+    the locked version into .ci/wheels)."""
+    version = importlib.metadata.version("pyinstaller")
+    wheel = ROOT / ".ci" / "wheels" / f"pyinstaller-{version}-py3-none-win_amd64.whl"
+    if not wheel.is_file():
+        pytest.fail(f"{wheel} is missing: run .ci/setup", pytrace=False)
+    with zipfile.ZipFile(wheel) as z:
+        return z.read("PyInstaller/bootloader/Windows-64bit-intel/run.exe")
+
+
+def test_pyinstallers_own_bootloader_still_reads_its_archive_after_the_resources_change(
+    wine: Wine, top: Path
+):
+    """The real frozen-runtime layout: PyInstaller's Windows bootloader with a PKG archive
+    written by PyInstaller's own CArchiveWriter appended. After winres rewrites the resources
+    (and after signing), the bootloader still finds the archive and reads its table of contents
+    (the contents-directory option in it names the folder it then loads Python from); a
+    bootloader without the archive says so instead."""
+    from PyInstaller.archive.writers import CArchiveWriter
+
+    work = top / "bootloader"
+    work.mkdir()
+    CArchiveWriter(str(work / "pkg"), [("pyi-contents-directory _probe", "", False, "o")],
+                   "python311.dll")
+    boot = pyinstaller_bootloader()
+    (work / "bare.exe").write_bytes(boot)
+    exe = work / "app.exe"
+    exe.write_bytes(boot + (work / "pkg").read_bytes())
+    Image.new("RGBA", (64, 64), (0, 120, 0, 255)).save(work / "app.ico", sizes=[(16, 16), (64, 64)])
+    info = AppInfo(name="Probe", identifier="dev.wvwasi.probe", version="3.1.4",
+                   description="", publisher="", icon=None)
+    winres.set_app_resources(exe, work / "app.ico", info)
+    assert resources(exe)[16]  # a version resource now, and the archive still at the end
+    assert exe.read_bytes().endswith((work / "pkg").read_bytes())
+
+    missing = "Could not load PyInstaller's embedded PKG archive"
+    assert missing in wine.output(work / "bare.exe")
+    loads = f"Failed to load Python DLL '{windows_path(work)}\\_probe\\python311.dll'"
+    out = wine.output(exe)
+    assert loads in out and missing not in out
+
+    pfx = make_certificate(work / "cert")
+    subprocess.run(["osslsigncode", "sign", "-pkcs12", pfx, "-pass", signing_env(pfx)[
+        "WVWASI_WINDOWS_CERT_PASSWORD"], "-in", exe, "-out", work / "signed.exe"], check=True,
+        capture_output=True)
+    assert verified_signer(work / "signed.exe", pfx)
+    assert loads in wine.output(work / "signed.exe")

@@ -83,6 +83,13 @@ class Wine:
             self.wait()
         return proc.returncode
 
+    def output(self, *args: str | Path, timeout: float = 180) -> str:
+        """`wine ARGS` to completion: what it printed (stdout and stderr)."""
+        proc = subprocess.run(["wine", *map(str, args)], env=self.env, capture_output=True,
+                              text=True, errors="replace", timeout=timeout)
+        self.wait()
+        return proc.stdout + proc.stderr
+
     def start(self, *args: str | Path) -> subprocess.Popen[bytes]:
         """`wine ARGS` in the background."""
         return subprocess.Popen(["wine", *map(str, args)], env=self.env,
