@@ -139,6 +139,7 @@ def test_nsis_setup_installs_runs_refuses_while_running_upgrades_and_uninstalls(
         # (`_?=`: the uninstaller runs in place, not from a copy, so its status is seen)
         assert wine.run(folder / "uninstall.exe", "/S", f"_?={windows_path(folder)}",
                         settle=False) == 5
+        assert app.poll() is None  # refused because it still runs
         assert wine.registry()[key]["DisplayVersion"] == "0.1.0"
         assert "app/resources/old.txt" in installed(folder)
     finally:
@@ -213,6 +214,7 @@ def test_msi_installs_runs_the_embedded_webview2_bootstrapper_upgrades_and_unins
         assert ["NOT WVWASI_APP_RUNNING", "Msi is running. Close it, then try again."] in \
             msi_table(v2["msi"], "LaunchCondition")
         assert wine.run("msiexec", "/x", v1["msi"], "/qn", settle=False) == 1603 % 256
+        assert app.poll() is None  # refused because it still runs
         assert msi_entry(wine, "Msi")["DisplayVersion"] == "0.1.0"
         assert installed(folder) == app_files(v1["zip"]) | {
             "webview2/MicrosoftEdgeWebview2Setup.exe"}
