@@ -14,8 +14,10 @@ new section. This runs before the onefile payload is appended and before signing
 
 from __future__ import annotations
 
+import array
 import re
 import struct
+import sys
 from pathlib import Path
 
 from wvwasi.packager.tools import BuildError
@@ -128,8 +130,10 @@ def fix_checksum(exe: Path) -> None:
     data = bytearray(exe.read_bytes())
     field = struct.unpack_from("<I", data, 0x3C)[0] + 4 + 20 + _CHECKSUM_OFFSET
     data[field:field + 4] = b"\0\0\0\0"
-    padded = data + b"\0" * (len(data) % 2)
-    total = sum(struct.unpack(f"<{len(padded) // 2}H", padded))
+    words = array.array("H", data + b"\0" * (len(data) % 2))
+    if sys.byteorder == "big":
+        words.byteswap()
+    total = sum(words)
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     data[field:field + 4] = struct.pack("<I", total + len(data))
