@@ -170,7 +170,9 @@ def refuse_if_running_xml(app: StagedApp, base: Path) -> str:
     script.write_text(string.Template(RUNNING_SCRIPT).substitute(
         property=RUNNING_PROPERTY, exe=app.executable.name, path=json.dumps(path)),
         encoding="utf-8")
-    message = _attr(f"{app.manifest.app.name} is running. Close it, then try again.")
+    message = f"{app.manifest.app.name} is running. Close it, then try again."
+    # a Formatted field: `[` and `]` would be property references, so [\[] and [\]]
+    message = _attr("".join({"[": "[\\[]", "]": "[\\]]"}.get(c, c) for c in message))
     return "\n".join([
         '    <Binary Id="FindRunningAppScript" '
         f'SourceFile={quoteattr(os.path.relpath(script, base))} />',
@@ -183,8 +185,8 @@ def refuse_if_running_xml(app: StagedApp, base: Path) -> str:
 
 
 def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
-    """The .wxs source text, to be compiled in folder `base`; `webview2`: the WebView2
-    installer to embed (modes that embed one)."""
+    """The .wxs source text, to be compiled in folder `base` (the running-app check's script
+    is written there); `webview2`: the WebView2 installer to embed (modes that embed one)."""
     info = app.manifest.app
     tree, components = tree_xml(app, base)
     webview2_elements, webview2_components = webview2_xml(app, webview2, base)
