@@ -38,7 +38,7 @@ from typing import Any
 
 import tomli_w
 
-from wvwasi.packager import caches, icons
+from wvwasi.packager import caches, icons, winres
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
@@ -208,8 +208,9 @@ def stage_app(
     onefile_runtime: Path | None = None,
     source_date_epoch: int | None = None,
 ) -> StagedApp:
-    """Copy the runtime folder to `dest/<slug>`, rename its executable, add the payload; with
-    `onefile_runtime`, also write `dest/onefile/<slug>[.exe]` with the payload appended."""
+    """Copy the runtime folder to `dest/<slug>`, rename its executable, add the payload (and on
+    Windows the app's icon and version resource: winres.py); with `onefile_runtime`, also
+    write `dest/onefile/<slug>[.exe]` with the payload appended."""
     slug = slugify(manifest.app.name)
     exe_suffix = ".exe" if manifest.platform == "windows" else ""
     root = dest / slug
@@ -219,12 +220,18 @@ def stage_app(
     executable = root / f"{slug}{exe_suffix}"
     os.replace(root / runtime_exe, executable)
     stage_payload(manifest, root / PAYLOAD, precompiled, pack)
+    if manifest.platform == "windows":
+        winres.set_app_resources(executable, root / PAYLOAD / "icon.ico", manifest.app)
     onefile = None
     if onefile_runtime is not None:
         onefile = dest / "onefile" / f"{slug}{exe_suffix}"
         onefile.parent.mkdir()
         shutil.copyfile(onefile_runtime, onefile)
+        if manifest.platform == "windows":  # before the payload: its offsets are absolute
+            winres.set_app_resources(onefile, root / PAYLOAD / "icon.ico", manifest.app)
         append_payload(onefile, root / PAYLOAD, source_date_epoch)
+        if manifest.platform == "windows":
+            winres.fix_checksum(onefile)
         onefile.chmod(0o755)
     return StagedApp(manifest, manifest.platform, arch, root, executable, onefile)
 

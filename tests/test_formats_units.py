@@ -12,7 +12,7 @@ import pytest
 from build_helpers import files_under, new_project
 from PIL import Image
 
-from wvwasi.packager import icons
+from wvwasi.packager import icons, winres
 from wvwasi.packager.build import select_formats
 from wvwasi.packager.formats import appimage, host_arch
 from wvwasi.packager.formats._archive import write_zip
@@ -28,7 +28,7 @@ from wvwasi.packager.stage import (
 )
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.frozen_main import find_payload
-from wvwasi.runtime.manifest import load_manifest
+from wvwasi.runtime.manifest import AppInfo, load_manifest
 
 
 def test_icon_sizes_from_one_png(tmp_path: Path):
@@ -187,3 +187,19 @@ def test_appimage_appdir_layout(tmp_path: Path):
     assert "Icon=com.example.imageapp\n" in desktop and "Name=Image App\n" in desktop
     assert (root / "com.example.imageapp.png").is_file()
     assert (root / "usr/lib/image-app/app/wvwasi.toml").is_file()
+
+
+def test_a_broken_icon_or_executable_is_a_clear_error(tmp_path: Path):
+    """winres: a damaged .ico or a runtime executable that is no PE file name the file."""
+    bad = tmp_path / "icon.ico"
+    bad.write_bytes(b"\0\0\1\0\2\0" + b"\0" * 10)  # says 2 images, holds half of one entry
+    with pytest.raises(BuildError, match=r"icon\.ico: not a Windows \.ico file"):
+        winres.icon_resources(bad.read_bytes(), bad)
+    icons.write_ico(icons.load_icon(None), tmp_path / "good.ico")
+    exe = tmp_path / "app.exe"
+    exe.write_bytes(b"\x7fELF not for Windows")
+    info = AppInfo(name="A", identifier="dev.a", version="1.0", description="", publisher="",
+                   icon=None)
+    with pytest.raises(BuildError, match=r"app\.exe: not a Windows executable"):
+        winres.set_app_resources(exe, tmp_path / "good.ico", info)
+    assert winres.numeric_version("2.70000.1-rc.1") == "2.65535.1.0"

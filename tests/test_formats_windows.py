@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from build_helpers import cli_env, error_line, files_under, new_project, wvwasi
+from winsign import make_certificate, signing_env, verified_signer
 
 from wvwasi.packager.formats import FormatOptions, host_arch
 from wvwasi.packager.formats import msi as msi_format
@@ -143,21 +144,7 @@ def test_nsis_script_installs_and_uninstalls_every_staged_file(
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A self-signed code-signing certificate as a password-protected .pfx."""
-    top = tmp_path_factory.mktemp("cert")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                    top / "key.pem", "-out", top / "cert.pem", "-days", "30", "-subj",
-                    "/CN=wvwasi test signer"], check=True, capture_output=True)
-    subprocess.run(["openssl", "pkcs12", "-export", "-out", top / "cert.pfx", "-inkey",
-                    top / "key.pem", "-in", top / "cert.pem", "-passout", "pass:s3cret"],
-                   check=True, capture_output=True)
-    return top / "cert.pfx"
-
-
-def signer(file: Path) -> str:
-    out = subprocess.run(["osslsigncode", "verify", "-in", file], capture_output=True,
-                         text=True).stdout
-    return out
+    return make_certificate(tmp_path_factory.mktemp("cert"))
 
 
 def test_signing_signs_the_executable_and_both_installers(
@@ -165,13 +152,13 @@ def test_signing_signs_the_executable_and_both_installers(
 ):
     project = new_project(tmp_path_factory.mktemp("signed"), "Signed App",
                           "[bundle.windows]\nsign = true\n")
-    env = {"WVWASI_WINDOWS_CERT": str(certificate), "WVWASI_WINDOWS_CERT_PASSWORD": "s3cret"}
-    built = paths(build(project, runtime, tmp_path / "out", "zip", "nsis", "msi", **env))
+    built = paths(build(project, runtime, tmp_path / "out", "zip", "nsis", "msi",
+                        **signing_env(certificate)))
     with zipfile.ZipFile(built["zip"]) as z:
         (exe_name,) = [n for n in z.namelist() if n.endswith("/signed-app.exe")]
         (tmp_path / "app.exe").write_bytes(z.read(exe_name))
     for file in (tmp_path / "app.exe", built["nsis"], built["msi"]):
-        assert "CN=wvwasi test signer" in signer(file), file
+        assert verified_signer(file, certificate), file
 
     proc = wvwasi("build", project, "--platform", "windows", "--runtime", runtime, "--format",
                   "zip", "--out", tmp_path / "unsigned", env=cli_env())

@@ -9,18 +9,50 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 from pathlib import Path
+
+from PIL import Image
 
 STUB_SOURCE = Path(__file__).resolve().parent / "fixtures" / "windows" / "stub.c"
 
 
-def build_stub(dest: Path) -> Path:
-    """Compile the stub program (fixtures/windows/stub.c) with mingw-w64 into `dest`."""
+RUNTIME_MANIFEST = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<assembly xmlns="urn:schemas-microsoft-com:asm.v1" manifestVersion="1.0">
+  <assemblyIdentity type="win32" name="wvwasi-runtime" processorArchitecture="amd64"
+                    version="1.0.0.0"/>
+</assembly>
+"""
+
+
+def build_stub(dest: Path, *, runtime_resources: bool = False) -> Path:
+    """Compile the stub program (fixtures/windows/stub.c) with mingw-w64 into `dest`.
+    `runtime_resources`: with the resources a frozen runtime has (a default icon, a manifest)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["x86_64-w64-mingw32-gcc", "-municode", "-O2", "-s", "-o", dest, STUB_SOURCE],
-                   check=True, capture_output=True)
+    extra: list[Path] = []
+    if runtime_resources:
+        rc = dest.with_suffix(".rc")
+        Image.new("RGBA", (32, 32), (90, 90, 90, 255)).save(rc.with_suffix(".ico"),
+                                                             sizes=[(16, 16), (32, 32)])
+        rc.with_suffix(".manifest").write_text(RUNTIME_MANIFEST)
+        rc.write_text(f'1 ICON "{rc.with_suffix(".ico").name}"\n'
+                      f'1 24 "{rc.with_suffix(".manifest").name}"\n')
+        subprocess.run(["x86_64-w64-mingw32-windres", rc.name, "-O", "coff", "-o",
+                        rc.with_suffix(".res").name], cwd=rc.parent, check=True,
+                       capture_output=True)
+        extra.append(rc.with_suffix(".res"))
+    subprocess.run(["x86_64-w64-mingw32-gcc", "-municode", "-O2", "-s", "-o", dest, STUB_SOURCE,
+                    *extra, "-lversion", "-lshell32"], check=True, capture_output=True)
     return dest
+
+
+def append_overlay(exe: Path, text: str) -> None:
+    """Append data after the image, as PyInstaller appends its archive, which the stub's
+    `--info` reads back from the end of the file (`TEXT, u32 length, "WVSTUBOV"`)."""
+    data = text.encode()
+    with open(exe, "ab") as f:
+        f.write(data + struct.pack("<I", len(data)) + b"WVSTUBOV")
 
 
 def windows_path(path: Path) -> str:
@@ -41,13 +73,22 @@ class Wine:
         self.run("wineboot", "-i")
 
     def run(self, *args: str | Path, extra_env: dict[str, str] | None = None,
-            timeout: float = 180) -> int:
-        """`wine ARGS` to completion (and every process it started): the exit status."""
+            timeout: float = 180, settle: bool = True) -> int:
+        """`wine ARGS` to completion (with `settle`, also every other process of the prefix:
+        not while a test keeps a program running): the exit status."""
         env = {**self.env, **(extra_env or {})}
         proc = subprocess.run(["wine", *map(str, args)], env=env, capture_output=True,
                               timeout=timeout)
-        self.wait()
+        if settle:
+            self.wait()
         return proc.returncode
+
+    def output(self, *args: str | Path, timeout: float = 180) -> str:
+        """`wine ARGS` to completion: what it printed (stdout and stderr)."""
+        proc = subprocess.run(["wine", *map(str, args)], env=self.env, capture_output=True,
+                              text=True, errors="replace", timeout=timeout)
+        self.wait()
+        return proc.stdout + proc.stderr
 
     def start(self, *args: str | Path) -> subprocess.Popen[bytes]:
         """`wine ARGS` in the background."""
@@ -89,6 +130,11 @@ class Wine:
                     value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
                 current[m.group(1)] = value
         return keys
+
+    def stub_info(self, exe_name: str) -> dict[str, str]:
+        """What the stub named `exe_name` last wrote with `--info` (see fixtures/windows/stub.c)."""
+        text = (self.stub_logs / f"{exe_name}.info").read_text(encoding="utf-8-sig")
+        return dict(line.split("=", 1) for line in text.splitlines())
 
     def stub_calls(self, exe_name: str) -> list[list[str]]:
         """Every recorded run of a stub program named `exe_name`: [its path, *argv[1:]]."""

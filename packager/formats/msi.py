@@ -8,6 +8,7 @@ path, stable across versions.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import string
@@ -138,9 +139,54 @@ def webview2_xml(app: StagedApp, embedded: Path | None, base: Path) -> tuple[str
     return "\n".join(lines), components
 
 
+#: The immediate custom action (JScript) that sets RUNNING_PROPERTY when the installed app runs.
+RUNNING_SCRIPT = """// Rendered by wvwasi.packager.formats.msi: sets $property if $exe runs.
+// A running program cannot be opened for writing (the NSIS setup checks the same way).
+function FindRunningApp() {
+  var exe = Session.Property("LocalAppDataFolder") + $path;
+  var fso = new ActiveXObject("Scripting.FileSystemObject");
+  if (fso.FileExists(exe)) {
+    try {
+      fso.OpenTextFile(exe, 8, false).Close();
+    } catch (e) {
+      Session.Property("$property") = "1";
+    }
+  }
+  return 1;
+}
+"""
+RUNNING_PROPERTY = "WVWASI_APP_RUNNING"
+
+
+def refuse_if_running_xml(app: StagedApp, base: Path) -> str:
+    """A launch condition that stops an install, upgrade or removal while the installed app
+    runs, with a message. wixl has no util:CloseApplication and cannot run a program from the
+    Binary table; what it has is a JScript custom action (type 5) that sets a property, run
+    before LaunchConditions in both sequences (`Return="ignore"`: where scripting is disabled
+    the check is skipped and Windows Installer's own files-in-use handling remains). The
+    script is written into `base`, the folder wixl compiles in."""
+    script = base / "find-running-app.js"
+    path = f"Programs\\{app.slug}\\{app.executable.name}"
+    script.write_text(string.Template(RUNNING_SCRIPT).substitute(
+        property=RUNNING_PROPERTY, exe=app.executable.name, path=json.dumps(path)),
+        encoding="utf-8")
+    message = f"{app.manifest.app.name} is running. Close it, then try again."
+    # a Formatted field: `[` and `]` would be property references, so [\[] and [\]]
+    message = _attr("".join({"[": "[\\[]", "]": "[\\]]"}.get(c, c) for c in message))
+    return "\n".join([
+        '    <Binary Id="FindRunningAppScript" '
+        f'SourceFile={quoteattr(os.path.relpath(script, base))} />',
+        '    <CustomAction Id="FindRunningApp" BinaryKey="FindRunningAppScript" '
+        'JScriptCall="FindRunningApp" Impersonate="yes" Return="ignore" />',
+        *(f'    <{seq}><Custom Action="FindRunningApp" Before="LaunchConditions" /></{seq}>'
+          for seq in ("InstallUISequence", "InstallExecuteSequence")),
+        f'    <Condition Message="{message}">NOT {RUNNING_PROPERTY}</Condition>',
+    ])
+
+
 def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
-    """The .wxs source text, to be compiled in folder `base`; `webview2`: the WebView2
-    installer to embed (modes that embed one)."""
+    """The .wxs source text, to be compiled in folder `base` (the running-app check's script
+    is written there); `webview2`: the WebView2 installer to embed (modes that embed one)."""
     info = app.manifest.app
     tree, components = tree_xml(app, base)
     webview2_elements, webview2_components = webview2_xml(app, webview2, base)
@@ -158,6 +204,7 @@ def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
         identifier=_attr(info.identifier),
         shortcut_guid=str(uuid.uuid5(NAMESPACE, f"{info.identifier}/shortcut")).upper(),
         tree=tree,
+        refuse_if_running=refuse_if_running_xml(app, base),
         webview2=webview2_elements,
         component_refs="\n".join(f'      <ComponentRef Id="{c}" />' for c in components),
     )

@@ -8,7 +8,6 @@ uninstall), from the staged Windows app folder.
 
 from __future__ import annotations
 
-import re
 import string
 from pathlib import Path, PureWindowsPath
 
@@ -17,6 +16,7 @@ from wvwasi.packager.formats._linux import installed_size_kib
 from wvwasi.packager.formats._sign import sign_windows, uninstaller_signing_command
 from wvwasi.packager.stage import StagedApp, walk
 from wvwasi.packager.tools import run
+from wvwasi.packager.winres import numeric_version
 from wvwasi.templates import ROOT as TEMPLATES
 
 TOOLS = ("makensis",)
@@ -25,12 +25,6 @@ TOOLS = ("makensis",)
 def quote(text: str) -> str:
     """`text` for inside an NSIS double-quoted string."""
     return text.replace("$", "$$").replace('"', '$\\"').replace("\n", " ")
-
-
-def numeric_version(version: str) -> str:
-    """`1.2.3-beta` -> `1.2.3.0` (VIProductVersion needs four numbers)."""
-    parts = [int(p) for p in re.findall(r"\d+", version.split("-")[0].split("+")[0])][:4]
-    return ".".join(map(str, parts + [0] * (4 - len(parts))))
 
 
 def file_lists(app: StagedApp) -> tuple[list[str], list[str]]:
