@@ -20,6 +20,7 @@ from wvwasi.packager.formats._linux import install_prefix, install_tree, package
 from wvwasi.packager.formats._parts import (
     XZ_PRESET,
     Member,
+    Part,
     compress,
     cut_parts,
     member,
@@ -68,13 +69,7 @@ def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     entries = [*tree_entries(app.root, "." + install_prefix(app), runtime=RUNTIME_FOLDER),
                *(e for e in tree_entries(extras, ".", include_top=False) if e.name[1:] in owned)]
     members = sorted((member(e, mtime) for e in entries), key=lambda m: m.name.encode())
-    inode = {m.name: i for i, m in enumerate(members, 1)}
-
-    def encode(m: Member) -> tuple[bytes, bytes]:
-        body = m.linkname.encode() if m.linkname else m.data
-        return cpio_header(m.name, m.mode, m.mtime, len(body), inode[m.name]), body
-
-    parts = cut_parts(members, encode, 4, CPIO_TRAILER, x86=app.arch.name == "x86_64")
+    parts = cpio_parts(members, x86=app.arch.name == "x86_64")
     payload = compress(parts, "xz")
     archive_size = sum(len(p.data) for p in parts)
     built = mtime if mtime is not None else int(time.time())
@@ -94,6 +89,17 @@ def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
         for chunk in (lead(name, app.arch.rpm), signature, head, payload):
             f.write(chunk)
     return [dest]
+
+
+def cpio_parts(members: list[Member], *, x86: bool = False) -> list[Part]:
+    """The payload: a newc cpio archive of `members` (inodes numbered in order), in parts."""
+    inode = {m.name: i for i, m in enumerate(members, 1)}
+
+    def encode(m: Member) -> tuple[bytes, bytes]:
+        body = m.linkname.encode() if m.linkname else m.data
+        return cpio_header(m.name, m.mode, m.mtime, len(body), inode[m.name]), body
+
+    return cut_parts(members, encode, 4, CPIO_TRAILER, x86=x86)
 
 
 def package_tags(app: StagedApp, members: list[Member], built: int,
