@@ -76,11 +76,13 @@ def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     head = header(package_tags(app, members, built, payload), IMMUTABLE)
     if archive_size >= _U32 or len(head) + len(payload) >= _U32:
         raise BuildError("rpm", "packages of 4 GiB or more are not supported")
+    md5 = hashlib.md5(head, usedforsecurity=False)
+    md5.update(payload)
     signature = padded_signature({
-        269: (STRING, hashlib.sha1(head).hexdigest()),  # header SHA-1 (rpm < 4.16 checks it)
+        269: (STRING, hashlib.sha1(head).hexdigest()),  # header SHA-1 (what older rpm checks)
         273: (STRING, hashlib.sha256(head).hexdigest()),  # header SHA-256
         1000: (INT32, [len(head) + len(payload)]),  # size of header + payload
-        1004: (BIN, hashlib.md5(head + payload).digest()),  # MD5 of header + payload
+        1004: (BIN, md5.digest()),  # MD5 of header + payload (legacy, still checked by -K)
         1007: (INT32, [archive_size]),  # uncompressed payload size
     })
     name = f"{app.slug}-{package_version(app.version)}-{RELEASE}"
