@@ -22,6 +22,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,15 +56,19 @@ class Bench:
         return cache
 
     def build(self, formats: tuple[str, ...], **env: str) -> tuple[float, dict]:
+        """Run one build: (wall seconds, its report + "cpu": CPU seconds of its process tree)."""
         args = [a for f in formats for a in ("--format", f)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "wvwasi", "build", str(self.project), "--json", *args],
             env={**self.env, **env}, capture_output=True, text=True)
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
             raise SystemExit(f"build failed:\n{proc.stderr}")
-        return seconds, {**json.loads(proc.stdout), "stderr": proc.stderr}
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return seconds, {**json.loads(proc.stdout), "stderr": proc.stderr, "cpu": cpu}
 
     def edit_ui(self) -> None:
         index = self.project / "ui" / "index.html"
@@ -144,28 +149,33 @@ def main() -> None:
               f"edit (median of {args.runs}), same formats:")
         reports: dict[str, dict] = {}
         for formats in (ALL,) if args.quick else (ALL, DIR_DEB):
+            load = os.getloadavg()[0]
             bench.fresh_cache()
             cold, cold_report = bench.build(formats)
-            rebuilds = []
+            rebuilds, cpus = [], []
             for _ in range(args.runs):
                 bench.edit_ui()
                 seconds, report = bench.build(formats)
                 rebuilds.append(seconds)
+                cpus.append(report["cpu"])
             warm = statistics.median(rebuilds)
             reports[",".join(formats)] = report
-            print(f"  {' + '.join(formats):32} cold {cold:6.1f} s   rebuild {warm:5.2f} s "
-                  f"(runs {', '.join(f'{r:.2f}' for r in rebuilds)})  -> {cold / warm:4.1f}x")
+            print(f"  {' + '.join(formats):32} cold {cold:6.1f} s (cpu {cold_report['cpu']:5.1f}) "
+                  f"  rebuild {warm:5.2f} s (cpu {statistics.median(cpus):4.2f}; runs "
+                  f"{', '.join(f'{r:.2f}' for r in rebuilds)})  -> {cold / warm:4.1f}x  "
+                  f"[load {load:.1f}]")
             print(f"    per format, cold:    {per_format(cold_report)}")
             print(f"    per format, rebuild: {per_format(report)}")
 
         if not args.quick:
             print("\nformats at once vs one after another (cold, all formats):")
+            load = os.getloadavg()[0]
             bench.fresh_cache()
             one_by_one, _ = bench.build(ALL, WVWASI_BUILD_JOBS="1")
             bench.fresh_cache()
             together, _ = bench.build(ALL)
             print(f"  one after another {one_by_one:6.1f} s   at once {together:6.1f} s  -> "
-                  f"{one_by_one / together:.2f}x")
+                  f"{one_by_one / together:.2f}x  [load {load:.1f}]")
 
         services = sorted(p for p in (project / "services").glob("*.c"))
         if services:  # a real change: an exported function makes a different .wasm
@@ -175,7 +185,8 @@ def main() -> None:
             seconds, report = bench.build(ALL)
             ran = [s["step"] for s in report["steps"] if s["step"].startswith("build services")]
             steps = {s["step"]: s["seconds"] for s in report["steps"]}
-            print(f"\nrebuild after editing {services[0].name}: {seconds:.2f} s; service builds "
+            print(f"\nrebuild after editing {services[0].name}: {seconds:.2f} s (cpu "
+                  f"{report['cpu']:.2f}); service builds "
                   f"run: {', '.join(ran) or 'none'}; precompile {steps['precompile']:.2f} s "
                   f"(only the edited one compiles)")
 

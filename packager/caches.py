@@ -106,10 +106,23 @@ def cached_precompile(wasm: Path, fallback: Path) -> Path:
         return precompile(wasm, fallback)
 
 
+#: One lock per blob name being made: formats built at once that need the same blob (the deb
+#: and the rpm share a big artefact's compressed part) make it once.
+_making: dict[str, threading.Lock] = {}
+_making_guard = threading.Lock()
+
+
 def cached_blob(name: str, make: Callable[[], bytes]) -> bytes:
     """`make()`'s bytes, kept in the package parts cache under `name` (which must identify the
     content, e.g. by its SHA-256). Entries start with their own SHA-256: a damaged one is made
     again. A cache that cannot be written only costs the next build the work."""
+    with _making_guard:
+        making = _making.setdefault(name, threading.Lock())
+    with making:
+        return _cached_blob(name, make)
+
+
+def _cached_blob(name: str, make: Callable[[], bytes]) -> bytes:
     entry = packages_dir() / name
     with contextlib.suppress(OSError):
         stored = entry.read_bytes()

@@ -1,4 +1,4 @@
-"""The one place that runs outside tools (dpkg-deb, rpmbuild, makensis, wixl, PyInstaller...).
+"""The one place that runs outside tools (makensis, wixl, appimagetool, PyInstaller...).
 
 `run()` looks the tool up on PATH, logs the command line, captures its output and turns a failure
 into a `BuildError` carrying the step and the tool's last output lines. A missing tool names the
@@ -21,7 +21,6 @@ log = logging.getLogger("wvwasi.build")
 DEBIAN_PACKAGES: Mapping[str, str | None] = {
     "dpkg-deb": "dpkg",
     "fakeroot": "fakeroot",
-    "rpmbuild": "rpm",
     "rpm": "rpm",
     "makensis": "nsis",
     "wixl": "wixl",

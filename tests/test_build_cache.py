@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from build_helpers import CACHE, SDE, cli_env, new_project, self_test, wvwasi
+from build_helpers import CACHE, SDE, cli_env, files_under, new_project, self_test, wvwasi
 from xvfb import xvfb
 
 from wvwasi.runtime.modules import artefact_problem, header_path, sha256_file
@@ -63,9 +63,12 @@ def warm(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     project = new_project(top, "wvwasi Cache Test", identifier="dev.wvwasi.tests.cachetest")
     cache = fresh_cache(top / "cache")
     cold = build(project, cache, top / "out1", "dir", "onefile", *PACKAGES)
+    cold_parts = set((cache / "packages").iterdir())
     edit_ui(project, "edited once")
     rebuilt = build(project, cache, top / "out2", "dir", "onefile", *PACKAGES)
-    return {"top": top, "project": project, "cache": cache, "cold": cold, "rebuilt": rebuilt}
+    new_parts = set((cache / "packages").iterdir()) - cold_parts
+    return {"top": top, "project": project, "cache": cache, "cold": cold, "rebuilt": rebuilt,
+            "new_parts": new_parts}
 
 
 def test_rebuild_reuses_caches_and_equals_a_clean_build(warm: dict[str, Any], tmp_path: Path):
@@ -76,6 +79,10 @@ def test_rebuild_reuses_caches_and_equals_a_clean_build(warm: dict[str, Any], tm
     parts = sorted((cache / "packages").glob("part-*"))
     assert parts and any(p.name.startswith("part-xz-") for p in parts)
     assert any(p.name.startswith("part-gzip-") for p in parts)
+    runtime_parts = [p for p in parts if p.name.startswith("part-xz-x86-")]
+    assert runtime_parts and max(p.stat().st_size for p in runtime_parts) > 5_000_000
+    # the rebuild compressed only the UI's small parts again: no runtime, no big file
+    assert warm["new_parts"] and all(p.stat().st_size < 200_000 for p in warm["new_parts"])
     stamps = {p: p.stat().st_mtime_ns for p in (cache / "modules").glob("*.cwasm")}
     assert len(stamps) == 1 and next(iter(stamps)).name.endswith("-portable.cwasm")
 
@@ -131,16 +138,44 @@ def test_rebuilt_packages_unpack_with_every_tool(warm: dict[str, Any], tmp_path:
             for p in top.rglob("*") if not p.is_dir()} == app_files
 
     rpm = built["rpm"]
-    assert subprocess.run(["rpm", "-K", rpm], capture_output=True, text=True,
-                          check=True).stdout.strip().endswith("digests OK")
+    checked = subprocess.run(["rpm", "-K", "-v", rpm], capture_output=True, text=True,
+                             check=True).stdout
+    for digest in ("Header SHA256 digest: OK", "Header SHA1 digest: OK",
+                   "Payload SHA256 digest: OK", "MD5 digest: OK"):
+        assert digest in checked
+    info = subprocess.run(["rpm", "-qp", "--info", rpm], capture_output=True, text=True,
+                          check=True).stdout
+    assert f"Name        : {SLUG}\n" in info and "Build Date  : Tue Nov 14 22:13:20 2023" in info
+    compressor = subprocess.run(["rpm", "-qp", "--qf", "%{PAYLOADCOMPRESSOR}", rpm],
+                                capture_output=True, text=True, check=True).stdout
+    assert compressor == "xz"
     cpio = subprocess.run(["rpm2cpio", rpm], capture_output=True, check=True).stdout
     rpm_files = _cpio_names(cpio)
     assert app_files < rpm_files
+    listed = subprocess.run(["cpio", "-t", "--quiet"], input=cpio, capture_output=True,
+                            check=True).stdout.decode().split()
+    assert {name.lstrip(".") for name in listed} == rpm_files
+
+
+def test_rebuilt_rpm_installs_verifies_and_self_tests(warm: dict[str, Any], tmp_path: Path):
+    """rpm -i into a temporary root, then `rpm -V` checks every installed file against the
+    header (digest, size, mode, mtime, owner, link target), and the app runs from there."""
+    built = paths(warm["rebuilt"])
     root = tmp_path / "rpmroot"
-    subprocess.run(["rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-i", "--nodeps",
-                    "--noscripts", rpm], check=True, capture_output=True)
-    assert (root / "opt" / SLUG / "app" / "ui" / "index.html").read_bytes() == \
+    rpm = ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm"]
+    subprocess.run([*rpm, "-i", "--nodeps", "--noscripts", built["rpm"]], check=True,
+                   capture_output=True)
+    verified = subprocess.run([*rpm, "-V", "--nodeps", "--noscripts", SLUG],
+                              capture_output=True, text=True)
+    assert verified.returncode == 0 and verified.stdout == "", verified.stdout + verified.stderr
+    installed = root / "opt" / SLUG
+    assert files_under(installed) == files_under(built["dir"])
+    assert (installed / "app" / "ui" / "index.html").read_bytes() == \
         (built["dir"] / "app" / "ui" / "index.html").read_bytes()
+    assert os.readlink(root / "usr" / "bin" / SLUG) == f"/opt/{SLUG}/{SLUG}"
+    with xvfb() as display:
+        code, report = self_test(installed / SLUG, display)
+    assert code == 0 and report["ok"], report
 
 
 def dpkg(*args: str | Path) -> None:

@@ -56,14 +56,6 @@ def test_failing_build_command(project: Path):
                      "status 3: compiling")
 
 
-def test_missing_packaging_tool(project: Path, tmp_path: Path):
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    error = build_fails(project, "--format", "rpm", env=cli_env(PATH=str(empty)))
-    assert error == ("error: format rpm: 'rpmbuild' not found on PATH: install the Debian "
-                     "package 'rpm' (apt-get install rpm)")
-
-
 def test_appimage_without_appimagetool(project: Path):
     error = build_fails(project, "--format", "appimage", env=cli_env(PATH="/usr/bin:/bin"))
     assert error == ("error: format appimage: 'appimagetool' not found on PATH: not packaged by "
@@ -93,16 +85,16 @@ def test_unwritable_output_folder(project: Path, tmp_path: Path):
 
 
 def test_a_failing_format_leaves_no_partial_output(project: Path, tmp_path: Path):
-    """`dir` is built, `rpm` fails (rpmbuild exits 2): nothing reaches the output."""
+    """`dir` is built, `appimage` fails (appimagetool exits 2): nothing reaches the output."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    fake = bin_dir / "rpmbuild"
-    fake.write_text("#!/bin/sh\necho 'rpmbuild: error: disk on fire' >&2\nexit 2\n")
+    fake = bin_dir / "appimagetool"
+    fake.write_text("#!/bin/sh\necho 'appimagetool: error: disk on fire' >&2\nexit 2\n")
     fake.chmod(0o755)
     (project / "dist").mkdir()
     (project / "dist" / "keep.txt").write_text("from an earlier build")
-    proc = wvwasi("build", project, "--format", "dir", "--format", "rpm",
+    proc = wvwasi("build", project, "--format", "dir", "--format", "appimage",
                   env=cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"))
-    assert error_line(proc) == ("error: rpm: rpmbuild exited with status 2: rpmbuild: error: "
-                                "disk on fire")
+    assert error_line(proc) == ("error: appimage: appimagetool exited with status 2: "
+                                "appimagetool: error: disk on fire")
     assert sorted(p.name for p in (project / "dist").iterdir()) == ["keep.txt"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from wvwasi.packager import icons, winres
 from wvwasi.packager.build import select_formats
 from wvwasi.packager.formats import appimage, host_arch
 from wvwasi.packager.formats._archive import write_zip
-from wvwasi.packager.formats._parts import write_targz
+from wvwasi.packager.formats._parts import compress, member, tar_parts, tree_entries, write_targz
 from wvwasi.packager.formats.msi import msi_version, upgrade_code
 from wvwasi.packager.formats.nsis import numeric_version, quote
+from wvwasi.packager.formats.rpm import cpio_parts
 from wvwasi.packager.stage import (
     append_payload,
     package_version,
@@ -78,6 +80,30 @@ def test_archives_are_reproducible_with_a_fixed_epoch(tmp_path: Path):
         assert first.read_bytes() == second.read_bytes(), ext
     with zipfile.ZipFile(tmp_path / "a.zip") as z:
         assert (z.getinfo("app-1.0/run").external_attr >> 16) & 0o777 == 0o755
+
+
+def test_a_big_file_is_the_same_part_in_the_tar_and_the_cpio_stream(tmp_path: Path):
+    """deb (tar) and rpm (cpio) share a big file's compressed part; both streams still
+    decompress to archives real tools read back."""
+    top = tmp_path / "app"
+    (top / "sub").mkdir(parents=True)
+    big = os.urandom(1 << 19) * 3  # 1.5 MiB: a part of its own
+    (top / "sub" / "big.bin").write_bytes(big)
+    (top / "small.txt").write_text("small")
+    (top / "link").symlink_to("small.txt")
+    entries = list(tree_entries(top, "./app"))
+    tar, cpio = tar_parts(entries, 1_700_000_000), cpio_parts(
+        sorted((member(e, 1_700_000_000) for e in entries), key=lambda m: m.name))
+    assert [p for p in tar if p.data == big] == [p for p in cpio if p.data == big] != []
+    for parts, args in ((tar, ["tar", "-xf", "-"]), (cpio, ["cpio", "-idm", "--quiet"])):
+        out = tmp_path / args[0]
+        out.mkdir()
+        stream = subprocess.run(["xz", "-dc"], input=compress(parts, "xz"), check=True,
+                                capture_output=True).stdout
+        subprocess.run(args, input=stream, cwd=out, check=True)
+        assert (out / "app" / "sub" / "big.bin").read_bytes() == big
+        assert os.readlink(out / "app" / "link") == "small.txt"
+        assert (out / "app" / "small.txt").stat().st_mtime == 1_700_000_000
 
 
 def test_payload_appended_to_an_executable_is_extracted_once_and_reused(tmp_path: Path,

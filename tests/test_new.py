@@ -109,7 +109,7 @@ def test_info_reports_tools_backends_and_cache(tmp_path: Path):
                                                 XDG_CACHE_HOME=str(tmp_path / "user")))
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert info["tools"]["rpmbuild"] == "ok" and info["tools"]["makensis"] == "ok"
+    assert info["tools"]["makensis"] == "ok" and info["tools"]["wixl"] == "ok"
     assert info["tools"]["appimagetool"].startswith("not packaged by Debian")
     assert info["formats"]["deb"] is True and info["formats"]["dmg"] is False
     assert info["webview_backends"]["gtk"] == "ok"

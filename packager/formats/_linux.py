@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,24 +50,16 @@ def desktop_entry(app: StagedApp, exec_path: str, icon: str) -> str:
     )
 
 
-def install_tree(
-    app: StagedApp, root: Path, mtime: int | None, *, app_folder: bool = True,
-    link: bool = False,
-) -> list[str]:
-    """Lay out what a package installs under `root` (as if it were `/`):
+def install_tree(app: StagedApp, root: Path, mtime: int | None) -> list[str]:
+    """Lay out under `root` (as if it were `/`) what a package installs besides the app folder
+    /opt/<slug> (which packages take straight from the staged app): /usr/bin/<slug> ->
+    /opt/<slug>/<slug>, /usr/share/applications/<identifier>.desktop,
+    /usr/share/icons/hicolor/*/apps/<identifier>.png; normal modes and, if set, mtime `mtime`.
 
-    /opt/<slug>/ (the app folder; left out with `app_folder=False`, for callers that package
-    it straight from the staged app; hard-linked to the staged files with `link=True`, whose
-    modes are then normalized in place and whose times are left alone: rpm clamps them to
-    SOURCE_DATE_EPOCH), /usr/bin/<slug> -> /opt/<slug>/<slug>,
-    /usr/share/applications/<identifier>.desktop, /usr/share/icons/hicolor/*/apps/<identifier>.png
-
-    Returns the installed paths that are not folders shared with other packages (for rpm %files).
+    Returns the installed paths that are not folders shared with other packages, /opt/<slug>
+    included (what the package owns).
     """
     prefix = install_prefix(app)
-    if app_folder:
-        shutil.copytree(app.root, root / prefix.lstrip("/"), symlinks=True,
-                        copy_function=_link if link else shutil.copy2)
     bin_dir = root / "usr" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / app.slug).symlink_to(f"{prefix}/{app.executable.name}")
@@ -79,17 +69,10 @@ def install_tree(
     desktop.parent.mkdir(parents=True)
     desktop.write_text(desktop_entry(app, f"/usr/bin/{app.slug}", ident), encoding="utf-8")
     icon_files = hicolor_icons(app, share, ident)
-    normalize_tree(root, None if link else mtime)
+    normalize_tree(root, mtime)
     owned = [prefix, f"/usr/bin/{app.slug}", f"/usr/share/applications/{ident}.desktop"]
     owned += ["/" + p.relative_to(root).as_posix() for p in icon_files]
     return owned
-
-
-def _link(src: str, dest: str) -> None:
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
 
 
 def hicolor_icons(app: StagedApp, share: Path, ident: str) -> list[Path]:

@@ -55,7 +55,7 @@ def control(app: StagedApp, installed_kib: int) -> str:
 
 def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
     extras = opts.work / "root"  # /usr/bin, /usr/share: the app folder comes from the stage
-    install_tree(app, extras, opts.source_date_epoch, app_folder=False)
+    install_tree(app, extras, opts.source_date_epoch)
     mtime = opts.source_date_epoch
     prefix = install_prefix(app).lstrip("/")
     entries = [
@@ -63,7 +63,7 @@ def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:
         *tree_entries(app.root, "./" + prefix, runtime=RUNTIME_FOLDER),
         *tree_entries(extras, ".", include_top=False),
     ]
-    data = compress(tar_parts(entries, mtime), "xz")
+    data = compress(tar_parts(entries, mtime, x86=app.arch.name == "x86_64"), "xz")
     control_text = control(app, installed_size_kib(app.root, extras)).encode()
     control_tar = tar_parts([*folder_entries(["./"]), Entry("./control", None,
                                                             content=control_text)], mtime)
