@@ -71,9 +71,13 @@ def onefile_cache(archive: zipfile.ZipFile) -> Path:
     try:
         ident = tomllib.loads(archive.read(f"{PAYLOAD}/{MANIFEST}").decode())["app"]["identifier"]
     except (KeyError, ValueError, TypeError):
-        ident = "wvwasi-app"
-    ident = re.sub(r"[^A-Za-z0-9._-]", "_", str(ident)).lstrip(".") or "wvwasi-app"
-    return Path(platformdirs.user_cache_dir(ident, appauthor=False)) / "onefile"
+        ident = ""
+    return Path(platformdirs.user_cache_dir(cache_name(str(ident)), appauthor=False)) / "onefile"
+
+
+def cache_name(identifier: str) -> str:
+    """The app's folder name in the user cache (also the Linux onefile launcher's)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", identifier).lstrip(".") or "wvwasi-app"
 
 
 def extract_cached(archive: zipfile.ZipFile, cache: Path) -> Path:

@@ -1,0 +1,100 @@
+#!/bin/sh
+# @NAME@ @VERSION@, a single-file wvwasi app (docs/build.md, "onefile").
+# The app folder follows this script: a gzip-compressed tar archive of @SIZE@ bytes. The first
+# launch extracts it once into $XDG_CACHE_HOME/@IDENT@/onefile/@NAME16@/ (default ~/.cache);
+# later launches check that folder and run the app from it. Needs sh, tail, gzip, tar, ls, awk,
+# cksum, mkdir, mv, rm, touch, mktemp; sha256sum and flock where present.
+digest=@DIGEST@
+top=@TOP@
+exe=@EXE@
+offset=@OFFSET@
+self=$0
+case ${XDG_CACHE_HOME:-} in
+    /*) cache=$XDG_CACHE_HOME ;;
+    *) cache=${HOME:-/nonexistent}/.cache ;;
+esac
+base=$cache/@IDENT@/onefile
+dir=$base/@NAME16@
+marker=.wvwasi-onefile
+
+# Type, mode, size and name of everything under $1 (but dotfiles: the marker), as one checksum.
+fingerprint() {
+    (cd "$1" && LC_ALL=C ls -lnR .) |
+        awk '/^total /{next} {$2=$3=$4=$6=$7=$8=""; if ($1 ~ /^d/) $5=""; print}' | cksum
+}
+
+# Is $1 this archive, extracted completely and unchanged since (its marker says so)?
+intact() {
+    [ -f "$1/$marker" ] && [ "$(cat "$1/$marker")" = "$digest $(fingerprint "$1")" ]
+}
+
+# Extract the archive into the new folder $1 and write its marker; fails on a damaged archive,
+# a full disk or a folder that cannot be written.
+extract() {
+    mkdir "$1" || return 1
+    if command -v sha256sum >/dev/null 2>&1; then
+        sum=$(tail -c +"$offset" "$self" | sha256sum) || return 1
+        if [ "${sum%% *}" != "$digest" ]; then
+            echo "$exe: this file is damaged (its SHA-256 is not the one it was built with)" >&2
+            return 2
+        fi
+    fi
+    { tail -c +"$offset" "$self" | gzip -dc; echo $? >"$1.gzip"; } | tar -xf - -C "$1" 2>/dev/null &&
+        [ "$(cat "$1.gzip")" = 0 ] && rm -f "$1.gzip" &&
+        printf '%s %s\n' "$digest" "$(fingerprint "$1")" >"$1/$marker"
+}
+
+# Run the app from the folder $1 with the remaining arguments (this process becomes the app).
+run_from() {
+    folder=$1
+    shift
+    exec 9>&-
+    exec "$folder/$top/$exe" "$@"
+}
+
+if intact "$dir"; then
+    run_from "$dir" "$@"
+fi
+if mkdir -p "$base" 2>/dev/null && touch "$base/.lock" 2>/dev/null; then
+    exec 9>>"$base/.lock"
+    if command -v flock >/dev/null 2>&1; then
+        flock 9  # one launch extracts, the others wait for it
+    fi
+    if intact "$dir"; then
+        run_from "$dir" "$@"
+    fi
+    tmp=$base/.extract-$$
+    rm -rf "$tmp" "$tmp.gzip"
+    extract "$tmp"
+    status=$?
+    if [ $status = 0 ]; then
+        sync -f "$tmp/$marker" 2>/dev/null || sync
+        if intact "$dir"; then  # (without flock) another launch got there first
+            rm -rf "$tmp"
+        else
+            rm -rf "$dir"  # damaged or partial: replaced
+            mv "$tmp" "$dir"
+            rm -rf "$dir/${tmp##*/}"  # (without flock) another launch got there first
+        fi
+        for old in "$base"/*; do  # other versions of this app
+            [ "$old" = "$dir" ] || rm -rf "$old"
+        done
+        run_from "$dir" "$@"
+    fi
+    rm -rf "$tmp" "$tmp.gzip"
+    exec 9>&-
+    [ $status = 2 ] && exit 1
+fi
+
+echo "$exe: cannot extract into $base (read-only or full?): running from a temporary copy" >&2
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/$exe-XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+if ! extract "$tmp/x"; then
+    echo "$exe: cannot extract into ${TMPDIR:-/tmp} either" >&2
+    exit 1
+fi
+"$tmp/x/$top/$exe" "$@"
+exit $?
