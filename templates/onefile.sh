@@ -16,6 +16,7 @@ esac
 base=$cache/@IDENT@/onefile
 dir=$base/@NAME16@
 marker=.wvwasi-onefile
+damaged=no
 
 # Type, mode, size and name of everything under $1 (but dotfiles: the marker), as one checksum.
 fingerprint() {
@@ -28,20 +29,29 @@ intact() {
     [ -f "$1/$marker" ] && [ "$(cat "$1/$marker")" = "$digest $(fingerprint "$1")" ]
 }
 
-# Extract the archive into the new folder $1 and write its marker; fails on a damaged archive,
-# a full disk or a folder that cannot be written.
+# Extract the archive into the new folder $1 and write its marker; fails on a damaged archive
+# (then sets damaged=yes), a full disk or a folder that cannot be written.
 extract() {
     mkdir "$1" || return 1
     if command -v sha256sum >/dev/null 2>&1; then
         sum=$(tail -c +"$offset" "$self" | sha256sum) || return 1
         if [ "${sum%% *}" != "$digest" ]; then
-            echo "$exe: this file is damaged (its SHA-256 is not the one it was built with)" >&2
-            return 2
+            damaged=yes
+            return 1
         fi
     fi
-    { tail -c +"$offset" "$self" | gzip -dc; echo $? >"$1.gzip"; } | tar -xf - -C "$1" 2>/dev/null &&
+    { tail -c +"$offset" "$self" | gzip -dc 2>/dev/null; echo $? 2>/dev/null >"$1.gzip"; } |
+        tar -xf - -C "$1" 2>/dev/null &&
         [ "$(cat "$1.gzip")" = 0 ] && rm -f "$1.gzip" &&
         printf '%s %s\n' "$digest" "$(fingerprint "$1")" >"$1/$marker"
+}
+
+# Stop here if extract() found the archive damaged.
+stop_if_damaged() {
+    if [ "$damaged" = yes ]; then
+        echo "$exe: this file is damaged (its SHA-256 is not the one it was built with)" >&2
+        exit 1
+    fi
 }
 
 # Run the app from the folder $1 with the remaining arguments (this process becomes the app).
@@ -55,6 +65,9 @@ run_from() {
 if intact "$dir"; then
     run_from "$dir" "$@"
 fi
+# A damaged or partial folder is replaced; one that is not there yet is only ever created (a
+# launch racing this one without flock may be starting from it).
+if [ -e "$dir" ]; then replace=yes; else replace=no; fi
 if mkdir -p "$base" 2>/dev/null && touch "$base/.lock" 2>/dev/null; then
     exec 9>>"$base/.lock"
     if command -v flock >/dev/null 2>&1; then
@@ -65,16 +78,16 @@ if mkdir -p "$base" 2>/dev/null && touch "$base/.lock" 2>/dev/null; then
     fi
     tmp=$base/.extract-$$
     rm -rf "$tmp" "$tmp.gzip"
-    extract "$tmp"
-    status=$?
-    if [ $status = 0 ]; then
+    if extract "$tmp"; then
         sync -f "$tmp/$marker" 2>/dev/null || sync
         if intact "$dir"; then  # (without flock) another launch got there first
             rm -rf "$tmp"
         else
-            rm -rf "$dir"  # damaged or partial: replaced
-            mv "$tmp" "$dir"
-            rm -rf "$dir/${tmp##*/}"  # (without flock) another launch got there first
+            if [ $replace = yes ]; then
+                mv "$dir" "$base/.damaged-$$"
+            fi
+            mv "$tmp" "$dir"  # into "$dir" if another launch got there first (without flock)
+            rm -rf "$dir/${tmp##*/}" "$base/.damaged-$$"
         fi
         for old in "$base"/*; do  # other versions of this app
             [ "$old" = "$dir" ] || rm -rf "$old"
@@ -83,8 +96,8 @@ if mkdir -p "$base" 2>/dev/null && touch "$base/.lock" 2>/dev/null; then
     fi
     rm -rf "$tmp" "$tmp.gzip"
     exec 9>&-
-    [ $status = 2 ] && exit 1
 fi
+stop_if_damaged
 
 echo "$exe: cannot extract into $base (read-only or full?): running from a temporary copy" >&2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/$exe-XXXXXX") || exit 1
@@ -93,7 +106,8 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 if ! extract "$tmp/x"; then
-    echo "$exe: cannot extract into ${TMPDIR:-/tmp} either" >&2
+    stop_if_damaged
+    echo "$exe: cannot extract into ${TMPDIR:-/tmp} either (full, or this file is damaged)" >&2
     exit 1
 fi
 "$tmp/x/$top/$exe" "$@"
