@@ -72,6 +72,7 @@ if mkdir -p "$base" 2>/dev/null && touch "$base/.lock" 2>/dev/null; then
     exec 9>>"$base/.lock"
     if command -v flock >/dev/null 2>&1; then
         flock 9  # one launch extracts, the others wait for it
+        rm -rf "$base"/.extract-* "$base"/.damaged-*  # left by a launch that was killed
     fi
     if intact "$dir"; then
         run_from "$dir" "$@"

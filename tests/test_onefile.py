@@ -149,9 +149,11 @@ def test_a_partial_extraction_and_older_versions_are_replaced(built: dict[str, P
     digest = hashlib.sha256(archive_of(exe)).hexdigest()
     (base / digest[:16] / "half").mkdir(parents=True)  # killed mid-extraction: no marker
     (base / "0123456789abcdef" / "old-version").mkdir(parents=True)  # an older build
+    (base / ".extract-999999" / "killed").mkdir(parents=True)  # a launch killed meanwhile
     assert launch(exe, cache, "--no-such-option").returncode == 2
     assert [p.name for p in folders(cache)] == [digest[:16]]
     assert not (base / digest[:16] / "half").exists()
+    assert [p.name for p in base.iterdir() if p.name.startswith(".")] == [".lock"]
 
 
 def test_concurrent_first_launches_both_succeed(built: dict[str, Path], display: str,
