@@ -85,7 +85,7 @@ if mkdir -p "$base" 2>/dev/null && touch "$base/.lock" 2>/dev/null; then
             rm -rf "$tmp"
         else
             if [ $replace = yes ]; then
-                mv "$dir" "$base/.damaged-$$"
+                mv "$dir" "$base/.damaged-$$" 2>/dev/null
             fi
             mv "$tmp" "$dir"  # into "$dir" if another launch got there first (without flock)
             rm -rf "$dir/${tmp##*/}" "$base/.damaged-$$"
