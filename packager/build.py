@@ -258,7 +258,10 @@ def _stage_native(request: BuildRequest, manifest: Manifest, names: tuple[str, .
                 except WasmLoadError as e:
                     raise BuildError(f"precompile services.{name}", str(e)) from None
     with clock("freeze"):
-        runtime = _runtime(request, manifest, "onefile" in names, progress)
+        # Linux's onefile is a launcher + the app folder (formats/onefile.py): no
+        # single-file runtime; Windows and macOS append the payload to PyInstaller's
+        single = "onefile" in names and system != "linux"
+        runtime = _runtime(request, manifest, single, progress)
     with clock("stage"):
         app = stage_app(
             manifest, runtime.onedir, runtime.executable, work / "stage", arch=arch,

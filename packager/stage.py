@@ -16,8 +16,9 @@ after the app and the payload beside it:
         icon.ico              (Windows) the same for shortcuts
         resources/...         [bundle] resources, project-relative layout kept ($RESOURCES)
 
-The single-file executable is the onefile runtime with the payload appended as a zip archive
-(entries under `app/`); frozen_main.py extracts it into the runtime's temporary folder.
+On Windows and macOS the single-file executable is the onefile runtime with the payload appended
+as a zip archive (entries under `app/`), which frozen_main.py extracts into the user cache once
+(Linux's `onefile` is a launcher + the app folder: formats/onefile.py).
 """
 
 from __future__ import annotations

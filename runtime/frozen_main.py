@@ -5,7 +5,9 @@ window, for machines without a display).
 The payload (see packager/stage.py) is looked for, in order:
 1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
    (executable in Contents/MacOS) Contents/Resources/app;
-2. a zip archive appended to the executable (the single-file build): extracted once into
+2. a zip archive appended to the executable (the Windows/macOS single-file build; Linux's is a
+   launcher that extracts the whole app folder and runs this executable from it, so 1. finds
+   the payload, see packager/formats/onefile.py): extracted once into
    `<user cache>/<identifier>/onefile/<digest>/` and reused by later launches. `<digest>` hashes
    the archive's directory (every member's name, size and CRC-32), so a new build gets a new
    folder (older ones are removed); a folder whose files do not have the sizes the archive
@@ -71,9 +73,13 @@ def onefile_cache(archive: zipfile.ZipFile) -> Path:
     try:
         ident = tomllib.loads(archive.read(f"{PAYLOAD}/{MANIFEST}").decode())["app"]["identifier"]
     except (KeyError, ValueError, TypeError):
-        ident = "wvwasi-app"
-    ident = re.sub(r"[^A-Za-z0-9._-]", "_", str(ident)).lstrip(".") or "wvwasi-app"
-    return Path(platformdirs.user_cache_dir(ident, appauthor=False)) / "onefile"
+        ident = ""
+    return Path(platformdirs.user_cache_dir(cache_name(str(ident)), appauthor=False)) / "onefile"
+
+
+def cache_name(identifier: str) -> str:
+    """The app's folder name in the user cache (also the Linux onefile launcher's)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", identifier).lstrip(".") or "wvwasi-app"
 
 
 def extract_cached(archive: zipfile.ZipFile, cache: Path) -> Path:
