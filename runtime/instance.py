@@ -2,8 +2,10 @@
 
 stdin, stdout and stderr are named pipes (FIFOs) in a private temp folder: wasmtime opens them as
 files, so the guest blocks on an empty stdin or a full stdout exactly as a native process would
-(real back-pressure, large reads, no callbacks on wasmtime's own threads). A writer thread feeds
-stdin from a queue; a reader thread per output turns bytes into events.
+(real back-pressure, large reads, no callbacks on wasmtime's own threads). Input goes straight
+into the stdin pipe when nothing waits before it and the pipe takes it (a non-blocking write on
+POSIX, so a caller such as the bridge's event loop never stalls), else a writer thread feeds it
+from a queue; a reader thread per output turns bytes into events.
 
 Every buffer is bounded (docs/security.md, "Host resources"): a stdout message over
 `limits.message` ends the instance ("output" error), stderr lines are cut at STDERR_LINE, the
@@ -18,6 +20,7 @@ import errno
 import itertools
 import logging
 import os
+import select
 import shutil
 import sys
 import tempfile
@@ -129,6 +132,11 @@ class Instance:
     def write_stdin(self, data: bytes) -> None:
         """Append raw bytes to the service's stdin."""
         self._stdin.write(bytes(data))
+
+    def try_write_stdin(self, data: bytes) -> bool:
+        """`write_stdin` that never waits: False (and nothing written) while MAX_PENDING_STDIN
+        bytes are queued. BrokenPipeError once stdin is closed."""
+        return self._stdin.write(bytes(data), wait=False)
 
     def close_stdin(self) -> None:
         """Signal end of input: the service's next read of stdin returns EOF."""
@@ -402,7 +410,9 @@ def _first_line(text: str) -> str:
 
 
 class _StdinWriter:
-    """Feeds a FIFO from a thread, so `write()` never blocks the caller for long.
+    """Feeds a FIFO. A write that finds nothing queued goes straight into the pipe from the
+    caller's thread (non-blocking on POSIX: the caller never waits for the guest); the rest waits
+    for the writer thread, in order, so `write()` never blocks the caller for long.
 
     When it stops, `unread` is what the guest never read: bytes still queued plus those left
     in the pipe."""
@@ -412,6 +422,8 @@ class _StdinWriter:
         self._pending = 0
         self._cond = threading.Condition()
         self._fd: int | None = None
+        self._direct = False  # the fd is non-blocking: callers may write to it themselves
+        self._busy = False  # the writer thread is writing a batch outside the lock
         self._closed = False
         self._thread: threading.Thread | None = None
         self.unread = 0
@@ -419,19 +431,42 @@ class _StdinWriter:
     def start(self, fd: int) -> None:
         """Begin feeding `fd` (the FIFO's write end, once the guest has opened the read end)."""
         grow_pipe(fd)
-        self._fd = fd
-        self._thread = threading.Thread(target=self._pump, name="wvwasi:stdin", daemon=True)
+        direct = sys.platform != "win32"  # a Windows named pipe stays blocking: thread only
+        if direct:
+            os.set_blocking(fd, False)
+        with self._cond:
+            self._fd = fd
+            self._direct = direct
+        self._thread = threading.Thread(target=self._pump, args=(fd,), name="wvwasi:stdin",
+                                        daemon=True)
         self._thread.start()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, wait: bool = True) -> bool:
+        """Write `data` now if the pipe takes it, else queue it for the writer thread. Over
+        MAX_PENDING_STDIN queued it waits, or with `wait=False` returns False (nothing written)."""
         with self._cond:
             if self._closed:
                 raise BrokenPipeError(errno.EPIPE, "the service's stdin is closed")
             while self._pending > MAX_PENDING_STDIN and not self._closed:
+                if not wait:
+                    return False
                 self._cond.wait()
+            if self._direct and self._fd is not None and not self._chunks and not self._busy:
+                try:
+                    data = data[os.write(self._fd, data) :]
+                except BlockingIOError:
+                    pass  # the pipe is full: the writer thread waits for room
+                except OSError:  # the guest closed its end: as the writer thread would
+                    self._closed = True
+                    self._cond.notify_all()
+                    raise BrokenPipeError(errno.EPIPE, "the service's stdin is closed") from None
+                if not data:
+                    self._cond.notify_all()  # a poll_oneoff waiting on stdin (wait_change)
+                    return True
             self._chunks.append(data)
             self._pending += len(data)
             self._cond.notify_all()
+            return True
 
     def close(self) -> None:
         """No more input: the pump writes what is queued, then closes the pipe (EOF)."""
@@ -459,9 +494,10 @@ class _StdinWriter:
             with self._cond:
                 self.unread = self._pending
 
-    def _pump(self) -> None:
-        fd = self._fd
-        assert fd is not None
+    def _pump(self, fd: int) -> None:
+        poll = select.poll() if self._direct else None  # wait for room in a non-blocking pipe
+        if poll is not None:
+            poll.register(fd, select.POLLOUT)
         view = memoryview(b"")
         try:
             while True:
@@ -472,17 +508,24 @@ class _StdinWriter:
                         return
                     data = b"".join(self._chunks)
                     self._chunks.clear()
+                    self._busy = True
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view) :]
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:
+                        assert poll is not None
+                        poll.poll()  # until the guest reads (or closes its end: EPIPE next)
                 with self._cond:
                     self._pending -= len(data)
+                    self._busy = False
                     self._cond.notify_all()
         except OSError:
             pass  # the service exited or closed stdin; later writes are dropped
         finally:
             with self._cond:
                 self._closed = True
+                self._busy = False
                 in_pipe = _bytes_in_pipe(fd) or 0
                 self.unread = sum(map(len, self._chunks)) + len(view) + in_pipe
                 self._chunks.clear()

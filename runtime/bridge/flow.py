@@ -32,6 +32,7 @@ class Outbox:
         self._wake_pending = False
         self._credits: dict[int, int] = {}  # input credit not yet sent, by worker id
         self._credit_timer = False
+        self._loop_thread = threading.get_ident()  # made on the loop (by its Session)
         self.closed = False
 
     def post(self, rec: bytes) -> None:
@@ -64,6 +65,9 @@ class Outbox:
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the bridge's loop, unless the loop has stopped."""
+        if threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(callback)  # no wake-up through the loop's self-pipe
+            return
         try:
             self._loop.call_soon_threadsafe(callback)
         except RuntimeError:  # the bridge's loop has stopped

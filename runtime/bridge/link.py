@@ -1,11 +1,12 @@
 """One page worker on the bridge: its instance or background subscription and both windows.
 
 Output events arrive on host threads and wait for credit when the page is a window behind;
-input (messages, stdin) goes to the instance from the worker's own writer thread, so a service
-that does not read its stdin never blocks the bridge's event loop. Both windows are enforced: a
-page that sends past its input window, or credits output it was never sent, breaks the protocol
-(`PolicyError`, the connection closes with 1008), so a worker never holds more than WINDOW bytes
-of the page's input.
+input (messages, stdin) goes straight into the instance's stdin pipe from the event loop when that
+cannot block (nothing queued before it, non-blocking write), else through the worker's own writer
+thread, so a service that does not read its stdin never blocks the bridge's event loop. Both
+windows are enforced: a page that sends past its input window, or credits output it was never
+sent, breaks the protocol (`PolicyError`, the connection closes with 1008), so a worker never
+holds more than WINDOW bytes of the page's input.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from .. import framing
 from ..events import Event, Exited, Message, ServiceError, Stderr
 from ..host import Subscription
 from ..instance import Instance
@@ -38,6 +40,7 @@ class WorkerLink:
         self._in_flight = 0  # input bytes received from the page and not yet credited to it
         self._inbox: deque[tuple[Op, bytes | str, int]] = deque()
         self._writer: threading.Thread | None = None
+        self._writing = False  # the writer thread is delivering a batch
         self._muted = False  # terminated by the page: drop further output
         self._closed = False  # ended: drop everything, wake every waiter
 
@@ -101,8 +104,9 @@ class WorkerLink:
             self._cond.notify_all()
 
     def enqueue(self, op: Op, data: bytes | str, cost: int) -> None:
-        """Queue input for the writer thread; `cost` counts against the input window (one
-        record may exceed it when nothing is in flight, as the page API does)."""
+        """Queue input until `flush` (the end of the page's frame). `cost` counts against the
+        input window (one record may exceed it when nothing is in flight, as the page API
+        does)."""
         with self._cond:
             if cost and self._in_flight and self._in_flight + cost > WINDOW:
                 raise PolicyError(
@@ -113,6 +117,21 @@ class WorkerLink:
                 return
             self._in_flight += cost
             self._inbox.append((op, data, cost))
+
+    def flush(self) -> None:
+        """Hand queued input on: straight into the instance's stdin pipe (one non-blocking
+        write) when the writer thread is idle and the pipe takes it, else to the writer thread."""
+        with self._cond:
+            if not self._inbox or self._closed:
+                return
+            handle = self._handle
+            if not self._writing and isinstance(handle, Instance):
+                credit = self._write_now(handle)
+                if credit:
+                    self._in_flight -= credit
+                    self.session.credit(self.id, credit)
+                if not self._inbox:
+                    return
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._write_loop, name=f"wvwasi:bridge:{self.service.name}",
@@ -120,6 +139,34 @@ class WorkerLink:
                 )
                 self._writer.start()
             self._cond.notify_all()
+
+    def _write_now(self, inst: Instance) -> int:
+        """Write the inbox's leading input as one chunk, then a CLOSE_STDIN after it, if the
+        stdin queue takes it without waiting; the input bytes delivered (held: self._cond)."""
+        credit = 0
+        while self._inbox:
+            parts: list[bytes] = []
+            cost = 0
+            for op, data, c in self._inbox:
+                if op is Op.CLOSE_STDIN:
+                    break
+                parts.append(framing.encode(inst.service.ipc, data) if op is Op.SEND
+                             else data)  # type: ignore[arg-type]
+                cost += c
+            if parts:
+                try:
+                    if not inst.try_write_stdin(parts[0] if len(parts) == 1
+                                                else b"".join(parts)):
+                        break
+                except BrokenPipeError:
+                    pass  # the instance ended; its EXIT reaches the page
+                for _ in parts:
+                    self._inbox.popleft()
+                credit += cost
+            if self._inbox and self._inbox[0][0] is Op.CLOSE_STDIN:
+                self._inbox.popleft()
+                inst.close_stdin()
+        return credit
 
     def terminate(self) -> None:
         """The page's terminate(): stop the instance (now, or as soon as it has started); its
@@ -161,6 +208,7 @@ class WorkerLink:
                 batch = list(self._inbox)
                 self._inbox.clear()
                 handle = self._handle
+                self._writing = True
             credit = 0
             for op, data, cost in batch:
                 credit += cost
@@ -174,9 +222,10 @@ class WorkerLink:
                             handle.close_stdin()
                 except BrokenPipeError:
                     pass  # the instance ended or is restarting; its EXIT reaches the page
+            with self._cond:
+                self._in_flight -= credit
+                self._writing = False
             if credit:
-                with self._cond:
-                    self._in_flight -= credit
                 self.session.credit(self.id, credit)
 
 
