@@ -132,10 +132,10 @@ def instrument(stamps: Stamps) -> None:
 
     orig_event = link.WorkerLink.on_event
 
-    def on_event(self: Any, event: Any) -> None:
+    def on_event(self: Any, event: Any) -> Any:
         if isinstance(event, Message):
             stamps.stamp("out", event.data)
-        orig_event(self, event)
+        return orig_event(self, event)
 
     link.WorkerLink.on_event = on_event  # type: ignore[method-assign]
 

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
 
@@ -38,8 +39,11 @@ from .events import Event, Exited, Message, ServiceError, Stderr
 from .hostpath import Root
 from .manifest import Service
 from .poll import Waker, set_current
-from .stdio import Stdio, grow_pipe
+from .stdio import Stdio, grow_pipe, output_mode
 from .wasmtime_ext import set_epoch_callback
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("wvwasi.service")
 
@@ -80,15 +84,21 @@ class Launch:
 
 
 class Instance:
-    """A live service instance. Create through `ServiceHost.spawn`; events go to `on_event`."""
+    """A live service instance. Create through `ServiceHost.spawn`; events go to `on_event`.
+
+    With `output_loop` (POSIX), stdout is read on that asyncio loop and its messages reach
+    `on_event` there: it must not block, and returns False when it takes no more output until
+    `resume_output()` (the pipe then fills and the guest waits). Other events come from host
+    threads as usual."""
 
     def __init__(
         self,
         launch: Launch,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[Event], bool | None] | None = None,
         on_exit: Callable[[Instance], None] | None = None,
         *,
         temp_root: Path | None = None,
+        output_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.id = next(_ids)
         self.service = launch.service
@@ -114,6 +124,8 @@ class Instance:
         self._stderr_pending = b""
         self._stderr_cut = 0  # captured stderr bytes not kept (over CAPTURED_STDERR)
         self._dir = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.service.name}-", dir=temp_root))
+        loop = output_loop if not launch.capture and output_mode() == "fifo" else None
+        self._stdio = Stdio(self._dir, self._stdout_chunk, self._stderr_chunk, loop)
         self._thread = threading.Thread(
             target=self._run, name=f"wvwasi:{self.service.name}#{self.id}", daemon=True
         )
@@ -142,6 +154,10 @@ class Instance:
         """Signal end of input: the service's next read of stdin returns EOF."""
         self._stdin.close()
 
+    def resume_output(self) -> None:
+        """Read stdout again after `on_event` returned False (see the class docstring)."""
+        self._stdio.resume_stdout()
+
     def terminate(self, reason: str = "terminated") -> None:
         """Stop the instance at its next epoch tick (also when blocked reading stdin, writing
         output or sleeping); output it writes from now on is discarded."""
@@ -149,6 +165,7 @@ class Instance:
             self._stop_reason = reason
         self._stopping.set()
         self._stdin.close()
+        self._stdio.resume_stdout()  # output is discarded now: let a paused guest's pipe drain
         with self._event_ready:
             self._event_ready.notify_all()  # an output reader waiting for queue room
 
@@ -207,7 +224,7 @@ class Instance:
 
     def _run(self) -> None:
         store: wasmtime.Store | None = None
-        stdio = Stdio(self._dir, self._stdout_chunk, self._stderr_chunk)
+        stdio = self._stdio
         memory: wasmtime.Memory | None = None
         try:
             store = wasmtime.Store(self._launch.engine)
@@ -328,26 +345,30 @@ class Instance:
                 path.chmod(0o444)
         return tree
 
-    def _stdout_chunk(self, chunk: bytes) -> None:
+    def _stdout_chunk(self, chunk: bytes) -> bool:
+        """Hand `chunk`'s messages on; False when `on_event` wants reading paused."""
         if self._stopping.is_set():
-            return  # terminated (or over a limit): drain the pipe so the guest can stop
+            return True  # terminated (or over a limit): drain the pipe so the guest can stop
         if self._decoder is None:
             if len(self.stdout) + len(chunk) > self._max_message:
                 self._output_failed(
                     f"wrote more than {self._max_message} bytes to stdout (its limits.message)"
                 )
-                return
+                return True
             self.stdout += chunk
-            return
+            return True
         try:
             messages = self._decoder.feed(chunk)
         except framing.MessageTooLong as e:
             self._output_failed(str(e))
-            return
+            return True
+        more = True
         for message in messages:
             if self._stopping.is_set():
-                return
-            self._on_event(Message(message))
+                return True
+            if self._on_event(Message(message)) is False:
+                more = False
+        return more
 
     def _output_failed(self, what: str) -> None:
         """The guest broke an output limit: end it with an "output" error."""

@@ -317,7 +317,8 @@ class Session:
                 handle = await self._in_pool(lambda: self._host.subscribe(name, link.on_event))
             else:
                 handle = await self._in_pool(
-                    lambda: self._host.spawn(name, options, on_event=link.on_event)
+                    lambda: self._host.spawn(name, options, on_event=link.on_event,
+                                             output_loop=self._loop)
                 )
         except _PageGone:
             return
