@@ -54,7 +54,10 @@ class Outbox:
                 self._wake_locked()
             elif not self._credit_timer:
                 self._credit_timer = True
-                self.call_soon(self._arm_credit_timer)
+                if threading.get_ident() == self._loop_thread:
+                    self._arm_credit_timer()
+                else:
+                    self.call_soon(self._arm_credit_timer)
 
     def close(self) -> None:
         """Drop everything queued; later records are dropped too."""
@@ -85,7 +88,10 @@ class Outbox:
     def _wake_locked(self) -> None:
         if not self._wake_pending:
             self._wake_pending = True
-            self.call_soon(self._wake.set)
+            if threading.get_ident() == self._loop_thread:
+                self._wake.set()  # on the loop (output read there): the pump runs next
+            else:
+                self.call_soon(self._wake.set)
 
     def _take_frame(self) -> bytes | None:
         with self._lock:
