@@ -441,7 +441,9 @@ class _StdinWriter:
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
         self._pending = 0
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the pipe changed: written, drained or closed
+        self._work = threading.Condition(lock)  # for the writer thread: input queued, or closed
         self._fd: int | None = None
         self._direct = False  # the fd is non-blocking: callers may write to it themselves
         self._busy = False  # the writer thread is writing a batch outside the lock
@@ -487,6 +489,7 @@ class _StdinWriter:
             self._chunks.append(data)
             self._pending += len(data)
             self._cond.notify_all()
+            self._work.notify()
             return True
 
     def close(self) -> None:
@@ -494,6 +497,7 @@ class _StdinWriter:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._work.notify()
 
     def state(self) -> tuple[int | None, bool]:
         """(bytes in the pipe the guest has not read, None if unknown; whether it is closed)."""
@@ -524,7 +528,7 @@ class _StdinWriter:
             while True:
                 with self._cond:
                     while not self._chunks and not self._closed:
-                        self._cond.wait()
+                        self._work.wait()
                     if not self._chunks:
                         return
                     data = b"".join(self._chunks)
