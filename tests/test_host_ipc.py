@@ -136,7 +136,8 @@ def test_input_a_service_does_not_read_never_blocks_try_write_stdin(
     16 MiB of input are queued for a service that does not read its stdin; nothing of it is
     written."""
     host = make_host(load_manifest(make_project({
-        "stuck": {"source": "loop", "kind": "dedicated", "ipc": "frames"},
+        # `stream`: its "spinning\n" is no valid frame, which would end it ("output" error)
+        "stuck": {"source": "loop", "kind": "dedicated", "ipc": "stream"},
     }))).start()
     inst = host.spawn("stuck")
     chunk = b"x" * (4 << 20)
