@@ -10,9 +10,11 @@ to stamp the server side (the wrappers cost a few microseconds, counted in the s
 wrap). Per message:
 
   ws in      client sends the frame -> Session._input on the bridge's loop
-  to guest   Session._input -> the guest's stdin written (Instance.send/try_write_stdin)
-  guest      stdin written -> the message decoded from stdout (WorkerLink.on_event, reader thread)
-  to loop    reader thread -> the frame taken by the outbox pump on the loop
+  to guest   Session._input -> the guest's stdin written (at the end of the frame, straight into
+             the pipe from the loop: Instance.try_write_stdin; else Instance.send, queued)
+  guest      stdin written -> the message decoded from stdout (WorkerLink.on_event: on the loop,
+             which reads a dedicated worker's stdout itself)
+  to loop    on_event -> the frame taken by the outbox pump on the loop
   ws out     frame taken -> the client has it (client's receive)
 
 Prints per-stage medians (µs) and the round trip, median of `--runs` runs. The client is a
@@ -132,10 +134,10 @@ def instrument(stamps: Stamps) -> None:
 
     orig_event = link.WorkerLink.on_event
 
-    def on_event(self: Any, event: Any) -> None:
+    def on_event(self: Any, event: Any) -> Any:
         if isinstance(event, Message):
             stamps.stamp("out", event.data)
-        orig_event(self, event)
+        return orig_event(self, event)
 
     link.WorkerLink.on_event = on_event  # type: ignore[method-assign]
 

@@ -16,6 +16,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
 
@@ -29,6 +30,9 @@ from .modules import ModuleLoader, WasmLoadError, make_engine
 from .paths import PathContext
 from .poll import shadow_poll_oneoff
 from .tempdirs import LockedTempDir, sweep
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("wvwasi.host")
 
@@ -174,10 +178,13 @@ class ServiceHost:
         name: str,
         options: SpawnOptions | None = None,
         *,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[Event], bool | None] | None = None,
         capture: bool = False,
+        output_loop: asyncio.AbstractEventLoop | None = None,
     ) -> Instance:
-        """Start a new instance of service `name`; its events go to `on_event` (or `recv()`)."""
+        """Start a new instance of service `name`; its events go to `on_event` (or `recv()`).
+        With `output_loop` its messages are read and delivered on that loop, where `on_event`
+        must not block (`Instance`)."""
         if self._ticker is None:
             self.start()
         service = self.service(name)
@@ -202,7 +209,8 @@ class ServiceHost:
                 )
             assert self._temp is not None
             try:
-                inst = Instance(launch, on_event, on_exit=self._forget, temp_root=self._temp.path)
+                inst = Instance(launch, on_event, on_exit=self._forget, temp_root=self._temp.path,
+                                output_loop=output_loop)
             except BaseException:
                 launch.release()
                 raise

@@ -2,8 +2,10 @@
 
 stdin, stdout and stderr are named pipes (FIFOs) in a private temp folder: wasmtime opens them as
 files, so the guest blocks on an empty stdin or a full stdout exactly as a native process would
-(real back-pressure, large reads, no callbacks on wasmtime's own threads). A writer thread feeds
-stdin from a queue; a reader thread per output turns bytes into events.
+(real back-pressure, large reads, no callbacks on wasmtime's own threads). Input goes straight
+into the stdin pipe when nothing waits before it and the pipe takes it (a non-blocking write on
+POSIX, so a caller such as the bridge's event loop never stalls), else a writer thread feeds it
+from a queue; a reader thread per output turns bytes into events.
 
 Every buffer is bounded (docs/security.md, "Host resources"): a stdout message over
 `limits.message` ends the instance ("output" error), stderr lines are cut at STDERR_LINE, the
@@ -18,6 +20,7 @@ import errno
 import itertools
 import logging
 import os
+import select
 import shutil
 import sys
 import tempfile
@@ -27,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
 
@@ -35,8 +39,11 @@ from .events import Event, Exited, Message, ServiceError, Stderr
 from .hostpath import Root
 from .manifest import Service
 from .poll import Waker, set_current
-from .stdio import Stdio, grow_pipe
+from .stdio import Stdio, grow_pipe, output_mode
 from .wasmtime_ext import set_epoch_callback
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("wvwasi.service")
 
@@ -77,15 +84,21 @@ class Launch:
 
 
 class Instance:
-    """A live service instance. Create through `ServiceHost.spawn`; events go to `on_event`."""
+    """A live service instance. Create through `ServiceHost.spawn`; events go to `on_event`.
+
+    With `output_loop` (POSIX), stdout is read on that asyncio loop and its messages reach
+    `on_event` there: it must not block, and returns False when it takes no more output until
+    `resume_output()` (the pipe then fills and the guest waits). Other events come from host
+    threads as usual."""
 
     def __init__(
         self,
         launch: Launch,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[Event], bool | None] | None = None,
         on_exit: Callable[[Instance], None] | None = None,
         *,
         temp_root: Path | None = None,
+        output_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.id = next(_ids)
         self.service = launch.service
@@ -111,6 +124,8 @@ class Instance:
         self._stderr_pending = b""
         self._stderr_cut = 0  # captured stderr bytes not kept (over CAPTURED_STDERR)
         self._dir = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.service.name}-", dir=temp_root))
+        loop = output_loop if not launch.capture and output_mode() == "fifo" else None
+        self._stdio = Stdio(self._dir, self._stdout_chunk, self._stderr_chunk, loop)
         self._thread = threading.Thread(
             target=self._run, name=f"wvwasi:{self.service.name}#{self.id}", daemon=True
         )
@@ -130,9 +145,18 @@ class Instance:
         """Append raw bytes to the service's stdin."""
         self._stdin.write(bytes(data))
 
+    def try_write_stdin(self, data: bytes) -> bool:
+        """`write_stdin` that never waits: False (and nothing written) while MAX_PENDING_STDIN
+        bytes are queued. BrokenPipeError once stdin is closed."""
+        return self._stdin.write(bytes(data), wait=False)
+
     def close_stdin(self) -> None:
         """Signal end of input: the service's next read of stdin returns EOF."""
         self._stdin.close()
+
+    def resume_output(self) -> None:
+        """Read stdout again after `on_event` returned False (see the class docstring)."""
+        self._stdio.resume_stdout()
 
     def terminate(self, reason: str = "terminated") -> None:
         """Stop the instance at its next epoch tick (also when blocked reading stdin, writing
@@ -141,6 +165,7 @@ class Instance:
             self._stop_reason = reason
         self._stopping.set()
         self._stdin.close()
+        self._stdio.resume_stdout()  # output is discarded now: let a paused guest's pipe drain
         with self._event_ready:
             self._event_ready.notify_all()  # an output reader waiting for queue room
 
@@ -199,7 +224,7 @@ class Instance:
 
     def _run(self) -> None:
         store: wasmtime.Store | None = None
-        stdio = Stdio(self._dir, self._stdout_chunk, self._stderr_chunk)
+        stdio = self._stdio
         memory: wasmtime.Memory | None = None
         try:
             store = wasmtime.Store(self._launch.engine)
@@ -320,26 +345,30 @@ class Instance:
                 path.chmod(0o444)
         return tree
 
-    def _stdout_chunk(self, chunk: bytes) -> None:
+    def _stdout_chunk(self, chunk: bytes) -> bool:
+        """Hand `chunk`'s messages on; False when `on_event` wants reading paused."""
         if self._stopping.is_set():
-            return  # terminated (or over a limit): drain the pipe so the guest can stop
+            return True  # terminated (or over a limit): drain the pipe so the guest can stop
         if self._decoder is None:
             if len(self.stdout) + len(chunk) > self._max_message:
                 self._output_failed(
                     f"wrote more than {self._max_message} bytes to stdout (its limits.message)"
                 )
-                return
+                return True
             self.stdout += chunk
-            return
+            return True
         try:
             messages = self._decoder.feed(chunk)
         except framing.MessageTooLong as e:
             self._output_failed(str(e))
-            return
+            return True
+        more = True
         for message in messages:
             if self._stopping.is_set():
-                return
-            self._on_event(Message(message))
+                return True
+            if self._on_event(Message(message)) is False:
+                more = False
+        return more
 
     def _output_failed(self, what: str) -> None:
         """The guest broke an output limit: end it with an "output" error."""
@@ -402,7 +431,9 @@ def _first_line(text: str) -> str:
 
 
 class _StdinWriter:
-    """Feeds a FIFO from a thread, so `write()` never blocks the caller for long.
+    """Feeds a FIFO. A write that finds nothing queued goes straight into the pipe from the
+    caller's thread (non-blocking on POSIX: the caller never waits for the guest); the rest waits
+    for the writer thread, in order, so `write()` never blocks the caller for long.
 
     When it stops, `unread` is what the guest never read: bytes still queued plus those left
     in the pipe."""
@@ -410,8 +441,12 @@ class _StdinWriter:
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
         self._pending = 0
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the pipe changed: written, drained or closed
+        self._work = threading.Condition(lock)  # for the writer thread: input queued, or closed
         self._fd: int | None = None
+        self._direct = False  # the fd is non-blocking: callers may write to it themselves
+        self._busy = False  # the writer thread is writing a batch outside the lock
         self._closed = False
         self._thread: threading.Thread | None = None
         self.unread = 0
@@ -419,25 +454,50 @@ class _StdinWriter:
     def start(self, fd: int) -> None:
         """Begin feeding `fd` (the FIFO's write end, once the guest has opened the read end)."""
         grow_pipe(fd)
-        self._fd = fd
-        self._thread = threading.Thread(target=self._pump, name="wvwasi:stdin", daemon=True)
+        direct = sys.platform != "win32"  # a Windows named pipe stays blocking: thread only
+        if direct:
+            os.set_blocking(fd, False)
+        with self._cond:
+            self._fd = fd
+            self._direct = direct
+        self._thread = threading.Thread(target=self._pump, args=(fd,), name="wvwasi:stdin",
+                                        daemon=True)
         self._thread.start()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, wait: bool = True) -> bool:
+        """Write `data` now if the pipe takes it, else queue it for the writer thread. Over
+        MAX_PENDING_STDIN queued it waits, or with `wait=False` returns False (nothing written)."""
         with self._cond:
             if self._closed:
                 raise BrokenPipeError(errno.EPIPE, "the service's stdin is closed")
             while self._pending > MAX_PENDING_STDIN and not self._closed:
+                if not wait:
+                    return False
                 self._cond.wait()
+            if self._direct and self._fd is not None and not self._chunks and not self._busy:
+                try:
+                    data = data[os.write(self._fd, data) :]
+                except BlockingIOError:
+                    pass  # the pipe is full: the writer thread waits for room
+                except OSError:  # the guest closed its end: as the writer thread would
+                    self._closed = True
+                    self._cond.notify_all()
+                    raise BrokenPipeError(errno.EPIPE, "the service's stdin is closed") from None
+                if not data:
+                    self._cond.notify_all()  # a poll_oneoff waiting on stdin (wait_change)
+                    return True
             self._chunks.append(data)
             self._pending += len(data)
             self._cond.notify_all()
+            self._work.notify()
+            return True
 
     def close(self) -> None:
         """No more input: the pump writes what is queued, then closes the pipe (EOF)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._work.notify()
 
     def state(self) -> tuple[int | None, bool]:
         """(bytes in the pipe the guest has not read, None if unknown; whether it is closed)."""
@@ -459,30 +519,38 @@ class _StdinWriter:
             with self._cond:
                 self.unread = self._pending
 
-    def _pump(self) -> None:
-        fd = self._fd
-        assert fd is not None
+    def _pump(self, fd: int) -> None:
+        poll = select.poll() if self._direct else None  # wait for room in a non-blocking pipe
+        if poll is not None:
+            poll.register(fd, select.POLLOUT)
         view = memoryview(b"")
         try:
             while True:
                 with self._cond:
                     while not self._chunks and not self._closed:
-                        self._cond.wait()
+                        self._work.wait()
                     if not self._chunks:
                         return
                     data = b"".join(self._chunks)
                     self._chunks.clear()
+                    self._busy = True
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view) :]
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:
+                        assert poll is not None
+                        poll.poll()  # until the guest reads (or closes its end: EPIPE next)
                 with self._cond:
                     self._pending -= len(data)
+                    self._busy = False
                     self._cond.notify_all()
         except OSError:
             pass  # the service exited or closed stdin; later writes are dropped
         finally:
             with self._cond:
                 self._closed = True
+                self._busy = False
                 in_pipe = _bytes_in_pipe(fd) or 0
                 self.unread = sum(map(len, self._chunks)) + len(view) + in_pipe
                 self._chunks.clear()

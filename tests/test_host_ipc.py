@@ -111,3 +111,38 @@ def test_stdout_flood_arrives_complete(host: Any) -> None:
     expected.update(block[: (mib << 20) % len(block)])
     assert digest.hexdigest() == expected.hexdigest()
 
+
+
+def test_messages_past_the_pipe_and_small_ones_keep_order(host: Any) -> None:
+    """Small writes go straight into the stdin pipe, the rest through the writer thread: a
+    message that only partly fits must still come before everything sent after it."""
+    inst = host.spawn("frames")
+    sent = []
+    for i in range(12):
+        big = bytes([i]) * ((3 << 20) + i) if i % 3 == 1 else None
+        sent.append(big if big is not None else f"small {i}".encode())
+    for message in sent:
+        inst.send(message)  # nothing is read back meanwhile: the pipes fill up
+    inst.close_stdin()
+    out: Outcome = drain(inst)
+    assert [len(m) for m in out.messages] == [len(m) for m in sent]
+    assert out.messages == sent
+
+
+def test_input_a_service_does_not_read_never_blocks_try_write_stdin(
+    make_project: Callable[..., Any], make_host: Callable[..., Any]
+) -> None:
+    """`try_write_stdin` (what the bridge's event loop uses) refuses instead of waiting once
+    16 MiB of input are queued for a service that does not read its stdin; nothing of it is
+    written."""
+    host = make_host(load_manifest(make_project({
+        # `stream`: its "spinning\n" is no valid frame, which would end it ("output" error)
+        "stuck": {"source": "loop", "kind": "dedicated", "ipc": "stream"},
+    }))).start()
+    inst = host.spawn("stuck")
+    chunk = b"x" * (4 << 20)
+    results = [inst.try_write_stdin(chunk) for _ in range(8)]
+    # at most the pipe's share is written; 16 MiB may wait (the last one taken goes over)
+    assert results == [True] * 5 + [False] * 3
+    inst.terminate()
+    assert inst.wait(30) is not None

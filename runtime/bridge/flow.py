@@ -31,7 +31,9 @@ class Outbox:
         self._wake = asyncio.Event()
         self._wake_pending = False
         self._credits: dict[int, int] = {}  # input credit not yet sent, by worker id
-        self._credit_timer = False
+        self._credit_timer = False  # a timer is armed (or about to be) for owed credit
+        self._credit_handle: asyncio.TimerHandle | None = None
+        self._loop_thread = threading.get_ident()  # made on the loop (by its Session)
         self.closed = False
 
     def post(self, rec: bytes) -> None:
@@ -53,7 +55,10 @@ class Outbox:
                 self._wake_locked()
             elif not self._credit_timer:
                 self._credit_timer = True
-                self.call_soon(self._arm_credit_timer)
+                if threading.get_ident() == self._loop_thread:
+                    self._arm_locked()
+                else:
+                    self.call_soon(self._arm_credit_timer)
 
     def close(self) -> None:
         """Drop everything queued; later records are dropped too."""
@@ -64,29 +69,46 @@ class Outbox:
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the bridge's loop, unless the loop has stopped."""
+        if threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(callback)  # no wake-up through the loop's self-pipe
+            return
         try:
             self._loop.call_soon_threadsafe(callback)
         except RuntimeError:  # the bridge's loop has stopped
             self.closed = True
 
     def _arm_credit_timer(self) -> None:
-        self._loop.call_later(CREDIT_DELAY, self._credit_due)
+        with self._lock:
+            self._arm_locked()
+
+    def _arm_locked(self) -> None:
+        if self._credit_timer and self._credit_handle is None:
+            self._credit_handle = self._loop.call_later(CREDIT_DELAY, self._credit_due)
 
     def _credit_due(self) -> None:
         with self._lock:
             self._credit_timer = False
+            self._credit_handle = None
             if self._credits:
                 self._wake_locked()
 
     def _wake_locked(self) -> None:
         if not self._wake_pending:
             self._wake_pending = True
-            self.call_soon(self._wake.set)
+            if threading.get_ident() == self._loop_thread:
+                self._wake.set()  # on the loop (output read there): the pump runs next
+            else:
+                self.call_soon(self._wake.set)
 
     def _take_frame(self) -> bytes | None:
         with self._lock:
             parts = [record(Op.CREDIT, i, U32.pack(n)) for i, n in self._credits.items()]
-            self._credits.clear()
+            if parts:  # the credit travels now: its timer has nothing left to do
+                self._credits.clear()
+                self._credit_timer = False
+                if self._credit_handle is not None:
+                    self._credit_handle.cancel()  # no wake-up of the loop for it
+                    self._credit_handle = None
             if not self._out and not parts:
                 self._wake_pending = False
                 return None

@@ -1,11 +1,16 @@
 """One page worker on the bridge: its instance or background subscription and both windows.
 
-Output events arrive on host threads and wait for credit when the page is a window behind;
-input (messages, stdin) goes to the instance from the worker's own writer thread, so a service
-that does not read its stdin never blocks the bridge's event loop. Both windows are enforced: a
-page that sends past its input window, or credits output it was never sent, breaks the protocol
-(`PolicyError`, the connection closes with 1008), so a worker never holds more than WINDOW bytes
-of the page's input.
+Output events arrive on host threads and wait for credit when the page is a window behind; a
+dedicated instance's messages are read on the bridge's event loop instead (no thread hand-off per
+message), where nothing may wait: what the window cannot take yet is held (at most one stdout
+read's worth) and the instance stops reading its stdout until CREDIT makes room, so the guest
+waits on its full pipe as before;
+input (messages, stdin) goes straight into the instance's stdin pipe from the event loop when that
+cannot block (nothing queued before it, non-blocking write), else through the worker's own writer
+thread, so a service that does not read its stdin never blocks the bridge's event loop. Both
+windows are enforced: a page that sends past its input window, or credits output it was never
+sent, breaks the protocol (`PolicyError`, the connection closes with 1008), so a worker never
+holds more than WINDOW bytes of the page's input.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from .. import framing
 from ..events import Event, Exited, Message, ServiceError, Stderr
 from ..host import Subscription
 from ..instance import Instance
@@ -38,45 +44,75 @@ class WorkerLink:
         self._in_flight = 0  # input bytes received from the page and not yet credited to it
         self._inbox: deque[tuple[Op, bytes | str, int]] = deque()
         self._writer: threading.Thread | None = None
+        self._writing = False  # the writer thread is delivering a batch
         self._muted = False  # terminated by the page: drop further output
         self._closed = False  # ended: drop everything, wake every waiter
+        self._loop_thread = threading.get_ident()  # made on the bridge's loop (by its Session)
+        self._held: deque[tuple[bytes, int]] = deque()  # loop-read output over the window
+        self._paused = False  # the instance stopped reading stdout for the window
+        self._exit: Exited | None = None  # arrived while output was still held
 
     def attach(self, handle: Instance | Subscription) -> None:
         """The instance or subscription has started (a TERMINATE may already have come)."""
         with self._cond:
             self._handle = handle
             muted = self._muted
+            resume = self._paused and not self._held
+            self._paused = self._paused and not resume
             self._cond.notify_all()
         if muted:
             self._stop(handle)
+        elif resume and isinstance(handle, Instance):
+            handle.resume_output()
 
     # host threads
 
-    def on_event(self, event: Event) -> None:
-        """Forward one event to the page, waiting for credit when the page is behind."""
+    def on_event(self, event: Event) -> bool:
+        """Forward one event to the page, waiting for credit when the page is behind; on the
+        loop (messages read there) it holds the record instead and returns False: the instance
+        then pauses its stdout until `credit` calls `resume_output`."""
         if isinstance(event, Exited):
             self._exited(event)
-            return
+            return True
         if isinstance(event, Message):
             data = event.data
             op, payload = Op.MESSAGE, data.encode() if isinstance(data, str) else data
         elif isinstance(event, Stderr):
             op, payload = Op.STDERR, event.text.encode()
         else:
-            return
+            return True
         cost = len(payload) + HEADER.size
+        if threading.get_ident() == self._loop_thread:
+            return self._forward_now(record(op, self.id, payload), cost)
         with self._cond:
             while (not self._closed and not self._muted and self._unacked
                    and self._unacked + cost > WINDOW):
                 self._cond.wait()
             if self._closed or self._muted:
-                return
+                return True
             self._unacked += cost
         self.session.post(record(op, self.id, payload))
+        return True
+
+    def _forward_now(self, rec: bytes, cost: int) -> bool:
+        """On the loop: post `rec` if the window takes it, else hold it (False: pause)."""
+        with self._cond:
+            if self._closed or self._muted:
+                return True
+            if self._held or (self._unacked and self._unacked + cost > WINDOW):
+                self._held.append((rec, cost))
+                self._paused = True
+                return False
+            self._unacked += cost
+        self.session.post(rec)
+        return True
 
     def _exited(self, event: Exited) -> None:
         with self._cond:
             if self._closed:
+                return
+            if self._held and not self._muted:  # its last messages first
+                self._exit = event
                 return
             self._closed = True
             handle = self._handle
@@ -98,11 +134,28 @@ class WorkerLink:
                     f"{self._unacked} unacknowledged"
                 )
             self._unacked -= amount
+            ready = []
+            while self._held and (not self._unacked
+                                  or self._unacked + self._held[0][1] <= WINDOW):
+                rec, cost = self._held.popleft()
+                self._unacked += cost
+                ready.append(rec)
+            handle = self._handle
+            resume = self._paused and not self._held and handle is not None
+            self._paused = self._paused and not resume
+            exited, self._exit = (self._exit, None) if not self._held else (None, self._exit)
             self._cond.notify_all()
+        for rec in ready:
+            self.session.post(rec)
+        if exited is not None:
+            self._exited(exited)
+        elif resume and isinstance(handle, Instance):
+            handle.resume_output()
 
     def enqueue(self, op: Op, data: bytes | str, cost: int) -> None:
-        """Queue input for the writer thread; `cost` counts against the input window (one
-        record may exceed it when nothing is in flight, as the page API does)."""
+        """Queue input until `flush` (the end of the page's frame). `cost` counts against the
+        input window (one record may exceed it when nothing is in flight, as the page API
+        does)."""
         with self._cond:
             if cost and self._in_flight and self._in_flight + cost > WINDOW:
                 raise PolicyError(
@@ -113,6 +166,21 @@ class WorkerLink:
                 return
             self._in_flight += cost
             self._inbox.append((op, data, cost))
+
+    def flush(self) -> None:
+        """Hand queued input on: straight into the instance's stdin pipe (one non-blocking
+        write) when the writer thread is idle and the pipe takes it, else to the writer thread."""
+        with self._cond:
+            if not self._inbox or self._closed:
+                return
+            handle = self._handle
+            if not self._writing and isinstance(handle, Instance):
+                credit = self._write_now(handle)
+                if credit:
+                    self._in_flight -= credit
+                    self.session.credit(self.id, credit)
+                if not self._inbox:
+                    return
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._write_loop, name=f"wvwasi:bridge:{self.service.name}",
@@ -121,14 +189,46 @@ class WorkerLink:
                 self._writer.start()
             self._cond.notify_all()
 
+    def _write_now(self, inst: Instance) -> int:
+        """Write the inbox's leading input as one chunk, then a CLOSE_STDIN after it, if the
+        stdin queue takes it without waiting; the input bytes delivered (held: self._cond)."""
+        credit = 0
+        while self._inbox:
+            parts: list[bytes] = []
+            cost = 0
+            for op, data, c in self._inbox:
+                if op is Op.CLOSE_STDIN:
+                    break
+                parts.append(framing.encode(inst.service.ipc, data) if op is Op.SEND
+                             else data)  # type: ignore[arg-type]
+                cost += c
+            if parts:
+                try:
+                    if not inst.try_write_stdin(parts[0] if len(parts) == 1
+                                                else b"".join(parts)):
+                        break
+                except BrokenPipeError:
+                    pass  # the instance ended; its EXIT reaches the page
+                for _ in parts:
+                    self._inbox.popleft()
+                credit += cost
+            if self._inbox and self._inbox[0][0] is Op.CLOSE_STDIN:
+                self._inbox.popleft()
+                inst.close_stdin()
+        return credit
+
     def terminate(self) -> None:
         """The page's terminate(): stop the instance (now, or as soon as it has started); its
         EXIT still reaches the page."""
         with self._cond:
             self._muted = True
+            self._held.clear()
             handle = self._handle
+            exited, self._exit = self._exit, None
             self._cond.notify_all()
-        if handle is not None:
+        if exited is not None:
+            self._exited(exited)
+        elif handle is not None:
             self._stop(handle)
 
     def _stop(self, handle: Instance | Subscription) -> None:
@@ -143,6 +243,7 @@ class WorkerLink:
             self._closed = True
             handle = self._handle
             self._inbox.clear()
+            self._held.clear()
             self._cond.notify_all()
         if isinstance(handle, Subscription):
             handle.close()
@@ -161,6 +262,7 @@ class WorkerLink:
                 batch = list(self._inbox)
                 self._inbox.clear()
                 handle = self._handle
+                self._writing = True
             credit = 0
             for op, data, cost in batch:
                 credit += cost
@@ -174,9 +276,10 @@ class WorkerLink:
                             handle.close_stdin()
                 except BrokenPipeError:
                     pass  # the instance ended or is restarting; its EXIT reaches the page
+            with self._cond:
+                self._in_flight -= credit
+                self._writing = False
             if credit:
-                with self._cond:
-                    self._in_flight -= credit
                 self.session.credit(self.id, credit)
 
 

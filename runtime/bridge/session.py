@@ -150,13 +150,23 @@ class Session:
             self.shutdown()
 
     async def _frame(self, frame: bytes) -> None:
+        touched: dict[int, WorkerLink] = {}  # workers with input from this frame
+        try:
+            await self._records(frame, touched)
+        finally:
+            for link in touched.values():
+                link.flush()
+
+    async def _records(self, frame: bytes, touched: dict[int, WorkerLink]) -> None:
         for op, ident, payload in iter_records(frame):
             if op in (Op.SPAWN, Op.RUN):
                 self._new_id(ident)
                 spec, rest = split_json(payload)
                 await self._start(ident, spec, rest, run=op is Op.RUN)
             elif op in (Op.SEND, Op.STDIN, Op.CLOSE_STDIN):
-                self._input(op, ident, payload)
+                link = self._input(op, ident, payload)
+                if link is not None:
+                    touched[ident] = link
             elif op is Op.TERMINATE:
                 self._terminate(ident)
             elif op is Op.CREDIT:
@@ -191,10 +201,11 @@ class Session:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _input(self, op: Op, ident: int, payload: memoryview) -> None:
+    def _input(self, op: Op, ident: int, payload: memoryview) -> WorkerLink | None:
+        """Queue one input record for its worker (flushed at the end of the frame)."""
         link = self._links.get(ident)
         if link is None:
-            return  # the worker has ended; its EXIT record is on its way to the page
+            return None  # the worker has ended; its EXIT record is on its way to the page
         raw = payload.tobytes()
         data: bytes | str = raw
         if op is Op.SEND and link.service.ipc == "lines":
@@ -207,6 +218,7 @@ class Session:
         elif op is not Op.SEND and link.background:
             raise ProtocolError("a background service's stdin is shared: use SEND")
         link.enqueue(op, data, len(payload) + HEADER.size if op in _WINDOW_OPS else 0)
+        return link
 
     def _terminate(self, ident: int) -> None:
         if self._mounts is not None and self._mounts.owns(ident):
@@ -317,7 +329,8 @@ class Session:
                 handle = await self._in_pool(lambda: self._host.subscribe(name, link.on_event))
             else:
                 handle = await self._in_pool(
-                    lambda: self._host.spawn(name, options, on_event=link.on_event)
+                    lambda: self._host.spawn(name, options, on_event=link.on_event,
+                                             output_loop=self._loop)
                 )
         except _PageGone:
             return

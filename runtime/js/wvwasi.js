@@ -395,6 +395,10 @@
           this.owing.delete(link);
         }
       }
+      if (this.creditTimer && !this.owing.size) { // the credit travels now: no timer task
+        clearTimeout(this.creditTimer);
+        this.creditTimer = 0;
+      }
       const queue = this.queue;
       let next = 0;
       while (next < queue.length) {
