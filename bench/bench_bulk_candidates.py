@@ -53,7 +53,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from browser import chromium_command  # noqa: E402
 
 SCHEME = "wvwasi-bulk"
-CHUNK = 64 << 10
+#: The largest request body the Qt scheme reads (its one read call).
+MAX_BODY = 64 << 20
 PAGE = """<!doctype html><meta charset="utf-8"><title>bulk</title><script>
 const P = new URLSearchParams(location.search);
 const SIZE = Number(P.get('mib')) * (1 << 20), N = Number(P.get('n')), RUNS = Number(P.get('runs'));
@@ -211,6 +212,10 @@ def chromium_candidates() -> list[str]:
     return ["ws", "ws_up", "ws_down", "ws_64k", "fetch", "worker"]
 
 
+def qt_candidates() -> list[str]:
+    return ["ws", "ws_up", "ws_down", "fetch", "scheme", "worker"]
+
+
 def gtk_candidates() -> list[str]:
     return ["ws", "ws_up", "ws_down", "ws_64k", "fetch", "scheme", "scheme_raw", "handler",
             "worker"]
@@ -287,6 +292,70 @@ class GtkChannels:
         asyncio.run_coroutine_threadsafe(answer(), self.loop)
 
 
+class QtScheme:
+    """The custom scheme on the Qt window's WebEngine profile (QWebEngineUrlSchemeHandler)."""
+
+    def __init__(self, origin: str, loop: asyncio.AbstractEventLoop) -> None:
+        from qtpy.QtCore import QBuffer, QByteArray, QIODevice, QObject, Signal
+        from qtpy.QtWebEngineCore import QWebEngineUrlScheme, QWebEngineUrlSchemeHandler
+
+        scheme = QWebEngineUrlScheme(SCHEME.encode())
+        scheme.setFlags(QWebEngineUrlScheme.Flag.CorsEnabled
+                        | QWebEngineUrlScheme.Flag.SecureScheme
+                        | QWebEngineUrlScheme.Flag.FetchApiAllowed)
+        scheme.setSyntax(QWebEngineUrlScheme.Syntax.Host)
+        QWebEngineUrlScheme.registerScheme(scheme)  # before the QApplication exists
+
+        class Handler(QWebEngineUrlSchemeHandler):
+            def requestStarted(self, job: Any) -> None:
+                body, data = job.requestBody(), b""
+                if body is not None and body.open(QIODevice.OpenModeFlag.ReadOnly):
+                    # One read: Qt 6.11's readAll() of a request body repeats its first 16 KiB.
+                    data = bytes(body.read(MAX_BODY))
+
+                async def answer() -> None:  # on the loop, then back on the Qt thread
+                    relay.done.emit(job, data)
+
+                asyncio.run_coroutine_threadsafe(answer(), loop)
+
+        def reply(job: Any, data: bytes) -> None:
+            buffer = QBuffer(job)
+            buffer.setData(QByteArray(data))
+            job.setAdditionalResponseHeaders(
+                {QByteArray(b"Access-Control-Allow-Origin"): QByteArray(origin.encode())})
+            job.reply(b"application/octet-stream", buffer)
+
+        class Relay(QObject):
+            done = Signal(object, object)  # emitted on the loop: queued to the Qt thread
+
+        relay = Relay()
+        relay.done.connect(reply)
+        self.handler, self.relay = Handler(), relay
+
+    def install(self, window: Any) -> None:
+        """Install the handler on the window's profile (pywebview's before_show, Qt thread)."""
+        window.native.profile.installUrlSchemeHandler(SCHEME.encode(), self.handler)
+
+
+def run_qt(url: str, origin: str, loop: asyncio.AbstractEventLoop,
+           done: threading.Event) -> None:
+    """Open `url` in a pywebview Qt window on a private Xvfb screen until `done` is set."""
+    from xvfb import xvfb
+
+    from wvwasi.runtime.window import qt
+
+    with xvfb() as display:
+        os.environ["DISPLAY"] = display
+        qt.prepare()
+        import webview
+
+        scheme = QtScheme(origin, loop)
+        window = webview.create_window("bulk", url)
+        window.events.before_show += scheme.install
+        threading.Thread(target=lambda: (done.wait(900), window.destroy()), daemon=True).start()
+        webview.start(gui="qt", private_mode=True)
+
+
 def run_gtk(url: str, channels: GtkChannels, done: threading.Event) -> None:
     """Open `url` in a pywebview GTK window on a private Xvfb screen until `done` is set."""
     from xvfb import xvfb
@@ -308,7 +377,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     runner, port = loop.run_until_complete(serve((args.mib << 20) + 4096, done))
     out: dict[str, Any] = {"python": loop.run_until_complete(python_client(port, args))}
     origin = f"http://127.0.0.1:{port}"
-    candidates = gtk_candidates() if args.engine == "gtk" else chromium_candidates()
+    candidates = {"gtk": gtk_candidates(), "qt": qt_candidates()}.get(
+        args.engine, chromium_candidates())
     url = (f"{origin}/?mib={args.mib}&n={args.n}&runs={args.runs}"
            f"&candidates={','.join(candidates)}")
     finished = threading.Event()
@@ -322,6 +392,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.engine == "gtk":
             run_gtk(url, GtkChannels(origin, loop), finished)
+        elif args.engine == "qt":
+            run_qt(url, origin, loop, finished)
         else:
             run_chromium(url, finished)
     finally:
@@ -336,13 +408,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", choices=("chromium", "gtk"), default="chromium")
+    parser.add_argument("--engine", choices=("chromium", "gtk", "qt"), default="chromium")
     parser.add_argument("--mib", type=int, default=1)
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     out = measure(args)
-    engine = "headless Chromium" if args.engine == "chromium" else "GTK window (WebKitGTK)"
+    engine = {"chromium": "headless Chromium", "gtk": "GTK window (WebKitGTK)",
+              "qt": "Qt window (Qt WebEngine)"}[args.engine]
     print(f"{args.mib} MiB round trips, one at a time, {engine}, MB/s (10^6 B/s each way), "
           f"median of {args.runs} (all runs); load average {out['load_average_1min']:.1f} "
           "on 2 shared cores:")
