@@ -1,13 +1,13 @@
-"""Candidates for moving large records between page and host, in Chromium and the GTK window.
+"""Candidates for moving large records between page and host, in Chromium and the app windows.
 
-    .venv/bin/python bench/bench_bulk_candidates.py [--engine chromium|gtk] [--mib 1] [--n 40]
-                                                    [--runs 3]
+    .venv/bin/python bench/bench_bulk_candidates.py [--engine chromium|gtk|qt] [--mib 1]
+                                                    [--n 40] [--runs 3]
 
 Before choosing a bulk transport for the bridge: one aiohttp server on 127.0.0.1 (the bridge's
 stack: aiohttp on an asyncio loop) echoes N records of `--mib` MiB one at a time, and a page
 times the round trips. The page runs in `chromium --headless` (no DevTools client attached) or,
-with `--engine gtk`, in a real pywebview GTK window (WebKitGTK, the app's Linux engine) on a
-private Xvfb screen. Candidates:
+with `--engine gtk` / `qt`, in a real pywebview window (WebKitGTK, the app's default Linux
+engine; Qt WebEngine) on a private Xvfb screen. Candidates:
 - `ws`: one binary WebSocket message each way (what the bridge does today);
 - `ws_up` / `ws_down`: the record one way only, a 4-byte answer the other way (which direction
   of the engine's WebSocket path costs);
@@ -21,11 +21,15 @@ private Xvfb screen. Candidates:
   loop); `scheme_raw`, the same answered on the GTK thread without any Python copy (the
   body's GBytes chunks become the reply stream: the engine's own floor for that channel);
   `handler`, a script message handler with reply (`register_script_message_handler_with_reply`)
-  echoing the JS value it received;
+  echoing the JS value it received (WebKitGTK 2.50: an ArrayBuffer comes back as `{}`, so it
+  fails: that channel carries JSON-like values only);
+- Qt only: `scheme`, a custom scheme (`QWebEngineUrlSchemeHandler`, registered CorsEnabled and
+  FetchApiAllowed) answered from the aiohttp loop the same way;
 - `worker`: a plain Web Worker echo (the message copied, not transferred): the baseline.
-Also `python`: an aiohttp client in this process against the same WebSocket echo (the host's
-share of the cost). Every echo is checked (length and a sample of bytes). Prints MB/s medians of
-`--runs` runs and the 1-minute load average (the machine is shared); asserts nothing.
+Also `python`: an aiohttp client in this process against the same WebSocket echo (both ends in
+Python, no browser: what the host's WebSocket stack costs under the same load). Every echo is
+checked (length and a sample of bytes). Prints MB/s medians of `--runs` runs and the 1-minute
+load average (the machine is shared); asserts nothing.
 No authentication here (it measures transports, not the bridge).
 """
 
