@@ -3,7 +3,7 @@
 One `frames` worker gets 1 MiB and 16 MiB records (16 MiB is the default `limits.message`, and
 both are over the bridge's 1 MiB credit window) posted all at once between small ones; one
 `lines` worker gets 1 MiB strings between short ones. Every echo must come back whole, in the
-order sent. tests/bulk_driver.py runs the app; tests/pages/bulk/bulk.js checks in the page.
+order sent. tests/bulk_driver.py runs the app; tests/bulk_page/bulk.js checks in the page.
 The figures for such records are bench/bench_window.py's and bench/bench_bulk_candidates.py's.
 """
 
@@ -24,7 +24,7 @@ from xvfb import xvfb
 
 HERE = Path(__file__).parent
 DRIVER = HERE / "bulk_driver.py"
-PAGE = HERE / "pages" / "bulk"
+PAGE = HERE / "bulk_page"
 MIB = 1 << 20
 
 
