@@ -5,7 +5,8 @@
 Serves bench/bridge_page/ with a real ServiceHost and Bridge, opens it in `chromium --headless`
 (no DevTools client attached: Playwright's slows WebSockets several times), and the page measures
 echo through a `dedicated` service: `new WasiWorker` -> first message, small messages pipelined
-and one at a time (`lines` and `frames`), and 1 MiB round trips (`frames`). A plain Web Worker
+and one at a time (`lines` and `frames`), and 1 MiB round trips (bytes in `frames`, a string in
+`lines`; every echo compared in full). A plain Web Worker
 echo in the same browser is the baseline. The page saves its figures through a `save` service
 into a folder read here (the bridge has no route for anything else). Medians of 3 runs (1 with
 --quick); asserts nothing. bench/bench_window.py runs the same page in the app window.
@@ -104,13 +105,15 @@ def report(results: dict) -> None:
         ("frames", "pipelined_msgs_per_s", "msgs/s"),
         ("frames", "one_at_a_time_msgs_per_s", "msgs/s"),
         ("frames", "mib_round_trip_mib_per_s", "MiB/s"),
+        ("lines", "mib_round_trip_mib_per_s", "MiB/s, string"),
     ]
     first = results["first_message_ms"]
     print(f"new WasiWorker -> first message: {first['first']:.1f} ms (the page's first, with "
           f"connecting), then median {first['median']:.1f} ms")
     print(f"{'page <-> dedicated echo':<40} {'median':>12} {'best':>12} {'Web Worker':>12}")
     for mode, key, unit in rows:
-        fig, ref = results[mode][key], base[key]["median"]
+        fig = results[mode][key]
+        ref = base["mib_string_round_trip_mib_per_s" if unit.endswith("string") else key]["median"]
         label = f"{mode} {key.rsplit('_per_s', 1)[0].replace('_', ' ')} ({unit})"
         print(f"{label:<40} {fig['median']:>12,.0f} {fig['best']:>12,.0f} {ref:>12,.0f}"
               f"  ({fig['median'] / ref:.2f}x worker)")
