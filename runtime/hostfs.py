@@ -398,13 +398,18 @@ class HostFolder:
             os.close(parent)
         return {}, b""
 
-    def _rename(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
+    def _parents(self, head: dict[str, Any]) -> tuple[int, str, int, str]:
+        """The parent folders and last names of `path` (beneath `h`) and `path2` (beneath `h2`)."""
         src, name = self._parent(head)
         try:
             dst, new = self._parent(head, "h2", "path2")
         except BaseException:
             os.close(src)
             raise
+        return src, name, dst, new
+
+    def _rename(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
+        src, name, dst, new = self._parents(head)
         try:
             os.stat(name, dir_fd=src, follow_symlinks=False)  # NOENT before PERM, as natively
             self._writable()
@@ -415,12 +420,7 @@ class HostFolder:
         return {}, b""
 
     def _link(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        src, name = self._parent(head)
-        try:
-            dst, new = self._parent(head, "h2", "path2")
-        except BaseException:
-            os.close(src)
-            raise
+        src, name, dst, new = self._parents(head)
         try:
             if stat.S_ISDIR(os.stat(name, dir_fd=src, follow_symlinks=False).st_mode):
                 raise WasiFail(PERM)
