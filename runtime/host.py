@@ -96,7 +96,7 @@ class ServiceHost:
         self._own_paths = paths is None
         self.paths = paths or PathContext.for_app(manifest)
         self.engine = make_engine()
-        self.loader = ModuleLoader(self.engine, compile_cache or self.paths.cache_dir,
+        self.loader = ModuleLoader(self.engine, compile_cache or self._app_cache(),
                                    precompiled_dir)
         self._dirs = HostDirs(manifest, self.paths)
         self._linker = wasmtime.Linker(self.engine)
@@ -112,6 +112,16 @@ class ServiceHost:
         self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------------------
+
+
+    def _app_cache(self) -> Path | None:
+        """`$CACHE` as the compile cache; None (compile every start, with a warning) when it
+        cannot be created: a read-only or full home, a file in the way."""
+        try:
+            return self.paths.cache_dir
+        except OSError as e:
+            log.warning("compile cache off (services compile at every start): %s", e)
+            return None
 
     def start(self) -> ServiceHost:
         """Start the epoch ticker and every `background` service; the first start also removes

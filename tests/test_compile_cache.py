@@ -85,6 +85,20 @@ def test_a_linked_module_is_cached_and_the_cache_is_shared(
     assert not (tmp_path / "app-cache" / "modules").exists()  # the app's own cache untouched
 
 
+def test_an_app_cache_that_cannot_be_created_only_turns_the_compile_cache_off(
+    make_project: Callable[..., Path], tmp_path: Path, compiles: list[Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a folder")
+    project = make_project({"wc": {"source": "wc", "kind": "task"}})
+    for _ in range(2):  # each start runs it, compiled again: nothing was cached
+        with _host(project, in_the_way / "cache", tmp_path) as host:
+            assert host.run_task("wc", stdin=b"a b\n").stdout == b"1 2 4\n"
+    assert len(compiles) == 2
+    assert "compile cache off" in caplog.text and "a-file" in caplog.text
+
+
 def test_builds_portable_artefact_serves_dev(
     make_project: Callable[..., Path], wasm_fixture: Callable[[str], Path], tmp_path: Path,
     compiles: list[Path],
