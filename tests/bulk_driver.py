@@ -8,14 +8,14 @@ awaits EXPRESSION in it (`AppWindow.evaluate`), closes the window and prints one
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 import traceback
 from pathlib import Path
 from typing import Any
 
-from wvwasi.runtime.app import App, _leftover_threads
+from driven_app import run_driven
+
+from wvwasi.runtime.app import App
 from wvwasi.runtime.manifest import load_manifest
 
 LOAD_WAIT = 60.0
@@ -38,14 +38,7 @@ def main() -> int:
     project, backend, expression = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     app = App(load_manifest(project), backend=backend)  # type: ignore[arg-type]
     result: dict[str, Any] = {}
-
-    def started(app: App) -> None:
-        threading.Thread(target=drive, args=(app, expression, result), daemon=True).start()
-
-    result["status"] = app.run(on_started=started)
-    result["threads_left"] = _leftover_threads()
-    print(json.dumps(result), flush=True)
-    return 0
+    return run_driven(app, lambda app: drive(app, expression, result), result)
 
 
 if __name__ == "__main__":

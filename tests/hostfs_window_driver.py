@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from wvwasi.runtime.app import App, _leftover_threads
+from driven_app import run_driven
+
+from wvwasi.runtime.app import App
 from wvwasi.runtime.manifest import load_manifest
 
 RUN = """(async () => {
@@ -64,14 +65,7 @@ def main() -> int:
     (data / "planted").symlink_to(outside)
     (ro / "fixed.txt").write_text("read-only")
     result: dict[str, Any] = {"backend": backend}
-
-    def started(app: App) -> None:
-        threading.Thread(target=drive, args=(app, outside, result), daemon=True).start()
-
-    result["status"] = app.run(on_started=started)
-    result["threads_left"] = _leftover_threads()
-    print(json.dumps(result), flush=True)
-    return 0
+    return run_driven(app, lambda app: drive(app, outside, result), result)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from driven_app import run_driven
 from xvfb import screenshot
 
-from wvwasi.runtime.app import App, _leftover_threads
+from wvwasi.runtime.app import App
 from wvwasi.runtime.manifest import load_manifest
 
 NOTE = "Groceries\\nMilk and bread. Eggs!"
@@ -137,14 +137,7 @@ def main() -> int:
                                           Path(sys.argv[4]))
     app = App(load_manifest(project), backend=backend)  # type: ignore[arg-type]
     result: dict[str, Any] = {"backend": backend}
-
-    def started(app: App) -> None:
-        threading.Thread(target=drive, args=(app, shot, export_dir, result), daemon=True).start()
-
-    result["status"] = app.run(on_started=started)
-    result["threads_left"] = _leftover_threads()
-    print(json.dumps(result), flush=True)
-    return 0
+    return run_driven(app, lambda app: drive(app, shot, export_dir, result), result)
 
 
 if __name__ == "__main__":
