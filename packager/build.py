@@ -48,7 +48,7 @@ from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
 from wvwasi.packager.web import web_problems, write_site
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
-from wvwasi.runtime.modules import WasmLoadError, validate_file
+from wvwasi.runtime.modules import WasmLoadError, sha256_file, validate_file
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 REPORT_NAME = "build-report.json"
@@ -422,10 +422,5 @@ def _size(path: Path) -> int:
 
 
 def _sha256(path: Path) -> str | None:
-    if path.is_dir():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """A file artefact's SHA-256 (None for a folder)."""
+    return None if path.is_dir() else sha256_file(path)

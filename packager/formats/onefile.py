@@ -12,7 +12,6 @@ Windows and macOS: PyInstaller's single-file runtime with the payload appended a
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -22,6 +21,7 @@ from wvwasi.packager.formats._parts import write_targz
 from wvwasi.packager.stage import StagedApp
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.frozen_main import cache_name
+from wvwasi.runtime.modules import sha256_file
 from wvwasi.templates import ROOT as TEMPLATES
 
 TOOLS: tuple[str, ...] = ()
@@ -47,7 +47,7 @@ def write_launcher(app: StagedApp, dest: Path, source_date_epoch: int | None) ->
     archive = write_targz(app.root, dest.with_name(f".{dest.name}.tar.gz"), top,
                           source_date_epoch)
     try:
-        digest = _sha256(archive)
+        digest = sha256_file(archive)
         header = launcher_script(app, top=top, digest=digest, size=archive.stat().st_size)
         with open(dest, "wb") as f:
             f.write(header)
@@ -77,11 +77,3 @@ def launcher_script(app: StagedApp, *, top: str, digest: str, size: int) -> byte
     # the archive starts right after the script: `tail -c +N` counts from 1, and the number
     # takes the placeholder's 8 characters, so the script's length does not change
     return data.replace(b"@OFFSET@", str(len(data) + 1).rjust(8, "0").encode())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
