@@ -116,6 +116,15 @@ def yosys_project(parent: Path) -> Path:
     return project
 
 
+def bench_project(work: Path, source: Path, yosys: bool) -> Path:
+    """The project a bench builds, in `work`: the yosys app, or a copy of `source`."""
+    if yosys:
+        return yosys_project(work)
+    project = work / "project"
+    shutil.copytree(source, project, ignore=shutil.ignore_patterns("dist", "build"))
+    return project
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--project", type=Path, default=ROOT / "examples" / "notes")
@@ -129,11 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wvwasi-bench-build-"))
     try:
-        if args.yosys:
-            project = yosys_project(work)
-        else:
-            project = work / "project"
-            shutil.copytree(args.project, project, ignore=shutil.ignore_patterns("dist", "build"))
+        project = bench_project(work, args.project, args.yosys)
         bench = Bench(work, project, args.runtime_cache.absolute())
         print(f"project {project.name}; {os.cpu_count()} CPUs, load average "
               f"{os.getloadavg()[0]:.1f} at start; wall-clock seconds")
@@ -198,9 +203,10 @@ def main() -> None:
         deb = paths["deb"]
         slug = deb.name.split("_")[0]
         payload = paths["dir"] / "app"
-        print(f"  payload {tree_size(payload) / 1e6:.1f} MB: " + ", ".join(
-            f"{p.relative_to(payload)} {p.stat().st_size / 1e6:.1f} MB"
-            for p in sorted(payload.rglob("*")) if p.is_file() and p.stat().st_size > 1e6))
+        big = [f"{p.relative_to(payload)} {p.stat().st_size / 1e6:.1f} MB"
+               for p in sorted(payload.rglob("*")) if p.is_file() and p.stat().st_size > 1e6]
+        listed = ": " + ", ".join(big) if big else ""
+        print(f"  payload {tree_size(payload) / 1e6:.1f} MB{listed}")
         if args.no_launch:
             return
         with xvfb() as display:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_build import ROOT, launch, yosys_project
+from bench_build import ROOT, bench_project, launch
 from xvfb import xvfb
 
 from wvwasi.packager import freeze
@@ -87,11 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wvwasi-bench-onefile-"))
     try:
-        if args.yosys:
-            project = yosys_project(work)
-        else:
-            project = work / "project"
-            shutil.copytree(args.project, project, ignore=shutil.ignore_patterns("dist", "build"))
+        project = bench_project(work, args.project, args.yosys)
         built = build(project, args.cache.absolute())
         exe, folder = built["onefile"], built["dir"]
         (app,) = [p for p in folder.iterdir() if p.is_file()]  # beside _internal/ and app/
