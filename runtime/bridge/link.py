@@ -19,7 +19,6 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .. import framing
 from ..events import Event, Exited, Message, ServiceError, Stderr
 from ..host import Subscription
 from ..instance import Instance
@@ -153,9 +152,10 @@ class WorkerLink:
             handle.resume_output()
 
     def enqueue(self, op: Op, data: bytes | str, cost: int) -> None:
-        """Queue input until `flush` (the end of the page's frame). `cost` counts against the
-        input window (one record may exceed it when nothing is in flight, as the page API
-        does)."""
+        """Queue input until `flush` (the end of the page's frame): stdin bytes for a dedicated
+        instance (messages already framed by its `ipc` mode), a message for a background
+        service. `cost` counts against the input window (one record may exceed it when nothing
+        is in flight, as the page API does)."""
         with self._cond:
             if cost and self._in_flight and self._in_flight + cost > WINDOW:
                 raise PolicyError(
@@ -199,8 +199,7 @@ class WorkerLink:
             for op, data, c in self._inbox:
                 if op is Op.CLOSE_STDIN:
                     break
-                parts.append(framing.encode(inst.service.ipc, data) if op is Op.SEND
-                             else data)  # type: ignore[arg-type]
+                parts.append(data)  # type: ignore[arg-type]
                 cost += c
             if parts:
                 try:
@@ -267,13 +266,12 @@ class WorkerLink:
             for op, data, cost in batch:
                 credit += cost
                 try:
-                    if op is Op.SEND:
+                    if isinstance(handle, Subscription):
                         handle.send(data)
-                    elif isinstance(handle, Instance):
-                        if op is Op.STDIN:
-                            handle.write_stdin(data)  # type: ignore[arg-type]
-                        else:
-                            handle.close_stdin()
+                    elif op is Op.CLOSE_STDIN:
+                        handle.close_stdin()
+                    else:
+                        handle.write_stdin(data)  # type: ignore[arg-type]
                 except BrokenPipeError:
                     pass  # the instance ended or is restarting; its EXIT reaches the page
             with self._cond:

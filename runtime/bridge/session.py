@@ -37,6 +37,7 @@ from .link import WorkerLink, error_json
 from .mounts import Mounts
 from .protocol import (
     HEADER,
+    U32,
     Op,
     ProtocolError,
     iter_records,
@@ -206,17 +207,16 @@ class Session:
         link = self._links.get(ident)
         if link is None:
             return None  # the worker has ended; its EXIT record is on its way to the page
-        raw = payload.tobytes()
-        data: bytes | str = raw
-        if op is Op.SEND and link.service.ipc == "lines":
-            try:
-                data = raw.decode()
-            except UnicodeDecodeError:
-                raise ProtocolError("a lines message must be UTF-8") from None
-            if "\n" in data:
-                raise ProtocolError("a lines message cannot contain a newline")
-        elif op is not Op.SEND and link.background:
-            raise ProtocolError("a background service's stdin is shared: use SEND")
+        data: bytes | str
+        if op is not Op.SEND:
+            if link.background:
+                raise ProtocolError("a background service's stdin is shared: use SEND")
+            data = payload.tobytes()
+        elif link.background:  # a message: the shared instance's own send() frames it
+            lines = link.service.ipc == "lines"
+            data = _line(payload)[:-1].decode() if lines else payload.tobytes()
+        else:
+            data = _stdin_bytes(link.service.ipc, payload)
         link.enqueue(op, data, len(payload) + HEADER.size if op in _WINDOW_OPS else 0)
         return link
 
@@ -511,3 +511,25 @@ def _stop(handle: Instance | Subscription, reason: str) -> None:
 def _resolve(future: asyncio.Future[Exited], event: Exited) -> None:
     if not future.done():
         future.set_result(event)
+
+
+def _line(payload: memoryview) -> bytes:
+    """A `lines` message from the page as UTF-8 followed by its newline (one copy)."""
+    line = b"".join((payload, b"\n"))
+    if not line.isascii():
+        try:
+            line.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError("a lines message must be UTF-8") from None
+    if line.find(b"\n") != len(line) - 1:
+        raise ProtocolError("a lines message cannot contain a newline")
+    return line
+
+
+def _stdin_bytes(ipc: str, payload: memoryview) -> bytes:
+    """A page message as its dedicated instance's stdin reads it, framed by its `ipc` mode."""
+    if ipc == "lines":
+        return _line(payload)
+    if ipc == "frames":
+        return b"".join((U32.pack(len(payload)), payload))
+    return payload.tobytes()
