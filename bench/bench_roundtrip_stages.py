@@ -12,9 +12,9 @@ wrap). Per message:
   ws in      client sends the frame -> Session._input on the bridge's loop
   to guest   Session._input -> the guest's stdin written (at the end of the frame, straight into
              the pipe from the loop: Instance.try_write_stdin; else Instance.send, queued)
-  guest      stdin written -> the message decoded from stdout (WorkerLink.on_event: on the loop,
-             which reads a dedicated worker's stdout itself)
-  to loop    on_event -> the frame taken by the outbox pump on the loop
+  guest      stdin written -> the message decoded from stdout (WorkerLink.on_messages: on the
+             loop, which reads a dedicated worker's stdout itself)
+  to loop    on_messages -> the frame taken by the outbox pump on the loop
   ws out     frame taken -> the client has it (client's receive)
 
 Prints per-stage medians (µs) and the round trip, median of `--runs` runs. The client is a
@@ -107,7 +107,6 @@ def instrument(stamps: Stamps) -> None:
     """Wrap the bridge's stage boundaries (this process only)."""
     from wvwasi.runtime.bridge import flow, link, session
     from wvwasi.runtime.bridge.protocol import Op, iter_records
-    from wvwasi.runtime.events import Message
     from wvwasi.runtime.instance import Instance
 
     orig_input = session.Session._input
@@ -132,14 +131,14 @@ def instrument(stamps: Stamps) -> None:
 
         setattr(Instance, name, wrapped)
 
-    orig_event = link.WorkerLink.on_event
+    orig_messages = link.WorkerLink.on_messages
 
-    def on_event(self: Any, event: Any) -> Any:
-        if isinstance(event, Message):
-            stamps.stamp("out", event.data)
-        return orig_event(self, event)
+    def on_messages(self: Any, messages: list[Any]) -> Any:
+        for message in messages:
+            stamps.stamp("out", message)
+        return orig_messages(self, messages)
 
-    link.WorkerLink.on_event = on_event  # type: ignore[method-assign]
+    link.WorkerLink.on_messages = on_messages  # type: ignore[method-assign]
 
     orig_take = flow.Outbox._take_frame
 

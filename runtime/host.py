@@ -191,10 +191,11 @@ class ServiceHost:
         on_event: Callable[[Event], bool | None] | None = None,
         capture: bool = False,
         output_loop: asyncio.AbstractEventLoop | None = None,
+        on_messages: Callable[[list[bytes | str]], bool] | None = None,
     ) -> Instance:
         """Start a new instance of service `name`; its events go to `on_event` (or `recv()`).
         With `output_loop` its messages are read and delivered on that loop, where `on_event`
-        must not block (`Instance`)."""
+        (or `on_messages`, a read's messages at once) must not block (`Instance`)."""
         if self._ticker is None:
             self.start()
         service = self.service(name)
@@ -220,7 +221,7 @@ class ServiceHost:
             assert self._temp is not None
             try:
                 inst = Instance(launch, on_event, on_exit=self._forget, temp_root=self._temp.path,
-                                output_loop=output_loop)
+                                output_loop=output_loop, on_messages=on_messages)
             except BaseException:
                 launch.release()
                 raise

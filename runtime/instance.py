@@ -87,9 +87,9 @@ class Instance:
     """A live service instance. Create through `ServiceHost.spawn`; events go to `on_event`.
 
     With `output_loop` (POSIX), stdout is read on that asyncio loop and its messages reach
-    `on_event` there: it must not block, and returns False when it takes no more output until
-    `resume_output()` (the pipe then fills and the guest waits). Other events come from host
-    threads as usual."""
+    `on_event` there (or, if given, `on_messages`: all the messages of one read in one call): it
+    must not block, and returns False when it takes no more output until `resume_output()` (the
+    pipe then fills and the guest waits). Other events come from host threads as usual."""
 
     def __init__(
         self,
@@ -99,6 +99,7 @@ class Instance:
         *,
         temp_root: Path | None = None,
         output_loop: asyncio.AbstractEventLoop | None = None,
+        on_messages: Callable[[list[bytes | str]], bool] | None = None,
     ) -> None:
         self.id = next(_ids)
         self.service = launch.service
@@ -107,6 +108,7 @@ class Instance:
         self._queued = 0  # bytes charged for self._events
         self._event_ready = threading.Condition()
         self._on_event = on_event or self._queue_event
+        self._on_messages = on_messages
         self._on_exit = on_exit
         self._stop_reason: str | None = None
         self._stopping = threading.Event()  # set with _stop_reason; wakes sleeps and waits
@@ -362,6 +364,8 @@ class Instance:
         except framing.MessageTooLong as e:
             self._output_failed(str(e))
             return True
+        if self._on_messages is not None:
+            return self._on_messages(messages) if messages else True
         more = True
         for message in messages:
             if self._stopping.is_set():

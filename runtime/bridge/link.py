@@ -46,7 +46,6 @@ class WorkerLink:
         self._writing = False  # the writer thread is delivering a batch
         self._muted = False  # terminated by the page: drop further output
         self._closed = False  # ended: drop everything, wake every waiter
-        self._loop_thread = threading.get_ident()  # made on the bridge's loop (by its Session)
         self._held: deque[tuple[bytes, int]] = deque()  # loop-read output over the window
         self._paused = False  # the instance stopped reading stdout for the window
         self._exit: Exited | None = None  # arrived while output was still held
@@ -67,9 +66,8 @@ class WorkerLink:
     # host threads
 
     def on_event(self, event: Event) -> bool:
-        """Forward one event to the page, waiting for credit when the page is behind; on the
-        loop (messages read there) it holds the record instead and returns False: the instance
-        then pauses its stdout until `credit` calls `resume_output`."""
+        """Forward one event to the page (host threads), waiting for credit when the page is a
+        window behind."""
         if isinstance(event, Exited):
             self._exited(event)
             return True
@@ -81,8 +79,6 @@ class WorkerLink:
         else:
             return True
         cost = len(payload) + HEADER.size
-        if threading.get_ident() == self._loop_thread:
-            return self._forward_now(record(op, self.id, payload), cost)
         with self._cond:
             while (not self._closed and not self._muted and self._unacked
                    and self._unacked + cost > WINDOW):
@@ -93,18 +89,26 @@ class WorkerLink:
         self.session.post(record(op, self.id, payload))
         return True
 
-    def _forward_now(self, rec: bytes, cost: int) -> bool:
-        """On the loop: post `rec` if the window takes it, else hold it (False: pause)."""
+    def on_messages(self, messages: list[bytes | str]) -> bool:
+        """A dedicated instance's messages of one stdout read, on the loop, where nothing may
+        wait: what the window takes is posted as one piece, the rest is held; False (pause
+        reading) when something was held, until `credit` calls `resume_output`."""
+        parts: list[bytes] = []
         with self._cond:
             if self._closed or self._muted:
                 return True
-            if self._held or (self._unacked and self._unacked + cost > WINDOW):
-                self._held.append((rec, cost))
-                self._paused = True
-                return False
-            self._unacked += cost
-        self.session.post(rec)
-        return True
+            for data in messages:
+                payload = data.encode() if isinstance(data, str) else data
+                cost = len(payload) + HEADER.size
+                if self._held or (self._unacked and self._unacked + cost > WINDOW):
+                    self._held.append((record(Op.MESSAGE, self.id, payload), cost))
+                    continue
+                self._unacked += cost
+                parts += (HEADER.pack(len(payload), Op.MESSAGE, self.id), payload)
+            self._paused = bool(self._held)
+        if parts:
+            self.session.post(parts[0] + parts[1] if len(parts) == 2 else b"".join(parts))
+        return not self._paused
 
     def _exited(self, event: Exited) -> None:
         with self._cond:
@@ -144,8 +148,8 @@ class WorkerLink:
             self._paused = self._paused and not resume
             exited, self._exit = (self._exit, None) if not self._held else (None, self._exit)
             self._cond.notify_all()
-        for rec in ready:
-            self.session.post(rec)
+        if ready:
+            self.session.post(ready[0] if len(ready) == 1 else b"".join(ready))
         if exited is not None:
             self._exited(exited)
         elif resume and isinstance(handle, Instance):

@@ -330,7 +330,8 @@ class Session:
             else:
                 handle = await self._in_pool(
                     lambda: self._host.spawn(name, options, on_event=link.on_event,
-                                             output_loop=self._loop)
+                                             output_loop=self._loop,
+                                             on_messages=link.on_messages)
                 )
         except _PageGone:
             return
