@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import statistics
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -153,7 +155,10 @@ def instrument(stamps: Stamps) -> None:
     flow.Outbox._take_frame = take  # type: ignore[method-assign]
 
 
-def one_run(service: str, n: int, size: int, stamps: Stamps) -> dict[str, float]:
+@contextlib.contextmanager
+def serving_echo_app() -> Iterator[tuple[str, str, str]]:
+    """A real Bridge and ServiceHost serving the `echo` (lines) and `frames` fixtures, logged in
+    as the page would be: (WebSocket URL with its key, Origin, session cookie)."""
     from projects import write_project
     from wasm import SOURCE_DIR, build_fixtures
 
@@ -163,7 +168,7 @@ def one_run(service: str, n: int, size: int, stamps: Stamps) -> dict[str, float]
     from wvwasi.runtime.paths import PathContext
 
     wasm = build_fixtures([SOURCE_DIR / f"{name}.c" for name in ("echo_lines", "echo_frames")])
-    with tempfile.TemporaryDirectory(prefix="wvwasi-bench-stages-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="wvwasi-bench-bridge-client-") as tmp_name:
         tmp = Path(tmp_name)
         root = write_project(tmp / "app", {
             "echo": {"source": "echo_lines", "kind": "dedicated"},
@@ -181,11 +186,15 @@ def one_run(service: str, n: int, size: int, stamps: Stamps) -> dict[str, float]
             cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
             key = resp.getheader("Location").split("wvwasi-key=", 1)[1]
             conn.close()
-            url = f"ws://{launch.netloc}/__wvwasi/ws?key={key}"
-            out = subprocess.run(
-                [sys.executable, __file__, "--client", url, bridge.origin, cookie, service,
-                 str(n), str(size)], capture_output=True, text=True, check=True, timeout=600,
-            )
+            yield f"ws://{launch.netloc}/__wvwasi/ws?key={key}", bridge.origin, cookie
+
+
+def one_run(service: str, n: int, size: int, stamps: Stamps) -> dict[str, float]:
+    with serving_echo_app() as (url, origin, cookie):
+        out = subprocess.run(
+            [sys.executable, __file__, "--client", url, origin, cookie, service,
+             str(n), str(size)], capture_output=True, text=True, check=True, timeout=600,
+        )
     client = json.loads(out.stdout)
     per: dict[str, list[int]] = {s: [] for s in (*STAGES, "round trip")}
     keys = [(f"message {i:08d}" if service == "echo" else f"{i:016d}").encode()[-16:]
