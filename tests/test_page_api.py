@@ -132,6 +132,25 @@ def test_lines_keep_order_over_10k_pipelined_messages(page: Page) -> None:
     assert result == {"types": ["string"], "inOrder": True, "count": 10000}
 
 
+def test_lines_carry_any_text_unchanged_and_refuse_lone_surrogates(page: Page) -> None:
+    # Short ASCII, long ASCII and non-ASCII text take different encoding paths in wvwasi.js.
+    result = page.evaluate("""async () => {
+        const w = new WasiWorker('echo');
+        const texts = ['', 'a', 'x'.repeat(255), 'y'.repeat(256), 'z'.repeat(257),
+            'h\u00e9llo \u2713', '\ud83d\ude00', '\ufeffstarts with a BOM',
+            'a'.repeat(300) + '\ud83d\ude00', '\u00e9' + 'b'.repeat(300), 'q'.repeat(100000)];
+        const got = harness.collect(w, texts.length);
+        for (const t of texts) w.postMessage(t);
+        const back = await got;
+        const lone = harness.thrown(() => w.postMessage('half \ud800 a pair'));
+        w.terminate();
+        return {same: back.map((b, i) => b === texts[i]), lone};
+    }""")
+    assert result["same"] == [True] * 11
+    assert result["lone"]["name"] == "TypeError"
+    assert "lone surrogate" in result["lone"]["message"]
+
+
 def test_frames_carry_binary_messages_of_any_view(page: Page) -> None:
     result = page.evaluate("""async () => {
         const w = new WasiWorker('frames');

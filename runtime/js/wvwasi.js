@@ -30,6 +30,7 @@
   // A leading U+FEFF is part of the message, not a byte order mark to drop.
   const decoder = new TextDecoder('utf-8', {ignoreBOM: true});
   const LONE_SURROGATE = /\p{Cs}/u;
+  const SHORT_TEXT = 256; // characters (or bytes) up to which ASCII text skips TextEncoder/Decoder
 
   // The socket key: the bridge's launch redirect hands it over in the URL (`?wvwasi-key=`), the
   // page keeps it for this origin in sessionStorage, and the WebSocket presents it. The session
@@ -119,9 +120,25 @@
    * room for its record header (`headerRoom`), twice as fast as `encode()` for large strings. */
   function encodeText(text, what) {
     checkText(text, what);
-    const buffer = new ArrayBuffer(HEADER + text.length);
-    const {read} = encoder.encodeInto(text, new Uint8Array(buffer, HEADER));
-    return read === text.length ? new Uint8Array(buffer, HEADER) : encoder.encode(text);
+    const bytes = new Uint8Array(new ArrayBuffer(HEADER + text.length), HEADER);
+    if (text.length <= SHORT_TEXT) { // a plain loop beats the encoder's call for short text
+      let i = 0;
+      for (let c; i < text.length && (c = text.charCodeAt(i)) < 0x80; i++) bytes[i] = c;
+      if (i === text.length) return bytes;
+    } else if (encoder.encodeInto(text, bytes).read === text.length) {
+      return bytes;
+    }
+    return encoder.encode(text);
+  }
+
+  /** UTF-8 `bytes` as a string (U+FFFD for invalid sequences, a leading BOM kept). */
+  function decodeText(bytes) {
+    if (bytes.length <= SHORT_TEXT) { // ASCII: one call instead of the decoder's
+      let i = 0;
+      while (i < bytes.length && bytes[i] < 0x80) i++;
+      if (i === bytes.length) return String.fromCharCode.apply(null, bytes);
+    }
+    return decoder.decode(bytes);
   }
 
   function checkText(text, what) {
@@ -569,7 +586,7 @@
     message(buffer, start, length) {
       const ipc = this.info.ipc;
       const data = ipc === 'lines'
-        ? decoder.decode(new Uint8Array(buffer, start, length))
+        ? decodeText(new Uint8Array(buffer, start, length))
         : buffer.slice(start, start + length);
       if (this.stdoutCtl) {
         let chunk;
