@@ -28,6 +28,9 @@ from .protocol import HEADER, WINDOW, Op, PolicyError, json_record, record
 if TYPE_CHECKING:
     from .session import Session
 
+#: One input record for a worker: (SEND, STDIN or CLOSE_STDIN, its data, its window cost).
+Input = tuple[Op, bytes | str, int]
+
 
 class WorkerLink:
     """One page worker: its instance (or background subscription) and both credit windows."""
@@ -41,7 +44,7 @@ class WorkerLink:
         self._cond = threading.Condition()
         self._unacked = 0  # output bytes sent to the page and not yet credited back
         self._in_flight = 0  # input bytes received from the page and not yet credited to it
-        self._inbox: deque[tuple[Op, bytes | str, int]] = deque()
+        self._inbox: deque[Input] = deque()
         self._writer: threading.Thread | None = None
         self._writing = False  # the writer thread is delivering a batch
         self._muted = False  # terminated by the page: drop further output
@@ -155,21 +158,23 @@ class WorkerLink:
         elif resume and isinstance(handle, Instance):
             handle.resume_output()
 
-    def enqueue(self, op: Op, data: bytes | str, cost: int) -> None:
+    def enqueue(self, items: list[Input]) -> None:
         """Queue input until `flush` (the end of the page's frame): stdin bytes for a dedicated
         instance (messages already framed by its `ipc` mode), a message for a background
-        service. `cost` counts against the input window (one record may exceed it when nothing
-        is in flight, as the page API does)."""
+        service. Each item's cost counts against the input window (one record may exceed it
+        when nothing is in flight, as the page API does)."""
         with self._cond:
-            if cost and self._in_flight and self._in_flight + cost > WINDOW:
-                raise PolicyError(
-                    f"worker {self.id}: {self._in_flight + cost} bytes of input in flight, over "
-                    f"the window of {WINDOW}: wait for CREDIT"
-                )
-            if self._closed:
-                return
-            self._in_flight += cost
-            self._inbox.append((op, data, cost))
+            for item in items:
+                cost = item[2]
+                if cost and self._in_flight and self._in_flight + cost > WINDOW:
+                    raise PolicyError(
+                        f"worker {self.id}: {self._in_flight + cost} bytes of input in flight, "
+                        f"over the window of {WINDOW}: wait for CREDIT"
+                    )
+                if self._closed:
+                    return
+                self._in_flight += cost
+                self._inbox.append(item)
 
     def flush(self) -> None:
         """Hand queued input on: straight into the instance's stdin pipe (one non-blocking

@@ -33,7 +33,7 @@ from ..manifest import Manifest, Service
 from ..modules import WasmLoadError
 from .flow import Outbox
 from .grants import Grants, Picker
-from .link import WorkerLink, error_json
+from .link import Input, WorkerLink, error_json
 from .mounts import Mounts
 from .protocol import (
     HEADER,
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wvwasi.bridge")
 
 _WINDOW_OPS = (Op.SEND, Op.STDIN)
+_INPUT_OPS = frozenset((Op.SEND, Op.STDIN, Op.CLOSE_STDIN))
 #: Spawns and runs of one page that may be starting (in the host) at once.
 STARTS_PER_PAGE = 2
 #: Folder requests of one page that may be pending at once.
@@ -159,15 +160,17 @@ class Session:
                 link.flush()
 
     async def _records(self, frame: bytes, touched: dict[int, WorkerLink]) -> None:
+        queued: dict[int, list[Input]] = {}  # input records not yet handed to their workers
         for op, ident, payload in iter_records(frame):
+            if op in _INPUT_OPS:
+                self._input(op, ident, payload, touched, queued)
+                continue
+            if queued:  # every record after them sees them handed over, as if one by one
+                self._hand_over(queued, touched)
             if op in (Op.SPAWN, Op.RUN):
                 self._new_id(ident)
                 spec, rest = split_json(payload)
                 await self._start(ident, spec, rest, run=op is Op.RUN)
-            elif op in (Op.SEND, Op.STDIN, Op.CLOSE_STDIN):
-                link = self._input(op, ident, payload)
-                if link is not None:
-                    touched[ident] = link
             elif op is Op.TERMINATE:
                 self._terminate(ident)
             elif op is Op.CREDIT:
@@ -187,6 +190,14 @@ class Session:
                 self._fs_call(ident, payload.tobytes())
             else:
                 raise ProtocolError(f"{op.name} records travel from the bridge to the page")
+        if queued:
+            self._hand_over(queued, touched)
+
+    @staticmethod
+    def _hand_over(queued: dict[int, list[Input]], touched: dict[int, WorkerLink]) -> None:
+        for ident, items in queued.items():
+            touched[ident].enqueue(items)
+        queued.clear()
 
     def _new_id(self, ident: int) -> None:
         """A SPAWN/RUN/PICK/MOUNT id: never 0, never one used before on this connection."""
@@ -202,11 +213,15 @@ class Session:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _input(self, op: Op, ident: int, payload: memoryview) -> WorkerLink | None:
-        """Queue one input record for its worker (flushed at the end of the frame)."""
+    def _input(
+        self, op: Op, ident: int, payload: memoryview,
+        touched: dict[int, WorkerLink], queued: dict[int, list[Input]],
+    ) -> None:
+        """Check one input record and queue it for its worker (handed over in one piece with
+        the frame's next records for that worker, flushed at the end of the frame)."""
         link = self._links.get(ident)
         if link is None:
-            return None  # the worker has ended; its EXIT record is on its way to the page
+            return  # the worker has ended; its EXIT record is on its way to the page
         data: bytes | str
         if op is not Op.SEND:
             if link.background:
@@ -217,8 +232,13 @@ class Session:
             data = _line(payload)[:-1].decode() if lines else payload.tobytes()
         else:
             data = _stdin_bytes(link.service.ipc, payload)
-        link.enqueue(op, data, len(payload) + HEADER.size if op in _WINDOW_OPS else 0)
-        return link
+        touched[ident] = link
+        cost = len(payload) + HEADER.size if op in _WINDOW_OPS else 0
+        items = queued.get(ident)
+        if items is None:
+            queued[ident] = [(op, data, cost)]
+        else:
+            items.append((op, data, cost))
 
     def _terminate(self, ident: int) -> None:
         if self._mounts is not None and self._mounts.owns(ident):
