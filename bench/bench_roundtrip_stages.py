@@ -113,10 +113,10 @@ def instrument(stamps: Stamps) -> None:
 
     orig_input = session.Session._input
 
-    def _input(self: Any, op: Op, ident: int, payload: memoryview) -> Any:
+    def _input(self: Any, op: Op, ident: int, payload: memoryview, *rest: Any) -> Any:
         if op is Op.SEND:
             stamps.stamp("in", payload)
-        return orig_input(self, op, ident, payload)
+        return orig_input(self, op, ident, payload, *rest)
 
     session.Session._input = _input  # type: ignore[method-assign]
 
