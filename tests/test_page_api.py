@@ -177,6 +177,32 @@ def test_frames_carry_binary_messages_of_any_view(page: Page) -> None:
     }
 
 
+def test_post_message_sends_a_copy_the_page_may_reuse_at_once(page: Page) -> None:
+    # 10,000 small messages fill several of the page API's shared payload buffers (64 KiB
+    # each); every 1,000th message is a large one with a buffer of its own.
+    result = page.evaluate("""async () => {
+        const w = new WasiWorker('frames');
+        const n = 10000;
+        const got = harness.collect(w, n);
+        const small = new Uint32Array(4);
+        const large = new Uint32Array(1000);
+        for (let i = 0; i < n; i++) {
+            const buf = i % 1000 === 999 ? large : small;
+            buf.fill(i);
+            w.postMessage(buf);
+            buf.fill(0xdeadbeef);  // reused at once: what was sent must not change
+        }
+        const data = await got;
+        w.terminate();
+        const wrong = data.findIndex((d, i) => {
+            const words = new Uint32Array(d);
+            return words.length !== (i % 1000 === 999 ? 1000 : 4) || words.some((x) => x !== i);
+        });
+        return {count: data.length, wrong};
+    }""")
+    assert result == {"count": 10000, "wrong": -1}
+
+
 def test_stream_mode_echoes_every_byte(page: Page) -> None:
     result = page.evaluate("""async () => {
         const w = new WasiWorker('stream');

@@ -31,6 +31,8 @@
   const decoder = new TextDecoder('utf-8', {ignoreBOM: true});
   const LONE_SURROGATE = /\p{Cs}/u;
   const SHORT_TEXT = 256; // characters (or bytes) up to which ASCII text skips TextEncoder/Decoder
+  const SMALL_PAYLOAD = 1024; // bytes up to which payloads share buffers (`payloadRoom`)
+  const ARENA = 64 * 1024;
 
   // The socket key: the bridge's launch redirect hands it over in the URL (`?wvwasi-key=`), the
   // page keeps it for this origin in sessionStorage, and the WebSocket presents it. The session
@@ -98,29 +100,45 @@
       (typeof SharedArrayBuffer !== 'undefined' && value instanceof SharedArrayBuffer);
   }
 
-  /** A private copy of binary data, so later changes by the page do not alter what is sent. It
-   * leaves room for its record header in front (see `headerRoom`): a frame of just this record is
-   * then sent without another copy. */
+  let arena = new ArrayBuffer(0); // shared by small payloads, ARENA bytes each
+  let arenaUsed = 0;
+
+  /** Room for `size` bytes of a record's payload. Small payloads are carved from a shared
+   * buffer (one allocation per ARENA bytes instead of one per message; such a payload is copied
+   * into its frame anyway); larger ones get a buffer of their own with room for their record
+   * header in front (see `headerRoom`): a frame of just that record is sent without a copy. */
+  function payloadRoom(size) {
+    if (size > SMALL_PAYLOAD) return new Uint8Array(new ArrayBuffer(HEADER + size), HEADER);
+    if (arenaUsed + size > arena.byteLength) {
+      arena = new ArrayBuffer(ARENA);
+      arenaUsed = 0;
+    }
+    const room = new Uint8Array(arena, arenaUsed, size);
+    arenaUsed += size;
+    return room;
+  }
+
+  /** A private copy of binary data, so later changes by the page do not alter what is sent. */
   function copyBytes(value) {
     const source = ArrayBuffer.isView(value)
       ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
       : new Uint8Array(value);
-    const copy = new Uint8Array(new ArrayBuffer(HEADER + source.byteLength), HEADER);
+    const copy = payloadRoom(source.byteLength);
     copy.set(source);
     return copy;
   }
 
-  /** Whether `payload` is a `copyBytes` copy, with its buffer's first HEADER bytes free. */
+  /** Whether `payload` has a buffer of its own with the first HEADER bytes free. */
   function headerRoom(payload) {
     return payload.byteOffset === HEADER && payload.buffer.byteLength === HEADER + payload.byteLength;
   }
 
   /** UTF-8 of a string; a lone surrogate (which UTF-8 cannot carry) is a TypeError, not a
-   * silent U+FFFD. ASCII text (one byte per character) is encoded straight into a buffer with
-   * room for its record header (`headerRoom`), twice as fast as `encode()` for large strings. */
+   * silent U+FFFD. ASCII text (one byte per character) is encoded straight into its
+   * `payloadRoom`, twice as fast as `encode()` for large strings. */
   function encodeText(text, what) {
     checkText(text, what);
-    const bytes = new Uint8Array(new ArrayBuffer(HEADER + text.length), HEADER);
+    const bytes = payloadRoom(text.length);
     if (text.length <= SHORT_TEXT) { // a plain loop beats the encoder's call for short text
       let i = 0;
       for (let c; i < text.length && (c = text.charCodeAt(i)) < 0x80; i++) bytes[i] = c;
