@@ -108,7 +108,6 @@ class Instance:
         self._queued = 0  # bytes charged for self._events
         self._event_ready = threading.Condition()
         self._on_event = on_event or self._queue_event
-        self._on_messages = on_messages
         self._on_exit = on_exit
         self._stop_reason: str | None = None
         self._stopping = threading.Event()  # set with _stop_reason; wakes sleeps and waits
@@ -127,6 +126,8 @@ class Instance:
         self._stderr_cut = 0  # captured stderr bytes not kept (over CAPTURED_STDERR)
         self._dir = Path(tempfile.mkdtemp(prefix=f"wvwasi-{self.service.name}-", dir=temp_root))
         loop = output_loop if not launch.capture and output_mode() == "fifo" else None
+        # Only a loop may take a read's messages at once: a reader thread waits per message.
+        self._on_messages = on_messages if loop is not None else None
         self._stdio = Stdio(self._dir, self._stdout_chunk, self._stderr_chunk, loop)
         self._thread = threading.Thread(
             target=self._run, name=f"wvwasi:{self.service.name}#{self.id}", daemon=True

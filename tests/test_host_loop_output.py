@@ -1,5 +1,6 @@
 """Stdout read on an asyncio loop (`spawn(..., output_loop=loop)`, what the bridge does): the
-messages reach `on_event` on that loop, in order, before Exited; `on_event` returning False
+messages reach `on_event` (or `on_messages`, a read's at once) on that loop, in order, before
+Exited; `on_event` returning False
 pauses the guest's stdout until `resume_output()`; terminate() and a stopped loop still end the
 instance with all its output handed over."""
 
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from hostutil import WAIT
 
+from wvwasi.runtime import framing
 from wvwasi.runtime.events import Event, Exited, Message
 from wvwasi.runtime.host import SpawnOptions
 from wvwasi.runtime.manifest import load_manifest
@@ -94,6 +96,49 @@ def test_messages_arrive_on_the_loop_in_order_then_exited(
     assert [e.data for _, e in messages] == sent
     assert {t for t, _ in messages} == {loop_thread.thread.ident}
     assert isinstance(rec.events[-1][1], Exited) and rec.events[-1][1].code == 0
+
+
+def test_on_messages_gets_all_the_messages_of_a_read_at_once_on_the_loop(
+    host: Any, loop_thread: LoopThread
+) -> None:
+    rec = Recorder()
+    batches: list[tuple[int, list[bytes | str]]] = []
+
+    def on_messages(messages: list[bytes | str]) -> bool:
+        batches.append((threading.get_ident(), messages))
+        return True
+
+    inst = host.spawn("frames", on_event=rec, output_loop=loop_thread.loop,
+                      on_messages=on_messages)
+    sent = [f"message {i}".encode() for i in range(2000)]
+    inst.write_stdin(b"".join(framing.encode("frames", m) for m in sent))  # one write
+    inst.close_stdin()
+    assert inst.wait(WAIT) is not None
+    rec.wait_for(lambda: rec.exited() is not None)
+    assert [m for _, batch in batches for m in batch] == sent
+    assert {t for t, _ in batches} == {loop_thread.thread.ident}
+    assert max(len(batch) for _, batch in batches) > 1
+    assert not any(isinstance(e, Message) for _, e in rec.events)  # only Exited there
+
+
+def test_on_messages_is_left_out_where_stdout_has_a_reader_thread(
+    host: Any, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # wasmtime's output callbacks (Windows) run on its threads, where a message waits for room
+    # on its own: they get on_event per message, never a batch that could not wait.
+    monkeypatch.setenv("WVWASI_STDIO", "callback")
+    rec = Recorder()
+    batches: list[list[bytes | str]] = []
+    inst = host.spawn("frames", on_event=rec, output_loop=loop_thread.loop,
+                      on_messages=lambda messages: batches.append(messages) or True)
+    sent = [f"message {i}".encode() for i in range(50)]
+    for message in sent:
+        inst.send(message)
+    inst.close_stdin()
+    assert inst.wait(WAIT) is not None
+    rec.wait_for(lambda: rec.exited() is not None)
+    assert [e.data for _, e in rec.events if isinstance(e, Message)] == sent
+    assert batches == []
 
 
 def test_on_event_false_pauses_stdout_until_resume_output(
