@@ -315,6 +315,8 @@ def test_unknown_services_and_options_are_actionable_errors(page: Page) -> None:
         option: harness.thrown(() => new WasiWorker('echo', {argv: ['x']})),
         args: harness.thrown(() => new WasiWorker('echo', {args: 'x'})),
         relative: await harness.outcome(WasiWorker.run('readfile', {files: {'in.txt': 'x'}})),
+        nulArg: await harness.outcome(WasiWorker.run('env', {args: ['a\\0b']})),
+        envName: await harness.ended(new WasiWorker('echo', {env: {'A=B': '1'}})),
         backgroundRun: await harness.outcome(WasiWorker.run('hub')),
     })""")
     assert result["ctor"]["name"] == "WasiError"
@@ -326,6 +328,11 @@ def test_unknown_services_and_options_are_actionable_errors(page: Page) -> None:
     assert "unknown option 'argv'" in result["option"]["message"]
     assert "args must be an array of strings" in result["args"]["message"]
     assert "absolute guest path" in result["relative"]["message"]
+    # Malformed values the app refuses are the page's mistake ("invalid"), not a failed start.
+    assert result["nulArg"]["kind"] == "invalid"
+    assert "args[0] must be a string without NUL" in result["nulArg"]["message"]
+    assert result["envName"]["kind"] == "invalid"
+    assert "env name 'A=B' is invalid" in result["envName"]["errors"][0]["message"]
     assert result["backgroundRun"]["kind"] == "permission"
 
 

@@ -33,6 +33,8 @@ def refusal(e: Exception) -> Refused:
         return Refused("lookup", str(e))
     if isinstance(e, ServiceLimitError):
         return Refused("limit", str(e))
+    if isinstance(e, ValueError):  # the host's checks of page-supplied args, env and paths
+        return Refused("invalid", str(e))
     return Refused("start", str(e))
 
 

@@ -313,12 +313,26 @@ export class LocalBridge {
       throw new Refused('permission', `service '${name}': folders picked by the user need the ` +
         'desktop app (docs/web.md)');
     }
+    (spec.args ?? []).forEach((arg, i) => {
+      if (arg.includes('\0')) {
+        throw new Refused('invalid', `service '${name}': args[${i}] must be a string without NUL`);
+      }
+    });
+    for (const [key, value] of spec.env ?? []) {
+      if (!key || key.includes('=') || key.includes('\0')) {
+        throw new Refused('invalid', `service '${name}': env name '${key}' is invalid (empty, ` +
+          "or has '=' or NUL)");
+      }
+      if (value.includes('\0')) {
+        throw new Refused('invalid', `service '${name}': env ${key} must be a string without NUL`);
+      }
+    }
     const taken = service.preopens.map((p) => p.guest);
     if (spec.scratch) taken.push('/scratch');
     for (const {path} of spec.files) {
       const parts = path.split('/');
       if (!path.startsWith('/') || parts.includes('..') || parts.length < 2 || path === '/') {
-        throw new Refused('permission', `service '${name}': files path '${path}' must be ` +
+        throw new Refused('invalid', `service '${name}': files path '${path}' must be ` +
           'absolute, not /');
       }
       const dir = path.slice(0, path.lastIndexOf('/')) || '/';
