@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import statistics
 import subprocess
@@ -37,7 +36,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -159,6 +157,7 @@ def instrument(stamps: Stamps) -> None:
 def serving_echo_app() -> Iterator[tuple[str, str, str]]:
     """A real Bridge and ServiceHost serving the `echo` (lines) and `frames` fixtures, logged in
     as the page would be: (WebSocket URL with its key, Origin, session cookie)."""
+    from bridge_client import launch_with
     from projects import write_project
     from wasm import SOURCE_DIR, build_fixtures
 
@@ -178,15 +177,8 @@ def serving_echo_app() -> Iterator[tuple[str, str, str]]:
         paths = PathContext.for_app(manifest, base_dirs={"CACHE": tmp / "cache",
                                                          "APPDATA": tmp / "appdata"})
         with ServiceHost(manifest, paths=paths) as host, Bridge(manifest, host) as bridge:
-            launch = urlsplit(bridge.launch_url())
-            conn = http.client.HTTPConnection(launch.hostname, launch.port, timeout=10)
-            conn.request("GET", f"{launch.path}?{launch.query}")
-            resp = conn.getresponse()
-            resp.read()
-            cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
-            key = resp.getheader("Location").split("wvwasi-key=", 1)[1]
-            conn.close()
-            yield f"ws://{launch.netloc}/__wvwasi/ws?key={key}", bridge.origin, cookie
+            creds = launch_with(bridge.launch_url())
+            yield creds.ws_url(), creds.origin, creds.cookie
 
 
 def one_run(service: str, n: int, size: int, stamps: Stamps) -> dict[str, float]:

@@ -8,13 +8,12 @@ the page, so the records, frames and credits are exactly the ones under test.
 from __future__ import annotations
 
 import asyncio
-import http.client
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from bridge_client import launch
 from browser import ServedApp, served_app
 from projects import write_project
 
@@ -37,26 +36,14 @@ def app(
         yield a
 
 
-def connect_args(app: ServedApp) -> tuple[str, dict[str, str]]:
-    """(socket URL with its key, headers with the session cookie and the app's Origin)."""
-    url = urlsplit(app.url)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    conn.request("GET", f"{url.path}?{url.query}")
-    resp = conn.getresponse()
-    resp.read()
-    conn.close()
-    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
-    key = resp.getheader("Location").split("wvwasi-key=", 1)[1]
-    return f"ws://{url.netloc}/__wvwasi/ws?key={key}", {"Cookie": cookie, "Origin": app.origin}
-
-
 async def echo_all(
     app: ServedApp, service: str, batches: list[list[bytes]], settle: int = 0
 ) -> list[bytes]:
     """Send each batch of messages in one frame (waiting for input credit so as to stay in the
     window, crediting output as it comes; every `settle`-th batch also waits for all echoes so
     far, so the next input finds the pipe empty); return every echoed message, in order."""
-    url, headers = connect_args(app)
+    creds = launch(app)
+    url, headers = creds.ws_url(), creds.headers()
     total = sum(map(len, batches))
     got: list[bytes] = []
     in_flight = 0
