@@ -27,14 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_roundtrip_stages import serving_echo_app
 
-WINDOW = 1 << 20  # the bridge's input window (protocol.WINDOW)
-HEADER = 9
-
 
 async def _client(url: str, origin: str, cookie: str, service: str, n: int) -> float:
     import aiohttp
 
-    from wvwasi.runtime.bridge.protocol import Op, iter_records, json_record, record
+    from wvwasi.runtime.bridge.protocol import (
+        HEADER,
+        WINDOW,
+        Op,
+        iter_records,
+        json_record,
+        record,
+    )
 
     bodies = [(f"message {i:08d}" if service == "echo" else f"{i:016d}").encode() for i in range(n)]
     async with aiohttp.ClientSession() as http, http.ws_connect(
@@ -48,10 +52,10 @@ async def _client(url: str, origin: str, cookie: str, service: str, n: int) -> f
             if owed:
                 parts.append(record(Op.CREDIT, 1, owed.to_bytes(4, "little")))
                 owed = 0
-            while sent < n and in_flight + HEADER + 16 <= WINDOW:
+            while sent < n and in_flight + HEADER.size + 16 <= WINDOW:
                 parts.append(record(Op.SEND, 1, bodies[sent]))
                 sent += 1
-                in_flight += HEADER + 16
+                in_flight += HEADER.size + 16
             if parts:
                 await ws.send_bytes(b"".join(parts))
             msg = await ws.receive()
@@ -63,7 +67,7 @@ async def _client(url: str, origin: str, cookie: str, service: str, n: int) -> f
                         raise SystemExit(f"echo {got} is {bytes(payload)!r}, "
                                          f"not {bodies[got]!r}")
                     got += 1
-                    owed += HEADER + len(payload)
+                    owed += HEADER.size + len(payload)
                 elif op is Op.CREDIT:
                     in_flight -= int.from_bytes(payload, "little")
         return n / (time.perf_counter() - t0)
