@@ -24,7 +24,7 @@ class MessageTooLong(FramingError):
     """The service's output holds a message longer than its `limits.message`."""
 
 
-def encode(ipc: Ipc, message: bytes | str) -> bytes:
+def encode(ipc: Ipc, message: bytes | memoryview | str) -> bytes:
     """The bytes to write to stdin to deliver `message` to a service in mode `ipc`."""
     if ipc == "lines":
         if not isinstance(message, str):

@@ -110,7 +110,7 @@ class WorkerLink:
                 parts += (HEADER.pack(len(payload), Op.MESSAGE, self.id), payload)
             self._paused = bool(self._held)
         if parts:
-            self.session.post(parts[0] + parts[1] if len(parts) == 2 else b"".join(parts))
+            self.session.post(b"".join(parts))
         return not self._paused
 
     def _exited(self, event: Exited) -> None:
@@ -152,7 +152,7 @@ class WorkerLink:
             exited, self._exit = (self._exit, None) if not self._held else (None, self._exit)
             self._cond.notify_all()
         if ready:
-            self.session.post(ready[0] if len(ready) == 1 else b"".join(ready))
+            self.session.post(b"".join(ready))
         if exited is not None:
             self._exited(exited)
         elif resume and isinstance(handle, Instance):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from .. import framing
 from ..events import Event, Exited
 from ..host import SpawnOptions, Subscription
 from ..instance import Instance
@@ -37,7 +38,6 @@ from .link import Input, WorkerLink, error_json
 from .mounts import Mounts
 from .protocol import (
     HEADER,
-    U32,
     Op,
     ProtocolError,
     iter_records,
@@ -547,10 +547,7 @@ def _line(payload: memoryview) -> bytes:
     return line
 
 
-def _stdin_bytes(ipc: str, payload: memoryview) -> bytes:
-    """A page message as its dedicated instance's stdin reads it, framed by its `ipc` mode."""
-    if ipc == "lines":
-        return _line(payload)
-    if ipc == "frames":
-        return b"".join((U32.pack(len(payload)), payload))
-    return payload.tobytes()
+def _stdin_bytes(ipc: framing.Ipc, payload: memoryview) -> bytes:
+    """A page message as its dedicated instance's stdin reads it, framed by its `ipc` mode
+    (`lines` checked here: the page's bytes are UTF-8 already)."""
+    return _line(payload) if ipc == "lines" else framing.encode(ipc, payload)
