@@ -198,6 +198,15 @@ class HostFolder:
             raise WasiFail(NOTDIR)
         return Root(handle.fd, fd_path(handle.fd) or "")  # borrowed: never closed through it
 
+    def _writable_file(self, head: dict[str, Any]) -> _Handle:
+        """The call's file handle, opened for writing on a read-write mount."""
+        handle = self._handle(head)
+        if handle.is_dir:
+            raise WasiFail(ISDIR)
+        if not handle.writable or self.mode != "rw":
+            raise WasiFail(BADF)
+        return handle
+
     def _writable(self) -> None:
         if self.mode != "rw":
             raise WasiFail(PERM)
@@ -309,11 +318,7 @@ class HostFolder:
         return {}, data
 
     def _write(self, head: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._handle(head)
-        if handle.is_dir:
-            raise WasiFail(ISDIR)
-        if not handle.writable or self.mode != "rw":
-            raise WasiFail(BADF)
+        handle = self._writable_file(head)
         if len(data) > MAX_IO:
             raise WasiFail(INVAL)
         at = head.get("at")
@@ -458,11 +463,7 @@ class HostFolder:
             os.close(parent)
 
     def _truncate(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._handle(head)
-        if handle.is_dir:
-            raise WasiFail(ISDIR)
-        if not handle.writable or self.mode != "rw":
-            raise WasiFail(BADF)
+        handle = self._writable_file(head)
         size = int(head["size"])
         if head.get("grow") and size <= os.fstat(handle.fd).st_size:
             return {}, b""
