@@ -8,7 +8,6 @@ every spawn/subscribe the bridge asks of the real host, so "refused" is checked 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from bridge_client import get
 from browser import ServedApp, chromium, served_app
 from projects import write_project
 
@@ -56,17 +56,8 @@ def port_of(app: ServedApp) -> int:
 
 def http_get(port: int, target: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """(status, response) of a GET with exactly these headers (Host included)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
-        for key, value in {"Host": f"127.0.0.1:{port}", **(headers or {})}.items():
-            conn.putheader(key, value)
-        conn.endheaders()
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status, resp
-    finally:
-        conn.close()
+    resp = get(port, target, headers)
+    return resp.status, resp
 
 
 def launch(app: ServedApp) -> str:
