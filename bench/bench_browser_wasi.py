@@ -41,8 +41,8 @@ from browser import chromium, chromium_command  # noqa: E402
 from webwasi import engine_site, static_site  # noqa: E402
 
 from wvwasi.packager.web import write_site  # noqa: E402
+from wvwasi.runtime.host.modules import make_engine  # noqa: E402
 from wvwasi.runtime.manifest import WEB, load_manifest  # noqa: E402
-from wvwasi.runtime.modules import make_engine  # noqa: E402
 
 TIMEOUT = 600.0
 SAVE = ("globalThis.wvwasiBenchSave = (results) => fetch('/results', "

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wvwasi.runtime.host import ServiceHost
+from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import manifest_for_wasm
 
 SOURCES = Path(__file__).resolve().parent / "compute"

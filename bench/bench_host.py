@@ -24,16 +24,16 @@ from pathlib import Path
 
 import wasmtime
 
-from wvwasi.runtime.events import Exited, Message
-from wvwasi.runtime.host import ServiceHost
-from wvwasi.runtime.manifest import Limits, Manifest, manifest_for_wasm
-from wvwasi.runtime.modules import (
+from wvwasi.runtime.host.events import Exited, Message
+from wvwasi.runtime.host.modules import (
     WASMTIME_VERSION,
     ModuleLoader,
     artefact_name,
     make_engine,
     precompile,
 )
+from wvwasi.runtime.host.service_host import ServiceHost
+from wvwasi.runtime.manifest import Limits, Manifest, manifest_for_wasm
 from wvwasi.runtime.paths import PathContext
 
 HERE = Path(__file__).parent

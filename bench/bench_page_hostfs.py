@@ -39,7 +39,7 @@ from projects import write_project  # noqa: E402
 from wasm import SOURCE_DIR, build_fixtures  # noqa: E402
 
 from wvwasi.runtime.bridge.server import Bridge  # noqa: E402
-from wvwasi.runtime.host import ServiceHost  # noqa: E402
+from wvwasi.runtime.host.service_host import ServiceHost  # noqa: E402
 from wvwasi.runtime.manifest import load_manifest  # noqa: E402
 from wvwasi.runtime.paths import PathContext  # noqa: E402
 

@@ -107,7 +107,7 @@ def instrument(stamps: Stamps) -> None:
     """Wrap the bridge's stage boundaries (this process only)."""
     from wvwasi.runtime.bridge import flow, link, session
     from wvwasi.runtime.bridge.protocol import Op, iter_records
-    from wvwasi.runtime.instance import Instance
+    from wvwasi.runtime.host.instance import Instance
 
     orig_input = session.Session._input
 
@@ -162,7 +162,7 @@ def serving_echo_app() -> Iterator[tuple[str, str, str]]:
     from wasm import SOURCE_DIR, build_fixtures
 
     from wvwasi.runtime.bridge.server import Bridge
-    from wvwasi.runtime.host import ServiceHost
+    from wvwasi.runtime.host.service_host import ServiceHost
     from wvwasi.runtime.manifest import load_manifest
     from wvwasi.runtime.paths import PathContext
 

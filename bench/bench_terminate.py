@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from projects import write_project
 from wasm import build_fixtures
 
-from wvwasi.runtime.events import Event
-from wvwasi.runtime.host import ServiceHost
+from wvwasi.runtime.host.events import Event
+from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import load_manifest
 
 SERVICES: dict[str, dict[str, Any]] = {

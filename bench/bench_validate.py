@@ -18,7 +18,7 @@ from pathlib import Path
 
 import wasmtime
 
-from wvwasi.runtime.modules import WASMTIME_VERSION, WasmLoadError, make_engine, validate
+from wvwasi.runtime.host.modules import WASMTIME_VERSION, WasmLoadError, make_engine, validate
 
 BODY = "\n".join(
     f"    local.get 0 i32.const {i} i32.add i32.const 7 i32.mul local.set 0" for i in range(60)

@@ -47,8 +47,8 @@ from wvwasi.packager.formats._webview2 import installer_for
 from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool, run_shell
 from wvwasi.packager.web import web_problems, write_site
+from wvwasi.runtime.host.modules import WasmLoadError, sha256_file, validate_file
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
-from wvwasi.runtime.modules import WasmLoadError, sha256_file, validate_file
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 REPORT_NAME = "build-report.json"

@@ -25,7 +25,7 @@ from pathlib import Path
 import filelock
 import platformdirs
 
-from wvwasi.runtime.modules import (
+from wvwasi.runtime.host.modules import (
     WasmLoadError,
     artefact_problem,
     cache_cap,

@@ -42,8 +42,8 @@ import tomli_w
 from wvwasi.packager import caches, icons, winres
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
+from wvwasi.runtime.host.modules import artefact_name, copy_artefact, header_path, packed_path
 from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
-from wvwasi.runtime.modules import artefact_name, copy_artefact, header_path, packed_path
 
 PAYLOAD = "app"
 _ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry

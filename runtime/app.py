@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wvwasi.runtime.bridge.server import Bridge
-from wvwasi.runtime.host import ServiceHost
+from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks

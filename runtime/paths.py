@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import platformdirs
 
-from .tempdirs import LockedTempDir
+from .host.tempdirs import LockedTempDir
 
 if TYPE_CHECKING:
     from wvwasi.runtime.manifest import Manifest

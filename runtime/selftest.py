@@ -136,7 +136,7 @@ def headless_checks(manifest: Manifest, host: Any, launch_url: str) -> dict[str,
 
 
 def _check_service(host: Any, name: str, kind: str) -> dict[str, Any]:
-    from wvwasi.runtime.events import Exited
+    from wvwasi.runtime.host.events import Exited
 
     try:
         if kind == "task":

@@ -17,7 +17,7 @@ from typing import Any
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from wvwasi.runtime.bridge.server import Bridge
-from wvwasi.runtime.host import ServiceHost
+from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import Manifest, load_manifest
 from wvwasi.runtime.paths import PathContext
 

@@ -72,7 +72,7 @@ def module_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_host(tmp_path: Path, module_cache_dir: Path) -> Iterator[Callable[..., Any]]:
     """`make_host(manifest, **kwargs) -> ServiceHost` with $APPDATA etc. under tmp_path and the
     session's compile cache; every host is closed after the test."""
-    from wvwasi.runtime.host import ServiceHost
+    from wvwasi.runtime.host.service_host import ServiceHost
     from wvwasi.runtime.paths import PathContext
 
     made: list[tuple[ServiceHost, PathContext]] = []

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wvwasi.runtime.events import Event, Exited, Message, Stderr
+from wvwasi.runtime.host.events import Event, Exited, Message, Stderr
 
 #: How long to wait for one event before calling the service stuck (never a speed assertion).
 WAIT = 30.0

@@ -18,7 +18,7 @@ import pytest
 from build_helpers import CACHE, SDE, cli_env, files_under, new_project, self_test, wvwasi
 from xvfb import xvfb
 
-from wvwasi.runtime.modules import artefact_problem, header_path, sha256_file
+from wvwasi.runtime.host.modules import artefact_problem, header_path, sha256_file
 
 PACKAGES = ("tar.gz", "deb", "rpm")
 SLUG = "wvwasi-cache-test"

@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 import wasmtime
 
-from wvwasi.runtime import modules
-from wvwasi.runtime.host import ServiceHost
-from wvwasi.runtime.manifest import load_manifest
-from wvwasi.runtime.modules import (
+from wvwasi.runtime.host import modules
+from wvwasi.runtime.host.modules import (
     ModuleLoader,
     WasmLoadError,
     artefact_name,
@@ -31,6 +29,8 @@ from wvwasi.runtime.modules import (
     precompile,
     sha256_file,
 )
+from wvwasi.runtime.host.service_host import ServiceHost
+from wvwasi.runtime.manifest import load_manifest
 from wvwasi.runtime.paths import PathContext
 
 #: Compiles (a valid module) but cannot link as WASI: it imports a function nobody provides.

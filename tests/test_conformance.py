@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 import pytest
 
-from wvwasi.runtime.host import ServiceHost
+from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import Limits, Preopen, manifest_for_wasm
 from wvwasi.runtime.paths import PathContext
 

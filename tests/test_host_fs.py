@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from wvwasi.runtime.host import SpawnOptions
+from wvwasi.runtime.host.service_host import SpawnOptions
 from wvwasi.runtime.manifest import Preopen, load_manifest
 
 REFUSED = {"EROFS", "EACCES", "EPERM", "ENOTCAPABLE"}

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from hostutil import Outcome, drain, next_message
 
-from wvwasi.runtime.framing import FramingError
-from wvwasi.runtime.host import SpawnOptions
+from wvwasi.runtime.host.framing import FramingError
+from wvwasi.runtime.host.service_host import SpawnOptions
 from wvwasi.runtime.manifest import load_manifest
 
 SERVICES: dict[str, dict[str, Any]] = {

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from hostutil import WAIT, EventLog, drain, is_exit, is_message, next_message
 
-from wvwasi.runtime.events import Exited, Message, Stderr
-from wvwasi.runtime.host import SpawnOptions
+from wvwasi.runtime.host.events import Exited, Message, Stderr
+from wvwasi.runtime.host.service_host import SpawnOptions
 from wvwasi.runtime.manifest import load_manifest
 
 SERVICES: dict[str, dict[str, Any]] = {

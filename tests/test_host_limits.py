@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hostutil import WAIT, drain, next_message
 
-from wvwasi.runtime.host import ServiceLimitError
+from wvwasi.runtime.host.events import ServiceLimitError
 from wvwasi.runtime.manifest import load_manifest
 
 SERVICES: dict[str, dict[str, Any]] = {

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from hostutil import WAIT
 
-from wvwasi.runtime import framing
-from wvwasi.runtime.events import Event, Exited, Message
-from wvwasi.runtime.host import SpawnOptions
+from wvwasi.runtime.host import framing
+from wvwasi.runtime.host.events import Event, Exited, Message
+from wvwasi.runtime.host.service_host import SpawnOptions
 from wvwasi.runtime.manifest import load_manifest
 
 SERVICES: dict[str, dict[str, Any]] = {

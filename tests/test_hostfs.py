@@ -1,5 +1,6 @@
-"""runtime/hostfs.py directly: the WASI file calls page-supplied modules make on a lent host folder
-(the browser tests in test_page_hostfs.py go through the whole path; these cover every call)."""
+"""runtime/bridge/hostfs.py directly: the WASI file calls page-supplied modules make on a lent host
+folder (the browser tests in test_page_hostfs.py go through the whole path; these cover every
+call)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from wvwasi.runtime.hostfs import MAX_HANDLES, MAX_IO, HandleBudget, HostFolder, encode
-from wvwasi.runtime.hostpath import Root
+from wvwasi.runtime.bridge.hostfs import MAX_HANDLES, MAX_IO, HandleBudget, HostFolder, encode
+from wvwasi.runtime.host.hostpath import Root
 
 EPERM, EACCES, EBADF, EEXIST, EISDIR, ELOOP, EMFILE, ENOENT, ENOTDIR, EINVAL = (
     63, 2, 8, 20, 31, 32, 33, 44, 54, 28)

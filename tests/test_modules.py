@@ -15,10 +15,8 @@ from typing import Any
 import pytest
 import wasmtime
 
-from wvwasi.runtime import modules
-from wvwasi.runtime.host import ServiceHost
-from wvwasi.runtime.manifest import load_manifest
-from wvwasi.runtime.modules import (
+from wvwasi.runtime.host import modules
+from wvwasi.runtime.host.modules import (
     ModuleLoader,
     WasmLoadError,
     artefact_name,
@@ -28,6 +26,8 @@ from wvwasi.runtime.modules import (
     sha256_file,
     write_artefact,
 )
+from wvwasi.runtime.host.service_host import ServiceHost
+from wvwasi.runtime.manifest import load_manifest
 from wvwasi.runtime.paths import PathContext
 
 TEXT = b"one two three\nfour\n"

@@ -1,6 +1,6 @@
 """Host folders lent to page-supplied modules (`grants`, `preopens` options), in real headless
 Chromium on the desktop app's bridge: the module runs in the page's Worker (browser engine) and
-its file calls on the folder go to the bridge (runtime/hostfs.py), beneath the folder.
+its file calls on the folder go to the bridge (runtime/bridge/hostfs.py), beneath the folder.
 The same in the real GTK window: tests/test_page_hostfs_window.py.
 """
 

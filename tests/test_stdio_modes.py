@@ -1,4 +1,4 @@
-"""Both ways a service's output reaches the host (runtime/stdio.py): FIFOs drained by reader
+"""Both ways a service's output reaches the host (runtime/host/stdio.py): FIFOs drained by reader
 threads (the POSIX default) and wasmtime's output callbacks (what Windows uses; forced here with
 WVWASI_STDIO=callback). stdin is a pipe in both."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hostutil import drain, next_message
 
-from wvwasi.runtime import stdio
-from wvwasi.runtime.host import ServiceHost
+from wvwasi.runtime.host import stdio
+from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import manifest_for_wasm
 
 

@@ -91,7 +91,7 @@ def native(tmp_path_factory: pytest.TempPathFactory, wasm_fixtures: dict[str, Pa
     """`native("trap")` -> the native host's TaskResult for that service of NATIVE."""
     from projects import write_project
 
-    from wvwasi.runtime.host import ServiceHost
+    from wvwasi.runtime.host.service_host import ServiceHost
     from wvwasi.runtime.paths import PathContext
 
     root = write_project(tmp_path_factory.mktemp("native") / "app", NATIVE,

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _engine() -> wasmtime.Engine:
     """The host's engine settings, made once and only when a module is validated (wasmtime
     is imported then, not at start-up)."""
-    from wvwasi.runtime.modules import make_engine
+    from wvwasi.runtime.host.modules import make_engine
 
     return make_engine()
 
@@ -58,7 +58,7 @@ def _source_problem(source: Path) -> str | None:
         check_command_module(source)
     except WasmModuleError as e:
         return e.reason
-    from wvwasi.runtime.modules import WasmLoadError, validate_file
+    from wvwasi.runtime.host.modules import WasmLoadError, validate_file
 
     try:
         validate_file(source, _engine())

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from wvwasi.runtime.events import Event, Exited, Message, Stderr
+from wvwasi.runtime.host.events import Event, Exited, Message, Stderr
 from wvwasi.runtime.manifest import (
     Manifest,
     ManifestError,
@@ -28,7 +28,7 @@ from wvwasi.runtime.manifest import (
 from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
 
 if TYPE_CHECKING:
-    from wvwasi.runtime.instance import Instance
+    from wvwasi.runtime.host.instance import Instance
 
 _ERROR_STATUS = {"trap": 134, "memory": 134, "timeout": 124}
 
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from wvwasi.packager.caches import compiled_dir
-    from wvwasi.runtime.host import ServiceHost
-    from wvwasi.runtime.modules import WasmLoadError
+    from wvwasi.runtime.host.modules import WasmLoadError
+    from wvwasi.runtime.host.service_host import ServiceHost
 
     out = sys.stdout.buffer
     logging.getLogger("wvwasi.service").setLevel(logging.ERROR)  # errors are printed below

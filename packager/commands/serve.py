@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from wvwasi.packager.caches import compiled_dir
     from wvwasi.runtime.bridge.server import Bridge
-    from wvwasi.runtime.host import ServiceHost
+    from wvwasi.runtime.host.service_host import ServiceHost
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

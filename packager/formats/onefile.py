@@ -21,7 +21,7 @@ from wvwasi.packager.formats._parts import write_targz
 from wvwasi.packager.stage import StagedApp
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.frozen_main import cache_name
-from wvwasi.runtime.modules import sha256_file
+from wvwasi.runtime.host.modules import sha256_file
 from wvwasi.templates import ROOT as TEMPLATES
 
 TOOLS: tuple[str, ...] = ()

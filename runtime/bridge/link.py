@@ -19,9 +19,9 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ..events import Event, Exited, Message, ServiceError, Stderr
-from ..host import Subscription
-from ..instance import Instance
+from ..host.background import Subscription
+from ..host.events import Event, Exited, Message, ServiceError, Stderr
+from ..host.instance import Instance
 from ..manifest import Service
 from .protocol import HEADER, WINDOW, Op, PolicyError, json_record, record
 

@@ -4,7 +4,7 @@ A page-supplied module runs in the page's browser engine; a folder of the machin
 as a mount: the page names a folder the user picked (a grant of this page) or a `[page] preopens`
 entry of the manifest, at most with that folder's mode, in a MOUNT record (answered by MOUNTED
 or ERROR). The module's Worker then blocks in `Atomics.wait` while the page relays each of its
-file calls on that folder as an FS_CALL record of the mount's id; `runtime/hostfs.py` answers it
+file calls on that folder as an FS_CALL record of the mount's id; `hostfs.py` answers it
 beneath the folder, on the bridge's file-call threads, in an FS_REPLY record. One call per mount
 is in flight at a time (its Worker waits for the answer); a page that sends another, or a call
 over `MAX_CALL` bytes, is disconnected (1008); calls for a mount that has ended are dropped.
@@ -19,11 +19,11 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from ..hostdirs import HostDirs
-from ..hostfs import MAX_IO, MAX_JSON, HandleBudget, HostFolder
-from ..hostpath import EscapeError
+from ..host.hostdirs import HostDirs
+from ..host.hostpath import EscapeError
 from ..manifest import Manifest
 from .grants import Grants
+from .hostfs import MAX_IO, MAX_JSON, HandleBudget, HostFolder
 from .protocol import PolicyError, ProtocolError
 from .specs import Refused
 

@@ -40,7 +40,7 @@ class Op(IntEnum):
     RUN = 7  # JSON spec + file bytes + stdin: run a task to completion
     PICK = 8  # JSON {mode}: open the native folder picker
     MOUNT = 9  # JSON {grant | preopen, mode?}: lend a host folder to a page-supplied module
-    FS_CALL = 10  # one file call on the mount of this id (runtime/hostfs.py's wire format)
+    FS_CALL = 10  # one file call on the mount of this id (runtime/bridge/hostfs.py's wire format)
     MESSAGE = 16  # one message from the service
     STDERR = 17  # one stderr line (UTF-8)
     EXIT = 18  # JSON {code, error}: the worker has ended

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..hostdirs import HostDirs
-from ..hostfs import HandleBudget, HostFolder
+from ..host.hostdirs import HostDirs
 from .auth import LAUNCH_PATH, WS_PATH, Gate
 from .grants import Grants, Picker
+from .hostfs import HandleBudget, HostFolder
 from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
 from .session import Session
 from .static import JS_DIR, SCRIPT_PATH, TYPES_PATH, UIFiles, security_headers
 
 if TYPE_CHECKING:
-    from ..host import ServiceHost
+    from ..host.service_host import ServiceHost
     from ..manifest import Manifest
 
 log = logging.getLogger("wvwasi.bridge")

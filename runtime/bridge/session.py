@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .. import framing
-from ..events import Event, Exited
-from ..host import SpawnOptions, Subscription
-from ..instance import Instance
+from ..host import framing
+from ..host.background import Subscription
+from ..host.events import Event, Exited
+from ..host.instance import Instance
+from ..host.modules import WasmLoadError
+from ..host.service_host import SpawnOptions
 from ..manifest import Manifest, Service
-from ..modules import WasmLoadError
 from .flow import Outbox
 from .grants import Grants, Picker
 from .link import Input, WorkerLink, error_json
@@ -49,7 +50,7 @@ from .protocol import (
 from .specs import Refused, check_background, refusal, service_of, spawn_options, split_stdin
 
 if TYPE_CHECKING:
-    from ..host import ServiceHost
+    from ..host.service_host import ServiceHost
 
 log = logging.getLogger("wvwasi.bridge")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..host import ServiceLimitError, SpawnOptions
+from ..host.events import ServiceLimitError
+from ..host.service_host import SpawnOptions
 from ..manifest import Manifest, Preopen, Service
 from .protocol import ProtocolError
 

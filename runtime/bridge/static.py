@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from ..hostpath import Root, is_regular
+from ..host.hostpath import Root, is_regular
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 SCRIPT_PATH = "/__wvwasi/wvwasi.js"

@@ -4,16 +4,16 @@
  * In the desktop app, a page may give a page-supplied module a folder of the machine (a
  * `requestDirectory()` grant or a `[page] preopens` entry). The module still runs here, in the
  * page's Worker; each WASI call on that folder is posted to the page, which relays it to the app's
- * bridge over its WebSocket (an FS_CALL record; runtime/hostfs.py answers it beneath the folder
+ * bridge over its WebSocket (an FS_CALL record; runtime/bridge/hostfs.py answers it beneath the folder
  * with the sandbox rules of native services) and puts the answer in a SharedArrayBuffer the
  * Worker waits on with Atomics.wait (wasi-engine.js `fsReply`). Call and answer: u32 LE JSON
  * length, JSON, bytes. Descriptors of such a folder hold a `HostNode` (the host's handle number)
  * instead of an in-memory node; wasi-core.js hands every call on them to `hostCalls`.
  */
 
-/** The most bytes one call moves (runtime/hostfs.py MAX_IO): bigger writes are split. */
+/** The most bytes one call moves (runtime/bridge/hostfs.py MAX_IO): bigger writes are split. */
 const MAX_IO = 512 << 10;
-/** The largest answer: u32 + JSON (runtime/hostfs.py MAX_JSON) + MAX_IO bytes. */
+/** The largest answer: u32 + JSON (runtime/bridge/hostfs.py MAX_JSON) + MAX_IO bytes. */
 export const REPLY_BYTES = 4 + (64 << 10) + MAX_IO;
 const E = {BADF: 8, FAULT: 21, INVAL: 28, IO: 29, ISDIR: 31, NOTDIR: 54, NOTCAPABLE: 76,
   XDEV: 75};

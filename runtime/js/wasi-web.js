@@ -49,7 +49,7 @@ function jsonPlus(obj, ...blobs) {
   return out;
 }
 
-// -- ipc framing (runtime/framing.py) --------------------------------------------------------------
+// -- ipc framing (runtime/host/framing.py) --------------------------------------------------------------
 
 function encodeMessage(ipc, bytes) {
   if (ipc === 'lines') return concat([bytes, encoder.encode('\n')]);

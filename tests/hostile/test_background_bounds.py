@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from hostutil import WAIT, EventLog, is_exit, is_message
 
-from wvwasi.runtime.events import Event, Exited, Message
-from wvwasi.runtime.host import RESTART_QUEUE, SUBSCRIBER_BUFFER
+from wvwasi.runtime.host.background import RESTART_QUEUE, SUBSCRIBER_BUFFER
+from wvwasi.runtime.host.events import Event, Exited, Message
 from wvwasi.runtime.manifest import load_manifest
 
 SERVICES: dict[str, Any] = {

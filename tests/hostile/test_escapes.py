@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from wvwasi.runtime import hostpath
-from wvwasi.runtime.host import MAX_GRANTS, SpawnOptions
-from wvwasi.runtime.hostpath import openat2_available
+from wvwasi.runtime.host import hostpath
+from wvwasi.runtime.host.hostpath import openat2_available
+from wvwasi.runtime.host.service_host import MAX_GRANTS, SpawnOptions
 from wvwasi.runtime.manifest import DEFAULT_FILES, Preopen, load_manifest
 
 SECRET = "TOP SECRET outside every preopen\n"
@@ -348,7 +348,7 @@ def test_spawns_out_of_fds_fail_cleanly_and_never_hang(project: Path, tmp_path: 
     script = textwrap.dedent(f"""
         import json, resource, threading
         from pathlib import Path
-        from wvwasi.runtime.host import ServiceHost, SpawnOptions
+        from wvwasi.runtime.host.service_host import ServiceHost, SpawnOptions
         from wvwasi.runtime.manifest import load_manifest
         from wvwasi.runtime.paths import PathContext
         m = load_manifest({str(project)!r})
@@ -388,7 +388,7 @@ def test_a_spawn_failing_half_way_through_its_stdio_ends_instead_of_hanging(host
     """stdout is wired (its reader waits for wasmtime's end to close), then stderr fails: the
     instance must still end with a `start` error. (Fault injected: a folder where the stderr
     FIFO goes; out of fds it is wasmtime's open that fails at this point.)"""
-    from wvwasi.runtime.instance import Instance
+    from wvwasi.runtime.host.instance import Instance
 
     inst = Instance(host._launch(host.service("many"), SpawnOptions(), False))
     (inst._dir / "stderr").mkdir()

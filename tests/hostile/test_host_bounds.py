@@ -19,16 +19,15 @@ from typing import Any
 import pytest
 from hostutil import WAIT, drain, next_message
 
-from wvwasi.runtime.events import Message, Stderr
-from wvwasi.runtime.host import ServiceLimitError
-from wvwasi.runtime.instance import STDERR_LINE
+from wvwasi.runtime.host.events import Message, ServiceLimitError, Stderr
+from wvwasi.runtime.host.instance import STDERR_LINE
+from wvwasi.runtime.host.tempdirs import PREFIX, sweep
 from wvwasi.runtime.manifest import (
     DEFAULT_HOST_INSTANCES,
     DEFAULT_MESSAGE_LIMIT,
     ManifestError,
     load_manifest,
 )
-from wvwasi.runtime.tempdirs import PREFIX, sweep
 
 #: RSS a flood may add to the test process (the unbounded host grew by ~1 GB in 40 s).
 RSS_BOUND = 64 << 20
@@ -189,7 +188,7 @@ def test_close_leaves_no_thread_and_no_temp_folder(
 
 _KILLED_APP = textwrap.dedent("""
     import sys, time
-    from wvwasi.runtime.host import ServiceHost
+    from wvwasi.runtime.host.service_host import ServiceHost
     from wvwasi.runtime.manifest import load_manifest
     host = ServiceHost(load_manifest(sys.argv[1])).start()
     inst = host.spawn("block")
@@ -248,7 +247,8 @@ _FD_LIMITED_APP = textwrap.dedent("""
     import resource, sys
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
-    from wvwasi.runtime.host import ServiceHost, ServiceLimitError
+    from wvwasi.runtime.host.events import ServiceLimitError
+    from wvwasi.runtime.host.service_host import ServiceHost
     from wvwasi.runtime.manifest import DEFAULT_HOST_INSTANCES, load_manifest
     manifest = load_manifest(sys.argv[1])
     with ServiceHost(manifest) as host:

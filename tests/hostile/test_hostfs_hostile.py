@@ -19,9 +19,9 @@ from bridge_client import PageClient, launch
 from browser import ServedApp, served_app
 from projects import write_project
 
+from wvwasi.runtime.bridge.hostfs import MAX_HANDLES, MAX_IO
 from wvwasi.runtime.bridge.mounts import MAX_CALL
 from wvwasi.runtime.bridge.protocol import Op, json_record, record, split_json
-from wvwasi.runtime.hostfs import MAX_HANDLES, MAX_IO
 
 pytestmark = pytest.mark.timeout(120)
 EPERM, EMFILE = 63, 33

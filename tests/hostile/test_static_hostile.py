@@ -19,8 +19,8 @@ from bridge_client import launch
 from browser import ServedApp, served_app
 from projects import write_project
 
-from wvwasi.runtime import hostpath
-from wvwasi.runtime.host import SpawnOptions
+from wvwasi.runtime.host import hostpath
+from wvwasi.runtime.host.service_host import SpawnOptions
 
 pytestmark = pytest.mark.timeout(180)
 

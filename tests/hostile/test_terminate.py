@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hostutil import WAIT, drain, next_message
 
-from wvwasi.runtime.events import Event, Exited, Stderr
+from wvwasi.runtime.host.events import Event, Exited, Stderr
 from wvwasi.runtime.manifest import load_manifest
 
 TERMINATE_BOUND = 1.0  # seconds; measured 1-10 ms here (docs/security.md)

@@ -17,7 +17,7 @@ from hostile_project import COMMAND_WAT, LEGACY_EH_WAT, wat
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wvwasi.runtime.modules import WasmLoadError, make_engine, validate
+from wvwasi.runtime.host.modules import WasmLoadError, make_engine, validate
 from wvwasi.runtime.wasminfo import (
     ModuleInfo,
     WasmModuleError,

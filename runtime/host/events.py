@@ -42,3 +42,8 @@ class Exited:
 
 
 Event = Message | Stderr | Exited
+
+
+class ServiceLimitError(RuntimeError):
+    """A spawn over a limit: the service's `limits.instances`, `[limits] instances`, or the
+    subscribers of a background service."""

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING
 
 import wasmtime
 
+from ..manifest import Service
 from . import framing
 from .events import Event, Exited, Message, ServiceError, Stderr
 from .hostpath import Root
-from .manifest import Service
 from .poll import Waker, set_current
 from .stdio import Stdio, grow_pipe, output_mode
 from .wasmtime_ext import set_epoch_callback

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..manifest import Manifest
+from ..paths import PathContext
 from .hostpath import EscapeError, Root
-from .manifest import Manifest
-from .paths import PathContext
 
 
 class HostDirs:

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
-from .hostpath import EscapeError, Root, fd_path
+from ..host.hostpath import EscapeError, Root, fd_path
 
 #: The most bytes one read or write call moves (the page splits bigger writes).
 MAX_IO = 512 << 10

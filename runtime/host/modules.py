@@ -31,7 +31,7 @@ from pathlib import Path
 
 import wasmtime
 
-from .regularfile import FileProblem, read_regular
+from ..regularfile import FileProblem, read_regular
 
 log = logging.getLogger("wvwasi.modules")
 
