@@ -141,6 +141,12 @@ def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[s
             "user_grants": s.user_grants,
             "scratch": s.scratch,
         }
+    if manifest.update is not None:  # the app's own updater reads it (runtime/update/)
+        u = manifest.update
+        data["update"] = {"endpoints": list(u.endpoints), "pubkey": u.pubkey,
+                          "windows": {"install_mode": u.windows_install_mode}}
+        if u.download_url is not None:
+            data["update"]["download_url"] = u.download_url
     if manifest.platform == "linux":
         data["target"] = {"linux": {"webview": manifest.webview}}
     return data

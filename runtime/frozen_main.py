@@ -1,6 +1,7 @@
 """Entry point of the frozen runtime executable (what PyInstaller freezes): find the app payload and
-run it. Usage: `<app> [--self-test[=headless]]` (headless: services and bridge only, no
-window, for machines without a display).
+run it. Usage: `<app> [--self-test[=headless] | --version | --update]` (headless: services and
+bridge only, no window, for machines without a display; `--version` prints "NAME VERSION";
+`--update` installs a newer signed release, runtime/update/).
 
 The payload (see packager/stage.py) is looked for, in order:
 1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
@@ -120,11 +121,23 @@ def _intact(target: Path, sizes: dict[str, int]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    unknown = [a for a in args if a not in ("--self-test", "--self-test=headless")]
-    if unknown:
-        print(f"usage: {Path(sys.executable).name} [--self-test[=headless]]", file=sys.stderr)
+    unknown = [a for a in args if a not in ("--self-test", "--self-test=headless", "--version",
+                                            "--update")]
+    if unknown or len(args) > 1:
+        print(f"usage: {Path(sys.executable).name} [--self-test[=headless] | --version | "
+              "--update]", file=sys.stderr)
         return 2
     payload = find_payload(Path(sys.executable).resolve())
+    if args == ["--version"]:
+        from wvwasi.runtime.manifest import load_manifest
+
+        app = load_manifest(payload).app
+        print(f"{app.name} {app.version}")
+        return 0
+    if args == ["--update"]:
+        from wvwasi.runtime.update.updater import run_update
+
+        return run_update(payload, Path(sys.executable).resolve())
 
     from wvwasi.runtime.app import run_app
 
