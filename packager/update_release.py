@@ -88,22 +88,3 @@ def latest_json(manifest: Manifest, platforms: dict[str, dict[str, str]],
         "pub_date": time.strftime("%Y-%m-%dT%H:%M:%SZ", when),
         "platforms": dict(sorted(platforms.items())),
     }
-
-
-def merge_latest(files: Iterable[Path]) -> dict[str, Any]:
-    """One latest.json from several builds' (one per OS, same version): `wvwasi ci github`'s
-    release job."""
-    merged: dict[str, Any] | None = None
-    for file in files:
-        data = json.loads(file.read_text(encoding="utf-8"))
-        if merged is None:
-            merged = data
-        elif data["version"] != merged["version"]:
-            raise BuildError("latest.json", f"{file} is version {data['version']}, the others "
-                             f"{merged['version']}")
-        else:
-            merged["platforms"].update(data["platforms"])
-    if merged is None:
-        raise BuildError("latest.json", "no latest.json to merge")
-    merged["platforms"] = dict(sorted(merged["platforms"].items()))
-    return merged

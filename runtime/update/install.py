@@ -10,7 +10,8 @@ How depends on how the app was installed (`detect()`):
 - `deb` / `rpm` (in /opt/<slug>): `dpkg -i` / `rpm -U` through `pkexec` unless already root.
 - `nsis` / `msi` (Windows): the setup runs in update mode after the app exits.
 A killed update leaves the old app or the new one in place, never half of either; its leftovers
-(`.<folder>.update-*` beside the app) are removed by the next update.
+(`.<folder>.update-*` beside the app) are removed by the next check. One update at a time: an
+flock on the app folder (or file) itself.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,15 +66,33 @@ def detect(executable: Path) -> Installation:
     return Installation("targz", folder, executable)
 
 
-def work_folder(inst: Installation) -> Path:
-    """A new private folder beside what is replaced (same file system: renames are atomic);
-    leftovers of killed updates are removed first."""
-    parent = inst.path.parent
-    prefix = f".{inst.path.name}.update-"
-    for old in parent.glob(prefix + "*"):
-        shutil.rmtree(old, ignore_errors=True)
+@contextlib.contextmanager
+def locked(inst: Installation) -> Iterator[None]:
+    """Hold the update lock of `inst` (an flock on the app folder or file itself, POSIX) and
+    remove what killed updates left; InstallError if another update holds it."""
+    fd = None
+    if sys.platform != "win32":
+        import fcntl
+
+        fd = os.open(inst.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise InstallError("another update of this app is running") from None
     try:
-        work = parent / f"{prefix}{os.getpid()}"
+        for old in inst.path.parent.glob(f".{inst.path.name}.update-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def work_folder(inst: Installation) -> Path:
+    """A new private folder beside what is replaced (same file system: renames are atomic)."""
+    try:
+        work = inst.path.parent / f".{inst.path.name}.update-{os.getpid()}"
         work.mkdir(mode=0o700)
     except OSError as e:
         raise InstallError(f"cannot write beside {inst.path} ({e.strerror}): install the "
@@ -98,7 +118,7 @@ def install(inst: Installation, artefact: Path, version: str, identifier: str,
 
 
 def _install_folder(inst: Installation, archive: Path, version: str, identifier: str) -> None:
-    work = archive.parent
+    work = archive.parent.parent
     unpacked = work / "new"
     unpacked.mkdir()
     try:
@@ -126,7 +146,7 @@ def _install_folder(inst: Installation, archive: Path, version: str, identifier:
 
 def _install_onefile(inst: Installation, new: Path) -> None:
     new.chmod(0o755)
-    cache = new.parent / "cache"
+    cache = new.parent.parent / "cache"
     cache.mkdir()
     self_test(new, {"XDG_CACHE_HOME": str(cache)})
     shutil.rmtree(cache, ignore_errors=True)

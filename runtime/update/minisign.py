@@ -79,13 +79,13 @@ def _unwrap(text: str, first: str) -> list[str]:
     return [line.rstrip("\r") for line in text.split("\n")]
 
 
-def _b64(line: str, size: int, what: str) -> bytes:
+def _b64(line: str, size: int, problem: str) -> bytes:
     try:
         data = base64.b64decode(line.strip(), validate=True)
     except binascii.Error:
         data = b""
     if len(data) != size:
-        raise SignatureError(f"{what} is not valid minisign data")
+        raise SignatureError(problem)
     return data
 
 
@@ -94,9 +94,10 @@ def parse_public_key(text: str) -> PublicKey:
     lines = [line for line in _unwrap(text, "public key") if line.strip()]
     if lines and lines[0].startswith("untrusted comment:"):
         lines = lines[1:]
+    expected = "expected a minisign public key (the content of KEY.pub)"
     if len(lines) != 1:
-        raise SignatureError("expected a minisign public key (the content of KEY.pub)")
-    raw = _b64(lines[0], 42, "the public key")
+        raise SignatureError(expected)
+    raw = _b64(lines[0], 42, expected)
     if raw[:2] != LEGACY:
         raise SignatureError(f"the public key's algorithm {raw[:2]!r} is not Ed25519 ('Ed')")
     return PublicKey(raw[2:10], raw[10:])
@@ -111,11 +112,11 @@ def parse_signature(text: str) -> Signature:
             or not lines[2].startswith("trusted comment: "):
         raise SignatureError("expected a minisign signature (4 lines: untrusted comment, "
                              "signature, trusted comment, global signature)")
-    raw = _b64(lines[1], 74, "the signature")
+    raw = _b64(lines[1], 74, "the signature is not valid minisign data")
     if raw[:2] not in (PREHASHED, LEGACY):
         raise SignatureError(f"unknown signature algorithm {raw[:2]!r}")
     return Signature(raw[:2], raw[2:10], raw[10:], lines[2][len("trusted comment: "):],
-                     _b64(lines[3], 64, "the global signature"))
+                     _b64(lines[3], 64, "the global signature is not valid minisign data"))
 
 
 def blake2b_file(path: Path) -> bytes:

@@ -7,6 +7,7 @@ version was installed or this one is the newest, 1 with one line on stderr other
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shutil
 import sys
@@ -19,6 +20,8 @@ from urllib.parse import urljoin, urlsplit
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.runtime.update import fetch, install
 from wvwasi.runtime.update.minisign import (
+    PublicKey,
+    Signature,
     SignatureError,
     parse_public_key,
     parse_signature,
@@ -92,6 +95,9 @@ class Updater:
     def check(self) -> Release | None:
         """The newer release, or None when this version is the newest. The endpoints are tried
         in order; UpdateError if none answers, or for a malformed or older release."""
+        with contextlib.suppress(install.InstallError, OSError), \
+                install.locked(self.installation):  # busy: another update is running
+            pass  # what killed updates left is removed
         problems = []
         for url in self.endpoints():
             try:
@@ -148,13 +154,20 @@ class Updater:
         except SignatureError as e:
             raise UpdateError(f"the update's signature: {e}") from None
         try:
-            work = install.work_folder(inst)
+            with install.locked(inst):
+                self._install(release, signature, key, progress)
         except install.InstallError as e:
             raise UpdateError(str(e)) from None
+
+    def _install(self, release: Release, signature: Signature, key: PublicKey,
+                 progress: Callable[[int, int | None], None] | None) -> None:
+        inst = self.installation
+        work = install.work_folder(inst)
         keep = inst.bundle in ("nsis", "msi")  # the setup runs after this process exits
         try:
             name = Path(urlsplit(release.url).path).name or "update"
-            artefact = work / ("download-" + name.replace("\\", "_"))
+            (work / "download").mkdir()
+            artefact = work / "download" / name.replace("\\", "_")
             fetch.download(release.url, artefact, self.user_agent, progress)
             verify_file(artefact, signature, key)  # before anything is unpacked or run
             install.install(inst, artefact, release.version, self.manifest.app.identifier,
@@ -186,9 +199,12 @@ def run_update(payload: Path, executable: Path) -> int:
         if release is None:
             print(f"{current} is the newest version")
             return 0
-        print(f"updating {current} to {release.version} ({updater.installation.bundle})",
-              file=sys.stderr)
-        updater.install(release, _terminal_progress() if sys.stderr.isatty() else None)
+        progress = None
+        if sys.stderr.isatty():  # else: one line on stdout, or one error line on stderr
+            print(f"updating {current} to {release.version} ({updater.installation.bundle})",
+                  file=sys.stderr)
+            progress = _terminal_progress()
+        updater.install(release, progress)
     except (UpdateError, ManifestError) as e:
         print(f"{executable.name}: update failed: {e}", file=sys.stderr)
         return 1
