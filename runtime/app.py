@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wvwasi.runtime.bridge.server import Bridge
 from wvwasi.runtime.host.service_host import ServiceHost
@@ -19,6 +20,9 @@ from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
 from wvwasi.runtime.window import AppWindow, Backend, backend_for
+
+if TYPE_CHECKING:
+    from wvwasi.runtime.update.updater import Updater
 
 #: Folder of precompiled service artefacts in a built app's payload (packager/stage.py).
 PRECOMPILED = "precompiled"
@@ -52,9 +56,29 @@ class App:
             manifest.window, backend or backend_for(manifest), inspector=dev
         )
         picker = self.window.pick_folder if self.window is not None else None
-        self.bridge = Bridge(manifest, self.host, picker=picker, dev=dev)
+        frozen = bool(getattr(sys, "frozen", False))  # a built app: it may update itself
+        self.bridge = Bridge(
+            manifest, self.host, picker=picker, dev=dev,
+            updater=self._updater if frozen and manifest.update is not None else None,
+            relaunch=self._relaunch if frozen and self.window is not None else None,
+        )
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
+
+    def _updater(self) -> Updater:
+        from wvwasi.runtime.update.updater import Updater
+
+        return Updater(self.manifest, Path(sys.executable).resolve())
+
+    def _relaunch(self) -> None:
+        """`wvwasi.app.relaunch()`: start the app again (its installed version), close this one."""
+        import os
+        import subprocess
+
+        command = os.environ.get("WVWASI_ONEFILE") or sys.executable  # onefile: its launcher
+        subprocess.Popen([command], start_new_session=True, stdin=subprocess.DEVNULL)
+        if self.window is not None:
+            self.window.close()
 
     def at_close(self, callback: Callable[[], None]) -> None:
         """Call `callback` first thing when the app shuts down (e.g. stop a file watcher)."""

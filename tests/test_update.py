@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -343,3 +344,65 @@ def test_an_update_killed_at_any_step_leaves_an_app_that_starts(
     assert finished.returncode == 0, finished.stderr
     assert _version(exe) == "wvwasi Update Test 0.2.0"
     assert os.listdir(tmp_path / "apps") == [exe.parent.name]
+
+
+def _post(creds: Any, target: str, **headers: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", creds.port, timeout=60)
+    try:
+        conn.request("POST", target, headers={"Host": f"127.0.0.1:{creds.port}", **headers})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_the_page_checks_and_installs_through_wvwasi_updater(releases: dict[str, Any],
+                                                            tmp_path: Path):
+    """The page API in headless Chromium, on a bridge serving the installed 0.1.0's payload
+    with its real updater (what a built app's window gets)."""
+    from bridge_client import launch_with
+    from browser import chromium
+
+    from wvwasi.runtime.bridge.server import Bridge
+    from wvwasi.runtime.host.service_host import ServiceHost
+    from wvwasi.runtime.manifest import load_manifest
+    from wvwasi.runtime.paths import PathContext
+    from wvwasi.runtime.update.updater import Updater
+
+    exe = _install_targz(releases, tmp_path / "apps")
+    manifest = load_manifest(exe.parent / "app")
+    paths = PathContext.for_app(manifest, base_dirs={v: tmp_path / v.lower() for v in (
+        "APPDATA", "DOCUMENTS", "DOWNLOADS", "HOME", "CACHE")})
+    host = ServiceHost(manifest, paths=paths)
+    bridge = Bridge(manifest, host, updater=lambda: Updater(manifest, exe))
+    try:
+        bridge.start()
+        creds = launch_with(bridge.launch_url())
+        action = "/__wvwasi/actions/update-check"
+        # the cookie alone (which other 127.0.0.1 ports also get) or no Origin: refused
+        assert _post(creds, action, Cookie=creds.cookie, Origin=creds.origin)[0] == 403
+        assert _post(creds, f"{action}?key={creds.key}", Cookie=creds.cookie)[0] == 403
+        status, body = _post(creds, f"{action}?key={creds.key}", Cookie=creds.cookie,
+                             Origin=creds.origin)
+        assert status == 200 and json.loads(body)["update"]["version"] == "0.2.0"
+        relaunch = _post(creds, f"/__wvwasi/actions/relaunch?key={creds.key}",
+                         Cookie=creds.cookie, Origin=creds.origin)
+        assert "cannot relaunch" in json.loads(relaunch[1])["error"]  # no window here
+        with chromium() as browser:
+            page = browser.new_context().new_page()
+            page.goto(bridge.launch_url())
+            found = page.evaluate("wvwasi.updater.check()")
+            assert found == {"version": "0.2.0", "notes": "", "date": "2023-11-14T22:13:20Z"}
+            result = page.evaluate("""async () => {
+                const seen = [];
+                const installed = await wvwasi.updater.install((p) => seen.push(p));
+                return {installed, seen, relaunch: typeof wvwasi.app.relaunch};
+            }""")
+    finally:
+        bridge.close()
+        host.close()
+    assert result["installed"] == "0.2.0"
+    assert result["relaunch"] == "function"
+    last = result["seen"][-1]
+    assert last["downloaded"] == last["total"] == releases["new"]["tar.gz"].stat().st_size
+    assert _version(exe) == "wvwasi Update Test 0.2.0"

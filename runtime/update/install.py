@@ -172,28 +172,30 @@ def _check_payload(payload: Path, version: str, identifier: str) -> None:
                            "latest.json announced")
 
 
-def self_test(executable: Path, env: dict[str, str] | None = None) -> None:
-    """Run the new version's `--self-test=headless`; InstallError unless it passes."""
+def _run(command: list[str], what: str, timeout: float,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `command`; InstallError naming `what` if it cannot run or fails (its last line)."""
     try:
-        out = subprocess.run([str(executable), "--self-test=headless"], capture_output=True,
-                             text=True, timeout=SELF_TEST_TIMEOUT, stdin=subprocess.DEVNULL,
-                             env={**os.environ, **(env or {})})
+        out = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL, env=env)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise InstallError(f"the new version did not run its self-test: {e}") from None
+        raise InstallError(f"{what} did not run: {e}") from None
     if out.returncode != 0:
         last = (out.stderr.strip() or out.stdout.strip()).splitlines()[-1:] or [""]
-        raise InstallError(f"the new version failed its self-test (status {out.returncode}): "
-                           f"{last[0][:300]}")
+        raise InstallError(f"{what} failed (status {out.returncode}): {last[0][:300]}")
+    return out
+
+
+def self_test(executable: Path, env: dict[str, str] | None = None) -> None:
+    """Run the new version's `--self-test=headless`; InstallError unless it passes."""
+    _run([str(executable), "--self-test=headless"], "the new version's self-test",
+         SELF_TEST_TIMEOUT, {**os.environ, **(env or {})})
 
 
 def _answers_version(executable: Path, version: str) -> None:
-    try:
-        out = subprocess.run([str(executable), "--version"], capture_output=True, text=True,
-                             timeout=60, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise InstallError(f"the new version does not start in place: {e}") from None
-    if out.returncode != 0 or not out.stdout.strip().endswith(f" {version}"):
-        raise InstallError(f"the new version does not start in place: {out.stdout.strip()!r}")
+    out = _run([str(executable), "--version"], "the new version in place", 60)
+    if not out.stdout.strip().endswith(f" {version}"):
+        raise InstallError(f"the new version in place says {out.stdout.strip()!r}")
 
 
 def exchange(a: Path, b: Path) -> None:
@@ -227,15 +229,7 @@ def _run_privileged(command: list[str]) -> None:
             raise InstallError(f"installing needs root and pkexec is missing: run "
                                f"`sudo {' '.join(command)}`")
         command = ["pkexec", *command]
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                             stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise InstallError(f"{command[0]} failed: {e}") from None
-    if out.returncode != 0:
-        last = (out.stderr.strip() or out.stdout.strip()).splitlines()[-1:] or [""]
-        raise InstallError(f"{' '.join(command[:2])} failed (status {out.returncode}): "
-                           f"{last[0][:300]}")
+    _run(command, " ".join(command[:2]), 600)
 
 
 #: `[update] windows.install_mode` -> the NSIS setup's and msiexec's switches.
