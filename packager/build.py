@@ -260,7 +260,7 @@ def _stage_native(request: BuildRequest, manifest: Manifest, names: tuple[str, .
     with clock("freeze"):
         # Linux's onefile is a launcher + the app folder (formats/onefile.py): no
         # single-file runtime; Windows and macOS append the payload to PyInstaller's
-        single = "onefile" in names and system != "linux"
+        single = system != "linux" and any(FORMATS[n].needs_onefile for n in names)
         runtime = _runtime(request, manifest, single, progress)
     with clock("stage"):
         app = stage_app(
