@@ -22,7 +22,8 @@ import pytest
 
 from wvwasi.runtime.host import hostpath
 from wvwasi.runtime.host.hostpath import openat2_available
-from wvwasi.runtime.host.service_host import MAX_GRANTS, SpawnOptions
+from wvwasi.runtime.host.service_host import SpawnOptions
+from wvwasi.runtime.host.spawn_options import MAX_GRANTS
 from wvwasi.runtime.manifest import DEFAULT_FILES, Preopen, load_manifest
 
 SECRET = "TOP SECRET outside every preopen\n"
