@@ -1,6 +1,6 @@
 """Service builds: whether a service's .wasm is stale, and running its `build.command` (through
 tools.run_shell, the one runner: `wvwasi build` keeps the output for its error message, `run`,
-`dev` and `new` also show it as it comes)."""
+`dev` and `new` also show it on stderr as it comes)."""
 
 from __future__ import annotations
 
@@ -47,24 +47,25 @@ def build_service(service: Service, echo: Callable[[bytes], None] | None = None)
 
 
 def build_shown(service: Service) -> bool:
-    """build_service() with its command and output on the terminal; whether it succeeded."""
+    """build_service() with its command on stdout and its output on stderr as it comes (a
+    compiler's diagnostics, mostly); whether it succeeded."""
     assert service.build is not None
     print(f"wvwasi: building services.{service.name}: {service.build.command}", flush=True)
     try:
-        build_service(service, _to_stdout)
+        build_service(service, _to_stderr)
     except BuildError as e:
         print(f"wvwasi: {e}", file=sys.stderr)
         return False
     return True
 
 
-def _to_stdout(chunk: bytes) -> None:
-    out = getattr(sys.stdout, "buffer", None)  # None: stdout replaced by a text stream
+def _to_stderr(chunk: bytes) -> None:
+    out = getattr(sys.stderr, "buffer", None)  # None: stderr replaced by a text stream
     if out is None:
-        sys.stdout.write(chunk.decode("utf-8", "replace"))
+        sys.stderr.write(chunk.decode("utf-8", "replace"))
     else:
         out.write(chunk)
-    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def prepare(dir: Path, command: str) -> Manifest | None:
