@@ -11,6 +11,7 @@ import pytest
 import tomli_w
 from hostile_project import make_hostile_project
 from hypothesis import given
+from hypothesis import strategies as st
 from manifest_strategies import LEAVES, manifest_tables, valid_manifests
 
 from wvwasi.runtime.manifest import TARGETS, dump_manifest, load_manifest
@@ -28,15 +29,13 @@ def test_the_generator_covers_every_field_and_no_other() -> None:
 
 
 @pytest.mark.timeout(900)
-@given(tables=valid_manifests())
-def test_load_dump_load_is_equal_for_every_target(project: Path, tables: dict) -> None:
+@given(tables=valid_manifests(), target=st.sampled_from(TARGETS))
+def test_load_dump_load_is_equal_for_any_target(project: Path, tables: dict, target: str) -> None:
     file = project / "wvwasi.toml"
-    source = tomli_w.dumps(tables)
-    for target in TARGETS:
-        file.write_text(source, encoding="utf-8")
-        loaded = load_manifest(project, platform=target)
-        file.write_text(dump_manifest(loaded), encoding="utf-8")
-        assert load_manifest(project, platform=target) == loaded
+    file.write_text(tomli_w.dumps(tables), encoding="utf-8")
+    loaded = load_manifest(project, platform=target)
+    file.write_text(dump_manifest(loaded), encoding="utf-8")
+    assert load_manifest(project, platform=target) == loaded
 
 
 def test_the_written_text_is_for_one_target_only(project: Path) -> None:
