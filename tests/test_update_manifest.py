@@ -35,7 +35,7 @@ windows = {{ install_mode = "quiet" }}
 '''))
     assert m.update is not None
     assert m.update.endpoints[0] == "https://example.com/{{target}}/{{arch}}/{{current_version}}"
-    assert m.update.windows_install_mode == "quiet" and m.update.pubkey.strip() == PUB.strip()
+    assert m.update.windows.install_mode == "quiet" and m.update.pubkey.strip() == PUB.strip()
     assert load_manifest(write(tmp_path, f'endpoints = ["https://e.com/l.json"]\n'
                                f'pubkey = "{PUB.splitlines()[1]}"\n')).update.download_url is None
 

@@ -171,7 +171,7 @@ class Updater:
             fetch.download(release.url, artefact, self.user_agent, progress)
             verify_file(artefact, signature, key)  # before anything is unpacked or run
             install.install(inst, artefact, release.version, self.manifest.app.identifier,
-                            self.settings.windows_install_mode)
+                            self.settings.windows.install_mode)
         except (fetch.FetchError, SignatureError, install.InstallError) as e:
             keep = False
             raise UpdateError(str(e)) from None
