@@ -165,9 +165,9 @@ class Updater:
         work = install.work_folder(inst)
         keep = inst.bundle in ("nsis", "msi")  # the setup runs after this process exits
         try:
-            name = Path(urlsplit(release.url).path).name or "update"
+            name = Path(urlsplit(release.url).path).name.replace("\\", "_")
             (work / "download").mkdir()
-            artefact = work / "download" / name.replace("\\", "_")
+            artefact = work / "download" / (name if name.strip(".") else "update")
             fetch.download(release.url, artefact, self.user_agent, progress)
             verify_file(artefact, signature, key)  # before anything is unpacked or run
             install.install(inst, artefact, release.version, self.manifest.app.identifier,
