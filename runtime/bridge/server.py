@@ -241,7 +241,7 @@ class Bridge:
             await ws.prepare(request)
             session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
                               pool=self._pool, picker_pool=self._picker_pool,
-                              mounts=self._page_mounts)
+                              mounts=self._page_mounts, transport=request.transport)
             self._sessions.add(session)
             try:
                 await session.serve()

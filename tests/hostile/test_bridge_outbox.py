@@ -1,0 +1,144 @@
+"""Issue 23, finding 2: a page that never reads its socket cannot grow the bridge without bound.
+
+A raw client (bridge_client.RawPage) opens a real page connection and never reads after the
+handshake. It asks for output the bridge must send: tasks that print 15 MiB each (RESULT
+records), or 512 KiB host-folder reads (FS_REPLY records). Before the fix every result was queued
+for the page: RSS went 50 MB -> 3.1 GB in 13 s. Now the page's outbox stops at flow.OUTBOX_BYTES,
+finished runs keep their results in their instance slots (`instances_per_page` = 4 here), the
+page's socket is not read meanwhile, and a page stalled for flow.STALL_TIMEOUT (2 s here) is
+closed and everything it started ends, so its memory returns.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from bridge_client import RawPage, launch, rss_bytes, run
+from browser import ServedApp, served_app
+from projects import write_project
+
+from wvwasi.runtime.bridge import flow
+from wvwasi.runtime.bridge.hostfs import MAX_IO
+from wvwasi.runtime.bridge.protocol import Op, json_record, record
+
+pytestmark = pytest.mark.timeout(180)
+
+SLOTS = 4
+MIB = 1 << 20
+#: What the bridge may grow by for one never-reading page here: the outbox bound, the results
+#: held in its SLOTS instance slots (15 MiB each, plus the copies made while one is encoded),
+#: one frame in the socket's buffer, and allocator slack. Before the fix: gigabytes.
+GROWTH_BOUND = 400 * MIB
+#: What may stay once the page has gone: allocator slack (freed, kept by malloc for reuse).
+RETURN_BOUND = 128 * MIB
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, wasm_fixture: Callable[[str], Path],
+        module_cache_dir: Path) -> Iterator[ServedApp]:
+    base = tmp_path_factory.mktemp("outbox")
+    page = {"preopens": [{"guest": "/data", "host": "$APPDATA/data", "mode": "ro"}]}
+    root = write_project(
+        base / "app", {"flood": {"source": "flood", "kind": "task", "args": ["15"]}},
+        resolve_wasm=wasm_fixture,
+        extra={"page": page, "limits": {"instances_per_page": SLOTS}},
+    )
+    with served_app(root, dirs=base / "dirs", cache=module_cache_dir) as served:
+        data = served.bridge.host.paths.resolve("$APPDATA/data")
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "big").write_bytes(b"x" * MAX_IO)
+        served.spy.run_task("flood")  # compiled and run once: the baselines are warm
+        yield served
+
+
+@pytest.fixture(autouse=True)
+def short_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flow, "STALL_TIMEOUT", 2.0)
+
+
+def fs_call(ident: int, head: dict) -> bytes:
+    raw = json.dumps(head).encode()
+    return record(Op.FS_CALL, ident, struct.pack("<I", len(raw)) + raw)
+
+
+def settle(app: ServedApp, seconds: float) -> int:
+    """Wait until the page's session has gone and no instance runs (at most `seconds`); then
+    RSS, once the test's own references to finished instances (SpyHost's) are dropped."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and (app.bridge._sessions or alive(app)):
+        time.sleep(0.1)
+    app.spy.instances.clear()
+    gc.collect()
+    return rss_bytes()
+
+
+def alive(app: ServedApp) -> bool:
+    return any(i.alive for i in app.spy.instances)
+
+
+def watch(seconds: float, feed: Callable[[], bool]) -> int:
+    """Call `feed()` every 50 ms for `seconds` (until it returns False) while sampling RSS;
+    the peak."""
+    peak = rss_bytes()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and feed():
+        peak = max(peak, rss_bytes())
+        time.sleep(0.05)
+    while time.monotonic() < end:
+        peak = max(peak, rss_bytes())
+        time.sleep(0.05)
+    return peak
+
+
+def report(what: str, base: int, peak: int, after: int) -> None:
+    print(f"\n{what}: RSS {base / MIB:.0f} MiB -> peak {peak / MIB:.0f} MiB, "
+          f"{after / MIB:.0f} MiB after the page was closed (shared 2-core machine)")
+
+
+def test_task_results_for_a_page_that_never_reads_stay_bounded(app: ServedApp) -> None:
+    base = settle(app, 10)
+    page = RawPage(launch(app))
+    try:
+        # 60 tasks x 15 MiB: 900 MiB of results; SLOTS run, the rest wait in the run queue
+        sent = page.send(*(run(i, "flood") for i in range(1, 61)))
+        assert sent
+        peak = watch(12, lambda: True)
+        stalled = not app.bridge._sessions
+    finally:
+        page.close()
+    after = settle(app, 10)
+    report("60 RUNs of 15 MiB", base, peak, after)
+    assert peak - base < GROWTH_BOUND
+    assert stalled, "the stalled page was not closed"
+    assert after - base < RETURN_BOUND
+    assert not alive(app)  # its instances ended
+
+
+def test_folder_reads_for_a_page_that_never_reads_stay_bounded(app: ServedApp) -> None:
+    base = settle(app, 10)
+    page = RawPage(launch(app))
+    mounts = range(1, 17)
+    try:
+        assert page.send(*(json_record(Op.MOUNT, i, {"preopen": "/data"}) for i in mounts))
+        time.sleep(0.5)
+        assert page.send(*(fs_call(i, {"op": "open", "h": 0, "path": "big"}) for i in mounts))
+        time.sleep(0.5)
+        # one 512 KiB read per mount every 50 ms (each answered long before the next)
+        read = b"".join(fs_call(i, {"op": "read", "h": 1, "len": MAX_IO, "at": 0})
+                        for i in mounts)
+        peak = watch(12, lambda: page.send(read))
+        stalled = not app.bridge._sessions
+    finally:
+        page.close()
+    after = settle(app, 10)
+    report("512 KiB folder reads", base, peak, after)
+    assert peak - base < GROWTH_BOUND
+    assert stalled, "the stalled page was not closed"
+    assert after - base < RETURN_BOUND
+    assert not app.bridge._folders  # its mounts were closed
