@@ -24,6 +24,7 @@ from .auth import LAUNCH_PATH, WS_PATH, Gate
 from .conns import Connections
 from .grants import Grants, Picker
 from .hostfs import HandleBudget, HostFolder
+from .memory import return_large_buffers
 from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
 from .session import Session
@@ -92,6 +93,7 @@ class Bridge:
         URL with the launch secret. OSError when the port cannot be bound."""
         if self._thread is not None:
             raise RuntimeError("the bridge is already started")
+        return_large_buffers()  # pages' large outputs go back to the system when freed
         started = threading.Event()
         failure: list[BaseException] = []
 
