@@ -35,9 +35,10 @@ MIB = 1 << 20
 #: held in its SLOTS instance slots (15 MiB each, plus the copies made while one is encoded),
 #: one frame in the socket's buffer, and allocator slack. Measured +165 MiB; before: gigabytes.
 GROWTH_BOUND = 300 * MIB
-#: What may stay once the page has gone (bridge/memory.py: large buffers are unmapped when
-#: freed). Measured +2 MiB; +100 MiB per flooding page, growing, before that.
-RETURN_BOUND = 32 * MIB
+#: What may stay once the page has gone (bridge/memory.py: buffers of 4 MiB or more are unmapped
+#: when freed; smaller ones stay for reuse). Measured +5 to +27 MiB; before that +30 to +100 MiB
+#: per flooding page, growing.
+RETURN_BOUND = 64 * MIB
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, wasm_fixture: Callable[[str], 
         data.mkdir(parents=True, exist_ok=True)
         (data / "big").write_bytes(b"x" * MAX_IO)
         served.spy.run_task("flood")  # compiled and run once: the baselines are warm
+        served.spy.instances.clear()
         yield served
 
 
@@ -69,10 +71,11 @@ def fs_call(ident: int, head: dict) -> bytes:
 
 
 def settle(app: ServedApp, seconds: float) -> int:
-    """Wait until the page's session has gone and no instance runs (at most `seconds`); then
-    RSS, once the test's own references to finished instances (SpyHost's) are dropped."""
+    """Wait until the page's session has gone and no instance runs (at most `seconds`), and
+    then RSS."""
     end = time.monotonic() + seconds
     while time.monotonic() < end and (app.bridge._sessions or alive(app)):
+        app.spy.instances.clear()
         time.sleep(0.1)
     app.spy.instances.clear()
     gc.collect()
@@ -80,19 +83,22 @@ def settle(app: ServedApp, seconds: float) -> int:
 
 
 def alive(app: ServedApp) -> bool:
-    return any(i.alive for i in app.spy.instances)
+    return bool(app.spy.host._live)
 
 
-def watch(seconds: float, feed: Callable[[], bool]) -> int:
+def watch(app: ServedApp, seconds: float, feed: Callable[[], bool]) -> int:
     """Call `feed()` every 50 ms for `seconds` (until it returns False) while sampling RSS;
-    the peak."""
+    the peak. The test's own references to instances (SpyHost's) are dropped as it goes, as
+    nothing else keeps an ended instance."""
     peak = rss_bytes()
     end = time.monotonic() + seconds
     while time.monotonic() < end and feed():
         peak = max(peak, rss_bytes())
+        app.spy.instances.clear()
         time.sleep(0.05)
     while time.monotonic() < end:
         peak = max(peak, rss_bytes())
+        app.spy.instances.clear()
         time.sleep(0.05)
     return peak
 
@@ -104,7 +110,7 @@ def never_reading(app: ServedApp, what: str,
     base = settle(app, 10)
     page = RawPage(launch(app))
     try:
-        peak = watch(12, start(page))
+        peak = watch(app, 12, start(page))
         stalled = not app.bridge._sessions
     finally:
         page.close()
