@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..host.instance import Instance
-from ..host.service_host import SpawnOptions
+from ..host.spawn_options import SpawnOptions
 from ..manifest import Service
 from .specs import Refused
 
