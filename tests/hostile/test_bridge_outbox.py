@@ -11,6 +11,7 @@ closed and everything it started ends, so its memory returns (bridge/memory.py).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import struct
@@ -19,13 +20,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from bridge_client import RawPage, launch, rss_bytes, run
+from bridge_client import PageClient, RawPage, launch, rss_bytes, run
 from browser import ServedApp, served_app
 from projects import write_project
 
 from wvwasi.runtime.bridge import flow
 from wvwasi.runtime.bridge.hostfs import MAX_IO
-from wvwasi.runtime.bridge.protocol import Op, json_record, record
+from wvwasi.runtime.bridge.protocol import Op, json_record, record, split_json
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -147,3 +148,21 @@ def test_folder_reads_for_a_page_that_never_reads_stay_bounded(app: ServedApp) -
 
     never_reading(app, "512 KiB folder reads", start)
     assert not app.bridge._folders  # its mounts were closed
+
+
+def test_a_slow_reader_over_the_bound_gets_every_result(app: ServedApp) -> None:
+    """The other side of the bound: a page that reads, slowly (a frame every 0.1 s), while more
+    than OUTBOX_BYTES wait for it, is not taken for stalled; every result arrives whole."""
+    async def scenario() -> list[int]:
+        async with await PageClient.open(launch(app)) as page:
+            await page.send(*(run(i, "flood") for i in range(1, 11)))
+            sizes = []
+            for i in range(1, 11):
+                found = await page.answer(i, (Op.RESULT,), timeout=60)
+                assert found is not None, f"closed before result {i}"
+                sizes.append(split_json(memoryview(found[1]))[0]["stdoutLength"])
+                await asyncio.sleep(0.5)  # the bridge stays over its bound meanwhile
+            assert page.close_code is None
+            return sizes
+
+    assert asyncio.run(scenario()) == [15 * MIB] * 10
