@@ -10,7 +10,8 @@ of tables, a tuple of pairs a table, a Path goes through `relocate`, None and em
 left out), its reading in the section's function below, its doc in docs/manifest.md, and a
 strategy in tests/hostile/manifest_strategies.py: tests/hostile/test_manifest_roundtrip.py fails
 until the generator covers every field and each loads back equal. A field whose TOML spelling
-differs from its name is special-cased in `_NOT_WRITTEN` and `dump_manifest()`.
+differs from its name is special-cased in `_NOT_WRITTEN` and `dump_manifest()`; a value
+written as text (`Endpoint`: "host:port") in `_value()`.
 """
 
 from __future__ import annotations
@@ -1024,6 +1025,8 @@ def _table(obj: Any, key: str, relocate: Relocate) -> dict[str, Any]:
 def _value(value: Any, key: str, relocate: Relocate) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
+    if isinstance(value, Endpoint):
+        return str(value)  # written as it is read: "host:port"
     if isinstance(value, Path):
         return relocate(key, value)
     if is_dataclass(value):
