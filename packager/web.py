@@ -135,7 +135,8 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
             "env": [list(kv) for kv in service.env],
             "preopens": preopens,
             "limits": {"memory": limits.memory, "timeout": limits.timeout,
-                       "instances": limits.instances},
+                       "instances": limits.instances, "files": limits.files,
+                       "files_size": limits.files_size},
         }
     public = {
         name: {"kind": s.kind, "ipc": s.ipc, "userGrants": s.user_grants, "scratch": s.scratch}

@@ -43,6 +43,7 @@ from .protocol import (
     ProtocolError,
     iter_records,
     json_record,
+    output_records,
     read_u32,
     record,
     split_json,
@@ -408,6 +409,8 @@ class Session:
             self._dequeue()
         stdout, stderr = bytes(inst.stdout), bytes(inst.stderr)
         head = {"exitCode": exited.code, "stdoutLength": len(stdout), "error": error_json(exited)}
+        for rec in output_records(ident, exited.outputs):
+            self.post(rec)
         self.post(json_record(Op.RESULT, ident, head, stdout, stderr))
 
     def _pick(self, ident: int, spec: dict[str, Any]) -> None:

@@ -53,6 +53,7 @@ class SpawnOptions:
     files: Mapping[str, bytes] = field(default_factory=dict)
     scratch: bool = False
     grants: tuple[Preopen, ...] = ()  # user-picked folders; host paths absolute
+    outputs: tuple[str, ...] = ()  # guest files handed back at exit (Exited.outputs)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class TaskResult:
     stdout: bytes
     stderr: bytes
     error: ServiceError | None
+    outputs: tuple[tuple[str, bytes], ...] = ()
 
 
 class ServiceHost:
@@ -226,7 +228,8 @@ class ServiceHost:
         inst.close_stdin()
         exited = inst.wait()
         assert exited is not None
-        return TaskResult(exited.code, bytes(inst.stdout), bytes(inst.stderr), exited.error)
+        return TaskResult(exited.code, bytes(inst.stdout), bytes(inst.stderr), exited.error,
+                          exited.outputs)
 
     def subscribe(self, name: str, on_event: Callable[[Event], None]) -> Subscription:
         """Connect to the shared instance of background service `name`."""
@@ -262,7 +265,7 @@ class ServiceHost:
                 f"service '{name}' does not accept user-picked folders: "
                 f"set services.{name}.user_grants = true"
             )
-        files, grant_guests = _check_paths(service, options)
+        files, grant_guests, outputs = _check_paths(service, options)
         _check_argv_env(service, options)
         pre = self._instance_pre(service)
         opened: list[Root] = []
@@ -287,6 +290,7 @@ class ServiceHost:
             preopens=tuple(preopens),
             files=files,
             scratch=options.scratch,
+            outputs=outputs,
             memory=service.limits.memory,
             timeout=service.limits.timeout,
             capture=capture,
@@ -354,9 +358,10 @@ def _ignore(_event: Event) -> None:
 
 def _check_paths(
     service: Service, options: SpawnOptions
-) -> tuple[dict[str, bytes], list[str]]:
-    """Normalized per-spawn files and grant guest paths; refused when malformed, over the
-    service's `limits.files`/`files_size`, or overlapping a preopen or each other."""
+) -> tuple[dict[str, bytes], list[str], tuple[str, ...]]:
+    """Normalized per-spawn files, grant guest paths and outputs; refused when malformed, over
+    the service's `limits.files`/`files_size`, or overlapping a preopen or each other (an
+    output's folder counts: it becomes a read-write folder of the instance)."""
     name = service.name
     limits = service.limits
 
@@ -380,6 +385,11 @@ def _check_paths(
             f"service '{name}': files of {size} bytes together, more than "
             f"services.{name}.limits.files_size = {limits.files_size}"
         )
+    if len(options.outputs) > limits.files:
+        raise PermissionError(
+            f"service '{name}': {len(options.outputs)} outputs given, more than "
+            f"services.{name}.limits.files = {limits.files}"
+        )
     if len(options.grants) > MAX_GRANTS:
         raise PermissionError(
             f"service '{name}': {len(options.grants)} grants given, at most {MAX_GRANTS}"
@@ -402,7 +412,18 @@ def _check_paths(
         _check_free(name, path, f"file {raw}", taken)
         taken[path] = f"the file {raw}"
         files[path] = content if isinstance(content, bytes) else bytes(content)
-    return files, grants
+    outputs: dict[str, None] = {}
+    for raw in options.outputs:
+        path = guest(raw, "outputs")
+        folder = path.rsplit("/", 1)[0]
+        if not folder:
+            raise ValueError(f"service '{name}': output {raw} must be inside a folder "
+                             "(/out/result, not /result)")
+        _check_free(name, folder, f"output {raw}", taken)
+        if any(guestpath.overlap(path, o) and path != o for o in outputs):
+            raise ValueError(f"service '{name}': output {raw} overlaps another output")
+        outputs[path] = None
+    return files, grants, tuple(outputs)
 
 
 def _check_free(service: str, path: str, what: str, taken: Mapping[str, str]) -> None:
