@@ -15,9 +15,8 @@ from wvwasi.runtime.wasminfo import ModuleInfo, WasmModuleError, check_command_m
 COMMAND = """(module
   (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
-  (import "wvwasi" "send" (func (param i32 i32)))
-  (import "wvwasi" "table" (table 1 funcref))
-  (import "wvwasi" "limit" (global i32))
+  (import "wasi_snapshot_preview1" "table" (table 1 funcref))
+  (import "wasi_snapshot_preview1" "limit" (global i32))
   (memory (export "memory") 1 2)
   (func (export "_start"))
   (global (export "g") i32 (i32.const 1)))"""
@@ -30,6 +29,7 @@ FOREIGN = """(module
   (import "env" "emscripten_memcpy" (func (param i32 i32 i32)))
   (import "env" "abort" (func))
   (import "wasi_unstable" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (import "wvwasi" "send" (func (param i32 i32)))
   (memory (export "memory") 1)
   (func (export "_start")))"""
 NO_MEMORY = """(module
@@ -58,9 +58,8 @@ def test_inspect_lists_imports_and_exports(module) -> None:
         imports=(
             ("wasi_snapshot_preview1", "proc_exit", "func"),
             ("wasi_snapshot_preview1", "fd_write", "func"),
-            ("wvwasi", "send", "func"),
-            ("wvwasi", "table", "table"),
-            ("wvwasi", "limit", "global"),
+            ("wasi_snapshot_preview1", "table", "table"),
+            ("wasi_snapshot_preview1", "limit", "global"),
         ),
         exports=(("memory", "memory"), ("_start", "func"), ("g", "global")),
     )
@@ -84,7 +83,8 @@ def test_real_c_fixture_is_a_command_module(wasm_fixture) -> None:
         (wat(REACTOR), "has no _start export: it looks like a reactor/library module "
          "(it exports _initialize)"),
         (wat(FOREIGN), 'imports from modules wvwasi does not provide: "env" '
-         '(emscripten_memcpy, abort); "wasi_unstable" (fd_write)'),
+         '(emscripten_memcpy, abort); "wasi_unstable" (fd_write); "wvwasi" (send); only '
+         "wasi_snapshot_preview1 (WASI preview1) is available"),
         (wat(NO_MEMORY), 'exports no memory named "memory"'),
         (wat(COMMAND)[:40], "malformed WebAssembly module"),
     ],
@@ -156,8 +156,9 @@ def test_check_reports_every_bad_service(make_project, tmp_path: Path) -> None:
         f"{key}.component.source: services/component.wasm: is a WASI 0.2 component, wvwasi "
         "runs preview1 modules (build for wasm32-wasip1 / wasm32-wasi)",
         f'{key}.foreign.source: services/foreign.wasm: imports from modules wvwasi does not '
-        'provide: "env" (emscripten_memcpy, abort); "wasi_unstable" (fd_write); only '
-        "wasi_snapshot_preview1 and wvwasi are available",
+        'provide: "env" (emscripten_memcpy, abort); "wasi_unstable" (fd_write); "wvwasi" '
+        "(send); only wasi_snapshot_preview1 (WASI preview1) is available: build it as a WASI "
+        "command (wasm32-wasip1 / wasm32-wasi), without host-specific imports",
         f"{key}.built.source: out/built.wasm does not exist; run its build.command first "
         "(`wvwasi build`)",
         f"{key}.gone.source: out/gone.wasm does not exist and the service has no "
