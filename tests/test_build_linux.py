@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from build_helpers import SDE, cli_env, files_under, new_project, self_test, wvwasi
+from build_helpers import SDE, cli_env, files_under, module_id, new_project, self_test, wvwasi
 from xvfb import xvfb
 
 from wvwasi.runtime.manifest import load_manifest
@@ -90,12 +90,13 @@ def test_payload_is_staged_beside_the_executable(report: dict[str, Any]):
     folder = artefact(report, "dir")
     payload = folder / "app"
     assert (folder / SLUG).is_file() and (folder / "_internal").is_dir()
-    for rel in ("ui/index.html", "ui/app.js", "services/greet.wasm.gz",
-                "precompiled/greet.cwasm", "icon.png", "resources/data/readme.txt"):
+    greet = module_id(payload, "greet")
+    for rel in ("ui/index.html", "ui/app.js", f"services/{greet}.wasm.gz",
+                f"precompiled/{greet}.cwasm", "icon.png", "resources/data/readme.txt"):
         assert (payload / rel).is_file(), rel
-    assert not (payload / "services" / "greet.wasm").exists()  # only the artefact uncompressed
+    assert not (payload / "services" / f"{greet}.wasm").exists()  # only the artefact unpacked
     manifest = load_manifest(payload, platform="linux")
-    assert manifest.services["greet"].source == payload / "services" / "greet.wasm"
+    assert manifest.services["greet"].source == payload / "services" / f"{greet}.wasm"
     assert manifest.services["greet"].build is None
     assert manifest.app.identifier == "dev.wvwasi.tests.buildtest"
 

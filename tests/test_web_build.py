@@ -25,6 +25,8 @@ from playwright.sync_api import Page
 from webwasi import static_site, webkit_window
 
 from wvwasi.packager.web import HEADERS, SiteServer
+from wvwasi.runtime.host.modules import content_name
+from wvwasi.runtime.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "notes"
@@ -59,8 +61,9 @@ def test_site_layout(site: Path) -> None:
     own = site / "__wvwasi"
     for name in ("wvwasi.js", "wasi-core.js", "wasi-worker.js", "wasi-engine.js", "wasi-web.js"):
         assert (own / name).is_file(), name
-    assert sorted(p.name for p in (own / "services").iterdir()) == [
-        "export.wasm", "filter.wasm", "stats.wasm", "store.wasm"]
+    services = load_manifest(EXAMPLE, platform="web").services.values()
+    assert sorted(p.name for p in (own / "services").iterdir()) == sorted(
+        {content_name(s.source) for s in services})
     assert '<script src="__wvwasi/wvwasi.js"></script>' in (site / "index.html").read_text()
     headers = (site / "_headers").read_text()
     assert headers.startswith("/*\n")
@@ -192,7 +195,8 @@ def test_serve_web_serves_the_site_until_stopped(tmp_path: Path,
         line = proc.stdout.readline()
         url = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
         assert url, line
-        with urllib.request.urlopen(url[1] + "__wvwasi/services/svc.wasm") as response:
+        module = content_name(tmp_path / "svc.wasm")
+        with urllib.request.urlopen(url[1] + f"__wvwasi/services/{module}") as response:
             assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
             assert response.read() == wasm_fixture("echo_lines").read_bytes()
     finally:

@@ -221,6 +221,12 @@ def precompile(wasm: Path, out: Path) -> Path:
     return out
 
 
+def content_name(wasm: Path) -> str:
+    """The content-addressed file name a build ships `wasm` under (`<sha256[:16]>.wasm`): two
+    services of one module share its file, artefact and compiled module."""
+    return f"{sha256_file(wasm)[:16]}.wasm"
+
+
 def artefact_name(wasm: Path) -> str:
     """File name of the shipped artefact for `wasm` inside a precompiled folder."""
     return f"{Path(wasm).stem}.cwasm"

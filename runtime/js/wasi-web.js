@@ -192,7 +192,8 @@ export class LocalBridge {
     this.links = new Map(); // id -> Link
     this.out = [];
     this.flushing = false;
-    this.modules = new Map();
+    this.modules = new Map(); // `${url} ${memory limit}` -> Promise<WebAssembly.Module>
+    this.downloads = new Map(); // url -> Promise<ArrayBuffer>
     this.trees = new Map();
     this.appdata = new AppData(config.web?.app ?? '');
     this.background = new Map();
@@ -264,16 +265,22 @@ export class LocalBridge {
     return {...this.services[name], ...web, name};
   }
 
+  /** The compiled module of `service`: fetched once per file (services of one module share
+   * it, content-addressed by the build) and compiled once per memory limit. */
   module(service) {
-    if (!this.modules.has(service.name)) {
-      const url = new URL(service.module, this.base);
-      this.modules.set(service.name, (async () => {
-        const response = await fetch(url);
+    const url = new URL(service.module, this.base).href;
+    if (!this.downloads.has(url)) {
+      this.downloads.set(url, fetch(url).then((response) => {
         if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-        return compileService(await response.arrayBuffer(), service.limits.memory);
-      })());
+        return response.arrayBuffer();
+      }));
     }
-    return this.modules.get(service.name);
+    const key = `${url} ${service.limits.memory ?? ''}`;
+    if (!this.modules.has(key)) {
+      this.modules.set(key, this.downloads.get(url)
+        .then((bytes) => compileService(bytes, service.limits.memory)));
+    }
+    return this.modules.get(key);
   }
 
   async preopens(service, spec) {
