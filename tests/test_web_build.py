@@ -61,7 +61,7 @@ def test_site_layout(site: Path) -> None:
     own = site / "__wvwasi"
     for name in ("wvwasi.js", "wasi-core.js", "wasi-worker.js", "wasi-engine.js", "wasi-web.js"):
         assert (own / name).is_file(), name
-    services = load_manifest(EXAMPLE, platform="web").services.values()
+    services = load_manifest(site.parent.parent, platform="web").services.values()
     assert sorted(p.name for p in (own / "services").iterdir()) == sorted(
         {content_name(s.source) for s in services})
     assert '<script src="__wvwasi/wvwasi.js"></script>' in (site / "index.html").read_text()
