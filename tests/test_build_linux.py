@@ -144,7 +144,12 @@ def test_deb_depends_installs_runs_and_removes_cleanly(report: dict[str, Any], d
     depends = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True, text=True,
                              check=True).stdout
     assert [d.strip() for d in depends.split(",")] == [
-        "gir1.2-webkit2-4.1", "gir1.2-gtk-3.0", "libgirepository-1.0-1", "libc6"]
+        "gir1.2-webkit2-4.1", "gir1.2-gtk-3.0", "libgirepository-1.0-1",
+        "gstreamer1.0-plugins-base", "gstreamer1.0-plugins-good", "libc6"]
+    recommends = subprocess.run(["dpkg-deb", "-f", deb, "Recommends"], capture_output=True,
+                                text=True, check=True).stdout
+    assert [d.strip() for d in recommends.split(",")] == [
+        "gstreamer1.0-plugins-bad", "gstreamer1.0-libav", "gstreamer1.0-gl"]
     files, _dirs = _deb_entries(deb)
     assert f"/usr/bin/{SLUG}" in files
     assert "/usr/share/applications/dev.wvwasi.tests.buildtest.desktop" in files
@@ -171,7 +176,11 @@ def test_rpm_installs_the_same_files_as_the_deb(report: dict[str, Any]):
     assert rpm_files == deb_files
     requires = subprocess.run(["rpm", "-qp", "--requires", rpm], capture_output=True, text=True,
                               check=True).stdout.split()
-    assert "webkit2gtk4.1" in requires and "gtk3" in requires
+    assert {"webkit2gtk4.1", "gtk3", "gstreamer1-plugins-base",
+            "gstreamer1-plugins-good"} <= set(requires)
+    recommends = subprocess.run(["rpm", "-qp", "--recommends", rpm], capture_output=True,
+                                text=True, check=True).stdout.split()
+    assert recommends == ["gstreamer1-plugins-bad-free", "gstreamer1-plugin-libav"]
 
 
 def _build_json(project: Path, formats: tuple[str, ...], out: Path, **env: str) -> dict:
