@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import chromium
+from browser import site_page
 from build_helpers import SDE, cli_env, module_id, new_project, self_test, wvwasi
 from xvfb import xvfb
 
-from wvwasi.packager.web import SiteServer
 from wvwasi.runtime.manifest import load_manifest
 
 SECOND = """
@@ -75,20 +74,13 @@ def test_the_deb_ships_one_copy(report: dict[str, Any]):
 def test_the_site_downloads_the_module_once_for_both_services(project: Path):
     site = artefact(build(project, "web"), "web")
     [module] = (site / "__wvwasi" / "services").iterdir()
-    server = SiteServer(site)
-    try:
-        url = server.start()
-        with chromium() as browser:
-            page = browser.new_page()
-            page.goto(url)
-            result = page.evaluate("""async () => {
-                const a = await WasiWorker.run('greet', {stdin: 'one'});
-                const b = await WasiWorker.run('greet2', {stdin: 'two'});
-                return {a: a.stdout, b: b.stdout,
-                        fetched: performance.getEntriesByType('resource').map((e) => e.name)
-                            .filter((name) => name.includes('/services/'))};
-            }""")
-    finally:
-        server.close()
+    with site_page(site) as page:
+        result = page.evaluate("""async () => {
+            const a = await WasiWorker.run('greet', {stdin: 'one'});
+            const b = await WasiWorker.run('greet2', {stdin: 'two'});
+            return {a: a.stdout, b: b.stdout,
+                    fetched: performance.getEntriesByType('resource').map((e) => e.name)
+                        .filter((name) => name.includes('/services/'))};
+        }""")
     assert result["a"].startswith("Hello, one") and result["b"].startswith("Hello, two"), result
     assert [name.rsplit("/", 1)[1] for name in result["fetched"]] == [module.name]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import chromium
+from browser import chromium, site_page
 from playwright.sync_api import Page
 from webwasi import static_site, webkit_window
 
@@ -251,21 +251,14 @@ def test_a_site_without_its_engine_says_so(site: Path, tmp_path: Path) -> None:
     broken = tmp_path / "site"
     shutil.copytree(site, broken)
     (broken / "__wvwasi" / "wasi-web.js").unlink()
-    server = SiteServer(broken)
-    try:
-        url = server.start()
-        with chromium() as browser:
-            page = browser.new_page()
-            page.goto(url)
-            result = page.evaluate("""async () => {
-                const w = new WasiWorker('filter');
-                const error = new Promise((r) => { w.onerror = (e) => r(e.error); });
-                const run = WasiWorker.run('stats', {stdin: 'x'}).catch((e) => e);
-                const [e1, e2] = [await error, await run];
-                return [[e1.kind, e1.message], [e2.kind, e2.message]];
-            }""")
-    finally:
-        server.close()
+    with site_page(broken) as page:
+        result = page.evaluate("""async () => {
+            const w = new WasiWorker('filter');
+            const error = new Promise((r) => { w.onerror = (e) => r(e.error); });
+            const run = WasiWorker.run('stats', {stdin: 'x'}).catch((e) => e);
+            const [e1, e2] = [await error, await run];
+            return [[e1.kind, e1.message], [e2.kind, e2.message]];
+        }""")
     for kind, message in result:
         assert kind == "bridge"
         assert "wasi-web.js) did not load" in message
