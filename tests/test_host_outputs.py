@@ -97,3 +97,11 @@ def test_bad_outputs_are_refused(host: Any, outputs: tuple[str, ...], error: typ
 def test_an_output_folder_may_not_shadow_a_file(host: Any) -> None:
     with pytest.raises(PermissionError, match="would shadow the file /out/in"):
         run(host, "copy", "/out/in", "/out/res", files={"/out/in": b"x"}, outputs=("/out/res",))
+
+
+def test_outputs_spread_over_more_than_16_folders_are_refused(host: Any) -> None:
+    """Each output folder is a folder handle of the instance: at most MAX_FOLDERS of them."""
+    nested = ("/o/x", *(f"/o/{i}/x" for i in range(40)))  # all inside /o: one preopen
+    assert run(host, "copy", outputs=nested).exit_code == 2  # usage: nothing to copy
+    with pytest.raises(PermissionError, match="more than 16 separate folders"):
+        run(host, "copy", outputs=tuple(f"/o{i}/x" for i in range(17)))

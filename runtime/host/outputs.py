@@ -19,6 +19,14 @@ from .hostpath import FILE_FLAGS, Root, inside, is_regular
 
 #: Seconds between two checks of a running instance's output folders.
 CHECK_EVERY = 0.1
+#: Output folders one spawn may have preopened (each holds a folder handle while it runs).
+MAX_FOLDERS = 16
+
+
+def folders(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(every folder of the output `paths`, those not inside another: the ones preopened)."""
+    every = sorted({p.rsplit("/", 1)[0] for p in paths})
+    return every, [f for f in every if not any(o != f and guestpath.within(f, o) for o in every)]
 
 
 class OutputsOverLimit(Exception):
@@ -35,10 +43,8 @@ class Outputs:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._service = service
-        folders = sorted({p.rsplit("/", 1)[0] for p in self.paths})
-        self.preopened = tuple(f for f in folders
-                               if not any(o != f and guestpath.within(f, o) for o in folders))
-        self._folders = folders
+        self._folders, top = folders(self.paths)
+        self.preopened = tuple(top)
 
     def create(self) -> list[tuple[Path, str]]:
         """Make the folders; (host folder, guest path) of each one to preopen read-write."""

@@ -28,6 +28,8 @@ from .hostdirs import HostDirs
 from .hostpath import EscapeError, Root
 from .instance import Instance, Launch
 from .modules import ModuleLoader, WasmLoadError, make_engine
+from .outputs import MAX_FOLDERS as MAX_OUTPUT_FOLDERS
+from .outputs import folders as output_folders
 from .poll import shadow_poll_oneoff
 from .tempdirs import LockedTempDir, sweep
 
@@ -423,6 +425,9 @@ def _check_paths(
         if any(guestpath.overlap(path, o) and path != o for o in outputs):
             raise ValueError(f"service '{name}': output {raw} overlaps another output")
         outputs[path] = None
+    if len(output_folders(outputs)[1]) > MAX_OUTPUT_FOLDERS:
+        raise PermissionError(f"service '{name}': outputs in more than {MAX_OUTPUT_FOLDERS} "
+                              "separate folders")
     return files, grants, tuple(outputs)
 
 

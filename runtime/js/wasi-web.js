@@ -381,6 +381,10 @@ export class LocalBridge {
         throw new Refused('invalid', `service '${name}': output ${path} overlaps another output`);
       }
     });
+    if (outputFolders(spec.outputs).top.length > MAX_OUTPUT_FOLDERS) {
+      throw new Refused('permission', `service '${name}': outputs in more than ` +
+        `${MAX_OUTPUT_FOLDERS} separate folders`);
+    }
     const fixed = new Set(service.env.map(([k]) => k));
     for (const [key] of spec.env ?? []) {
       if (fixed.has(key)) {
@@ -689,6 +693,7 @@ class Link {
 // -- per-spawn outputs (runtime/host/outputs.py) ---------------------------------------------------
 
 const OUTPUT_PIECE = 1 << 20;
+const MAX_OUTPUT_FOLDERS = 16; // runtime/host/outputs.py MAX_FOLDERS
 
 function within(path, folder) {
   return path === folder || folder === '/' || path.startsWith(`${folder}/`);
