@@ -1,7 +1,16 @@
-"""The `wvwasi.toml` schema: `load_manifest()` reads and validates it into frozen dataclasses.
+"""The `wvwasi.toml` schema, both directions: `load_manifest()` reads and validates it into
+frozen dataclasses, `dump_manifest()` writes one back as TOML that loads equal.
 
 This is the only module that knows the TOML layout. Every error is a `ManifestError` naming the
 file and the key path (`services.wc.preopens[0].mode`). docs/manifest.md documents each key.
+
+Adding a key: a dataclass field named exactly as the TOML key (the writer is generic: a field
+is written under its own name; a nested dataclass is a table, a tuple of dataclasses an array
+of tables, a tuple of pairs a table, a Path goes through `relocate`, None and empty arrays are
+left out), its reading in the section's function below, its doc in docs/manifest.md, and a
+strategy in tests/hostile/manifest_strategies.py: tests/hostile/test_manifest_roundtrip.py fails
+until the generator covers every field and each loads back equal. A field whose TOML spelling
+differs from its name is special-cased in `_NOT_WRITTEN` and `dump_manifest()`.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -39,7 +48,9 @@ PLATFORMS: tuple[str, ...] = get_args(Platform)
 #: `wvwasi build --format web`: the app as a static site (docs/web.md); `[target.web]` overlays it.
 WEB = "web"
 TARGETS: tuple[str, ...] = (*PLATFORMS, WEB)
-#: Output formats the packager knows (`[bundle] formats`).
+#: Output formats `[bundle] formats` accepts: the one list of installable formats (with WEB, the
+#: packager's registry packager/formats must name exactly these; the runtime owns the names
+#: because it cannot import the packager).
 BUNDLE_FORMATS = (
     "dir", "onefile", "tar.gz", "deb", "rpm", "appimage", "nsis", "msi", "zip", "app", "dmg",
 )
@@ -867,3 +878,68 @@ def manifest_for_wasm(
         services=MappingProxyType({name: service}),
         platform=current_platform(),
     )
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+#: Fields not written under their own name: Manifest's come from where the file is and which
+#: target it is loaded for (`webview` is written under [target.linux]); a service's name is
+#: its table's key.
+_NOT_WRITTEN: Mapping[type, tuple[str, ...]] = MappingProxyType({
+    Manifest: ("path", "root", "platform", "webview"),
+    Service: ("name",),
+})
+Relocate = Callable[[str, Path], str]
+
+
+def dump_manifest(manifest: Manifest, relocate: Relocate | None = None) -> str:
+    """`manifest` as `wvwasi.toml` text that `load_manifest(folder, platform=manifest.platform)`
+    reads back equal (with `path`/`root` those of where it is written).
+
+    The text is for that one target: its overlay is already applied, so no `[target.X]` but
+    `[target.linux] webview`. `relocate(key, path)` spells each path field (`key` is the key
+    path, e.g. `services.wc.source`); the default writes it relative to `manifest.root`, so the
+    text loads equal from the manifest's own folder. Every field is written, defaults included,
+    except empty arrays. Only the packager writes manifests: tomli_w is not in frozen apps.
+    """
+    import tomli_w
+
+    if relocate is None:
+        def relocate(_key: str, path: Path) -> str:
+            return Path(os.path.relpath(path, manifest.root)).as_posix()
+    data = _table(manifest, "", relocate)
+    if manifest.platform == "linux":
+        data["target"] = {"linux": {"webview": manifest.webview}}
+    elif manifest.webview != Manifest.webview:
+        raise ValueError(f"webview {manifest.webview!r} is a Linux setting, the manifest is "
+                         f"for {manifest.platform}")
+    return tomli_w.dumps(data)
+
+
+def _table(obj: Any, key: str, relocate: Relocate) -> dict[str, Any]:
+    skip = _NOT_WRITTEN.get(type(obj), ())
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        if f.name not in skip:
+            value = _value(getattr(obj, f.name), f"{key}.{f.name}".lstrip("."), relocate)
+            if value is not None:
+                out[f.name] = value
+    return out
+
+
+def _value(value: Any, key: str, relocate: Relocate) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Path):
+        return relocate(key, value)
+    if is_dataclass(value):
+        return _table(value, key, relocate)
+    if isinstance(value, Mapping):
+        return {k: _value(v, f"{key}.{k}", relocate) for k, v in value.items()}
+    if value == ():
+        return None  # every array's default: an empty tuple of pairs (env) is no array
+    if isinstance(value, tuple) and all(isinstance(v, tuple) for v in value):
+        return {k: _value(v, f"{key}.{k}", relocate) for k, v in value}  # pairs: env
+    if isinstance(value, tuple):
+        return [_value(v, f"{key}[{i}]", relocate) for i, v in enumerate(value)]
+    raise TypeError(f"{key}: cannot write {type(value).__name__} to TOML")
