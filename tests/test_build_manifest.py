@@ -35,10 +35,12 @@ SERVICES = {
         "user_grants": True, "scratch": True,
         "build": {"command": "true", "watch": ["services/*.wasm"]},
     },
-    "count": {"source": "wc", "kind": "task", "ipc": "stream"},
+    "count": {"source": "wc", "kind": "task", "ipc": "stream",
+              "net": {"connect": ["api.example.com:443", "[::1]:8080"], "ca": "$RESOURCES/ca.pem",
+                      "sockets": 2, "read_timeout": "5s"}},
 }
 EXTRA = {
-    "limits": {"instances": 7, "instances_per_page": PER_PAGE},
+    "limits": {"instances": 7, "instances_per_page": PER_PAGE, "sockets": 9},
     "page": {"preopens": [{"guest": "/notes", "host": "$APPDATA/notes", "mode": "rw"}]},
     "window": {"title": "Built", "width": 500, "resizable": False},
     "bundle": {"formats": ["dir"], "resources": ["data"]},

@@ -15,8 +15,9 @@ from wvwasi.runtime.wasminfo import ModuleInfo, WasmModuleError, check_command_m
 COMMAND = """(module
   (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "table" (table 1 funcref))
-  (import "wasi_snapshot_preview1" "limit" (global i32))
+  (import "wvwasi_net" "send" (func (param i32 i32)))
+  (import "wvwasi_net" "table" (table 1 funcref))
+  (import "wvwasi_net" "limit" (global i32))
   (memory (export "memory") 1 2)
   (func (export "_start"))
   (global (export "g") i32 (i32.const 1)))"""
@@ -58,8 +59,9 @@ def test_inspect_lists_imports_and_exports(module) -> None:
         imports=(
             ("wasi_snapshot_preview1", "proc_exit", "func"),
             ("wasi_snapshot_preview1", "fd_write", "func"),
-            ("wasi_snapshot_preview1", "table", "table"),
-            ("wasi_snapshot_preview1", "limit", "global"),
+            ("wvwasi_net", "send", "func"),
+            ("wvwasi_net", "table", "table"),
+            ("wvwasi_net", "limit", "global"),
         ),
         exports=(("memory", "memory"), ("_start", "func"), ("g", "global")),
     )
@@ -84,7 +86,7 @@ def test_real_c_fixture_is_a_command_module(wasm_fixture) -> None:
          "(it exports _initialize)"),
         (wat(FOREIGN), 'imports from modules wvwasi does not provide: "env" '
          '(emscripten_memcpy, abort); "wasi_unstable" (fd_write); "wvwasi" (send); only '
-         "wasi_snapshot_preview1 (WASI preview1) is available"),
+         "wasi_snapshot_preview1 (WASI preview1) and wvwasi_net"),
         (wat(NO_MEMORY), 'exports no memory named "memory"'),
         (wat(COMMAND)[:40], "malformed WebAssembly module"),
     ],
@@ -157,8 +159,9 @@ def test_check_reports_every_bad_service(make_project, tmp_path: Path) -> None:
         "runs preview1 modules (build for wasm32-wasip1 / wasm32-wasi)",
         f'{key}.foreign.source: services/foreign.wasm: imports from modules wvwasi does not '
         'provide: "env" (emscripten_memcpy, abort); "wasi_unstable" (fd_write); "wvwasi" '
-        "(send); only wasi_snapshot_preview1 (WASI preview1) is available: build it as a WASI "
-        "command (wasm32-wasip1 / wasm32-wasi), without host-specific imports",
+        "(send); only wasi_snapshot_preview1 (WASI preview1) and wvwasi_net (sockets, "
+        "docs/manifest.md) are available: build it as a WASI preview1 command "
+        "(wasm32-wasip1 / wasm32-wasi)",
         f"{key}.built.source: out/built.wasm does not exist; run its build.command first "
         "(`wvwasi build`)",
         f"{key}.gone.source: out/gone.wasm does not exist and the service has no "

@@ -27,6 +27,7 @@ from .hostdirs import HostDirs
 from .hostpath import EscapeError, Root
 from .instance import Instance, Launch
 from .modules import ModuleLoader, WasmLoadError, make_engine
+from .net import AppSockets, define_net, open_session
 from .poll import shadow_poll_oneoff
 from .spawn_options import SpawnOptions, check_spawn
 from .tempdirs import LockedTempDir, sweep
@@ -74,6 +75,8 @@ class ServiceHost:
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
         shadow_poll_oneoff(self._linker)
+        define_net(self._linker)
+        self.sockets = AppSockets(manifest.limits.sockets)
         self._pres: dict[Path, tuple[wasmtime.Module, wasmtime.InstancePre]] = {}
         self._lock = threading.RLock()
         self._live: dict[int, Instance] = {}
@@ -130,6 +133,7 @@ class ServiceHost:
         self._closed.set()  # the ticker runs until here: it is what stops spinning instances
         if self._ticker is not None:
             self._ticker.join(1.0)
+        self.sockets.close()
         if self._temp is not None:
             self._temp.close()
         if self._own_paths:
@@ -271,6 +275,7 @@ class ServiceHost:
             timeout=service.limits.timeout,
             capture=capture,
             opened=tuple(opened),
+            net=open_session(name, service.net, self.sockets, self.paths.resolve_file),
         )
 
     def _instance_pre(self, service: Service) -> wasmtime.InstancePre:
