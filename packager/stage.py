@@ -8,6 +8,8 @@ after the app and the payload beside it:
       _internal/              the runtime's Python, libraries, wvwasi.runtime
       app/                    the payload, found by runtime/frozen_main.py next to the executable
         wvwasi.toml           the manifest resolved for the target OS, paths relative to app/
+        payload.json          the SHA-256 of every other payload file (the runtime loads a
+                              precompiled artefact only if it matches; modules.payload_digests)
         ui/                   [ui] dir
         services/<name>.wasm  each service (`<name>.wasm.gz` when it has a precompiled artefact:
                               only the fallback for a CPU the artefact cannot run on)
@@ -42,7 +44,13 @@ import tomli_w
 from wvwasi.packager import caches, icons, winres
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
-from wvwasi.runtime.host.modules import artefact_name, copy_artefact, header_path, packed_path
+from wvwasi.runtime.host.modules import (
+    artefact_name,
+    copy_artefact,
+    header_path,
+    packed_path,
+    write_payload_digests,
+)
 from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
 
 PAYLOAD = "app"
@@ -194,6 +202,7 @@ def stage_payload(
         load_manifest(dest, platform=manifest.platform)
     except ManifestError as e:  # a bug in resolved_manifest(), not the user's
         raise BuildError("stage", f"the staged manifest does not load: {e}") from None
+    write_payload_digests(dest)
     return dest
 
 
