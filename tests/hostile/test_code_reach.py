@@ -302,9 +302,10 @@ def test_a_planted_folder_symlink_is_not_followed(launcher: Path, home: Path,
     evil = tmp_path / "evil"
     shutil.copytree(real, evil, symlinks=True)
     exe = next(evil.glob(f"*/{EXE}"))
+    mode = exe.stat().st_mode
     exe.chmod(0o755)
     exe.write_text(FAKE_EXE.replace("ran the app", "ran EVIL!!!"))
-    exe.chmod(0o555)
+    exe.chmod(mode)
     subprocess.run(["chmod", "-R", "u+w", str(real)], check=True)
     shutil.rmtree(real)
     real.symlink_to(evil, target_is_directory=True)
