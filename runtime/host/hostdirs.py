@@ -61,19 +61,25 @@ class HostDirs:
         """Open a user-picked folder (an absolute path); `mode` as for `preopen`."""
         return self._checked(self._open(os.path.normpath(host), None, False), str(host), mode)
 
+    def code_reach(self, raw: str, real: str | None = None) -> str | None:
+        """Why host folder `raw` (real path `real`, else expanded) may not be opened
+        read-write: it is, contains or lies inside a code folder. None if it may."""
+        real = real or os.path.realpath(self._where(raw)[0])
+        for code, what in self._paths.code_folders().items():
+            if inside(code, real) or inside(real, code):
+                where = "is" if code == real else "would contain" if inside(code, real) \
+                    else "lies inside"
+                return (f"{raw} ({real}) {where} {what} {code}: refused read-write (a service "
+                        "that can write there could change code wvwasi runs); grant a folder "
+                        "beside it, or read-only")
+        return None
+
     def _checked(self, root: Root, raw: str, mode: str) -> Root:
         """`root`, unless it may be written and overlaps a code folder (then EscapeError)."""
-        if mode == "ro":
-            return root
-        for code, what in self._paths.code_folders().items():
-            if inside(code, root.real) or inside(root.real, code):
-                root.close()
-                where = "would contain" if code != root.real and inside(code, root.real) \
-                    else "lies inside" if code != root.real else "is"
-                raise EscapeError(
-                    errno.EPERM, f"{raw} ({root.real}) {where} {what} {code}: refused "
-                    "read-write (a service that can write there could change code wvwasi "
-                    "runs); grant a folder beside it, or read-only")
+        reason = None if mode == "ro" else self.code_reach(raw, root.real)
+        if reason is not None:
+            root.close()
+            raise EscapeError(errno.EPERM, reason)
         return root
 
     def _where(self, raw: str) -> tuple[str, str | None, bool]:

@@ -126,6 +126,7 @@ class ServiceHost:
     def start(self) -> ServiceHost:
         """Start the epoch ticker and every `background` service; the first start also removes
         temp folders that killed runs left behind."""
+        self._check_code_reach()
         with self._lock:
             if self._temp is None:
                 sweep()
@@ -138,6 +139,15 @@ class ServiceHost:
             if service.kind == "background" and name not in self._background:
                 self._background[name] = Background(self, service)
         return self
+
+    def _check_code_reach(self) -> None:
+        """PermissionError at start for a read-write manifest preopen that would reach code
+        (spawns check again, on the folder actually opened)."""
+        for name, service in self.manifest.services.items():
+            for p in service.preopens:
+                reason = self._dirs.code_reach(p.host) if p.mode == "rw" else None
+                if reason is not None:
+                    raise PermissionError(f"service '{name}': preopen {p.guest}: {reason}")
 
     def close(self) -> None:
         """Terminate every instance, wait for them and every host thread, remove temporary

@@ -144,30 +144,40 @@ def test_a_service_with_cache_rw_cannot_reach_the_extracted_app(
     assert not (extracted / "x").exists()
 
 
-@pytest.mark.parametrize("how", ["$HOME", "absolute code root", "inside the build cache",
-                                 "the ui folder", "grant of home"])
+@pytest.mark.parametrize("how", ["$HOME", "absolute code root", "a link to the code root",
+                                 "inside the build cache", "the ui folder", "grant of home",
+                                 "grant of a link to home"])
 def test_a_writable_folder_that_would_reach_code_is_refused_naming_both(
-        how: str, home: Path, make_project: Callable[..., Path]) -> None:
+        how: str, home: Path, tmp_path: Path, make_project: Callable[..., Path]) -> None:
     build_cache = home / ".cache" / "wvwasi" / "modules"
     build_cache.mkdir(parents=True)
+    code_root = app_code_dir(IDENT).parent
+    code_root.mkdir(parents=True)
+    link = tmp_path / "innocent"
+    link.symlink_to(home if "grant" in how else code_root)
     host_path = {"$HOME": "$HOME", "absolute code root": str(home / ".cache"),
-                 "inside the build cache": str(build_cache), "the ui folder": "ui",
-                 "grant of home": None}[how]
+                 "a link to the code root": str(link), "inside the build cache": str(build_cache),
+                 "the ui folder": "ui"}.get(how)
     preopens = [] if host_path is None else [{"guest": "/x", "host": host_path, "mode": "rw"}]
     project = make_project({"planter": {"source": "plant", "preopens": preopens,
                                         "user_grants": True}}, app={"identifier": IDENT})
     manifest = load_manifest(project)
-    grants = (Preopen(guest="/g", host=str(home), mode="rw"),) if host_path is None else ()
-    with ServiceHost(manifest) as host:
+    granted = str(link if "link" in how else home)
+    grants = (Preopen(guest="/g", host=granted, mode="rw"),) if host_path is None else ()
+    host = ServiceHost(manifest)
+    try:
         with pytest.raises(PermissionError) as info:
-            host.run_task("planter", options=SpawnOptions(args=("m:/x/new",), grants=grants))
-        message = str(info.value)
-        assert "refused read-write" in message and "service 'planter'" in message
-        code = {"$HOME": app_code_dir(IDENT).parent, "absolute code root": app_code_dir(
-            IDENT).parent, "inside the build cache": home / ".cache" / "wvwasi",
-                "the ui folder": manifest.ui.dir, "grant of home": app_code_dir(IDENT).parent}
-        assert str(code[how].resolve()) in message, message
-        assert str(home) in message or str(manifest.ui.dir) in message
+            host.start()  # a manifest preopen: refused at start
+            host.run_task("planter", options=SpawnOptions(args=("m:/g/new",), grants=grants))
+    finally:
+        host.close()
+    message = str(info.value)
+    assert "refused read-write" in message and "service 'planter'" in message
+    code = {"inside the build cache": home / ".cache" / "wvwasi",
+            "the ui folder": manifest.ui.dir}.get(how, code_root)
+    assert str(code.resolve()) in message, message
+    assert str(home) in message or str(manifest.ui.dir) in message
+    assert not (home / "new").exists()
 
 
 def test_read_only_reach_and_folders_beside_the_code_still_work(
