@@ -52,13 +52,22 @@ OBSERVE = """async () => {
                     stdoutLength: e.stdout?.length ?? null};
         }
     };
+    const chunks = async (stream) => {
+        const sizes = [];
+        for (const reader = stream.getReader(); ;) {
+            const {done, value} = await reader.read();
+            if (done) return sizes;
+            sizes.push(value.byteLength);
+        }
+    };
     const live = (service, args, input) => new Promise((resolve) => {
         const w = new WasiWorker(service, {args});
         const messages = [];
+        const stderr = chunks(w.stderr);
         w.onmessage = (e) => messages.push(typeof e.data === 'string' ? e.data
             : e.data.byteLength);
-        w.onexit = (e) => resolve({code: e.code, kind: e.error?.kind ?? null,
-            message: e.error?.message ?? null, messages});
+        w.onexit = async (e) => resolve({code: e.code, kind: e.error?.kind ?? null,
+            message: e.error?.message ?? null, messages, stderr: await stderr});
         if (input !== undefined) {
             const writer = w.stdin.getWriter();
             writer.write(input);
@@ -66,7 +75,7 @@ OBSERVE = """async () => {
         }
     });
     const out = {};
-    for (const what of ['stdio', 'errnos', 'clocks', 'preopens']) {
+    for (const what of ['stdio', 'errnos', 'clocks', 'preopens', 'files']) {
         out[what] = await run('observe', {args: [what]});
     }
     out.args = await run('argv', {args: ['from page', ''], env: {FROM_PAGE: 'p=q'}});
@@ -93,6 +102,8 @@ OBSERVE = """async () => {
     out.message_flood = await run('small', {args: ['big', String(20 << 20)]});
     out.line_over = await live('small_lines', ['big', String(20 << 20)]);
     out.frame_over = await live('small_frames', ['big', String(20 << 20)]);
+    out.stderr_cut = await run('observe', {args: ['bigerr', String(1200000)]});
+    out.stderr_lines = await live('live', ['bigerr', String(150000)]);
     out.timeout = await run('spin', {args: ['spin']});
     out.memory = await run('grow', {args: ['grow']});
     return out;
@@ -195,6 +206,14 @@ def test_preopen_listing_agrees(desktop: dict[str, Any], web: dict[str, Any]) ->
     assert fields(web["preopens_files"]) == fields(desktop["preopens_files"])
 
 
+def test_a_preopened_folder_looks_the_same(desktop: dict[str, Any], web: dict[str, Any]) -> None:
+    # natively a project folder on disk, on the web a tree shipped with the site
+    native = fields(desktop["files"])
+    assert fields(web["files"]) == native
+    assert native["file.read"] == "0:8:the mani"
+    assert native["open.write_ro"] == "63"  # EPERM: the preopen is read-only
+
+
 def test_stdin_reaches_the_program_the_same_way(desktop: dict[str, Any],
                                                 web: dict[str, Any]) -> None:
     for key in ("stdin", "stdin_none", "live_stdin"):
@@ -224,6 +243,15 @@ def test_limits_end_services_the_same_way(desktop: dict[str, Any], web: dict[str
     assert desktop["message_flood"]["kind"] == "output"
     assert desktop["line_over"]["kind"] == "output"
     assert desktop["timeout"]["kind"] == "timeout"
+
+
+def test_stderr_is_bounded_the_same_way(desktop: dict[str, Any], web: dict[str, Any]) -> None:
+    assert web["stderr_cut"] == desktop["stderr_cut"]
+    assert desktop["stderr_cut"]["stderr"].endswith(
+        f"\n[wvwasi: {1200000 + 6 - (1 << 20)} more bytes of stderr cut]\n")
+    assert web["stderr_lines"] == desktop["stderr_lines"]
+    # a 150,000-byte line arrives in pieces of 64 KiB (each piece + "\n" in the stream)
+    assert desktop["stderr_lines"]["stderr"] == [65537, 65537, 18929, 5]
 
 
 def test_memory_limit_ends_services_the_same_way(desktop: dict[str, Any],

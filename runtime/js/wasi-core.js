@@ -46,6 +46,11 @@ const DIR_RIGHTS = R.FD_FDSTAT_SET_FLAGS | R.FD_SYNC | R.FD_ADVISE | R.PATH_CREA
 // terminal, rights only to read (stdin) or write; any other call on them is EBADF (seek and tell
 // ESPIPE), whatever the rights say. Compared with native in tests/test_engines_agree.py.
 const STDIO_CALLS = R.FD_READ | R.FD_WRITE | R.FD_SEEK | R.FD_TELL | R.FD_FILESTAT_GET;
+// The rights wasmtime reports in fd_fdstat_get (it enforces none: rights neither narrow on
+// path_open nor by fd_fdstat_set_rights, which is ENOTSUP). Files: all but read (and readdir)
+// when not readable, all but write when not writable.
+const ALL_RIGHTS = (1n << 30n) - 1n;
+const REPORTED = {preopen: [129498624n, 267911167n], dir: [1069023163n, 1069023163n]};
 const MAX_SYMLINKS = 32;
 const MAX_FDS = 1024;
 const MAX_FILE = 2 ** 31; // bytes in one in-memory file
@@ -201,6 +206,16 @@ class Descriptor {
     this.pos = 0;
   }
   get filetype() { return this.stream ? FILETYPE.UNKNOWN : this.node.filetype; }
+}
+
+/** [base, inheriting] rights of `d` as wasmtime reports them (see ALL_RIGHTS). */
+function reportedRights(d) {
+  if (d.stream) return [d.rights, d.inheriting];
+  if (d.filetype === FILETYPE.DIR) return d.preopen === null ? REPORTED.dir : REPORTED.preopen;
+  let rights = ALL_RIGHTS;
+  if (!d.readable) rights &= ~(R.FD_READ | R.FD_READDIR);
+  if (!d.writable) rights &= ~R.FD_WRITE;
+  return [rights, rights];
 }
 
 // -- the preview1 imports -----------------------------------------------------------------------------
@@ -569,8 +584,9 @@ export class Wasi {
         v.setUint8(ptr + 1, 0);
         v.setUint16(ptr + 2, d.flags, true);
         v.setUint32(ptr + 4, 0, true);
-        v.setBigUint64(ptr + 8, d.rights, true);
-        v.setBigUint64(ptr + 16, d.inheriting, true);
+        const [base, inheriting] = reportedRights(d);
+        v.setBigUint64(ptr + 8, base, true);
+        v.setBigUint64(ptr + 16, inheriting, true);
       },
       fd_fdstat_set_flags: (fd, flags) => {
         const d = self.#fd(fd, R.FD_FDSTAT_SET_FLAGS);
@@ -582,12 +598,8 @@ export class Wasi {
         d.flags = (d.flags & ~(FDFLAGS.APPEND | FDFLAGS.NONBLOCK)) |
           (flags & (FDFLAGS.APPEND | FDFLAGS.NONBLOCK));
       },
-      fd_fdstat_set_rights: (fd, base, inheriting) => {
-        const d = self.#fd(fd);
-        if (d.stream) fail(E.BADF);
-        if ((base & ~d.rights) !== 0n || (inheriting & ~d.inheriting) !== 0n) fail(E.NOTCAPABLE);
-        d.rights = base;
-        d.inheriting = inheriting;
+      fd_fdstat_set_rights: (fd) => {
+        fail(self.#fd(fd).stream ? E.BADF : E.NOTSUP);
       },
       fd_filestat_get: (fd, ptr) => {
         const d = self.#fd(fd, R.FD_FILESTAT_GET);
@@ -730,7 +742,7 @@ export class Wasi {
         src.node.nlink += 1n;
         src.node.ctim = nowNs();
       },
-      path_open: (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, outPtr) => {
+      path_open: (fd, dirflags, ptr, len, oflags, base, _inheriting, fdflags, outPtr) => {
         const d = self.#dirFd(fd, R.PATH_OPEN);
         const path = self.#string(ptr, len);
         const follow = (dirflags & 1) !== 0;
@@ -766,8 +778,8 @@ export class Wasi {
           node,
           writable: !isDir && wantsWrite,
           readable: isDir || (base & (R.FD_READ | R.FD_READDIR)) !== 0n || !wantsWrite,
-          rights: base & mask & d.inheriting,
-          inheriting: inheriting & d.inheriting,
+          rights: mask, // what the descriptor may do follows from its mode, as in wasmtime
+          inheriting: DIR_RIGHTS | FILE_RIGHTS,
           root: d.root,
           flags: fdflags & (FDFLAGS.APPEND | FDFLAGS.NONBLOCK | FDFLAGS.SYNC | FDFLAGS.DSYNC |
             FDFLAGS.RSYNC),

@@ -272,7 +272,7 @@ export function hostCalls(k) {
       od.node.call('link', {path: k.string(oldPtr, oldLen), follow: (oldFlags & 1) !== 0,
         h2: nd.node.handle, path2: k.string(newPtr, newLen)});
     },
-    path_open: (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, outPtr) => {
+    path_open: (fd, dirflags, ptr, len, oflags, base, _inheriting, fdflags, outPtr) => {
       const d = dir(fd, R.PATH_OPEN);
       const path = k.string(ptr, len);
       const wantsWrite = (base & (R.FD_WRITE | R.FD_ALLOCATE | R.FD_FILESTAT_SET_SIZE)) !== 0n ||
@@ -290,8 +290,8 @@ export function hostCalls(k) {
         node: new HostNode(d.node.folder, h, type),
         writable: isDir ? d.writable : wantsWrite,
         readable: isDir || readable,
-        rights: base & (isDir ? k.DIR_RIGHTS : k.FILE_RIGHTS) & d.inheriting,
-        inheriting: inheriting & d.inheriting,
+        rights: isDir ? k.DIR_RIGHTS : k.FILE_RIGHTS, // rights do not narrow (wasi-core.js)
+        inheriting: k.DIR_RIGHTS | k.FILE_RIGHTS,
         root: d.root,
         flags: fdflags & (1 | 4 | 16 | 2 | 8),
       });
