@@ -83,6 +83,8 @@ OBSERVE = """async () => {
         files: {'/in/a.txt': 'a', '/in/sub/b.txt': 'b', '/other/c': 'c'}});
     out.stdin = await run('observe', {args: ['stdin'], stdin: 'x'.repeat(100000)});
     out.stdin_none = await run('observe', {args: ['stdin']});
+    out.poll = await run('observe', {args: ['poll'], stdin: 'ready\\n'});
+    out.live_poll = await live('live', ['poll'], 'ready\\n');
     out.live_stdio = await live('live', ['stdio'], '');
     out.live_stdin = await live('live', ['stdin'], 'y'.repeat(3000));
     for (const call of ['clock', 'clock_res', 'whence', 'advice']) {
@@ -216,8 +218,12 @@ def test_a_preopened_folder_looks_the_same(desktop: dict[str, Any], web: dict[st
 
 def test_stdin_reaches_the_program_the_same_way(desktop: dict[str, Any],
                                                 web: dict[str, Any]) -> None:
-    for key in ("stdin", "stdin_none", "live_stdin"):
+    for key in ("stdin", "stdin_none", "live_stdin", "poll", "live_poll"):
         assert web[key] == desktop[key], key
+    polled = fields(desktop["poll"])
+    assert polled["ready.event0"] == "1:0:0:-1"  # stdin is readable
+    assert polled["eof.event0"] == "1:0:0:1"  # and then hung up
+    assert polled["write.event1"] == "2:0:0:0"  # stdout is writable at once
     assert desktop["stdin"]["stdout"] == "stdin=100000 end=0\n"
 
 

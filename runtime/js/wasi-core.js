@@ -229,8 +229,9 @@ const decoder = new TextDecoder('utf-8', {fatal: true});
  * @param {string[]} o.args  argv (argv[0] = the program name)
  * @param {[string, string][]} o.env
  * @param {{guest: string, dir: Dir, mode: 'ro'|'rw'}[]} o.preopens  fds 3, 4, … in this order
- * @param {{read(max: number): Uint8Array, ready(timeoutMs: number): boolean}} o.stdin  blocking;
- *   an empty read is EOF; `ready` waits up to `timeoutMs` (Infinity: no limit) for data or EOF
+ * @param {{read(max: number): Uint8Array, ready(timeoutMs: number): boolean, ended(): boolean}}
+ *   o.stdin  blocking; an empty read is EOF; `ready` waits up to `timeoutMs` (Infinity: no limit)
+ *   for data or EOF; `ended` says whether it is drained and closed
  * @param {(bytes: Uint8Array) => void} o.stdout  gets a copy it may keep
  * @param {(bytes: Uint8Array) => void} o.stderr
  * @param {(ms: number) => void} o.sleep  blocks the thread
@@ -875,7 +876,9 @@ export class Wasi {
             flags: v.getUint16(p + 40, true), fd: v.getUint32(p + 16, true)});
         }
         const events = [];
-        const event = (s, errno, nbytes = 0n) => events.push({s, errno, nbytes});
+        const event = (s, errno, nbytes = 0n, flags = 0) => events.push({s, errno, nbytes, flags});
+        // stdin ready: as wasmtime, no byte count, and the hangup flag once it is drained and closed
+        const stdinReady = (s) => event(s, E.SUCCESS, 0n, self.io.stdin.ended() ? 1 : 0);
         let deadline = Infinity; // ms, performance.now() time
         let deadlineSub = null;
         let stdinSubs = [];
@@ -911,11 +914,9 @@ export class Wasi {
         if (self.dirty.size) self.sync();
         if (stdinSubs.length && !events.length) {
           const wait = deadline - performance.now();
-          if (self.io.stdin.ready(Math.max(0, wait))) {
-            for (const s of stdinSubs) event(s, E.SUCCESS, 1n);
-          }
+          if (self.io.stdin.ready(Math.max(0, wait))) stdinSubs.forEach(stdinReady);
         } else if (stdinSubs.length && self.io.stdin.ready(0)) {
-          for (const s of stdinSubs) event(s, E.SUCCESS, 1n);
+          stdinSubs.forEach(stdinReady);
         }
         if (!events.length && deadlineSub) {
           const wait = deadline - performance.now();
@@ -927,14 +928,14 @@ export class Wasi {
           events.splice(0, events.length, ...events.filter(({s}) => s === deadlineSub ||
             s.tag !== 0));
         }
-        for (const [i, {s, errno, nbytes}] of events.entries()) {
+        for (const [i, {s, errno, nbytes, flags}] of events.entries()) {
           const p = outPtr + 32 * i;
           v.setBigUint64(p, s.userdata, true);
           v.setUint16(p + 8, errno, true);
           v.setUint8(p + 10, s.tag);
           for (let k = 11; k < 16; k++) v.setUint8(p + k, 0);
           v.setBigUint64(p + 16, nbytes, true);
-          v.setUint16(p + 24, 0, true);
+          v.setUint16(p + 24, flags, true);
           for (let k = 26; k < 32; k++) v.setUint8(p + k, 0);
         }
         u32(nPtr, events.length);
