@@ -99,6 +99,14 @@ OBSERVE = """async () => {
     out.trap = await run('observe', {args: ['trap']});
     out.live_trap = await live('live', ['trap']);
     out.live_exit = await live('live', ['exit', '5']);
+    out.badutf8 = await new Promise((resolve) => {
+        const w = new WasiWorker('live', {args: ['badutf8']});
+        const texts = [];
+        w.onmessage = (e) => texts.push(e.data);
+        const bytes = new Response(w.stdout).arrayBuffer();
+        w.onexit = async () => resolve({texts, stdout: [...new Uint8Array(await bytes)]});
+    });
+    out.badutf8_run = await run('observe', {args: ['badutf8']});
     out.message_ok = await run('small', {args: ['big', String(LIMIT)]});
     out.message_over = await run('small', {args: ['big', String(LIMIT + 1)]});
     out.message_flood = await run('small', {args: ['big', String(20 << 20)]});
@@ -230,6 +238,13 @@ def test_stdin_reaches_the_program_the_same_way(desktop: dict[str, Any],
     assert polled["eof.event0"] == "1:0:0:1"  # and then hung up
     assert polled["write.event1"] == "2:0:0:0"  # stdout is writable at once
     assert desktop["stdin"]["stdout"] == "stdin=100000 end=0\n"
+
+
+def test_text_that_is_not_utf8_arrives_the_same_way(desktop: dict[str, Any],
+                                                   web: dict[str, Any]) -> None:
+    assert web["badutf8"] == desktop["badutf8"]
+    assert web["badutf8_run"] == desktop["badutf8_run"]
+    assert desktop["badutf8"]["texts"] == ["a\ufffd\ufffd b\ufffd"]
 
 
 def test_exit_statuses_agree(desktop: dict[str, Any], web: dict[str, Any]) -> None:

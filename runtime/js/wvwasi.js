@@ -598,7 +598,9 @@
         ? decodeText(new Uint8Array(buffer, start, length))
         : buffer.slice(start, start + length);
       if (this.stdoutCtl) {
-        this.stdoutCtl.enqueue(wire.encodeMessage(ipc, new Uint8Array(buffer, start, length)));
+        // a line as the page got it (invalid UTF-8 replaced, as the desktop host delivers it)
+        const bytes = ipc === 'lines' ? encoder.encode(data) : new Uint8Array(buffer, start, length);
+        this.stdoutCtl.enqueue(wire.encodeMessage(ipc, bytes));
       }
       if (this.state === 'running') {
         this.worker.dispatchEvent(new MessageEvent('message', {data}));
