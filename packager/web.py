@@ -23,6 +23,7 @@ from typing import Any
 
 from wvwasi.runtime.bridge.protocol import page_constants
 from wvwasi.runtime.bridge.static import JS_DIR, inject_script, page_script
+from wvwasi.runtime.host.modules import content_name
 from wvwasi.runtime.manifest import Manifest, Preopen
 from wvwasi.runtime.paths import parse_host
 
@@ -118,7 +119,9 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
         shutil.copy(JS_DIR / name, own / name)
     services: dict[str, Any] = {}
     for name, service in manifest.services.items():
-        shutil.copy(service.source, own / "services" / f"{name}.wasm")
+        module = f"services/{content_name(service.source)}"  # one file per module, not service
+        if not (own / module).exists():
+            shutil.copy(service.source, own / module)
         preopens = []
         for i, preopen in enumerate(service.preopens):
             var, rest = parse_host(preopen.host)
@@ -134,12 +137,13 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
             preopens.append(entry)
         limits = service.limits
         services[name] = {
-            "module": f"services/{name}.wasm",
+            "module": module,
             "args": list(service.args),
             "env": [list(kv) for kv in service.env],
             "preopens": preopens,
             "limits": {"memory": limits.memory, "timeout": limits.timeout,
-                       "instances": limits.instances, "message": limits.message},
+                       "instances": limits.instances, "message": limits.message,
+                       "files": limits.files, "files_size": limits.files_size},
         }
     public = {
         name: {"kind": s.kind, "ipc": s.ipc, "userGrants": s.user_grants, "scratch": s.scratch}
