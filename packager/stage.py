@@ -43,7 +43,13 @@ from wvwasi.packager import caches, icons, winres
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.host.modules import artefact_name, copy_artefact, header_path, packed_path
-from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
+from wvwasi.runtime.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    MenuItem,
+    load_manifest,
+)
 
 PAYLOAD = "app"
 _ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
@@ -113,6 +119,9 @@ def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[s
             "description": app.description,
             "publisher": app.publisher,
             "icon": "icon.png",
+            "url_schemes": list(app.url_schemes),
+            "single_instance": app.single_instance,
+            "tray": app.tray,
         },
         "ui": {"dir": "ui", "entry": manifest.ui.entry},
         "window": {
@@ -120,8 +129,14 @@ def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[s
             "width": manifest.window.width,
             "height": manifest.window.height,
             "resizable": manifest.window.resizable,
+            "menu": [menu_data(m) for m in manifest.window.menu],
         },
         "services": {},
+        # the runtime grants an opened document by its association's role (icons stay behind)
+        "bundle": {"file_associations": [
+            {"extensions": list(a.extensions), "mime_type": a.mime_type, "name": a.name,
+             "role": a.role} for a in manifest.bundle.file_associations
+        ]},
     }
     for name, s in manifest.services.items():
         limits = {
@@ -144,6 +159,15 @@ def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[s
     if manifest.platform == "linux":
         data["target"] = {"linux": {"webview": manifest.webview}}
     return data
+
+
+def menu_data(item: MenuItem) -> dict[str, Any]:
+    """A `[[window.menu]]` entry as TOML data."""
+    if item.separator:
+        return {"separator": True}
+    if item.id is not None:
+        return {"label": item.label, "id": item.id}
+    return {"label": item.label, "items": [menu_data(i) for i in item.items]}
 
 
 def stage_payload(
