@@ -10,7 +10,6 @@ the packages register, not the app.
 from __future__ import annotations
 
 import plistlib
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -1188,6 +1188,43 @@
 
   for (const type of ['message', 'error', 'exit']) handlerProperty(WasiWorker.prototype, type);
 
-  Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService});
+  // -- `wvwasi.app`: events from the app window (docs/page-api.md, "The wvwasi global") --------
+  // `open`: the files, URLs and arguments of a launch (the first one, and each later launch the
+  // single instance was handed); `menu`: a [[window.menu]] item was clicked. The window calls
+  // __wvwasiDispatch; `open` events wait until the page adds its first `open` listener.
+  class AppEvents extends EventTarget {
+    #held = [];
+    #listened = false;
+
+    addEventListener(type, listener, options) {
+      super.addEventListener(type, listener, options);
+      if (type === 'open' && listener && !this.#listened) {
+        this.#listened = true;
+        const held = this.#held.splice(0);
+        setTimeout(() => { for (const detail of held) this.#fire('open', detail); });
+      }
+    }
+
+    #fire(type, detail) {
+      this.dispatchEvent(new CustomEvent(type, {detail: structuredClone(detail)}));
+    }
+
+    deliver(type, detail) {
+      if (type === 'open' && !this.#listened) {
+        this.#held.push(detail);
+      } else {
+        this.#fire(type, detail);
+      }
+      return true;
+    }
+  }
+  const appEvents = new AppEvents();
+  Object.defineProperty(globalThis, '__wvwasiDispatch', {
+    value: (type, detail) => appEvents.deliver(type, detail),
+  });
+  const wvwasi = {app: appEvents};
+
+  Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService,
+                             wvwasi});
   if (config.dev) appChannel.connect(); // so that `wvwasi dev` can reload the page
 })();

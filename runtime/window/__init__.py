@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, Literal
 
-from wvwasi.runtime.manifest import Manifest, Window
+from wvwasi.runtime.manifest import Manifest, MenuItem, Window
 
 Backend = Literal["gtk", "qt", "webview2", "wkwebview"]
 #: The Linux backends a manifest (or `--webview`) chooses from.
@@ -71,11 +71,13 @@ class AppWindow:
     """
 
     def __init__(
-        self, spec: Window, backend: Backend | None, *, inspector: bool = False
+        self, spec: Window, backend: Backend | None, *, inspector: bool = False,
+        on_menu: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
         self.inspector = inspector
+        self.on_menu = on_menu  # called with a `[[window.menu]]` item's id when it is clicked
         self._backend = backend_module(backend) if backend is not None else None
         self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
         self._window: Any = None
@@ -102,6 +104,7 @@ class AppWindow:
             height=self.spec.height,
             resizable=self.spec.resizable,
             text_select=True,
+            menu=[self._menu(m) for m in self.spec.menu],
         )
 
         def loaded() -> None:
@@ -113,6 +116,43 @@ class AppWindow:
         gui = self._backend.GUI if self._backend is not None else None
         with _CloseOnSignals(self.close):
             webview.start(gui=gui, debug=debug, private_mode=True)
+
+    def _menu(self, item: MenuItem) -> Any:
+        """pywebview's menu object for a `[[window.menu]]` entry."""
+        from webview import menu
+
+        if item.separator:
+            return menu.MenuSeparator()
+        if item.id is None:
+            return menu.Menu(item.label, [self._menu(i) for i in item.items])
+        ident = item.id
+
+        def clicked() -> None:
+            if self.on_menu is not None:
+                self.on_menu(ident)
+
+        return menu.MenuAction(item.label, clicked)
+
+    def dispatch(self, kind: str, detail: dict[str, Any]) -> bool:
+        """Dispatch event `kind` with `detail` on the page's `wvwasi.app`; False if the page
+        cannot take it now (not loaded, or no wvwasi.js)."""
+        if self._window is None or not self.loaded.is_set():
+            return False
+        call = f"globalThis.__wvwasiDispatch?.({json.dumps(kind)}, {json.dumps(detail)}) === true"
+        try:
+            return self._window.run_js(call) is True
+        except Exception:  # the window is closing
+            return False
+
+    def bring_forward(self) -> None:
+        """Show the window above the others (a later launch was handed to this one)."""
+        if self._window is None:
+            return
+        with contextlib.suppress(Exception):  # not shown yet, or closing
+            self._window.restore()
+            self._window.show()
+            self._window.on_top = True
+            self._window.on_top = False
 
     def close(self) -> None:
         """Close the window (idempotent); `run()` then returns."""
