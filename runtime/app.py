@@ -14,16 +14,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wvwasi.runtime import single_instance
-from wvwasi.runtime.bridge.server import Bridge
-from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.launch import Launch, classify
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
 from wvwasi.runtime.window import AppWindow, Backend, backend_for
+
+if TYPE_CHECKING:
+    from wvwasi.runtime.bridge.server import Bridge
+    from wvwasi.runtime.host.service_host import ServiceHost
 
 #: Folder of precompiled service artefacts in a built app's payload (packager/stage.py).
 PRECOMPILED = "precompiled"
@@ -49,6 +51,11 @@ class App:
         launch: Launch | None = None,
         primary: single_instance.Primary | None = None,
     ) -> None:
+        # Imported here, not above: a later launch that only hands its arguments to the running
+        # instance (run_app) never loads the bridge (aiohttp) or the host (wasmtime).
+        from wvwasi.runtime.bridge.server import Bridge
+        from wvwasi.runtime.host.service_host import ServiceHost
+
         self.manifest = manifest
         #: the single-instance listener (forwarded launches), if this is the first instance
         self.primary = primary
@@ -57,7 +64,7 @@ class App:
             self._events.add("open", launch.detail())
         self.paths = PathContext.for_app(manifest, resources=resources)
         precompiled = manifest.root / PRECOMPILED
-        self.host = ServiceHost(
+        self.host: ServiceHost = ServiceHost(
             manifest, paths=self.paths,
             precompiled_dir=precompiled if precompiled.is_dir() else None,
             compile_cache=compile_cache,
@@ -68,7 +75,7 @@ class App:
             on_menu=lambda ident: self.send_event("menu", {"id": ident}),
         )
         picker = self.window.pick_folder if self.window is not None else None
-        self.bridge = Bridge(manifest, self.host, picker=picker, dev=dev)
+        self.bridge: Bridge = Bridge(manifest, self.host, picker=picker, dev=dev)
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
 

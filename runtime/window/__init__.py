@@ -104,7 +104,6 @@ class AppWindow:
             height=self.spec.height,
             resizable=self.spec.resizable,
             text_select=True,
-            menu=[self._menu(m) for m in self.spec.menu],
         )
 
         def loaded() -> None:
@@ -115,7 +114,8 @@ class AppWindow:
         self._window.events.loaded += loaded
         gui = self._backend.GUI if self._backend is not None else None
         with _CloseOnSignals(self.close):
-            webview.start(gui=gui, debug=debug, private_mode=True)
+            webview.start(gui=gui, debug=debug, private_mode=True,
+                          menu=[self._menu(m) for m in self.spec.menu])
 
     def _menu(self, item: MenuItem) -> Any:
         """pywebview's menu object for a `[[window.menu]]` entry."""
