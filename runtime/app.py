@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from wvwasi.runtime import single_instance
-from wvwasi.runtime.launch import Launch, classify
+from wvwasi.runtime.launch import Launch, OpenedFile, classify
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
@@ -33,6 +34,8 @@ PRECOMPILED = "precompiled"
 _THREAD_GRACE = 2.0
 #: Page events (`open`, `menu`) waiting for a page to load; older ones are dropped past this.
 MAX_PENDING_EVENTS = 64
+#: Launched documents whose tokens the page may still exchange for file grants.
+MAX_LAUNCHED = 256
 log = logging.getLogger("wvwasi.app")
 
 
@@ -60,8 +63,10 @@ class App:
         #: the single-instance listener (forwarded launches), if this is the first instance
         self.primary = primary
         self._events = PageEvents()
+        self._launched: dict[str, OpenedFile] = {}  # by token: launched documents to grant
+        self._launched_lock = threading.Lock()
         if launch is not None:
-            self._events.add("open", launch.detail())
+            self._events.add("open", self._open_detail(launch))
         self.paths = PathContext.for_app(manifest, resources=resources)
         precompiled = manifest.root / PRECOMPILED
         self.host: ServiceHost = ServiceHost(
@@ -75,7 +80,9 @@ class App:
             on_menu=lambda ident: self.send_event("menu", {"id": ident}),
         )
         picker = self.window.pick_folder if self.window is not None else None
-        self.bridge: Bridge = Bridge(manifest, self.host, picker=picker, dev=dev)
+        file_picker = self.window.pick_files if self.window is not None else None
+        self.bridge: Bridge = Bridge(manifest, self.host, picker=picker, dev=dev,
+                                     file_picker=file_picker, launched=self.launched_file)
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
 
@@ -143,6 +150,25 @@ class App:
         if self.window is not None and self.window.loaded.is_set():
             self._events.flush(self.window)
 
+    def _open_detail(self, launch: Launch) -> dict[str, Any]:
+        """`launch`'s `open` event detail; each file gets a token the page exchanges for a
+        file grant (bridge/grants.py; at most MAX_LAUNCHED files are remembered)."""
+        detail = launch.detail()
+        with self._launched_lock:
+            for file, entry in zip(launch.files, detail["files"], strict=True):
+                token = secrets.token_urlsafe(24)
+                self._launched[token] = file
+                entry["token"] = token
+            while len(self._launched) > MAX_LAUNCHED:
+                del self._launched[next(iter(self._launched))]
+        return detail
+
+    def launched_file(self, token: str) -> tuple[Path, Literal["ro", "rw"]] | None:
+        """The path and mode of the launched document `token` names, if any."""
+        with self._launched_lock:
+            file = self._launched.get(token)
+        return (file.path, file.mode) if file is not None else None
+
     def _page_loaded(self) -> None:
         if self.window is not None:
             self._events.flush(self.window)
@@ -160,7 +186,7 @@ class App:
             return
         if self.window is not None:
             self.window.bring_forward()
-        self.send_event("open", launch.detail())
+        self.send_event("open", self._open_detail(launch))
 
     def close(self) -> None:
         """Stop the bridge (ending every page's workers), the host and the run's temp folder."""

@@ -108,6 +108,8 @@ def main() -> int:
             click_menu("Deep item")
             result["menus"] = wait_for(app, "received.menus.length === 2 && received.menus")
             result["opens"] = wait_for(app, "received.opens.length === 3 && received.opens")
+            result["second_text"] = app.window.evaluate("received.opens[1].files[0].grant.text()",
+                                                        WAIT)
         except Exception:
             result["error"] = traceback.format_exc()
         finally:

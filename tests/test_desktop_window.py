@@ -48,15 +48,18 @@ def test_launches_are_handed_to_the_running_page_and_menus_click_through(
     assert result["status"] == 0 and result["threads_left"] == []
 
     (first,) = result["first"]  # held until the page listened, a second after it loaded
+    # each file arrives with its grant (the page's JSON copy shows its name and mode)
     assert first == {"files": [{"path": str(docs / "first.wvdoc"), "name": "first.wvdoc",
-                                "mode": "rw"}], "urls": [], "args": [], "cwd": str(docs)}
+                                "mode": "rw", "grant": {"name": "first.wvdoc", "mode": "rw"}}],
+                     "urls": [], "args": [], "cwd": str(docs)}
     for launch in ("second_launch", "url_launch"):
         print(f"{launch}: exit {result[launch]['status']} in {result[launch]['seconds']} s")
         assert result[launch]["status"] == 0, result[launch]["stderr"]
         assert result[launch]["seconds"] < 10
     _, second, url = result["opens"]
     assert second["files"] == [{"path": str(docs / "second.txt"), "name": "second.txt",
-                                "mode": "ro"}]  # no editor association: read-only
+                                "mode": "ro", "grant": {"name": "second.txt", "mode": "ro"}}]
+    assert result["second_text"] == "two"  # read through its grant
     assert url["urls"] == ["wvdesk://note/42?x=1"] and url["files"] == []
     assert result["refused"] is True
     assert result["menus"] == [{"id": "hello"}, {"id": "deep"}]

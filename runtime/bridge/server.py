@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..host.hostdirs import HostDirs
 from .auth import LAUNCH_PATH, WS_PATH, Gate
-from .grants import Grants, Picker
+from .grants import FilePicker, Grants, Launched, Picker
 from .hostfs import HandleBudget, HostFolder
 from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
@@ -58,12 +58,17 @@ class Bridge:
         host: ServiceHost,
         *,
         picker: Picker | None = None,
+        file_picker: FilePicker | None = None,
+        launched: Launched | None = None,
         dev: bool = False,
         port: int = 0,
     ) -> None:
         self.manifest = manifest
         self.host = host
         self.picker = _one_at_a_time(picker) if picker is not None else None
+        #: the file dialogs run on the picker's one thread: one dialog at a time either way
+        self.file_picker = file_picker
+        self.launched = launched
         self.dev = dev
         self.port = port
         self._files = UIFiles(manifest.ui.dir, manifest.ui.entry)
@@ -241,7 +246,8 @@ class Bridge:
             await ws.prepare(request)
             session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
                               pool=self._pool, picker_pool=self._picker_pool,
-                              mounts=self._page_mounts)
+                              mounts=self._page_mounts, file_picker=self.file_picker,
+                              launched=self.launched)
             self._sessions.add(session)
             try:
                 await session.serve()

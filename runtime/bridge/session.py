@@ -34,7 +34,7 @@ from ..host.modules import WasmLoadError
 from ..host.service_host import SpawnOptions
 from ..manifest import Manifest, Service
 from .flow import Outbox
-from .grants import Grants, Picker
+from .grants import FilePicker, Grants, Launched, Picker
 from .link import Input, WorkerLink, error_json
 from .mounts import Mounts
 from .protocol import (
@@ -78,6 +78,8 @@ class Session:
         host: ServiceHost,
         picker: Picker | None,
         pool: Executor,
+        file_picker: FilePicker | None = None,
+        launched: Launched | None = None,
         picker_pool: Executor | None = None,
         mounts: Callable[[Grants], Mounts] | None = None,
     ) -> None:
@@ -87,7 +89,7 @@ class Session:
         self._pool = pool
         self._loop = asyncio.get_running_loop()
         self._outbox = Outbox(self._loop)
-        self._grants = Grants(picker, picker_pool or pool)
+        self._grants = Grants(picker, picker_pool or pool, file_picker, launched, pool)
         self._mounts = mounts(self._grants) if mounts is not None else None
         self._links: dict[int, WorkerLink] = {}
         self._runs: dict[int, _Run] = {}  # queued or running
@@ -189,6 +191,10 @@ class Session:
                 await self._mount(ident, spec)
             elif op is Op.FS_CALL:
                 self._fs_call(ident, payload.tobytes())
+            elif op in (Op.READ, Op.WRITE):
+                self._new_id(ident)
+                spec, rest = split_json(payload)
+                self._task(self._file_io(op, ident, spec.get("grant"), bytes(rest)))
             else:
                 raise ProtocolError(f"{op.name} records travel from the bridge to the page")
         if queued:
@@ -428,6 +434,20 @@ class Session:
         finally:
             self._picks -= 1
         self.post(json_record(Op.GRANT, ident, grant))
+
+    async def _file_io(self, op: Op, ident: int, grant: Any, data: bytes) -> None:
+        """Read or replace a file grant's file (answered by DATA or ERROR)."""
+        try:
+            if op is Op.READ:
+                data = await self._grants.read(grant)
+            else:
+                await self._grants.write(grant, data)
+                data = b""
+        except Refused as e:
+            self.error(ident, e)
+            return
+        if not self._closed:
+            self.post(record(Op.DATA, ident, data))
 
     async def _mount(self, ident: int, spec: dict[str, Any]) -> None:
         """Lend a host folder to a page-supplied module (answered by MOUNTED or ERROR)."""

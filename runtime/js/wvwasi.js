@@ -1206,7 +1206,7 @@
     }
 
     #fire(type, detail) {
-      this.dispatchEvent(new CustomEvent(type, {detail: structuredClone(detail)}));
+      this.dispatchEvent(new CustomEvent(type, {detail}));
     }
 
     deliver(type, detail) {
@@ -1219,12 +1219,103 @@
     }
   }
   const appEvents = new AppEvents();
+  // An `open` event's files become FileGrants first (in order: each waits for the one before).
+  let opening = Promise.resolve();
   Object.defineProperty(globalThis, '__wvwasiDispatch', {
-    value: (type, detail) => appEvents.deliver(type, detail),
+    value: (type, detail) => {
+      if (type !== 'open' || !detail.files?.length) return appEvents.deliver(type, detail);
+      opening = opening.then(async () => {
+        const files = [];
+        for (const {token, ...file} of detail.files) {
+          const grants = await pickFiles({kind: 'launched', token}).catch(() => []);
+          files.push({...file, grant: grants[0] ?? null});
+        }
+        appEvents.deliver(type, {...detail, files});
+      });
+      return true;
+    },
   });
-  const wvwasi = {app: appEvents};
+
+  // -- `wvwasi.dialog`: files the user picks, as FileGrants -------------------------------------
+  /** A file the user picked (or opened the app with): read it, and replace it if read-write. */
+  class FileGrant {
+    constructor(id, name, mode) {
+      Object.defineProperty(this, 'id', {value: id});
+      this.name = name;
+      this.mode = mode;
+      Object.freeze(this);
+    }
+
+    /** The file's bytes. */
+    read() {
+      return fileRequest(OP.READ, this, []).then(({buffer, start, length}) =>
+        new Uint8Array(buffer.slice(start, start + length)));
+    }
+
+    /** The file's text (UTF-8). */
+    async text() {
+      return decoder.decode(await this.read());
+    }
+
+    /** Replace the file's content (a string, Blob, ArrayBuffer or TypedArray), atomically. */
+    async write(data) {
+      checkData(data, 'FileGrant.write() data');
+      await fileRequest(OP.WRITE, this, [await toBytesAsync(data, 'FileGrant.write() data')]);
+    }
+  }
+
+  function fileRequest(op, grant, blobs) {
+    return new Promise((resolve, reject) => {
+      const request = new Request((buffer, start, length) => resolve({buffer, start, length}),
+                                  reject);
+      request.send(op, jsonPayload({grant: grant.id}, blobs));
+    });
+  }
+
+  function pickFiles(spec) {
+    return new Promise((resolve, reject) => {
+      const request = new Request((buffer, start) => {
+        const [{grants}] = readJson(buffer, start);
+        resolve(grants.map((g) => new FileGrant(g.grant, g.name, g.mode)));
+      }, reject);
+      request.send(OP.PICK, jsonPayload(spec));
+    });
+  }
+
+  function acceptList(accept, what) {
+    if (accept === undefined) return [];
+    if (!Array.isArray(accept) || !accept.every((a) => typeof a === 'string')) {
+      throw new TypeError(`${what}: accept must be an array of extensions like ['.note']`);
+    }
+    return accept;
+  }
+
+  const dialog = {
+    /** Ask the user for a file to open (an array of them with `multiple`). */
+    async openFile(options = {}) {
+      const mode = options.mode ?? 'ro';
+      if (mode !== 'ro' && mode !== 'rw') {
+        throw new TypeError(`wvwasi.dialog.openFile(): mode must be 'ro' or 'rw', got ${JSON.stringify(mode)}`);
+      }
+      const multiple = Boolean(options.multiple);
+      const grants = await pickFiles({kind: 'open', mode, multiple,
+                                      accept: acceptList(options.accept, 'openFile()')});
+      return multiple ? grants : grants[0];
+    },
+    /** Ask the user where to save; a read-write FileGrant (the file may not exist yet). */
+    async saveFile(options = {}) {
+      const suggestedName = options.suggestedName ?? '';
+      if (typeof suggestedName !== 'string') {
+        throw new TypeError('wvwasi.dialog.saveFile(): suggestedName must be a string');
+      }
+      const [grant] = await pickFiles({kind: 'save', mode: 'rw', suggestedName,
+                                       accept: acceptList(options.accept, 'saveFile()')});
+      return grant;
+    },
+  };
+  const wvwasi = {app: appEvents, dialog};
 
   Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService,
-                             wvwasi});
+                             FileGrant, wvwasi});
   if (config.dev) appChannel.connect(); // so that `wvwasi dev` can reload the page
 })();

@@ -22,9 +22,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from wvwasi.runtime.manifest import Manifest, MenuItem, Window
+
+if TYPE_CHECKING:
+    from wvwasi.runtime.bridge.grants import FileRequest
 
 Backend = Literal["gtk", "qt", "webview2", "wkwebview"]
 #: The Linux backends a manifest (or `--webview`) chooses from.
@@ -183,6 +186,27 @@ class AppWindow:
         chosen = self._window.create_file_dialog(webview.FileDialog.FOLDER,
                                                  directory=str(Path.home()))
         return Path(chosen[0]) if chosen else None
+
+    def pick_files(self, request: FileRequest) -> list[Path] | None:
+        """Ask the user for files to open or a file to save with the native dialog; None if
+        they cancel. Blocks until the user answers: never call it on the GUI thread."""
+        import webview
+
+        if self._window is None:
+            return None
+        types = ((f"Files ({' '.join('*.' + a for a in request.accept)})",)
+                 if request.accept else ())
+        if request.kind == "save":
+            chosen = self._window.create_file_dialog(
+                webview.FileDialog.SAVE, directory=str(Path.home()),
+                save_filename=request.suggested_name, file_types=types)
+        else:
+            chosen = self._window.create_file_dialog(
+                webview.FileDialog.OPEN, directory=str(Path.home()),
+                allow_multiple=request.multiple, file_types=types)
+        if not chosen:
+            return None
+        return [Path(c) for c in ([chosen] if isinstance(chosen, str) else chosen)]
 
     def evaluate(self, expression: str, timeout: float) -> Any:
         """The JSON value of JavaScript `expression` in the page (a Promise is awaited).
