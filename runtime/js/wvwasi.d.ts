@@ -221,12 +221,13 @@ declare class WasiWorker extends EventTarget {
 
 // -- the `wvwasi` global: the app beside its services (docs/page-api.md, "The wvwasi global") --
 
-/** A document a launch named, as the page receives it (no grant: a path and the mode an
- *  association gives it, read-write only for an `editor` association). */
+/** A document a launch named: its path, and a grant with the mode its association gives it
+ *  (read-write only for an `editor` association; null if it could not be granted). */
 interface WvwasiOpenedFile {
   path: string;
   name: string;
   mode: 'ro' | 'rw';
+  grant: FileGrant | null;
 }
 
 /** `open`: the app was launched (or, single-instance, launched again) with these. */
