@@ -34,6 +34,9 @@ PRECOMPILED = "precompiled"
 _THREAD_GRACE = 2.0
 #: Page events (`open`, `menu`) waiting for a page to load; older ones are dropped past this.
 MAX_PENDING_EVENTS = 64
+#: Bounds on `wvwasi.window` calls: title characters, width and height in pixels.
+MAX_TITLE = 1024
+MAX_WINDOW_SIZE = 16384
 #: Launched documents whose tokens the page may still exchange for file grants.
 MAX_LAUNCHED = 256
 log = logging.getLogger("wvwasi.app")
@@ -82,7 +85,8 @@ class App:
         picker = self.window.pick_folder if self.window is not None else None
         file_picker = self.window.pick_files if self.window is not None else None
         self.bridge: Bridge = Bridge(manifest, self.host, picker=picker, dev=dev,
-                                     file_picker=file_picker, launched=self.launched_file)
+                                     file_picker=file_picker, launched=self.launched_file,
+                                     app_calls=self.window_call if self.window else None)
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
 
@@ -168,6 +172,26 @@ class App:
         with self._launched_lock:
             file = self._launched.get(token)
         return (file.path, file.mode) if file is not None else None
+
+    def window_call(self, call: str, args: list[Any]) -> Any:
+        """One `wvwasi.window` call from a page (docs/page-api.md); Refused if malformed."""
+        from wvwasi.runtime.bridge.specs import Refused
+
+        window = self.window
+        assert window is not None
+        if call == "setTitle" and len(args) == 1 and isinstance(args[0], str) \
+                and len(args[0]) <= MAX_TITLE:
+            window.set_title(args[0])
+        elif call == "resize" and len(args) == 2 and all(
+                type(a) is int and 1 <= a <= MAX_WINDOW_SIZE for a in args):
+            window.resize(args[0], args[1])
+        elif call == "setFullscreen" and len(args) == 1 and isinstance(args[0], bool):
+            window.set_fullscreen(args[0])
+        elif call == "close" and not args:
+            window.close()
+        else:
+            raise Refused("invalid", f"no window call {call}({', '.join(map(repr, args))[:200]})")
+        return None
 
     def _page_loaded(self) -> None:
         if self.window is not None:

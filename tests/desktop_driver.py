@@ -4,7 +4,8 @@ Usage: python tests/desktop_driver.py PROJECT BACKEND FIRST_DOC SECOND_DOC (DISP
 XDG_RUNTIME_DIR set). Runs the app in this process as its first instance, launched with
 FIRST_DOC; then launches it again (a separate process) with SECOND_DOC and with a URL, connects to
 the single-instance channel without the key, clicks two menu items, and prints one JSON object:
-the later launches' exit status and seconds, and what the page received.
+the later launches' exit status and seconds, and what the page received; last the page calls
+`wvwasi.window` (title, size, close).
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ def refused_without_key(app: App) -> bool:
         return conn.recv(10) == b""
 
 
+def window_calls(app: App, result: dict[str, Any]) -> None:
+    """`wvwasi.window` from the page: title (read back from X), size, a refused call, close."""
+    app.window.evaluate("wvwasi.window.setTitle('Retitled by the page')", WAIT)
+    found = subprocess.run(["xdotool", "search", "--name", "Retitled by the page"],
+                           capture_output=True, text=True, timeout=30)
+    result["retitled"] = bool(found.stdout.split())
+    app.window.evaluate("wvwasi.window.resize(640, 480)", WAIT)
+    result["inner_width"] = wait_for(app, "innerWidth === 640 && innerWidth")
+    result["bad_resize"] = app.window.evaluate(
+        "wvwasi.window.resize(0, 5).then(() => 'resolved', (e) => e.kind)", WAIT)
+    app.window._window.run_js("wvwasi.window.close(); 0")
+    result["closed_by_page"] = app.window._close_requested.wait(WAIT)
+
+
 def main() -> int:
     project, backend, first, second = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     manifest = load_manifest(project)
@@ -110,6 +125,7 @@ def main() -> int:
             result["opens"] = wait_for(app, "received.opens.length === 3 && received.opens")
             result["second_text"] = app.window.evaluate("received.opens[1].files[0].grant.text()",
                                                         WAIT)
+            window_calls(app, result)
         except Exception:
             result["error"] = traceback.format_exc()
         finally:

@@ -70,6 +70,9 @@ def test_launches_are_handed_to_the_running_page_and_menus_click_through(
     assert result["refused"] is True
     assert result["menus"] == [{"id": "hello"}, {"id": "deep"}]
     assert "single instance: refused a connection" in proc.stderr
+    # wvwasi.window from the page: the X window's title, its size, a refused call, close
+    assert result["retitled"] is True and result["inner_width"] == 640
+    assert result["bad_resize"] == "invalid" and result["closed_by_page"] is True
 
 
 NOTES_DRIVER = Path(__file__).parent / "notes_files_driver.py"

@@ -148,3 +148,8 @@ def test_a_launched_document_arrives_as_a_grant(page: Page, docs: Path):
             urls: [], args: [], cwd: '/'});
     })""")
     assert result == ["launched.note", "rw", "launched text", None]
+
+
+def test_window_calls_without_an_app_window_are_unavailable(page: Page):
+    assert refusal(page, "wvwasi.window.setTitle('x')") == "unavailable"
+    assert page.evaluate("Object.isFrozen(wvwasi.window)") is True

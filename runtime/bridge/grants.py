@@ -47,6 +47,9 @@ class FileRequest:
 
 #: Opens the native file dialog; the chosen files, or None when the user cancels.
 FilePicker = Callable[[FileRequest], "list[Path] | None"]
+#: Runs one `wvwasi.window` call (name, arguments) on the app window: its JSON result, or
+#: Refused (the app's `App.window_call`).
+AppCalls = Callable[[str, list], Any]
 
 
 @dataclass(frozen=True)

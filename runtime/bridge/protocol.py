@@ -43,6 +43,7 @@ class Op(IntEnum):
     FS_CALL = 10  # one file call on the mount of this id (runtime/bridge/hostfs.py's wire format)
     READ = 11  # JSON {grant}: the content of a file grant (answered by DATA or ERROR)
     WRITE = 12  # JSON {grant} + bytes: replace a read-write file grant's file (DATA or ERROR)
+    APP = 13  # JSON {call, args}: a `wvwasi.window` call (DATA with its JSON result, or ERROR)
     MESSAGE = 16  # one message from the service
     STDERR = 17  # one stderr line (UTF-8)
     EXIT = 18  # JSON {code, error}: the worker has ended

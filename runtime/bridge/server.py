@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..host.hostdirs import HostDirs
 from .auth import LAUNCH_PATH, WS_PATH, Gate
-from .grants import FilePicker, Grants, Launched, Picker
+from .grants import AppCalls, FilePicker, Grants, Launched, Picker
 from .hostfs import HandleBudget, HostFolder
 from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
@@ -60,6 +60,7 @@ class Bridge:
         picker: Picker | None = None,
         file_picker: FilePicker | None = None,
         launched: Launched | None = None,
+        app_calls: AppCalls | None = None,
         dev: bool = False,
         port: int = 0,
     ) -> None:
@@ -69,6 +70,7 @@ class Bridge:
         #: the file dialogs run on the picker's one thread: one dialog at a time either way
         self.file_picker = file_picker
         self.launched = launched
+        self.app_calls = app_calls
         self.dev = dev
         self.port = port
         self._files = UIFiles(manifest.ui.dir, manifest.ui.entry)
@@ -247,7 +249,7 @@ class Bridge:
             session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
                               pool=self._pool, picker_pool=self._picker_pool,
                               mounts=self._page_mounts, file_picker=self.file_picker,
-                              launched=self.launched)
+                              launched=self.launched, app_calls=self.app_calls)
             self._sessions.add(session)
             try:
                 await session.serve()

@@ -17,6 +17,7 @@ from other pages). At most PICKS_PER_PAGE folder requests are pending.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections import deque
@@ -34,7 +35,7 @@ from ..host.modules import WasmLoadError
 from ..host.service_host import SpawnOptions
 from ..manifest import Manifest, Service
 from .flow import Outbox
-from .grants import FilePicker, Grants, Launched, Picker
+from .grants import AppCalls, FilePicker, Grants, Launched, Picker
 from .link import Input, WorkerLink, error_json
 from .mounts import Mounts
 from .protocol import (
@@ -80,6 +81,7 @@ class Session:
         pool: Executor,
         file_picker: FilePicker | None = None,
         launched: Launched | None = None,
+        app_calls: AppCalls | None = None,
         picker_pool: Executor | None = None,
         mounts: Callable[[Grants], Mounts] | None = None,
     ) -> None:
@@ -90,6 +92,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._outbox = Outbox(self._loop)
         self._grants = Grants(picker, picker_pool or pool, file_picker, launched, pool)
+        self._app_calls = app_calls
         self._mounts = mounts(self._grants) if mounts is not None else None
         self._links: dict[int, WorkerLink] = {}
         self._runs: dict[int, _Run] = {}  # queued or running
@@ -191,6 +194,10 @@ class Session:
                 await self._mount(ident, spec)
             elif op is Op.FS_CALL:
                 self._fs_call(ident, payload.tobytes())
+            elif op is Op.APP:
+                self._new_id(ident)
+                spec, _ = split_json(payload)
+                self._task(self._app_call(ident, spec))
             elif op in (Op.READ, Op.WRITE):
                 self._new_id(ident)
                 spec, rest = split_json(payload)
@@ -434,6 +441,28 @@ class Session:
         finally:
             self._picks -= 1
         self.post(json_record(Op.GRANT, ident, grant))
+
+    async def _app_call(self, ident: int, spec: dict[str, Any]) -> None:
+        """One `wvwasi.window` call, run on the pool (answered by DATA with JSON, or ERROR)."""
+        call, args = spec.get("call"), spec.get("args", [])
+        try:
+            if self._app_calls is None:
+                raise Refused("unavailable", "wvwasi.window needs the app window, and this "
+                              "page is not shown in one (wvwasi serve has none)")
+            if not (isinstance(call, str) and isinstance(args, list)):
+                raise Refused("invalid", "expected {call, args: [...]}")
+            calls = self._app_calls
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._pool, lambda: calls(call, args))
+        except Refused as e:
+            self.error(ident, e)
+            return
+        except Exception as e:  # the window is closing, or the backend failed
+            log.exception("a wvwasi.window call failed")
+            self.error(ident, Refused("unavailable", f"the window call failed: {e}"))
+            return
+        if not self._closed:
+            self.post(record(Op.DATA, ident, json.dumps(result).encode()))
 
     async def _file_io(self, op: Op, ident: int, grant: Any, data: bytes) -> None:
         """Read or replace a file grant's file (answered by DATA or ERROR)."""

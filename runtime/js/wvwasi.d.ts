@@ -271,3 +271,20 @@ interface Wvwasi {
 }
 
 declare var wvwasi: Wvwasi;
+
+/** `wvwasi.window`: the app window. Each call rejects with kind `invalid` for a bad argument
+ *  and `unavailable` without an app window; on the web `setTitle` sets `document.title`,
+ *  `setFullscreen` uses the Fullscreen API, and `resize`/`close` reject with `unavailable`. */
+interface WvwasiWindow {
+  /** At most 1024 characters. */
+  setTitle(title: string): Promise<void>;
+  /** Width and height in pixels, each 1 to 16384. */
+  resize(width: number, height: number): Promise<void>;
+  setFullscreen(on: boolean): Promise<void>;
+  /** Close the window: the app shuts down as if the user had closed it. */
+  close(): Promise<void>;
+}
+
+interface Wvwasi {
+  readonly window: WvwasiWindow;
+}

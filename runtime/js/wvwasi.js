@@ -1313,7 +1313,34 @@
       return grant;
     },
   };
-  const wvwasi = {app: appEvents, dialog};
+  // -- `wvwasi.window`: the app window's title, size, full screen, close ------------------------
+  function appCall(call, args) {
+    return new Promise((resolve, reject) => {
+      const request = new Request((buffer, start, length) =>
+        resolve(JSON.parse(decoder.decode(new Uint8Array(buffer, start, length)))), reject);
+      request.send(OP.APP, jsonPayload({call, args}));
+    });
+  }
+
+  // On the web the page's own document stands in where the browser has an API for it.
+  const unavailable = (what) => Promise.reject(new WasiError(
+    `wvwasi.window.${what}() needs the desktop app: a web page cannot ${what} its browser window`,
+    'unavailable'));
+  const appWindow = config.web ? {
+    setTitle: async (title) => { document.title = String(title); },
+    resize: () => unavailable('resize'),
+    setFullscreen: async (on) => {
+      if (on) await document.documentElement.requestFullscreen();
+      else if (document.fullscreenElement) await document.exitFullscreen();
+    },
+    close: () => unavailable('close'),
+  } : {
+    setTitle: (title) => appCall('setTitle', [String(title)]),
+    resize: (width, height) => appCall('resize', [width, height]),
+    setFullscreen: (on) => appCall('setFullscreen', [Boolean(on)]),
+    close: () => appCall('close', []),
+  };
+  const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow)};
 
   Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService,
                              FileGrant, wvwasi});

@@ -85,6 +85,7 @@ class AppWindow:
         self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
         self._window: Any = None
         self._close_requested = threading.Event()
+        self._fullscreen = False
 
     def run(self, url: str, *, on_loaded: Callable[[], None] | None = None) -> None:
         """Show the window on `url` and run the GUI until the window is closed.
@@ -146,6 +147,20 @@ class AppWindow:
             return self._window.run_js(call) is True
         except Exception:  # the window is closing
             return False
+
+    def set_title(self, title: str) -> None:
+        if self._window is not None:
+            self._window.set_title(title)
+
+    def resize(self, width: int, height: int) -> None:
+        if self._window is not None:
+            self._window.resize(width, height)
+
+    def set_fullscreen(self, on: bool) -> None:
+        """Enter or leave full screen (pywebview only toggles: the state is kept here)."""
+        if self._window is not None and on != self._fullscreen:
+            self._window.toggle_fullscreen()
+            self._fullscreen = on
 
     def bring_forward(self) -> None:
         """Show the window above the others (a later launch was handed to this one)."""
