@@ -121,7 +121,6 @@ def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[s
             "icon": "icon.png",
             "url_schemes": list(app.url_schemes),
             "single_instance": app.single_instance,
-            "tray": app.tray,
         },
         "ui": {"dir": "ui", "entry": manifest.ui.entry},
         "window": {

@@ -138,7 +138,6 @@ class AppInfo:
     icon: Path | None = None
     url_schemes: tuple[str, ...] = ()  # lower-case, e.g. ("myapp",)
     single_instance: bool = True
-    tray: bool = False
 
 
 @dataclass(frozen=True)
@@ -500,7 +499,7 @@ def _png(r: _Reader, t: dict, p: KeyPath, key: str) -> Path | None:
 def _app(r: _Reader, raw: object) -> AppInfo:
     p: KeyPath = ("app",)
     t = r.table(raw, p, ("name", "identifier", "version", "description", "publisher", "icon",
-                         "url_schemes", "single_instance", "tray"))
+                         "url_schemes", "single_instance"))
     name = r.nonempty(t, p, "name")
     identifier = r.string(t, p, "identifier")
     if not _IDENTIFIER.match(identifier):
@@ -528,7 +527,6 @@ def _app(r: _Reader, raw: object) -> AppInfo:
         icon=_png(r, t, p, "icon"),
         url_schemes=schemes,
         single_instance=r.boolean(t, p, "single_instance", True),
-        tray=r.boolean(t, p, "tray", False),
     )
 
 

@@ -202,7 +202,7 @@ BROKEN: list[tuple[str, str, str] | tuple[str, str, str, dict[str, bytes]]] = [
 
 
 def test_desktop_integration_keys_load_typed(tmp_path: Path) -> None:
-    root = write(tmp_path / "proj", APP + 'url_schemes = ["notes", "x-notes+v1"]\ntray = true\n'
+    root = write(tmp_path / "proj", APP + 'url_schemes = ["notes", "x-notes+v1"]\n'
                  'single_instance = false\n'
                  '[[window.menu]]\nlabel = "File"\nitems = [{ label = "Open…", id = "open" }, '
                  '{ separator = true }, '
@@ -213,14 +213,14 @@ def test_desktop_integration_keys_load_typed(tmp_path: Path) -> None:
                  {"note.png": PNG_MAGIC + b"rest"})
     m = load_manifest(root, platform="linux")
     assert m.app.url_schemes == ("notes", "x-notes+v1")
-    assert m.app.tray is True and m.app.single_instance is False
+    assert m.app.single_instance is False
     assert m.window.menu == (MenuItem("File", items=(
         MenuItem("Open…", "open"), MenuItem(separator=True),
         MenuItem("Recent", items=(MenuItem("A", "a"),)))),)
     assert m.bundle.file_associations == (FileAssociation(
         ("note", "notes"), "application/x-note", "A note", "editor", root / "note.png"),)
     bare = load_manifest(write(tmp_path / "bare", APP), platform="linux")
-    assert bare.app.single_instance is True and bare.app.tray is False
+    assert bare.app.single_instance is True
     assert bare.app.url_schemes == () and bare.window.menu == ()
     assert bare.bundle.file_associations == ()
 
