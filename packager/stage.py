@@ -14,6 +14,7 @@ after the app and the payload beside it:
         precompiled/<name>.cwasm  portable precompiled artefacts (same OS/arch only)
         icon.png              the app icon (1024 px; the default one if [app] icon is unset)
         icon.ico              (Windows) the same for shortcuts
+        icons/association-<n>.png  [[bundle.file_associations]] icons, by index
         resources/...         [bundle] resources, project-relative layout kept ($RESOURCES)
 
 On Windows and macOS the single-file executable is the onefile runtime with the payload appended
@@ -33,11 +34,9 @@ import time
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import tomli_w
+from types import MappingProxyType
 
 from wvwasi.packager import caches, icons, winres
 from wvwasi.packager.formats import Arch, Platform
@@ -47,7 +46,7 @@ from wvwasi.runtime.manifest import (
     MANIFEST_NAME,
     Manifest,
     ManifestError,
-    MenuItem,
+    dump_manifest,
     load_manifest,
 )
 
@@ -107,66 +106,30 @@ class StagedApp:
         return f"{self.slug}-{self.version}-{self.platform}-{arch}{suffix}"
 
 
-def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[str, Any]:
-    """The manifest as TOML data for the payload: target overlay applied, build steps and
-    [bundle] dropped, paths relative to the payload (`services`: name -> payload path)."""
-    app = manifest.app
-    data: dict[str, Any] = {
-        "app": {
-            "name": app.name,
-            "identifier": app.identifier,
-            "version": app.version,
-            "description": app.description,
-            "publisher": app.publisher,
-            "icon": "icon.png",
-            "url_schemes": list(app.url_schemes),
-            "single_instance": app.single_instance,
-        },
-        "ui": {"dir": "ui", "entry": manifest.ui.entry},
-        "window": {
-            "title": manifest.window.title,
-            "width": manifest.window.width,
-            "height": manifest.window.height,
-            "resizable": manifest.window.resizable,
-            "menu": [menu_data(m) for m in manifest.window.menu],
-        },
-        "services": {},
-        # the runtime grants an opened document by its association's role (icons stay behind)
-        "bundle": {"file_associations": [
-            {"extensions": list(a.extensions), "mime_type": a.mime_type, "name": a.name,
-             "role": a.role} for a in manifest.bundle.file_associations
-        ]},
-    }
-    for name, s in manifest.services.items():
-        limits = {
-            k: v
-            for k, v in (("memory", s.limits.memory), ("timeout", s.limits.timeout),
-                         ("instances", s.limits.instances))
-            if v is not None
-        }
-        data["services"][name] = {
-            "source": services[name],
-            "kind": s.kind,
-            "args": list(s.args),
-            "env": dict(s.env),
-            "ipc": s.ipc,
-            "preopens": [{"guest": p.guest, "host": p.host, "mode": p.mode} for p in s.preopens],
-            "limits": limits,
-            "user_grants": s.user_grants,
-            "scratch": s.scratch,
-        }
-    if manifest.platform == "linux":
-        data["target"] = {"linux": {"webview": manifest.webview}}
-    return data
+def payload_manifest(manifest: Manifest, services: Mapping[str, str]) -> str:
+    """The manifest as the payload's `wvwasi.toml` text (manifest.dump_manifest): target
+    overlay applied, build steps dropped (the developer's commands and folders), paths
+    relative to the payload (`services`: name -> payload path; see the module docstring)."""
+    root = manifest.root
 
+    def relocate(key: str, path: Path) -> str:
+        if key == "app.icon":
+            return "icon.png"
+        if key == "ui.dir":
+            return "ui"
+        if key.startswith("services."):
+            return services[key.split(".")[1]]
+        if key.startswith("bundle.resources["):
+            return f"resources/{path.relative_to(root).as_posix()}"
+        if key.startswith("bundle.file_associations["):  # staged by stage_payload
+            return f"icons/association-{key.split('[')[1].split(']')[0]}.png"
+        raise ValueError(f"{key}: no place in the payload for {path}")
 
-def menu_data(item: MenuItem) -> dict[str, Any]:
-    """A `[[window.menu]]` entry as TOML data."""
-    if item.separator:
-        return {"separator": True}
-    if item.id is not None:
-        return {"label": item.label, "id": item.id}
-    return {"label": item.label, "items": [menu_data(i) for i in item.items]}
+    built = {name: replace(s, build=None) for name, s in manifest.services.items()}
+    staged = replace(manifest, services=MappingProxyType(built))
+    if staged.app.icon is None:  # the payload always has one (the default icon)
+        staged = replace(staged, app=replace(staged.app, icon=manifest.root / "icon.png"))
+    return dump_manifest(staged, relocate)
 
 
 def stage_payload(
@@ -201,6 +164,10 @@ def stage_payload(
     icons.write_png(icon, dest / "icon.png", icons.MASTER_SIZE)
     if manifest.platform == "windows":  # shortcuts and Add/Remove Programs show this one
         icons.write_ico(icon, dest / "icon.ico")
+    for i, association in enumerate(manifest.bundle.file_associations):
+        if association.icon is not None:  # the Linux packages install it (formats/_linux.py)
+            (dest / "icons").mkdir(exist_ok=True)
+            shutil.copyfile(association.icon, dest / "icons" / f"association-{i}.png")
     for res in manifest.bundle.resources:
         rel = res.relative_to(manifest.root)
         target = dest / "resources" / rel
@@ -211,11 +178,10 @@ def stage_payload(
             shutil.copytree(res, target, symlinks=False, dirs_exist_ok=True)
         else:
             shutil.copyfile(res, target)
-    text = tomli_w.dumps(resolved_manifest(manifest, sources))
-    (dest / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    (dest / MANIFEST_NAME).write_text(payload_manifest(manifest, sources), encoding="utf-8")
     try:
         load_manifest(dest, platform=manifest.platform)
-    except ManifestError as e:  # a bug in resolved_manifest(), not the user's
+    except ManifestError as e:  # a bug in payload_manifest(), not the user's
         raise BuildError("stage", f"the staged manifest does not load: {e}") from None
     return dest
 

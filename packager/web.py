@@ -61,6 +61,10 @@ def web_problems(manifest: Manifest, shown: Path | str) -> list[str]:
     """One `"<file>: <key>: ..."` line per thing of `manifest` a web page cannot provide."""
     problems = []
     for name, service in manifest.services.items():
+        if service.net.connect:
+            problems.append(f"{shown}: services.{name}.net: a web page cannot give a service "
+                            "sockets (remove net under [target.web]; call the server from the "
+                            "page with fetch instead)")
         if service.user_grants:
             problems.append(f"{shown}: services.{name}.user_grants: a web page cannot open "
                             "folders of the user's machine (set it false under [target.web])")

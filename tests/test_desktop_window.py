@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from xvfb import xvfb
 
-from wvwasi.packager.commands.run import prepare
+from wvwasi.packager.services import prepare
 
 DRIVER = Path(__file__).parent / "desktop_driver.py"
 PROJECT = Path(__file__).parent / "desktop_app"
