@@ -234,18 +234,25 @@ def forward(identifier: str, message: dict[str, Any], *, folder: Path | None = N
     if len(body) > MAX_MESSAGE:
         raise ForwardError(f"the command line is too long to forward ({len(body)} bytes)")
     deadline = time.monotonic() + timeout
-    while True:
+    while True:  # until a listener's slot takes us (each sends a nonce), or the deadline
         try:
             conn = _connect(folder, name, transport or default_transport())
-            key = (folder / f"{name}.key").read_bytes()
-            break
         except (OSError, ValueError) as e:  # ValueError: a half-written port file
             if time.monotonic() > deadline:
                 raise ForwardError(f"no running instance answered: {e}") from None
             time.sleep(0.05)
+            continue
+        try:
+            key = (folder / f"{name}.key").read_bytes()
+            nonce = _recv(conn, NONCE, deadline)
+            break
+        except OSError as e:  # closed at once: every reading slot is taken
+            conn.close()
+            if time.monotonic() > deadline:
+                raise ForwardError(f"the running instance did not take the message: {e}") \
+                    from None
+            time.sleep(0.05)
     with conn:
-        conn.settimeout(max(0.1, deadline - time.monotonic()))
-        nonce = _recv(conn, NONCE, deadline)
         conn.sendall(struct.pack(">I", len(body)) + body + mac(key, nonce, body))
         if _recv(conn, len(_OK), deadline) != _OK:
             raise ForwardError("the running instance did not accept the message")

@@ -4,10 +4,12 @@ URLs and arguments. The real-window end of it is tests/test_desktop_window.py.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,28 @@ def test_launch_arguments_are_sorted_into_files_urls_and_args(tmp_path: Path):
     }
     with pytest.raises(ValueError, match="at most"):
         classify(["x"] * 1000, "/", manifest)
+
+
+def test_a_flood_of_silent_connections_is_bounded_and_then_served(folder: Path):
+    primary, got = serve(folder, "unix")
+    conns = []
+    try:
+        for _ in range(50):  # hold every slot and more, saying nothing
+            conn = raw_connection(folder, primary)
+            conns.append(conn)
+        readers = [t for t in threading.enumerate() if t.name == "wvwasi-single-instance-conn"]
+        assert len(readers) <= si.MAX_CONNECTIONS
+        # past the bound, connections are closed at once: no nonce for them
+        closed = 0
+        for conn in conns[si.MAX_CONNECTIONS + 5:]:
+            conn.settimeout(si.READ_TIMEOUT / 2)
+            with contextlib.suppress(TimeoutError):
+                closed += conn.recv(si.NONCE) == b""
+        assert closed >= 1
+        # the silent ones time out (READ_TIMEOUT) and free their slots: a real launch gets in
+        si.forward(IDENT, {"argv": ["after"], "cwd": "/"}, folder=folder, timeout=10)
+        assert got.get(timeout=5)["argv"] == ["after"]
+    finally:
+        for conn in conns:
+            conn.close()
+        primary.close()
