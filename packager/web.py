@@ -23,6 +23,7 @@ from typing import Any
 
 from wvwasi.runtime.bridge.protocol import page_constants
 from wvwasi.runtime.bridge.static import JS_DIR, inject_script
+from wvwasi.runtime.host.modules import content_name
 from wvwasi.runtime.manifest import Manifest, Preopen
 from wvwasi.runtime.paths import parse_host
 
@@ -118,7 +119,9 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
         shutil.copy(JS_DIR / name, own / name)
     services: dict[str, Any] = {}
     for name, service in manifest.services.items():
-        shutil.copy(service.source, own / "services" / f"{name}.wasm")
+        module = f"services/{content_name(service.source)}"  # one file per module, not service
+        if not (own / module).exists():
+            shutil.copy(service.source, own / module)
         preopens = []
         for i, preopen in enumerate(service.preopens):
             var, rest = parse_host(preopen.host)
@@ -134,12 +137,13 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
             preopens.append(entry)
         limits = service.limits
         services[name] = {
-            "module": f"services/{name}.wasm",
+            "module": module,
             "args": list(service.args),
             "env": [list(kv) for kv in service.env],
             "preopens": preopens,
             "limits": {"memory": limits.memory, "timeout": limits.timeout,
-                       "instances": limits.instances},
+                       "instances": limits.instances, "files": limits.files,
+                       "files_size": limits.files_size},
         }
     public = {
         name: {"kind": s.kind, "ipc": s.ipc, "userGrants": s.user_grants, "scratch": s.scratch}
@@ -201,7 +205,11 @@ def _write_tree(folder: Path, dest: Path, base: str) -> None:
 
 
 class SiteServer:
-    """A static server of a site folder on 127.0.0.1 with the site's headers (`serve --web`)."""
+    """A static server of a site folder on 127.0.0.1 with the site's headers (`serve --web`).
+
+    It answers only requests whose `Host` is this server's own (`127.0.0.1:PORT` or
+    `localhost:PORT`), so a page of another site whose name was rebound to 127.0.0.1 gets 403,
+    and never lists a folder (404 where there is no index.html)."""
 
     def __init__(self, folder: Path, port: int = 0) -> None:
         headers = {**HEADERS, "Cache-Control": "no-cache"}
@@ -209,6 +217,17 @@ class SiteServer:
         class Handler(SimpleHTTPRequestHandler):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, directory=str(folder), **kwargs)
+
+            def send_head(self) -> Any:
+                own = self.server.server_address[1]
+                if self.headers.get("Host") not in (f"127.0.0.1:{own}", f"localhost:{own}"):
+                    self.send_error(403, f"the Host header must be 127.0.0.1:{own}")
+                    return None
+                return super().send_head()
+
+            def list_directory(self, path: Any) -> None:
+                self.send_error(404, "File not found")
+                return None
 
             def end_headers(self) -> None:
                 for key, value in headers.items():

@@ -54,6 +54,22 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
+@contextmanager
+def site_page(site: Path) -> Iterator[Page]:
+    """A headless Chromium page on the static web site in folder `site` (SiteServer)."""
+    from wvwasi.packager.web import SiteServer
+
+    server = SiteServer(site)
+    try:
+        url = server.start()
+        with chromium() as browser:
+            page = browser.new_page()
+            page.goto(url)
+            yield page
+    finally:
+        server.close()
+
+
 def chromium_command(url: str, user_data_dir: Path) -> list[str]:
     """The command line of a headless Chromium on `url` without Playwright (benchmarks)."""
     return [_chromium(), "--headless", *CHROMIUM_ARGS, f"--user-data-dir={user_data_dir}", url]

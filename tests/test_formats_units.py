@@ -30,6 +30,7 @@ from wvwasi.packager.stage import (
 )
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.frozen_main import find_payload
+from wvwasi.runtime.host.modules import content_name
 from wvwasi.runtime.manifest import AppInfo, load_manifest
 
 
@@ -192,7 +193,8 @@ def test_staged_manifest_is_resolved_for_the_target(tmp_path: Path):
     staged = stage_payload(load_manifest(project, platform="windows"), tmp_path / "payload")
     manifest = load_manifest(staged, platform="windows")
     assert manifest.services["greet"].args == ("--windows",)
-    assert manifest.services["greet"].source == staged / "services" / "greet.wasm"
+    module = content_name(project / "build" / "greet.wasm")  # stored by content
+    assert manifest.services["greet"].source == staged / "services" / module
     assert manifest.app.icon == staged / "icon.png" and (staged / "icon.ico").is_file()
     assert (staged / "resources" / "presets" / "a.json").read_text() == "{}"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from build_helpers import CACHE, SDE, cli_env, new_project, wvwasi
+from build_helpers import CACHE, SDE, cli_env, module_id, new_project, wvwasi
 from xvfb import xvfb
 
 IDENT = "dev.wvwasi.tests.onefile"
@@ -95,7 +95,7 @@ def test_first_launch_extracts_and_later_ones_reuse_the_folder(
     (folder,) = folders(cache)
     assert folder.name == hashlib.sha256(archive_of(exe)).hexdigest()[:16]
     top = folder / exe.name.removesuffix("-onefile")
-    assert (top / "app" / "precompiled" / "greet.cwasm").is_file()
+    assert (top / "app" / "precompiled" / f"{module_id(top / 'app', 'greet')}.cwasm").is_file()
     assert (top / "_internal").is_dir()
     before = snapshot(folder)
     assert self_test_ok(launch(exe, cache, "--self-test", display=display))

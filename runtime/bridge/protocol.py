@@ -26,6 +26,8 @@ MAX_FRAME = 64 << 20
 FRAME_TARGET = 1 << 20
 #: The largest JSON part of a SPAWN/RUN/PICK record.
 MAX_JSON = 1 << 20
+#: Output files (spawn `outputs`) reach the page in OUTPUT records of at most this many bytes.
+OUTPUT_PIECE = 1 << 20
 
 
 class Op(IntEnum):
@@ -53,7 +55,8 @@ class Op(IntEnum):
     RELOAD = 22  # id 0: reload the page (`wvwasi dev`)
     MOUNTED = 23  # JSON {mode}: the folder is lent; FS_CALL records on this id may follow
     FS_REPLY = 24  # the answer to the mount's FS_CALL
-    DATA = 25  # a READ's bytes, or empty: a WRITE is done
+    OUTPUT = 25  # JSON {path} + bytes: a piece of an output file, before EXIT/RESULT
+    DATA = 26  # a READ's bytes, or empty: a WRITE is done
 
 
 #: Op by its wire value: a dict lookup per record instead of an `Op(n)` enum call.
@@ -77,10 +80,23 @@ def record(op: Op, ident: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(len(payload), op, ident) + payload
 
 
-def json_record(op: Op, ident: int, obj: Any, *blobs: bytes) -> bytes:
+def json_record(op: Op, ident: int, obj: Any, *blobs: bytes | memoryview) -> bytes:
     """A record whose payload is `u32 JSON length + JSON + blobs`."""
     text = json.dumps(obj, separators=(",", ":")).encode()
-    return record(op, ident, U32.pack(len(text)) + text + b"".join(blobs))
+    size = U32.size + len(text) + sum(map(len, blobs))
+    return b"".join((HEADER.pack(size, op, ident), U32.pack(len(text)), text, *blobs))  # 1 copy
+
+
+def output_records(ident: int, outputs: tuple[tuple[str, bytes], ...]) -> list[bytes]:
+    """The OUTPUT records of an instance's output files (each file in order, in pieces; an
+    empty file is one empty piece)."""
+    out = []
+    for path, data in outputs:
+        view = memoryview(data)
+        for start in range(0, max(len(view), 1), OUTPUT_PIECE):
+            out.append(json_record(Op.OUTPUT, ident, {"path": path},
+                                   view[start : start + OUTPUT_PIECE]))
+    return out
 
 
 def iter_records(frame: bytes) -> Iterator[tuple[Op, int, memoryview]]:
@@ -104,6 +120,17 @@ def iter_records(frame: bytes) -> Iterator[tuple[Op, int, memoryview]]:
         yield kind, ident, view[start:pos]
 
 
+def parse_json(raw: bytes) -> Any:
+    """The one decoder for JSON from a page (records and file calls): ProtocolError (a
+    ValueError) for bad JSON or UTF-8, nesting too deep for the parser, huge integers."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply") from None
+    except ValueError as e:  # bad JSON or UTF-8, an integer of thousands of digits
+        raise ProtocolError(f"bad JSON in record: {str(e)[:80]}") from None
+
+
 def split_json(payload: memoryview) -> tuple[dict[str, Any], memoryview]:
     """Parse a `u32 length + JSON object + rest` payload into (object, rest)."""
     if len(payload) < U32.size:
@@ -113,12 +140,7 @@ def split_json(payload: memoryview) -> tuple[dict[str, Any], memoryview]:
         raise ProtocolError("JSON header longer than its record")
     if length > MAX_JSON:
         raise ProtocolError(f"the JSON of a record is limited to {MAX_JSON} bytes, got {length}")
-    try:
-        obj = json.loads(bytes(payload[U32.size : U32.size + length]))
-    except RecursionError:
-        raise ProtocolError("JSON nested too deeply") from None
-    except ValueError as e:  # bad JSON or UTF-8, an integer of thousands of digits
-        raise ProtocolError(f"bad JSON in record: {str(e)[:80]}") from None
+    obj = parse_json(bytes(payload[U32.size : U32.size + length]))
     if not isinstance(obj, dict):
         raise ProtocolError("record JSON must be an object")
     return obj, payload[U32.size + length :]

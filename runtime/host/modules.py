@@ -89,14 +89,26 @@ class WasmLoadError(Exception):
 MAX_MODULE_BYTES = 1 << 30
 
 
+#: What to do about wasmtime errors a toolchain setting causes, by a phrase of the error.
+_HINTS = {
+    "legacy_exceptions": "the module uses legacy exception handling (`try`/`catch`), which "
+    "wasmtime cannot run: rebuild it with standard exception handling (exnref; Emscripten: "
+    "`-fwasm-exceptions -sWASM_LEGACY_EXCEPTIONS=0`) or without exceptions, or convert it with "
+    "Binaryen: `wasm-opt --translate-to-exnref -all -o new.wasm old.wasm`",
+}
+
+
 def error_text(e: Exception) -> str:
-    """wasmtime's error with its numbered "Caused by:" chain on one line, every cause kept."""
+    """wasmtime's error with its numbered "Caused by:" chain on one line, every cause kept,
+    and a hint for errors whose cure is known."""
     parts = []
     for line in str(e).splitlines():
         line = line.strip()
         if line and line != "Caused by:":
             parts.append(re.sub(r"\A\d+: ", "", line))
-    return ": ".join(parts) or type(e).__name__
+    text = ": ".join(parts) or type(e).__name__
+    hints = [hint for phrase, hint in _HINTS.items() if phrase in text]
+    return "; ".join([text, *hints])
 
 
 def validate(engine: wasmtime.Engine, data: bytes, wasm: Path) -> None:
@@ -207,6 +219,12 @@ def precompile(wasm: Path, out: Path) -> Path:
         raise WasmLoadError(f"{wasm}: cannot compile: {error_text(e)}") from None
     write_artefact(module, hashlib.sha256(data).hexdigest(), out)
     return out
+
+
+def content_name(wasm: Path) -> str:
+    """The content-addressed file name a build ships `wasm` under (`<sha256[:16]>.wasm`): two
+    services of one module share its file, artefact and compiled module."""
+    return f"{sha256_file(wasm)[:16]}.wasm"
 
 
 def artefact_name(wasm: Path) -> str:

@@ -51,6 +51,7 @@ class TaskResult:
     stdout: bytes
     stderr: bytes
     error: ServiceError | None
+    outputs: tuple[tuple[str, bytes], ...] = ()
 
 
 class ServiceHost:
@@ -217,7 +218,8 @@ class ServiceHost:
         inst.close_stdin()
         exited = inst.wait()
         assert exited is not None
-        return TaskResult(exited.code, bytes(inst.stdout), bytes(inst.stderr), exited.error)
+        return TaskResult(exited.code, bytes(inst.stdout), bytes(inst.stderr), exited.error,
+                          exited.outputs)
 
     def subscribe(self, name: str, on_event: Callable[[Event], None]) -> Subscription:
         """Connect to the shared instance of background service `name`."""
@@ -244,7 +246,7 @@ class ServiceHost:
 
     def _launch(self, service: Service, options: SpawnOptions, capture: bool) -> Launch:
         name = service.name
-        files, grant_guests = check_spawn(service, options)
+        files, grant_guests, outputs = check_spawn(service, options)
         pre = self._instance_pre(service)
         opened: list[Root] = []
         preopens: list[tuple[Path, str, bool]] = []
@@ -268,6 +270,7 @@ class ServiceHost:
             preopens=tuple(preopens),
             files=files,
             scratch=options.scratch,
+            outputs=outputs,
             memory=service.limits.memory,
             timeout=service.limits.timeout,
             capture=capture,

@@ -119,11 +119,19 @@ class AppData {
     if (!this.trees.has(key)) this.trees.set(key, this.#load(key));
     return this.trees.get(key);
   }
+  /** The OPFS folder of `$APPDATA/key` (`.` is $APPDATA itself, `a/b` two levels down). */
+  async #dir(key, create) {
+    let dir = await this.#root(create);
+    for (const part of key.split('/').filter((p) => p && p !== '.')) {
+      if (!dir) break;
+      dir = await dir.getDirectoryHandle(part, {create});
+    }
+    return dir;
+  }
   async #load(key) {
-    const root = await this.#root(false);
-    if (!root) return [];
     try {
-      return await readOpfs(await root.getDirectoryHandle(key), '');
+      const dir = await this.#dir(key, false);
+      return dir ? await readOpfs(dir, '') : [];
     } catch {
       return [];
     }
@@ -131,10 +139,12 @@ class AppData {
   put(key, entries) {
     this.trees.set(key, Promise.resolve(entries));
     this.saving = this.saving.then(async () => {
-      const root = await this.#root(true);
-      if (!root) return;
-      await root.removeEntry(key, {recursive: true}).catch(() => {});
-      await writeOpfs(await root.getDirectoryHandle(key, {create: true}), entries);
+      const dir = await this.#dir(key, true);
+      if (!dir) return;
+      const old = [];
+      for await (const name of dir.keys()) old.push(name);
+      for (const name of old) await dir.removeEntry(name, {recursive: true});
+      await writeOpfs(dir, entries);
     }).catch((e) => console.warn(`[wvwasi] could not save $APPDATA/${key}: ${e}`));
   }
 }
@@ -192,7 +202,8 @@ export class LocalBridge {
     this.links = new Map(); // id -> Link
     this.out = [];
     this.flushing = false;
-    this.modules = new Map();
+    this.modules = new Map(); // `${url} ${memory limit}` -> Promise<WebAssembly.Module>
+    this.downloads = new Map(); // url -> Promise<ArrayBuffer>
     this.trees = new Map();
     this.appdata = new AppData(config.web?.app ?? '');
     this.background = new Map();
@@ -264,16 +275,22 @@ export class LocalBridge {
     return {...this.services[name], ...web, name};
   }
 
+  /** The compiled module of `service`: fetched once per file (services of one module share
+   * it, content-addressed by the build) and compiled once per memory limit. */
   module(service) {
-    if (!this.modules.has(service.name)) {
-      const url = new URL(service.module, this.base);
-      this.modules.set(service.name, (async () => {
-        const response = await fetch(url);
+    const url = new URL(service.module, this.base).href;
+    if (!this.downloads.has(url)) {
+      this.downloads.set(url, fetch(url).then((response) => {
         if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-        return compileService(await response.arrayBuffer(), service.limits.memory);
-      })());
+        return response.arrayBuffer();
+      }));
     }
-    return this.modules.get(service.name);
+    const key = `${url} ${service.limits.memory ?? ''}`;
+    if (!this.modules.has(key)) {
+      this.modules.set(key, this.downloads.get(url)
+        .then((bytes) => compileService(bytes, service.limits.memory)));
+    }
+    return this.modules.get(key);
   }
 
   async preopens(service, spec) {
@@ -299,6 +316,12 @@ export class LocalBridge {
       byDir.get(dir).push({path: path.slice(cut + 1), type: 'file', data});
     }
     for (const [guest, entries] of byDir) out.push({guest, mode: 'ro', entries});
+    const folders = outputFolders(spec.outputs);
+    for (const top of folders.top) {
+      const entries = folders.all.filter((f) => f !== top && within(f, top))
+        .map((f) => ({path: f.slice(top.length + 1), type: 'dir'}));
+      out.push({guest: top, mode: 'rw', entries});
+    }
     return out;
   }
 
@@ -343,6 +366,35 @@ export class LocalBridge {
         }
       }
     }
+    const limits = service.limits;
+    if (spec.outputs.length > limits.files) {
+      throw new Refused('permission', `service '${name}': ${spec.outputs.length} outputs given, ` +
+        `more than services.${name}.limits.files = ${limits.files}`);
+    }
+    for (const path of spec.files.map((f) => f.path)) taken.push(path);
+    spec.outputs.forEach((path, i) => {
+      const parts = path.split('/');
+      if (!path.startsWith('/') || parts.slice(1).some((x) => !x || x === '.' || x === '..')) {
+        throw new Refused('invalid', `service '${name}': outputs path refused: '${path}'`);
+      }
+      const dir = path.slice(0, path.lastIndexOf('/'));
+      if (!dir) {
+        throw new Refused('invalid', `service '${name}': output ${path} must be inside a ` +
+          'folder (/out/result, not /result)');
+      }
+      for (const t of taken) {
+        if (within(dir, t) || within(t, dir)) {
+          throw new Refused('permission', `service '${name}': output ${path} would shadow ${t}`);
+        }
+      }
+      if (spec.outputs.some((o, j) => j !== i && o !== path && (within(o, path) || within(path, o)))) {
+        throw new Refused('invalid', `service '${name}': output ${path} overlaps another output`);
+      }
+    });
+    if (outputFolders(spec.outputs).top.length > MAX_OUTPUT_FOLDERS) {
+      throw new Refused('permission', `service '${name}': outputs in more than ` +
+        `${MAX_OUTPUT_FOLDERS} separate folders`);
+    }
     const fixed = new Set(service.env.map(([k]) => k));
     for (const [key] of spec.env ?? []) {
       if (fixed.has(key)) {
@@ -373,6 +425,7 @@ export class LocalBridge {
       args: [service.name, ...service.args, ...(spec.args ?? [])],
       env: [...service.env, ...(spec.env ?? [])],
       preopens,
+      dump: outputFolders(spec.outputs).top,
     });
     inst.onsync = (guest, entries) => {
       const p = preopens.find((x) => x.guest === guest);
@@ -503,17 +556,18 @@ class Link {
       at += size;
       return {path, data};
     });
+    spec.outputs = [...new Set(spec.outputs ?? [])];
     const service = this.bridge.service(spec.service);
     this.service = service;
     if (service.kind === 'background') {
       const given = spec.args?.length || spec.env?.length || spec.files.length || spec.scratch ||
-        spec.grants?.length;
+        spec.grants?.length || spec.outputs.length;
       if (this.isRun || given) {
         throw new Refused('permission', this.isRun
           ? `service '${service.name}' is kind = "background": connect to it with ` +
             'new WasiWorker(), WasiWorker.run() is for tasks'
           : `service '${service.name}' is kind = "background": its one instance is shared by ` +
-            'the whole app, so a page cannot give it args, env, files, scratch or grants');
+            'the whole app, so a page cannot give it args, env, files, scratch, grants or outputs');
       }
       this.bg = this.bridge.backgroundOf(service);
       this.bg.subscribe(this);
@@ -549,8 +603,16 @@ class Link {
         this.release();
       };
     }
-    inst.onexit = ({code, error}) => {
+    inst.onexit = ({code, error, trees}) => {
       release();
+      if (code !== null && !error && spec.outputs.length) {
+        try {
+          this.#outputs(collectOutputs(service, spec.outputs, trees));
+        } catch (e) {
+          code = null; // as natively: over its output bounds, the instance was ended
+          error = {kind: 'output', message: e.message};
+        }
+      }
       if (this.isRun) {
         const stdout = concat(out);
         this.#forget();
@@ -562,6 +624,16 @@ class Link {
       for (const m of lines.finish()) this.stderr(m);
       this.exit(code, error);
     };
+  }
+
+  /** OUTPUT records of the files handed back, in pieces, before EXIT/RESULT (as link.py). */
+  #outputs(files) {
+    for (const [path, data] of files) {
+      for (let at = 0; at < Math.max(data.length, 1); at += OUTPUT_PIECE) {
+        this.bridge.post(this.bridge.op.OUTPUT, this.id,
+          jsonPlus({path}, data.subarray(at, at + OUTPUT_PIECE)));
+      }
+    }
   }
 
   record(op, payload) {
@@ -626,6 +698,47 @@ class Link {
     this.bg?.unsubscribe(this);
     this.bridge.links.delete(this.id);
   }
+}
+
+// -- per-spawn outputs (runtime/host/outputs.py) ---------------------------------------------------
+
+const OUTPUT_PIECE = 1 << 20;
+const MAX_OUTPUT_FOLDERS = 16; // runtime/host/outputs.py MAX_FOLDERS
+
+function within(path, folder) {
+  return path === folder || folder === '/' || path.startsWith(`${folder}/`);
+}
+
+/** The folders of `outputs`: all of them, and those not inside another (the preopens). */
+function outputFolders(outputs = []) {
+  const all = [...new Set(outputs.map((p) => p.slice(0, p.lastIndexOf('/'))))].sort();
+  return {all, top: all.filter((f) => !all.some((o) => o !== f && within(f, o)))};
+}
+
+/** [path, bytes] of each output left as a regular file in the dumped `trees`, in order; an
+ * Error over `limits.files` entries or `limits.files_size` bytes in the output folders. */
+function collectOutputs(service, outputs, trees) {
+  const name = service.name;
+  const {files, files_size: maxBytes} = service.limits;
+  const byPath = new Map();
+  let entries = 0;
+  let size = 0;
+  for (const [top, tree] of Object.entries(trees ?? {})) {
+    for (const entry of tree) {
+      if (++entries > files) {
+        throw new Error(`service '${name}' made more than ${files} entries in its output ` +
+          `folders (services.${name}.limits.files)`);
+      }
+      if (entry.type !== 'file') continue;
+      size += entry.data.length;
+      if (size > maxBytes) {
+        throw new Error(`service '${name}' wrote more than ${maxBytes} bytes to its output ` +
+          `folders (services.${name}.limits.files_size)`);
+      }
+      byPath.set(`${top}/${entry.path}`, entry.data);
+    }
+  }
+  return outputs.filter((p) => byPath.has(p)).map((p) => [p, byPath.get(p)]);
 }
 
 function u32(n) {

@@ -55,7 +55,7 @@
     }
     return key ?? '';
   })();
-  const SPAWN_OPTIONS = ['args', 'env', 'files', 'scratch', 'grants'];
+  const SPAWN_OPTIONS = ['args', 'env', 'files', 'scratch', 'grants', 'outputs'];
   const RUN_OPTIONS = [...SPAWN_OPTIONS, 'stdin'];
 
   /** An error from a service or the bridge; `kind` says what happened (see wvwasi.d.ts). */
@@ -210,7 +210,7 @@
       }
     }
     const spec = {service: name};
-    const {args, env, files, scratch, grants} = options;
+    const {args, env, files, scratch, grants, outputs} = options;
     if (args !== undefined) {
       if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) {
         throw new TypeError(`${what}: args must be an array of strings`);
@@ -253,7 +253,78 @@
         fileList.push([path, value]);
       }
     }
-    return {spec, files: fileList};
+    const sinks = outputs === undefined ? null : outputList(outputs, what);
+    if (sinks) spec.outputs = sinks.map(([path]) => path);
+    return {spec, files: fileList, outputs: sinks};
+  }
+
+  /** `outputs`: ['/out/a'] (bytes collected into run()'s result) or {'/out/a': WritableStream},
+   * as [path, stream | null]; paths must be clean (they come back as given). */
+  function outputList(outputs, what) {
+    const list = Array.isArray(outputs) ? outputs.map((path) => [path, null])
+      : outputs !== null && typeof outputs === 'object' ? Object.entries(outputs) : null;
+    if (!list) throw new TypeError(`${what}: outputs must be an array of guest paths or an object {guestPath: WritableStream}, got ${describe(outputs)}`);
+    for (const [path, stream] of list) {
+      const parts = typeof path === 'string' ? path.split('/') : [];
+      if (parts.length < 3 || parts[0] !== '' || parts.slice(1).some((p) => p === '' || p === '.' || p === '..')) {
+        throw new TypeError(`${what}: outputs path '${path}' must be a clean absolute guest file path inside a folder, like '/out/result.wav'`);
+      }
+      checkText(path, `${what}: an outputs path`);
+      if (stream !== null && !(stream instanceof WritableStream)) {
+        throw new TypeError(`${what}: outputs['${path}'] must be a WritableStream, got ${describe(stream)}`);
+      }
+    }
+    return list;
+  }
+
+  /** Where a spawn's OUTPUT records go: each file's pieces into its WritableStream (closed at
+   * exit; aborted if the instance failed or never wrote the file), or collected for run(). */
+  class OutputSinks {
+    constructor(list, name) {
+      this.name = name;
+      this.writers = new Map();
+      this.chunks = new Map();
+      this.seen = new Set();
+      for (const [path, stream] of list) {
+        if (stream) this.writers.set(path, stream.getWriter());
+        else this.chunks.set(path, []);
+      }
+    }
+
+    piece(buffer, start, length) {
+      const [{path}, pos] = readJson(buffer, start);
+      const bytes = new Uint8Array(buffer.slice(pos, start + length));
+      this.seen.add(path);
+      const writer = this.writers.get(path);
+      if (writer) writer.write(bytes).catch(() => {});
+      else this.chunks.get(path)?.push(bytes);
+    }
+
+    /** Close (or abort) the streams; the collected files as {path: Uint8Array}. */
+    finish(error) {
+      for (const [path, writer] of this.writers) {
+        const reason = error ?? (this.seen.has(path) ? null
+          : new WasiError(`service '${this.name}' did not write ${path}`, 'output'));
+        (reason ? writer.abort(reason) : writer.close()).catch(() => {});
+      }
+      this.writers.clear();
+      const files = {};
+      for (const [path, chunks] of this.chunks) {
+        if (this.seen.has(path)) files[path] = joinBytes(chunks);
+      }
+      return files;
+    }
+  }
+
+  function joinBytes(chunks) {
+    if (chunks.length === 1) return chunks[0];
+    const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.byteLength;
+    }
+    return out;
   }
 
   function grantSpec(item, what) {
@@ -519,6 +590,7 @@
       this.stderrCtl = null;
       this.streams = {};
       this.stdinStream = null;
+      this.outputs = null; // OutputSinks of a spawn with `outputs`
       this.id = 0; // given when the SPAWN is sent
       this.channel.connect();
     }
@@ -585,6 +657,9 @@
         case OP.CREDIT:
           this.inflight = Math.max(0, this.inflight - new DataView(buffer, start, 4).getUint32(0, true));
           this.drain();
+          break;
+        case OP.OUTPUT:
+          this.outputs?.piece(buffer, start, length);
           break;
         case OP.EXIT: {
           const [{code, error}] = readJson(buffer, start);
@@ -682,6 +757,7 @@
         }
       }
       this.stdoutCtl = this.stderrCtl = null;
+      this.outputs?.finish(error ?? (byPage ? new WasiError(`worker '${this.name}' was terminated`, 'terminated') : null));
       if (error && !byPage) {
         this.worker.dispatchEvent(new ErrorEvent('error', {message: error.message, error}));
       }
@@ -695,8 +771,9 @@
 
   /** A pending `run` or `requestDirectory`: one reply settles it. */
   class Request {
-    constructor(onReply, reject, channel = appChannel) {
+    constructor(onReply, reject, channel = appChannel, outputs = null) {
       this.channel = channel;
+      this.outputs = outputs; // OutputSinks: OUTPUT records come before the reply
       this.onReply = onReply;
       this.reject = reject;
       this.id = 0; // given when it is sent
@@ -709,9 +786,14 @@
     }
 
     receive(op, buffer, start, length) {
+      if (op === OP.OUTPUT) {
+        this.outputs?.piece(buffer, start, length);
+        return;
+      }
       this.channel.remove(this.id);
       if (op === OP.ERROR) {
         const [{kind, message}] = readJson(buffer, start);
+        this.outputs?.finish(new WasiError(message, kind));
         this.reject(new WasiError(message, kind));
       } else {
         this.onReply(buffer, start, length);
@@ -719,6 +801,7 @@
     }
 
     fail(error) {
+      this.outputs?.finish(error);
       this.reject(error);
     }
   }
@@ -975,7 +1058,7 @@
   }
 
   /** Decode a RESULT record into run()'s result, or its error. */
-  function runReply(resolve, reject) {
+  function runReply(resolve, reject, outputs = null) {
     return (buffer, start, length) => {
       const [head, pos] = readJson(buffer, start);
       const end = start + length;
@@ -987,6 +1070,9 @@
         stderr: decoder.decode(stderrBytes),
         stdoutBytes,
       };
+      if (outputs) {
+        result.outputs = outputs.finish(head.error ? new WasiError(head.error.message, head.error.kind) : null);
+      }
       if (head.error) reject(new WasiError(head.error.message, head.error.kind, result));
       else resolve(result);
     };
@@ -1026,8 +1112,12 @@
       }
       const what = `new WasiWorker('${name}')`;
       const info = serviceInfo(name, what);
-      const {spec, files} = requestSpec(name, options, SPAWN_OPTIONS, what);
+      const {spec, files, outputs} = requestSpec(name, options, SPAWN_OPTIONS, what);
+      if (outputs?.some(([, stream]) => !stream)) {
+        throw new TypeError(`${what}: a worker's outputs must be an object {guestPath: WritableStream} (an array of paths is for WasiWorker.run())`);
+      }
       this.#link = new WorkerLink(this, name, info);
+      if (outputs) this.#link.outputs = new OutputSinks(outputs, name);
       this.#link.start(requestPayload(spec, files));
     }
 
@@ -1121,10 +1211,11 @@
         if (info.kind === 'background') {
           throw new WasiError(`service '${name}' is kind = "background": connect to it with new WasiWorker('${name}')`, 'permission');
         }
-        const {spec, files} = requestSpec(name, options, RUN_OPTIONS, what);
+        const {spec, files, outputs} = requestSpec(name, options, RUN_OPTIONS, what);
         const stdin = options?.stdin;
         if (stdin !== undefined) checkData(stdin, `${what}: stdin`);
-        const request = new Request(runReply(resolve, reject), reject);
+        const sinks = outputs && new OutputSinks(outputs, name);
+        const request = new Request(runReply(resolve, reject, sinks), reject, appChannel, sinks);
         requestPayload(spec, files, stdin).then((payload) => request.send(OP.RUN, payload), reject);
       });
     }
