@@ -8,6 +8,8 @@ after the app and the payload beside it:
       _internal/              the runtime's Python, libraries, wvwasi.runtime
       app/                    the payload, found by runtime/frozen_main.py next to the executable
         wvwasi.toml           the manifest resolved for the target OS, paths relative to app/
+        payload.json          the SHA-256 of every other payload file (the runtime loads a
+                              precompiled artefact only if it matches; modules.payload_digests)
         ui/                   [ui] dir
         services/<id>.wasm    each module once, named by its content (`<id>` = the first 16 hex
                               digits of its SHA-256; services of one module share it);
@@ -49,6 +51,7 @@ from wvwasi.runtime.host.modules import (
     copy_artefact,
     header_path,
     packed_path,
+    write_payload_digests,
 )
 from wvwasi.runtime.manifest import (
     MANIFEST_NAME,
@@ -195,6 +198,7 @@ def stage_payload(
         load_manifest(dest, platform=manifest.platform)
     except ManifestError as e:  # a bug in payload_manifest(), not the user's
         raise BuildError("stage", f"the staged manifest does not load: {e}") from None
+    write_payload_digests(dest)
     return dest
 
 

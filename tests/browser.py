@@ -143,7 +143,7 @@ def served_app(
         shutil.copytree(PAGES_DIR, manifest.ui.dir, dirs_exist_ok=True)
     base = {v: dirs / v.lower() for v in ("APPDATA", "DOCUMENTS", "DOWNLOADS", "HOME")}
     paths = PathContext.for_app(manifest, base_dirs={**base, "CACHE": cache})
-    host = ServiceHost(manifest, paths=paths)
+    host = ServiceHost(manifest, paths=paths, compile_cache=cache)
     host.start()
     spy = SpyHost(host)
     bridge = Bridge(manifest, spy, picker=picker, port=port, dev=dev,  # type: ignore[arg-type]

@@ -232,7 +232,7 @@ def test_onefile_extracts_once_and_ships_the_artefact_with_a_packed_wasm(
                                   env={**env, "DISPLAY": display}, capture_output=True,
                                   text=True, timeout=120)
             assert proc.returncode == 0, proc.stdout + proc.stderr
-    base = tmp_path / "user-cache" / "dev.wvwasi.tests.cachetest" / "onefile"
+    base = tmp_path / "user-cache" / "wvwasi-code" / "dev.wvwasi.tests.cachetest" / "onefile"
     (folder,) = [p for p in base.iterdir() if not p.name.startswith(".")]  # (and .lock)
     top = built["onefile"].name.removesuffix("-onefile")
     assert (folder / top / "app" / "precompiled" / f"{greet}.cwasm").is_file()

@@ -121,7 +121,7 @@ def test_payload_appended_to_an_executable_is_extracted_once_and_reused(tmp_path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr("sys._MEIPASS", str(tmp_path / "meipass"), raising=False)
     found = find_payload(exe)
-    cache = tmp_path / "cache" / "org.example.one" / "onefile"
+    cache = tmp_path / "cache" / "wvwasi-code" / "org.example.one" / "onefile"
     assert found.parent.parent == cache and found.name == "app"
     assert files_under(found) == {"wvwasi.toml", "ui/index.html"}
     index = found / "ui" / "index.html"
@@ -129,6 +129,8 @@ def test_payload_appended_to_an_executable_is_extracted_once_and_reused(tmp_path
     assert find_payload(exe) == found and index.stat().st_mtime_ns == stamp  # not extracted again
 
     index.write_text("damaged")  # wrong size: extracted again
+    assert find_payload(exe) == found and index.read_text() == "<p>hi"
+    index.write_text("<p>yo")  # same size, other bytes (SHA-256 checked): extracted again
     assert find_payload(exe) == found and index.read_text() == "<p>hi"
     (payload / "ui" / "index.html").write_text("<p>new build")  # a new build: a new folder
     exe.write_bytes(b"\x7fELF pretend executable" * 100)
