@@ -59,7 +59,8 @@ def served(site: Path) -> Iterator[str]:
 
 def test_site_layout(site: Path) -> None:
     own = site / "__wvwasi"
-    for name in ("wvwasi.js", "wasi-core.js", "wasi-worker.js", "wasi-engine.js", "wasi-web.js"):
+    for name in ("wvwasi.js", "wasi-core.js", "wasi-worker.js", "wasi-engine.js", "wasi-web.js",
+                 "wasi-wire.js"):
         assert (own / name).is_file(), name
     services = load_manifest(site.parent.parent, platform="web").services.values()
     assert sorted(p.name for p in (own / "services").iterdir()) == sorted(

@@ -19,6 +19,8 @@
     throw new Error('wvwasi.js must be loaded from the wvwasi bridge at /__wvwasi/wvwasi.js');
   }
   delete globalThis.__wvwasiConfig;
+  const wire = globalThis.__wvwasiWire; // wasi-wire.js, joined in front of this file
+  delete globalThis.__wvwasiWire;
 
   const OP = config.ops;
   const WINDOW = config.window; // in-flight bytes per worker and direction before a CREDIT
@@ -347,22 +349,12 @@
     return spec;
   }
 
-  /** `u32 JSON length + JSON + blobs` as one payload. */
+  /** `u32 JSON length + JSON + blobs` as one payload (wasi-wire.js), within the bridge's limit. */
   function jsonPayload(obj, blobs = []) {
-    const head = encoder.encode(JSON.stringify(obj));
-    let size = 4 + head.byteLength;
-    for (const b of blobs) size += b.byteLength;
-    if (size + HEADER > MAX_FRAME) {
+    const out = wire.jsonPayload(obj, blobs);
+    if (out.byteLength + HEADER > MAX_FRAME) {
       const mib = (n) => (n / 1048576).toFixed(1);
-      throw new WasiError(`the request is ${mib(size)} MiB, over the bridge's ${mib(MAX_FRAME)} MiB limit: pass big inputs through stdin or a folder from requestDirectory()`, 'invalid');
-    }
-    const out = new Uint8Array(size);
-    new DataView(out.buffer).setUint32(0, head.byteLength, true);
-    out.set(head, 4);
-    let pos = 4 + head.byteLength;
-    for (const b of blobs) {
-      out.set(b, pos);
-      pos += b.byteLength;
+      throw new WasiError(`the request is ${mib(out.byteLength)} MiB, over the bridge's ${mib(MAX_FRAME)} MiB limit: pass big inputs through stdin or a folder from requestDirectory()`, 'invalid');
     }
     return out;
   }
@@ -381,9 +373,8 @@
 
   /** [parsed JSON, offset after it] of a `u32 length + JSON + rest` payload. */
   function readJson(buffer, start) {
-    const length = new DataView(buffer, start, 4).getUint32(0, true);
-    const text = decoder.decode(new Uint8Array(buffer, start + 4, length));
-    return [JSON.parse(text), start + 4 + length];
+    const [json, rest] = wire.readJson(new Uint8Array(buffer, start));
+    return [json, rest.byteOffset];
   }
 
   /** A FIFO that stays O(1) per operation with many thousands of entries. */
@@ -682,17 +673,9 @@
         ? decodeText(new Uint8Array(buffer, start, length))
         : buffer.slice(start, start + length);
       if (this.stdoutCtl) {
-        let chunk;
-        if (ipc === 'lines') {
-          chunk = encoder.encode(`${data}\n`);
-        } else if (ipc === 'frames') {
-          chunk = new Uint8Array(4 + length);
-          new DataView(chunk.buffer).setUint32(0, length, true);
-          chunk.set(new Uint8Array(buffer, start, length), 4);
-        } else {
-          chunk = new Uint8Array(buffer.slice(start, start + length));
-        }
-        this.stdoutCtl.enqueue(chunk);
+        // a line as the page got it (invalid UTF-8 replaced, as the desktop host delivers it)
+        const bytes = ipc === 'lines' ? encoder.encode(data) : new Uint8Array(buffer, start, length);
+        this.stdoutCtl.enqueue(wire.encodeMessage(ipc, bytes));
       }
       if (this.state === 'running') {
         this.worker.dispatchEvent(new MessageEvent('message', {data}));

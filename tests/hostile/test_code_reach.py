@@ -207,7 +207,8 @@ def test_a_swapped_artefact_with_a_consistent_sidecar_is_not_loaded(
     artefacts = {n: precompile(manifest.services[n].source, tmp_path / "pre" / f"{n}.cwasm")
                  for n in ("victim", "other")}
     payload = stage_payload(manifest, tmp_path / "payload", {"victim": artefacts["victim"]})
-    shipped = payload / "precompiled" / artefact_name(victim)
+    source = load_manifest(payload).services["victim"].source  # services/<content id>.wasm
+    shipped = payload / "precompiled" / artefact_name(source)
     # the attack: the other module's machine code, its sidecar rewritten to match
     shipped.unlink()
     shutil.copyfile(artefacts["other"], shipped)
@@ -216,8 +217,8 @@ def test_a_swapped_artefact_with_a_consistent_sidecar_is_not_loaded(
     header.write_text(header_path(artefacts["other"]).read_text().replace(
         sha256_file(other), sha256_file(victim)))
     loader = ModuleLoader(make_engine(), tmp_path / "cache", payload / "precompiled")
-    module = loader.load(payload / "services" / "victim.wasm")
-    assert compiles == [payload / "services" / "victim.wasm"]  # compiled from the shipped .wasm
+    module = loader.load(source)
+    assert compiles == [source]  # compiled from the shipped .wasm
     assert {e.name for e in module.exports} >= {"_start"}
 
 
