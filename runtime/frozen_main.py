@@ -1,6 +1,7 @@
 """Entry point of the frozen runtime executable (what PyInstaller freezes): find the app payload and
-run it. Usage: `<app> [--self-test[=headless]]` (headless: services and bridge only, no
-window, for machines without a display).
+run it. Usage: `<app> [--self-test[=headless]] [FILE | URL ...]` (headless: services and bridge
+only, no window, for machines without a display). Files and URLs are what a desktop passes when
+the user opens a document or link with the app (runtime/launch.py): the page's `open` event.
 
 The payload (see packager/stage.py) is looked for, in order:
 1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
@@ -143,16 +144,18 @@ def _intact(target: Path, sizes: dict[str, int], digests: dict[str, str]) -> boo
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    unknown = [a for a in args if a not in ("--self-test", "--self-test=headless")]
-    if unknown:
-        print(f"usage: {Path(sys.executable).name} [--self-test[=headless]]", file=sys.stderr)
+    options = [a for a in args if a.startswith("--")]
+    if any(a not in ("--self-test", "--self-test=headless") for a in options):
+        print(f"usage: {Path(sys.executable).name} [--self-test[=headless]] [FILE | URL ...]",
+              file=sys.stderr)
         return 2
     payload = find_payload(Path(sys.executable).resolve())
 
     from wvwasi.runtime.app import run_app
 
     self_test = "headless" if "--self-test=headless" in args else "--self-test" in args
-    return run_app(payload, resources=payload / "resources", self_test=self_test)
+    return run_app(payload, resources=payload / "resources", self_test=self_test,
+                   open_args=[a for a in args if not a.startswith("--")])
 
 
 if __name__ == "__main__":
