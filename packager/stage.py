@@ -18,6 +18,7 @@ after the app and the payload beside it:
         precompiled/<id>.cwasm  portable precompiled artefacts (same OS/arch only)
         icon.png              the app icon (1024 px; the default one if [app] icon is unset)
         icon.ico              (Windows) the same for shortcuts
+        icons/association-<n>.png  [[bundle.file_associations]] icons, by index
         resources/...         [bundle] resources, project-relative layout kept ($RESOURCES)
 
 On Windows and macOS the single-file executable is the onefile runtime with the payload appended
@@ -131,6 +132,8 @@ def payload_manifest(manifest: Manifest, services: Mapping[str, str]) -> str:
             return services[key.split(".")[1]]
         if key.startswith("bundle.resources["):
             return f"resources/{path.relative_to(root).as_posix()}"
+        if key.startswith("bundle.file_associations["):  # staged by stage_payload
+            return f"icons/association-{key.split('[')[1].split(']')[0]}.png"
         raise ValueError(f"{key}: no place in the payload for {path}")
 
     built = {name: replace(s, build=None) for name, s in manifest.services.items()}
@@ -176,6 +179,10 @@ def stage_payload(
     icons.write_png(icon, dest / "icon.png", icons.MASTER_SIZE)
     if manifest.platform == "windows":  # shortcuts and Add/Remove Programs show this one
         icons.write_ico(icon, dest / "icon.ico")
+    for i, association in enumerate(manifest.bundle.file_associations):
+        if association.icon is not None:  # the Linux packages install it (formats/_linux.py)
+            (dest / "icons").mkdir(exist_ok=True)
+            shutil.copyfile(association.icon, dest / "icons" / f"association-{i}.png")
     for res in manifest.bundle.resources:
         rel = res.relative_to(manifest.root)
         target = dest / "resources" / rel

@@ -1,4 +1,5 @@
-"""`python -m wvwasi.runtime [PROJECT] [--self-test] [--webview gtk|qt]`: run an app folder."""
+"""`python -m wvwasi.runtime [PROJECT] [--self-test] [--webview gtk|qt] [FILE | URL ...]`: run an
+app folder (files and URLs: the page's `open` event, handed to the running instance if any)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="check every service from the page, print a JSON report, exit; "
                         "=headless: services and bridge only, no window")
     parser.add_argument("--webview", choices=BACKENDS, help="override [target.linux] webview")
+    parser.add_argument("open", nargs="*", metavar="FILE | URL",
+                        help="documents and links to open (the page's `open` event)")
     args = parser.parse_args(argv)
-    return run_app(args.project, self_test=args.self_test, backend=args.webview)
+    return run_app(args.project, self_test=args.self_test, backend=args.webview,
+                   open_args=args.open)
 
 
 raise SystemExit(main())

@@ -7,27 +7,40 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from wvwasi.runtime.bridge.server import Bridge
-from wvwasi.runtime.host.service_host import ServiceHost
+from wvwasi.runtime import single_instance
+from wvwasi.runtime.launch import Launch, OpenedFile, classify
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
 from wvwasi.runtime.window import AppWindow, Backend, backend_for
 
 if TYPE_CHECKING:
+    from wvwasi.runtime.bridge.server import Bridge
+    from wvwasi.runtime.host.service_host import ServiceHost
     from wvwasi.runtime.update.updater import Updater
 
 #: Folder of precompiled service artefacts in a built app's payload (packager/stage.py).
 PRECOMPILED = "precompiled"
 #: How long shutdown waits for the app's threads to end.
 _THREAD_GRACE = 2.0
+#: Page events (`open`, `menu`) waiting for a page to load; older ones are dropped past this.
+MAX_PENDING_EVENTS = 64
+#: Bounds on `wvwasi.window` calls: title characters, width and height in pixels.
+MAX_TITLE = 1024
+MAX_WINDOW_SIZE = 16384
+#: Launched documents whose tokens the page may still exchange for file grants.
+MAX_LAUNCHED = 256
+log = logging.getLogger("wvwasi.app")
 
 
 class App:
@@ -42,23 +55,40 @@ class App:
         dev: bool = False,
         headless: bool = False,
         compile_cache: Path | None = None,
+        launch: Launch | None = None,
+        primary: single_instance.Primary | None = None,
     ) -> None:
+        # Imported here, not above: a later launch that only hands its arguments to the running
+        # instance (run_app) never loads the bridge (aiohttp) or the host (wasmtime).
+        from wvwasi.runtime.bridge.server import Bridge
+        from wvwasi.runtime.host.service_host import ServiceHost
+
         self.manifest = manifest
+        #: the single-instance listener (forwarded launches), if this is the first instance
+        self.primary = primary
+        self._events = PageEvents()
+        self._launched: dict[str, OpenedFile] = {}  # by token: launched documents to grant
+        self._launched_lock = threading.Lock()
+        if launch is not None:
+            self._events.add("open", self._open_detail(launch))
         self.paths = PathContext.for_app(manifest, resources=resources)
         precompiled = manifest.root / PRECOMPILED
-        self.host = ServiceHost(
+        self.host: ServiceHost = ServiceHost(
             manifest, paths=self.paths,
             precompiled_dir=precompiled if precompiled.is_dir() else None,
             compile_cache=compile_cache,
         )
         #: None when headless (services and bridge only: no display needed)
         self.window = None if headless else AppWindow(
-            manifest.window, backend or backend_for(manifest), inspector=dev
+            manifest.window, backend or backend_for(manifest), inspector=dev,
+            on_menu=lambda ident: self.send_event("menu", {"id": ident}),
         )
         picker = self.window.pick_folder if self.window is not None else None
+        file_picker = self.window.pick_files if self.window is not None else None
         frozen = bool(getattr(sys, "frozen", False))  # a built app: it may update itself
-        self.bridge = Bridge(
-            manifest, self.host, picker=picker, dev=dev,
+        self.bridge: Bridge = Bridge(
+            manifest, self.host, picker=picker, dev=dev, file_picker=file_picker,
+            launched=self.launched_file, app_calls=self.window_call if self.window else None,
             updater=self._updater if frozen and manifest.update is not None else None,
             relaunch=self._relaunch if frozen and self.window is not None else None,
         )
@@ -103,11 +133,13 @@ class App:
         try:
             self.host.start()
             url = self.bridge.start()
+            if self.primary is not None:
+                self.primary.serve(self.forwarded)
             if on_started is not None:
                 on_started(self)
             if test is not None:
                 test.start()
-            self.window.run(url)
+            self.window.run(url, on_loaded=self._page_loaded)
         finally:
             self.close()
         if test is None:
@@ -135,11 +167,78 @@ class App:
         print(json.dumps(report), flush=True)
         return 0 if report["ok"] else 1
 
+    def send_event(self, kind: str, detail: dict[str, Any]) -> None:
+        """Dispatch `kind` (`open`, `menu`) on the page's `wvwasi.app`; held until a page has
+        loaded (and, on the page, an `open` until it has a listener)."""
+        self._events.add(kind, detail)
+        if self.window is not None and self.window.loaded.is_set():
+            self._events.flush(self.window)
+
+    def _open_detail(self, launch: Launch) -> dict[str, Any]:
+        """`launch`'s `open` event detail; each file gets a token the page exchanges for a
+        file grant (bridge/grants.py; at most MAX_LAUNCHED files are remembered)."""
+        detail = launch.detail()
+        with self._launched_lock:
+            for file, entry in zip(launch.files, detail["files"], strict=True):
+                token = secrets.token_urlsafe(24)
+                self._launched[token] = file
+                entry["token"] = token
+            while len(self._launched) > MAX_LAUNCHED:
+                del self._launched[next(iter(self._launched))]
+        return detail
+
+    def launched_file(self, token: str) -> tuple[Path, Literal["ro", "rw"]] | None:
+        """The path and mode of the launched document `token` names, if any."""
+        with self._launched_lock:
+            file = self._launched.get(token)
+        return (file.path, file.mode) if file is not None else None
+
+    def window_call(self, call: str, args: list[Any]) -> Any:
+        """One `wvwasi.window` call from a page (docs/page-api.md); Refused if malformed."""
+        from wvwasi.runtime.bridge.specs import Refused
+
+        window = self.window
+        assert window is not None
+        if call == "setTitle" and len(args) == 1 and isinstance(args[0], str) \
+                and len(args[0]) <= MAX_TITLE:
+            window.set_title(args[0])
+        elif call == "resize" and len(args) == 2 and all(
+                type(a) is int and 1 <= a <= MAX_WINDOW_SIZE for a in args):
+            window.resize(args[0], args[1])
+        elif call == "setFullscreen" and len(args) == 1 and isinstance(args[0], bool):
+            window.set_fullscreen(args[0])
+        elif call == "close" and not args:
+            window.close()
+        else:
+            raise Refused("invalid", f"no window call {call}({', '.join(map(repr, args))[:200]})")
+        return None
+
+    def _page_loaded(self) -> None:
+        if self.window is not None:
+            self._events.flush(self.window)
+
+    def forwarded(self, message: dict[str, Any]) -> None:
+        """A later launch's command line (single instance): bring the window forward and
+        send the page its `open` event."""
+        try:
+            argv, cwd = message.get("argv"), message.get("cwd")
+            if not (isinstance(argv, list) and isinstance(cwd, str)):
+                raise ValueError("expected {argv: [...], cwd: '...'}")
+            launch = classify(argv, cwd, self.manifest)
+        except ValueError as e:
+            log.warning("ignored a forwarded launch: %s", e)
+            return
+        if self.window is not None:
+            self.window.bring_forward()
+        self.send_event("open", self._open_detail(launch))
+
     def close(self) -> None:
         """Stop the bridge (ending every page's workers), the host and the run's temp folder."""
         if self._closed:
             return
         self._closed = True
+        if self.primary is not None:
+            self.primary.close()
         for callback in reversed(self._at_close):
             callback()
         if self.window is not None:
@@ -151,6 +250,28 @@ class App:
                 self.host.close()
             finally:
                 self.paths.close()
+
+
+class PageEvents:
+    """`wvwasi.app` events not yet handed to a loaded page (at most MAX_PENDING_EVENTS)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+
+    def add(self, kind: str, detail: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending = [*self._pending, (kind, detail)][-MAX_PENDING_EVENTS:]
+
+    def flush(self, window: AppWindow) -> None:
+        """Hand every pending event to the page; those it could not take stay pending."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for i, (kind, detail) in enumerate(pending):
+            if not window.dispatch(kind, detail):
+                with self._lock:
+                    self._pending = [*pending[i:], *self._pending][-MAX_PENDING_EVENTS:]
+                return
 
 
 def _leftover_threads() -> list[str]:
@@ -177,6 +298,7 @@ def run_app(
     dev: bool = False,
     on_started: Callable[[App], None] | None = None,
     compile_cache: Path | None = None,
+    open_args: Sequence[str] = (),
 ) -> int:
     """Run the app in `manifest_or_dir` (a Manifest, a wvwasi.toml or its folder).
 
@@ -185,7 +307,10 @@ def run_app(
     (services and bridge only, for machines without a display); `backend` overrides the
     manifest's Linux webview; `dev` enables the page's reload channel and the web inspector;
     `on_started` see `App.run`; `compile_cache` replaces the app's `$CACHE` as the compile cache
-    (the dev tools share wvwasi's). Returns the exit status:
+    (the dev tools share wvwasi's); `open_args`: the files and URLs it was launched with (the
+    page's first `open` event). With `[app] single_instance` (and neither `self_test` nor
+    `dev`), a launch while the app already runs hands `open_args` to it and returns 0 at
+    once (runtime/single_instance.py). Returns the exit status:
     0, 1 for a failed self-test, 2 when the app cannot start (the reason is on stderr, and in
     the JSON report with `self_test`).
     """
@@ -194,11 +319,37 @@ def run_app(
             manifest_or_dir if isinstance(manifest_or_dir, Manifest)
             else load_manifest(manifest_or_dir)
         )
+        cwd = os.getcwd()
+        primary = None
+        if manifest.app.single_instance and not self_test and not dev:
+            handed_over, primary = _first_instance(manifest, list(open_args), cwd)
+            if handed_over:
+                return 0
         app = App(manifest, resources=resources, backend=backend, dev=dev,
-                  headless=self_test == "headless", compile_cache=compile_cache)
+                  headless=self_test == "headless", compile_cache=compile_cache,
+                  launch=classify(list(open_args), cwd, manifest), primary=primary)
         return app.run(self_test=bool(self_test), on_started=on_started)
     except (ManifestError, ImportError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         if self_test:
             print(json.dumps({"ok": False, "error": str(e)}), flush=True)
         return 2
+
+
+def _first_instance(manifest: Manifest, argv: list[str], cwd: str
+                    ) -> tuple[bool, single_instance.Primary | None]:
+    """(True, None) once `argv` was handed to the running instance, else (False, this launch's
+    listener as the first instance). Where that fails (no private per-user folder, a running
+    instance that does not answer) the app runs on without one, saying why on stderr."""
+    ident = manifest.app.identifier
+    for _ in range(2):  # the running instance may exit between our lock test and connect
+        try:
+            primary = single_instance.acquire(ident)
+            if primary is not None:
+                return False, primary
+            single_instance.forward(ident, {"argv": argv, "cwd": cwd})
+            return True, None
+        except OSError as e:  # ForwardError included
+            problem = e
+    print(f"warning: single instance is off: {problem}", file=sys.stderr)
+    return False, None

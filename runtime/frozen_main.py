@@ -1,7 +1,9 @@
 """Entry point of the frozen runtime executable (what PyInstaller freezes): find the app payload and
-run it. Usage: `<app> [--self-test[=headless] | --version | --update]` (headless: services and
-bridge only, no window, for machines without a display; `--version` prints "NAME VERSION";
-`--update` installs a newer signed release, runtime/update/).
+run it. Usage: `<app> [--self-test[=headless]] [FILE | URL ...]` (headless: services and bridge
+only, no window, for machines without a display). Files and URLs are what a desktop passes when
+the user opens a document or link with the app (runtime/launch.py): the page's `open` event.
+`<app> --version` prints "NAME VERSION"; `<app> --update` installs a newer signed release
+(runtime/update/, docs/update.md).
 
 The payload (see packager/stage.py) is looked for, in order:
 1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
@@ -144,11 +146,11 @@ def _intact(target: Path, sizes: dict[str, int], digests: dict[str, str]) -> boo
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    unknown = [a for a in args if a not in ("--self-test", "--self-test=headless", "--version",
-                                            "--update")]
-    if unknown or len(args) > 1:
-        print(f"usage: {Path(sys.executable).name} [--self-test[=headless] | --version | "
-              "--update]", file=sys.stderr)
+    options = [a for a in args if a.startswith("--")]
+    alone = args in (["--version"], ["--update"])
+    if not alone and any(a not in ("--self-test", "--self-test=headless") for a in options):
+        print(f"usage: {Path(sys.executable).name} [--self-test[=headless]] [FILE | URL ...] "
+              "| --version | --update", file=sys.stderr)
         return 2
     payload = find_payload(Path(sys.executable).resolve())
     if args == ["--version"]:
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     from wvwasi.runtime.app import run_app
 
     self_test = "headless" if "--self-test=headless" in args else "--self-test" in args
-    return run_app(payload, resources=payload / "resources", self_test=self_test)
+    return run_app(payload, resources=payload / "resources", self_test=self_test,
+                   open_args=[a for a in args if not a.startswith("--")])
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ Ipc = Literal["lines", "frames", "stream"]
 Mode = Literal["ro", "rw"]
 Webview = Literal["gtk", "qt"]
 Platform = Literal["linux", "windows", "macos"]
+Role = Literal["viewer", "editor"]
 
 MANIFEST_NAME = "wvwasi.toml"
 PLATFORMS: tuple[str, ...] = get_args(Platform)
@@ -180,6 +181,8 @@ class AppInfo:
     description: str = ""
     publisher: str = ""
     icon: Path | None = None
+    url_schemes: tuple[str, ...] = ()  # lower-case, e.g. ("myapp",)
+    single_instance: bool = True
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,16 @@ class UI:
 
 
 @dataclass(frozen=True)
+class MenuItem:
+    """One `[[window.menu]]` entry: a submenu (`items`), an action (`id`) or a separator."""
+
+    label: str = ""
+    id: str | None = None  # what a click reports to the page (`menu` event)
+    items: tuple[MenuItem, ...] = ()
+    separator: bool = False
+
+
+@dataclass(frozen=True)
 class Window:
     """`[window]`."""
 
@@ -198,6 +211,18 @@ class Window:
     width: int = 800
     height: int = 600
     resizable: bool = True
+    menu: tuple[MenuItem, ...] = ()  # `[[window.menu]]`: the menu bar's top-level menus
+
+
+@dataclass(frozen=True)
+class FileAssociation:
+    """One `[[bundle.file_associations]]`: document types the installers register."""
+
+    extensions: tuple[str, ...]  # without the dot, lower-case
+    mime_type: str
+    name: str
+    role: Role = "viewer"
+    icon: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +258,7 @@ class Bundle:
     formats: tuple[str, ...] = ()
     resources: tuple[Path, ...] = ()
     wvwasi: str | None = None  # a published wvwasi version the release workflow installs
+    file_associations: tuple[FileAssociation, ...] = ()
     linux: LinuxBundle = field(default_factory=LinuxBundle)
     windows: WindowsBundle = field(default_factory=WindowsBundle)
     macos: MacosBundle = field(default_factory=MacosBundle)
@@ -332,6 +358,18 @@ _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+\Z"
 _VERSION = re.compile(r"\d+(\.\d+){1,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?\Z")
 _MACOS_VERSION = re.compile(r"\d+(\.\d+){0,2}\Z")
 _DEB_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+\Z")
+_URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*\Z")
+#: Schemes an app may not claim (`[app] url_schemes`): the web's, the system's, the browser's.
+RESERVED_SCHEMES = frozenset((
+    "http", "https", "file", "ftp", "ws", "wss", "data", "blob", "javascript", "about",
+    "mailto", "tel", "sms", "ssh", "chrome", "edge", "view-source", "ms-settings", "x-apple",
+))
+_EXTENSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*\Z")
+_MIME_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")
+_MENU_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+#: Bounds on `[[window.menu]]`: nesting depth (the top-level menus count) and entries in all.
+MENU_DEPTH = 4
+MENU_ITEMS = 200
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*\Z")
 _SIZE_UNITS = {
     None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -392,6 +430,7 @@ class _Reader:
         self.root = root
         self.overlay = overlay  # "target.linux" when an overlay was merged in
         self.overridden: set[KeyPath] = overridden or set()
+        self.menu_count = 0  # `[[window.menu]]` entries read so far (MENU_ITEMS)
 
     def fail(self, path: KeyPath, message: str) -> NoReturn:
         raise ManifestError(self.file, self.key_name(path), message)
@@ -505,9 +544,30 @@ class _Reader:
 # --- the sections ----------------------------------------------------------------------------
 
 
+def _png(r: _Reader, t: dict, p: KeyPath, key: str) -> Path | None:
+    """The PNG file `t[key]` names (a project path), or None when the key is absent."""
+    icon = r.string(t, p, key, None)
+    if icon is None:
+        return None
+    icon_path = r.project_path(icon, (*p, key))
+    try:
+        with open_regular(icon_path) as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(len(PNG_MAGIC))
+    except (FileProblem, OSError) as e:
+        why = e.reason if isinstance(e, FileProblem) else e.strerror
+        r.fail((*p, key), f"cannot read {_show(icon)}: {why}")
+    if size > MAX_ICON_BYTES:
+        r.fail((*p, key), f"{_show(icon)} is larger than {MAX_ICON_BYTES:,} bytes")
+    if head != PNG_MAGIC:
+        r.fail((*p, key), f"expected a PNG image, got {_show(icon)} which is not a PNG")
+    return icon_path
+
+
 def _app(r: _Reader, raw: object) -> AppInfo:
     p: KeyPath = ("app",)
-    t = r.table(raw, p, ("name", "identifier", "version", "description", "publisher", "icon"))
+    t = r.table(raw, p, ("name", "identifier", "version", "description", "publisher", "icon",
+                         "url_schemes", "single_instance"))
     name = r.nonempty(t, p, "name")
     identifier = r.string(t, p, "identifier")
     if not _IDENTIFIER.match(identifier):
@@ -516,28 +576,25 @@ def _app(r: _Reader, raw: object) -> AppInfo:
     version = r.string(t, p, "version", "0.1.0")
     if not _VERSION.match(version):
         r.fail((*p, "version"), f'expected a version like "1.2.3", got {_show(version)}')
-    icon = r.string(t, p, "icon", None)
-    icon_path = None
-    if icon is not None:
-        icon_path = r.project_path(icon, (*p, "icon"))
-        try:
-            with open_regular(icon_path) as f:
-                size = os.fstat(f.fileno()).st_size
-                head = f.read(len(PNG_MAGIC))
-        except (FileProblem, OSError) as e:
-            why = e.reason if isinstance(e, FileProblem) else e.strerror
-            r.fail((*p, "icon"), f"cannot read {_show(icon)}: {why}")
-        if size > MAX_ICON_BYTES:
-            r.fail((*p, "icon"), f"{_show(icon)} is larger than {MAX_ICON_BYTES:,} bytes")
-        if head != PNG_MAGIC:
-            r.fail((*p, "icon"), f"expected a PNG image, got {_show(icon)} which is not a PNG")
+    schemes = r.strings(t, p, "url_schemes")
+    for i, scheme in enumerate(schemes):
+        if not _URL_SCHEME.match(scheme):
+            r.fail((*p, "url_schemes", i), "expected a URL scheme of lower-case letters, digits, "
+                   f"'+', '-' and '.' starting with a letter, got {_show(scheme)}")
+        if scheme in RESERVED_SCHEMES:
+            r.fail((*p, "url_schemes", i), f"{_show(scheme)} belongs to the system or the "
+                   "browser: choose a scheme of the app's own")
+        if scheme in schemes[:i]:
+            r.fail((*p, "url_schemes", i), f"duplicate scheme {_show(scheme)}")
     return AppInfo(
         name=name,
         identifier=identifier,
         version=version,
         description=r.string(t, p, "description", ""),
         publisher=r.string(t, p, "publisher", ""),
-        icon=icon_path,
+        icon=_png(r, t, p, "icon"),
+        url_schemes=schemes,
+        single_instance=r.boolean(t, p, "single_instance", True),
     )
 
 
@@ -559,13 +616,56 @@ def _ui(r: _Reader, raw: object) -> UI:
 
 def _window(r: _Reader, raw: object, default_title: str) -> Window:
     p: KeyPath = ("window",)
-    t = r.table(raw, p, ("title", "width", "height", "resizable"))
+    t = r.table(raw, p, ("title", "width", "height", "resizable", "menu"))
+    menu = _menu_items(r, t.get("menu", []), (*p, "menu"), depth=1, ids=set())
+    if any(m.separator or not m.items for m in menu):
+        bad = next(i for i, m in enumerate(menu) if m.separator or not m.items)
+        r.fail((*p, "menu", bad), "expected a top-level menu: { label, items = [...] }")
     return Window(
         title=r.string(t, p, "title", default_title),
         width=r.positive_int(t, p, "width", 800),
         height=r.positive_int(t, p, "height", 600),
         resizable=r.boolean(t, p, "resizable", True),
+        menu=menu,
     )
+
+
+def _menu_items(r: _Reader, raw: object, p: KeyPath, depth: int, ids: set[str]
+                ) -> tuple[MenuItem, ...]:
+    """`[[window.menu]]` entries and their `items`, at most MENU_DEPTH deep and MENU_ITEMS in
+    all; every `id` unique."""
+    if not isinstance(raw, list):
+        r.fail(p, f"expected an array of tables, got {_what(raw)}")
+    if depth > MENU_DEPTH:
+        r.fail(p, f"menus nest at most {MENU_DEPTH} deep")
+    items = []
+    for i, value in enumerate(raw):
+        q = (*p, i)
+        t = r.table(value, q, ("label", "id", "items", "separator"))
+        if r.boolean(t, q, "separator", False):
+            if len(t) > 1:
+                r.fail(q, "a separator takes no other keys")
+            items.append(MenuItem(separator=True))
+            continue
+        label = r.nonempty(t, q, "label")
+        ident = r.string(t, q, "id", None)
+        if ("items" in t) == (ident is not None):
+            r.fail(q, 'expected either "id" (an action) or "items" (a submenu)')
+        if ident is not None:
+            if not _MENU_ID.match(ident):
+                r.fail((*q, "id"), "expected an id of letters, digits, '.', '-' and '_', "
+                       f"got {_show(ident)}")
+            if ident in ids:
+                r.fail((*q, "id"), f"duplicate menu id {_show(ident)}")
+            ids.add(ident)
+        sub = _menu_items(r, t["items"], (*q, "items"), depth + 1, ids) if "items" in t else ()
+        if "items" in t and not sub:
+            r.fail((*q, "items"), "expected at least one item")
+        items.append(MenuItem(label=label, id=ident, items=sub))
+        r.menu_count += 1
+        if r.menu_count > MENU_ITEMS:
+            r.fail(q, f"at most {MENU_ITEMS} menu entries")
+    return tuple(items)
 
 
 def parse_size(value: int | str) -> int:
@@ -792,7 +892,8 @@ def _service(r: _Reader, name: str, raw: object) -> Service:
 
 def _bundle(r: _Reader, raw: object) -> Bundle:
     p: KeyPath = ("bundle",)
-    t = r.table(raw, p, ("formats", "resources", "wvwasi", "linux", "windows", "macos"))
+    t = r.table(raw, p, ("formats", "resources", "wvwasi", "linux", "windows", "macos",
+                         "file_associations"))
     wvwasi = r.string(t, p, "wvwasi", None)
     if wvwasi is not None and not re.match(r"\d+(\.\d+)*([.+-]?[0-9A-Za-z.]+)?\Z", wvwasi):
         r.fail((*p, "wvwasi"), f'expected a version like "0.2.0", got {_show(wvwasi)}')
@@ -826,6 +927,8 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
         formats=tuple(dict.fromkeys(formats)),
         resources=resources,
         wvwasi=wvwasi,
+        file_associations=_file_associations(r, t.get("file_associations", []),
+                                             (*p, "file_associations")),
         linux=LinuxBundle(
             depends=depends,
             category=r.choice(lt, lp, "category", DESKTOP_CATEGORIES, "Utility"),
@@ -886,6 +989,39 @@ def _update(r: _Reader, raw: object) -> UpdateSettings:
         windows=UpdateWindows(r.choice(wt, wp, "install_mode", UPDATE_INSTALL_MODES,
                                        UPDATE_INSTALL_MODES[0])),
     )
+
+
+def _file_associations(r: _Reader, raw: object, p: KeyPath) -> tuple[FileAssociation, ...]:
+    if not isinstance(raw, list):
+        r.fail(p, f"expected an array of tables, got {_what(raw)}")
+    found: list[FileAssociation] = []
+    seen: set[str] = set()
+    for i, value in enumerate(raw):
+        q = (*p, i)
+        t = r.table(value, q, ("extensions", "mime_type", "name", "role", "icon"))
+        r.get(t, q, "extensions", _REQUIRED)
+        extensions = r.strings(t, q, "extensions")
+        if not extensions:
+            r.fail((*q, "extensions"), 'expected at least one extension, like ["note"]')
+        for j, ext in enumerate(extensions):
+            if not _EXTENSION.match(ext):
+                r.fail((*q, "extensions", j), "expected an extension without the dot, of "
+                       f"letters, digits, '_', '+' and '-', got {_show(ext)}")
+            if ext.lower() in seen:
+                r.fail((*q, "extensions", j), f"extension {_show(ext)} is associated twice")
+            seen.add(ext.lower())
+        mime = r.string(t, q, "mime_type")
+        if not _MIME_TYPE.match(mime):
+            r.fail((*q, "mime_type"), f'expected a MIME type like "application/x-note", '
+                   f"got {_show(mime)}")
+        found.append(FileAssociation(
+            extensions=tuple(e.lower() for e in extensions),
+            mime_type=mime.lower(),
+            name=" ".join(r.nonempty(t, q, "name").split()),
+            role=r.choice(t, q, "role", get_args(Role), "viewer"),
+            icon=_png(r, t, q, "icon"),
+        ))
+    return tuple(found)
 
 
 def _merge(base: dict, over: dict, path: KeyPath, overridden: set[KeyPath]) -> dict:
@@ -1082,6 +1218,15 @@ def dump_manifest(manifest: Manifest, relocate: Relocate | None = None) -> str:
     return tomli_w.dumps(data)
 
 
+def _menu_item(item: MenuItem) -> dict[str, Any]:
+    """A `[[window.menu]]` entry with only the keys of its kind, as it is read."""
+    if item.separator:
+        return {"separator": True}
+    if item.id is not None:
+        return {"label": item.label, "id": item.id}
+    return {"label": item.label, "items": [_menu_item(i) for i in item.items]}
+
+
 def _table(obj: Any, key: str, relocate: Relocate) -> dict[str, Any]:
     skip = _NOT_WRITTEN.get(type(obj), ())
     out: dict[str, Any] = {}
@@ -1098,6 +1243,8 @@ def _value(value: Any, key: str, relocate: Relocate) -> Any:
         return value
     if isinstance(value, Endpoint):
         return str(value)  # written as it is read: "host:port"
+    if isinstance(value, MenuItem):
+        return _menu_item(value)
     if isinstance(value, Path):
         return relocate(key, value)
     if is_dataclass(value):

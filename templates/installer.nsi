@@ -90,6 +90,7 @@ ${install_files}
   WriteRegDWORD HKCU "$${UNINSTALL_KEY}" "NoModify" 1
   WriteRegDWORD HKCU "$${UNINSTALL_KEY}" "NoRepair" 1
   WriteRegDWORD HKCU "$${UNINSTALL_KEY}" "EstimatedSize" ${size_kib}
+${register}
 SectionEnd
 
 Function un.onInit
@@ -103,4 +104,5 @@ ${uninstall_files}
   RMDir "$$INSTDIR"
   DeleteRegKey HKCU "$${UNINSTALL_KEY}"
   DeleteRegKey HKCU "$${APP_KEY}"
+${unregister}
 SectionEnd

@@ -16,6 +16,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from wvwasi.runtime.bridge.grants import FilePicker, Launched
 from wvwasi.runtime.bridge.server import Bridge
 from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import Manifest, load_manifest
@@ -129,6 +130,8 @@ def served_app(
     dirs: Path,
     cache: Path,
     picker: Callable[[], Path | str | None] | None = None,
+    file_picker: FilePicker | None = None,
+    launched: Launched | None = None,
     port: int = 0,
     dev: bool = False,
     copy_pages: bool = True,
@@ -143,7 +146,8 @@ def served_app(
     host = ServiceHost(manifest, paths=paths, compile_cache=cache)
     host.start()
     spy = SpyHost(host)
-    bridge = Bridge(manifest, spy, picker=picker, port=port, dev=dev)  # type: ignore[arg-type]
+    bridge = Bridge(manifest, spy, picker=picker, port=port, dev=dev,  # type: ignore[arg-type]
+                    file_picker=file_picker, launched=launched)
     try:
         url = bridge.start()
         yield ServedApp(manifest, spy, bridge, url)

@@ -10,9 +10,12 @@ from types import MappingProxyType
 import pytest
 
 from wvwasi.runtime.manifest import (
+    PNG_MAGIC,
     BuildStep,
+    FileAssociation,
     Limits,
     ManifestError,
+    MenuItem,
     Preopen,
     load_manifest,
     manifest_file,
@@ -157,7 +160,69 @@ BROKEN: list[tuple[str, str, str] | tuple[str, str, str, dict[str, bytes]]] = [
     ("page.preopens[0].mode", 'expected "ro" or "rw", got "rwx"',
      APP + '[page]\npreopens = [{ guest = "/d", host = "a", mode = "rwx" }]\n'),
     ("page.preopns", 'unknown key (did you mean "preopens"?)', APP + "[page]\npreopns = []\n"),
+    # desktop integration (issue 19)
+    ("app.url_schemes[0]", "expected a URL scheme of lower-case letters",
+     APP + 'url_schemes = ["My App"]\n'),
+    ("app.url_schemes[0]", '"https" belongs to the system or the browser',
+     APP + 'url_schemes = ["https"]\n'),
+    ("app.url_schemes[1]", 'duplicate scheme "notes"', APP + 'url_schemes = ["notes", "notes"]\n'),
+    ("app.single_instance", "expected a boolean, got a string",
+     APP + 'single_instance = "yes"\n'),
+    ("bundle.file_associations[0].extensions", "missing required key",
+     APP + '[[bundle.file_associations]]\nmime_type = "text/x-a"\nname = "A"\n'),
+    ("bundle.file_associations[0].extensions[0]", 'expected an extension without the dot',
+     APP + '[[bundle.file_associations]]\nextensions = [".note"]\nmime_type = "text/x-a"\n'
+     'name = "A"\n'),
+    ("bundle.file_associations[1].extensions[0]", 'extension "NOTE" is associated twice',
+     APP + '[[bundle.file_associations]]\nextensions = ["note"]\nmime_type = "text/x-a"\n'
+     'name = "A"\n[[bundle.file_associations]]\nextensions = ["NOTE"]\n'
+     'mime_type = "text/x-b"\nname = "B"\n'),
+    ("bundle.file_associations[0].mime_type", 'expected a MIME type like "application/x-note"',
+     APP + '[[bundle.file_associations]]\nextensions = ["a"]\nmime_type = "text"\nname = "A"\n'),
+    ("bundle.file_associations[0].role", 'expected "viewer" or "editor", got "owner"',
+     APP + '[[bundle.file_associations]]\nextensions = ["a"]\nmime_type = "text/x-a"\n'
+     'name = "A"\nrole = "owner"\n'),
+    ("bundle.file_associations[0].icon", 'expected a PNG image',
+     APP + '[[bundle.file_associations]]\nextensions = ["a"]\nmime_type = "text/x-a"\n'
+     'name = "A"\nicon = "a.ico"\n', {"a.ico": b"\0\0\1\0"}),
+    ("window.menu[0]", "expected a top-level menu", APP + '[[window.menu]]\nlabel = "Quit"\n'
+     'id = "quit"\n'),
+    ("window.menu[0].items[0]", 'expected either "id" (an action) or "items" (a submenu)',
+     APP + '[[window.menu]]\nlabel = "File"\nitems = [{ label = "Open" }]\n'),
+    ("window.menu[0].items[1].id", 'duplicate menu id "open"',
+     APP + '[[window.menu]]\nlabel = "File"\nitems = [{ label = "Open", id = "open" }, '
+     '{ label = "Again", id = "open" }]\n'),
+    ("window.menu[0].items[0]", "a separator takes no other keys",
+     APP + '[[window.menu]]\nlabel = "File"\nitems = [{ separator = true, label = "x" }]\n'),
+    ("window.menu[0].items[0].items[0].items[0].items",
+     "menus nest at most 4 deep", APP + '[[window.menu]]\nlabel = "A"\nitems = [{ label = "B", '
+     'items = [{ label = "C", items = [{ label = "D", items = [{ label = "E", id = "e" }] }] }] '
+     '}]\n'),
 ]
+
+
+def test_desktop_integration_keys_load_typed(tmp_path: Path) -> None:
+    root = write(tmp_path / "proj", APP + 'url_schemes = ["notes", "x-notes+v1"]\n'
+                 'single_instance = false\n'
+                 '[[window.menu]]\nlabel = "File"\nitems = [{ label = "Open…", id = "open" }, '
+                 '{ separator = true }, '
+                 '{ label = "Recent", items = [{ label = "A", id = "a" }] }]\n'
+                 '[[bundle.file_associations]]\nextensions = ["Note", "notes"]\n'
+                 'mime_type = "Application/X-Note"\nname = " A   note "\nrole = "editor"\n'
+                 'icon = "note.png"\n',
+                 {"note.png": PNG_MAGIC + b"rest"})
+    m = load_manifest(root, platform="linux")
+    assert m.app.url_schemes == ("notes", "x-notes+v1")
+    assert m.app.single_instance is False
+    assert m.window.menu == (MenuItem("File", items=(
+        MenuItem("Open…", "open"), MenuItem(separator=True),
+        MenuItem("Recent", items=(MenuItem("A", "a"),)))),)
+    assert m.bundle.file_associations == (FileAssociation(
+        ("note", "notes"), "application/x-note", "A note", "editor", root / "note.png"),)
+    bare = load_manifest(write(tmp_path / "bare", APP), platform="linux")
+    assert bare.app.single_instance is True
+    assert bare.app.url_schemes == () and bare.window.menu == ()
+    assert bare.bundle.file_associations == ()
 
 
 def test_page_preopens_load_typed(tmp_path: Path) -> None:

@@ -74,12 +74,13 @@ def stubs(top: Path) -> dict[str, Path]:
 
 
 def build(parent: Path, stubs: dict[str, Path], name: str, version: str, webview2: str,
-          stale: bool = False) -> dict[str, Path]:
+          stale: bool = False, extra_toml: str = "") -> dict[str, Path]:
     """A `wvwasi new` project built for Windows as zip, nsis and msi: {format: path}.
-    `stale`: ship an extra resource file, which the next version drops."""
+    `stale`: ship an extra resource file, which the next version drops; `extra_toml` is
+    appended to its wvwasi.toml."""
     project = parent / f"{name}-{version}"
     project.mkdir(parents=True)
-    extra = f'[bundle.windows]\nwebview2 = "{webview2}"\n'
+    extra = f'[bundle.windows]\nwebview2 = "{webview2}"\n{extra_toml}'
     if stale:
         extra = '[bundle]\nresources = ["old.txt"]\n' + extra
     path = new_project(project, name, extra, identifier=f"dev.wvwasi.wine.{name.lower()}")
@@ -257,6 +258,59 @@ def test_download_mode_runs_powershell_and_a_failed_download_installs_nothing(
     assert (folder / "download.exe").is_file()
     assert wine.run(folder / "uninstall.exe", "/S") == 0
     assert not folder.exists()
+
+
+ASSOCIATIONS = """
+[[bundle.file_associations]]
+extensions = ["wvnote"]
+mime_type = "application/x-wvwasi-note"
+name = "Wine note"
+role = "editor"
+
+[target.windows.app]
+url_schemes = ["wvwine"]
+"""
+
+
+def association_keys(wine: Wine, progid: str, scheme: str) -> dict[str, dict[str, str]]:
+    """The HKCU\\Software\\Classes keys an install registered for the note type and scheme."""
+    classes = "Software\\Classes\\"
+    return {k[len(classes):]: v for k, v in wine.registry().items()
+            if k.startswith(classes) and k[len(classes):].split("\\")[0] in
+            (progid, scheme, ".wvnote")}
+
+
+@pytest.mark.parametrize("fmt", ["nsis", "msi"])
+def test_installers_register_the_file_type_and_url_scheme_per_user(
+    wine: Wine, stubs: dict[str, Path], top: Path, fmt: str
+):
+    wine.reg_add(WEBVIEW2_KEY, "pv", "120.0.2210.91")
+    name = f"Assoc{fmt}"
+    slug = name.lower()
+    built = build(top / f"assoc-{fmt}", stubs, name, "0.1.0", "skip", extra_toml=ASSOCIATIONS)
+    progid = f"dev.wvwasi.wine.{slug}.wvnote"
+    exe = f"{windows_path(wine.local_appdata)}\\Programs\\{slug}\\{slug}.exe"
+    exe = "C:\\users\\" + exe.split("\\users\\", 1)[1]
+    if fmt == "nsis":
+        assert wine.run(built["nsis"], "/S") == 0
+    else:
+        assert wine.run("msiexec", "/i", built["msi"], "/qn") == 0
+    keys = association_keys(wine, progid, "wvwine")
+    command = keys[f"{progid}\\shell\\open\\command"][""]
+    assert command.lower() == f'"{exe}" "%1"'.lower()
+    assert keys[progid][""] == "Wine note"
+    assert keys[f"{progid}\\DefaultIcon"][""].lower().endswith('\\app\\icon.ico",0')
+    assert progid in keys[".wvnote\\OpenWithProgids"]
+    assert keys["wvwine"][""] == f"URL:{name}" and keys["wvwine"]["URL Protocol"] == ""
+    assert keys["wvwine\\shell\\open\\command"][""].lower() == command.lower()
+
+    if fmt == "nsis":
+        assert wine.run(wine.local_appdata / "Programs" / slug / "uninstall.exe", "/S") == 0
+    else:
+        assert wine.run("msiexec", "/x", built["msi"], "/qn") == 0
+    left = association_keys(wine, progid, "wvwine")
+    assert not [k for k, v in left.items() if v and not k.startswith(".wvnote")], left
+    assert progid not in left.get(".wvnote\\OpenWithProgids", {})
 
 
 def resources(exe: Path) -> dict[int, dict[int, bytes]]:

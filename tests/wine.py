@@ -117,18 +117,18 @@ class Wine:
 
     def registry(self, hive: str = "user") -> dict[str, dict[str, str]]:
         """The prefix's `user.reg` or `system.reg`: {key path: {value name: value text}}, keys
-        spelled with single backslashes, string values unquoted."""
+        spelled with single backslashes, string values unquoted, a key's default value named ""."""
         text = (self.prefix / f"{hive}.reg").read_text(encoding="utf-8", errors="replace")
         keys: dict[str, dict[str, str]] = {}
         current: dict[str, str] | None = None
         for line in text.splitlines():
             if m := re.match(r"\[(.+?)\]( \d+)?$", line):
                 current = keys.setdefault(m.group(1).replace("\\\\", "\\"), {})
-            elif current is not None and (m := re.match(r'"(.*?)"=(.*)$', line)):
+            elif current is not None and (m := re.match(r'(?:"(.*?)"|@)=(.*)$', line)):
                 value = m.group(2)
                 if value.startswith('"'):
                     value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-                current[m.group(1)] = value
+                current[m.group(1) or ""] = value  # "": the key's default value (@)
         return keys
 
     def stub_info(self, exe_name: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from wvwasi.packager import icons
 from wvwasi.packager.caches import cached_blob
+from wvwasi.packager.formats import _associations
 from wvwasi.packager.formats._archive import normalize_tree
 from wvwasi.packager.stage import StagedApp
 from wvwasi.templates import ROOT as TEMPLATES
@@ -49,25 +50,30 @@ def install_prefix(app: StagedApp) -> str:
 
 
 def desktop_entry(app: StagedApp, exec_path: str, icon: str) -> str:
-    """The freedesktop .desktop file text."""
+    """The freedesktop .desktop file text; with associations or URL schemes, `MimeType=` and
+    `%U` (files and URLs) on the Exec line."""
     def clean(text: str) -> str:
         return " ".join(text.split()).replace("\\", "\\\\")
 
+    types = _associations.mime_types(app.manifest)
     template = string.Template((TEMPLATES / "app.desktop").read_text(encoding="utf-8"))
-    return template.substitute(
+    text = template.substitute(
         name=clean(app.name),
         comment=clean(app.manifest.app.description or app.name),
-        exec=exec_path,
+        exec=f"{exec_path} %U" if types else exec_path,
         icon=icon,
         category=app.manifest.bundle.linux.category,
     )
+    return text + (f"\nMimeType={';'.join(types)};\n" if types else "")
 
 
 def install_tree(app: StagedApp, root: Path, mtime: int | None) -> list[str]:
     """Lay out under `root` (as if it were `/`) what a package installs besides the app folder
     /opt/<slug> (which packages take straight from the staged app): /usr/bin/<slug> ->
     /opt/<slug>/<slug>, /usr/share/applications/<identifier>.desktop,
-    /usr/share/icons/hicolor/*/apps/<identifier>.png; normal modes and, if set, mtime `mtime`.
+    /usr/share/icons/hicolor/*/apps/<identifier>.png; with file associations also
+    /usr/share/mime/packages/<identifier>.xml and each association icon under
+    hicolor/*/mimetypes/; normal modes and, if set, mtime `mtime`.
 
     Returns the installed paths that are not folders shared with other packages, /opt/<slug>
     included (what the package owns).
@@ -81,26 +87,35 @@ def install_tree(app: StagedApp, root: Path, mtime: int | None) -> list[str]:
     desktop = share / "applications" / f"{ident}.desktop"
     desktop.parent.mkdir(parents=True)
     desktop.write_text(desktop_entry(app, f"/usr/bin/{app.slug}", ident), encoding="utf-8")
-    icon_files = hicolor_icons(app, share, ident)
-    normalize_tree(root, mtime)
+    icon_files = hicolor_icons(app.icon, share, "apps", ident)
     owned = [prefix, f"/usr/bin/{app.slug}", f"/usr/share/applications/{ident}.desktop"]
+    xml = _associations.mime_xml(app.manifest)
+    if xml is not None:
+        (share / "mime" / "packages").mkdir(parents=True)
+        (share / "mime" / "packages" / f"{ident}.xml").write_text(xml, encoding="utf-8")
+        owned.append(f"/usr/share/mime/packages/{ident}.xml")
+    for a in app.manifest.bundle.file_associations:
+        if a.icon is not None:
+            icon_files += hicolor_icons(a.icon, share, "mimetypes", _associations.mime_icon_name(a))
+    normalize_tree(root, mtime)
     owned += ["/" + p.relative_to(root).as_posix() for p in icon_files]
     return owned
 
 
-def hicolor_icons(app: StagedApp, share: Path, ident: str) -> list[Path]:
-    """`icons.write_hicolor`'s files, each size rendered once per icon (cached by the icon's
-    SHA-256: resizing and optimizing eight PNGs is most of a rebuild's icon work)."""
-    digest = hashlib.sha256(app.icon.read_bytes()).hexdigest()
+def hicolor_icons(source: Path, share: Path, context: str, name: str) -> list[Path]:
+    """`share/icons/hicolor/<n>x<n>/<context>/<name>.png` for each of icons.HICOLOR_SIZES, each
+    size rendered once per icon (cached by the icon's SHA-256: resizing and optimizing eight
+    PNGs is most of a rebuild's icon work)."""
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
     master: list[Image.Image] = []
     files = []
     for size in icons.HICOLOR_SIZES:
-        out = share / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{ident}.png"
+        out = share / "icons" / "hicolor" / f"{size}x{size}" / context / f"{name}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
 
         def render(size: int = size, out: Path = out) -> bytes:
             if not master:
-                master.append(icons.load_icon(app.icon))
+                master.append(icons.load_icon(source))
             return icons.write_png(master[0], out, size).read_bytes()
 
         out.write_bytes(cached_blob(f"icon-{digest}-{size}.png", render))

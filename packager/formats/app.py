@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wvwasi.packager import icons
-from wvwasi.packager.formats import FormatOptions, _macos_bundle
+from wvwasi.packager.formats import FormatOptions, _associations, _macos_bundle
 from wvwasi.packager.formats._sign import can_sign_macos, notarize, sign_macos
 from wvwasi.packager.stage import StagedApp
 
@@ -30,7 +30,7 @@ ENTITLEMENTS: dict[str, Any] = {"com.apple.security.cs.allow-jit": True}
 
 
 def info_plist(app: StagedApp) -> dict[str, Any]:
-    """The Info.plist dictionary."""
+    """The Info.plist dictionary (with the file associations' and URL schemes' entries)."""
     info = app.manifest.app
     short = ".".join(re.findall(r"\d+", info.version.split("-")[0].split("+")[0])[:3])
     return {
@@ -47,6 +47,7 @@ def info_plist(app: StagedApp) -> dict[str, Any]:
         "LSMinimumSystemVersion": app.manifest.bundle.macos.minimum_system_version,
         "NSHighResolutionCapable": True,
         "NSHumanReadableCopyright": info.publisher,
+        **_associations.plist_entries(app.manifest),
     }
 
 

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from wvwasi.packager.formats import FormatOptions, _webview2
+from wvwasi.packager.formats import FormatOptions, _associations, _webview2
 from wvwasi.packager.formats._sign import sign_windows
 from wvwasi.packager.stage import StagedApp
 from wvwasi.packager.tools import run
@@ -171,8 +171,7 @@ def refuse_if_running_xml(app: StagedApp, base: Path) -> str:
         property=RUNNING_PROPERTY, exe=app.executable.name, path=json.dumps(path)),
         encoding="utf-8")
     message = f"{app.manifest.app.name} is running. Close it, then try again."
-    # a Formatted field: `[` and `]` would be property references, so [\[] and [\]]
-    message = _attr("".join({"[": "[\\[]", "]": "[\\]]"}.get(c, c) for c in message))
+    message = _attr(_formatted(message))
     return "\n".join([
         '    <Binary Id="FindRunningAppScript" '
         f'SourceFile={quoteattr(os.path.relpath(script, base))} />',
@@ -184,6 +183,32 @@ def refuse_if_running_xml(app: StagedApp, base: Path) -> str:
     ])
 
 
+def _formatted(text: str) -> str:
+    """`text` for an MSI Formatted field: `[` and `]` would be property references."""
+    return "".join({"[": "[\\[]", "]": "[\\]]"}.get(c, c) for c in text)
+
+
+def registry_xml(app: StagedApp) -> tuple[str, list[str]]:
+    """(elements, component ids) of the file associations' and URL schemes' HKCU values, one
+    component whose key path is the first of them; removing the product removes them."""
+    reg = _associations.windows_registration(app.manifest)
+    if not reg.values:
+        return "", []
+    guid = str(uuid.uuid5(NAMESPACE, f"{app.manifest.app.identifier}/associations")).upper()
+    exe = f"[INSTALLDIR]{_formatted(app.executable.name)}"
+    lines = ['    <DirectoryRef Id="INSTALLDIR">',
+             f'      <Component Id="Associations" Guid="{guid}">']
+    for i, v in enumerate(reg.values):
+        value = _formatted(v.value).replace(_associations.EXE, exe) \
+            .replace(_associations.ICON, "[INSTALLDIR]app\\icon.ico")
+        name = f" Name={quoteattr(v.name)}" if v.name else ""
+        lines.append(f'        <RegistryValue Root="HKCU" Key={quoteattr(v.key)}{name} '
+                     f'Type="string" Value={quoteattr(value)}'
+                     + (' KeyPath="yes" />' if i == 0 else " />"))
+    lines += ["      </Component>", "    </DirectoryRef>"]
+    return "\n".join(lines), ["Associations"]
+
+
 def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
     """The .wxs source text, to be compiled in folder `base` (the running-app check's script
     is written there); `webview2`: the WebView2 installer to embed (modes that embed one)."""
@@ -191,6 +216,8 @@ def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
     tree, components = tree_xml(app, base)
     webview2_elements, webview2_components = webview2_xml(app, webview2, base)
     components += webview2_components
+    registry, registry_components = registry_xml(app)
+    components += registry_components
     template = string.Template((TEMPLATES / "app.wxs").read_text(encoding="utf-8"))
     return template.substitute(
         name=_attr(info.name),
@@ -206,6 +233,7 @@ def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
         tree=tree,
         refuse_if_running=refuse_if_running_xml(app, base),
         webview2=webview2_elements,
+        registry=registry,
         component_refs="\n".join(f'      <ComponentRef Id="{c}" />' for c in components),
     )
 

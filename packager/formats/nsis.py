@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from pathlib import Path, PureWindowsPath
 
-from wvwasi.packager.formats import FormatOptions, _webview2
+from wvwasi.packager.formats import FormatOptions, _associations, _webview2
 from wvwasi.packager.formats._linux import installed_size_kib
 from wvwasi.packager.formats._sign import sign_windows, uninstaller_signing_command
 from wvwasi.packager.stage import StagedApp, walk
@@ -91,6 +91,7 @@ def script(app: StagedApp, outfile: Path, icon: Path, webview2: Path | None = No
     """The .nsi text; `webview2`: the WebView2 installer to embed (modes that embed one)."""
     info = app.manifest.app
     install, uninstall = file_lists(app)
+    register, unregister = registry_lines(app)
     template = string.Template((TEMPLATES / "installer.nsi").read_text(encoding="utf-8"))
     return template.substitute(
         name=quote(info.name),
@@ -108,7 +109,34 @@ def script(app: StagedApp, outfile: Path, icon: Path, webview2: Path | None = No
         webview2_key=_webview2.CLIENT_KEY.rsplit("\\", 1)[1],
         webview2_section="\n".join(webview2_lines(app, webview2)),
         uninstall_finalize=_finalize(app),
+        register=register,
+        unregister=unregister,
     )
+
+
+def registry_lines(app: StagedApp) -> tuple[str, str]:
+    """(install, uninstall) lines for the file associations and URL schemes (per user), each
+    followed by the shell's association-changed notification."""
+    reg = _associations.windows_registration(app.manifest)
+    if not reg.values:
+        return "", ""
+
+    exe = f"$INSTDIR\\{quote(app.executable.name)}"
+
+    def text(value: str) -> str:
+        return quote(value).replace(_associations.EXE, exe) \
+            .replace(_associations.ICON, "$INSTDIR\\app\\icon.ico")
+
+    notify = "  System::Call 'shell32::SHChangeNotify(i 0x08000000, i 0, p 0, p 0)'"
+    install = [f'  WriteRegStr HKCU "{quote(v.key)}" "{quote(v.name)}" "{text(v.value)}"'
+               for v in reg.values]
+    uninstall = [f'  DeleteRegKey HKCU "{quote(k)}"' for k in reg.keys]
+    for key, name in reg.shared_values:  # .ext\OpenWithProgids, and .ext if now empty
+        parent = key.rsplit("\\", 1)[0]
+        uninstall += [f'  DeleteRegValue HKCU "{quote(key)}" "{quote(name)}"',
+                      f'  DeleteRegKey /ifempty HKCU "{quote(key)}"',
+                      f'  DeleteRegKey /ifempty HKCU "{quote(parent)}"']
+    return "\n".join([*install, notify]), "\n".join([*uninstall, notify])
 
 
 def _finalize(app: StagedApp) -> str:

@@ -40,19 +40,23 @@ class Op(IntEnum):
     TERMINATE = 5
     CREDIT = 6  # u32: window bytes the sender of this record has consumed
     RUN = 7  # JSON spec + file bytes + stdin: run a task to completion
-    PICK = 8  # JSON {mode}: open the native folder picker
+    PICK = 8  # JSON {mode, kind?, ...}: open the native folder picker or file dialog
     MOUNT = 9  # JSON {grant | preopen, mode?}: lend a host folder to a page-supplied module
     FS_CALL = 10  # one file call on the mount of this id (runtime/bridge/hostfs.py's wire format)
+    READ = 11  # JSON {grant}: the content of a file grant (answered by DATA or ERROR)
+    WRITE = 12  # JSON {grant} + bytes: replace a read-write file grant's file (DATA or ERROR)
+    APP = 13  # JSON {call, args}: a `wvwasi.window` call (DATA with its JSON result, or ERROR)
     MESSAGE = 16  # one message from the service
     STDERR = 17  # one stderr line (UTF-8)
     EXIT = 18  # JSON {code, error}: the worker has ended
     ERROR = 19  # JSON {kind, message}: a spawn, run or pick was refused or failed
     RESULT = 20  # JSON {exitCode, stdoutLength, error} + stdout + stderr
-    GRANT = 21  # JSON {grant, name, mode}
+    GRANT = 21  # JSON {grant, name, mode, kind}, or {grants: [...]} for files
     RELOAD = 22  # id 0: reload the page (`wvwasi dev`)
     MOUNTED = 23  # JSON {mode}: the folder is lent; FS_CALL records on this id may follow
     FS_REPLY = 24  # the answer to the mount's FS_CALL
     OUTPUT = 25  # JSON {path} + bytes: a piece of an output file, before EXIT/RESULT
+    DATA = 26  # a READ's bytes, or empty: a WRITE is done
 
 
 #: Op by its wire value: a dict lookup per record instead of an `Op(n)` enum call.

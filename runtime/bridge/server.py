@@ -22,7 +22,7 @@ from aiohttp import web
 from ..host.hostdirs import HostDirs
 from .auth import LAUNCH_PATH, WS_PATH, Gate
 from .conns import Connections
-from .grants import Grants, Picker
+from .grants import AppCalls, FilePicker, Grants, Launched, Picker
 from .hostfs import HandleBudget, HostFolder
 from .memory import return_large_buffers
 from .mounts import Mounts
@@ -61,6 +61,9 @@ class Bridge:
         host: ServiceHost,
         *,
         picker: Picker | None = None,
+        file_picker: FilePicker | None = None,
+        launched: Launched | None = None,
+        app_calls: AppCalls | None = None,
         dev: bool = False,
         port: int = 0,
         updater: UpdaterFactory | None = None,
@@ -69,6 +72,10 @@ class Bridge:
         self.manifest = manifest
         self.host = host
         self.picker = _one_at_a_time(picker) if picker is not None else None
+        #: the file dialogs run on the picker's one thread: one dialog at a time either way
+        self.file_picker = file_picker
+        self.launched = launched
+        self.app_calls = app_calls
         self.dev = dev
         self.port = port
         self._files = UIFiles(manifest.ui.dir, manifest.ui.entry)
@@ -254,7 +261,9 @@ class Bridge:
             await ws.prepare(request)
             session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
                               pool=self._pool, picker_pool=self._picker_pool,
-                              mounts=self._page_mounts, transport=request.transport)
+                              mounts=self._page_mounts, transport=request.transport,
+                              file_picker=self.file_picker, launched=self.launched,
+                              app_calls=self.app_calls)
             self._sessions.add(session)
             try:
                 await session.serve()

@@ -17,6 +17,7 @@ a page stalled that way for flow.STALL_TIMEOUT is closed 1008.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -33,7 +34,7 @@ from ..host.service_host import SpawnOptions
 from ..manifest import Manifest, Service
 from . import flow
 from .flow import Outbox
-from .grants import Grants, Picker
+from .grants import AppCalls, FilePicker, Grants, Launched, Picker
 from .link import Input, WorkerLink, error_json
 from .mounts import Mounts
 from .protocol import (
@@ -60,6 +61,9 @@ _WINDOW_OPS = (Op.SEND, Op.STDIN)
 _INPUT_OPS = frozenset((Op.SEND, Op.STDIN, Op.CLOSE_STDIN))
 #: Spawns and runs of one page that may be starting (in the host) at once.
 STARTS_PER_PAGE = 2
+#: File-grant reads and writes of one page in progress at once (a read waits for room in the
+#: outbox first, so a page asking for many big files holds at most this many in memory).
+FILE_IO_PER_PAGE = 2
 #: Seconds the page has to take the bridge's close frame before its connection is cut.
 CLOSE_WAIT = 1.0
 #: Folder requests of one page that may be pending at once.
@@ -79,6 +83,9 @@ class Session:
         host: ServiceHost,
         picker: Picker | None,
         pool: Executor,
+        file_picker: FilePicker | None = None,
+        launched: Launched | None = None,
+        app_calls: AppCalls | None = None,
         picker_pool: Executor | None = None,
         mounts: Callable[[Grants], Mounts] | None = None,
         transport: asyncio.Transport | None = None,
@@ -90,13 +97,15 @@ class Session:
         self._pool = pool
         self._loop = asyncio.get_running_loop()
         self._outbox = Outbox(self._loop, self._stalled)
-        self._grants = Grants(picker, picker_pool or pool)
+        self._grants = Grants(picker, picker_pool or pool, file_picker, launched, pool)
+        self._app_calls = app_calls
         self._mounts = mounts(self._grants) if mounts is not None else None
         self._links: dict[int, WorkerLink] = {}
         self._admission = Admission(manifest.limits.instances_per_page,
                                     lambda: len(self._links), self._launch)
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts = asyncio.Semaphore(STARTS_PER_PAGE)
+        self._file_io_slots = asyncio.Semaphore(FILE_IO_PER_PAGE)
         self._picks = 0
         self._last_id = 0  # ids of SPAWN/RUN/PICK/MOUNT increase along the connection
 
@@ -205,6 +214,14 @@ class Session:
                 await self._mount(ident, spec)
             elif op is Op.FS_CALL:
                 self._fs_call(ident, payload.tobytes())
+            elif op is Op.APP:
+                self._new_id(ident)
+                spec, _ = split_json(payload)
+                self._task(self._app_call(ident, spec))
+            elif op in (Op.READ, Op.WRITE):
+                self._new_id(ident)
+                spec, rest = split_json(payload)
+                self._task(self._file_io(op, ident, spec.get("grant"), bytes(rest)))
             else:
                 raise ProtocolError(f"{op.name} records travel from the bridge to the page")
         if queued:
@@ -414,6 +431,44 @@ class Session:
         finally:
             self._picks -= 1
         self.post(json_record(Op.GRANT, ident, grant))
+
+    async def _app_call(self, ident: int, spec: dict[str, Any]) -> None:
+        """One `wvwasi.window` call, run on the pool (answered by DATA with JSON, or ERROR)."""
+        call, args = spec.get("call"), spec.get("args", [])
+        try:
+            if self._app_calls is None:
+                raise Refused("unavailable", "wvwasi.window needs the app window, and this "
+                              "page is not shown in one (wvwasi serve has none)")
+            if not (isinstance(call, str) and isinstance(args, list)):
+                raise Refused("invalid", "expected {call, args: [...]}")
+            calls = self._app_calls
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._pool, lambda: calls(call, args))
+        except Refused as e:
+            self.error(ident, e)
+            return
+        except Exception as e:  # the window is closing, or the backend failed
+            log.exception("a wvwasi.window call failed")
+            self.error(ident, Refused("unavailable", f"the window call failed: {e}"))
+            return
+        if not self._closed:
+            self.post(record(Op.DATA, ident, json.dumps(result).encode()))
+
+    async def _file_io(self, op: Op, ident: int, grant: Any, data: bytes) -> None:
+        """Read or replace a file grant's file (answered by DATA or ERROR)."""
+        try:
+            async with self._file_io_slots:
+                if op is Op.READ:
+                    await self._outbox.room()
+                    data = await self._grants.read(grant)
+                else:
+                    await self._grants.write(grant, data)
+                    data = b""
+        except Refused as e:
+            self.error(ident, e)
+            return
+        if not self._closed:
+            self.post(record(Op.DATA, ident, data))
 
     async def _mount(self, ident: int, spec: dict[str, Any]) -> None:
         """Lend a host folder to a page-supplied module (answered by MOUNTED or ERROR)."""

@@ -232,7 +232,77 @@ declare class WasiWorker extends EventTarget {
   static readonly services: Record<string, WasiServiceInfo>;
 }
 
-// --- wvwasi.updater, wvwasi.app.relaunch (docs/update.md) ------------------------------------
+// -- the `wvwasi` global: the app beside its services (docs/page-api.md, "The wvwasi global") --
+
+/** A document a launch named: its path, and a grant with the mode its association gives it
+ *  (read-write only for an `editor` association; null if it could not be granted). */
+interface WvwasiOpenedFile {
+  path: string;
+  name: string;
+  mode: 'ro' | 'rw';
+  grant: FileGrant | null;
+}
+
+/** `open`: the app was launched (or, single-instance, launched again) with these. */
+interface WvwasiOpenDetail {
+  files: WvwasiOpenedFile[];
+  /** Arguments whose scheme is one of `[app] url_schemes`. */
+  urls: string[];
+  /** Everything else on the command line. */
+  args: string[];
+  /** The launch's working folder. */
+  cwd: string;
+}
+
+/** `menu`: a `[[window.menu]]` item with this `id` was clicked. */
+interface WvwasiMenuDetail {
+  id: string;
+}
+
+interface WvwasiAppEventMap {
+  open: CustomEvent<WvwasiOpenDetail>;
+  menu: CustomEvent<WvwasiMenuDetail>;
+}
+
+/** `wvwasi.app`: events from the app window. `open` events wait until the first `open`
+ *  listener is added (the first launch's documents are not lost to a slow page). */
+interface WvwasiApp extends EventTarget {
+  addEventListener<K extends keyof WvwasiAppEventMap>(
+    type: K,
+    listener: (this: WvwasiApp, ev: WvwasiAppEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+}
+
+interface Wvwasi {
+  readonly app: WvwasiApp;
+}
+
+declare var wvwasi: Wvwasi;
+
+/** `wvwasi.window`: the app window. Each call rejects with kind `invalid` for a bad argument
+ *  and `unavailable` without an app window; on the web `setTitle` sets `document.title`,
+ *  `setFullscreen` uses the Fullscreen API, and `resize`/`close` reject with `unavailable`. */
+interface WvwasiWindow {
+  /** At most 1024 characters. */
+  setTitle(title: string): Promise<void>;
+  /** Width and height in pixels, each 1 to 16384. */
+  resize(width: number, height: number): Promise<void>;
+  setFullscreen(on: boolean): Promise<void>;
+  /** Close the window: the app shuts down as if the user had closed it. */
+  close(): Promise<void>;
+}
+
+interface Wvwasi {
+  readonly window: WvwasiWindow;
+}
+
+// -- wvwasi.updater, wvwasi.app.relaunch (docs/update.md) -------------------------------------
 
 /** A newer signed release of the app (from its `[update]` endpoints' latest.json). */
 interface WvwasiRelease {
@@ -259,14 +329,11 @@ interface WvwasiUpdater {
   install(onProgress?: (progress: WvwasiUpdateProgress) => void): Promise<string | null>;
 }
 
-interface WvwasiApp extends EventTarget {
+interface WvwasiApp {
   /** Start the app again (the version now installed) and close this one. */
   relaunch(): Promise<void>;
 }
 
 interface Wvwasi {
   readonly updater: WvwasiUpdater;
-  readonly app: WvwasiApp;
 }
-
-declare var wvwasi: Wvwasi;

@@ -1262,10 +1262,165 @@
 
   for (const type of ['message', 'error', 'exit']) handlerProperty(WasiWorker.prototype, type);
 
-  Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService});
+  // -- `wvwasi.app`: events from the app window (docs/page-api.md, "The wvwasi global") --------
+  // `open`: the files, URLs and arguments of a launch (the first one, and each later launch the
+  // single instance was handed); `menu`: a [[window.menu]] item was clicked. The window calls
+  // __wvwasiDispatch; `open` events wait until the page adds its first `open` listener.
+  class AppEvents extends EventTarget {
+    #held = [];
+    #listened = false;
+
+    addEventListener(type, listener, options) {
+      super.addEventListener(type, listener, options);
+      if (type === 'open' && listener && !this.#listened) {
+        this.#listened = true;
+        const held = this.#held.splice(0);
+        setTimeout(() => { for (const detail of held) this.#fire('open', detail); });
+      }
+    }
+
+    #fire(type, detail) {
+      this.dispatchEvent(new CustomEvent(type, {detail}));
+    }
+
+    deliver(type, detail) {
+      if (type === 'open' && !this.#listened) {
+        this.#held.push(detail);
+      } else {
+        this.#fire(type, detail);
+      }
+      return true;
+    }
+  }
+  const appEvents = new AppEvents();
+  // An `open` event's files become FileGrants first (in order: each waits for the one before).
+  let opening = Promise.resolve();
+  Object.defineProperty(globalThis, '__wvwasiDispatch', {
+    value: (type, detail) => {
+      if (type !== 'open' || !detail.files?.length) return appEvents.deliver(type, detail);
+      opening = opening.then(async () => {
+        const files = [];
+        for (const {token, ...file} of detail.files) {
+          const grants = await pickFiles({kind: 'launched', token}).catch(() => []);
+          files.push({...file, grant: grants[0] ?? null});
+        }
+        appEvents.deliver(type, {...detail, files});
+      });
+      return true;
+    },
+  });
+
+  // -- `wvwasi.dialog`: files the user picks, as FileGrants -------------------------------------
+  /** A file the user picked (or opened the app with): read it, and replace it if read-write. */
+  class FileGrant {
+    constructor(id, name, mode) {
+      Object.defineProperty(this, 'id', {value: id});
+      this.name = name;
+      this.mode = mode;
+      Object.freeze(this);
+    }
+
+    /** The file's bytes. */
+    read() {
+      return fileRequest(OP.READ, this, []).then(({buffer, start, length}) =>
+        new Uint8Array(buffer.slice(start, start + length)));
+    }
+
+    /** The file's text (UTF-8). */
+    async text() {
+      return decoder.decode(await this.read());
+    }
+
+    /** Replace the file's content (a string, Blob, ArrayBuffer or TypedArray), atomically. */
+    async write(data) {
+      checkData(data, 'FileGrant.write() data');
+      await fileRequest(OP.WRITE, this, [await toBytesAsync(data, 'FileGrant.write() data')]);
+    }
+  }
+
+  function fileRequest(op, grant, blobs) {
+    return new Promise((resolve, reject) => {
+      const request = new Request((buffer, start, length) => resolve({buffer, start, length}),
+                                  reject);
+      request.send(op, jsonPayload({grant: grant.id}, blobs));
+    });
+  }
+
+  function pickFiles(spec) {
+    return new Promise((resolve, reject) => {
+      const request = new Request((buffer, start) => {
+        const [{grants}] = readJson(buffer, start);
+        resolve(grants.map((g) => new FileGrant(g.grant, g.name, g.mode)));
+      }, reject);
+      request.send(OP.PICK, jsonPayload(spec));
+    });
+  }
+
+  function acceptList(accept, what) {
+    if (accept === undefined) return [];
+    if (!Array.isArray(accept) || !accept.every((a) => typeof a === 'string')) {
+      throw new TypeError(`${what}: accept must be an array of extensions like ['.note']`);
+    }
+    return accept;
+  }
+
+  const dialog = {
+    /** Ask the user for a file to open (an array of them with `multiple`). */
+    async openFile(options = {}) {
+      const mode = options.mode ?? 'ro';
+      if (mode !== 'ro' && mode !== 'rw') {
+        throw new TypeError(`wvwasi.dialog.openFile(): mode must be 'ro' or 'rw', got ${JSON.stringify(mode)}`);
+      }
+      const multiple = Boolean(options.multiple);
+      const grants = await pickFiles({kind: 'open', mode, multiple,
+                                      accept: acceptList(options.accept, 'openFile()')});
+      return multiple ? grants : grants[0];
+    },
+    /** Ask the user where to save; a read-write FileGrant (the file may not exist yet). */
+    async saveFile(options = {}) {
+      const suggestedName = options.suggestedName ?? '';
+      if (typeof suggestedName !== 'string') {
+        throw new TypeError('wvwasi.dialog.saveFile(): suggestedName must be a string');
+      }
+      const [grant] = await pickFiles({kind: 'save', mode: 'rw', suggestedName,
+                                       accept: acceptList(options.accept, 'saveFile()')});
+      return grant;
+    },
+  };
+  // -- `wvwasi.window`: the app window's title, size, full screen, close ------------------------
+  function appCall(call, args) {
+    return new Promise((resolve, reject) => {
+      const request = new Request((buffer, start, length) =>
+        resolve(JSON.parse(decoder.decode(new Uint8Array(buffer, start, length)))), reject);
+      request.send(OP.APP, jsonPayload({call, args}));
+    });
+  }
+
+  // On the web the page's own document stands in where the browser has an API for it.
+  const unavailable = (what) => Promise.reject(new WasiError(
+    `wvwasi.window.${what}() needs the desktop app: a web page cannot ${what} its browser window`,
+    'unavailable'));
+  const appWindow = config.web ? {
+    setTitle: async (title) => { document.title = String(title); },
+    resize: () => unavailable('resize'),
+    setFullscreen: async (on) => {
+      if (on) await document.documentElement.requestFullscreen();
+      else if (document.fullscreenElement) await document.exitFullscreen();
+    },
+    close: () => unavailable('close'),
+  } : {
+    setTitle: (title) => appCall('setTitle', [String(title)]),
+    resize: (width, height) => appCall('resize', [width, height]),
+    setFullscreen: (on) => appCall('setFullscreen', [Boolean(on)]),
+    close: () => appCall('close', []),
+  };
+  const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow)};
+
+  Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService,
+                             FileGrant, wvwasi});
 
   // --- wvwasi.updater, wvwasi.app.relaunch (docs/update.md) -----------------------------------
-  // The `wvwasi` global beside WasiWorker; other parts add their own members to it.
+  // Members of the `wvwasi` global above.
   {
     const action = async (name) => {
       const url = `/__wvwasi/actions/${name}?key=${encodeURIComponent(socketKey ?? '')}`;
@@ -1277,7 +1432,6 @@
       if (reply.error) throw new WasiError(reply.error, 'update');
       return reply;
     };
-    const wvwasi = (globalThis.wvwasi ??= {});
     wvwasi.updater = Object.freeze({
       /** A newer signed release: {version, notes, date}, or null when this one is the newest. */
       async check() {
@@ -1308,7 +1462,6 @@
         }
       },
     });
-    wvwasi.app ??= new EventTarget();
     /** Start the app again (its installed version) and close this one. */
     wvwasi.app.relaunch = async () => {
       answer(await (await action('relaunch')).json());

@@ -22,9 +22,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from wvwasi.runtime.manifest import Manifest, Window
+from wvwasi.runtime.manifest import Manifest, MenuItem, Window
+
+if TYPE_CHECKING:
+    from wvwasi.runtime.bridge.grants import FileRequest
 
 Backend = Literal["gtk", "qt", "webview2", "wkwebview"]
 #: The Linux backends a manifest (or `--webview`) chooses from.
@@ -71,15 +74,18 @@ class AppWindow:
     """
 
     def __init__(
-        self, spec: Window, backend: Backend | None, *, inspector: bool = False
+        self, spec: Window, backend: Backend | None, *, inspector: bool = False,
+        on_menu: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
         self.inspector = inspector
+        self.on_menu = on_menu  # called with a `[[window.menu]]` item's id when it is clicked
         self._backend = backend_module(backend) if backend is not None else None
         self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
         self._window: Any = None
         self._close_requested = threading.Event()
+        self._fullscreen = False
 
     def run(self, url: str, *, on_loaded: Callable[[], None] | None = None) -> None:
         """Show the window on `url` and run the GUI until the window is closed.
@@ -112,7 +118,59 @@ class AppWindow:
         self._window.events.loaded += loaded
         gui = self._backend.GUI if self._backend is not None else None
         with _CloseOnSignals(self.close):
-            webview.start(gui=gui, debug=debug, private_mode=True)
+            webview.start(gui=gui, debug=debug, private_mode=True,
+                          menu=[self._menu(m) for m in self.spec.menu])
+
+    def _menu(self, item: MenuItem) -> Any:
+        """pywebview's menu object for a `[[window.menu]]` entry."""
+        from webview import menu
+
+        if item.separator:
+            return menu.MenuSeparator()
+        if item.id is None:
+            return menu.Menu(item.label, [self._menu(i) for i in item.items])
+        ident = item.id
+
+        def clicked() -> None:
+            if self.on_menu is not None:
+                self.on_menu(ident)
+
+        return menu.MenuAction(item.label, clicked)
+
+    def dispatch(self, kind: str, detail: dict[str, Any]) -> bool:
+        """Dispatch event `kind` with `detail` on the page's `wvwasi.app`; False if the page
+        cannot take it now (not loaded, or no wvwasi.js)."""
+        if self._window is None or not self.loaded.is_set():
+            return False
+        call = f"globalThis.__wvwasiDispatch?.({json.dumps(kind)}, {json.dumps(detail)}) === true"
+        try:
+            return self._window.run_js(call) is True
+        except Exception:  # the window is closing
+            return False
+
+    def set_title(self, title: str) -> None:
+        if self._window is not None:
+            self._window.set_title(title)
+
+    def resize(self, width: int, height: int) -> None:
+        if self._window is not None:
+            self._window.resize(width, height)
+
+    def set_fullscreen(self, on: bool) -> None:
+        """Enter or leave full screen (pywebview only toggles: the state is kept here)."""
+        if self._window is not None and on != self._fullscreen:
+            self._window.toggle_fullscreen()
+            self._fullscreen = on
+
+    def bring_forward(self) -> None:
+        """Show the window above the others (a later launch was handed to this one)."""
+        if self._window is None:
+            return
+        with contextlib.suppress(Exception):  # not shown yet, or closing
+            self._window.restore()
+            self._window.show()
+            self._window.on_top = True
+            self._window.on_top = False
 
     def close(self) -> None:
         """Close the window (idempotent); `run()` then returns."""
@@ -143,6 +201,27 @@ class AppWindow:
         chosen = self._window.create_file_dialog(webview.FileDialog.FOLDER,
                                                  directory=str(Path.home()))
         return Path(chosen[0]) if chosen else None
+
+    def pick_files(self, request: FileRequest) -> list[Path] | None:
+        """Ask the user for files to open or a file to save with the native dialog; None if
+        they cancel. Blocks until the user answers: never call it on the GUI thread."""
+        import webview
+
+        if self._window is None:
+            return None
+        types = ((f"Files ({' '.join('*.' + a for a in request.accept)})",)
+                 if request.accept else ())
+        if request.kind == "save":
+            chosen = self._window.create_file_dialog(
+                webview.FileDialog.SAVE, directory=str(Path.home()),
+                save_filename=request.suggested_name, file_types=types)
+        else:
+            chosen = self._window.create_file_dialog(
+                webview.FileDialog.OPEN, directory=str(Path.home()),
+                allow_multiple=request.multiple, file_types=types)
+        if not chosen:
+            return None
+        return [Path(c) for c in ([chosen] if isinstance(chosen, str) else chosen)]
 
     def evaluate(self, expression: str, timeout: float) -> Any:
         """The JSON value of JavaScript `expression` in the page (a Promise is awaited).

@@ -15,6 +15,7 @@ and icon.png exist there).
 
 from __future__ import annotations
 
+import itertools
 import types
 import typing
 from collections.abc import Mapping
@@ -112,11 +113,49 @@ LEAVES: Mapping[str, st.SearchStrategy[Any]] = {
     "update.download_url": st.sampled_from(["https://github.com/o/r/releases/download/v{{version}}",
                                             "http://localhost:9/files"]),
     "update.windows.install_mode": st.sampled_from(schema.UPDATE_INSTALL_MODES),
+    "app.url_schemes": st.lists(st.sampled_from(["notes", "x-app+v1", "my.app", "a-b"]),
+                                unique=True, max_size=3),
+    "app.single_instance": st.booleans(),
+    "window.menu": st.deferred(lambda: menus),
+    "bundle.file_associations": st.deferred(lambda: associations),
 }
 #: Fields that are not keys of their table (see manifest._NOT_WRITTEN); `webview` is drawn
 #: under [target.linux] by valid_manifests().
 NOT_KEYS = {schema.Manifest: ("path", "root", "platform", "webview"), schema.Service: ("name",)}
 SERVICE_NAMES = st.sampled_from(["svc", "wc", "a-b_c", "z9"])
+
+
+def _menu_entries(depth: int) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """The items of a menu list `depth` deep (the top-level menus are 1 deep): actions (their
+    ids given by _numbered), separators and, above MENU_DEPTH, submenus."""
+    options = [st.builds(lambda label: {"label": label, "id": ""}, nonempty),
+               st.just({"separator": True})]
+    if depth < schema.MENU_DEPTH:
+        options.append(st.builds(lambda label, items: {"label": label, "items": items},
+                                 nonempty, st.deferred(lambda: _menu_entries(depth + 1))))
+    return st.lists(st.one_of(options), min_size=1, max_size=3)
+
+
+def _numbered(items: list[dict[str, Any]], counter: itertools.count) -> list[dict[str, Any]]:
+    """`items` with unique action ids (`[[window.menu]]` ids are unique in the whole menu)."""
+    for item in items:
+        if "id" in item:
+            item["id"] = f"id-{next(counter)}"
+        _numbered(item.get("items", []), counter)
+    return items
+
+
+menus = st.lists(st.builds(lambda label, items: {"label": label, "items": items}, nonempty,
+                           _menu_entries(2)), max_size=2).map(
+    lambda top: _numbered(top, itertools.count()))
+associations = st.lists(st.fixed_dictionaries(
+    {"extensions": st.lists(st.sampled_from(["note", "txt2", "a_b", "x-y", "c+d"]), min_size=1,
+                            max_size=2, unique=True),
+     "mime_type": st.sampled_from(["application/x-note", "text/x-a", "image/vnd.x+y"]),
+     "name": nonempty},
+    optional={"role": st.sampled_from(typing.get_args(schema.Role)), "icon": st.just("icon.png")},
+), max_size=3).filter(lambda found: len({e for a in found for e in a["extensions"]})
+                      == sum(len(a["extensions"]) for a in found))  # each extension once
 
 
 class MissingLeaf(LookupError):

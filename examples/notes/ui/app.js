@@ -161,6 +161,7 @@ async function openNote(id) {
   if (!(await confirmDiscard())) return;
   const reply = await store.request('load', {id});
   state.current = id;
+  documentGrant = null;
   state.saved = reply.text;
   $('text').value = reply.text;
   setDirty();
@@ -200,6 +201,7 @@ async function remove() {
 
 function newNote() {
   confirmDiscard().then(() => {
+    documentGrant = null;
     state.current = null;
     state.saved = '';
     $('text').value = '';
@@ -407,7 +409,60 @@ globalThis.wvwasiSelfTest = async () => {
   };
 };
 
+// -- .note files: opened with the app (double-click), File > Open, File > Save as --------------------
+
+// The opened file's grant while the editor shows it (read-write: Save writes it back too).
+let documentGrant = null;
+
+async function openDocument(grant) {
+  if (!grant) return;
+  await confirmDiscard();
+  const text = await grant.text();
+  state.current = null;
+  state.saved = '';
+  $('text').value = text;
+  await save(); // kept as a note as well
+  documentGrant = grant.mode === 'rw' ? grant : null;
+  setDirty();
+  renderList();
+  updateStats();
+}
+
+function reportFileError(error) {
+  if (error.kind !== 'cancelled') showError(`File: ${error.message}`);
+}
+
+async function openFile() {
+  try {
+    await openDocument(await wvwasi.dialog.openFile({accept: ['.note'], mode: 'rw'}));
+  } catch (error) {
+    reportFileError(error);
+  }
+}
+
+async function saveAs() {
+  const text = $('text').value;
+  try {
+    const grant = await wvwasi.dialog.saveFile({suggestedName: `${titleOf(text)}.note`,
+                                                accept: ['.note']});
+    await grant.write(text);
+    documentGrant = grant;
+    await save();
+  } catch (error) {
+    reportFileError(error);
+  }
+}
+
+async function saveAll() {
+  await save();
+  if (documentGrant) await documentGrant.write($('text').value).catch(reportFileError);
+}
+
 // -- wiring ---------------------------------------------------------------------------------------
+
+// [[window.menu]] ids (wvwasi.toml) -> what they do.
+const commands = {new: newNote, open: openFile, save: saveAll, 'save-as': saveAs,
+                  export: exportNotes};
 
 function selectTab(name) {
   for (const tab of document.querySelectorAll('[role="tab"]')) {
@@ -424,14 +479,14 @@ function start() {
   refresh().catch((error) => showError(`Cannot list notes: ${error.message}`));
 
   $('text').oninput = () => { setDirty(); updateStats(); };
-  $('save').onclick = save;
+  $('save').onclick = saveAll;
   $('delete').onclick = remove;
   $('new-note').onclick = newNote;
   $('export').onclick = exportNotes;
   $('search').oninput = (e) => { state.filter = e.target.value.toLowerCase(); renderList(); };
   document.addEventListener('keydown', (e) => {
     if (!(e.ctrlKey || e.metaKey)) return;
-    if (e.key === 's') { e.preventDefault(); save(); }
+    if (e.key === 's') { e.preventDefault(); saveAll(); }
     if (e.key === 'n') { e.preventDefault(); newNote(); }
   });
   for (const tab of document.querySelectorAll('[role="tab"]')) {
@@ -451,6 +506,11 @@ function start() {
   $('image-reset').onclick = () => { if (original) ctx.putImageData(original, 0, 0); };
   $('image-file').onchange = (e) => { if (e.target.files[0]) loadImage(e.target.files[0]); };
   $('crash').onclick = crashTest;
+
+  wvwasi.app.addEventListener('menu', (e) => commands[e.detail.id]?.());
+  wvwasi.app.addEventListener('open', async (e) => {
+    for (const file of e.detail.files) await openDocument(file.grant).catch(reportFileError);
+  });
 
   setDirty();
   updateStats();

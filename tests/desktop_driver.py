@@ -1,0 +1,138 @@
+"""Drive tests/desktop_app in a real window, for tests/test_desktop_window.py.
+
+Usage: python tests/desktop_driver.py PROJECT BACKEND FIRST_DOC SECOND_DOC (DISPLAY and
+XDG_RUNTIME_DIR set). Runs the app in this process as its first instance, launched with
+FIRST_DOC; then launches it again (a separate process) with SECOND_DOC and with a URL, connects to
+the single-instance channel without the key, clicks two menu items, and prints one JSON object:
+the later launches' exit status and seconds, and what the page received; last the page calls
+`wvwasi.window` (title, size, close).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from driven_app import run_driven
+
+from wvwasi.runtime import single_instance
+from wvwasi.runtime.app import App
+from wvwasi.runtime.launch import classify
+from wvwasi.runtime.manifest import load_manifest
+
+WAIT = 30.0
+
+
+def wait_for(app: App, expression: str) -> Any:
+    """The value of `expression` in the page once it is truthy."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        value = app.window.evaluate(expression, WAIT)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page never showed {expression}")
+        time.sleep(0.1)
+
+
+def launch_again(project: Path, arg: str) -> dict[str, Any]:
+    """A later launch with `arg`, as a desktop would start it: its exit status and seconds."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "wvwasi.runtime", str(project), arg],
+                          capture_output=True, text=True, timeout=60)
+    return {"status": proc.returncode, "seconds": round(time.perf_counter() - started, 2),
+            "stderr": proc.stderr}
+
+
+def click_menu(label: str) -> None:
+    """Activate the GTK menu item `label` (what a click on it does)."""
+    from gi.repository import GLib, Gtk
+
+    def find(widget: Gtk.Widget) -> Gtk.MenuItem | None:
+        if isinstance(widget, Gtk.MenuItem) and widget.get_label() == label:
+            return widget
+        children = list(widget.get_children()) if isinstance(widget, Gtk.Container) else []
+        if isinstance(widget, Gtk.MenuItem) and widget.get_submenu() is not None:
+            children.append(widget.get_submenu())
+        for child in children:
+            if (found := find(child)) is not None:
+                return found
+        return None
+
+    def activate() -> bool:
+        for window in Gtk.Window.list_toplevels():
+            if (item := find(window)) is not None:
+                item.activate()
+                return False
+        raise LookupError(f"no menu item {label!r}")
+
+    GLib.idle_add(activate)
+
+
+def refused_without_key(app: App) -> bool:
+    """Connect to the channel as a process without the key would: is it closed on us?"""
+    primary = app.primary
+    assert primary is not None
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(10)
+        conn.connect(str(primary.folder / f"{primary.name}.sock"))
+        conn.recv(single_instance.NONCE)
+        body = json.dumps({"argv": ["forged"], "cwd": "/"}).encode()
+        conn.sendall(len(body).to_bytes(4, "big") + body + b"\0" * 32)
+        return conn.recv(10) == b""
+
+
+def window_calls(app: App, result: dict[str, Any]) -> None:
+    """`wvwasi.window` from the page: title (read back from X), size, a refused call, close."""
+    app.window.evaluate("wvwasi.window.setTitle('Retitled by the page')", WAIT)
+    found = subprocess.run(["xdotool", "search", "--name", "Retitled by the page"],
+                           capture_output=True, text=True, timeout=30)
+    result["retitled"] = bool(found.stdout.split())
+    app.window.evaluate("wvwasi.window.resize(640, 480)", WAIT)
+    result["inner_width"] = wait_for(app, "innerWidth === 640 && innerWidth")
+    result["bad_resize"] = app.window.evaluate(
+        "wvwasi.window.resize(0, 5).then(() => 'resolved', (e) => e.kind)", WAIT)
+    app.window._window.run_js("wvwasi.window.close(); 0")
+    result["closed_by_page"] = app.window._close_requested.wait(WAIT)
+
+
+def main() -> int:
+    project, backend, first, second = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    manifest = load_manifest(project)
+    primary = single_instance.acquire(manifest.app.identifier)
+    result: dict[str, Any] = {}
+    app = App(manifest, backend=backend, primary=primary,  # type: ignore[arg-type]
+              launch=classify([first], os.getcwd(), manifest))
+
+    def drive(app: App) -> None:
+        try:
+            if not app.window.loaded.wait(WAIT):
+                raise TimeoutError("the page never loaded")
+            result["first"] = wait_for(app, "received.opens.length === 1 && received.opens")
+            result["second_launch"] = launch_again(Path(project), second)
+            result["url_launch"] = launch_again(Path(project), "wvdesk://note/42?x=1")
+            result["refused"] = refused_without_key(app)
+            click_menu("Say hello")
+            click_menu("Deep item")
+            result["menus"] = wait_for(app, "received.menus.length === 2 && received.menus")
+            result["opens"] = wait_for(app, "received.opens.length === 3 && received.opens")
+            result["second_text"] = app.window.evaluate("received.opens[1].files[0].grant.text()",
+                                                        WAIT)
+            window_calls(app, result)
+        except Exception:
+            result["error"] = traceback.format_exc()
+        finally:
+            app.window.close()
+
+    return run_driven(app, drive, result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
