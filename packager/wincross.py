@@ -326,26 +326,15 @@ def prefix(log: Callable[[str], None]) -> Path:
 
 def _wine(argv: Sequence[str | os.PathLike[str]], wine_prefix: Path, *, timeout: float,
           env: dict[str, str] | None = None) -> str:
-    """`wine ARGV` in `wine_prefix` (stdout through a pipe), then wait for its wineserver;
-    BuildError with the last lines of output on failure."""
-    exe = find_tool("wine", STEP)
-    full_env = {**os.environ, **WINE_ENV, "WINEPREFIX": str(wine_prefix), **(env or {})}
+    """`wine ARGV` in `wine_prefix` (output through pipes), then wait for its wineserver (end
+    it after a failure); BuildError with the last lines of output on failure."""
     try:
-        proc = subprocess.run([exe, *map(str, argv)], env=full_env, capture_output=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+        out = run(["wine", *argv], step=STEP, timeout=timeout,
+                  env={**WINE_ENV, "WINEPREFIX": str(wine_prefix), **(env or {})})
+    except BuildError:
         _settle(wine_prefix, kill=True)
-        raise BuildError(STEP, f"wine {Path(str(argv[0])).name} did not finish within "
-                         f"{timeout:.0f}s (Wine prefix {wine_prefix})") from None
-    except OSError as e:
-        raise BuildError(STEP, f"cannot run wine: {e.strerror or e}") from None
+        raise
     _settle(wine_prefix)
-    out = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        text = (proc.stderr.decode("utf-8", "replace") + "\n" + out).strip()
-        tail = " | ".join(line.strip() for line in text.splitlines()[-4:] if line.strip())
-        raise BuildError(STEP, f"wine {Path(str(argv[0])).name} exited with status "
-                         f"{proc.returncode} (Wine prefix {wine_prefix}): {tail}")
     return out
 
 
