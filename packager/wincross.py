@@ -121,8 +121,10 @@ def prepare(source: Path, log: Callable[[str], None]) -> WindowsPython:
                 site = home / "Lib" / "site-packages"
                 for wheel in wheels:
                     _unzip(top / "wheels" / wheel, site)
-                (home / f"python{version.replace('.', '')}._pth").write_text(
-                    f"python{version.replace('.', '')}.zip\n.\nLib\\site-packages\nimport site\n",
+                # the embeddable layout's stdlib zip, or a full layout's Lib and DLLs
+                digits = version.replace(".", "")
+                (home / f"python{digits}._pth").write_text(
+                    f"python{digits}.zip\n.\nLib\nDLLs\nLib\\site-packages\nimport site\n",
                     encoding="utf-8")
                 shutil.rmtree(entry, ignore_errors=True)
                 os.replace(home, entry)

@@ -51,8 +51,9 @@ def cpython() -> Path:
 
 
 def build(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
-          version: str) -> dict[str, Path]:
-    """The app at `version` built for Windows here as zip, nsis and msi: {format: path}."""
+          version: str, cached: bool = False) -> dict[str, Path]:
+    """The app at `version` built for Windows here as zip, nsis and msi: {format: path}.
+    `cached`: the runtime must come from the cache (no PyInstaller run)."""
     project = write_project(top / f"project-{version}", SERVICES, resolve_wasm=wasm_fixture,
                             app={"name": "Cross", "identifier": IDENTIFIER, "version": version},
                             extra={"bundle": {"windows": {"webview2": "skip"}}})
@@ -60,6 +61,7 @@ def build(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
                   "-f", "zip", "-f", "nsis", "-f", "msi", "-o", top / f"dist-{version}",
                   "--json", timeout=3000)
     assert proc.returncode == 0, proc.stderr
+    assert not cached or "PyInstaller" not in proc.stderr, proc.stderr
     return {a["format"]: Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"]}
 
 
@@ -213,7 +215,7 @@ class TestServe:
 def v2(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
        v1: dict[str, Path]) -> dict[str, Path]:
     """The next version: built from the cached runtime (no second freeze)."""
-    return build(top, cpython, wasm_fixture, "1.2.4")
+    return build(top, cpython, wasm_fixture, "1.2.4", cached=True)
 
 
 def test_nsis_setup_installs_the_real_app_upgrades_and_uninstalls(
