@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from xvfb import xvfb  # noqa: E402
 
-from wvwasi.packager.commands.run import prepare  # noqa: E402
+from wvwasi.packager.services import prepare  # noqa: E402
 
 EXAMPLE = HERE.parent / "examples" / "notes"
 

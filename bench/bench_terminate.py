@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -84,10 +85,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     runs = parser.parse_args().runs
     fixtures = build_fixtures()
-    project = write_project(Path(tempfile.mkdtemp()) / "app", SERVICES,
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
+    port = silent.getsockname()[1]
+    services = {**SERVICES, "netrecv": {
+        "source": "net_client", "kind": "dedicated", "net": {"connect": [f"127.0.0.1:{port}"]},
+        "args": ["connect", "127.0.0.1", str(port), "recv", "60000"]}}
+    project = write_project(Path(tempfile.mkdtemp()) / "app", services,
                             resolve_wasm=lambda n: fixtures[n])
     host = ServiceHost(load_manifest(project)).start()
-    for name in SERVICES:  # compile everything first
+    for name in services:  # compile everything first
         inst = host.spawn(name)
         inst.terminate()
         inst.wait(30)
@@ -99,6 +105,7 @@ def main() -> None:
         ("blocked reading stdin", "block", None),
         ("blocked writing stdout, app not reading", "flood", None),
         ("flooding stderr, app reading every line", "errflood", sink),
+        ("blocked in wvwasi_net recv (60 s timeout)", "netrecv", None),
     ]
     baseline = None
     print("terminate() -> Exited        p50 ms   max ms   vs baseline p50")

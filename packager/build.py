@@ -26,7 +26,6 @@ from typing import Any
 
 from wvwasi import __version__
 from wvwasi.packager import caches, freeze, wincross
-from wvwasi.packager.commands.run import is_stale
 from wvwasi.packager.formats import (
     DEFAULT_FORMATS,
     FORMATS,
@@ -45,8 +44,9 @@ from wvwasi.packager.formats._sign import (
     windows_certificate,
 )
 from wvwasi.packager.formats._webview2 import installer_for
+from wvwasi.packager.services import build_service, is_stale
 from wvwasi.packager.stage import StagedApp, stage_app
-from wvwasi.packager.tools import BuildError, find_tool, run_shell
+from wvwasi.packager.tools import BuildError, find_tool
 from wvwasi.packager.web import web_problems, write_site
 from wvwasi.runtime.host.modules import WasmLoadError, sha256_file, validate_file
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
@@ -206,8 +206,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
                                  "wvwasi.toml is newer)")
                 else:
                     with clock(f"build services.{name}"):
-                        run_shell(service.build.command, step=f"build services.{name}",
-                                  cwd=service.build.workdir)
+                        build_service(service)
             _check_service(manifest, name)
         if web:
             with clock("stage"):
@@ -270,7 +269,7 @@ def _stage_native(request: BuildRequest, manifest: Manifest, names: tuple[str, .
     with clock("freeze"):
         # Linux's onefile is a launcher + the app folder (formats/onefile.py): no
         # single-file runtime; Windows and macOS append the payload to PyInstaller's
-        single = "onefile" in names and system != "linux"
+        single = system != "linux" and any(FORMATS[n].needs_onefile for n in names)
         runtime = _runtime(request, manifest, single, progress)
     with clock("stage"):
         app = stage_app(

@@ -33,17 +33,21 @@ import time
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import tomli_w
+from types import MappingProxyType
 
 from wvwasi.packager import caches, icons, winres
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.host.modules import artefact_name, copy_artefact, header_path, packed_path
-from wvwasi.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
+from wvwasi.runtime.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    dump_manifest,
+    load_manifest,
+)
 
 PAYLOAD = "app"
 _ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
@@ -101,49 +105,28 @@ class StagedApp:
         return f"{self.slug}-{self.version}-{self.platform}-{arch}{suffix}"
 
 
-def resolved_manifest(manifest: Manifest, services: Mapping[str, str]) -> dict[str, Any]:
-    """The manifest as TOML data for the payload: target overlay applied, build steps and
-    [bundle] dropped, paths relative to the payload (`services`: name -> payload path)."""
-    app = manifest.app
-    data: dict[str, Any] = {
-        "app": {
-            "name": app.name,
-            "identifier": app.identifier,
-            "version": app.version,
-            "description": app.description,
-            "publisher": app.publisher,
-            "icon": "icon.png",
-        },
-        "ui": {"dir": "ui", "entry": manifest.ui.entry},
-        "window": {
-            "title": manifest.window.title,
-            "width": manifest.window.width,
-            "height": manifest.window.height,
-            "resizable": manifest.window.resizable,
-        },
-        "services": {},
-    }
-    for name, s in manifest.services.items():
-        limits = {
-            k: v
-            for k, v in (("memory", s.limits.memory), ("timeout", s.limits.timeout),
-                         ("instances", s.limits.instances))
-            if v is not None
-        }
-        data["services"][name] = {
-            "source": services[name],
-            "kind": s.kind,
-            "args": list(s.args),
-            "env": dict(s.env),
-            "ipc": s.ipc,
-            "preopens": [{"guest": p.guest, "host": p.host, "mode": p.mode} for p in s.preopens],
-            "limits": limits,
-            "user_grants": s.user_grants,
-            "scratch": s.scratch,
-        }
-    if manifest.platform == "linux":
-        data["target"] = {"linux": {"webview": manifest.webview}}
-    return data
+def payload_manifest(manifest: Manifest, services: Mapping[str, str]) -> str:
+    """The manifest as the payload's `wvwasi.toml` text (manifest.dump_manifest): target
+    overlay applied, build steps dropped (the developer's commands and folders), paths
+    relative to the payload (`services`: name -> payload path; see the module docstring)."""
+    root = manifest.root
+
+    def relocate(key: str, path: Path) -> str:
+        if key == "app.icon":
+            return "icon.png"
+        if key == "ui.dir":
+            return "ui"
+        if key.startswith("services."):
+            return services[key.split(".")[1]]
+        if key.startswith("bundle.resources["):
+            return f"resources/{path.relative_to(root).as_posix()}"
+        raise ValueError(f"{key}: no place in the payload for {path}")
+
+    built = {name: replace(s, build=None) for name, s in manifest.services.items()}
+    staged = replace(manifest, services=MappingProxyType(built))
+    if staged.app.icon is None:  # the payload always has one (the default icon)
+        staged = replace(staged, app=replace(staged.app, icon=manifest.root / "icon.png"))
+    return dump_manifest(staged, relocate)
 
 
 def stage_payload(
@@ -188,11 +171,10 @@ def stage_payload(
             shutil.copytree(res, target, symlinks=False, dirs_exist_ok=True)
         else:
             shutil.copyfile(res, target)
-    text = tomli_w.dumps(resolved_manifest(manifest, sources))
-    (dest / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    (dest / MANIFEST_NAME).write_text(payload_manifest(manifest, sources), encoding="utf-8")
     try:
         load_manifest(dest, platform=manifest.platform)
-    except ManifestError as e:  # a bug in resolved_manifest(), not the user's
+    except ManifestError as e:  # a bug in payload_manifest(), not the user's
         raise BuildError("stage", f"the staged manifest does not load: {e}") from None
     return dest
 

@@ -12,10 +12,12 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger("wvwasi.build")
+#: Bytes of a shell command's output kept for its error message.
+SHELL_TAIL = 4096
 
 #: Tool -> the Debian package that provides it (None: not available on Debian).
 DEBIAN_PACKAGES: Mapping[str, str | None] = {
@@ -131,16 +133,28 @@ def _mask(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-def run_shell(command: str, *, step: str, cwd: Path) -> None:
-    """Run a user's shell command (a service's build.command); BuildError with its last output
-    lines if it fails."""
+def run_shell(
+    command: str, *, step: str, cwd: Path, echo: Callable[[bytes], None] | None = None
+) -> None:
+    """Run a user's shell command (a service's build.command), its stdout and stderr merged and
+    passed to `echo` as they come (None: kept quiet); BuildError with its last output lines if
+    it fails. Only the last SHELL_TAIL bytes are kept for that message."""
     log.debug("%s: %s (in %s)", step, command, cwd)
+    tail = bytearray()
     try:
-        proc = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, check=False)
+        with subprocess.Popen(command, shell=True, cwd=cwd, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+            assert proc.stdout is not None
+            while chunk := proc.stdout.read1(1 << 16):
+                if echo is not None:
+                    echo(chunk)
+                tail += chunk
+                del tail[:-SHELL_TAIL]
+            code = proc.wait()
     except OSError as e:
         raise BuildError(step, f"cannot run `{command}` in {cwd}: {e.strerror or e}") from None
-    if proc.returncode != 0:
-        text = (proc.stdout + b"\n" + proc.stderr).decode("utf-8", "replace").strip()
-        tail = " | ".join(line.strip() for line in text.splitlines()[-3:] if line.strip())
-        raise BuildError(step, f"`{command}` exited with status {proc.returncode}"
-                         + (f": {tail}" if tail else ""))
+    if code != 0:
+        text = tail.decode("utf-8", "replace").strip()
+        lines = " | ".join(line.strip() for line in text.splitlines()[-3:] if line.strip())
+        raise BuildError(step, f"`{command}` exited with status {code}"
+                         + (f": {lines}" if lines else ""))

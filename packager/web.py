@@ -61,6 +61,10 @@ def web_problems(manifest: Manifest, shown: Path | str) -> list[str]:
     """One `"<file>: <key>: ..."` line per thing of `manifest` a web page cannot provide."""
     problems = []
     for name, service in manifest.services.items():
+        if service.net.connect:
+            problems.append(f"{shown}: services.{name}.net: a web page cannot give a service "
+                            "sockets (remove net under [target.web]; call the server from the "
+                            "page with fetch instead)")
         if service.user_grants:
             problems.append(f"{shown}: services.{name}.user_grants: a web page cannot open "
                             "folders of the user's machine (set it false under [target.web])")
@@ -197,7 +201,11 @@ def _write_tree(folder: Path, dest: Path, base: str) -> None:
 
 
 class SiteServer:
-    """A static server of a site folder on 127.0.0.1 with the site's headers (`serve --web`)."""
+    """A static server of a site folder on 127.0.0.1 with the site's headers (`serve --web`).
+
+    It answers only requests whose `Host` is this server's own (`127.0.0.1:PORT` or
+    `localhost:PORT`), so a page of another site whose name was rebound to 127.0.0.1 gets 403,
+    and never lists a folder (404 where there is no index.html)."""
 
     def __init__(self, folder: Path, port: int = 0) -> None:
         headers = {**HEADERS, "Cache-Control": "no-cache"}
@@ -205,6 +213,17 @@ class SiteServer:
         class Handler(SimpleHTTPRequestHandler):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, directory=str(folder), **kwargs)
+
+            def send_head(self) -> Any:
+                own = self.server.server_address[1]
+                if self.headers.get("Host") not in (f"127.0.0.1:{own}", f"localhost:{own}"):
+                    self.send_error(403, f"the Host header must be 127.0.0.1:{own}")
+                    return None
+                return super().send_head()
+
+            def list_directory(self, path: Any) -> None:
+                self.send_error(404, "File not found")
+                return None
 
             def end_headers(self) -> None:
                 for key, value in headers.items():

@@ -1,19 +1,30 @@
-"""The `wvwasi.toml` schema: `load_manifest()` reads and validates it into frozen dataclasses.
+"""The `wvwasi.toml` schema, both directions: `load_manifest()` reads and validates it into
+frozen dataclasses, `dump_manifest()` writes one back as TOML that loads equal.
 
 This is the only module that knows the TOML layout. Every error is a `ManifestError` naming the
 file and the key path (`services.wc.preopens[0].mode`). docs/manifest.md documents each key.
+
+Adding a key: a dataclass field named exactly as the TOML key (the writer is generic: a field
+is written under its own name; a nested dataclass is a table, a tuple of dataclasses an array
+of tables, a tuple of pairs a table, a Path goes through `relocate`, None and empty arrays are
+left out), its reading in the section's function below, its doc in docs/manifest.md, and a
+strategy in tests/hostile/manifest_strategies.py: tests/hostile/test_manifest_roundtrip.py fails
+until the generator covers every field and each loads back equal. A field whose TOML spelling
+differs from its name is special-cased in `_NOT_WRITTEN` and `dump_manifest()`; a value
+written as text (`Endpoint`: "host:port") in `_value()`.
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -39,7 +50,9 @@ PLATFORMS: tuple[str, ...] = get_args(Platform)
 #: `wvwasi build --format web`: the app as a static site (docs/web.md); `[target.web]` overlays it.
 WEB = "web"
 TARGETS: tuple[str, ...] = (*PLATFORMS, WEB)
-#: Output formats the packager knows (`[bundle] formats`).
+#: Output formats `[bundle] formats` accepts: the one list of installable formats (with WEB, the
+#: packager's registry packager/formats must name exactly these; the runtime owns the names
+#: because it cannot import the packager).
 BUNDLE_FORMATS = (
     "dir", "onefile", "tar.gz", "deb", "rpm", "appimage", "nsis", "msi", "zip", "app", "dmg",
 )
@@ -84,6 +97,36 @@ class Limits:
     message: int = DEFAULT_MESSAGE_LIMIT  # bytes of one stdout message
 
 
+#: Defaults of `[services.X] net` (docs/security.md, "Network").
+DEFAULT_NET_SOCKETS = 8
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+#: Default of `[limits] sockets`: open sockets of every service together.
+DEFAULT_APP_SOCKETS = 64
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One `net.connect` entry: a host name, `*.` wildcard or IP literal, and a port."""
+
+    host: str  # lower-case; an IPv6 literal without brackets
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Net:
+    """`[services.X] net`: the outbound TCP a service may open (nothing listed: no network)."""
+
+    connect: tuple[Endpoint, ...] = ()
+    ca: str | None = None  # a PEM bundle trusted besides the system's (may start with $VAR)
+    sockets: int = DEFAULT_NET_SOCKETS  # open at once, per instance
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT  # seconds, name lookup + TCP + TLS
+    read_timeout: float = DEFAULT_READ_TIMEOUT  # seconds one send or recv may wait at most
+
+
 @dataclass(frozen=True)
 class PageSettings:
     """`[page]`: what the app's pages may lend the modules they supply (docs/page-api.md)."""
@@ -97,6 +140,7 @@ class AppLimits:
 
     instances: int = DEFAULT_HOST_INSTANCES  # live instances of every service together
     instances_per_page: int = 32  # live workers + running tasks of one page connection
+    sockets: int = DEFAULT_APP_SOCKETS  # open `net` sockets of every instance together
 
 
 @dataclass(frozen=True)
@@ -123,6 +167,7 @@ class Service:
     build: BuildStep | None = None
     user_grants: bool = False
     scratch: bool = False
+    net: Net = field(default_factory=Net)
 
 
 @dataclass(frozen=True)
@@ -555,11 +600,12 @@ def _limits(r: _Reader, raw: object, p: KeyPath) -> Limits:
 
 def _app_limits(r: _Reader, raw: object) -> AppLimits:
     p: KeyPath = ("limits",)
-    t = r.table(raw, p, ("instances", "instances_per_page"))
+    t = r.table(raw, p, ("instances", "instances_per_page", "sockets"))
     return AppLimits(
         instances=r.positive_int(t, p, "instances", DEFAULT_HOST_INSTANCES),
         instances_per_page=r.positive_int(t, p, "instances_per_page",
                                           AppLimits.instances_per_page),
+        sockets=r.positive_int(t, p, "sockets", DEFAULT_APP_SOCKETS),
     )
 
 
@@ -608,9 +654,68 @@ def _build_step(r: _Reader, raw: object, p: KeyPath) -> BuildStep:
     )
 
 
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """`"api.example.com:443"`, `"*.example.org:443"`, `"127.0.0.1:8080"` or `"[::1]:8080"`;
+    ValueError naming what is wrong."""
+    expected = 'expected "host:port" (e.g. "api.example.com:443", "*.example.org:443", "[::1]:80")'
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"{expected}, got {_show(text)}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"expected a port from 1 to 65535, got {_show(text)}")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return Endpoint(str(ipaddress.IPv6Address(host[1:-1])), port)
+        except ValueError:
+            raise ValueError(f"{expected}: {host} is not an IPv6 address") from None
+    host = host.lower().rstrip(".")
+    try:
+        return Endpoint(str(ipaddress.IPv4Address(host)), port)
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+    if len(labels) < (2 if host.startswith("*.") else 1) or not all(
+        _HOST_LABEL.match(label) for label in labels
+    ):
+        raise ValueError(f"{expected}: {_show(host)} is not a host name, a *. wildcard or an "
+                         "IP address")
+    return Endpoint(host, port)
+
+
+def _net(r: _Reader, raw: object, p: KeyPath) -> Net:
+    t = r.table(raw, p, ("connect", "ca", "sockets", "connect_timeout", "read_timeout"))
+    endpoints = []
+    for i, entry in enumerate(r.strings(t, p, "connect")):
+        try:
+            endpoints.append(parse_endpoint(entry))
+        except ValueError as e:
+            r.fail((*p, "connect", i), str(e))
+    ca = r.string(t, p, "ca", None)
+    if ca is not None:
+        try:
+            parse_host(ca)
+        except ValueError as e:
+            r.fail((*p, "ca"), str(e))
+    timeouts: dict[str, float] = {}
+    for key in ("connect_timeout", "read_timeout"):
+        if key in t:
+            try:
+                timeouts[key] = parse_duration(t[key])
+            except ValueError as e:
+                r.fail((*p, key), str(e))
+    return Net(connect=tuple(endpoints), ca=ca,
+               sockets=r.positive_int(t, p, "sockets", DEFAULT_NET_SOCKETS), **timeouts)
+
+
 _SERVICE_KEYS = (
     "source", "kind", "args", "env", "ipc", "preopens", "limits", "build", "user_grants",
-    "scratch",
+    "scratch", "net",
 )
 
 
@@ -658,6 +763,7 @@ def _service(r: _Reader, name: str, raw: object) -> Service:
         build=_build_step(r, t["build"], (*p, "build")) if "build" in t else None,
         user_grants=r.boolean(t, p, "user_grants", False),
         scratch=scratch,
+        net=_net(r, t["net"], (*p, "net")) if "net" in t else Net(),
     )
 
 
@@ -867,3 +973,70 @@ def manifest_for_wasm(
         services=MappingProxyType({name: service}),
         platform=current_platform(),
     )
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+#: Fields not written under their own name: Manifest's come from where the file is and which
+#: target it is loaded for (`webview` is written under [target.linux]); a service's name is
+#: its table's key.
+_NOT_WRITTEN: Mapping[type, tuple[str, ...]] = MappingProxyType({
+    Manifest: ("path", "root", "platform", "webview"),
+    Service: ("name",),
+})
+Relocate = Callable[[str, Path], str]
+
+
+def dump_manifest(manifest: Manifest, relocate: Relocate | None = None) -> str:
+    """`manifest` as `wvwasi.toml` text that `load_manifest(folder, platform=manifest.platform)`
+    reads back equal (with `path`/`root` those of where it is written).
+
+    The text is for that one target: its overlay is already applied, so no `[target.X]` but
+    `[target.linux] webview`. `relocate(key, path)` spells each path field (`key` is the key
+    path, e.g. `services.wc.source`); the default writes it relative to `manifest.root`, so the
+    text loads equal from the manifest's own folder. Every field is written, defaults included,
+    except empty arrays. Only the packager writes manifests: tomli_w is not in frozen apps.
+    """
+    import tomli_w
+
+    if relocate is None:
+        def relocate(_key: str, path: Path) -> str:
+            return Path(os.path.relpath(path, manifest.root)).as_posix()
+    data = _table(manifest, "", relocate)
+    if manifest.platform == "linux":
+        data["target"] = {"linux": {"webview": manifest.webview}}
+    elif manifest.webview != Manifest.webview:
+        raise ValueError(f"webview {manifest.webview!r} is a Linux setting, the manifest is "
+                         f"for {manifest.platform}")
+    return tomli_w.dumps(data)
+
+
+def _table(obj: Any, key: str, relocate: Relocate) -> dict[str, Any]:
+    skip = _NOT_WRITTEN.get(type(obj), ())
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        if f.name not in skip:
+            value = _value(getattr(obj, f.name), f"{key}.{f.name}".lstrip("."), relocate)
+            if value is not None:
+                out[f.name] = value
+    return out
+
+
+def _value(value: Any, key: str, relocate: Relocate) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Endpoint):
+        return str(value)  # written as it is read: "host:port"
+    if isinstance(value, Path):
+        return relocate(key, value)
+    if is_dataclass(value):
+        return _table(value, key, relocate)
+    if isinstance(value, Mapping):
+        return {k: _value(v, f"{key}.{k}", relocate) for k, v in value.items()}
+    if value == ():
+        return None  # every array's default: an empty tuple of pairs (env) is no array
+    if isinstance(value, tuple) and all(isinstance(v, tuple) for v in value):
+        return {k: _value(v, f"{key}.{k}", relocate) for k, v in value}  # pairs: env
+    if isinstance(value, tuple):
+        return [_value(v, f"{key}[{i}]", relocate) for i, v in enumerate(value)]
+    raise TypeError(f"{key}: cannot write {type(value).__name__} to TOML")

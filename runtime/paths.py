@@ -135,6 +135,14 @@ class PathContext:
             path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def resolve_file(self, raw: str) -> Path:
+        """The absolute host path of a file the manifest names (`net.ca`); nothing is created."""
+        name, rest = parse_host(raw)
+        if name is None:
+            path = Path(rest)
+            return path if path.is_absolute() else self.root / path
+        return self.variable(name) / rest
+
     def locate(self, raw: str) -> Location:
         """Where a preopen `host` value lies (see `Location`). A relative path lies beneath the
         project folder (unless `..` leads out of it, then it counts as absolute)."""

@@ -17,8 +17,8 @@ from .regularfile import FileProblem, open_regular
 MAGIC = b"\0asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
 WASI_MODULE = "wasi_snapshot_preview1"
-#: Import modules wvwasi provides: WASI preview1 and its own fast-path ipc functions.
-HOST_MODULES = (WASI_MODULE, "wvwasi")
+#: Import modules wvwasi provides: WASI preview1 and allow-listed sockets (runtime/host/net.py).
+HOST_MODULES = (WASI_MODULE, "wvwasi_net")
 _IMPORT_SECTION, _EXPORT_SECTION = 2, 7
 _KINDS = {0: "func", 1: "table", 2: "memory", 3: "global", 4: "tag"}
 
@@ -168,7 +168,7 @@ def check_command_module(path: Path | str) -> ModuleInfo:
         )
         raise WasmModuleError(
             path, f"imports from modules wvwasi does not provide: {listed}; "
-            f"only {WASI_MODULE} and wvwasi are available")
+            f"only {WASI_MODULE} and wvwasi_net (sockets, docs/manifest.md) are available")
     exports = dict(info.exports)
     if exports.get("_start") != "func":
         hint = " (it exports _initialize)" if "_initialize" in exports else ""

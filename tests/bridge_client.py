@@ -8,8 +8,10 @@ session cookie and the socket key from the redirect); `PageClient` speaks the br
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -196,3 +198,49 @@ def fd_count() -> int:
 
 def thread_count() -> int:
     return threading.active_count()
+
+
+class RawPage:
+    """A page connection on a plain socket that never reads after the handshake: the bridge's
+    output piles up in its kernel buffers (kept small) and then in the bridge."""
+
+    def __init__(self, creds: Credentials) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        self.sock.connect(("127.0.0.1", creds.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((
+            f"GET /__wvwasi/ws?key={creds.key} HTTP/1.1\r\nHost: 127.0.0.1:{creds.port}\r\n"
+            f"Origin: {creds.origin}\r\nCookie: {creds.cookie}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)  # byte by byte: nothing after the handshake is read
+            if not chunk:
+                raise ConnectionError("the bridge closed during the handshake")
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head[:80]
+        self.sock.settimeout(2)
+
+    def send(self, *records: bytes) -> bool:
+        """One masked binary frame; False when the bridge no longer takes it (back-pressure or
+        a closed connection)."""
+        payload = b"".join(records)
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x82]) + (bytes([0x80 | n]) if n < 126 else
+                                bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else
+                                bytes([0x80 | 127]) + n.to_bytes(8, "big"))
+        masked = (int.from_bytes(payload, "little") ^ int.from_bytes(mask * (n // 4 + 1),
+                                                                    "little")
+                  ).to_bytes(len(mask * (n // 4 + 1)), "little")[:n]
+        try:
+            self.sock.sendall(head + mask + masked)
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()

@@ -15,9 +15,9 @@ from wvwasi.runtime.wasminfo import ModuleInfo, WasmModuleError, check_command_m
 COMMAND = """(module
   (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
-  (import "wvwasi" "send" (func (param i32 i32)))
-  (import "wvwasi" "table" (table 1 funcref))
-  (import "wvwasi" "limit" (global i32))
+  (import "wvwasi_net" "send" (func (param i32 i32)))
+  (import "wvwasi_net" "table" (table 1 funcref))
+  (import "wvwasi_net" "limit" (global i32))
   (memory (export "memory") 1 2)
   (func (export "_start"))
   (global (export "g") i32 (i32.const 1)))"""
@@ -58,9 +58,9 @@ def test_inspect_lists_imports_and_exports(module) -> None:
         imports=(
             ("wasi_snapshot_preview1", "proc_exit", "func"),
             ("wasi_snapshot_preview1", "fd_write", "func"),
-            ("wvwasi", "send", "func"),
-            ("wvwasi", "table", "table"),
-            ("wvwasi", "limit", "global"),
+            ("wvwasi_net", "send", "func"),
+            ("wvwasi_net", "table", "table"),
+            ("wvwasi_net", "limit", "global"),
         ),
         exports=(("memory", "memory"), ("_start", "func"), ("g", "global")),
     )
@@ -157,7 +157,7 @@ def test_check_reports_every_bad_service(make_project, tmp_path: Path) -> None:
         "runs preview1 modules (build for wasm32-wasip1 / wasm32-wasi)",
         f'{key}.foreign.source: services/foreign.wasm: imports from modules wvwasi does not '
         'provide: "env" (emscripten_memcpy, abort); "wasi_unstable" (fd_write); only '
-        "wasi_snapshot_preview1 and wvwasi are available",
+        "wasi_snapshot_preview1 and wvwasi_net (sockets, docs/manifest.md) are available",
         f"{key}.built.source: out/built.wasm does not exist; run its build.command first "
         "(`wvwasi build`)",
         f"{key}.gone.source: out/gone.wasm does not exist and the service has no "

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 from xvfb import xvfb
 
-from wvwasi.packager.commands.run import prepare
+from wvwasi.packager.services import prepare
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "notes"

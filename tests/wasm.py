@@ -18,7 +18,10 @@ from pathlib import Path
 SOURCE_DIR = Path(__file__).parent / "fixtures" / "c"
 BUILD_DIR = Path(__file__).parent / ".fixtures"
 CLANG = "clang"
-FLAGS = ("--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-Wall", "-Werror", "-Wl,--strip-all")
+#: The headers wvwasi ships for services (`wvwasi info --include`), e.g. <wvwasi/net.h>.
+INCLUDE_DIR = Path(__file__).resolve().parents[1] / "wvwasi" / "include"
+FLAGS = ("--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-Wall", "-Werror", "-Wl,--strip-all",
+         f"-I{INCLUDE_DIR}")
 APT_HINT = "apt-get install -y clang lld wasi-libc libclang-rt-14-dev-wasm32"
 WASI_LIBC = Path("/usr/lib/wasm32-wasi/libc.a")
 
@@ -41,7 +44,7 @@ def _cache_key(source: Path, compiler: str) -> str:
     digest = hashlib.sha256(compiler.encode())
     digest.update("\0".join(FLAGS).encode())
     # Fixtures may include the shared headers beside them: they are part of every key.
-    for path in [source, *sorted(SOURCE_DIR.glob("*.h"))]:
+    for path in [source, *sorted(SOURCE_DIR.glob("*.h")), *sorted(INCLUDE_DIR.rglob("*.h"))]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 

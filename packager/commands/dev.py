@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wvwasi.packager.commands.run import add_common, build_service, prepare, watched_files
+from wvwasi.packager.commands.run import add_common
+from wvwasi.packager.services import build_shown, prepare, watched_files
 
 if TYPE_CHECKING:
     from wvwasi.runtime.app import App
@@ -77,7 +78,7 @@ class DevWatcher:
         for service in m.services.values():
             if not changed & watched_files(service):
                 continue
-            if build_service(service):
+            if build_shown(service):
                 self.app.host.restart(service.name)
                 print(f"wvwasi dev: services.{service.name} rebuilt and restarted", flush=True)
             else:

@@ -6,8 +6,10 @@ import argparse
 import json
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
+import wvwasi
 from wvwasi import __version__
 from wvwasi.packager.formats import FORMATS, format_tools, host_arch
 from wvwasi.packager.tools import have_tool, missing_tool_hint
@@ -25,7 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show versions, webview backends, tools and the cache",
                        description=__doc__)
     p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--include", action="store_true",
+                   help="print only the folder of wvwasi's C headers (<wvwasi/net.h>), for "
+                   "a service's compiler: clang -I \"$(wvwasi info --include)\"")
     p.set_defaults(run=run)
+
+
+def include_dir() -> Path:
+    """The folder holding wvwasi's headers for services (wvwasi/include/wvwasi/*.h)."""
+    return Path(wvwasi.__file__).resolve().parent / "include"
 
 
 def _version(name: str) -> str | None:
@@ -59,6 +69,7 @@ def gather() -> dict[str, Any]:
     return {
         "wvwasi": __version__,
         "python": sys.version.split()[0],
+        "include": str(include_dir()),
         "platform": f"{current_platform()}-{host_arch().name} ({platform.platform()})",
         "packages": {p: _version(p) for p in PACKAGES},
         "webview_backends": backends() if current_platform() == "linux" else {"native": "ok"},
@@ -72,11 +83,15 @@ def gather() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.include:
+        print(include_dir())
+        return 0
     info = gather()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print(f"wvwasi {info['wvwasi']}  Python {info['python']}  {info['platform']}")
+    print(f"C headers for services: {info['include']}  (clang -I)")
     print("packages: " + ", ".join(f"{k} {v or '-'}" for k, v in info["packages"].items()))
     print("webview backends:")
     for name, state in info["webview_backends"].items():

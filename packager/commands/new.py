@@ -13,7 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from wvwasi.packager.commands.ci import write_workflow
+from wvwasi.packager.services import build_shown
+from wvwasi.packager.workflow import write_workflow
 from wvwasi.runtime.manifest import load_manifest
 from wvwasi.templates import ROOT as TEMPLATES
 
@@ -101,10 +102,8 @@ def create_project(name: str, parent: Path, *, template: str = DEFAULT_TEMPLATE,
 def build_services(project: Path, template: str) -> bool:
     """Run each service's build.command once; False (after naming the packages the template's
     toolchain needs) if one failed."""
-    from wvwasi.packager.commands.run import build_service
-
     services = load_manifest(project).services.values()
-    failed = [s.name for s in services if s.build is not None and not build_service(s)]
+    failed = [s.name for s in services if s.build is not None and not build_shown(s)]
     if failed:
         print(f"warning: services {', '.join(failed)} not built. Their build.command needs "
               f"(Debian/Ubuntu): apt-get install {template_info(template)['packages']}; "

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Literal
 
+from wvwasi.runtime.manifest import BUNDLE_FORMATS, WEB
+
 if TYPE_CHECKING:
     from wvwasi.packager.stage import StagedApp
 
@@ -60,29 +62,33 @@ class FormatInfo:
     name: str
     module: str  # module name under wvwasi.packager.formats
     platform: Platform
-    summary: str
-    needs_onefile: bool = False
+    needs_onefile: bool = False  # packs the single-file runtime (Linux's onefile does not)
     after: tuple[str, ...] = ()  # formats whose artefacts this one consumes (dmg <- app)
 
 
+#: Every format, in build order. The names are the manifest's (`[bundle] formats` accepts
+#: BUNDLE_FORMATS; "web" is built on its own): the runtime owns them, since it cannot import
+#: the packager, and this registry must name exactly those.
 FORMATS: Mapping[str, FormatInfo] = MappingProxyType({
     f.name: f
     for f in (
-        FormatInfo("dir", "dir", "linux", "the app folder (executable + runtime + payload)"),
-        FormatInfo("onefile", "onefile", "linux", "one self-contained executable",
-                   needs_onefile=True),
-        FormatInfo("tar.gz", "targz", "linux", "the app folder as a reproducible .tar.gz"),
-        FormatInfo("deb", "deb", "linux", "Debian/Ubuntu package"),
-        FormatInfo("rpm", "rpm", "linux", "Fedora/openSUSE package"),
-        FormatInfo("appimage", "appimage", "linux", "AppImage (appimagetool)"),
-        FormatInfo("zip", "zip", "windows", "the app folder as a .zip"),
-        FormatInfo("nsis", "nsis", "windows", "per-user setup.exe (makensis)"),
-        FormatInfo("msi", "msi", "windows", "Windows Installer package (wixl)"),
-        FormatInfo("app", "app", "macos", "macOS application bundle"),
-        FormatInfo("dmg", "dmg", "macos", "macOS disk image (hdiutil)", after=("app",)),
-        FormatInfo("web", "web", "web", "a static web site; services run in the browser"),
+        FormatInfo("dir", "dir", "linux"),
+        FormatInfo("onefile", "onefile", "linux", needs_onefile=True),
+        FormatInfo("tar.gz", "targz", "linux"),
+        FormatInfo("deb", "deb", "linux"),
+        FormatInfo("rpm", "rpm", "linux"),
+        FormatInfo("appimage", "appimage", "linux"),
+        FormatInfo("zip", "zip", "windows"),
+        FormatInfo("nsis", "nsis", "windows"),
+        FormatInfo("msi", "msi", "windows"),
+        FormatInfo("app", "app", "macos"),
+        FormatInfo("dmg", "dmg", "macos", after=("app",)),
+        FormatInfo("web", "web", "web"),
     )
 })
+if set(FORMATS) != {*BUNDLE_FORMATS, WEB}:
+    raise ImportError(f"packager formats {sorted(FORMATS)} differ from the manifest's "
+                      f"{sorted({*BUNDLE_FORMATS, WEB})} (runtime/manifest.py BUNDLE_FORMATS)")
 
 #: Formats built when neither `--format` nor `[bundle] formats` names any.
 DEFAULT_FORMATS: Mapping[str, tuple[str, ...]] = MappingProxyType({

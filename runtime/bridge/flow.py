@@ -4,6 +4,11 @@ Records for the page come from any thread (host threads forwarding output, the w
 `link.WorkerLink` returning input credit). `Outbox.post` queues a record; `Outbox.credit` owes
 the page input credit, sent with the next frame (small amounts wait up to CREDIT_DELAY so that a
 request and its answer share a frame). `Outbox.pump` writes frames of about FRAME_TARGET bytes.
+
+The outbox is bounded: past OUTBOX_BYTES queued, `room()` waits, and the session takes no more
+work from the page (it stops reading its socket; finished runs keep their results and their
+instance slots). A page that stays over the bound for STALL_TIMEOUT without taking a frame is
+reported through `on_stall` (the session closes it 1008).
 """
 
 from __future__ import annotations
@@ -19,14 +24,25 @@ from .protocol import FRAME_TARGET, U32, WINDOW, Op, record
 
 #: How long small input credits may wait for the service's answer to travel with.
 CREDIT_DELAY = 0.002
+#: Bytes of records queued for one page (not yet written to its socket) past which the bridge
+#: takes no more work from that page.
+OUTBOX_BYTES = 16 << 20
+#: Seconds a page may stay over OUTBOX_BYTES without the bridge writing it a frame.
+STALL_TIMEOUT = 30.0
 
 
 class Outbox:
     """Records and input credit on their way to one page (thread-safe)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_stall: Callable[[], None]) -> None:
         self._loop = loop
+        self._on_stall = on_stall
         self._out: deque[bytes] = deque()
+        self._size = 0  # bytes in _out
+        self._waiters: list[asyncio.Future[None]] = []  # room() calls, woken on the loop
+        self._watch: asyncio.TimerHandle | None = None  # the stall check, while over the bound
+        self._watching = False  # a stall check is armed or about to be
+        self._wrote = loop.time()  # when the pump last handed a frame to the socket
         self._lock = threading.Lock()
         self._wake = asyncio.Event()
         self._wake_pending = False
@@ -42,7 +58,45 @@ class Outbox:
             if self.closed:
                 return
             self._out.append(rec)
+            self._size += len(rec)
+            if self._size > OUTBOX_BYTES and not self._watching:
+                self._watching = True
+                self.call_soon(self._arm_watch)
             self._wake_locked()
+
+    @property
+    def full(self) -> bool:
+        """Over OUTBOX_BYTES: take no more work from the page."""
+        return self._size > OUTBOX_BYTES and not self.closed
+
+    async def room(self) -> None:
+        """Wait (on the loop) until the outbox is within OUTBOX_BYTES or closed."""
+        while self.full:
+            waiter = self._loop.create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def _arm_watch(self, delay: float | None = None) -> None:
+        self._watch = self._loop.call_later(STALL_TIMEOUT if delay is None else delay,
+                                            self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._watch = None
+        if not self.full:
+            self._watching = False
+            return
+        idle = self._loop.time() - self._wrote
+        if idle < STALL_TIMEOUT:
+            self._arm_watch(STALL_TIMEOUT - idle)
+            return
+        self._watching = False
+        self._on_stall()
+
+    def _wake_room(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def credit(self, ident: int, amount: int) -> None:
         """Return input credit to the page. Small amounts wait up to CREDIT_DELAY to travel in
@@ -65,7 +119,11 @@ class Outbox:
         with self._lock:
             self.closed = True
             self._out.clear()
+            self._size = 0
             self._credits.clear()
+        if self._watch is not None:
+            self._watch.cancel()
+        self._wake_room()
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the bridge's loop, unless the loop has stopped."""
@@ -117,6 +175,10 @@ class Outbox:
                 rec = self._out.popleft()
                 parts.append(rec)
                 size += len(rec)
+                self._size -= len(rec)
+            drained = self._size <= OUTBOX_BYTES
+        if drained and self._waiters:
+            self._wake_room()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def pump(self, ws: web.WebSocketResponse) -> None:
@@ -129,3 +191,4 @@ class Outbox:
                     await ws.send_bytes(frame)
                 except ConnectionError:
                     return  # the page is gone; the session cleans up
+                self._wrote = self._loop.time()

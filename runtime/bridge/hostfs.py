@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import stat
 import struct
@@ -29,6 +30,9 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ..host.hostpath import EscapeError, Root, fd_path
+from .protocol import parse_json
+
+log = logging.getLogger("wvwasi.bridge")
 
 #: The most bytes one read or write call moves (the page splits bigger writes).
 MAX_IO = 512 << 10
@@ -88,7 +92,7 @@ def decode(body: bytes) -> tuple[dict[str, Any], bytes]:
     (size,) = _U32.unpack_from(body)
     if size > MAX_JSON or 4 + size > len(body):
         raise ValueError("bad JSON length")
-    head = json.loads(body[4:4 + size])
+    head = parse_json(body[4:4 + size])  # ProtocolError (a ValueError) when malformed
     if not isinstance(head, dict) or not isinstance(head.get("op"), str):
         raise ValueError("a call is a JSON object with an op")
     return head, body[4 + size:]
@@ -131,14 +135,16 @@ class HostFolder:
     """One mounted folder: handle 0 is the folder itself. Calls are serialized (`call`)."""
 
     def __init__(self, root: Root, mode: Literal["ro", "rw"], budget: HandleBudget) -> None:
-        self._root = root
+        assert root.fd is not None, "host folders need a POSIX root"
+        if not budget.take():
+            root.close()
+            raise OSError(errno.EMFILE, "too many open files and folders")
+        fd, root.fd = root.fd, None  # the folder's handle 0 owns it from here
         self.mode = mode
         self._budget = budget
         self._lock = threading.Lock()
-        self._handles: dict[int, _Handle] = {}
+        self._handles: dict[int, _Handle] = {0: _Handle(fd, True, mode == "rw")}
         self._next = 1
-        assert root.fd is not None, "host folders need a POSIX root"
-        self._handles[0] = _Handle(os.dup(root.fd), True, mode == "rw")
         self._closed = False
         self._ops: dict[str, Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]] = {
             "open": self._open, "close": self._close, "read": self._read, "write": self._write,
@@ -157,32 +163,42 @@ class HostFolder:
             head, data = decode(body)
         except ValueError:
             return encode({"errno": INVAL})
-        with self._lock:
-            if self._closed:
-                return encode({"errno": BADF})
-            op = self._ops.get(head["op"])
-            if op is None:
-                return encode({"errno": 52})  # NOSYS
-            try:
-                out, extra = op(head, data)
-            except WasiFail as e:
-                return encode({"errno": e.code})
-            except OSError as e:
-                return encode({"errno": wasi_errno(e)})
-            except (KeyError, TypeError, ValueError, OverflowError):
-                return encode({"errno": INVAL})
+        try:
+            with self._lock:
+                if self._closed:
+                    return encode({"errno": BADF})
+                op = self._ops.get(head["op"])
+                if op is None:
+                    return encode({"errno": 52})  # NOSYS
+                try:
+                    out, extra = op(head, data)
+                except WasiFail as e:
+                    return encode({"errno": e.code})
+                except OSError as e:
+                    return encode({"errno": wasi_errno(e)})
+                except (KeyError, TypeError, ValueError, OverflowError):
+                    return encode({"errno": INVAL})
+        finally:
+            if self._closed:  # closed while this call ran: its handles are released now
+                self._release()
         return encode({"errno": 0, **out}, extra)
 
     def close(self) -> None:
-        """Close every handle (idempotent)."""
-        with self._lock:
-            self._closed = True
-            for h, handle in list(self._handles.items()):
+        """Close every handle (idempotent). Never waits (it is called on the bridge's loop):
+        during a call, the call releases them when it ends."""
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return  # a call runs: it releases them (it sees _closed once it has the lock freed)
+        try:
+            for handle in self._handles.values():
                 os.close(handle.fd)
-                if h:
-                    self._budget.give()
+                self._budget.give()
             self._handles.clear()
-            self._root.close()
+        finally:
+            self._lock.release()
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -516,16 +532,34 @@ def _filestat(st: os.stat_result) -> dict[str, Any]:
 
 
 def _listing(fd: int) -> list[tuple[str, int, int]]:
-    """`.`, `..` and up to MAX_LISTING names of folder `fd`: (name, WASI filetype, inode)."""
+    """`.`, `..` and up to MAX_LISTING names of folder `fd`: (name, WASI filetype, inode).
+    Names that are not UTF-8 are left out (the page's engine and its JSON carry text), with a
+    warning naming the folder."""
     here = os.fstat(fd)
     out = [(".", 3, here.st_ino), ("..", 3, here.st_ino)]
+    skipped = 0
     with os.scandir(fd) as it:
         for entry in it:
             if len(out) >= MAX_LISTING + 2:
                 break
+            if not _is_text(entry.name):
+                skipped += 1
+                continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
             out.append((entry.name, _FILETYPE.get(stat.S_IFMT(st.st_mode), 0), st.st_ino))
+    if skipped:
+        log.warning("host folder %s: %d file names that are not UTF-8 are not listed to the "
+                    "page's module", fd_path(fd) or "?", skipped)
     return out
+
+
+def _is_text(name: str) -> bool:
+    """False for a name os.scandir decoded with surrogateescape (bytes that are not UTF-8)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -92,7 +92,12 @@ class Mounts:
             root.close()
             raise Refused("unavailable", "host folders for page-supplied modules need Linux or "
                           "macOS (they are opened beneath the folder)")
-        folder = HostFolder(root, mode, self._budget)
+        try:
+            folder = HostFolder(root, mode, self._budget)  # its root counts as a handle
+        except OSError:
+            raise Refused("limit", (
+                f"this page's host folders already hold {self._budget.limit} open files and "
+                "folders (or the bridge's, for all pages): close some")) from None
         self._mine[ident] = folder
         self._registry.add(folder)
         return {"mode": mode}
@@ -121,7 +126,8 @@ class Mounts:
             self._busy.discard(ident)
 
     def unmount(self, ident: int) -> None:
-        """End the mount of record `ident` (its worker ended)."""
+        """End the mount of record `ident` (its worker ended); never waits for a call in
+        progress (that call closes the handles when it ends)."""
         folder = self._mine.pop(ident, None)
         if folder is not None:
             self._registry.discard(folder)

@@ -76,7 +76,8 @@ def record(op: Op, ident: int, payload: bytes = b"") -> bytes:
 def json_record(op: Op, ident: int, obj: Any, *blobs: bytes) -> bytes:
     """A record whose payload is `u32 JSON length + JSON + blobs`."""
     text = json.dumps(obj, separators=(",", ":")).encode()
-    return record(op, ident, U32.pack(len(text)) + text + b"".join(blobs))
+    size = U32.size + len(text) + sum(map(len, blobs))
+    return b"".join((HEADER.pack(size, op, ident), U32.pack(len(text)), text, *blobs))  # 1 copy
 
 
 def iter_records(frame: bytes) -> Iterator[tuple[Op, int, memoryview]]:
@@ -100,6 +101,17 @@ def iter_records(frame: bytes) -> Iterator[tuple[Op, int, memoryview]]:
         yield kind, ident, view[start:pos]
 
 
+def parse_json(raw: bytes) -> Any:
+    """The one decoder for JSON from a page (records and file calls): ProtocolError (a
+    ValueError) for bad JSON or UTF-8, nesting too deep for the parser, huge integers."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply") from None
+    except ValueError as e:  # bad JSON or UTF-8, an integer of thousands of digits
+        raise ProtocolError(f"bad JSON in record: {str(e)[:80]}") from None
+
+
 def split_json(payload: memoryview) -> tuple[dict[str, Any], memoryview]:
     """Parse a `u32 length + JSON object + rest` payload into (object, rest)."""
     if len(payload) < U32.size:
@@ -109,12 +121,7 @@ def split_json(payload: memoryview) -> tuple[dict[str, Any], memoryview]:
         raise ProtocolError("JSON header longer than its record")
     if length > MAX_JSON:
         raise ProtocolError(f"the JSON of a record is limited to {MAX_JSON} bytes, got {length}")
-    try:
-        obj = json.loads(bytes(payload[U32.size : U32.size + length]))
-    except RecursionError:
-        raise ProtocolError("JSON nested too deeply") from None
-    except ValueError as e:  # bad JSON or UTF-8, an integer of thousands of digits
-        raise ProtocolError(f"bad JSON in record: {str(e)[:80]}") from None
+    obj = parse_json(bytes(payload[U32.size : U32.size + length]))
     if not isinstance(obj, dict):
         raise ProtocolError("record JSON must be an object")
     return obj, payload[U32.size + length :]

@@ -21,8 +21,10 @@ from aiohttp import web
 
 from ..host.hostdirs import HostDirs
 from .auth import LAUNCH_PATH, WS_PATH, Gate
+from .conns import Connections
 from .grants import Grants, Picker
 from .hostfs import HandleBudget, HostFolder
+from .memory import return_large_buffers
 from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
 from .session import Session
@@ -80,6 +82,8 @@ class Bridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._conns = Connections()
         self._gate: Gate | None = None
 
     # -- the API for the app, `wvwasi serve` and `wvwasi dev` -----------------------------------
@@ -89,6 +93,7 @@ class Bridge:
         URL with the launch secret. OSError when the port cannot be bound."""
         if self._thread is not None:
             raise RuntimeError("the bridge is already started")
+        return_large_buffers()  # pages' large outputs go back to the system when freed
         started = threading.Event()
         failure: list[BaseException] = []
 
@@ -185,7 +190,9 @@ class Bridge:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        assert self._runner.server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._conns.factory(self._runner.server), sock=sock)
 
     async def _shutdown(self) -> None:
         for session in list(self._sessions):
@@ -193,6 +200,8 @@ class Bridge:
                 await asyncio.wait_for(session.close(), 2.0)
             except (asyncio.TimeoutError, ConnectionError):
                 session.shutdown()
+        if self._server is not None:
+            self._server.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -219,6 +228,7 @@ class Bridge:
         if reason is not None:
             log.warning("refused %s %s: %s", request.method, request.path, reason)
             return web.Response(status=403, text=f"wvwasi: {reason}\n")
+        self._conns.trust(request.transport)
         return await handler(request)
 
     async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -241,7 +251,7 @@ class Bridge:
             await ws.prepare(request)
             session = Session(ws, manifest=self.manifest, host=self.host, picker=self.picker,
                               pool=self._pool, picker_pool=self._picker_pool,
-                              mounts=self._page_mounts)
+                              mounts=self._page_mounts, transport=request.transport)
             self._sessions.add(session)
             try:
                 await session.serve()

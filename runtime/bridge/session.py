@@ -6,20 +6,18 @@ worker is a `link.WorkerLink` with its credit windows. Output goes through the s
 When the connection closes, its dedicated instances and runs are terminated (also those still
 starting), its background subscriptions closed and its directory grants forgotten.
 
-Bounds (docs/security.md, "Bridge"): at most `[limits] instances_per_page` workers and runs at
-once. A SPAWN past it is refused (ERROR kind "limit"); a RUN past it waits in the page's run
-queue (at most RUN_QUEUE runs and QUEUE_BYTES of their input, else refused). At most
-STARTS_PER_PAGE of the page's instances are starting at once on the bridge's shared pool (the
-page's further SPAWNs wait: back-pressure on its socket, so a flooding page cannot take the pool
-from other pages). At most PICKS_PER_PAGE folder requests are pending.
+Bounds (docs/security.md, "Bridge"): instance slots and the run queue are `runs.Admission`'s.
+At most STARTS_PER_PAGE of the page's instances are starting at once on the bridge's shared pool
+(the page's further SPAWNs wait: back-pressure on its socket, so a flooding page cannot take the
+pool from other pages). At most PICKS_PER_PAGE folder requests are pending. While the page's
+outbox is over its bound (flow.py) its socket is not read and finished runs hold their results;
+a page stalled that way for flow.STALL_TIMEOUT is closed 1008.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -33,6 +31,7 @@ from ..host.instance import Instance
 from ..host.modules import WasmLoadError
 from ..host.service_host import SpawnOptions
 from ..manifest import Manifest, Service
+from . import flow
 from .flow import Outbox
 from .grants import Grants, Picker
 from .link import Input, WorkerLink, error_json
@@ -40,6 +39,7 @@ from .mounts import Mounts
 from .protocol import (
     HEADER,
     Op,
+    PolicyError,
     ProtocolError,
     iter_records,
     json_record,
@@ -47,6 +47,7 @@ from .protocol import (
     record,
     split_json,
 )
+from .runs import Admission, Run
 from .specs import Refused, check_background, refusal, service_of, spawn_options, split_stdin
 
 if TYPE_CHECKING:
@@ -58,11 +59,10 @@ _WINDOW_OPS = (Op.SEND, Op.STDIN)
 _INPUT_OPS = frozenset((Op.SEND, Op.STDIN, Op.CLOSE_STDIN))
 #: Spawns and runs of one page that may be starting (in the host) at once.
 STARTS_PER_PAGE = 2
+#: Seconds the page has to take the bridge's close frame before its connection is cut.
+CLOSE_WAIT = 1.0
 #: Folder requests of one page that may be pending at once.
 PICKS_PER_PAGE = 4
-#: RUNs of one page waiting for one of its instance slots, and the bytes they carry.
-RUN_QUEUE = 256
-QUEUE_BYTES = 64 << 20
 #: What host.spawn/subscribe raise for a spawn that is refused or cannot start.
 _SPAWN_ERRORS = (PermissionError, LookupError, ValueError, OSError, RuntimeError, WasmLoadError)
 
@@ -80,25 +80,24 @@ class Session:
         pool: Executor,
         picker_pool: Executor | None = None,
         mounts: Callable[[Grants], Mounts] | None = None,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         self._ws = ws
+        self._transport = transport  # the connection's, aborted when the page stalls
         self._manifest = manifest
         self._host = host
         self._pool = pool
         self._loop = asyncio.get_running_loop()
-        self._outbox = Outbox(self._loop)
+        self._outbox = Outbox(self._loop, self._stalled)
         self._grants = Grants(picker, picker_pool or pool)
         self._mounts = mounts(self._grants) if mounts is not None else None
         self._links: dict[int, WorkerLink] = {}
-        self._runs: dict[int, _Run] = {}  # queued or running
-        self._queue: deque[_Run] = deque()
-        self._queued_bytes = 0
-        self._running = 0  # runs started (not queued)
+        self._admission = Admission(manifest.limits.instances_per_page,
+                                    lambda: len(self._links), self._launch)
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts = asyncio.Semaphore(STARTS_PER_PAGE)
         self._picks = 0
         self._last_id = 0  # ids of SPAWN/RUN/PICK/MOUNT increase along the connection
-        self._max_instances = manifest.limits.instances_per_page
 
     @property
     def _closed(self) -> bool:
@@ -122,6 +121,23 @@ class Session:
         """Report a refused spawn, run or folder request to the page."""
         self.post(json_record(Op.ERROR, ident, {"kind": e.kind, "message": str(e)}))
 
+    def _stalled(self) -> None:
+        """The page has left its outbox over the bound for STALL_TIMEOUT: close it 1008."""
+        log.warning("closing a page connection: it has not read its output for %g s",
+                    flow.STALL_TIMEOUT)
+        self.shutdown()
+        self._task(self._close(PolicyError.close_code, (
+            f"the page did not read its output for {flow.STALL_TIMEOUT:g} s".encode())))
+
+    async def _close(self, code: int, message: bytes) -> None:
+        """Close the connection; a page that does not take the close frame within CLOSE_WAIT
+        (it does not read its socket) is cut off, its unread output dropped."""
+        try:
+            await asyncio.wait_for(self._ws.close(code=code, message=message), CLOSE_WAIT)
+        except (asyncio.TimeoutError, ConnectionError):
+            if self._transport is not None:
+                self._transport.abort()
+
     # -- input ----------------------------------------------------------------------------------
 
     async def serve(self) -> None:
@@ -130,21 +146,20 @@ class Session:
         try:
             async for msg in self._ws:
                 if msg.type != WSMsgType.BINARY:
-                    await self._ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
-                                         message=b"binary frames only")
+                    await self._close(WSCloseCode.UNSUPPORTED_DATA, b"binary frames only")
                     break
                 try:
                     await self._frame(msg.data)
+                    await self._outbox.room()  # the page's next frame waits for its outbox
                 except ProtocolError as e:
                     log.warning("closing a page connection: %s", e)
                     self.shutdown()
-                    await self._ws.close(code=e.close_code, message=str(e).encode()[:120])
+                    await self._close(e.close_code, str(e).encode()[:120])
                     break
                 except Exception:  # a bug in the bridge: this page only, never the server
                     log.exception("closing a page connection after an internal error")
                     self.shutdown()
-                    await self._ws.close(code=WSCloseCode.INTERNAL_ERROR,
-                                         message=b"internal error")
+                    await self._close(WSCloseCode.INTERNAL_ERROR, b"internal error")
                     break
         except ConnectionError:
             pass  # the page went away mid-frame
@@ -248,15 +263,9 @@ class Session:
         link = self._links.get(ident)
         if link is not None:
             link.terminate()
-        run = self._runs.get(ident)
-        if run is not None and run in self._queue:
-            self._queue.remove(run)
-            self._queued_bytes -= run.size
-            del self._runs[ident]
+        if self._admission.terminate(ident):
             self.error(ident, Refused("terminated", "the task was terminated by the page "
                                       "before it started"))
-        elif run is not None:
-            run.cancel()
 
     # -- spawn, run, pick -----------------------------------------------------------------------
 
@@ -273,15 +282,6 @@ class Session:
         check_background(service, options, run=run)
         return service, options, stdin
 
-    def _full(self) -> bool:
-        return len(self._links) + self._running >= self._max_instances
-
-    def _limit(self, what: str) -> Refused:
-        return Refused("limit", (
-            f"this page already has {self._max_instances} workers and tasks running"
-            f"{what}: [limits] instances_per_page"
-        ))
-
     async def _start(
         self, ident: int, spec: dict[str, Any], blob: memoryview, *, run: bool
     ) -> None:
@@ -293,41 +293,25 @@ class Session:
             self.error(ident, e)
             return
         if run:
-            entry = _Run(ident, service, options, stdin)
-            if not self._full() and not self._queue:
-                self._runs[ident] = entry
-                self._launch(entry)
-            elif len(self._queue) < RUN_QUEUE and (
-                self._queued_bytes + entry.size <= QUEUE_BYTES
-            ):
-                self._runs[ident] = entry
-                self._queue.append(entry)
-                self._queued_bytes += entry.size
-            else:
-                self.error(ident, self._limit(f" and {len(self._queue)} waiting"))
+            try:
+                self._admission.submit(Run(ident, service, options, stdin))
+            except Refused as e:
+                self.error(ident, e)
             return
-        if self._full():
-            self.error(ident, self._limit(""))
+        if self._admission.full():
+            self.error(ident, self._admission.refusal())
             return
         await self._starts.acquire()
-        if self._closed or self._full():  # queued runs may have taken the slot meanwhile
+        if self._closed or self._admission.full():  # queued runs may have taken the slot
             self._starts.release()
             if not self._closed:
-                self.error(ident, self._limit(""))
+                self.error(ident, self._admission.refusal())
             return
         link = self._links[ident] = WorkerLink(self, ident, service)
         self._task(self._spawn(link, options))
 
-    def _launch(self, entry: _Run) -> None:
-        self._running += 1
+    def _launch(self, entry: Run) -> None:
         self._task(self._run(entry))
-
-    def _dequeue(self) -> None:
-        """Start queued runs while the page has free instance slots."""
-        while self._queue and not self._full() and not self._closed:
-            entry = self._queue.popleft()
-            self._queued_bytes -= entry.size
-            self._launch(entry)
 
     def _in_pool(self, start: Callable[[], Instance | Subscription]) -> Any:
         """Run `start` on the shared pool, unless the page has gone; if the page goes while it
@@ -359,7 +343,7 @@ class Session:
         except _SPAWN_ERRORS as e:
             self._links.pop(link.id, None)
             self.error(link.id, refusal(e))
-            self._dequeue()
+            self._admission.dequeue()
             return
         finally:
             self._starts.release()
@@ -367,7 +351,7 @@ class Session:
         if self._closed:
             link.close()
 
-    async def _run(self, entry: _Run) -> None:
+    async def _run(self, entry: Run) -> None:
         ident, service = entry.id, entry.service
         done: asyncio.Future[Exited] = self._loop.create_future()
 
@@ -402,13 +386,12 @@ class Session:
             except BrokenPipeError:
                 pass  # it ended before reading its input
             exited = await done
+            await self._outbox.room()  # the result stays here, in its slot, until there is room
+            head = {"exitCode": exited.code, "stdoutLength": len(inst.stdout),
+                    "error": error_json(exited)}
+            self.post(json_record(Op.RESULT, ident, head, inst.stdout, inst.stderr))
         finally:
-            self._runs.pop(ident, None)
-            self._running -= 1
-            self._dequeue()
-        stdout, stderr = bytes(inst.stdout), bytes(inst.stderr)
-        head = {"exitCode": exited.code, "stdoutLength": len(stdout), "error": error_json(exited)}
-        self.post(json_record(Op.RESULT, ident, head, stdout, stderr))
+            self._admission.finished(entry)
 
     def _pick(self, ident: int, spec: dict[str, Any]) -> None:
         if self._picks >= PICKS_PER_PAGE:
@@ -465,7 +448,7 @@ class Session:
         def drop() -> None:
             if self._links.get(link.id) is link:
                 del self._links[link.id]
-                self._dequeue()
+                self._admission.dequeue()
 
         if not self._closed:
             self._outbox.call_soon(drop)
@@ -475,9 +458,7 @@ class Session:
         self._outbox.close()
         for link in list(self._links.values()):
             link.close()
-        self._queue.clear()
-        for entry in list(self._runs.values()):
-            entry.cancel("stopped because its page closed")
+        self._admission.stop("stopped because its page closed")
         self._links.clear()
         self._grants.clear()
         if self._mounts is not None:
@@ -485,42 +466,12 @@ class Session:
 
     async def close(self) -> None:
         """Close the connection from the bridge's side."""
-        await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"the app is closing")
+        await self._close(WSCloseCode.GOING_AWAY, b"the app is closing")
         self.shutdown()
 
 
 class _PageGone(Exception):
     """A start skipped because its page has gone."""
-
-
-class _Run:
-    """A RUN of the page: cancelled before it starts, or terminated once it runs."""
-
-    def __init__(
-        self, ident: int, service: Service, options: SpawnOptions, stdin: bytes
-    ) -> None:
-        self.id = ident
-        self.service = service
-        self.options = options
-        self.stdin = stdin
-        self.size = len(stdin) + sum(map(len, options.files.values()))
-        self._lock = threading.Lock()
-        self.cancelled: str | None = None
-        self._instance: Instance | None = None
-
-    def started(self, inst: Instance) -> None:
-        with self._lock:
-            self._instance = inst
-            reason = self.cancelled
-        if reason is not None:
-            inst.terminate(reason)
-
-    def cancel(self, reason: str = "terminated by the page") -> None:
-        with self._lock:
-            self.cancelled = self.cancelled or reason
-            inst = self._instance
-        if inst is not None:
-            inst.terminate(reason)
 
 
 def _stop(handle: Instance | Subscription, reason: str) -> None:

@@ -38,6 +38,8 @@ from ..manifest import Service
 from . import framing
 from .events import Event, Exited, Message, ServiceError, Stderr
 from .hostpath import Root
+from .net import NetSession
+from .net import set_current as set_current_net
 from .poll import Waker, set_current
 from .stdio import Stdio, grow_pipe, output_mode
 from .wasmtime_ext import set_epoch_callback
@@ -76,6 +78,7 @@ class Launch:
     timeout: float | None = None
     capture: bool = False  # collect raw stdout instead of decoding messages (tasks)
     opened: tuple[Root, ...] = ()  # the preopens' folders, held until wasmtime has opened them
+    net: NetSession | None = None  # its `wvwasi_net` sockets, when services.X.net lists any
 
     def release(self) -> None:
         """Close the folders the host opened for this launch (idempotent)."""
@@ -243,6 +246,9 @@ class Instance:
                 raise
             set_current(Waker(self._stopping, self._stdin.state, time.monotonic(),
                               self._stdin.wait_change))
+            if self._launch.net is not None:
+                self._launch.net.bind(self._stopping)
+            set_current_net(self._launch.net)
             instance = self._launch.pre.instantiate(store)
             exports = instance.exports(store)
             mem = exports.get("memory")
@@ -263,6 +269,9 @@ class Instance:
         finally:
             self._launch.release()
             set_current(None)
+            set_current_net(None)
+            if self._launch.net is not None:
+                self._launch.net.close()
             self._stdin.close()
             if store is not None:
                 store.close()  # closes the guest's ends of the pipes: readers see EOF

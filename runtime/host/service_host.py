@@ -12,15 +12,14 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import wasmtime
 
-from .. import guestpath
-from ..manifest import Manifest, Preopen, Service
+from ..manifest import Manifest, Service
 from ..paths import PathContext
 from .background import Background, Subscription
 from .events import Event, ServiceError, ServiceLimitError
@@ -28,7 +27,9 @@ from .hostdirs import HostDirs
 from .hostpath import EscapeError, Root
 from .instance import Instance, Launch
 from .modules import ModuleLoader, WasmLoadError, make_engine
+from .net import AppSockets, define_net, open_session
 from .poll import shadow_poll_oneoff
+from .spawn_options import SpawnOptions, check_spawn
 from .tempdirs import LockedTempDir, sweep
 
 if TYPE_CHECKING:
@@ -37,22 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("wvwasi.host")
 
 TICK_SECONDS = 0.005
-#: Grants one spawn may carry (each holds one open folder while the instance runs).
-MAX_GRANTS = 16
 _CLOSE_WAIT = 5.0  # seconds close() waits for instances and threads in all
 #: File descriptors to allow per live instance: 3 pipe ends of ours, 3 of wasmtime's, preopens.
 FDS_PER_INSTANCE = 16
-
-
-@dataclass(frozen=True)
-class SpawnOptions:
-    """Per-spawn additions. They can only narrow what the manifest grants."""
-
-    args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-    files: Mapping[str, bytes] = field(default_factory=dict)
-    scratch: bool = False
-    grants: tuple[Preopen, ...] = ()  # user-picked folders; host paths absolute
 
 
 @dataclass(frozen=True)
@@ -86,6 +74,8 @@ class ServiceHost:
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
         shadow_poll_oneoff(self._linker)
+        define_net(self._linker)
+        self.sockets = AppSockets(manifest.limits.sockets)
         self._pres: dict[Path, tuple[wasmtime.Module, wasmtime.InstancePre]] = {}
         self._lock = threading.RLock()
         self._live: dict[int, Instance] = {}
@@ -142,6 +132,7 @@ class ServiceHost:
         self._closed.set()  # the ticker runs until here: it is what stops spinning instances
         if self._ticker is not None:
             self._ticker.join(1.0)
+        self.sockets.close()
         if self._temp is not None:
             self._temp.close()
         if self._own_paths:
@@ -253,17 +244,7 @@ class ServiceHost:
 
     def _launch(self, service: Service, options: SpawnOptions, capture: bool) -> Launch:
         name = service.name
-        if options.scratch and not service.scratch:
-            raise PermissionError(
-                f"service '{name}' has no scratch folder: set services.{name}.scratch = true"
-            )
-        if options.grants and not service.user_grants:
-            raise PermissionError(
-                f"service '{name}' does not accept user-picked folders: "
-                f"set services.{name}.user_grants = true"
-            )
-        files, grant_guests = _check_paths(service, options)
-        _check_argv_env(service, options)
+        files, grant_guests = check_spawn(service, options)
         pre = self._instance_pre(service)
         opened: list[Root] = []
         preopens: list[tuple[Path, str, bool]] = []
@@ -291,6 +272,7 @@ class ServiceHost:
             timeout=service.limits.timeout,
             capture=capture,
             opened=tuple(opened),
+            net=open_session(name, service.net, self.sockets, self.paths.resolve_file),
         )
 
     def _instance_pre(self, service: Service) -> wasmtime.InstancePre:
@@ -349,86 +331,3 @@ def _raise_fd_limit(wanted: int) -> None:
 
 def _ignore(_event: Event) -> None:
     """run_task's events: it reads the captured stdout/stderr instead."""
-
-
-
-def _check_paths(
-    service: Service, options: SpawnOptions
-) -> tuple[dict[str, bytes], list[str]]:
-    """Normalized per-spawn files and grant guest paths; refused when malformed, over the
-    service's `limits.files`/`files_size`, or overlapping a preopen or each other."""
-    name = service.name
-    limits = service.limits
-
-    def guest(path: object, what: str) -> str:
-        try:
-            normal = guestpath.normalize(path)  # type: ignore[arg-type]
-        except guestpath.GuestPathError as e:
-            raise ValueError(f"service '{name}': {what} path refused: {e}") from None
-        if normal == "/":
-            raise ValueError(f"service '{name}': {what} path {path!r} must not be /")
-        return normal
-
-    if len(options.files) > limits.files:
-        raise PermissionError(
-            f"service '{name}': {len(options.files)} files given, more than "
-            f"services.{name}.limits.files = {limits.files}"
-        )
-    size = sum(len(content) for content in options.files.values())
-    if size > limits.files_size:
-        raise PermissionError(
-            f"service '{name}': files of {size} bytes together, more than "
-            f"services.{name}.limits.files_size = {limits.files_size}"
-        )
-    if len(options.grants) > MAX_GRANTS:
-        raise PermissionError(
-            f"service '{name}': {len(options.grants)} grants given, at most {MAX_GRANTS}"
-        )
-    taken = {p.guest: f"the preopen {p.guest} from services.{name}.preopens"
-             for p in service.preopens}
-    if options.scratch:
-        taken["/scratch"] = "the scratch folder /scratch"
-    grants = []
-    for grant in options.grants:
-        if not Path(grant.host).is_absolute():
-            raise PermissionError(f"service '{name}': granted folder {grant.host} is not absolute")
-        path = guest(grant.guest, "grant")
-        _check_free(name, path, f"grant {grant.guest}", taken)
-        taken[path] = f"the grant {grant.guest}"
-        grants.append(path)
-    files: dict[str, bytes] = {}
-    for raw, content in options.files.items():
-        path = guest(raw, "files")
-        _check_free(name, path, f"file {raw}", taken)
-        taken[path] = f"the file {raw}"
-        files[path] = content if isinstance(content, bytes) else bytes(content)
-    return files, grants
-
-
-def _check_free(service: str, path: str, what: str, taken: Mapping[str, str]) -> None:
-    """A per-spawn path may not be, contain or lie inside any other preopen, grant or file."""
-    for other, which in taken.items():
-        if guestpath.overlap(path, other):
-            raise PermissionError(f"service '{service}': {what} would shadow {which}")
-
-
-def _check_argv_env(service: Service, options: SpawnOptions) -> None:
-    """Per-spawn args and env: strings without NUL (wasmtime would cut them there), env names
-    without `=`, and no name the manifest sets."""
-    name = service.name
-    for i, arg in enumerate(options.args):
-        if not isinstance(arg, str) or "\0" in arg:
-            raise ValueError(f"service '{name}': args[{i}] must be a string without NUL")
-    fixed = {k for k, _ in service.env}
-    for key, value in options.env:
-        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise ValueError(
-                f"service '{name}': env name {key!r} is invalid (empty, or has '=' or NUL)"
-            )
-        if not isinstance(value, str) or "\0" in value:
-            raise ValueError(f"service '{name}': env {key} must be a string without NUL")
-        if key in fixed:
-            raise PermissionError(
-                f"service '{name}': env {key} is set by services.{name}.env and cannot be "
-                "overridden"
-            )

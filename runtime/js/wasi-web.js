@@ -119,11 +119,19 @@ class AppData {
     if (!this.trees.has(key)) this.trees.set(key, this.#load(key));
     return this.trees.get(key);
   }
+  /** The OPFS folder of `$APPDATA/key` (`.` is $APPDATA itself, `a/b` two levels down). */
+  async #dir(key, create) {
+    let dir = await this.#root(create);
+    for (const part of key.split('/').filter((p) => p && p !== '.')) {
+      if (!dir) break;
+      dir = await dir.getDirectoryHandle(part, {create});
+    }
+    return dir;
+  }
   async #load(key) {
-    const root = await this.#root(false);
-    if (!root) return [];
     try {
-      return await readOpfs(await root.getDirectoryHandle(key), '');
+      const dir = await this.#dir(key, false);
+      return dir ? await readOpfs(dir, '') : [];
     } catch {
       return [];
     }
@@ -131,10 +139,12 @@ class AppData {
   put(key, entries) {
     this.trees.set(key, Promise.resolve(entries));
     this.saving = this.saving.then(async () => {
-      const root = await this.#root(true);
-      if (!root) return;
-      await root.removeEntry(key, {recursive: true}).catch(() => {});
-      await writeOpfs(await root.getDirectoryHandle(key, {create: true}), entries);
+      const dir = await this.#dir(key, true);
+      if (!dir) return;
+      const old = [];
+      for await (const name of dir.keys()) old.push(name);
+      for (const name of old) await dir.removeEntry(name, {recursive: true});
+      await writeOpfs(dir, entries);
     }).catch((e) => console.warn(`[wvwasi] could not save $APPDATA/${key}: ${e}`));
   }
 }

@@ -40,8 +40,8 @@ from browser import ServedApp, served_app
 from projects import write_project
 
 from wvwasi.runtime.bridge.protocol import Op
+from wvwasi.runtime.bridge.runs import RUN_QUEUE
 from wvwasi.runtime.bridge.server import MAX_PAGES, POOL_SIZE
-from wvwasi.runtime.bridge.session import RUN_QUEUE
 
 pytestmark = pytest.mark.timeout(300)
 

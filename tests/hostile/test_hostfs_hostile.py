@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import struct
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from bridge_client import PageClient, launch
+from bridge_client import PageClient, launch, send, spawn
 from browser import ServedApp, served_app
 from projects import write_project
 
 from wvwasi.runtime.bridge.hostfs import MAX_HANDLES, MAX_IO
-from wvwasi.runtime.bridge.mounts import MAX_CALL
+from wvwasi.runtime.bridge.mounts import HANDLES_PER_PAGE, MAX_CALL
 from wvwasi.runtime.bridge.protocol import Op, json_record, record, split_json
 
 pytestmark = pytest.mark.timeout(120)
-EPERM, EMFILE = 63, 33
+EPERM, EMFILE, EINVAL = 63, 33, 28
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +150,99 @@ def test_a_page_over_the_call_bounds_is_disconnected(app: ServedApp, abuse: str)
         assert await gone(app)
 
     asyncio.run(scenario())
+
+
+def test_a_call_nested_too_deeply_is_answered(app: ServedApp,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 23: 30,000 `[` as a call's JSON raised RecursionError on the file-call thread: no
+    FS_REPLY (the module's Worker waited for ever) and a logged traceback."""
+    async def scenario() -> None:
+        async with await PageClient.open(launch(app)) as page:
+            assert (await mount(page, 1, preopen="/data"))[0] is Op.MOUNTED
+            deep = record(Op.FS_CALL, 1, struct.pack("<I", 30000) + b"[" * 30000)
+            assert (await call(page, 1, {}, raw=deep))[0]["errno"] == EINVAL
+            answer, _ = await call(page, 1, {"op": "pstat", "h": 0, "path": "big"})
+            assert answer["errno"] == 0  # the mount and the page go on
+
+    asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_names_that_are_not_utf8_are_left_out_of_listings(app: ServedApp) -> None:
+    """Issue 23: one such name made every readdir batch holding it fail with EINVAL."""
+    odd = app.bridge.host.paths.resolve("$APPDATA/data") / "odd"
+    odd.mkdir(exist_ok=True)
+    (odd / "plain").write_bytes(b"")
+    with open(os.fsencode(odd) + b"/bad\xff\xfe", "wb"):
+        pass
+
+    async def scenario() -> None:
+        async with await PageClient.open(launch(app)) as page:
+            assert (await mount(page, 1, preopen="/data"))[0] is Op.MOUNTED
+            opened, _ = await call(page, 1, {"op": "open", "h": 0, "path": "odd",
+                                             "directory": True})
+            answer, _ = await call(page, 1, {"op": "readdir", "h": opened["h"], "cookie": 0})
+            assert answer["errno"] == 0
+            assert sorted(e[0] for e in answer["entries"]) == [".", "..", "plain"]
+
+    asyncio.run(scenario())
+
+
+def test_mount_roots_count_against_the_page_handle_budget(app: ServedApp) -> None:
+    """Issue 23: a mount's root folder fds were outside every budget."""
+    async def scenario() -> None:
+        async with await PageClient.open(launch(app)) as page:
+            mounts = range(1, HANDLES_PER_PAGE // MAX_HANDLES + 2)
+            for i in mounts:
+                assert (await mount(page, i, preopen="/data"))[0] is Op.MOUNTED
+            opened = 0
+            for i in mounts:
+                while (await call(page, i, {"op": "open", "h": 0, "path": "big"}))[0][
+                        "errno"] == 0:
+                    opened += 1
+            assert opened + len(mounts) == HANDLES_PER_PAGE
+
+    asyncio.run(scenario())
+
+
+def test_terminating_a_mount_during_a_slow_call_does_not_block_the_bridge(
+    app: ServedApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23: TERMINATE of a mount waited on the bridge's loop for the call in progress
+    (another page's echo went 0.9 -> 306 ms). The slow disk is simulated at one seam: a read of
+    SLOW bytes waits until the test lets it go."""
+    slow, release = 12345, threading.Event()
+    pread = os.pread
+
+    def slow_pread(fd: int, size: int, at: int) -> bytes:
+        if size == slow:
+            release.wait(30)
+        return pread(fd, size, at)
+
+    monkeypatch.setattr(os, "pread", slow_pread)
+
+    async def scenario() -> float:
+        async with await PageClient.open(launch(app)) as page, \
+                await PageClient.open(launch(app)) as other:
+            await other.send(spawn(1, "echo"), send(1, b"warm"))
+            assert await other.wait_for(Op.MESSAGE, 1) == b"warm"
+            assert (await mount(page, 1, preopen="/data"))[0] is Op.MOUNTED
+            opened, _ = await call(page, 1, {"op": "open", "h": 0, "path": "big"})
+            await page.send(fs_call(1, {"op": "read", "h": opened["h"], "len": slow, "at": 0}))
+            await asyncio.sleep(0.3)  # the read waits on its file-call thread
+            await page.send(record(Op.TERMINATE, 1))
+            start = time.perf_counter()
+            other.records.clear()
+            await other.send(send(1, b"ping"))
+            got = await other.wait_for(Op.MESSAGE, 1, timeout=10)
+            took = time.perf_counter() - start
+            release.set()
+            assert got == b"ping"
+            return took
+
+    try:
+        took = asyncio.run(scenario())
+    finally:
+        release.set()
+    print(f"\nanother page's echo while a terminated mount's call ran: {took * 1000:.0f} ms")
+    assert asyncio.run(gone(app))  # the mount's handles were closed once the call ended

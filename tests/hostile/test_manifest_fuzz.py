@@ -3,8 +3,9 @@
 Documents are a valid manifest with 1-3 keys replaced by hostile values (wrong types, nested
 tables, huge and negative numbers, NaN, unicode, NUL, control characters, paths to a FIFO, a
 symlink loop, /dev/zero, a directory), or valid TOML text with bytes spliced in. Whatever the
-input: either a Manifest, or a ManifestError whose one-line text starts with the file's path —
-never another exception, never a hang. Long run: see hypothesis_profiles.py.
+input: either a Manifest that dump_manifest() writes back equal, or a ManifestError whose
+one-line text starts with the file's path — never another exception, never a hang. Long
+run: see hypothesis_profiles.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wvwasi.packager.commands.check import check_project
-from wvwasi.runtime.manifest import PLATFORMS, Manifest, ManifestError, load_manifest
+from wvwasi.runtime.manifest import PLATFORMS, ManifestError, dump_manifest, load_manifest
 
 HOSTILE_STRINGS = [
     *TRAPS.values(), "", ".", "..", "../../etc/passwd", "/etc/passwd", "/dev/zero", "a\0b",
@@ -120,15 +121,23 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def assert_loads_or_names_file(root: Path) -> None:
-    """load_manifest for every platform: a Manifest, or one ManifestError line naming the file."""
+    """load_manifest for every platform: a Manifest that dump_manifest() writes back equal, or
+    one ManifestError line naming the file."""
     file = root / "wvwasi.toml"
     for platform in PLATFORMS:
         try:
-            assert isinstance(load_manifest(root, platform=platform), Manifest)
+            manifest = load_manifest(root, platform=platform)
         except ManifestError as e:
             text = str(e)
             assert text.startswith(f"{file}: "), text
             assert "\n" not in text and "\r" not in text, text
+            continue
+        source = file.read_bytes()
+        file.write_text(dump_manifest(manifest), encoding="utf-8")
+        try:
+            assert load_manifest(root, platform=platform) == manifest
+        finally:
+            file.write_bytes(source)
 
 
 def assert_check_lines(root: Path) -> None:
