@@ -260,10 +260,13 @@ def _stage_native(request: BuildRequest, manifest: Manifest, names: tuple[str, .
             progress.log(f"not precompiling services for {system} here: the app compiles "
                          "them on first start and caches them")
         else:
+            by_source: dict[Path, Path] = {}  # services of one module: compiled once
             for name, service in manifest.services.items():
                 try:
-                    precompiled[name] = caches.cached_precompile(
-                        service.source, work / "cwasm" / name)
+                    if service.source not in by_source:
+                        by_source[service.source] = caches.cached_precompile(
+                            service.source, work / "cwasm" / name)
+                    precompiled[name] = by_source[service.source]
                 except WasmLoadError as e:
                     raise BuildError(f"precompile services.{name}", str(e)) from None
     with clock("freeze"):

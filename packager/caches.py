@@ -6,7 +6,8 @@
     <cache>/packages/          compressed package parts reused across builds (formats/_parts.py)
     <cache>/windows/           the Windows runtime's cross-freeze: the checked Windows CPython,
                                its wheels and wvwasi's Wine prefix (wincross.py)
-    ~/.cache/<identifier>/modules/   each installed app's own compile cache
+    ~/.cache/wvwasi-code/<identifier>/modules/   each installed app's own compile cache
+                               (beside its onefile extraction: runtime/paths.py, code_root)
 
 `<cache>` is cache_dir() (`WVWASI_CACHE_DIR` overrides it). Compile caches are capped
 (modules.cache_cap(), least recently used first out).
@@ -37,12 +38,12 @@ from wvwasi.runtime.host.modules import (
     precompile,
     sha256_file,
 )
+from wvwasi.runtime.paths import build_cache_dir, code_root
 
 
 def cache_dir() -> Path:
     """wvwasi's cache folder (`WVWASI_CACHE_DIR` overrides the per-user default)."""
-    override = os.environ.get("WVWASI_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("wvwasi", False))
+    return build_cache_dir()
 
 
 def cache_size(top: Path) -> int:
@@ -171,18 +172,19 @@ def pack_wasm(wasm: Path, dest: Path) -> None:
 
 
 def app_compile_caches() -> Iterator[Path]:
-    """Installed apps' and old dev runs' own compile caches (`~/.cache/<identifier>/modules`)."""
-    base = Path(platformdirs.user_cache_dir())
-    if not base.is_dir():
-        return
+    """Installed apps' own compile caches (`~/.cache/wvwasi-code/<identifier>/modules`, and
+    `~/.cache/<identifier>/modules` where older versions kept them)."""
     own = cache_dir().resolve()
-    for entry in sorted(base.iterdir()):
-        modules = entry / "modules"
-        try:
-            if entry.resolve() != own and any(modules.glob("*.cwasm.json")):
-                yield modules
-        except OSError:
+    for base in (code_root(), Path(platformdirs.user_cache_dir())):
+        if not base.is_dir():
             continue
+        for entry in sorted(base.iterdir()):
+            modules = entry / "modules"
+            try:
+                if entry.resolve() != own and any(modules.glob("*.cwasm.json")):
+                    yield modules
+            except OSError:
+                continue
 
 
 def caches() -> list[Cache]:

@@ -8,10 +8,14 @@ after the app and the payload beside it:
       _internal/              the runtime's Python, libraries, wvwasi.runtime
       app/                    the payload, found by runtime/frozen_main.py next to the executable
         wvwasi.toml           the manifest resolved for the target OS, paths relative to app/
+        payload.json          the SHA-256 of every other payload file (the runtime loads a
+                              precompiled artefact only if it matches; modules.payload_digests)
         ui/                   [ui] dir
-        services/<name>.wasm  each service (`<name>.wasm.gz` when it has a precompiled artefact:
-                              only the fallback for a CPU the artefact cannot run on)
-        precompiled/<name>.cwasm  portable precompiled artefacts (same OS/arch only)
+        services/<id>.wasm    each module once, named by its content (`<id>` = the first 16 hex
+                              digits of its SHA-256; services of one module share it);
+                              `<id>.wasm.gz` when it has a precompiled artefact: only the
+                              fallback for a CPU the artefact cannot run on
+        precompiled/<id>.cwasm  portable precompiled artefacts (same OS/arch only)
         icon.png              the app icon (1024 px; the default one if [app] icon is unset)
         icon.ico              (Windows) the same for shortcuts
         resources/...         [bundle] resources, project-relative layout kept ($RESOURCES)
@@ -40,7 +44,14 @@ from types import MappingProxyType
 from wvwasi.packager import caches, icons, winres
 from wvwasi.packager.formats import Arch, Platform
 from wvwasi.packager.tools import BuildError
-from wvwasi.runtime.host.modules import artefact_name, copy_artefact, header_path, packed_path
+from wvwasi.runtime.host.modules import (
+    artefact_name,
+    content_name,
+    copy_artefact,
+    header_path,
+    packed_path,
+    write_payload_digests,
+)
 from wvwasi.runtime.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -137,8 +148,9 @@ def stage_payload(
 
     `precompiled`: service name -> artefact from `modules.precompile()` (absent: the runtime
     compiles on first start and caches). `pack(wasm, dest)`: with an artefact, the `.wasm` is
-    shipped as `dest` (`services/<name>.wasm.gz`) by it, only the fallback for a CPU the artefact
-    cannot run on (see modules.packed_path), instead of uncompressed beside it.
+    shipped as `dest` (`services/<id>.wasm.gz`) by it, only the fallback for a CPU the artefact
+    cannot run on (see modules.packed_path), instead of uncompressed beside it. Each module is
+    written once, under its content name, however many services use it.
     """
     dest.mkdir(parents=True)
     shutil.copytree(manifest.ui.dir, dest / "ui", symlinks=False)
@@ -147,9 +159,12 @@ def stage_payload(
         if not service.source.is_file():
             raise BuildError("stage", f"services.{name}.source: {service.source} does not exist "
                              "(no build.command made it?)")
-        target = dest / "services" / f"{name}.wasm"
+        target = dest / "services" / content_name(service.source)
         target.parent.mkdir(exist_ok=True)
-        sources[name] = f"services/{name}.wasm"
+        first = target.name not in {Path(s).name for s in sources.values()}
+        sources[name] = f"services/{target.name}"
+        if not first:
+            continue  # another service's module, already staged
         if precompiled and name in precompiled:
             out = dest / "precompiled" / artefact_name(target)
             link_or_copy_artefact(precompiled[name], out)
@@ -176,6 +191,7 @@ def stage_payload(
         load_manifest(dest, platform=manifest.platform)
     except ManifestError as e:  # a bug in payload_manifest(), not the user's
         raise BuildError("stage", f"the staged manifest does not load: {e}") from None
+    write_payload_digests(dest)
     return dest
 
 

@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from wvwasi.runtime.bridge.protocol import page_constants
-from wvwasi.runtime.bridge.static import JS_DIR, inject_script
+from wvwasi.runtime.bridge.static import JS_DIR, inject_script, page_script
+from wvwasi.runtime.host.modules import content_name
 from wvwasi.runtime.manifest import Manifest, Preopen
 from wvwasi.runtime.paths import parse_host
 
 #: The folder of the site that holds wvwasi's own files.
 WVWASI_DIR = "__wvwasi"
 ENGINE_FILES = ("wvwasi.js", "wvwasi.d.ts", "wasi-core.js", "wasi-worker.js", "wasi-engine.js",
-                "wasi-web.js", "wasi-page.js", "wasi-hostfs.js")
+                "wasi-web.js", "wasi-page.js", "wasi-hostfs.js", "wasi-wire.js")
 #: What every response of the site needs (cross-origin isolation: blocking stdin in Workers).
 HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -118,7 +119,9 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
         shutil.copy(JS_DIR / name, own / name)
     services: dict[str, Any] = {}
     for name, service in manifest.services.items():
-        shutil.copy(service.source, own / "services" / f"{name}.wasm")
+        module = f"services/{content_name(service.source)}"  # one file per module, not service
+        if not (own / module).exists():
+            shutil.copy(service.source, own / module)
         preopens = []
         for i, preopen in enumerate(service.preopens):
             var, rest = parse_host(preopen.host)
@@ -134,12 +137,13 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
             preopens.append(entry)
         limits = service.limits
         services[name] = {
-            "module": f"services/{name}.wasm",
+            "module": module,
             "args": list(service.args),
             "env": [list(kv) for kv in service.env],
             "preopens": preopens,
             "limits": {"memory": limits.memory, "timeout": limits.timeout,
-                       "instances": limits.instances},
+                       "instances": limits.instances, "message": limits.message,
+                       "files": limits.files, "files_size": limits.files_size},
         }
     public = {
         name: {"kind": s.kind, "ipc": s.ipc, "userGrants": s.user_grants, "scratch": s.scratch}
@@ -148,9 +152,7 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
     web = {"app": manifest.app.identifier, "services": services}
     config = {"services": public, "dev": False, **page_constants(), "web": web}
     # the base URLs come from where the page found this script, so the site works in any folder
-    head = f"globalThis.__wvwasiConfig = {json.dumps(config)};\n{_LOCATE}"
-    (own / "wvwasi.js").write_text(head + (JS_DIR / "wvwasi.js").read_text(encoding="utf-8"),
-                                   encoding="utf-8")
+    (own / "wvwasi.js").write_bytes(page_script(config, _LOCATE))
     shutil.copy(JS_DIR / "coi-sw.js", dest / "coi-sw.js")
     (dest / "_headers").write_text(
         "/*\n" + "".join(f"  {k}: {v}\n" for k, v in HEADERS.items()), encoding="utf-8")

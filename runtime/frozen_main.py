@@ -15,10 +15,12 @@ The payload (see packager/stage.py) is looked for, in order:
 2. a zip archive appended to the executable (the Windows/macOS single-file build; Linux's is a
    launcher that extracts the whole app folder and runs this executable from it, so 1. finds
    the payload, see packager/formats/onefile.py): extracted once into
-   `<user cache>/<identifier>/onefile/<digest>/` and reused by later launches. `<digest>` hashes
-   the archive's directory (every member's name, size and CRC-32), so a new build gets a new
-   folder (older ones are removed); a folder whose files do not have the sizes the archive
-   lists is extracted again. A cache that cannot be written falls back to the runtime's
+   `<user cache>/wvwasi-code/<identifier>/onefile/<digest>/` (runtime/paths.py, `code_root`:
+   no preopen reaches it) and reused by later launches. `<digest>` hashes the archive's
+   directory (every member's name, size and CRC-32), so a new build gets a new folder (older
+   ones are removed). At every launch each extracted file must have the SHA-256 that the
+   archive's own `app/payload.json` lists (read from the executable, not from the folder), else
+   the folder is extracted again. A cache that cannot be written falls back to the runtime's
    temporary folder (`sys._MEIPASS`, removed at exit).
 """
 
@@ -28,7 +30,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from pathlib import Path
 PAYLOAD = "app"
 MANIFEST = "wvwasi.toml"
 DONE = ".extracted.json"  # written last: {member name: size}
+DIGESTS = f"{PAYLOAD}/payload.json"  # the payload's file digests (modules.PAYLOAD_DIGESTS)
 
 
 def find_payload(executable: Path) -> Path:
@@ -73,21 +75,34 @@ def archive_digest(archive: zipfile.ZipFile) -> str:
 
 
 def onefile_cache(archive: zipfile.ZipFile) -> Path:
-    """`<user cache>/<identifier>/onefile`: the app's own cache folder, as `$CACHE`."""
-    import platformdirs
-
+    """`<code root>/<identifier>/onefile`: beside the app's compile cache, out of every
+    preopen's reach (not `$CACHE`)."""
     from wvwasi.runtime.manifest import tomllib
+    from wvwasi.runtime.paths import app_code_dir
 
     try:
         ident = tomllib.loads(archive.read(f"{PAYLOAD}/{MANIFEST}").decode())["app"]["identifier"]
     except (KeyError, ValueError, TypeError):
         ident = ""
-    return Path(platformdirs.user_cache_dir(cache_name(str(ident)), appauthor=False)) / "onefile"
+    return app_code_dir(str(ident)) / "onefile"
 
 
-def cache_name(identifier: str) -> str:
-    """The app's folder name in the user cache (also the Linux onefile launcher's)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", identifier).lstrip(".") or "wvwasi-app"
+def expected_digests(archive: zipfile.ZipFile) -> dict[str, str]:
+    """`{member name: SHA-256}` for every file member, from the archive's own payload listing
+    (a member it does not list, or no listing: the member's own digest, computed now)."""
+    try:
+        listed = json.loads(archive.read(DIGESTS))["sha256"]
+    except (KeyError, ValueError, TypeError):
+        listed = {}
+    digests = {}
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        digest = listed.get(info.filename[len(PAYLOAD) + 1:]) if isinstance(listed, dict) else None
+        if not isinstance(digest, str):
+            digest = hashlib.sha256(archive.read(info)).hexdigest()
+        digests[info.filename] = digest
+    return digests
 
 
 def extract_cached(archive: zipfile.ZipFile, cache: Path) -> Path:
@@ -95,19 +110,20 @@ def extract_cached(archive: zipfile.ZipFile, cache: Path) -> Path:
     intact); OSError if the cache cannot be written."""
     target = cache / archive_digest(archive)
     sizes = {i.filename: i.file_size for i in archive.infolist() if not i.is_dir()}
-    if _intact(target, sizes):
+    digests = expected_digests(archive)
+    if _intact(target, sizes, digests):
         return target
     cache.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache))
     try:
         archive.extractall(temp)
         (temp / DONE).write_text(json.dumps(sizes), encoding="utf-8")
-        if target.exists() and not _intact(target, sizes):  # damaged: replace it
+        if target.exists() and not _intact(target, sizes, digests):  # damaged: replace it
             shutil.rmtree(target, ignore_errors=True)
         try:
             os.replace(temp, target)
         except OSError:
-            if not _intact(target, sizes):  # not another launch that got there first
+            if not _intact(target, sizes, digests):  # not another launch that got there first
                 raise
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -117,12 +133,19 @@ def extract_cached(archive: zipfile.ZipFile, cache: Path) -> Path:
     return target
 
 
-def _intact(target: Path, sizes: dict[str, int]) -> bool:
+def _intact(target: Path, sizes: dict[str, int], digests: dict[str, str]) -> bool:
+    """Is `target` the archive extracted completely, every file a regular one with the size
+    and SHA-256 the archive lists?"""
+    from wvwasi.runtime.host.modules import sha256_file
+
     try:
         if json.loads((target / DONE).read_text(encoding="utf-8")) != sizes:
             return False
-        return all((target / name).stat().st_size == size for name, size in sizes.items())
-    except (OSError, ValueError):
+        return all(
+            (target / name).lstat().st_size == size and sha256_file(target / name) == digests[name]
+            for name, size in sizes.items()
+        )
+    except (OSError, ValueError, KeyError):
         return False
 
 

@@ -2,6 +2,10 @@
 
 A variable may only begin a host path: `$APPDATA/notes`. The app-owned folders (`$APPDATA`,
 `$CACHE`, `$TEMP`) are created on first use; `$TEMP` is a per-run folder removed by `close()`.
+
+What wvwasi runs or loads as code at run time (onefile extractions, compile caches) lives in
+`code_root()`, which no variable names or lies inside: its name is not a valid identifier, so it
+is no app's `$CACHE`/`$APPDATA` (docs/security.md, "The app's code is out of services' reach").
 """
 
 from __future__ import annotations
@@ -27,6 +31,33 @@ APP_OWNED = ("APPDATA", "CACHE", "TEMP")
 
 #: Variables naming the app's own folders: links beneath them may not lead out of them.
 CONTAINED = (*APP_OWNED, "RESOURCES")
+
+
+#: The user-cache folder holding every app's run-time code (never an identifier: no dot).
+CODE_FOLDER = "wvwasi-code"
+
+
+def cache_name(identifier: str) -> str:
+    """The app's folder name in a user cache (also the Linux onefile launcher's)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", identifier).lstrip(".") or "wvwasi-app"
+
+
+def code_root() -> Path:
+    """Where every app's run-time code lives: `<user cache>/wvwasi-code` (~/.cache on Linux)."""
+    return Path(platformdirs.user_cache_dir(CODE_FOLDER, appauthor=False))
+
+
+def build_cache_dir() -> Path:
+    """wvwasi's build-time cache (`WVWASI_CACHE_DIR` overrides the per-user default), which
+    holds the compile cache `wvwasi build` ships artefacts from."""
+    override = os.environ.get("WVWASI_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("wvwasi", False))
+
+
+def app_code_dir(identifier: str) -> Path:
+    """The app's own code folder: `onefile/<digest>/` extractions and `modules/` (its compile
+    cache) beneath it."""
+    return code_root() / cache_name(identifier)
 
 
 class Location(NamedTuple):
@@ -84,6 +115,8 @@ class PathContext:
         self._dirs: dict[str, Path] = {k: Path(v) for k, v in (base_dirs or {}).items()}
         self._temp: LockedTempDir | None = None
         self._lock = threading.Lock()
+        self._code: dict[Path, str] = {code_root(): "the code folder of wvwasi apps",
+                                       build_cache_dir(): "wvwasi's build cache"}
 
     @classmethod
     def for_app(
@@ -153,6 +186,17 @@ class PathContext:
         if path.is_relative_to(self.root) and not Path(rest).is_absolute():
             return Location(self.root, path.relative_to(self.root).as_posix(), False, True)
         return Location(path, "", False, False)
+
+    def add_code_folder(self, path: Path, what: str) -> None:
+        """Mark `path` as holding code wvwasi runs or loads (a compile cache, the app's own
+        folder): no writable preopen or grant may be, contain or lie inside it."""
+        with self._lock:
+            self._code[Path(path)] = what
+
+    def code_folders(self) -> dict[str, str]:
+        """Every code folder as its real path -> what it is."""
+        with self._lock:
+            return {os.path.realpath(p): what for p, what in self._code.items()}
 
     @property
     def cache_dir(self) -> Path:

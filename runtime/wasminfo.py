@@ -168,7 +168,8 @@ def check_command_module(path: Path | str) -> ModuleInfo:
         )
         raise WasmModuleError(
             path, f"imports from modules wvwasi does not provide: {listed}; "
-            f"only {WASI_MODULE} and wvwasi_net (sockets, docs/manifest.md) are available")
+            f"only {WASI_MODULE} (WASI preview1) and wvwasi_net (sockets, docs/manifest.md) "
+            "are available: build it as a WASI preview1 command (wasm32-wasip1 / wasm32-wasi)")
     exports = dict(info.exports)
     if exports.get("_start") != "func":
         hint = " (it exports _initialize)" if "_initialize" in exports else ""

@@ -1,9 +1,12 @@
 #!/bin/sh
 # @NAME@ @VERSION@, a single-file wvwasi app (docs/build.md, "onefile").
 # The app folder follows this script: a gzip-compressed tar archive of @SIZE@ bytes. The first
-# launch extracts it once into $XDG_CACHE_HOME/@IDENT@/onefile/@NAME16@/ (default ~/.cache);
-# later launches check that folder and run the app from it. Needs sh, tail, gzip, tar, ls, awk,
-# cksum, mkdir, mv, rm, touch, mktemp; sha256sum and flock where present.
+# launch checks its SHA-256, extracts it once into
+# $XDG_CACHE_HOME/@CODE@/@IDENT@/onefile/@NAME16@/ (default ~/.cache; a folder no preopen of any
+# app may reach) and makes it read-only; later launches check that folder and run the app from
+# it. Symlinks planted in place of that folder or its lock are removed, never followed. Needs
+# sh, tail, gzip, tar, ls, awk, cksum, chmod, mkdir, mv, rm, touch, mktemp; sha256sum and flock
+# where present.
 digest=@DIGEST@
 top=@TOP@
 exe=@EXE@
@@ -13,7 +16,8 @@ case ${XDG_CACHE_HOME:-} in
     /*) cache=$XDG_CACHE_HOME ;;
     *) cache=${HOME:-/nonexistent}/.cache ;;
 esac
-base=$cache/@IDENT@/onefile
+code=$cache/@CODE@
+base=$code/@IDENT@/onefile
 dir=$base/@NAME16@
 marker=.wvwasi-onefile
 damaged=no
@@ -24,9 +28,29 @@ fingerprint() {
         awk '/^total /{next} {$2=$3=$4=$6=$7=$8=""; if ($1 ~ /^d/) $5=""; print}' | cksum
 }
 
-# Is $1 this archive, extracted completely and unchanged since (its marker says so)?
+# Is $1 this archive, extracted completely and unchanged since (its marker says so)? Never a
+# symlink: one planted there could lead to any folder holding a marker.
 intact() {
-    [ -f "$1/$marker" ] && [ "$(cat "$1/$marker")" = "$digest $(fingerprint "$1")" ]
+    [ ! -L "$1" ] && [ -f "$1/$marker" ] &&
+        [ "$(cat "$1/$marker")" = "$digest $(fingerprint "$1")" ]
+}
+
+# Remove folders this launcher made read-only (a symlink: only the link).
+remove() {
+    for f in "$@"; do
+        [ -L "$f" ] || chmod -R u+w "$f" 2>/dev/null
+        rm -rf "$f"
+    done
+}
+
+# Are the folders above $dir real folders (or missing), not symlinks someone planted?
+no_links() {
+    for f in "$code" "$code/@IDENT@" "$base"; do
+        if [ -L "$f" ]; then
+            echo "$exe: $f is a symlink, not a folder: not following it" >&2
+            return 1
+        fi
+    done
 }
 
 # Extract the archive into the new folder $1 and write its marker; fails on a damaged archive
@@ -43,6 +67,7 @@ extract() {
     { tail -c +"$offset" "$self" | gzip -dc 2>/dev/null; echo $? 2>/dev/null >"$1.gzip"; } |
         tar -xf - -C "$1" 2>/dev/null &&
         [ "$(cat "$1.gzip")" = 0 ] && rm -f "$1.gzip" &&
+        chmod -R a-w "$1/$top" &&
         printf '%s %s\n' "$digest" "$(fingerprint "$1")" >"$1/$marker"
 }
 
@@ -62,47 +87,51 @@ run_from() {
     exec "$folder/$top/$exe" "$@"
 }
 
-if intact "$dir"; then
+links=ok
+no_links || links=planted
+if [ $links = ok ] && intact "$dir"; then
     run_from "$dir" "$@"
 fi
 # A damaged or partial folder is replaced; one that is not there yet is only ever created (a
 # launch racing this one without flock may be starting from it).
-if [ -e "$dir" ]; then replace=yes; else replace=no; fi
-if mkdir -p "$base" 2>/dev/null && touch "$base/.lock" 2>/dev/null; then
-    exec 9>>"$base/.lock"
+if [ -e "$dir" ] || [ -L "$dir" ]; then replace=yes; else replace=no; fi
+lock=$base/.lock
+if [ $links = ok ] && mkdir -p "$base" 2>/dev/null &&
+    { [ -f "$lock" ] && [ ! -L "$lock" ] || { remove "$lock" && touch "$lock"; }; } 2>/dev/null &&
+    { command exec 9>>"$lock"; } 2>/dev/null; then
     if command -v flock >/dev/null 2>&1; then
         flock 9  # one launch extracts, the others wait for it
-        rm -rf "$base"/.extract-* "$base"/.damaged-*  # left by a launch that was killed
+        remove "$base"/.extract-* "$base"/.damaged-*  # left by a launch that was killed
     fi
     if intact "$dir"; then
         run_from "$dir" "$@"
     fi
     tmp=$base/.extract-$$
-    rm -rf "$tmp" "$tmp.gzip"
+    remove "$tmp" "$tmp.gzip"
     if extract "$tmp"; then
         sync -f "$tmp/$marker" 2>/dev/null || sync
         if intact "$dir"; then  # (without flock) another launch got there first
-            rm -rf "$tmp"
+            remove "$tmp"
         else
             if [ $replace = yes ]; then
                 mv "$dir" "$base/.damaged-$$" 2>/dev/null
             fi
             mv "$tmp" "$dir"  # into "$dir" if another launch got there first (without flock)
-            rm -rf "$dir/${tmp##*/}" "$base/.damaged-$$"
+            remove "$dir/${tmp##*/}" "$base/.damaged-$$"
         fi
         for old in "$base"/*; do  # other versions of this app
-            [ "$old" = "$dir" ] || rm -rf "$old"
+            [ "$old" = "$dir" ] || remove "$old"
         done
         run_from "$dir" "$@"
     fi
-    rm -rf "$tmp" "$tmp.gzip"
+    remove "$tmp" "$tmp.gzip"
     exec 9>&-
 fi
 stop_if_damaged
 
 echo "$exe: cannot extract into $base (read-only or full?): running from a temporary copy" >&2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/$exe-XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
+trap 'remove "$tmp"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM

@@ -53,6 +53,22 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
+@contextmanager
+def site_page(site: Path) -> Iterator[Page]:
+    """A headless Chromium page on the static web site in folder `site` (SiteServer)."""
+    from wvwasi.packager.web import SiteServer
+
+    server = SiteServer(site)
+    try:
+        url = server.start()
+        with chromium() as browser:
+            page = browser.new_page()
+            page.goto(url)
+            yield page
+    finally:
+        server.close()
+
+
 def chromium_command(url: str, user_data_dir: Path) -> list[str]:
     """The command line of a headless Chromium on `url` without Playwright (benchmarks)."""
     return [_chromium(), "--headless", *CHROMIUM_ARGS, f"--user-data-dir={user_data_dir}", url]
@@ -124,7 +140,7 @@ def served_app(
         shutil.copytree(PAGES_DIR, manifest.ui.dir, dirs_exist_ok=True)
     base = {v: dirs / v.lower() for v in ("APPDATA", "DOCUMENTS", "DOWNLOADS", "HOME")}
     paths = PathContext.for_app(manifest, base_dirs={**base, "CACHE": cache})
-    host = ServiceHost(manifest, paths=paths)
+    host = ServiceHost(manifest, paths=paths, compile_cache=cache)
     host.start()
     spy = SpyHost(host)
     bridge = Bridge(manifest, spy, picker=picker, port=port, dev=dev)  # type: ignore[arg-type]

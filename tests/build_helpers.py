@@ -71,3 +71,11 @@ def files_under(top: Path) -> set[str]:
     """Relative paths of every file and symlink under `top`."""
     return {p.relative_to(top).as_posix() for p in top.rglob("*") if not p.is_dir()
             or p.is_symlink()}
+
+
+def module_id(payload: Path, service: str) -> str:
+    """The content name (`<sha256[:16]>`, without `.wasm`) a built payload ships `service`'s
+    module under: services/<id>.wasm(.gz), precompiled/<id>.cwasm."""
+    from wvwasi.runtime.manifest import load_manifest
+
+    return load_manifest(payload, platform="linux").services[service].source.stem

@@ -80,7 +80,7 @@ def make_host(tmp_path: Path, module_cache_dir: Path) -> Iterator[Callable[..., 
     def make(manifest: Any, **kwargs: Any) -> ServiceHost:
         dirs = {v: tmp_path / "dirs" / v.lower() for v in ("APPDATA", "DOCUMENTS", "HOME")}
         paths = PathContext.for_app(manifest, base_dirs={**dirs, "CACHE": module_cache_dir})
-        host = ServiceHost(manifest, paths=paths, **kwargs)
+        host = ServiceHost(manifest, paths=paths, **{"compile_cache": module_cache_dir, **kwargs})
         made.append((host, paths))
         return host
 

@@ -109,6 +109,9 @@ def test_html_gets_the_page_api_tag_once(get: Any) -> None:
     page_api = get("/__wvwasi/wvwasi.js")[2]
     assert page_api.startswith(b"globalThis.__wvwasiConfig = {")
     assert b'"wc": {"kind": "task", "ipc": "lines"' in page_api
+    # the wire module joined in front of wvwasi.js (test_wire.py runs that join)
+    assert page_api.endswith((JS_DIR / "wvwasi.js").read_bytes())
+    assert b"globalThis.__wvwasiWire = " in page_api
     assert get("/__wvwasi/wvwasi.d.ts")[0] == 200
 
 
@@ -156,7 +159,7 @@ def test_nothing_outside_the_ui_folder_or_hidden_is_served(get: Any, target: str
 def test_the_browser_engine_is_served_for_page_supplied_modules(get: Any) -> None:
     """Exactly the engine's modules (runtime/js/wasi-*.js) under /__wvwasi/, nothing else."""
     for name in ("wasi-page.js", "wasi-web.js", "wasi-engine.js", "wasi-worker.js",
-                 "wasi-core.js"):
+                 "wasi-core.js", "wasi-hostfs.js", "wasi-wire.js"):
         status, headers, body = get(f"/__wvwasi/{name}")
         assert (status, headers["content-type"]) == (200, "text/javascript; charset=utf-8")
         assert body == (JS_DIR / name).read_bytes()

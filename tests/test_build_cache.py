@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from build_helpers import CACHE, SDE, cli_env, files_under, new_project, self_test, wvwasi
+from build_helpers import (
+    CACHE,
+    SDE,
+    cli_env,
+    files_under,
+    module_id,
+    new_project,
+    self_test,
+    wvwasi,
+)
 from xvfb import xvfb
 
 from wvwasi.runtime.host.modules import artefact_problem, header_path, sha256_file
@@ -209,9 +218,10 @@ def test_onefile_extracts_once_and_ships_the_artefact_with_a_packed_wasm(
 ):
     built = paths(warm["rebuilt"])
     payload = built["dir"] / "app"
-    assert not (payload / "services" / "greet.wasm").exists()
-    assert (payload / "services" / "greet.wasm.gz").is_file()
-    artefact = payload / "precompiled" / "greet.cwasm"
+    greet = module_id(payload, "greet")
+    assert not (payload / "services" / f"{greet}.wasm").exists()
+    assert (payload / "services" / f"{greet}.wasm.gz").is_file()
+    artefact = payload / "precompiled" / f"{greet}.cwasm"
     header = json.loads(header_path(artefact).read_text())
     assert artefact_problem(artefact, header["wasm_sha256"]) is None
     assert artefact.stat().st_mode & 0o777 == 0o644  # readable by every user once installed
@@ -222,10 +232,10 @@ def test_onefile_extracts_once_and_ships_the_artefact_with_a_packed_wasm(
                                   env={**env, "DISPLAY": display}, capture_output=True,
                                   text=True, timeout=120)
             assert proc.returncode == 0, proc.stdout + proc.stderr
-    base = tmp_path / "user-cache" / "dev.wvwasi.tests.cachetest" / "onefile"
+    base = tmp_path / "user-cache" / "wvwasi-code" / "dev.wvwasi.tests.cachetest" / "onefile"
     (folder,) = [p for p in base.iterdir() if not p.name.startswith(".")]  # (and .lock)
     top = built["onefile"].name.removesuffix("-onefile")
-    assert (folder / top / "app" / "precompiled" / "greet.cwasm").is_file()
+    assert (folder / top / "app" / "precompiled" / f"{greet}.cwasm").is_file()
 
 
 def test_editing_one_service_rebuilds_and_precompiles_only_that_one(tmp_path: Path):
@@ -270,7 +280,8 @@ def test_damaged_cache_entries_are_redone_not_shipped(warm: dict[str, Any], tmp_
     (cache / "packages" / "wasm-0.gz").write_bytes(b"junk")
     again = build(warm["project"], cache, tmp_path / "out", "dir", *PACKAGES)
     same_bytes(again, warm["rebuilt"], PACKAGES)
-    artefact = paths(again)["dir"] / "app" / "precompiled" / "greet.cwasm"
+    payload = paths(again)["dir"] / "app"
+    artefact = payload / "precompiled" / f"{module_id(payload, 'greet')}.cwasm"
     header = json.loads(header_path(artefact).read_text())
     assert artefact_problem(artefact, header["wasm_sha256"]) is None
 

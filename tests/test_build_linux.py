@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from build_helpers import SDE, cli_env, files_under, new_project, self_test, wvwasi
+from build_helpers import SDE, cli_env, files_under, module_id, new_project, self_test, wvwasi
 from xvfb import xvfb
 
 from wvwasi.runtime.manifest import load_manifest
@@ -90,12 +90,13 @@ def test_payload_is_staged_beside_the_executable(report: dict[str, Any]):
     folder = artefact(report, "dir")
     payload = folder / "app"
     assert (folder / SLUG).is_file() and (folder / "_internal").is_dir()
-    for rel in ("ui/index.html", "ui/app.js", "services/greet.wasm.gz",
-                "precompiled/greet.cwasm", "icon.png", "resources/data/readme.txt"):
+    greet = module_id(payload, "greet")
+    for rel in ("ui/index.html", "ui/app.js", f"services/{greet}.wasm.gz",
+                f"precompiled/{greet}.cwasm", "icon.png", "resources/data/readme.txt"):
         assert (payload / rel).is_file(), rel
-    assert not (payload / "services" / "greet.wasm").exists()  # only the artefact uncompressed
+    assert not (payload / "services" / f"{greet}.wasm").exists()  # only the artefact unpacked
     manifest = load_manifest(payload, platform="linux")
-    assert manifest.services["greet"].source == payload / "services" / "greet.wasm"
+    assert manifest.services["greet"].source == payload / "services" / f"{greet}.wasm"
     assert manifest.services["greet"].build is None
     assert manifest.app.identifier == "dev.wvwasi.tests.buildtest"
 
@@ -143,7 +144,12 @@ def test_deb_depends_installs_runs_and_removes_cleanly(report: dict[str, Any], d
     depends = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True, text=True,
                              check=True).stdout
     assert [d.strip() for d in depends.split(",")] == [
-        "gir1.2-webkit2-4.1", "gir1.2-gtk-3.0", "libgirepository-1.0-1", "libc6"]
+        "gir1.2-webkit2-4.1", "gir1.2-gtk-3.0", "libgirepository-1.0-1",
+        "gstreamer1.0-plugins-base", "gstreamer1.0-plugins-good", "libc6"]
+    recommends = subprocess.run(["dpkg-deb", "-f", deb, "Recommends"], capture_output=True,
+                                text=True, check=True).stdout
+    assert [d.strip() for d in recommends.split(",")] == [
+        "gstreamer1.0-plugins-bad", "gstreamer1.0-libav", "gstreamer1.0-gl"]
     files, _dirs = _deb_entries(deb)
     assert f"/usr/bin/{SLUG}" in files
     assert "/usr/share/applications/dev.wvwasi.tests.buildtest.desktop" in files
@@ -170,7 +176,11 @@ def test_rpm_installs_the_same_files_as_the_deb(report: dict[str, Any]):
     assert rpm_files == deb_files
     requires = subprocess.run(["rpm", "-qp", "--requires", rpm], capture_output=True, text=True,
                               check=True).stdout.split()
-    assert "webkit2gtk4.1" in requires and "gtk3" in requires
+    assert {"webkit2gtk4.1", "gtk3", "gstreamer1-plugins-base",
+            "gstreamer1-plugins-good"} <= set(requires)
+    recommends = subprocess.run(["rpm", "-qp", "--recommends", rpm], capture_output=True,
+                                text=True, check=True).stdout.split()
+    assert recommends == ["gstreamer1-plugins-bad-free", "gstreamer1-plugin-libav"]
 
 
 def _build_json(project: Path, formats: tuple[str, ...], out: Path, **env: str) -> dict:

@@ -21,6 +21,7 @@ from build_helpers import wvwasi
 from projects import write_project
 
 from wvwasi.runtime.bridge.protocol import Op
+from wvwasi.runtime.host.modules import content_name
 from wvwasi.runtime.manifest import Manifest, load_manifest
 
 pytestmark = pytest.mark.timeout(900)
@@ -72,8 +73,8 @@ def payload(project: Path) -> Path:
 
 def in_payload(run: Manifest, payload: Path) -> Manifest:
     """`run` with each path where staging puts it, and without build steps."""
-    services = {
-        name: replace(s, source=payload / "services" / f"{name}.wasm", build=None)
+    services = {  # each module under its content name (packager/stage.py)
+        name: replace(s, source=payload / "services" / content_name(s.source), build=None)
         for name, s in run.services.items()
     }
     return replace(

@@ -30,6 +30,7 @@ FOREIGN = """(module
   (import "env" "emscripten_memcpy" (func (param i32 i32 i32)))
   (import "env" "abort" (func))
   (import "wasi_unstable" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (import "wvwasi" "send" (func (param i32 i32)))
   (memory (export "memory") 1)
   (func (export "_start")))"""
 NO_MEMORY = """(module
@@ -84,7 +85,8 @@ def test_real_c_fixture_is_a_command_module(wasm_fixture) -> None:
         (wat(REACTOR), "has no _start export: it looks like a reactor/library module "
          "(it exports _initialize)"),
         (wat(FOREIGN), 'imports from modules wvwasi does not provide: "env" '
-         '(emscripten_memcpy, abort); "wasi_unstable" (fd_write)'),
+         '(emscripten_memcpy, abort); "wasi_unstable" (fd_write); "wvwasi" (send); only '
+         "wasi_snapshot_preview1 (WASI preview1) and wvwasi_net"),
         (wat(NO_MEMORY), 'exports no memory named "memory"'),
         (wat(COMMAND)[:40], "malformed WebAssembly module"),
     ],
@@ -156,8 +158,10 @@ def test_check_reports_every_bad_service(make_project, tmp_path: Path) -> None:
         f"{key}.component.source: services/component.wasm: is a WASI 0.2 component, wvwasi "
         "runs preview1 modules (build for wasm32-wasip1 / wasm32-wasi)",
         f'{key}.foreign.source: services/foreign.wasm: imports from modules wvwasi does not '
-        'provide: "env" (emscripten_memcpy, abort); "wasi_unstable" (fd_write); only '
-        "wasi_snapshot_preview1 and wvwasi_net (sockets, docs/manifest.md) are available",
+        'provide: "env" (emscripten_memcpy, abort); "wasi_unstable" (fd_write); "wvwasi" '
+        "(send); only wasi_snapshot_preview1 (WASI preview1) and wvwasi_net (sockets, "
+        "docs/manifest.md) are available: build it as a WASI preview1 command "
+        "(wasm32-wasip1 / wasm32-wasi)",
         f"{key}.built.source: out/built.wasm does not exist; run its build.command first "
         "(`wvwasi build`)",
         f"{key}.gone.source: out/gone.wasm does not exist and the service has no "

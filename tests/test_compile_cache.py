@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import wasmtime
 
-from wvwasi.runtime.host import modules
+from wvwasi.runtime.host import modules, service_host
 from wvwasi.runtime.host.modules import (
     ModuleLoader,
     WasmLoadError,
@@ -28,6 +28,7 @@ from wvwasi.runtime.host.modules import (
     packed_path,
     precompile,
     sha256_file,
+    write_payload_digests,
 )
 from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import load_manifest
@@ -65,7 +66,7 @@ def test_a_module_that_fails_to_link_is_never_cached(
     bad.write_bytes(wasmtime.wat2wasm(UNLINKABLE))
     project = make_project({"bad": {"source": bad, "kind": "task"}})
     cache = tmp_path / "cache"
-    with _host(project, cache, tmp_path) as host:
+    with _host(project, tmp_path / "app-cache", tmp_path, compile_cache=cache) as host:
         for _ in range(2):  # compiled again, never cached, each time
             with pytest.raises(WasmLoadError, match=r"bad\.wasm: cannot link as a WASI"):
                 host.run_task("bad", stdin=b"")
@@ -87,13 +88,14 @@ def test_a_linked_module_is_cached_and_the_cache_is_shared(
 
 def test_an_app_cache_that_cannot_be_created_only_turns_the_compile_cache_off(
     make_project: Callable[..., Path], tmp_path: Path, compiles: list[Path],
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     in_the_way = tmp_path / "a-file"
     in_the_way.write_text("not a folder")
+    monkeypatch.setattr(service_host, "app_code_dir", lambda _ident: in_the_way / "code")
     project = make_project({"wc": {"source": "wc", "kind": "task"}})
     for _ in range(2):  # each start runs it, compiled again: nothing was cached
-        with _host(project, in_the_way / "cache", tmp_path) as host:
+        with _host(project, tmp_path / "cache", tmp_path) as host:
             assert host.run_task("wc", stdin=b"a b\n").stdout == b"1 2 4\n"
     assert len(compiles) == 2
     assert "compile cache off" in caplog.text and "a-file" in caplog.text
@@ -135,12 +137,14 @@ def test_size_cap_evicts_least_recently_used(tmp_path: Path, wasm_fixture: Calla
 
 
 def _shipped(tmp_path: Path, wasm: Path) -> tuple[Path, Path]:
-    """A built payload's services/ and precompiled/ folders for `wasm` (packed)."""
+    """A built payload's services/ and precompiled/ folders for `wasm` (packed), listed in its
+    payload.json as `wvwasi build` does."""
     services, shipped = tmp_path / "app" / "services", tmp_path / "app" / "precompiled"
     services.mkdir(parents=True)
     target = services / "wc.wasm"
     packed_path(target).write_bytes(gzip.compress(wasm.read_bytes()))
     precompile(wasm, shipped / artefact_name(target))
+    write_payload_digests(tmp_path / "app")
     return target, shipped
 
 

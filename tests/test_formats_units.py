@@ -30,6 +30,7 @@ from wvwasi.packager.stage import (
 )
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.frozen_main import find_payload
+from wvwasi.runtime.host.modules import content_name
 from wvwasi.runtime.manifest import AppInfo, load_manifest
 
 
@@ -120,7 +121,7 @@ def test_payload_appended_to_an_executable_is_extracted_once_and_reused(tmp_path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr("sys._MEIPASS", str(tmp_path / "meipass"), raising=False)
     found = find_payload(exe)
-    cache = tmp_path / "cache" / "org.example.one" / "onefile"
+    cache = tmp_path / "cache" / "wvwasi-code" / "org.example.one" / "onefile"
     assert found.parent.parent == cache and found.name == "app"
     assert files_under(found) == {"wvwasi.toml", "ui/index.html"}
     index = found / "ui" / "index.html"
@@ -128,6 +129,8 @@ def test_payload_appended_to_an_executable_is_extracted_once_and_reused(tmp_path
     assert find_payload(exe) == found and index.stat().st_mtime_ns == stamp  # not extracted again
 
     index.write_text("damaged")  # wrong size: extracted again
+    assert find_payload(exe) == found and index.read_text() == "<p>hi"
+    index.write_text("<p>yo")  # same size, other bytes (SHA-256 checked): extracted again
     assert find_payload(exe) == found and index.read_text() == "<p>hi"
     (payload / "ui" / "index.html").write_text("<p>new build")  # a new build: a new folder
     exe.write_bytes(b"\x7fELF pretend executable" * 100)
@@ -192,7 +195,8 @@ def test_staged_manifest_is_resolved_for_the_target(tmp_path: Path):
     staged = stage_payload(load_manifest(project, platform="windows"), tmp_path / "payload")
     manifest = load_manifest(staged, platform="windows")
     assert manifest.services["greet"].args == ("--windows",)
-    assert manifest.services["greet"].source == staged / "services" / "greet.wasm"
+    module = content_name(project / "build" / "greet.wasm")  # stored by content
+    assert manifest.services["greet"].source == staged / "services" / module
     assert manifest.app.icon == staged / "icon.png" and (staged / "icon.ico").is_file()
     assert (staged / "resources" / "presets" / "a.json").read_text() == "{}"
 

@@ -25,6 +25,7 @@ from wvwasi.runtime.host.modules import (
     precompile,
     sha256_file,
     write_artefact,
+    write_payload_digests,
 )
 from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import load_manifest
@@ -96,6 +97,7 @@ def test_compiles_once_then_loads_from_the_disk_cache(
 def test_shipped_artefact_is_used(wc: Path, tmp_path: Path, compiles: list[Path]) -> None:
     shipped = tmp_path / "precompiled"
     out = precompile(wc, shipped / artefact_name(wc))
+    write_payload_digests(tmp_path)
     assert json.loads(header_path(out).read_text())["wasm_sha256"] == sha256_file(wc)
     engine = make_engine()
     module = ModuleLoader(engine, None, shipped).load(wc)
@@ -161,6 +163,7 @@ def test_bad_artefact_falls_back_to_compiling(
 ) -> None:
     shipped = tmp_path / "precompiled"
     artefact = precompile(wc, shipped / artefact_name(wc))
+    write_payload_digests(tmp_path)
     DAMAGE[damage](artefact, wc, wasm_fixture("echo_lines"))
     cache = tmp_path / "cache"
     engine = make_engine()
@@ -231,6 +234,7 @@ def test_host_uses_shipped_artefacts(
     shipped = tmp_path / "precompiled"
     wasm = manifest.services["wc"].source
     precompile(wasm, shipped / artefact_name(wasm))
+    write_payload_digests(tmp_path)
     empty_cache = tmp_path / "cache"
     paths = PathContext.for_app(manifest, base_dirs={"CACHE": empty_cache})
     with ServiceHost(manifest, paths=paths, precompiled_dir=shipped) as host:

@@ -140,3 +140,46 @@ def test_info_lists_and_clean_runtime_empties_the_windows_cross_freeze(tmp_path:
     proc = wvwasi("clean", "--runtime", env=env)
     assert proc.returncode == 0, proc.stderr
     assert not any(windows.glob("*/blob")) and (cache / "modules" / "kept").is_file()
+
+
+def test_new_cli_wraps_any_command_module_in_a_working_page(tmp_path: Path, wasm_fixture) -> None:
+    """`--template cli --wasm PATH`: the module is copied in, `check` passes, and the page runs
+    it with arguments, stdin, a picked file and an output file (copyfile: in -> out)."""
+    from browser import chromium, served_app
+    from playwright.sync_api import expect
+
+    made = wvwasi("new", "Copier", "--template", "cli", "--wasm", wasm_fixture("copyfile"),
+                  "--dir", tmp_path)
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "copier"
+    [service] = load_manifest(project).services.values()  # named after the file
+    assert service.name == wasm_fixture("copyfile").stem and service.kind == "task"
+    assert service.source.read_bytes() == wasm_fixture("copyfile").read_bytes()
+    assert wvwasi("check", project).returncode == 0
+    with served_app(project, dirs=tmp_path / "dirs", cache=tmp_path / "cache",
+                    copy_pages=False) as app, chromium() as browser:
+        page = app.open(browser.new_context())
+        page.fill("#args", "/in/note.txt '/out/copy of note.txt'")
+        page.set_input_files("#files", files=[{"name": "note.txt", "mimeType": "text/plain",
+                                               "buffer": b"twelve bytes"}])
+        page.fill("#outputs", "'/out/copy of note.txt'")
+        page.click("#run")
+        expect(page.locator("#status")).to_have_text("exit code 0", timeout=30_000)
+        assert page.text_content("#stdout") == "12\n"
+        assert page.text_content("#written") == "/out/copy of note.txt (12 bytes)"
+        page.fill("#args", "")
+        page.fill("#outputs", "")
+        page.click("#run")
+        expect(page.locator("#status")).to_have_text("exit code 2", timeout=30_000)
+        assert page.text_content("#stderr") == "usage: copyfile SRC DST\n"
+
+
+def test_new_wasm_refuses_what_is_not_a_command_module(tmp_path: Path) -> None:
+    bad = tmp_path / "lib.wasm"
+    bad.write_bytes(b"\0asm\x01\0\0\0")  # a valid, empty module: no _start
+    proc = wvwasi("new", "Nope", "--wasm", bad, "--dir", tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: --wasm {bad}: has no _start export"), proc.stderr
+    assert not (tmp_path / "nope").exists()
+    proc = wvwasi("new", "Nope", "--template", "c", "--wasm", bad, "--dir", tmp_path)
+    assert "use it with --template cli" in proc.stderr

@@ -1,6 +1,6 @@
 """The Linux `onefile`: a sh launcher + the app folder as .tar.gz, extracted once into
-`$XDG_CACHE_HOME/<identifier>/onefile/<digest>/` and run from there. Real builds (shared frozen
-runtime), real launches of the built file (`--self-test` under Xvfb)."""
+`$XDG_CACHE_HOME/wvwasi-code/<identifier>/onefile/<digest>/` and run from there. Real builds
+(shared frozen runtime), real launches of the built file (`--self-test` under Xvfb)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from build_helpers import CACHE, SDE, cli_env, new_project, wvwasi
+from build_helpers import CACHE, SDE, cli_env, module_id, new_project, wvwasi
 from xvfb import xvfb
 
 IDENT = "dev.wvwasi.tests.onefile"
+CODE = "wvwasi-code"  # the code folder in the user cache (runtime/paths.py)
 SLUG = "wvwasi-onefile-test"
 FALLBACK = "running from a temporary copy"
 
@@ -66,7 +67,7 @@ def archive_of(exe: Path) -> bytes:
 
 def folders(cache: Path) -> list[Path]:
     """The extracted versions in the app's onefile cache (dot entries aside)."""
-    base = cache / IDENT / "onefile"
+    base = cache / CODE / IDENT / "onefile"
     return sorted(p for p in base.iterdir() if not p.name.startswith(".")) if base.is_dir() \
         else []
 
@@ -95,12 +96,13 @@ def test_first_launch_extracts_and_later_ones_reuse_the_folder(
     (folder,) = folders(cache)
     assert folder.name == hashlib.sha256(archive_of(exe)).hexdigest()[:16]
     top = folder / exe.name.removesuffix("-onefile")
-    assert (top / "app" / "precompiled" / "greet.cwasm").is_file()
+    assert (top / "app" / "precompiled" / f"{module_id(top / 'app', 'greet')}.cwasm").is_file()
     assert (top / "_internal").is_dir()
     before = snapshot(folder)
     assert self_test_ok(launch(exe, cache, "--self-test", display=display))
     assert snapshot(folder) == before  # nothing extracted or touched again
-    assert [p.name for p in (cache / IDENT / "onefile").iterdir() if p.name.startswith(".")] \
+    base = cache / CODE / IDENT / "onefile"
+    assert [p.name for p in base.iterdir() if p.name.startswith(".")] \
         == [".lock"]  # no temporary folder left
     assert FALLBACK not in launch(exe, cache, "--no-such-option").stderr
 
@@ -145,7 +147,7 @@ def test_a_damaged_folder_is_extracted_again(built: dict[str, Path], display: st
 def test_a_partial_extraction_and_older_versions_are_replaced(built: dict[str, Path],
                                                               tmp_path: Path):
     exe, cache = built["onefile"], tmp_path / "cache"
-    base = cache / IDENT / "onefile"
+    base = cache / CODE / IDENT / "onefile"
     digest = hashlib.sha256(archive_of(exe)).hexdigest()
     (base / digest[:16] / "half").mkdir(parents=True)  # killed mid-extraction: no marker
     (base / "0123456789abcdef" / "old-version").mkdir(parents=True)  # an older build
@@ -177,8 +179,8 @@ def test_concurrent_first_launches_without_flock(built: dict[str, Path], tmp_pat
     """Where no `flock` exists the launches race; the loser finds the winner's folder."""
     tools = tmp_path / "bin"
     tools.mkdir()
-    for tool in ("sh", "tail", "gzip", "tar", "ls", "awk", "cksum", "mkdir", "mv", "rm",
-                 "touch", "mktemp", "cat", "sha256sum", "sync"):
+    for tool in ("sh", "tail", "gzip", "tar", "ls", "awk", "cksum", "chmod", "mkdir", "mv",
+                 "rm", "touch", "mktemp", "cat", "sha256sum", "sync"):
         (tools / tool).symlink_to(shutil.which(tool))
     exe, cache = built["onefile"], tmp_path / "cache"
     env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PATH": str(tools)}
@@ -197,8 +199,8 @@ def _in_mount_namespace(cache: Path, options: str, exe: Path, *args: str,
                         **env: str) -> subprocess.CompletedProcess[str]:
     """Run `exe` with a fresh tmpfs mounted (`options`) at its onefile cache folder, in a
     private mount namespace (nothing outside sees the mount). (Only that folder: the app
-    itself needs a writable `$CACHE`.)"""
-    base = cache / IDENT / "onefile"
+    itself needs its writable compile cache beside it.)"""
+    base = cache / CODE / IDENT / "onefile"
     base.mkdir(parents=True, exist_ok=True)
     script = f'mount -t tmpfs -o {options} tmpfs "$1" && shift && exec "$@"'
     return subprocess.run(
@@ -222,11 +224,11 @@ def test_an_unwritable_cache_falls_back_to_a_temporary_copy(
         return _in_mount_namespace(cache, options, exe, *args, **env)
 
     if cache_state == "not a folder":
-        (cache / IDENT).mkdir(parents=True)  # (the app itself needs its own $CACHE)
-        (cache / IDENT / "onefile").write_text("in the way")
+        (cache / CODE / IDENT).mkdir(parents=True)
+        (cache / CODE / IDENT / "onefile").write_text("in the way")
     proc = attempt("--self-test")
     assert self_test_ok(proc), proc.stdout + proc.stderr
-    assert f"{SLUG}: cannot extract into {cache / IDENT / 'onefile'} (read-only or full?): "\
+    assert f"{SLUG}: cannot extract into {cache / CODE / IDENT / 'onefile'} (read-only or full?): "\
         f"{FALLBACK}" in proc.stderr
     assert list(temp.iterdir()) == []  # the temporary copy is removed when the app exits
     proc = attempt("--no-such-option")

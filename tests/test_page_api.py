@@ -44,6 +44,9 @@ SERVICES: dict[str, dict[str, Any]] = {
     "picked": {"source": "readfile", "user_grants": True},
     "picked_rw": {"source": "write_rw", "user_grants": True},
     "scratchy": {"source": "write_rw", "scratch": True},
+    "copy": {"source": "copyfile"},
+    "small": {"source": "write_rw", "limits": {"files": 4, "files_size": 100}},
+    "plant": {"source": "plant", "limits": {"files": 4}},
     "missing": {"source": "services/not-built-yet.wasm", "kind": "dedicated"},
 }
 
@@ -554,6 +557,72 @@ def test_files_option_gives_one_instance_read_only_files(page: Page) -> None:
     assert result["without"][1].startswith("open /in/photo.jpg: E")
     assert result["worker"] == {"code": 0, "kind": None, "errors": [],
                                 "messages": ["worker file"]}
+
+
+def test_outputs_hand_written_files_back_to_the_page(page: Page) -> None:
+    result = page.evaluate("""async () => {
+        const data = new Uint8Array((3 << 20) + 5).map((_, i) => i % 251);
+        const same = (got) => got.length === data.length && got.every((b, i) => b === data[i]);
+        const io = {args: ['/in/a', '/out/b'], files: {'/in/a': data}};
+        const run = await WasiWorker.run('copy', {...io, outputs: ['/out/b', '/out/none']});
+        const got = [];
+        let closed = false;
+        let aborted = null;
+        const sink = new WritableStream({write: (c) => { got.push(c); },
+                                         close: () => { closed = true; }});
+        const missing = new WritableStream({
+            abort: (e) => { aborted = `${e.kind}: ${e.message}`; }});
+        const w = new WasiWorker('copy', {...io, outputs: {'/out/b': sink, '/out/none': missing}});
+        const exit = await new Promise((resolve) => { w.onexit = (e) => resolve(e.code); });
+        await harness.until(() => closed && aborted);
+        const streamed = new Uint8Array(got.reduce((n, c) => n + c.length, 0));
+        got.reduce((at, c) => { streamed.set(c, at); return at + c.length; }, 0);
+        const nested = await WasiWorker.run('plant', {args: ['w:/out/sub/a=one', 'w:/out/b=two'],
+            outputs: ['/out/sub/a', '/out/b']});
+        return {keys: Object.keys(run.outputs), run: same(run.outputs['/out/b']),
+                stdout: run.stdout, exit, pieces: got.length, streamed: same(streamed), aborted,
+                nested: Object.fromEntries(Object.entries(nested.outputs).map(
+                    ([k, v]) => [k, new TextDecoder().decode(v)]))};
+    }""")
+    assert result == {"keys": ["/out/b"], "run": True, "stdout": f"{(3 << 20) + 5}\n", "exit": 0,
+                      "pieces": 4, "streamed": True,
+                      "aborted": "output: service 'copy' did not write /out/none",
+                      "nested": {"/out/sub/a": "one", "/out/b": "two"}}
+
+
+def test_outputs_are_bounded_and_checked_like_files(page: Page) -> None:
+    result = page.evaluate("""async () => {
+        const o = (name, options) => harness.outcome(WasiWorker.run(name, options));
+        return {
+            big: await o('small', {args: ['/out/r', 'x'.repeat(101)], outputs: ['/out/r']}),
+            fits: (await WasiWorker.run('small', {args: ['/out/r', 'x'.repeat(100)],
+                                                  outputs: ['/out/r']})).outputs['/out/r'].length,
+            entries: await o('plant', {args: ['w:/o/1=x', 'w:/o/2=x', 'w:/o/3=x', 'w:/o/4=x',
+                                              'w:/o/5=x'], outputs: ['/o/1']}),
+            link: (await WasiWorker.run('plant', {args: ['w:/o/b=mine', 's:b:/o/a'],
+                                                  outputs: ['/o/a']})).outputs,
+            many: await o('small', {outputs: ['/o/1', '/o/2', '/o/3', '/o/4', '/o/5']}),
+            shadow: await o('readfile', {outputs: ['/data/x']}),
+            overlap: await o('small', {outputs: ['/o/a', '/o/a/b']}),
+            root: await o('small', {outputs: ['/x']}),
+            worker: await harness.outcome(
+                (async () => new WasiWorker('copy', {outputs: ['/o/a']}))()),
+            background: await harness.ended(
+                new WasiWorker('hub', {outputs: {'/o/a': new WritableStream()}})),
+        };
+    }""")
+    for key in ("big", "entries"):
+        assert result[key]["kind"] == "output", result[key]
+    assert "services.small.limits.files_size" in result["big"]["message"]
+    assert "services.plant.limits.files)" in result["entries"]["message"]
+    assert result["fits"] == 100
+    assert result["link"] == {}
+    assert result["many"]["kind"] == "permission"
+    assert "services.small.limits.files = 4" in result["many"]["message"]
+    assert result["shadow"]["kind"] == "permission" and "/data" in result["shadow"]["message"]
+    assert result["overlap"]["kind"] == "invalid"
+    assert result["root"]["name"] == result["worker"]["name"] == "TypeError"
+    assert result["background"]["kind"] == "permission"
 
 
 def test_manifest_preopens_and_scratch(page: Page) -> None:

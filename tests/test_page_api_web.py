@@ -28,6 +28,8 @@ from test_page_api import (  # noqa: F401 (collected here, with this module's fi
     test_lines_carry_any_text_unchanged_and_refuse_lone_surrogates,
     test_lines_keep_order_over_10k_pipelined_messages,
     test_manifest_preopens_and_scratch,
+    test_outputs_are_bounded_and_checked_like_files,
+    test_outputs_hand_written_files_back_to_the_page,
     test_post_message_sends_a_copy_the_page_may_reuse_at_once,
     test_run_appends_args_and_env,
     test_run_collects_output_for_every_stdin_type,

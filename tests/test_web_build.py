@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import chromium
+from browser import chromium, site_page
 from playwright.sync_api import Page
 from webwasi import static_site, webkit_window
 
 from wvwasi.packager.web import HEADERS, SiteServer
+from wvwasi.runtime.host.modules import content_name
+from wvwasi.runtime.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "notes"
@@ -57,10 +59,12 @@ def served(site: Path) -> Iterator[str]:
 
 def test_site_layout(site: Path) -> None:
     own = site / "__wvwasi"
-    for name in ("wvwasi.js", "wasi-core.js", "wasi-worker.js", "wasi-engine.js", "wasi-web.js"):
+    for name in ("wvwasi.js", "wasi-core.js", "wasi-worker.js", "wasi-engine.js", "wasi-web.js",
+                 "wasi-wire.js"):
         assert (own / name).is_file(), name
-    assert sorted(p.name for p in (own / "services").iterdir()) == [
-        "export.wasm", "filter.wasm", "stats.wasm", "store.wasm"]
+    services = load_manifest(site.parent.parent, platform="web").services.values()
+    assert sorted(p.name for p in (own / "services").iterdir()) == sorted(
+        {content_name(s.source) for s in services})
     assert '<script src="__wvwasi/wvwasi.js"></script>' in (site / "index.html").read_text()
     headers = (site / "_headers").read_text()
     assert headers.startswith("/*\n")
@@ -192,7 +196,8 @@ def test_serve_web_serves_the_site_until_stopped(tmp_path: Path,
         line = proc.stdout.readline()
         url = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
         assert url, line
-        with urllib.request.urlopen(url[1] + "__wvwasi/services/svc.wasm") as response:
+        module = content_name(tmp_path / "svc.wasm")
+        with urllib.request.urlopen(url[1] + f"__wvwasi/services/{module}") as response:
             assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
             assert response.read() == wasm_fixture("echo_lines").read_bytes()
     finally:
@@ -247,21 +252,14 @@ def test_a_site_without_its_engine_says_so(site: Path, tmp_path: Path) -> None:
     broken = tmp_path / "site"
     shutil.copytree(site, broken)
     (broken / "__wvwasi" / "wasi-web.js").unlink()
-    server = SiteServer(broken)
-    try:
-        url = server.start()
-        with chromium() as browser:
-            page = browser.new_page()
-            page.goto(url)
-            result = page.evaluate("""async () => {
-                const w = new WasiWorker('filter');
-                const error = new Promise((r) => { w.onerror = (e) => r(e.error); });
-                const run = WasiWorker.run('stats', {stdin: 'x'}).catch((e) => e);
-                const [e1, e2] = [await error, await run];
-                return [[e1.kind, e1.message], [e2.kind, e2.message]];
-            }""")
-    finally:
-        server.close()
+    with site_page(broken) as page:
+        result = page.evaluate("""async () => {
+            const w = new WasiWorker('filter');
+            const error = new Promise((r) => { w.onerror = (e) => r(e.error); });
+            const run = WasiWorker.run('stats', {stdin: 'x'}).catch((e) => e);
+            const [e1, e2] = [await error, await run];
+            return [[e1.kind, e1.message], [e2.kind, e2.message]];
+        }""")
     for kind, message in result:
         assert kind == "bridge"
         assert "wasi-web.js) did not load" in message

@@ -3,7 +3,9 @@ project that `wvwasi check`, `wvwasi dev` and `wvwasi build` take right away: UI
 its build.command (run once here, so the .wasm exists; when its toolchain is missing this says
 which packages to install), README, .gitignore and the release workflow of `wvwasi ci github`.
 Templates: c (a C service), rust (a Rust service), cli (a third-party WASI program: the
-Boolector SMT solver from PyPI, with files, $RESOURCES preopens and streamed stdout)."""
+Boolector SMT solver from PyPI, with files, $RESOURCES preopens and streamed stdout; with
+--wasm PATH, any command module instead, in a page that runs it: arguments from a form, stdin,
+files in, output files and output shown)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ RENAMED = {"gitignore": ".gitignore"}
 #: Each template's own settings (`description`, `packages`: what its build.command needs).
 TEMPLATE_INFO = "template.toml"
 DEFAULT_TEMPLATE = "c"
+#: The project `--template cli --wasm PATH` makes around any command module.
+WRAP_TEMPLATE = TEMPLATES / "wrap"
 
 
 def templates() -> list[str]:
@@ -44,9 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("new", help="create a new wvwasi project",
                        description=__doc__.split(":", 1)[1].strip())
     p.add_argument("name", help='the app name, e.g. "Photo Tools" (the folder is its slug)')
-    p.add_argument("--template", choices=templates(), default=DEFAULT_TEMPLATE,
+    p.add_argument("--template", choices=templates(), default=None,
                    help=f"the project's service (default: {DEFAULT_TEMPLATE}): " + "; ".join(
                        f"{t}: {template_info(t)['description']}" for t in templates()))
+    p.add_argument("--wasm", type=Path, help="with --template cli (implied): wrap this WASI "
+                   "command module (copied into the project) instead of the example program")
     p.add_argument("--identifier", help="reverse-DNS id (default: com.example.<slug>)")
     p.add_argument("--dir", type=Path, default=Path("."), help="parent folder (default: .)")
     p.add_argument("--no-build", dest="build", action="store_false",
@@ -55,8 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def create_project(name: str, parent: Path, *, template: str = DEFAULT_TEMPLATE,
-                   identifier: str | None = None) -> Path:
-    """Render template `template` into `parent/<slug>`; ValueError for bad input."""
+                   identifier: str | None = None, wasm: Path | None = None) -> Path:
+    """Render template `template` into `parent/<slug>` (with `wasm`, the cli template's
+    wrapper around that module); ValueError for bad input."""
     if not name.strip() or any(c in name for c in '"\\\n'):
         raise ValueError(f"app name {name!r}: expected a non-empty name without quotes, "
                          "backslashes or newlines")
@@ -70,10 +77,16 @@ def create_project(name: str, parent: Path, *, template: str = DEFAULT_TEMPLATE,
     source = PROJECT_TEMPLATES / template
     if not source.is_dir():
         raise ValueError(f"unknown template {template!r} (known: {', '.join(templates())})")
+    values = {"name": name, "identifier": ident, "slug": slug}
+    if wasm is not None:
+        if template != "cli":
+            raise ValueError(f"--wasm wraps a command module: use it with --template cli, "
+                             f"not {template}")
+        source = WRAP_TEMPLATE
+        values.update(_wrapped(wasm))
     dest = parent / slug
     if dest.exists() and any(dest.iterdir()):
         raise ValueError(f"{dest} already exists and is not empty")
-    values = {"name": name, "identifier": ident, "slug": slug}
     staging = parent / f".{slug}.new"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -90,6 +103,9 @@ def create_project(name: str, parent: Path, *, template: str = DEFAULT_TEMPLATE,
             for key, value in values.items():
                 text = text.replace("{{" + key + "}}", value)
             target.write_text(text, encoding="utf-8")
+        if wasm is not None:
+            (staging / "services").mkdir()
+            shutil.copyfile(wasm, staging / "services" / values["wasm"])
         write_workflow(load_manifest(staging, platform="linux"), staging)
         if dest.exists():
             dest.rmdir()
@@ -97,6 +113,23 @@ def create_project(name: str, parent: Path, *, template: str = DEFAULT_TEMPLATE,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
+
+
+def _wrapped(wasm: Path) -> dict[str, str]:
+    """Template values for wrapping `wasm`: its service name (from the file name) and file
+    name; ValueError unless it is a WASI command module wasmtime can run."""
+    from wvwasi.runtime.host.modules import WasmLoadError, validate_file
+    from wvwasi.runtime.wasminfo import WasmModuleError, check_command_module
+
+    try:
+        check_command_module(wasm)
+        validate_file(wasm)
+    except (WasmModuleError, WasmLoadError) as e:
+        raise ValueError(f"--wasm {e}") from None
+    service = re.sub(r"[^a-z0-9_-]+", "-", wasm.stem.lower()).strip("-_")
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", service):
+        service = f"tool-{service}".rstrip("-")
+    return {"service": service, "wasm": f"{service}.wasm"}
 
 
 def build_services(project: Path, template: str) -> bool:
@@ -112,15 +145,16 @@ def build_services(project: Path, template: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    template = args.template or ("cli" if args.wasm else DEFAULT_TEMPLATE)
     try:
-        dest = create_project(args.name, args.dir, template=args.template,
-                              identifier=args.identifier)
+        dest = create_project(args.name, args.dir, template=template,
+                              identifier=args.identifier, wasm=args.wasm)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"created {dest}", flush=True)
     if args.build:
-        build_services(dest, args.template)
+        build_services(dest, template)
     print(f"  cd {dest}\n  wvwasi dev            # run it\n"
           "  wvwasi build          # package it")
     return 0

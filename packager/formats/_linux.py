@@ -29,6 +29,19 @@ WEBVIEW_DEPENDS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
     },
 })
 
+#: What WebKitGTK plays `<audio>`/`<video>` with (GStreamer; Qt WebEngine brings its own
+#: decoders): required, the base and good plugin sets (playbin, WAV/Ogg/FLAC/WebM demuxers and
+#: decoders, audio sinks); recommended, what more formats and video need (plugins-bad:
+#: fakevideosink, WebVTT; libav: MP3/AAC/H.264; gl: video rendering). Debian 12 / Fedora names.
+MEDIA_DEPENDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "deb": ("gstreamer1.0-plugins-base", "gstreamer1.0-plugins-good"),
+    "rpm": ("gstreamer1-plugins-base", "gstreamer1-plugins-good"),
+})
+MEDIA_RECOMMENDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "deb": ("gstreamer1.0-plugins-bad", "gstreamer1.0-libav", "gstreamer1.0-gl"),
+    "rpm": ("gstreamer1-plugins-bad-free", "gstreamer1-plugin-libav"),
+})
+
 
 def install_prefix(app: StagedApp) -> str:
     """Where packages install the app folder."""
@@ -96,9 +109,18 @@ def hicolor_icons(app: StagedApp, share: Path, ident: str) -> list[Path]:
 
 
 def package_depends(app: StagedApp, system: str) -> tuple[str, ...]:
-    """The backend's system packages, plus `[bundle.linux] depends` for deb."""
+    """The backend's system packages (with GTK, its media plugins), plus
+    `[bundle.linux] depends` for deb."""
     extra = app.manifest.bundle.linux.depends if system == "deb" else ()
-    return tuple(dict.fromkeys((*WEBVIEW_DEPENDS[system][app.manifest.webview], *extra)))
+    media = MEDIA_DEPENDS[system] if app.manifest.webview == "gtk" else ()
+    return tuple(dict.fromkeys((*WEBVIEW_DEPENDS[system][app.manifest.webview], *media,
+                                *extra)))
+
+
+def package_recommends(app: StagedApp, system: str) -> tuple[str, ...]:
+    """Packages installed along by default (apt, dnf) but not required: the GTK backend's
+    further media plugins."""
+    return MEDIA_RECOMMENDS[system] if app.manifest.webview == "gtk" else ()
 
 
 def installed_size_kib(*roots: Path) -> int:

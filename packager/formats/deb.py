@@ -20,6 +20,7 @@ from wvwasi.packager.formats._linux import (
     install_tree,
     installed_size_kib,
     package_depends,
+    package_recommends,
 )
 from wvwasi.packager.formats._parts import (
     Entry,
@@ -46,11 +47,12 @@ def control(app: StagedApp, installed_kib: int) -> str:
         "Maintainer": " ".join((info.publisher or info.name).split()),
         "Installed-Size": str(installed_kib),
         "Depends": ", ".join(package_depends(app, "deb")),
+        "Recommends": ", ".join(package_recommends(app, "deb")),
         "Section": "utils",
         "Priority": "optional",
         "Description": f"{summary}\n {info.name} ({info.identifier}), built with wvwasi.",
     }
-    return "".join(f"{k}: {v}\n" for k, v in fields.items())
+    return "".join(f"{k}: {v}\n" for k, v in fields.items() if v)
 
 
 def build(app: StagedApp, out: Path, opts: FormatOptions) -> list[Path]:

@@ -3,7 +3,8 @@
 Linux: a POSIX sh launcher (templates/onefile.sh) followed by the app folder as a gzip-compressed
 tar archive, the same bytes as the `tar.gz` format's (built from the same cached parts, so a
 rebuild after a UI edit compresses only the part holding the UI). The first launch extracts it
-once into `~/.cache/<identifier>/onefile/<digest>/`; later launches check that folder and run
+once into `~/.cache/wvwasi-code/<identifier>/onefile/<digest>/` (out of every preopen's reach,
+runtime/paths.py) and makes it read-only; later launches check that folder and run
 the app folder's executable from it (docs/build.md, "onefile").
 
 Windows and macOS: PyInstaller's single-file runtime with the payload appended as a zip archive
@@ -20,8 +21,8 @@ from wvwasi.packager.formats import FormatOptions
 from wvwasi.packager.formats._parts import write_targz
 from wvwasi.packager.stage import StagedApp
 from wvwasi.packager.tools import BuildError
-from wvwasi.runtime.frozen_main import cache_name
 from wvwasi.runtime.host.modules import sha256_file
+from wvwasi.runtime.paths import CODE_FOLDER, cache_name
 from wvwasi.templates import ROOT as TEMPLATES
 
 TOOLS: tuple[str, ...] = ()
@@ -65,7 +66,7 @@ def launcher_script(app: StagedApp, *, top: str, digest: str, size: int) -> byte
     values = {
         "NAME": app.name, "VERSION": app.version, "SIZE": str(size), "DIGEST": digest,
         "NAME16": digest[:16], "TOP": top, "EXE": app.executable.name,
-        "IDENT": cache_name(app.manifest.app.identifier),
+        "IDENT": cache_name(app.manifest.app.identifier), "CODE": CODE_FOLDER,
     }
     for key in ("TOP", "EXE"):  # file names of our own making; never quoted in the script
         if not re.fullmatch(r"[A-Za-z0-9._-]+", values[key]):

@@ -16,7 +16,12 @@ import time
 from pathlib import Path
 
 from wvwasi.packager.formats import FormatOptions
-from wvwasi.packager.formats._linux import install_prefix, install_tree, package_depends
+from wvwasi.packager.formats._linux import (
+    install_prefix,
+    install_tree,
+    package_depends,
+    package_recommends,
+)
 from wvwasi.packager.formats._parts import (
     XZ_PRESET,
     Member,
@@ -126,6 +131,12 @@ def package_tags(app: StagedApp, members: list[Member], built: int,
     full = f"{version}-{RELEASE}"
     provides = [app.slug, f"{app.slug}({_ISA.get(app.arch.rpm, app.arch.rpm)})"]
     count = len(members)
+    recommends = package_recommends(app, "rpm")
+    weak = {
+        5046: (STRING_ARRAY, list(recommends)),  # Recommends: names
+        5047: (STRING_ARRAY, [""] * len(recommends)),  # versions (any)
+        5048: (INT32, [0] * len(recommends)),  # flags
+    } if recommends else {}
     return {
         100: (STRING_ARRAY, ["C"]),  # the i18n table: one locale
         1000: (STRING, app.slug),  # name
@@ -172,5 +183,6 @@ def package_tags(app: StagedApp, members: list[Member], built: int,
         5062: (STRING, "utf-8"),  # encoding of the strings
         5092: (STRING_ARRAY, [hashlib.sha256(payload).hexdigest()]),  # payload digest
         5093: (INT32, [_SHA256]),
+        **weak,
     }
 

@@ -26,6 +26,8 @@ MAX_FRAME = 64 << 20
 FRAME_TARGET = 1 << 20
 #: The largest JSON part of a SPAWN/RUN/PICK record.
 MAX_JSON = 1 << 20
+#: Output files (spawn `outputs`) reach the page in OUTPUT records of at most this many bytes.
+OUTPUT_PIECE = 1 << 20
 
 
 class Op(IntEnum):
@@ -50,6 +52,7 @@ class Op(IntEnum):
     RELOAD = 22  # id 0: reload the page (`wvwasi dev`)
     MOUNTED = 23  # JSON {mode}: the folder is lent; FS_CALL records on this id may follow
     FS_REPLY = 24  # the answer to the mount's FS_CALL
+    OUTPUT = 25  # JSON {path} + bytes: a piece of an output file, before EXIT/RESULT
 
 
 #: Op by its wire value: a dict lookup per record instead of an `Op(n)` enum call.
@@ -73,11 +76,23 @@ def record(op: Op, ident: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(len(payload), op, ident) + payload
 
 
-def json_record(op: Op, ident: int, obj: Any, *blobs: bytes) -> bytes:
+def json_record(op: Op, ident: int, obj: Any, *blobs: bytes | memoryview) -> bytes:
     """A record whose payload is `u32 JSON length + JSON + blobs`."""
     text = json.dumps(obj, separators=(",", ":")).encode()
     size = U32.size + len(text) + sum(map(len, blobs))
     return b"".join((HEADER.pack(size, op, ident), U32.pack(len(text)), text, *blobs))  # 1 copy
+
+
+def output_records(ident: int, outputs: tuple[tuple[str, bytes], ...]) -> list[bytes]:
+    """The OUTPUT records of an instance's output files (each file in order, in pieces; an
+    empty file is one empty piece)."""
+    out = []
+    for path, data in outputs:
+        view = memoryview(data)
+        for start in range(0, max(len(view), 1), OUTPUT_PIECE):
+            out.append(json_record(Op.OUTPUT, ident, {"path": path},
+                                   view[start : start + OUTPUT_PIECE]))
+    return out
 
 
 def iter_records(frame: bytes) -> Iterator[tuple[Op, int, memoryview]]:

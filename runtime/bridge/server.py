@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import sys
@@ -28,7 +27,7 @@ from .memory import return_large_buffers
 from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
 from .session import Session
-from .static import JS_DIR, SCRIPT_PATH, TYPES_PATH, UIFiles, security_headers
+from .static import JS_DIR, SCRIPT_PATH, TYPES_PATH, UIFiles, page_script, security_headers
 
 if TYPE_CHECKING:
     from ..host.service_host import ServiceHost
@@ -40,7 +39,7 @@ _JS_TYPE = "text/javascript; charset=utf-8"
 #: What pages may load from /__wvwasi/ besides wvwasi.js: the browser engine that runs
 #: page-supplied modules in the page's Workers (never natively).
 ENGINE_FILES = frozenset(("wasi-page.js", "wasi-web.js", "wasi-engine.js", "wasi-worker.js",
-                          "wasi-core.js", "wasi-hostfs.js"))
+                          "wasi-core.js", "wasi-hostfs.js", "wasi-wire.js"))
 #: Threads that start instances for all pages.
 POOL_SIZE = 16
 #: Page connections open at once; more handshakes get 503.
@@ -215,9 +214,7 @@ class Bridge:
                    "scratch": s.scratch}
             for name, s in self.manifest.services.items()
         }
-        config = {"services": services, "dev": self.dev, **page_constants()}
-        head = f"globalThis.__wvwasiConfig = {json.dumps(config)};\n".encode()
-        return head + (JS_DIR / "wvwasi.js").read_bytes()
+        return page_script({"services": services, "dev": self.dev, **page_constants()})
 
     # -- handlers -------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from .protocol import (
     ProtocolError,
     iter_records,
     json_record,
+    output_records,
     read_u32,
     record,
     split_json,
@@ -389,6 +390,8 @@ class Session:
             await self._outbox.room()  # the result stays here, in its slot, until there is room
             head = {"exitCode": exited.code, "stdoutLength": len(inst.stdout),
                     "error": error_json(exited)}
+            for rec in output_records(ident, exited.outputs):
+                self.post(rec)
             self.post(json_record(Op.RESULT, ident, head, inst.stdout, inst.stderr))
         finally:
             self._admission.finished(entry)

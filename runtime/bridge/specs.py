@@ -62,8 +62,8 @@ def check_background(service: Service, options: SpawnOptions, *, run: bool) -> N
     if options != SpawnOptions():
         raise Refused("permission", (
             f"service '{service.name}' is kind = \"background\": its one instance is "
-            "shared by the whole app, so a page cannot give it args, env, files, scratch "
-            "or grants"
+            "shared by the whole app, so a page cannot give it args, env, files, scratch, "
+            "grants or outputs"
         ))
 
 
@@ -107,8 +107,11 @@ def spawn_options(
     if not isinstance(grants, list):
         raise ProtocolError("spec.grants must be a list")
     preopens: tuple[Preopen, ...] = tuple(grant(g) for g in grants)
+    outputs = spec.get("outputs", [])
+    if not isinstance(outputs, list) or not all(is_text(x) for x in outputs):
+        raise ProtocolError("spec.outputs must be a list of guest paths")
     return SpawnOptions(args=tuple(args), env=tuple((k, v) for k, v in env), files=files,
-                        scratch=scratch, grants=preopens)
+                        scratch=scratch, grants=preopens, outputs=tuple(outputs))
 
 
 def _is_int(value: Any) -> bool:

@@ -9,11 +9,13 @@ HTML gets `<script src="/__wvwasi/wvwasi.js">` inserted unless it already loads 
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 import re
 import stat
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -56,6 +58,11 @@ MIME_TYPES = {
     ".webm": "video/webm",
 }
 
+#: The wire module (runtime/js/wasi-wire.js): its exports are top-level declarations.
+WIRE_FILE = "wasi-wire.js"
+_EXPORT = re.compile(r"^export (?=(?:async )?(?:function|class|const) )", re.MULTILINE)
+_EXPORTED = re.compile(r"^export (?:async )?(?:function|class|const) (\w+)", re.MULTILINE)
+
 _HEAD = re.compile(rb"<head(?:\s[^>]*)?>", re.IGNORECASE)
 _HTML = re.compile(rb"<html(?:\s[^>]*)?>", re.IGNORECASE)
 _DOCTYPE = re.compile(rb"<!doctype[^>]*>", re.IGNORECASE)
@@ -95,6 +102,21 @@ def security_headers(origin: str) -> dict[str, str]:
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-cache",
     }
+
+
+def page_script(config: dict[str, Any], prelude: str = "") -> bytes:
+    """wvwasi.js as pages get it: `globalThis.__wvwasiConfig = config`, then `prelude` (JS the web
+    build runs first), then the wire module as a classic script (its exports handed over in
+    `globalThis.__wvwasiWire`, nothing else leaks into the page), then runtime/js/wvwasi.js."""
+    wire = (JS_DIR / WIRE_FILE).read_text(encoding="utf-8")
+    names = ", ".join(_EXPORTED.findall(wire))
+    return "".join((
+        f"globalThis.__wvwasiConfig = {json.dumps(config)};\n",
+        prelude,
+        f"globalThis.__wvwasiWire = (() => {{\n'use strict';\n{_EXPORT.sub('', wire)}"
+        f"return {{{names}}};\n}})();\n",
+        (JS_DIR / "wvwasi.js").read_text(encoding="utf-8"),
+    )).encode()
 
 
 def inject_script(html: bytes, src: str = SCRIPT_PATH) -> bytes:

@@ -39,6 +39,9 @@ class Exited:
 
     code: int | None
     error: ServiceError | None = None
+    #: (guest path, bytes) of each of the spawn's `outputs` the guest wrote, when it exited by
+    #: itself (runtime/host/outputs.py)
+    outputs: tuple[tuple[str, bytes], ...] = ()
 
 
 Event = Message | Stderr | Exited

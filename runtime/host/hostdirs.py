@@ -11,16 +11,22 @@ project folder for relative paths) no link may lead out of that folder either. T
 their links are followed unless a writable folder encloses them. Paths are compared after
 expanding variables (`$APPDATA/shared` with its real path), so two spellings of one place through
 different symlinked parents are not recognized as nested.
+
+No folder opened writable may be, contain or lie inside a code folder (`PathContext.code_folders`:
+compile caches, onefile extractions, the app's own folder): a service that could write there
+could change machine code or page scripts wvwasi later runs. Such a spawn or mount is refused,
+naming both folders (docs/security.md, "The app's code is out of services' reach").
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 from ..manifest import Manifest
 from ..paths import PathContext
-from .hostpath import EscapeError, Root
+from .hostpath import EscapeError, Root, inside
 
 
 class HostDirs:
@@ -45,14 +51,36 @@ class HostDirs:
             self._writable = sorted(found)
         return self._writable
 
-    def preopen(self, raw: str) -> Root:
-        """Open a manifest preopen's `host` value (app-owned folders are created)."""
+    def preopen(self, raw: str, mode: str = "rw") -> Root:
+        """Open a manifest preopen's `host` value (app-owned folders are created); `mode`
+        "rw" (the default) refuses a folder that overlaps a code folder."""
         target, base, create = self._where(raw)
-        return self._open(target, base, create)
+        return self._checked(self._open(target, base, create), raw, mode)
 
-    def grant(self, host: Path | str) -> Root:
-        """Open a user-picked folder (an absolute path)."""
-        return self._open(os.path.normpath(host), None, False)
+    def grant(self, host: Path | str, mode: str = "rw") -> Root:
+        """Open a user-picked folder (an absolute path); `mode` as for `preopen`."""
+        return self._checked(self._open(os.path.normpath(host), None, False), str(host), mode)
+
+    def code_reach(self, raw: str, real: str | None = None) -> str | None:
+        """Why host folder `raw` (real path `real`, else expanded) may not be opened
+        read-write: it is, contains or lies inside a code folder. None if it may."""
+        real = real or os.path.realpath(self._where(raw)[0])
+        for code, what in self._paths.code_folders().items():
+            if inside(code, real) or inside(real, code):
+                where = "is" if code == real else "would contain" if inside(code, real) \
+                    else "lies inside"
+                return (f"{raw} ({real}) {where} {what} {code}: refused read-write (a service "
+                        "that can write there could change code wvwasi runs); grant a folder "
+                        "beside it, or read-only")
+        return None
+
+    def _checked(self, root: Root, raw: str, mode: str) -> Root:
+        """`root`, unless it may be written and overlaps a code folder (then EscapeError)."""
+        reason = None if mode == "ro" else self.code_reach(raw, root.real)
+        if reason is not None:
+            root.close()
+            raise EscapeError(errno.EPERM, reason)
+        return root
 
     def _where(self, raw: str) -> tuple[str, str | None, bool]:
         """(compared path, the root it must stay beneath or None, create) of a `host` value:

@@ -40,6 +40,7 @@ from .events import Event, Exited, Message, ServiceError, Stderr
 from .hostpath import Root
 from .net import NetSession
 from .net import set_current as set_current_net
+from .outputs import CHECK_EVERY, Outputs, OutputsOverLimit
 from .poll import Waker, set_current
 from .stdio import Stdio, grow_pipe, output_mode
 from .wasmtime_ext import set_epoch_callback
@@ -74,6 +75,7 @@ class Launch:
     preopens: tuple[tuple[Path, str, bool], ...]  # (host dir, guest path, writable)
     files: Mapping[str, bytes] = field(default_factory=dict)
     scratch: bool = False
+    outputs: tuple[str, ...] = ()  # guest files read back at exit (outputs.py)
     memory: int | None = None
     timeout: float | None = None
     capture: bool = False  # collect raw stdout instead of decoding messages (tasks)
@@ -132,6 +134,11 @@ class Instance:
         # Only a loop may take a read's messages at once: a reader thread waits per message.
         self._on_messages = on_messages if loop is not None else None
         self._stdio = Stdio(self._dir, self._stdout_chunk, self._stderr_chunk, loop)
+        limits = launch.service.limits
+        self._outputs = Outputs(self._dir, launch.outputs, max_entries=limits.files,
+                                max_bytes=limits.files_size, service=self.service.name
+                                ) if launch.outputs else None
+        self._outputs_checked = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name=f"wvwasi:{self.service.name}#{self.id}", daemon=True
         )
@@ -227,6 +234,14 @@ class Instance:
         """Called by the host's ticker: past its timeout, stop (also a pending stdin read)."""
         if self._deadline and self.alive and time.monotonic() > self._deadline:
             self.terminate("timeout")
+        if self._outputs is not None and self.alive and (
+            time.monotonic() - self._outputs_checked > CHECK_EVERY
+        ):
+            self._outputs_checked = time.monotonic()
+            try:
+                self._outputs.check()
+            except OutputsOverLimit as e:
+                self._output_failed(str(e))
 
     def _run(self) -> None:
         store: wasmtime.Store | None = None
@@ -278,6 +293,13 @@ class Instance:
             stdio.finish()
             self._stdin.join(_STOP_JOIN)
             self._flush_outputs()
+            if (self._outputs is not None and result.code is not None
+                    and self._output_error is None and self._stop_reason is None):
+                try:
+                    result = Exited(result.code, outputs=self._outputs.collect())
+                except OutputsOverLimit as e:  # over its bounds: no files, an "output" error
+                    name = self.service.name
+                    self._output_error = ServiceError("output", f"service '{name}' {e}")
             shutil.rmtree(self._dir, ignore_errors=True)
         if self._output_error is not None:
             result = Exited(None, self._output_error)
@@ -340,6 +362,9 @@ class Instance:
             scratch = self._dir / "scratch"
             scratch.mkdir()
             wasi.preopen_dir(str(scratch), "/scratch", fs_mutable=True)
+        if self._outputs is not None:
+            for host, guest in self._outputs.create():
+                wasi.preopen_dir(str(host), guest, fs_mutable=True)
 
         return wasi
 

@@ -4,13 +4,16 @@ An artefact is two files: `NAME.cwasm`, wasmtime's serialized module as it is (s
 `deserialize_file`, memory-mapped: 170 MB of yosys in ~0.1 s instead of ~1 s), and
 `NAME.cwasm.json`, which binds it to the `.wasm` it came from (SHA-256), to the engine settings and
 wasmtime version, and carries the `.cwasm`'s own SHA-256: wasmtime happily loads corrupted bytes,
-so the digest is checked before deserializing. Any mismatch or load failure falls back to
-compiling, never to a crash.
+so the digest is checked before deserializing. A built app's artefacts are checked against the
+digests its payload lists in `payload.json` instead (written by `wvwasi build`, beside the
+payload's manifest), never against the sidecar beside them. Any mismatch or load failure falls
+back to compiling, never to a crash. Only regular files are read, sidecars with a bound.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import wasmtime
 
-from ..regularfile import FileProblem, read_regular
+from ..regularfile import FileProblem, open_regular, read_regular
 
 log = logging.getLogger("wvwasi.modules")
 
@@ -73,12 +76,51 @@ def make_engine(*, portable: bool = False) -> wasmtime.Engine:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a regular file's bytes; OSError for anything else (a FIFO, /dev/zero)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    try:
+        f = open_regular(path)
+    except FileProblem as e:
+        raise OSError(errno.EINVAL, e.reason, str(path)) from None
+    with f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: A built payload's list of its files' SHA-256, `{"sha256": {"precompiled/x.cwasm": hex}}`.
+PAYLOAD_DIGESTS = "payload.json"
+#: The largest `payload.json` or sidecar read.
+MAX_LISTING_BYTES = 16 << 20
+
+
+def write_payload_digests(payload: Path) -> Path:
+    """List the SHA-256 of every file under `payload` in `payload/payload.json` (a build step:
+    the runtime trusts shipped artefacts only with these digests)."""
+    files = sorted(p for p in Path(payload).rglob("*") if p.is_file() and not p.is_symlink())
+    listing = {p.relative_to(payload).as_posix(): sha256_file(p) for p in files
+               if p.name != PAYLOAD_DIGESTS}
+    out = Path(payload) / PAYLOAD_DIGESTS
+    out.write_text(json.dumps({"sha256": listing}, indent=0, sort_keys=True) + "\n",
+                   encoding="utf-8")
+    return out
+
+
+def payload_digests(payload: Path) -> dict[str, str]:
+    """`{path in the payload: SHA-256}` from `payload/payload.json`; {} (with a log line) when
+    it is missing or unreadable: then no shipped artefact is trusted."""
+    try:
+        listing = json.loads(read_regular(Path(payload) / PAYLOAD_DIGESTS, MAX_LISTING_BYTES))
+        digests = listing["sha256"]
+        if isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values()):
+            return digests
+    except FileProblem as e:
+        log.info("%s: %s: precompiled services are not used", payload / PAYLOAD_DIGESTS, e.reason)
+        return {}
+    except (ValueError, KeyError, TypeError):
+        pass
+    log.info("%s: unreadable: precompiled services are not used", payload / PAYLOAD_DIGESTS)
+    return {}
 
 
 class WasmLoadError(Exception):
@@ -89,14 +131,26 @@ class WasmLoadError(Exception):
 MAX_MODULE_BYTES = 1 << 30
 
 
+#: What to do about wasmtime errors a toolchain setting causes, by a phrase of the error.
+_HINTS = {
+    "legacy_exceptions": "the module uses legacy exception handling (`try`/`catch`), which "
+    "wasmtime cannot run: rebuild it with standard exception handling (exnref; Emscripten: "
+    "`-fwasm-exceptions -sWASM_LEGACY_EXCEPTIONS=0`) or without exceptions, or convert it with "
+    "Binaryen: `wasm-opt --translate-to-exnref -all -o new.wasm old.wasm`",
+}
+
+
 def error_text(e: Exception) -> str:
-    """wasmtime's error with its numbered "Caused by:" chain on one line, every cause kept."""
+    """wasmtime's error with its numbered "Caused by:" chain on one line, every cause kept,
+    and a hint for errors whose cure is known."""
     parts = []
     for line in str(e).splitlines():
         line = line.strip()
         if line and line != "Caused by:":
             parts.append(re.sub(r"\A\d+: ", "", line))
-    return ": ".join(parts) or type(e).__name__
+    text = ": ".join(parts) or type(e).__name__
+    hints = [hint for phrase, hint in _HINTS.items() if phrase in text]
+    return "; ".join([text, *hints])
 
 
 def validate(engine: wasmtime.Engine, data: bytes, wasm: Path) -> None:
@@ -153,9 +207,12 @@ def write_artefact(module: wasmtime.Module, wasm_sha256: str, out: Path) -> None
     _write_atomic(header_path(out), json.dumps(header, sort_keys=True).encode() + b"\n")
 
 
-def read_artefact(engine: wasmtime.Engine, path: Path, wasm_sha256: str) -> wasmtime.Module | None:
-    """The module in artefact `path` if it is intact and matches; None (and a log line) if not."""
-    reason = _artefact_problem(path, wasm_sha256)
+def read_artefact(
+    engine: wasmtime.Engine, path: Path, wasm_sha256: str, expected: str | None = None
+) -> wasmtime.Module | None:
+    """The module in artefact `path` if it is intact and matches; None (and a log line) if not.
+    `expected`: its SHA-256 as the payload lists it (else its sidecar's is used)."""
+    reason = _artefact_problem(path, wasm_sha256, expected)
     if reason is None:
         try:
             return wasmtime.Module.deserialize_file(engine, str(path))
@@ -165,11 +222,11 @@ def read_artefact(engine: wasmtime.Engine, path: Path, wasm_sha256: str) -> wasm
     return None
 
 
-def _artefact_problem(path: Path, wasm_sha256: str) -> str | None:
+def _artefact_problem(path: Path, wasm_sha256: str, expected: str | None = None) -> str | None:
     try:
-        header = json.loads(header_path(path).read_bytes())
-    except OSError:
-        return "its .json header is missing"
+        header = json.loads(read_regular(header_path(path), MAX_LISTING_BYTES))
+    except FileProblem as e:
+        return f"its .json header {e.reason}"
     except ValueError:
         return "unreadable .json header"
     if not isinstance(header, dict):
@@ -182,8 +239,8 @@ def _artefact_problem(path: Path, wasm_sha256: str) -> str | None:
         digest = sha256_file(path)
     except OSError as e:
         return f"unreadable: {e.strerror}"
-    if digest != header.get("payload_sha256"):
-        return "corrupted (digest mismatch)"
+    if digest != (expected or header.get("payload_sha256")):
+        return "corrupted or changed (digest mismatch)"
     return None
 
 
@@ -207,6 +264,12 @@ def precompile(wasm: Path, out: Path) -> Path:
         raise WasmLoadError(f"{wasm}: cannot compile: {error_text(e)}") from None
     write_artefact(module, hashlib.sha256(data).hexdigest(), out)
     return out
+
+
+def content_name(wasm: Path) -> str:
+    """The content-addressed file name a build ships `wasm` under (`<sha256[:16]>.wasm`): two
+    services of one module share its file, artefact and compiled module."""
+    return f"{sha256_file(wasm)[:16]}.wasm"
 
 
 def artefact_name(wasm: Path) -> str:
@@ -234,6 +297,7 @@ class ModuleLoader:
         self.engine = engine
         self.cache_dir = cache_dir
         self.precompiled_dir = precompiled_dir
+        self._shipped = payload_digests(precompiled_dir.parent) if precompiled_dir else {}
         self._loaded: dict[Path, _Loaded] = {}
         self._lock = threading.Lock()
 
@@ -284,17 +348,19 @@ class ModuleLoader:
             log.warning("cannot write the compile cache %s: %s", cached, e)
 
     def _load_uncached(self, wasm: Path, sha: str, check: Check | None) -> wasmtime.Module:
-        candidates = []
-        if self.precompiled_dir is not None:
-            candidates.append(self.precompiled_dir / artefact_name(wasm))
+        candidates: list[tuple[Path, str | None]] = []
+        shipped = self._shipped_artefact(wasm)
+        if shipped is not None:
+            candidates.append(shipped)
         cached = self._cache_path(sha)
         if cached is not None:  # this machine's own compile, else a build's portable one
-            candidates += [cached, cache_entry(cached.parent.parent, sha, portable=True)]
-        for path in candidates:
+            candidates += [(cached, None),
+                           (cache_entry(cached.parent.parent, sha, portable=True), None)]
+        for path, expected in candidates:
             if path.exists():
-                module = read_artefact(self.engine, path, sha)
+                module = read_artefact(self.engine, path, sha, expected)
                 if module is not None:
-                    if path in candidates[-2:] and cached is not None:
+                    if expected is None and cached is not None:
                         _touch(path)
                     return module
         module = self._compile(wasm)
@@ -310,11 +376,10 @@ class ModuleLoader:
             hit = self._loaded.get(wasm)
             if hit and hit.stamp == stamp:
                 return hit.module
-            artefact = (self.precompiled_dir / artefact_name(wasm)
-                        if self.precompiled_dir is not None else None)
-            sha = _shipped_wasm_sha256(artefact) if artefact is not None else None
-            module = read_artefact(self.engine, artefact, sha) \
-                if artefact is not None and sha is not None else None
+            shipped = self._shipped_artefact(wasm)
+            sha = _shipped_wasm_sha256(shipped[0]) if shipped is not None else None
+            module = read_artefact(self.engine, shipped[0], sha, shipped[1]) \
+                if shipped is not None and sha is not None else None
             if module is None:
                 try:
                     data = gzip.decompress(packed.read_bytes())
@@ -329,6 +394,20 @@ class ModuleLoader:
                     self._store(module, sha, check)
             self._loaded[wasm] = _Loaded(stamp, sha or "", module)
             return module
+
+    def _shipped_artefact(self, wasm: Path) -> tuple[Path, str] | None:
+        """The payload's artefact for `wasm` and its SHA-256 as `payload.json` lists it (None:
+        no precompiled folder, or the artefact is not listed)."""
+        if self.precompiled_dir is None:
+            return None
+        path = self.precompiled_dir / artefact_name(wasm)
+        expected = self._shipped.get(f"{self.precompiled_dir.name}/{path.name}")
+        if expected is None:
+            if path.exists():
+                log.info("ignoring precompiled %s: %s does not list it; compiling instead",
+                         path.name, PAYLOAD_DIGESTS)
+            return None
+        return path, expected
 
     def _compile(self, wasm: Path) -> wasmtime.Module:
         return self._compile_bytes(wasm, read_module(wasm))
@@ -414,8 +493,8 @@ def _shipped_wasm_sha256(artefact: Path) -> str | None:
     """The `.wasm` digest a shipped artefact's header names (the packed `.wasm` beside it is
     from the same build, so it is not decompressed just to hash it)."""
     try:
-        header = json.loads(header_path(artefact).read_bytes())
-    except (OSError, ValueError):
+        header = json.loads(read_regular(header_path(artefact), MAX_LISTING_BYTES))
+    except (FileProblem, ValueError):
         return None
     sha = header.get("wasm_sha256") if isinstance(header, dict) else None
     return sha if isinstance(sha, str) else None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import wasmtime
 
 from ..manifest import Manifest, Service
-from ..paths import PathContext
+from ..paths import PathContext, app_code_dir
 from .background import Background, Subscription
 from .events import Event, ServiceError, ServiceLimitError
 from .hostdirs import HostDirs
@@ -51,6 +51,7 @@ class TaskResult:
     stdout: bytes
     stderr: bytes
     error: ServiceError | None
+    outputs: tuple[tuple[str, bytes], ...] = ()
 
 
 class ServiceHost:
@@ -70,6 +71,7 @@ class ServiceHost:
         self.engine = make_engine()
         self.loader = ModuleLoader(self.engine, compile_cache or self._app_cache(),
                                    precompiled_dir)
+        self._protect_code(compile_cache, precompiled_dir)
         self._dirs = HostDirs(manifest, self.paths)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
@@ -89,17 +91,33 @@ class ServiceHost:
 
 
     def _app_cache(self) -> Path | None:
-        """`$CACHE` as the compile cache; None (compile every start, with a warning) when it
-        cannot be created: a read-only or full home, a file in the way."""
+        """The app's code folder (not `$CACHE`: services may write that) as the compile cache;
+        None (compile every start, with a warning) when it cannot be created: a read-only or
+        full home, a file in the way."""
+        folder = app_code_dir(self.manifest.app.identifier)
         try:
-            return self.paths.cache_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
         except OSError as e:
             log.warning("compile cache off (services compile at every start): %s", e)
             return None
 
+    def _protect_code(self, compile_cache: Path | None, precompiled_dir: Path | None) -> None:
+        """Register what this host runs or loads as code with the path context: no writable
+        preopen, grant or page mount may reach it (hostdirs.py)."""
+        add = self.paths.add_code_folder
+        if compile_cache is not None:
+            add(compile_cache, "the compile cache")
+        if precompiled_dir is not None:
+            add(precompiled_dir, "the app's precompiled services")
+        add(self.manifest.ui.dir, "the app's page (UI folder)")
+        if getattr(sys, "frozen", False):
+            add(Path(sys.executable).resolve().parent, "the app's own folder")
+
     def start(self) -> ServiceHost:
         """Start the epoch ticker and every `background` service; the first start also removes
         temp folders that killed runs left behind."""
+        self._check_code_reach()
         with self._lock:
             if self._temp is None:
                 sweep()
@@ -112,6 +130,15 @@ class ServiceHost:
             if service.kind == "background" and name not in self._background:
                 self._background[name] = Background(self, service)
         return self
+
+    def _check_code_reach(self) -> None:
+        """PermissionError at start for a read-write manifest preopen that would reach code
+        (spawns check again, on the folder actually opened)."""
+        for name, service in self.manifest.services.items():
+            for p in service.preopens:
+                reason = self._dirs.code_reach(p.host) if p.mode == "rw" else None
+                if reason is not None:
+                    raise PermissionError(f"service '{name}': preopen {p.guest}: {reason}")
 
     def close(self) -> None:
         """Terminate every instance, wait for them and every host thread, remove temporary
@@ -217,7 +244,8 @@ class ServiceHost:
         inst.close_stdin()
         exited = inst.wait()
         assert exited is not None
-        return TaskResult(exited.code, bytes(inst.stdout), bytes(inst.stderr), exited.error)
+        return TaskResult(exited.code, bytes(inst.stdout), bytes(inst.stderr), exited.error,
+                          exited.outputs)
 
     def subscribe(self, name: str, on_event: Callable[[Event], None]) -> Subscription:
         """Connect to the shared instance of background service `name`."""
@@ -244,16 +272,16 @@ class ServiceHost:
 
     def _launch(self, service: Service, options: SpawnOptions, capture: bool) -> Launch:
         name = service.name
-        files, grant_guests = check_spawn(service, options)
+        files, grant_guests, outputs = check_spawn(service, options)
         pre = self._instance_pre(service)
         opened: list[Root] = []
         preopens: list[tuple[Path, str, bool]] = []
         try:
             for p in service.preopens:
-                opened.append(_open_dir(name, p.guest, p.host, self._dirs.preopen))
+                opened.append(_open_dir(name, p.guest, p.host, self._dirs.preopen, p.mode))
                 preopens.append((Path(opened[-1].wasi_path()), p.guest, p.mode == "rw"))
             for grant, guest in zip(options.grants, grant_guests, strict=True):
-                opened.append(_open_dir(name, guest, grant.host, self._dirs.grant))
+                opened.append(_open_dir(name, guest, grant.host, self._dirs.grant, grant.mode))
                 preopens.append((Path(opened[-1].wasi_path()), guest, grant.mode == "rw"))
         except BaseException:
             for root in opened:
@@ -268,6 +296,7 @@ class ServiceHost:
             preopens=tuple(preopens),
             files=files,
             scratch=options.scratch,
+            outputs=outputs,
             memory=service.limits.memory,
             timeout=service.limits.timeout,
             capture=capture,
@@ -296,10 +325,12 @@ class ServiceHost:
                                 f"{str(e).splitlines()[0]}") from None
 
 
-def _open_dir(name: str, guest: str, host: str, opener: Callable[[str], Root]) -> Root:
+def _open_dir(
+    name: str, guest: str, host: str, opener: Callable[[str, str], Root], mode: str
+) -> Root:
     """Open one host folder of a spawn; errors name the service and the guest path."""
     try:
-        return opener(host)
+        return opener(host, mode)
     except EscapeError as e:
         raise PermissionError(f"service '{name}': preopen {guest}: {e.strerror or e}") from None
     except (FileNotFoundError, NotADirectoryError):

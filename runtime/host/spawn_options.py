@@ -1,6 +1,6 @@
 """What one spawn may add to a service (`SpawnOptions`), and `check_spawn()`, which refuses
-whatever would widen the manifest: per-spawn files, grants, scratch, args and env can only
-narrow what `[services.NAME]` grants (docs/architecture.md, "Service host")."""
+whatever would widen the manifest: per-spawn files, grants, scratch, outputs, args and env can
+only narrow what `[services.NAME]` grants (docs/architecture.md, "Service host")."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .. import guestpath
 from ..manifest import Preopen, Service
+from .outputs import MAX_FOLDERS as MAX_OUTPUT_FOLDERS
+from .outputs import folders as output_folders
 
 #: Grants one spawn may carry (each holds one open folder while the instance runs).
 MAX_GRANTS = 16
@@ -24,11 +26,14 @@ class SpawnOptions:
     files: Mapping[str, bytes] = field(default_factory=dict)
     scratch: bool = False
     grants: tuple[Preopen, ...] = ()  # user-picked folders; host paths absolute
+    outputs: tuple[str, ...] = ()  # guest files handed back at exit (Exited.outputs)
 
 
-def check_spawn(service: Service, options: SpawnOptions) -> tuple[dict[str, bytes], list[str]]:
-    """The spawn's normalized files and grant guest paths; PermissionError/ValueError naming
-    the service and the manifest key for anything the manifest does not allow."""
+def check_spawn(
+    service: Service, options: SpawnOptions
+) -> tuple[dict[str, bytes], list[str], tuple[str, ...]]:
+    """The spawn's normalized files, grant guest paths and outputs; PermissionError/ValueError
+    naming the service and the manifest key for anything the manifest does not allow."""
     name = service.name
     if options.scratch and not service.scratch:
         raise PermissionError(
@@ -46,9 +51,10 @@ def check_spawn(service: Service, options: SpawnOptions) -> tuple[dict[str, byte
 
 def _check_paths(
     service: Service, options: SpawnOptions
-) -> tuple[dict[str, bytes], list[str]]:
-    """Normalized per-spawn files and grant guest paths; refused when malformed, over the
-    service's `limits.files`/`files_size`, or overlapping a preopen or each other."""
+) -> tuple[dict[str, bytes], list[str], tuple[str, ...]]:
+    """Normalized per-spawn files, grant guest paths and outputs; refused when malformed, over
+    the service's `limits.files`/`files_size`, or overlapping a preopen or each other (an
+    output's folder counts: it becomes a read-write folder of the instance)."""
     name = service.name
     limits = service.limits
 
@@ -72,6 +78,11 @@ def _check_paths(
             f"service '{name}': files of {size} bytes together, more than "
             f"services.{name}.limits.files_size = {limits.files_size}"
         )
+    if len(options.outputs) > limits.files:
+        raise PermissionError(
+            f"service '{name}': {len(options.outputs)} outputs given, more than "
+            f"services.{name}.limits.files = {limits.files}"
+        )
     if len(options.grants) > MAX_GRANTS:
         raise PermissionError(
             f"service '{name}': {len(options.grants)} grants given, at most {MAX_GRANTS}"
@@ -94,7 +105,21 @@ def _check_paths(
         _check_free(name, path, f"file {raw}", taken)
         taken[path] = f"the file {raw}"
         files[path] = content if isinstance(content, bytes) else bytes(content)
-    return files, grants
+    outputs: dict[str, None] = {}
+    for raw in options.outputs:
+        path = guest(raw, "outputs")
+        folder = path.rsplit("/", 1)[0]
+        if not folder:
+            raise ValueError(f"service '{name}': output {raw} must be inside a folder "
+                             "(/out/result, not /result)")
+        _check_free(name, folder, f"output {raw}", taken)
+        if any(guestpath.overlap(path, o) and path != o for o in outputs):
+            raise ValueError(f"service '{name}': output {raw} overlaps another output")
+        outputs[path] = None
+    if len(output_folders(outputs)[1]) > MAX_OUTPUT_FOLDERS:
+        raise PermissionError(f"service '{name}': outputs in more than {MAX_OUTPUT_FOLDERS} "
+                              "separate folders")
+    return files, grants, tuple(outputs)
 
 
 def _check_free(service: str, path: str, what: str, taken: Mapping[str, str]) -> None:

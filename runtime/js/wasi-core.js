@@ -42,11 +42,30 @@ const DIR_RIGHTS = R.FD_FDSTAT_SET_FLAGS | R.FD_SYNC | R.FD_ADVISE | R.PATH_CREA
   R.PATH_READLINK | R.PATH_RENAME_SOURCE | R.PATH_RENAME_TARGET | R.PATH_FILESTAT_GET |
   R.PATH_FILESTAT_SET_SIZE | R.PATH_FILESTAT_SET_TIMES | R.FD_FILESTAT_GET |
   R.FD_FILESTAT_SET_TIMES | R.PATH_SYMLINK | R.PATH_REMOVE_DIRECTORY | R.PATH_UNLINK_FILE;
-const STDIO_RIGHTS = R.FD_READ | R.FD_WRITE | R.FD_FDSTAT_SET_FLAGS | R.FD_FILESTAT_GET |
-  R.POLL_FD_READWRITE;
+// stdio as wasmtime reports it for pipes (the desktop's stdio): filetype unknown, not a
+// terminal, rights only to read (stdin) or write; any other call on them is EBADF (seek and tell
+// ESPIPE), whatever the rights say. Compared with native in tests/test_engines_agree.py.
+const STDIO_CALLS = R.FD_READ | R.FD_WRITE | R.FD_SEEK | R.FD_TELL | R.FD_FILESTAT_GET;
+// The rights wasmtime reports in fd_fdstat_get (it enforces none: rights neither narrow on
+// path_open nor by fd_fdstat_set_rights, which is ENOTSUP). Files: all but read (and readdir)
+// when not readable, all but write when not writable.
+const ALL_RIGHTS = (1n << 30n) - 1n;
+const REPORTED = {preopen: [129498624n, 267911167n], dir: [1069023163n, 1069023163n]};
 const MAX_SYMLINKS = 32;
 const MAX_FDS = 1024;
 const MAX_FILE = 2 ** 31; // bytes in one in-memory file
+
+/** A trap raised by a call, with wasmtime's text (an argument outside its enum, an exit
+ * status of 126 or more). */
+class WasiTrap extends Error {}
+
+/** wasmtime's trap for `value` outside enum `type` of `call`'s arguments, or nothing. */
+function checkEnum(call, type, value, max) {
+  if (value > max) {
+    throw new WasiTrap(`In func wasi_snapshot_preview1::${call} at convert ${type}: ` +
+      `Invalid enum value ${type}`);
+  }
+}
 
 /** Thrown by `proc_exit` (and caught by the runner): the guest asked to end with `code`. */
 export class WasiExit extends Error {
@@ -186,7 +205,17 @@ class Descriptor {
     this.flags = flags;
     this.pos = 0;
   }
-  get filetype() { return this.stream ? FILETYPE.CHAR : this.node.filetype; }
+  get filetype() { return this.stream ? FILETYPE.UNKNOWN : this.node.filetype; }
+}
+
+/** [base, inheriting] rights of `d` as wasmtime reports them (see ALL_RIGHTS). */
+function reportedRights(d) {
+  if (d.stream) return [d.rights, d.inheriting];
+  if (d.filetype === FILETYPE.DIR) return d.preopen === null ? REPORTED.dir : REPORTED.preopen;
+  let rights = ALL_RIGHTS;
+  if (!d.readable) rights &= ~(R.FD_READ | R.FD_READDIR);
+  if (!d.writable) rights &= ~R.FD_WRITE;
+  return [rights, rights];
 }
 
 // -- the preview1 imports -----------------------------------------------------------------------------
@@ -200,8 +229,9 @@ const decoder = new TextDecoder('utf-8', {fatal: true});
  * @param {string[]} o.args  argv (argv[0] = the program name)
  * @param {[string, string][]} o.env
  * @param {{guest: string, dir: Dir, mode: 'ro'|'rw'}[]} o.preopens  fds 3, 4, … in this order
- * @param {{read(max: number): Uint8Array, ready(timeoutMs: number): boolean}} o.stdin  blocking;
- *   an empty read is EOF; `ready` waits up to `timeoutMs` (Infinity: no limit) for data or EOF
+ * @param {{read(max: number): Uint8Array, ready(timeoutMs: number): boolean, ended(): boolean}}
+ *   o.stdin  blocking; an empty read is EOF; `ready` waits up to `timeoutMs` (Infinity: no limit)
+ *   for data or EOF; `ended` says whether it is drained and closed
  * @param {(bytes: Uint8Array) => void} o.stdout  gets a copy it may keep
  * @param {(bytes: Uint8Array) => void} o.stderr
  * @param {(ms: number) => void} o.sleep  blocks the thread
@@ -216,11 +246,11 @@ export class Wasi {
     this.preopens = preopens;
     this.dirty = new Set(); // indices of persisted preopens changed since the last sync
     this.fds = new Map();
-    this.fds.set(0, new Descriptor({stream: 'stdin', rights: STDIO_RIGHTS}));
+    this.fds.set(0, new Descriptor({stream: 'stdin', rights: R.FD_READ, inheriting: R.FD_READ}));
     this.fds.set(1, new Descriptor({stream: 'stdout', writable: true, readable: false,
-      rights: STDIO_RIGHTS}));
+      rights: R.FD_WRITE, inheriting: R.FD_WRITE}));
     this.fds.set(2, new Descriptor({stream: 'stderr', writable: true, readable: false,
-      rights: STDIO_RIGHTS}));
+      rights: R.FD_WRITE, inheriting: R.FD_WRITE}));
     preopens.forEach((p, i) => {
       this.fds.set(3 + i, new Descriptor({node: p.host ? new HostNode(p.host, 0, FILETYPE.DIR) : p.dir,
         preopen: p.guest, writable: p.mode === 'rw', rights: DIR_RIGHTS,
@@ -281,11 +311,14 @@ export class Wasi {
   #fd(fd, rights = 0n) {
     const d = this.fds.get(fd);
     if (!d) fail(E.BADF);
-    if ((d.rights & rights) !== rights) fail(E.NOTCAPABLE);
+    if (d.stream) {
+      if ((STDIO_CALLS & rights) !== rights) fail(E.BADF);
+    } else if ((d.rights & rights) !== rights) fail(E.NOTCAPABLE);
     return d;
   }
   #dirFd(fd, rights = 0n) {
     const d = this.#fd(fd);
+    if (d.stream) fail(E.BADF);
     if (!(d.node instanceof Dir)) fail(E.NOTDIR);
     if ((d.rights & rights) !== rights) fail(E.NOTCAPABLE);
     return d;
@@ -365,7 +398,7 @@ export class Wasi {
     v.setBigUint64(ptr + 8, node ? node.ino : 0n, true);
     v.setUint8(ptr + 16, filetype);
     for (let i = 17; i < 24; i++) v.setUint8(ptr + i, 0);
-    v.setBigUint64(ptr + 24, node ? node.nlink : 1n, true);
+    v.setBigUint64(ptr + 24, node ? node.nlink : 0n, true);
     v.setBigUint64(ptr + 32, node instanceof File ? BigInt(node.size) :
       node instanceof Symlink ? BigInt(encoder.encode(node.target).length) : node ? 4096n : 0n, true);
     v.setBigUint64(ptr + 40, node ? node.atim : 0n, true);
@@ -517,25 +550,23 @@ export class Wasi {
       environ_sizes_get: (c, s) => sizes(self.env, c, s),
 
       clock_res_get: (id, ptr) => {
-        if (id > 3) fail(E.INVAL);
-        u64(ptr, id === 0 ? 1000n : 1000n);
+        checkEnum('clock_res_get', 'Clockid', id, 3);
+        if (id > 1) fail(E.BADF); // no CPU-time clocks, as in wasmtime
+        u64(ptr, 1000n);
       },
       clock_time_get: (id, _precision, ptr) => {
-        if (id === 0) u64(ptr, nowNs());
-        else if (id === 1 || id === 2 || id === 3) {
-          u64(ptr, BigInt(Math.round(performance.now() * 1e6)));
-        } else fail(E.INVAL);
+        checkEnum('clock_time_get', 'Clockid', id, 3);
+        if (id > 1) fail(E.BADF);
+        u64(ptr, id === 0 ? nowNs() : BigInt(Math.round(performance.now() * 1e6)));
       },
 
       fd_advise: (fd, _off, _len, advice) => {
+        checkEnum('fd_advise', 'Advice', advice, 5);
         const d = self.#fd(fd, R.FD_ADVISE);
         if (d.node instanceof Dir) fail(E.BADF);
-        if (d.stream) fail(E.SPIPE);
-        if (advice > 5) fail(E.INVAL);
       },
       fd_allocate: (fd, offset, len) => {
         const d = self.#fileFd(fd, R.FD_ALLOCATE);
-        if (d.stream) fail(E.SPIPE);
         if (!d.writable) fail(E.BADF);
         const end = Number(offset + len);
         if (end > d.node.size) d.node.resize(end);
@@ -554,8 +585,9 @@ export class Wasi {
         v.setUint8(ptr + 1, 0);
         v.setUint16(ptr + 2, d.flags, true);
         v.setUint32(ptr + 4, 0, true);
-        v.setBigUint64(ptr + 8, d.rights, true);
-        v.setBigUint64(ptr + 16, d.inheriting, true);
+        const [base, inheriting] = reportedRights(d);
+        v.setBigUint64(ptr + 8, base, true);
+        v.setBigUint64(ptr + 16, inheriting, true);
       },
       fd_fdstat_set_flags: (fd, flags) => {
         const d = self.#fd(fd, R.FD_FDSTAT_SET_FLAGS);
@@ -567,11 +599,8 @@ export class Wasi {
         d.flags = (d.flags & ~(FDFLAGS.APPEND | FDFLAGS.NONBLOCK)) |
           (flags & (FDFLAGS.APPEND | FDFLAGS.NONBLOCK));
       },
-      fd_fdstat_set_rights: (fd, base, inheriting) => {
-        const d = self.#fd(fd);
-        if ((base & ~d.rights) !== 0n || (inheriting & ~d.inheriting) !== 0n) fail(E.NOTCAPABLE);
-        d.rights = base;
-        d.inheriting = inheriting;
+      fd_fdstat_set_rights: (fd) => {
+        fail(self.#fd(fd).stream ? E.BADF : E.NOTSUP);
       },
       fd_filestat_get: (fd, ptr) => {
         const d = self.#fd(fd, R.FD_FILESTAT_GET);
@@ -587,18 +616,17 @@ export class Wasi {
       },
       fd_filestat_set_times: (fd, atim, mtim, flags) => {
         const d = self.#fd(fd, R.FD_FILESTAT_SET_TIMES);
-        if (d.stream) return;
         self.#setTimes(d.node, atim, mtim, flags);
       },
       fd_pread: (fd, iovs, count, offset, nreadPtr) => {
         const d = self.#fileFd(fd, R.FD_READ | R.FD_SEEK);
-        if (d.stream) fail(E.SPIPE);
+        if (d.stream) fail(d.readable ? E.SPIPE : E.BADF);
         if (!d.readable) fail(E.BADF);
         u32(nreadPtr, self.#read(d, self.#iovs(iovs, count), Number(offset)));
       },
       fd_pwrite: (fd, iovs, count, offset, nPtr) => {
         const d = self.#fileFd(fd, R.FD_WRITE | R.FD_SEEK);
-        if (d.stream) fail(E.SPIPE);
+        if (d.stream) fail(d.writable ? E.SPIPE : E.BADF);
         if (!d.writable) fail(E.BADF);
         u32(nPtr, self.#write(d, self.#iovs(iovs, count), Number(offset)));
       },
@@ -626,6 +654,7 @@ export class Wasi {
         self.#bytes.set(name, ptr);
       },
       fd_readdir: (fd, buf, len, cookie, usedPtr) => {
+        if (self.fds.get(fd)?.node instanceof File) fail(E.BADF); // wasmtime: not ENOTDIR
         const d = self.#dirFd(fd, R.FD_READDIR);
         const entries = [['.', d.node], ['..', d.node], ...d.node.entries];
         const v = self.#view;
@@ -657,6 +686,7 @@ export class Wasi {
         if (from !== to) self.fds.delete(from);
       },
       fd_seek: (fd, offset, whence, ptr) => {
+        checkEnum('fd_seek', 'Whence', whence, 2);
         const d = self.#fd(fd, whence === 1 && offset === 0n ? R.FD_TELL : R.FD_SEEK);
         if (d.stream) fail(E.SPIPE);
         if (d.node instanceof Dir) fail(E.BADF);
@@ -677,9 +707,9 @@ export class Wasi {
 
       path_create_directory: (fd, ptr, len) => {
         const d = self.#dirFd(fd, R.PATH_CREATE_DIRECTORY);
+        self.#needWritable(d);
         const r = self.#resolve(d, self.#string(ptr, len), false);
         if (r.node !== undefined) fail(E.EXIST);
-        self.#needWritable(d);
         self.#touch(d);
         r.parent.entries.set(r.name, new Dir());
         r.parent.mtim = nowNs();
@@ -701,19 +731,19 @@ export class Wasi {
       path_link: (oldFd, oldFlags, oldPtr, oldLen, newFd, newPtr, newLen) => {
         const od = self.#dirFd(oldFd, R.PATH_LINK_SOURCE);
         const nd = self.#dirFd(newFd, R.PATH_LINK_TARGET);
+        self.#needWritable(nd); // as wasmtime: a read-only folder refuses before any lookup
         const src = self.#resolve(od, self.#string(oldPtr, oldLen), (oldFlags & 1) !== 0);
         const dst = self.#resolve(nd, self.#string(newPtr, newLen), false);
         if (src.node === undefined) fail(E.NOENT);
         if (dst.node !== undefined) fail(E.EXIST);
         if (src.node instanceof Dir) fail(E.PERM);
         if (src.slash || dst.slash) fail(src.slash && !(src.node instanceof Dir) ? E.NOTDIR : E.NOENT);
-        self.#needWritable(nd);
         self.#touch(nd);
         dst.parent.entries.set(dst.name, src.node);
         src.node.nlink += 1n;
         src.node.ctim = nowNs();
       },
-      path_open: (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, outPtr) => {
+      path_open: (fd, dirflags, ptr, len, oflags, base, _inheriting, fdflags, outPtr) => {
         const d = self.#dirFd(fd, R.PATH_OPEN);
         const path = self.#string(ptr, len);
         const follow = (dirflags & 1) !== 0;
@@ -749,8 +779,8 @@ export class Wasi {
           node,
           writable: !isDir && wantsWrite,
           readable: isDir || (base & (R.FD_READ | R.FD_READDIR)) !== 0n || !wantsWrite,
-          rights: base & mask & d.inheriting,
-          inheriting: inheriting & d.inheriting,
+          rights: mask, // what the descriptor may do follows from its mode, as in wasmtime
+          inheriting: DIR_RIGHTS | FILE_RIGHTS,
           root: d.root,
           flags: fdflags & (FDFLAGS.APPEND | FDFLAGS.NONBLOCK | FDFLAGS.SYNC | FDFLAGS.DSYNC |
             FDFLAGS.RSYNC),
@@ -776,12 +806,12 @@ export class Wasi {
       },
       path_remove_directory: (fd, ptr, len) => {
         const d = self.#dirFd(fd, R.PATH_REMOVE_DIRECTORY);
+        self.#needWritable(d);
         const r = self.#resolve(d, self.#string(ptr, len), false);
         if (r.name === '.') fail(r.stack.length === 1 ? E.BUSY : E.INVAL);
         if (r.node === undefined) fail(E.NOENT);
         if (!(r.node instanceof Dir)) fail(E.NOTDIR);
         if (r.node.entries.size) fail(E.NOTEMPTY);
-        self.#needWritable(d);
         self.#touch(d);
         r.parent.entries.delete(r.name);
         r.parent.mtim = nowNs();
@@ -789,6 +819,8 @@ export class Wasi {
       path_rename: (fd, oldPtr, oldLen, newFd, newPtr, newLen) => {
         const od = self.#dirFd(fd, R.PATH_RENAME_SOURCE);
         const nd = self.#dirFd(newFd, R.PATH_RENAME_TARGET);
+        self.#needWritable(od);
+        self.#needWritable(nd);
         const src = self.#resolve(od, self.#string(oldPtr, oldLen), false);
         const dst = self.#resolve(nd, self.#string(newPtr, newLen), false);
         if (src.name === '.' || dst.name === '.') fail(E.BUSY);
@@ -802,8 +834,6 @@ export class Wasi {
           if (dst.node instanceof Dir && dst.node.entries.size) fail(E.NOTEMPTY);
         }
         if (srcDir && dst.stack.includes(src.node)) fail(E.INVAL);
-        self.#needWritable(od);
-        self.#needWritable(nd);
         self.#touch(od);
         self.#touch(nd);
         src.parent.entries.delete(src.name);
@@ -813,22 +843,22 @@ export class Wasi {
       path_symlink: (oldPtr, oldLen, fd, newPtr, newLen) => {
         const target = self.#string(oldPtr, oldLen);
         const d = self.#dirFd(fd, R.PATH_SYMLINK);
+        self.#needWritable(d);
         const r = self.#resolve(d, self.#string(newPtr, newLen), false);
         if (r.node !== undefined) fail(E.EXIST);
         if (r.slash) fail(E.NOENT);
         if (target.startsWith('/')) fail(E.PERM);
-        self.#needWritable(d);
         self.#touch(d);
         r.parent.entries.set(r.name, new Symlink(target));
         r.parent.mtim = nowNs();
       },
       path_unlink_file: (fd, ptr, len) => {
         const d = self.#dirFd(fd, R.PATH_UNLINK_FILE);
+        self.#needWritable(d);
         const r = self.#resolve(d, self.#string(ptr, len), false);
         if (r.node === undefined) fail(E.NOENT);
         if (r.node instanceof Dir) fail(E.ISDIR);
         if (r.slash) fail(E.NOTDIR);
-        self.#needWritable(d);
         self.#touch(d);
         r.parent.entries.delete(r.name);
         r.node.nlink -= 1n;
@@ -846,7 +876,9 @@ export class Wasi {
             flags: v.getUint16(p + 40, true), fd: v.getUint32(p + 16, true)});
         }
         const events = [];
-        const event = (s, errno, nbytes = 0n) => events.push({s, errno, nbytes});
+        const event = (s, errno, nbytes = 0n, flags = 0) => events.push({s, errno, nbytes, flags});
+        // stdin ready: as wasmtime, no byte count, and the hangup flag once it is drained and closed
+        const stdinReady = (s) => event(s, E.SUCCESS, 0n, self.io.stdin.ended() ? 1 : 0);
         let deadline = Infinity; // ms, performance.now() time
         let deadlineSub = null;
         let stdinSubs = [];
@@ -863,7 +895,10 @@ export class Wasi {
           } else if (s.tag === 1 || s.tag === 2) {
             const d = self.fds.get(s.fd);
             if (!d) { event(s, E.BADF); continue; }
-            if ((d.rights & R.POLL_FD_READWRITE) === 0n) { event(s, E.NOTCAPABLE); continue; }
+            if (!d.stream && (d.rights & R.POLL_FD_READWRITE) === 0n) {
+              event(s, E.NOTCAPABLE);
+              continue;
+            }
             if (s.tag === 1 && d.stream === 'stdin') { stdinSubs.push(s); continue; }
             if (s.tag === 1 && d.node instanceof File) {
               event(s, E.SUCCESS, BigInt(Math.max(0, d.node.size - d.pos)));
@@ -879,11 +914,9 @@ export class Wasi {
         if (self.dirty.size) self.sync();
         if (stdinSubs.length && !events.length) {
           const wait = deadline - performance.now();
-          if (self.io.stdin.ready(Math.max(0, wait))) {
-            for (const s of stdinSubs) event(s, E.SUCCESS, 1n);
-          }
+          if (self.io.stdin.ready(Math.max(0, wait))) stdinSubs.forEach(stdinReady);
         } else if (stdinSubs.length && self.io.stdin.ready(0)) {
-          for (const s of stdinSubs) event(s, E.SUCCESS, 1n);
+          stdinSubs.forEach(stdinReady);
         }
         if (!events.length && deadlineSub) {
           const wait = deadline - performance.now();
@@ -895,19 +928,22 @@ export class Wasi {
           events.splice(0, events.length, ...events.filter(({s}) => s === deadlineSub ||
             s.tag !== 0));
         }
-        for (const [i, {s, errno, nbytes}] of events.entries()) {
+        for (const [i, {s, errno, nbytes, flags}] of events.entries()) {
           const p = outPtr + 32 * i;
           v.setBigUint64(p, s.userdata, true);
           v.setUint16(p + 8, errno, true);
           v.setUint8(p + 10, s.tag);
           for (let k = 11; k < 16; k++) v.setUint8(p + k, 0);
           v.setBigUint64(p + 16, nbytes, true);
-          v.setUint16(p + 24, 0, true);
+          v.setUint16(p + 24, flags, true);
           for (let k = 26; k < 32; k++) v.setUint8(p + k, 0);
         }
         u32(nPtr, events.length);
       },
-      proc_exit: (code) => { throw new WasiExit(code); },
+      proc_exit: (code) => {
+        if (code >>> 0 >= 126) throw new WasiTrap('exit with invalid exit status outside of [0..126)');
+        throw new WasiExit(code);
+      },
       proc_raise: () => fail(E.NOSYS),
       sched_yield: () => {},
       random_get: (ptr, len) => {

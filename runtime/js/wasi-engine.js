@@ -16,6 +16,9 @@
 
 import {limitMemory} from './wasi-core.js';
 import {REPLY_BYTES} from './wasi-hostfs.js';
+import {concat} from './wasi-wire.js';
+
+export {concat}; // for pages that use the engine directly
 
 const WORKER_URL = new URL('./wasi-worker.js', import.meta.url);
 const RING = 1 << 20; // stdin bytes buffered between page and worker (a power of two)
@@ -296,6 +299,11 @@ export class WasiInstance {
     this.#stop({kind: 'terminated', message: `service '${this.name}' was ${reason}`});
   }
 
+  /** Stop now with `error` ({kind, message}) as how it ended (say, an output limit broken). */
+  fail(error) {
+    this.#stop(error);
+  }
+
   #stop(error) {
     if (this.done) return;
     this.worker.terminate();
@@ -399,16 +407,6 @@ export function runWasi(options) {
     inst.onexit = ({code, error, trees}) => resolve({exitCode: code, stdout: concat(out),
       stderr: concat(err), error, trees});
   });
-}
-
-export function concat(chunks) {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 /**

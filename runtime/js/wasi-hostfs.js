@@ -10,6 +10,7 @@
  * length, JSON, bytes. Descriptors of such a folder hold a `HostNode` (the host's handle number)
  * instead of an in-memory node; wasi-core.js hands every call on them to `hostCalls`.
  */
+import {jsonPayload, readJson} from './wasi-wire.js';
 
 /** The most bytes one call moves (runtime/bridge/hostfs.py MAX_IO): bigger writes are split. */
 const MAX_IO = 512 << 10;
@@ -18,7 +19,6 @@ export const REPLY_BYTES = 4 + (64 << 10) + MAX_IO;
 const E = {BADF: 8, FAULT: 21, INVAL: 28, IO: 29, ISDIR: 31, NOTDIR: 54, NOTCAPABLE: 76,
   XDEV: 75};
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** Which argument of each call is the descriptor that decides (two for rename/link). */
 export const HOST_CALLS = {
@@ -42,21 +42,15 @@ export class HostFolder {
 
   /** One call: the answer's JSON (errno 0) and bytes; a failed call throws its errno. */
   call(head, data) {
-    const json = encoder.encode(JSON.stringify(head));
-    const body = new Uint8Array(4 + json.length + (data?.length ?? 0));
-    new DataView(body.buffer).setUint32(0, json.length, true);
-    body.set(json, 4);
-    if (data) body.set(data, 4 + json.length);
+    const body = jsonPayload(head, data ? [data] : []);
     Atomics.store(this.ctrl, 0, 0);
     postMessage({type: 'fs', index: this.index, body}, [body.buffer]);
     Atomics.wait(this.ctrl, 0, 0); // the guest waits, as for a native call
     const length = Atomics.load(this.ctrl, 1);
     if (length < 4) throw new HostFail(E.IO);
-    const buffer = this.data.slice(0, length).buffer;
-    const size = new DataView(buffer).getUint32(0, true);
-    const answer = JSON.parse(decoder.decode(new Uint8Array(buffer, 4, size)));
+    const [answer, bytes] = readJson(this.data.slice(0, length));
     if (answer.errno) throw new HostFail(answer.errno);
-    return [answer, new Uint8Array(buffer, 4 + size)];
+    return [answer, bytes];
   }
 }
 
@@ -278,7 +272,7 @@ export function hostCalls(k) {
       od.node.call('link', {path: k.string(oldPtr, oldLen), follow: (oldFlags & 1) !== 0,
         h2: nd.node.handle, path2: k.string(newPtr, newLen)});
     },
-    path_open: (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, outPtr) => {
+    path_open: (fd, dirflags, ptr, len, oflags, base, _inheriting, fdflags, outPtr) => {
       const d = dir(fd, R.PATH_OPEN);
       const path = k.string(ptr, len);
       const wantsWrite = (base & (R.FD_WRITE | R.FD_ALLOCATE | R.FD_FILESTAT_SET_SIZE)) !== 0n ||
@@ -296,8 +290,8 @@ export function hostCalls(k) {
         node: new HostNode(d.node.folder, h, type),
         writable: isDir ? d.writable : wantsWrite,
         readable: isDir || readable,
-        rights: base & (isDir ? k.DIR_RIGHTS : k.FILE_RIGHTS) & d.inheriting,
-        inheriting: inheriting & d.inheriting,
+        rights: isDir ? k.DIR_RIGHTS : k.FILE_RIGHTS, // rights do not narrow (wasi-core.js)
+        inheriting: k.DIR_RIGHTS | k.FILE_RIGHTS,
         root: d.root,
         flags: fdflags & (1 | 4 | 16 | 2 | 8),
       });

@@ -15,13 +15,16 @@
  *   memory   $CACHE, $TEMP: a fresh empty folder per instance
  * `background` services: one shared instance per tab, started at its first connection.
  */
-import {WasiInstance, canBlock, compileService, concat, fetchTree} from './wasi-engine.js';
+import {WasiInstance, canBlock, compileService, fetchTree} from './wasi-engine.js';
+import {MessageDecoder, MessageTooLong, concat, encodeMessage, jsonPayload, readJson}
+  from './wasi-wire.js';
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 const RESTART_BACKOFF = [100, 250, 500, 1000, 2000, 5000]; // ms, as the native host
 const HEALTHY_MS = 10000;
 const MAX_PENDING = 10000;
+const STDERR_LINE = 64 << 10; // bytes of one stderr line at most (runtime/host/instance.py)
+const CAPTURED_STDERR = 1 << 20; // stderr bytes a task keeps (runtime/host/instance.py)
 
 export class Refused extends Error {
   constructor(kind, message) {
@@ -30,67 +33,71 @@ export class Refused extends Error {
   }
 }
 
-function readJsonPlus(bytes) {
-  const length = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
-  const json = JSON.parse(decoder.decode(bytes.subarray(4, 4 + length)));
-  return [json, bytes.subarray(4 + length)];
-}
-
-function jsonPlus(obj, ...blobs) {
-  const head = encoder.encode(JSON.stringify(obj));
-  const out = new Uint8Array(4 + head.length + blobs.reduce((n, b) => n + b.length, 0));
-  new DataView(out.buffer).setUint32(0, head.length, true);
-  out.set(head, 4);
-  let at = 4 + head.length;
-  for (const b of blobs) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
-}
-
-// -- ipc framing (runtime/host/framing.py) --------------------------------------------------------------
-
-function encodeMessage(ipc, bytes) {
-  if (ipc === 'lines') return concat([bytes, encoder.encode('\n')]);
-  if (ipc === 'frames') {
-    const out = new Uint8Array(4 + bytes.length);
-    new DataView(out.buffer).setUint32(0, bytes.length, true);
-    out.set(bytes, 4);
-    return out;
-  }
-  return bytes;
-}
-
-/** Splits a service's stdout into messages (`feed`, then `finish` at exit). */
-class Decoder {
-  constructor(ipc) {
-    this.ipc = ipc;
-    this.buffer = new Uint8Array(0);
+/** Splits stderr into lines as the native host does: a longer line (or an unterminated one past
+ * the limit) in pieces of STDERR_LINE bytes. */
+class StderrLines {
+  constructor() {
+    this.pending = new Uint8Array(0);
   }
   feed(chunk) {
-    if (this.ipc === 'stream') return [chunk];
-    const data = this.buffer.length ? concat([this.buffer, chunk]) : chunk;
+    const data = this.pending.length ? concat([this.pending, chunk]) : chunk;
     const out = [];
     let pos = 0;
-    if (this.ipc === 'lines') {
-      for (let nl; (nl = data.indexOf(10, pos)) >= 0; pos = nl + 1) out.push(data.slice(pos, nl));
-    } else {
-      const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-      while (pos + 4 <= data.length) {
-        const length = view.getUint32(pos, true);
-        if (pos + 4 + length > data.length) break;
-        out.push(data.slice(pos + 4, pos + 4 + length));
-        pos += 4 + length;
-      }
+    for (let nl; (nl = data.indexOf(10, pos)) >= 0; pos = nl + 1) {
+      let at = pos;
+      do {
+        out.push(data.slice(at, Math.min(nl, at + STDERR_LINE)));
+        at += STDERR_LINE;
+      } while (at < nl);
     }
-    this.buffer = data.slice(pos);
+    for (; data.length - pos > STDERR_LINE; pos += STDERR_LINE) {
+      out.push(data.slice(pos, pos + STDERR_LINE));
+    }
+    this.pending = data.slice(pos);
     return out;
   }
   finish() {
-    const rest = this.buffer;
-    this.buffer = new Uint8Array(0);
-    return this.ipc === 'lines' && rest.length ? [rest] : [];
+    const rest = this.pending;
+    this.pending = new Uint8Array(0);
+    return rest.length ? [rest] : [];
+  }
+}
+
+/** A task's stderr: the first CAPTURED_STDERR bytes, then a note of how many more were cut. */
+class CapturedStderr {
+  constructor() {
+    this.chunks = [];
+    this.kept = 0;
+    this.cut = 0;
+  }
+  push(chunk) {
+    const keep = Math.max(0, Math.min(chunk.length, CAPTURED_STDERR - this.kept));
+    if (keep) this.chunks.push(chunk.subarray(0, keep));
+    this.kept += keep;
+    this.cut += chunk.length - keep;
+  }
+  bytes() {
+    const note = this.cut ? [encoder.encode(`\n[wvwasi: ${this.cut} more bytes of stderr cut]\n`)]
+      : [];
+    return concat([...this.chunks, ...note]);
+  }
+}
+
+/** Whether an instance that ended with `error` was stopped by the host (terminated, over a
+ * limit): then, as natively, its last unterminated line is not delivered. */
+function stopped(error) {
+  return ['terminated', 'timeout', 'output'].includes(error?.kind);
+}
+
+/** The messages `chunk` completes, or none when it breaks limits.message: `inst` then ends with
+ * an "output" error, as natively (runtime/host/instance.py). */
+function messagesOf(inst, decoder, chunk) {
+  try {
+    return decoder.feed(chunk);
+  } catch (e) {
+    if (!(e instanceof MessageTooLong)) throw e;
+    inst.fail({kind: 'output', message: `service '${inst.name}' ${e.message}`});
+    return [];
   }
 }
 
@@ -202,7 +209,8 @@ export class LocalBridge {
     this.links = new Map(); // id -> Link
     this.out = [];
     this.flushing = false;
-    this.modules = new Map();
+    this.modules = new Map(); // `${url} ${memory limit}` -> Promise<WebAssembly.Module>
+    this.downloads = new Map(); // url -> Promise<ArrayBuffer>
     this.trees = new Map();
     this.appdata = new AppData(config.web?.app ?? '');
     this.background = new Map();
@@ -256,7 +264,7 @@ export class LocalBridge {
       this.links.set(id, link);
       link.start(payload);
     } else if (op === O.PICK) {
-      this.post(O.ERROR, id, jsonPlus({kind: 'unavailable', message: 'folder pickers need the ' +
+      this.post(O.ERROR, id, jsonPayload({kind: 'unavailable', message: 'folder pickers need the ' +
         'desktop app: a web page cannot open folders of the machine (docs/web.md)'}));
     } else {
       this.links.get(id)?.record(op, payload);
@@ -274,16 +282,22 @@ export class LocalBridge {
     return {...this.services[name], ...web, name};
   }
 
+  /** The compiled module of `service`: fetched once per file (services of one module share
+   * it, content-addressed by the build) and compiled once per memory limit. */
   module(service) {
-    if (!this.modules.has(service.name)) {
-      const url = new URL(service.module, this.base);
-      this.modules.set(service.name, (async () => {
-        const response = await fetch(url);
+    const url = new URL(service.module, this.base).href;
+    if (!this.downloads.has(url)) {
+      this.downloads.set(url, fetch(url).then((response) => {
         if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-        return compileService(await response.arrayBuffer(), service.limits.memory);
-      })());
+        return response.arrayBuffer();
+      }));
     }
-    return this.modules.get(service.name);
+    const key = `${url} ${service.limits.memory ?? ''}`;
+    if (!this.modules.has(key)) {
+      this.modules.set(key, this.downloads.get(url)
+        .then((bytes) => compileService(bytes, service.limits.memory)));
+    }
+    return this.modules.get(key);
   }
 
   async preopens(service, spec) {
@@ -300,15 +314,18 @@ export class LocalBridge {
       out.push({guest: p.guest, mode: p.mode, entries, persist: p.source === 'appdata' &&
         p.mode === 'rw', key: p.key});
     }
-    if (spec.scratch) out.push({guest: '/scratch', mode: 'rw', entries: []});
-    const byDir = new Map();
-    for (const {path, data} of spec.files) {
-      const cut = path.lastIndexOf('/');
-      const dir = path.slice(0, cut) || '/';
-      if (!byDir.has(dir)) byDir.set(dir, []);
-      byDir.get(dir).push({path: path.slice(cut + 1), type: 'file', data});
+    // as natively: every file in one read-only tree preopened at `/`, then the scratch folder
+    if (spec.files.length) {
+      out.push({guest: '/', mode: 'ro', entries: spec.files.map(({path, data}) => (
+        {path: path.slice(1), type: 'file', data}))});
     }
-    for (const [guest, entries] of byDir) out.push({guest, mode: 'ro', entries});
+    if (spec.scratch) out.push({guest: '/scratch', mode: 'rw', entries: []});
+    const folders = outputFolders(spec.outputs);
+    for (const top of folders.top) {
+      const entries = folders.all.filter((f) => f !== top && within(f, top))
+        .map((f) => ({path: f.slice(top.length + 1), type: 'dir'}));
+      out.push({guest: top, mode: 'rw', entries});
+    }
     return out;
   }
 
@@ -353,6 +370,35 @@ export class LocalBridge {
         }
       }
     }
+    const limits = service.limits;
+    if (spec.outputs.length > limits.files) {
+      throw new Refused('permission', `service '${name}': ${spec.outputs.length} outputs given, ` +
+        `more than services.${name}.limits.files = ${limits.files}`);
+    }
+    for (const path of spec.files.map((f) => f.path)) taken.push(path);
+    spec.outputs.forEach((path, i) => {
+      const parts = path.split('/');
+      if (!path.startsWith('/') || parts.slice(1).some((x) => !x || x === '.' || x === '..')) {
+        throw new Refused('invalid', `service '${name}': outputs path refused: '${path}'`);
+      }
+      const dir = path.slice(0, path.lastIndexOf('/'));
+      if (!dir) {
+        throw new Refused('invalid', `service '${name}': output ${path} must be inside a ` +
+          'folder (/out/result, not /result)');
+      }
+      for (const t of taken) {
+        if (within(dir, t) || within(t, dir)) {
+          throw new Refused('permission', `service '${name}': output ${path} would shadow ${t}`);
+        }
+      }
+      if (spec.outputs.some((o, j) => j !== i && o !== path && (within(o, path) || within(path, o)))) {
+        throw new Refused('invalid', `service '${name}': output ${path} overlaps another output`);
+      }
+    });
+    if (outputFolders(spec.outputs).top.length > MAX_OUTPUT_FOLDERS) {
+      throw new Refused('permission', `service '${name}': outputs in more than ` +
+        `${MAX_OUTPUT_FOLDERS} separate folders`);
+    }
     const fixed = new Set(service.env.map(([k]) => k));
     for (const [key] of spec.env ?? []) {
       if (fixed.has(key)) {
@@ -383,6 +429,7 @@ export class LocalBridge {
       args: [service.name, ...service.args, ...(spec.args ?? [])],
       env: [...service.env, ...(spec.env ?? [])],
       preopens,
+      dump: outputFolders(spec.outputs).top,
     });
     inst.onsync = (guest, entries) => {
       const p = preopens.find((x) => x.guest === guest);
@@ -433,11 +480,11 @@ class Background {
       return;
     }
     this.inst = inst;
-    this.decoder = new Decoder(this.service.ipc);
-    const stderr = new Decoder('lines');
+    this.decoder = new MessageDecoder(this.service.ipc, this.service.limits.message);
+    const stderr = new StderrLines();
     inst.onstdout = (b) => {
       this.held += b.length;
-      for (const m of this.decoder.feed(b)) this.#each((l) => l.message(m));
+      for (const m of messagesOf(inst, this.decoder, b)) this.#each((l) => l.message(m));
       this.release();
     };
     inst.onstderr = (b) => {
@@ -446,8 +493,10 @@ class Background {
       this.release();
     };
     inst.onexit = (result) => {
-      for (const m of this.decoder.finish()) this.#each((l) => l.message(m));
-      for (const m of stderr.finish()) this.#each((l) => l.stderr(m));
+      if (!stopped(result.error)) {
+        for (const m of this.decoder.finish()) this.#each((l) => l.message(m));
+        for (const m of stderr.finish()) this.#each((l) => l.stderr(m));
+      }
       this.inst = null;
       this.#ended(started, result);
     };
@@ -501,29 +550,30 @@ class Link {
     this.chain = this.#start(payload).catch((e) => {
       this.#forget();
       const kind = e instanceof Refused ? e.kind : 'start';
-      this.bridge.post(this.bridge.op.ERROR, this.id, jsonPlus({kind, message: e.message}));
+      this.bridge.post(this.bridge.op.ERROR, this.id, jsonPayload({kind, message: e.message}));
     });
   }
 
   async #start(payload) {
-    const [spec, rest] = readJsonPlus(payload);
+    const [spec, rest] = readJson(payload);
     let at = 0;
     spec.files = (spec.files ?? []).map(([path, size]) => {
       const data = rest.slice(at, at + size);
       at += size;
       return {path, data};
     });
+    spec.outputs = [...new Set(spec.outputs ?? [])];
     const service = this.bridge.service(spec.service);
     this.service = service;
     if (service.kind === 'background') {
       const given = spec.args?.length || spec.env?.length || spec.files.length || spec.scratch ||
-        spec.grants?.length;
+        spec.grants?.length || spec.outputs.length;
       if (this.isRun || given) {
         throw new Refused('permission', this.isRun
           ? `service '${service.name}' is kind = "background": connect to it with ` +
             'new WasiWorker(), WasiWorker.run() is for tasks'
           : `service '${service.name}' is kind = "background": its one instance is shared by ` +
-            'the whole app, so a page cannot give it args, env, files, scratch or grants');
+            'the whole app, so a page cannot give it args, env, files, scratch, grants or outputs');
       }
       this.bg = this.bridge.backgroundOf(service);
       this.bg.subscribe(this);
@@ -540,38 +590,74 @@ class Link {
       throw e;
     }
     this.inst = inst;
-    const out = [];
-    const err = [];
-    const messages = new Decoder(service.ipc);
-    const lines = new Decoder('lines');
+    /** Files the instance handed back (`outputs`) go to the page before its end; over their
+     * bounds, it ends with an "output" error, as natively. */
+    const handBack = (code, error, trees) => {
+      if (code !== null && !error && spec.outputs.length) {
+        try {
+          this.#outputs(collectOutputs(service, spec.outputs, trees));
+        } catch (e) {
+          return {code: null, error: {kind: 'output', message: e.message}};
+        }
+      }
+      return {code, error};
+    };
     if (this.isRun) {
-      inst.onstdout = (b) => out.push(b);
-      inst.onstderr = (b) => err.push(b);
-    } else {
+      const out = [];
+      let size = 0;
+      const max = service.limits.message ?? Infinity;
+      const err = new CapturedStderr();
       inst.onstdout = (b) => {
-        this.held += b.length;
-        for (const m of messages.feed(b)) this.message(m);
-        this.release();
+        if (size + b.length > max) {
+          inst.fail({kind: 'output', message: `service '${service.name}' wrote more than ` +
+            `${max} bytes to stdout (its limits.message)`});
+          return;
+        }
+        size += b.length;
+        out.push(b);
       };
-      inst.onstderr = (b) => {
-        this.held += b.length;
-        for (const m of lines.feed(b)) this.stderr(m);
-        this.release();
-      };
-    }
-    inst.onexit = ({code, error}) => {
-      release();
-      if (this.isRun) {
+      inst.onstderr = (b) => err.push(b);
+      inst.onexit = (result) => {
+        release();
+        const {code, error} = handBack(result.code, result.error, result.trees);
         const stdout = concat(out);
         this.#forget();
-        this.bridge.post(this.bridge.op.RESULT, this.id,
-          jsonPlus({exitCode: code, stdoutLength: stdout.length, error}, stdout, concat(err)));
-        return;
+        this.bridge.post(this.bridge.op.RESULT, this.id, jsonPayload(
+          {exitCode: code, stdoutLength: stdout.length, error}, [stdout, err.bytes()]));
+      };
+      return;
+    }
+    const messages = new MessageDecoder(service.ipc, service.limits.message);
+    const lines = new StderrLines();
+    inst.onstdout = (b) => {
+      this.held += b.length;
+      for (const m of messagesOf(inst, messages, b)) this.message(m);
+      this.release();
+    };
+    inst.onstderr = (b) => {
+      this.held += b.length;
+      for (const m of lines.feed(b)) this.stderr(m);
+      this.release();
+    };
+    inst.onexit = (result) => {
+      release();
+      if (!stopped(result.error)) {
+        for (const m of messages.finish()) this.message(m);
+        for (const m of lines.finish()) this.stderr(m);
       }
-      for (const m of messages.finish()) this.message(m);
-      for (const m of lines.finish()) this.stderr(m);
+      const {code, error} = handBack(result.code, result.error, result.trees);
       this.exit(code, error);
     };
+  }
+
+  /** OUTPUT records of the files handed back, in pieces, before EXIT/RESULT (as link.py). */
+  #outputs(files) {
+    for (const [path, data] of files) {
+      for (let at = 0; at < Math.max(data.length, 1); at += OUTPUT_PIECE) {
+        this.bridge.post(this.bridge.op.OUTPUT, this.id,
+          jsonPayload({path}, [data.subarray(at, at + OUTPUT_PIECE)]));
+      }
+    }
   }
 
   record(op, payload) {
@@ -628,7 +714,7 @@ class Link {
   exit(code, error) {
     if (this.ended) return;
     this.#forget();
-    this.bridge.post(this.bridge.op.EXIT, this.id, jsonPlus({code, error}));
+    this.bridge.post(this.bridge.op.EXIT, this.id, jsonPayload({code, error}));
   }
 
   #forget() {
@@ -636,6 +722,47 @@ class Link {
     this.bg?.unsubscribe(this);
     this.bridge.links.delete(this.id);
   }
+}
+
+// -- per-spawn outputs (runtime/host/outputs.py) ---------------------------------------------------
+
+const OUTPUT_PIECE = 1 << 20;
+const MAX_OUTPUT_FOLDERS = 16; // runtime/host/outputs.py MAX_FOLDERS
+
+function within(path, folder) {
+  return path === folder || folder === '/' || path.startsWith(`${folder}/`);
+}
+
+/** The folders of `outputs`: all of them, and those not inside another (the preopens). */
+function outputFolders(outputs = []) {
+  const all = [...new Set(outputs.map((p) => p.slice(0, p.lastIndexOf('/'))))].sort();
+  return {all, top: all.filter((f) => !all.some((o) => o !== f && within(f, o)))};
+}
+
+/** [path, bytes] of each output left as a regular file in the dumped `trees`, in order; an
+ * Error over `limits.files` entries or `limits.files_size` bytes in the output folders. */
+function collectOutputs(service, outputs, trees) {
+  const name = service.name;
+  const {files, files_size: maxBytes} = service.limits;
+  const byPath = new Map();
+  let entries = 0;
+  let size = 0;
+  for (const [top, tree] of Object.entries(trees ?? {})) {
+    for (const entry of tree) {
+      if (++entries > files) {
+        throw new Error(`service '${name}' made more than ${files} entries in its output ` +
+          `folders (services.${name}.limits.files)`);
+      }
+      if (entry.type !== 'file') continue;
+      size += entry.data.length;
+      if (size > maxBytes) {
+        throw new Error(`service '${name}' wrote more than ${maxBytes} bytes to its output ` +
+          `folders (services.${name}.limits.files_size)`);
+      }
+      byPath.set(`${top}/${entry.path}`, entry.data);
+    }
+  }
+  return outputs.filter((p) => byPath.has(p)).map((p) => [p, byPath.get(p)]);
 }
 
 function u32(n) {

@@ -49,6 +49,9 @@ class SharedStdin {
       Atomics.wait(this.ctrl, SEQ, seq, left === Infinity ? undefined : left);
     }
   }
+  ended() {
+    return Atomics.load(this.ctrl, CLOSED) !== 0 && this.#available() <= 0;
+  }
   read(max) {
     this.ready(Infinity);
     const n = Math.min(max, this.#available());
@@ -72,6 +75,7 @@ class FixedStdin {
     this.pos = 0;
   }
   ready() { return true; }
+  ended() { return this.pos >= this.bytes.length; }
   read(max) {
     const out = this.bytes.slice(this.pos, this.pos + max);
     this.pos += out.length;

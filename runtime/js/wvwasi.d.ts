@@ -34,10 +34,19 @@ interface WasiSpawnOptions {
   scratch?: boolean;
   /** Folders from `requestDirectory()` (needs `user_grants = true`). */
   grants?: Array<DirectoryGrant | WasiGrantMount>;
+  /**
+   * Files the service writes, handed back when it exits by itself: each guest path's bytes are
+   * written into its stream, which is then closed (aborted if the instance failed or never wrote
+   * that file). Each path's folder is a fresh read-write folder of this instance. Bounded by
+   * `limits.files` (paths, and entries in those folders) and `limits.files_size` (bytes).
+   */
+  outputs?: Record<string, WritableStream<Uint8Array>>;
 }
 
-interface WasiRunOptions extends WasiSpawnOptions {
+interface WasiRunOptions extends Omit<WasiSpawnOptions, 'outputs'> {
   stdin?: WasiData;
+  /** As for workers; an array of guest paths puts their bytes into the result's `outputs`. */
+  outputs?: string[] | Record<string, WritableStream<Uint8Array>>;
 }
 
 interface WasiRunResult {
@@ -47,6 +56,8 @@ interface WasiRunResult {
   /** stderr decoded as UTF-8. */
   stderr: string;
   stdoutBytes: Uint8Array;
+  /** With `outputs: [paths]`: the bytes of each of those files the task wrote. */
+  outputs?: Record<string, Uint8Array>;
 }
 
 /**
@@ -54,6 +65,8 @@ interface WasiRunResult {
  * - `lookup`: no such service; `permission`: the manifest does not allow it;
  * - `limit`: `limits.instances` reached; `start`: the service could not start;
  * - `trap`, `timeout` (`limits.timeout`), `memory` (`limits.memory`), `terminated`: how it ended;
+ * - `output`: a stdout message over `limits.message`, or `outputs` over `limits.files` /
+ *   `limits.files_size` (also: an `outputs` stream whose file the service never wrote);
  * - `cancelled`: the user closed the folder picker; `unavailable`: no folder picker (`wvwasi serve`);
  * - `bridge`: the connection to the app is lost or was refused; `invalid`: a request too large;
  * - `exit`: a stdin write after the worker ended;

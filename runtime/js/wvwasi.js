@@ -19,6 +19,8 @@
     throw new Error('wvwasi.js must be loaded from the wvwasi bridge at /__wvwasi/wvwasi.js');
   }
   delete globalThis.__wvwasiConfig;
+  const wire = globalThis.__wvwasiWire; // wasi-wire.js, joined in front of this file
+  delete globalThis.__wvwasiWire;
 
   const OP = config.ops;
   const WINDOW = config.window; // in-flight bytes per worker and direction before a CREDIT
@@ -55,7 +57,7 @@
     }
     return key ?? '';
   })();
-  const SPAWN_OPTIONS = ['args', 'env', 'files', 'scratch', 'grants'];
+  const SPAWN_OPTIONS = ['args', 'env', 'files', 'scratch', 'grants', 'outputs'];
   const RUN_OPTIONS = [...SPAWN_OPTIONS, 'stdin'];
 
   /** An error from a service or the bridge; `kind` says what happened (see wvwasi.d.ts). */
@@ -210,7 +212,7 @@
       }
     }
     const spec = {service: name};
-    const {args, env, files, scratch, grants} = options;
+    const {args, env, files, scratch, grants, outputs} = options;
     if (args !== undefined) {
       if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) {
         throw new TypeError(`${what}: args must be an array of strings`);
@@ -253,7 +255,78 @@
         fileList.push([path, value]);
       }
     }
-    return {spec, files: fileList};
+    const sinks = outputs === undefined ? null : outputList(outputs, what);
+    if (sinks) spec.outputs = sinks.map(([path]) => path);
+    return {spec, files: fileList, outputs: sinks};
+  }
+
+  /** `outputs`: ['/out/a'] (bytes collected into run()'s result) or {'/out/a': WritableStream},
+   * as [path, stream | null]; paths must be clean (they come back as given). */
+  function outputList(outputs, what) {
+    const list = Array.isArray(outputs) ? outputs.map((path) => [path, null])
+      : outputs !== null && typeof outputs === 'object' ? Object.entries(outputs) : null;
+    if (!list) throw new TypeError(`${what}: outputs must be an array of guest paths or an object {guestPath: WritableStream}, got ${describe(outputs)}`);
+    for (const [path, stream] of list) {
+      const parts = typeof path === 'string' ? path.split('/') : [];
+      if (parts.length < 3 || parts[0] !== '' || parts.slice(1).some((p) => p === '' || p === '.' || p === '..')) {
+        throw new TypeError(`${what}: outputs path '${path}' must be a clean absolute guest file path inside a folder, like '/out/result.wav'`);
+      }
+      checkText(path, `${what}: an outputs path`);
+      if (stream !== null && !(stream instanceof WritableStream)) {
+        throw new TypeError(`${what}: outputs['${path}'] must be a WritableStream, got ${describe(stream)}`);
+      }
+    }
+    return list;
+  }
+
+  /** Where a spawn's OUTPUT records go: each file's pieces into its WritableStream (closed at
+   * exit; aborted if the instance failed or never wrote the file), or collected for run(). */
+  class OutputSinks {
+    constructor(list, name) {
+      this.name = name;
+      this.writers = new Map();
+      this.chunks = new Map();
+      this.seen = new Set();
+      for (const [path, stream] of list) {
+        if (stream) this.writers.set(path, stream.getWriter());
+        else this.chunks.set(path, []);
+      }
+    }
+
+    piece(buffer, start, length) {
+      const [{path}, pos] = readJson(buffer, start);
+      const bytes = new Uint8Array(buffer.slice(pos, start + length));
+      this.seen.add(path);
+      const writer = this.writers.get(path);
+      if (writer) writer.write(bytes).catch(() => {});
+      else this.chunks.get(path)?.push(bytes);
+    }
+
+    /** Close (or abort) the streams; the collected files as {path: Uint8Array}. */
+    finish(error) {
+      for (const [path, writer] of this.writers) {
+        const reason = error ?? (this.seen.has(path) ? null
+          : new WasiError(`service '${this.name}' did not write ${path}`, 'output'));
+        (reason ? writer.abort(reason) : writer.close()).catch(() => {});
+      }
+      this.writers.clear();
+      const files = {};
+      for (const [path, chunks] of this.chunks) {
+        if (this.seen.has(path)) files[path] = joinBytes(chunks);
+      }
+      return files;
+    }
+  }
+
+  function joinBytes(chunks) {
+    if (chunks.length === 1) return chunks[0];
+    const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.byteLength;
+    }
+    return out;
   }
 
   function grantSpec(item, what) {
@@ -276,22 +349,12 @@
     return spec;
   }
 
-  /** `u32 JSON length + JSON + blobs` as one payload. */
+  /** `u32 JSON length + JSON + blobs` as one payload (wasi-wire.js), within the bridge's limit. */
   function jsonPayload(obj, blobs = []) {
-    const head = encoder.encode(JSON.stringify(obj));
-    let size = 4 + head.byteLength;
-    for (const b of blobs) size += b.byteLength;
-    if (size + HEADER > MAX_FRAME) {
+    const out = wire.jsonPayload(obj, blobs);
+    if (out.byteLength + HEADER > MAX_FRAME) {
       const mib = (n) => (n / 1048576).toFixed(1);
-      throw new WasiError(`the request is ${mib(size)} MiB, over the bridge's ${mib(MAX_FRAME)} MiB limit: pass big inputs through stdin or a folder from requestDirectory()`, 'invalid');
-    }
-    const out = new Uint8Array(size);
-    new DataView(out.buffer).setUint32(0, head.byteLength, true);
-    out.set(head, 4);
-    let pos = 4 + head.byteLength;
-    for (const b of blobs) {
-      out.set(b, pos);
-      pos += b.byteLength;
+      throw new WasiError(`the request is ${mib(out.byteLength)} MiB, over the bridge's ${mib(MAX_FRAME)} MiB limit: pass big inputs through stdin or a folder from requestDirectory()`, 'invalid');
     }
     return out;
   }
@@ -310,9 +373,8 @@
 
   /** [parsed JSON, offset after it] of a `u32 length + JSON + rest` payload. */
   function readJson(buffer, start) {
-    const length = new DataView(buffer, start, 4).getUint32(0, true);
-    const text = decoder.decode(new Uint8Array(buffer, start + 4, length));
-    return [JSON.parse(text), start + 4 + length];
+    const [json, rest] = wire.readJson(new Uint8Array(buffer, start));
+    return [json, rest.byteOffset];
   }
 
   /** A FIFO that stays O(1) per operation with many thousands of entries. */
@@ -519,6 +581,7 @@
       this.stderrCtl = null;
       this.streams = {};
       this.stdinStream = null;
+      this.outputs = null; // OutputSinks of a spawn with `outputs`
       this.id = 0; // given when the SPAWN is sent
       this.channel.connect();
     }
@@ -586,6 +649,9 @@
           this.inflight = Math.max(0, this.inflight - new DataView(buffer, start, 4).getUint32(0, true));
           this.drain();
           break;
+        case OP.OUTPUT:
+          this.outputs?.piece(buffer, start, length);
+          break;
         case OP.EXIT: {
           const [{code, error}] = readJson(buffer, start);
           this.end(code, error ? new WasiError(error.message, error.kind) : null);
@@ -607,17 +673,9 @@
         ? decodeText(new Uint8Array(buffer, start, length))
         : buffer.slice(start, start + length);
       if (this.stdoutCtl) {
-        let chunk;
-        if (ipc === 'lines') {
-          chunk = encoder.encode(`${data}\n`);
-        } else if (ipc === 'frames') {
-          chunk = new Uint8Array(4 + length);
-          new DataView(chunk.buffer).setUint32(0, length, true);
-          chunk.set(new Uint8Array(buffer, start, length), 4);
-        } else {
-          chunk = new Uint8Array(buffer.slice(start, start + length));
-        }
-        this.stdoutCtl.enqueue(chunk);
+        // a line as the page got it (invalid UTF-8 replaced, as the desktop host delivers it)
+        const bytes = ipc === 'lines' ? encoder.encode(data) : new Uint8Array(buffer, start, length);
+        this.stdoutCtl.enqueue(wire.encodeMessage(ipc, bytes));
       }
       if (this.state === 'running') {
         this.worker.dispatchEvent(new MessageEvent('message', {data}));
@@ -682,6 +740,7 @@
         }
       }
       this.stdoutCtl = this.stderrCtl = null;
+      this.outputs?.finish(error ?? (byPage ? new WasiError(`worker '${this.name}' was terminated`, 'terminated') : null));
       if (error && !byPage) {
         this.worker.dispatchEvent(new ErrorEvent('error', {message: error.message, error}));
       }
@@ -695,8 +754,9 @@
 
   /** A pending `run` or `requestDirectory`: one reply settles it. */
   class Request {
-    constructor(onReply, reject, channel = appChannel) {
+    constructor(onReply, reject, channel = appChannel, outputs = null) {
       this.channel = channel;
+      this.outputs = outputs; // OutputSinks: OUTPUT records come before the reply
       this.onReply = onReply;
       this.reject = reject;
       this.id = 0; // given when it is sent
@@ -709,9 +769,14 @@
     }
 
     receive(op, buffer, start, length) {
+      if (op === OP.OUTPUT) {
+        this.outputs?.piece(buffer, start, length);
+        return;
+      }
       this.channel.remove(this.id);
       if (op === OP.ERROR) {
         const [{kind, message}] = readJson(buffer, start);
+        this.outputs?.finish(new WasiError(message, kind));
         this.reject(new WasiError(message, kind));
       } else {
         this.onReply(buffer, start, length);
@@ -719,6 +784,7 @@
     }
 
     fail(error) {
+      this.outputs?.finish(error);
       this.reject(error);
     }
   }
@@ -975,7 +1041,7 @@
   }
 
   /** Decode a RESULT record into run()'s result, or its error. */
-  function runReply(resolve, reject) {
+  function runReply(resolve, reject, outputs = null) {
     return (buffer, start, length) => {
       const [head, pos] = readJson(buffer, start);
       const end = start + length;
@@ -987,6 +1053,9 @@
         stderr: decoder.decode(stderrBytes),
         stdoutBytes,
       };
+      if (outputs) {
+        result.outputs = outputs.finish(head.error ? new WasiError(head.error.message, head.error.kind) : null);
+      }
       if (head.error) reject(new WasiError(head.error.message, head.error.kind, result));
       else resolve(result);
     };
@@ -1026,8 +1095,12 @@
       }
       const what = `new WasiWorker('${name}')`;
       const info = serviceInfo(name, what);
-      const {spec, files} = requestSpec(name, options, SPAWN_OPTIONS, what);
+      const {spec, files, outputs} = requestSpec(name, options, SPAWN_OPTIONS, what);
+      if (outputs?.some(([, stream]) => !stream)) {
+        throw new TypeError(`${what}: a worker's outputs must be an object {guestPath: WritableStream} (an array of paths is for WasiWorker.run())`);
+      }
       this.#link = new WorkerLink(this, name, info);
+      if (outputs) this.#link.outputs = new OutputSinks(outputs, name);
       this.#link.start(requestPayload(spec, files));
     }
 
@@ -1121,10 +1194,11 @@
         if (info.kind === 'background') {
           throw new WasiError(`service '${name}' is kind = "background": connect to it with new WasiWorker('${name}')`, 'permission');
         }
-        const {spec, files} = requestSpec(name, options, RUN_OPTIONS, what);
+        const {spec, files, outputs} = requestSpec(name, options, RUN_OPTIONS, what);
         const stdin = options?.stdin;
         if (stdin !== undefined) checkData(stdin, `${what}: stdin`);
-        const request = new Request(runReply(resolve, reject), reject);
+        const sinks = outputs && new OutputSinks(outputs, name);
+        const request = new Request(runReply(resolve, reject, sinks), reject, appChannel, sinks);
         requestPayload(spec, files, stdin).then((payload) => request.send(OP.RUN, payload), reject);
       });
     }

@@ -21,6 +21,15 @@ REACTOR_WAT = """(module
   (memory (export "memory") 1)
   (func (export "_initialize")))"""
 LEGACY_REASON = "legacy_exceptions feature required for try instruction"
+EXNREF_WAT = """(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+  (tag $e (param i32))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (block $caught (result i32)
+      (try_table (catch $e $caught) (throw $e (i32.const 7)))
+      (i32.const 0))
+    (call 0)))"""
 
 
 def run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -211,6 +220,19 @@ def test_check_rejects_a_module_wasmtime_cannot_compile(project: Path) -> None:
     [line] = check_fails(project)
     assert line.startswith(f"error: {file}: services.svc.source: services/legacy.wasm: invalid "
                            f"WebAssembly: {LEGACY_REASON} (at offset 0x")
+    assert line.endswith("; the module uses legacy exception handling (`try`/`catch`), which "
+                         "wasmtime cannot run: rebuild it with standard exception handling "
+                         "(exnref; Emscripten: `-fwasm-exceptions -sWASM_LEGACY_EXCEPTIONS=0`) "
+                         "or without exceptions, or convert it with Binaryen: `wasm-opt "
+                         "--translate-to-exnref -all -o new.wasm old.wasm`"), line
+
+
+def test_standard_exception_handling_passes_validation(project: Path) -> None:
+    """What the legacy hint recommends (exnref: try_table/throw) is accepted by `check`."""
+    (project / "services" / "exnref.wasm").write_bytes(wat(EXNREF_WAT))
+    write(project, {"svc": {"source": "services/exnref.wasm"}})
+    proc = run("check", project)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_exec_stops_at_validation_with_the_whole_reason(project: Path) -> None:

@@ -1,7 +1,8 @@
 """The bridge's static server against links planted in the UI folder, by a real service that can
-write into it (`/web` = `ui/gen`, rw) and by the folder's owner: link targets and the `index.html`
-picked for a folder are checked, dotfiles are refused by any name, bad names are 404s (never a 500),
-and a link swapped in while requests run never serves what lies outside.
+write into it (`/web` = `ui/gen`, rw: a service of another app, since the app's own services may
+not write its UI folder, docs/security.md) and by the folder's owner: link targets and the
+`index.html` picked for a folder are checked, dotfiles are refused by any name, bad names are 404s
+(never a 500), and a link swapped in while requests run never serves what lies outside.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from browser import ServedApp, served_app
 from projects import write_project
 
 from wvwasi.runtime.host import hostpath
-from wvwasi.runtime.host.service_host import SpawnOptions
+from wvwasi.runtime.host.service_host import ServiceHost, SpawnOptions
+from wvwasi.runtime.manifest import load_manifest
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,9 +37,7 @@ def app(
     module_cache_dir: Path,
 ) -> Iterator[ServedApp]:
     base = tmp_path_factory.mktemp("hostile-static")
-    web = {"guest": "/web", "host": "ui/gen", "mode": "rw"}
-    root = write_project(base / "app", {"webgen": {"source": "plant", "preopens": [web]}},
-                         resolve_wasm=wasm_fixture)
+    root = write_project(base / "app", {}, resolve_wasm=wasm_fixture)
     (root / "secret.txt").write_text(SECRET)
     ui = root / "ui"
     (ui / "gen").mkdir()
@@ -65,6 +65,20 @@ def app(
 
 
 @pytest.fixture(scope="module")
+def webgen(
+    app: ServedApp, tmp_path_factory: pytest.TempPathFactory,
+    wasm_fixture: Callable[[str], Path], module_cache_dir: Path,
+) -> Iterator[ServiceHost]:
+    """Another app's host whose `webgen` service (plant.c) may write the served `ui/gen`."""
+    web = {"guest": "/web", "host": str(app.manifest.ui.dir / "gen"), "mode": "rw"}
+    root = write_project(tmp_path_factory.mktemp("webgen") / "other",
+                         {"webgen": {"source": "plant", "preopens": [web]}},
+                         resolve_wasm=wasm_fixture, app={"identifier": "dev.wvwasi.webgen"})
+    with ServiceHost(load_manifest(root), compile_cache=module_cache_dir) as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
 def get(app: ServedApp) -> Get:
     """GET a raw target with the session cookie: (status, body)."""
     page = launch(app)
@@ -81,8 +95,8 @@ def get(app: ServedApp) -> Get:
     return fetch
 
 
-def plant(app: ServedApp, *ops: str) -> None:
-    result = app.spy.run_task("webgen", options=SpawnOptions(args=ops))
+def plant(webgen: ServiceHost, *ops: str) -> None:
+    result = webgen.run_task("webgen", options=SpawnOptions(args=ops))
     lines = result.stdout.decode().splitlines()
     assert result.exit_code == 0 and len(lines) == len(ops), result
     assert all(line.endswith(": OK") for line in lines), lines
@@ -96,8 +110,8 @@ def assert_hidden(status: int, body: bytes) -> None:
 # --- item 1: links a service plants in the UI folder --------------------------------------------
 
 
-def test_a_service_planted_index_link_out_is_not_served(app: ServedApp, get: Get) -> None:
-    plant(app, "m:/web/x", "s:../../../etc/passwd:/web/x/index.html",
+def test_a_service_planted_index_link_out_is_not_served(webgen: ServiceHost, get: Get) -> None:
+    plant(webgen, "m:/web/x", "s:../../../etc/passwd:/web/x/index.html",
           "m:/web/y", "w:/web/y/index.html=<p>generated</p>",
           "s:../../secret.txt:/web/leak.txt", "s:../.env:/web/env.txt")
     for target in ("/gen/x/", "/gen/x", "/gen/x/index.html", "/gen//x/", "/gen/./x/",
@@ -181,11 +195,13 @@ def test_bad_names_loops_and_fifos_are_404(get: Get, target: str) -> None:
 # --- a link swapped in between check and use ----------------------------------------------------
 
 
-def test_a_link_swapped_in_while_serving_never_serves_outside(app: ServedApp, get: Get) -> None:
+def test_a_link_swapped_in_while_serving_never_serves_outside(
+    webgen: ServiceHost, get: Get
+) -> None:
     """The service flips gen/race.txt between a regular file and a link out, fast, while
     requests run: every answer is the regular file or a 404."""
-    plant(app, "w:/web/race.txt=legit")
-    flipper = app.spy.spawn("webgen", SpawnOptions(
+    plant(webgen, "w:/web/race.txt=legit")
+    flipper = webgen.spawn("webgen", SpawnOptions(
         args=("flip:/web/race.txt:../../secret.txt::100000000",)), capture=True)
     seen: dict[int, int] = {}
     errors: list[str] = []
