@@ -11,6 +11,7 @@ end, so a failed build leaves the output folder as it was; the error names the f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from wvwasi import __version__
-from wvwasi.packager import caches, freeze
+from wvwasi.packager import caches, freeze, wincross
 from wvwasi.packager.formats import (
     DEFAULT_FORMATS,
     FORMATS,
@@ -69,6 +70,9 @@ class BuildRequest:
     runtime: Path | None = None
     source_date_epoch: int | None = None
     build_services: bool = True  # False: use the .wasm as they are (built by an earlier CI job)
+    #: Windows from Linux without `runtime`: python.org's embeddable CPython for Windows (zip or
+    #: folder) to freeze with under Wine; default $WVWASI_WINDOWS_PYTHON (wincross.py)
+    windows_python: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,15 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
     system = request.platform or ("web" if web_only else current_platform())
     web = system == "web"  # a static site: no runtime to freeze (packager/web.py)
     cross = not web and system != current_platform()
+    windows_python = None  # set only for a cross-freeze
     if cross and request.runtime is None:
-        raise BuildError("platform", f"building for {system} on {current_platform()} needs "
-                         "--runtime: a runtime frozen on that OS (PyInstaller cannot cross-build)")
+        if (system, current_platform()) != ("windows", "linux"):
+            raise BuildError("platform", f"building for {system} on {current_platform()} needs "
+                             "--runtime: a runtime frozen on that OS (PyInstaller cannot "
+                             "cross-build)")
+        windows_python = wincross.python_source(request.windows_python)
+        wincross.require_tools()
+    request = dataclasses.replace(request, windows_python=windows_python)
 
     with clock("manifest"):
         try:
@@ -342,10 +352,13 @@ def _check_service(manifest: Manifest, name: str) -> None:
 def _runtime(
     request: BuildRequest, manifest: Manifest, onefile: bool, progress: Progress
 ) -> freeze.Runtime:
-    """The runtime to stage: the given prebuilt one, or the cached (frozen if need be) one."""
+    """The runtime to stage: the given prebuilt one, or the cached (frozen if need be) one;
+    with `request.windows_python`, the Windows one frozen under Wine."""
     if request.runtime is None:
         backend = freeze.runtime_backend(manifest.webview, manifest.platform)
-        return freeze.ensure_runtime(backend, onefile=onefile, log=progress.log)
+        source = request.windows_python
+        cross = wincross.prepare(source, progress.log) if source else None
+        return freeze.ensure_runtime(backend, onefile=onefile, log=progress.log, cross=cross)
     exe = freeze.executable_name(manifest.platform)
     onedir = request.runtime / "onedir"
     if not (onedir / exe).is_file():

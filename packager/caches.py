@@ -4,6 +4,8 @@
     <cache>/modules/           compiled services, shared by build (portable artefacts), dev,
                                run, exec and serve: `<wasm sha256>-<settings>[-portable].cwasm`
     <cache>/packages/          compressed package parts reused across builds (formats/_parts.py)
+    <cache>/windows/           the Windows runtime's cross-freeze: the checked Windows CPython,
+                               its wheels and wvwasi's Wine prefix (wincross.py)
     ~/.cache/wvwasi-code/<identifier>/modules/   each installed app's own compile cache
                                (beside its onefile extraction: runtime/paths.py, code_root)
 
@@ -64,7 +66,8 @@ LOCK_TIMEOUT = 600.0
 class Cache:
     """One cache folder and what it holds."""
 
-    kind: str  # "runtime", "compiled", "packages", "app-compiled"
+    kind: str  # "runtime", "compiled", "packages", "app-compiled", "windows-python",
+    # "windows-wheels", "wine-prefix"
     path: Path
     bytes: int
 
@@ -193,15 +196,21 @@ def caches() -> list[Cache]:
         if path.is_dir():
             found.append(Cache(kind, path, cache_size(path)))
     found += [Cache("app-compiled", p, cache_size(p)) for p in app_compile_caches()]
+    windows = top / "windows"
+    for kind, paths in (("windows-python", windows.glob("python-*")),
+                        ("windows-wheels", [windows / "wheels"]),
+                        ("wine-prefix", [windows / "prefix"])):
+        found += [Cache(kind, p, cache_size(p)) for p in sorted(paths) if p.is_dir()]
     return found
 
 
 def clean(*, runtime: bool = True, compiled: bool = True) -> int:
-    """Empty the chosen caches (package parts go with the runtime; both: all of wvwasi's cache
-    folder but its build locks); returns the bytes freed."""
+    """Empty the chosen caches (package parts and the Windows cross-freeze's CPython, wheels and
+    Wine prefix go with the runtime; both: all of wvwasi's cache folder but its build locks);
+    returns the bytes freed."""
     freed = 0
     for cache in caches():
-        if (cache.kind in ("runtime", "packages") and runtime) or \
+        if (cache.kind not in ("compiled", "app-compiled") and runtime) or \
                 (cache.kind in ("compiled", "app-compiled") and compiled):
             freed += cache.bytes
             shutil.rmtree(cache.path, ignore_errors=True)

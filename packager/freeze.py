@@ -37,10 +37,11 @@ from pathlib import Path
 import wvwasi
 import wvwasi.runtime
 from wvwasi import __version__
-from wvwasi.packager import icons, lock
+from wvwasi.packager import icons, lock, wincross
 from wvwasi.packager.caches import cache_dir
 from wvwasi.packager.formats import Platform, host_arch
 from wvwasi.packager.tools import BuildError, run
+from wvwasi.packager.wincross import WindowsPython
 from wvwasi.runtime.manifest import current_platform
 from wvwasi.templates import ROOT as TEMPLATES
 
@@ -94,15 +95,18 @@ def _dist_version(name: str) -> str:
         return "-"
 
 
-def source_digest(backend: str) -> str:
-    """Hash of everything that makes the frozen runtime what it is."""
+def source_digest(backend: str, versions: tuple[str, ...] | None = None) -> str:
+    """Hash of everything that makes the frozen runtime what it is (`versions`: of the Python
+    and the libraries it freezes with, when that is not this Python: a cross-freeze)."""
     h = hashlib.sha256()
     files = sorted(p for p in RUNTIME_SOURCES.rglob("*") if p.is_file()
                    and p.suffix in (".py", ".js", ".ts") and "__pycache__" not in p.parts)
     files += [Path(wvwasi.__file__), TEMPLATES / "runtime.spec", Path(__file__), icons.DEFAULT_ICON]
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    h.update(json.dumps([sys.version, *map(_dist_version, bundled_dists(backend))]).encode())
+    if versions is None:
+        versions = (sys.version, *map(_dist_version, bundled_dists(backend)))
+    h.update(json.dumps(versions).encode())
     return h.hexdigest()[:12]
 
 
@@ -141,24 +145,32 @@ def executable_name(platform_name: Platform) -> str:
 
 
 def ensure_runtime(
-    backend: str, *, onefile: bool = False, log: Callable[[str], None] = lambda _m: None
+    backend: str, *, onefile: bool = False, log: Callable[[str], None] = lambda _m: None,
+    cross: WindowsPython | None = None,
 ) -> Runtime:
-    """The cached runtime for `backend` on this machine, freezing what is missing."""
-    key_dir = cache_dir() / "runtime" / runtime_key(backend)
-    exe = executable_name(current_platform())
+    """The cached runtime for `backend` on this machine (with `cross`: the Windows runtime,
+    frozen under Wine with that CPython), freezing what is missing."""
+    if cross is None:
+        key, system = runtime_key(backend), current_platform()
+    else:
+        key, system = (f"{__version__}-windows-x86_64-{backend}-"
+                       f"{source_digest(backend, (cross.key, *cross.wheels))}"), "windows"
+    key_dir = cache_dir() / "runtime" / key
+    exe = executable_name(system)
     key_dir.mkdir(parents=True, exist_ok=True)
     with _locked(key_dir / ".lock"):
         if not (key_dir / "onedir" / exe).is_file():
-            require_backend(backend)
-            if notes := lock.drift(bundled_dists(backend)):
-                log(f"note: not the locked versions ({', '.join(notes)}); the runtime is "
-                    f"reproducible when installed with pip's -c {lock.LOCK_FILE}")
-            log(f"freezing the {backend} runtime (onedir; once per wvwasi version)")
-            _freeze(backend, "onedir", key_dir)
+            if cross is None:
+                require_backend(backend)
+                if notes := lock.drift(bundled_dists(backend)):
+                    log(f"note: not the locked versions ({', '.join(notes)}); the runtime is "
+                        f"reproducible when installed with pip's -c {lock.LOCK_FILE}")
+            log(f"freezing the {system} {backend} runtime (onedir; once per wvwasi version)")
+            _freeze(backend, "onedir", key_dir, cross, log)
             _prune_older(key_dir)
         if onefile and not (key_dir / "onefile" / exe).is_file():
-            log(f"freezing the {backend} runtime (onefile; once per wvwasi version)")
-            _freeze(backend, "onefile", key_dir)
+            log(f"freezing the {system} {backend} runtime (onefile; once per wvwasi version)")
+            _freeze(backend, "onefile", key_dir, cross, log)
     single = key_dir / "onefile" / exe if onefile else None
     return Runtime(key_dir / "onedir", exe, single, key_dir.name)
 
@@ -172,9 +184,11 @@ def _prune_older(key_dir: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def freeze_config(backend: str, mode: str, work: Path) -> dict[str, object]:
-    """The settings templates/runtime.spec reads (freeze.json)."""
-    system = current_platform()
+def freeze_config(backend: str, mode: str, work: Path,
+                  system: Platform | None = None) -> dict[str, object]:
+    """The settings templates/runtime.spec reads (freeze.json) to freeze for `system` (default:
+    this one)."""
+    system = system or current_platform()
     excludes = [*ALWAYS_EXCLUDE, *_UNUSED_WEBVIEW]
     if system != "windows":
         excludes += ["webview.platforms.winforms", "webview.platforms.edgechromium"]
@@ -255,28 +269,38 @@ def system_stack_libs(roots: tuple[str, ...]) -> set[str]:
     return names
 
 
-def _freeze(backend: str, mode: str, key_dir: Path) -> None:
-    """Run PyInstaller for one mode and move the result into the cache entry."""
+def _freeze(backend: str, mode: str, key_dir: Path, cross: WindowsPython | None,
+            log: Callable[[str], None]) -> None:
+    """Run PyInstaller for one mode (here, or under Wine with `cross`) and move the result into
+    the cache entry."""
     work = key_dir / "work"
     work.mkdir(exist_ok=True)
     src = _shadow_sources(work / "src")
     shutil.copyfile(TEMPLATES / "runtime.spec", work / "runtime.spec")
-    config = freeze_config(backend, mode, work)
-    config["entry"] = str(src / "wvwasi" / "runtime" / ENTRY.name)
-    config["pathex"] = [str(src)]
+    system = "windows" if cross else current_platform()
+    path = wincross.windows_path if cross else str
+    config = freeze_config(backend, mode, work, system)
+    config["entry"] = path(src / "wvwasi" / "runtime" / ENTRY.name)
+    config["pathex"] = [path(src)]
+    if config["icon"]:
+        config["icon"] = path(Path(str(config["icon"])))
     (work / "freeze.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     dist = key_dir / f".dist-{mode}-{os.getpid()}"
     shutil.rmtree(dist, ignore_errors=True)
     try:
-        run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
-             "--distpath", dist, "--workpath", work / "build", work / "runtime.spec"],
-            step=f"freeze ({backend} {mode})", env={"PYTHONHASHSEED": "0", "PYTHONPATH": str(src)})
+        if cross is not None:
+            wincross.pyinstaller(cross, work / "runtime.spec", dist, work / "build", log)
+        else:
+            run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
+                 "--distpath", dist, "--workpath", work / "build", work / "runtime.spec"],
+                step=f"freeze ({backend} {mode})",
+                env={"PYTHONHASHSEED": "0", "PYTHONPATH": str(src)})
         built = dist / RUNTIME_NAME
         if mode == "onedir":
             os.replace(built, key_dir / "onedir")
         else:
             (key_dir / "onefile").mkdir(exist_ok=True)
-            exe = executable_name(current_platform())
+            exe = executable_name(system)
             os.replace(built.with_name(exe), key_dir / "onefile" / exe)
     finally:
         shutil.rmtree(dist, ignore_errors=True)

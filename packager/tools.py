@@ -30,6 +30,9 @@ DEBIAN_PACKAGES: Mapping[str, str | None] = {
     "osslsigncode": "osslsigncode",
     "png2icns": "icnsutils",
     "clang": "clang",
+    "wine": "wine",  # and wine64; wine32:i386 to run NSIS setups (tests)
+    "wineserver": "wine",
+    "x86_64-w64-mingw32-gcc": "gcc-mingw-w64-x86-64",
     "appimagetool": None,
     "hdiutil": None,
     "codesign": None,
@@ -92,12 +95,14 @@ def run(
     env: Mapping[str, str] | None = None,
     input: bytes | None = None,
     redact: Sequence[str] = (),
+    timeout: float | None = None,
 ) -> str:
     """Run an outside tool to completion and return its stdout (text).
 
     argv[0] is looked up on PATH (ToolMissing if absent). `env` adds to the current environment.
     A non-zero exit raises BuildError with the tool's last lines of output. Strings in `redact`
-    (passwords) are masked in the log and in errors.
+    (passwords) are masked in the log and in errors. Past `timeout` seconds the tool is killed
+    and BuildError says so.
     """
     exe = find_tool(str(argv[0]), step)
     args = [exe, *map(str, argv[1:])]
@@ -105,8 +110,11 @@ def run(
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.run(
-            args, cwd=cwd, env=full_env, input=input, capture_output=True, check=False
+            args, cwd=cwd, env=full_env, input=input, capture_output=True, check=False,
+            timeout=timeout,
         )
+    except subprocess.TimeoutExpired:
+        raise BuildError(step, f"{argv[0]} did not finish within {timeout:.0f}s") from None
     except OSError as e:
         raise BuildError(step, f"cannot run {argv[0]}: {e.strerror or e}") from None
     out = proc.stdout.decode("utf-8", "replace")

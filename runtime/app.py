@@ -6,16 +6,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
+import signal
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from wvwasi.runtime import single_instance
 from wvwasi.runtime.launch import Launch, OpenedFile, classify
@@ -148,6 +151,27 @@ class App:
         print(json.dumps(report), flush=True)
         return 0 if report["ok"] else 1
 
+    def serve(self) -> int:
+        """Services and bridge without a window (the app's `--serve`): print the launch URL on
+        stdout, serve until SIGINT/SIGTERM or, when stdin is a pipe, its end (the parent that
+        started it closed it or exited: how a test or a remote shell stops it on Windows)."""
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        try:
+            self.host.start()
+            url = self.bridge.start()
+            print(f"Serving {self.manifest.app.name} at {url}", flush=True)
+            if _is_pipe(sys.stdin):
+                threading.Thread(target=_set_at_eof, args=(sys.stdin, stop), daemon=True,
+                                 name="serve-stdin").start()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.close()
+        print("Stopped.", flush=True)
+        return 0
+
     def _headless_self_test(self, started: float) -> int:
         """The self-test without a window (selftest.headless_checks): print its report."""
         report: dict = {"app": self.manifest.app.name, "version": self.manifest.app.version,
@@ -274,6 +298,21 @@ class PageEvents:
                 return
 
 
+def _is_pipe(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _set_at_eof(stream: TextIO, stop: threading.Event) -> None:
+    """Set `stop` once `stream` ends (the parent that started `--serve` closed it or exited)."""
+    with contextlib.suppress(OSError, ValueError):
+        while stream.buffer.read1(65536):
+            pass
+    stop.set()
+
+
 def _leftover_threads() -> list[str]:
     """Names of the app's threads still running after shutdown (waits briefly for them)."""
     deadline = time.monotonic() + _THREAD_GRACE
@@ -299,6 +338,7 @@ def run_app(
     on_started: Callable[[App], None] | None = None,
     compile_cache: Path | None = None,
     open_args: Sequence[str] = (),
+    serve: bool = False,
 ) -> int:
     """Run the app in `manifest_or_dir` (a Manifest, a wvwasi.toml or its folder).
 
@@ -308,9 +348,10 @@ def run_app(
     manifest's Linux webview; `dev` enables the page's reload channel and the web inspector;
     `on_started` see `App.run`; `compile_cache` replaces the app's `$CACHE` as the compile cache
     (the dev tools share wvwasi's); `open_args`: the files and URLs it was launched with (the
-    page's first `open` event). With `[app] single_instance` (and neither `self_test` nor
-    `dev`), a launch while the app already runs hands `open_args` to it and returns 0 at
-    once (runtime/single_instance.py). Returns the exit status:
+    page's first `open` event); `serve`: no window, see `App.serve`. With `[app]
+    single_instance` (and none of `self_test`, `dev`, `serve`), a launch while the app already
+    runs hands `open_args` to it and returns 0 at once (runtime/single_instance.py). Returns the
+    exit status:
     0, 1 for a failed self-test, 2 when the app cannot start (the reason is on stderr, and in
     the JSON report with `self_test`).
     """
@@ -321,13 +362,15 @@ def run_app(
         )
         cwd = os.getcwd()
         primary = None
-        if manifest.app.single_instance and not self_test and not dev:
+        if manifest.app.single_instance and not (self_test or dev or serve):
             handed_over, primary = _first_instance(manifest, list(open_args), cwd)
             if handed_over:
                 return 0
         app = App(manifest, resources=resources, backend=backend, dev=dev,
-                  headless=self_test == "headless", compile_cache=compile_cache,
+                  headless=serve or self_test == "headless", compile_cache=compile_cache,
                   launch=classify(list(open_args), cwd, manifest), primary=primary)
+        if serve:
+            return app.serve()
         return app.run(self_test=bool(self_test), on_started=on_started)
     except (ManifestError, ImportError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,9 +1,17 @@
 """Entry point of the frozen runtime executable (what PyInstaller freezes): find the app payload and
-run it. Usage: `<app> [--self-test[=headless]] [FILE | URL ...]` (headless: services and bridge
-only, no window, for machines without a display). Files and URLs are what a desktop passes when
-the user opens a document or link with the app (runtime/launch.py): the page's `open` event.
-`<app> --version` prints "NAME VERSION"; `<app> --update` installs a newer signed release
-(runtime/update/, docs/update.md).
+run it. Usage (parse_args(), the one place that reads the command line):
+
+    <app> [FILE | URL ...]        the window; files and URLs are what a desktop passes when the
+                                  user opens a document or link with the app
+                                  (runtime/launch.py): the page's `open` event
+    <app> --self-test[=headless]  check every service, print a JSON report (headless: services
+                                  and bridge only, no window, for machines without a display)
+    <app> --serve                 services and bridge without a window: prints the launch URL
+                                  (with this run's secret) on stdout, as `wvwasi serve` does,
+                                  and serves until Ctrl+C, SIGTERM or, when stdin is a pipe, its end
+    <app> --version               prints the app's name and version
+    <app> --update                installs a newer signed release (runtime/update/,
+                                  docs/update.md); exit status 0 when installed or newest
 
 The payload (see packager/stage.py) is looked for, in order:
 1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
@@ -22,6 +30,7 @@ The payload (see packager/stage.py) is looked for, in order:
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -144,31 +153,37 @@ def _intact(target: Path, sizes: dict[str, int], digests: dict[str, str]) -> boo
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    options = [a for a in args if a.startswith("--")]
-    alone = args in (["--version"], ["--update"])
-    if not alone and any(a not in ("--self-test", "--self-test=headless") for a in options):
-        print(f"usage: {Path(sys.executable).name} [--self-test[=headless]] [FILE | URL ...] "
-              "| --version | --update", file=sys.stderr)
-        return 2
-    payload = find_payload(Path(sys.executable).resolve())
-    if args == ["--version"]:
-        from wvwasi.runtime.manifest import load_manifest
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The built app's command line (exits with status 2 and a usage line on a bad one)."""
+    parser = argparse.ArgumentParser(prog=Path(sys.executable).name, add_help=False)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--self-test", nargs="?", const=True, default=False,
+                      choices=(True, "headless"))
+    mode.add_argument("--serve", action="store_true")
+    mode.add_argument("--version", action="store_true")
+    mode.add_argument("--update", action="store_true")
+    parser.add_argument("open", nargs="*", metavar="FILE | URL")
+    return parser.parse_args(argv)
 
-        app = load_manifest(payload).app
-        print(f"{app.name} {app.version}")
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    payload = find_payload(Path(sys.executable).resolve())
+    if args.version:
+        from wvwasi.runtime.manifest import tomllib
+
+        app = tomllib.loads((payload / MANIFEST).read_text(encoding="utf-8"))["app"]
+        print(f"{app['name']} {app['version']}", flush=True)
         return 0
-    if args == ["--update"]:
+    if args.update:
         from wvwasi.runtime.update.updater import run_update
 
         return run_update(payload, Path(sys.executable).resolve())
 
     from wvwasi.runtime.app import run_app
 
-    self_test = "headless" if "--self-test=headless" in args else "--self-test" in args
-    return run_app(payload, resources=payload / "resources", self_test=self_test,
-                   open_args=[a for a in args if not a.startswith("--")])
+    return run_app(payload, resources=payload / "resources", self_test=args.self_test,
+                   serve=args.serve, open_args=args.open)
 
 
 if __name__ == "__main__":

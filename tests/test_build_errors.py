@@ -73,8 +73,12 @@ def test_format_for_another_os(project: Path):
 
 
 def test_another_os_without_a_runtime(project: Path):
+    error = build_fails(project, "--platform", "macos", "--format", "app")
+    assert error.startswith("error: platform: building for macos on linux needs --runtime")
+    # Windows is cross-frozen here under Wine (test_windows_cross.py): it needs a Windows CPython
     error = build_fails(project, "--platform", "windows", "--format", "zip")
-    assert error.startswith("error: platform: building for windows on linux needs --runtime")
+    assert error.startswith("error: freeze (windows): building for windows here needs a "
+                            "Windows CPython: pass --windows-python PATH"), error
 
 
 def test_unwritable_output_folder(project: Path, tmp_path: Path):

@@ -123,6 +123,25 @@ def test_info_reports_tools_backends_and_cache(tmp_path: Path):
     assert cache.is_dir() and list(cache.iterdir()) == []
 
 
+def test_info_lists_and_clean_runtime_empties_the_windows_cross_freeze(tmp_path: Path):
+    cache = tmp_path / "cache"
+    windows = cache / "windows"
+    for name in ("python-3.13-abc", "wheels", "prefix"):
+        (windows / name).mkdir(parents=True)
+        (windows / name / "blob").write_bytes(b"\0" * 100)
+    (cache / "modules").mkdir()
+    (cache / "modules" / "kept").write_bytes(b"\0" * 7)
+    env = cli_env(WVWASI_CACHE_DIR=str(cache), XDG_CACHE_HOME=str(tmp_path / "user"))
+    info = json.loads(wvwasi("info", "--json", env=env).stdout)
+    assert {(c["kind"], c["path"]) for c in info["cache"]["caches"]} >= {
+        ("windows-python", str(windows / "python-3.13-abc")),
+        ("windows-wheels", str(windows / "wheels")), ("wine-prefix", str(windows / "prefix"))}
+
+    proc = wvwasi("clean", "--runtime", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert not any(windows.glob("*/blob")) and (cache / "modules" / "kept").is_file()
+
+
 def test_new_cli_wraps_any_command_module_in_a_working_page(tmp_path: Path, wasm_fixture) -> None:
     """`--template cli --wasm PATH`: the module is copied in, `check` passes, and the page runs
     it with arguments, stdin, a picked file and an output file (copyfile: in -> out)."""

@@ -4,11 +4,17 @@ real bridge over loopback HTTP, no window (so no webview library is even loaded)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from bridge_client import PageClient, launch_with, run
+
+from wvwasi.runtime.bridge.protocol import Op, split_json
+from wvwasi.runtime.frozen_main import parse_args
 
 
 def headless(project: Path) -> tuple[int, dict]:
@@ -46,3 +52,43 @@ def test_a_trapping_service_fails_the_self_test(make_project):
     assert report["services"]["wc"]["ok"] is True
     assert report["services"]["crash"]["ok"] is False
     assert "trapped" in report["services"]["crash"]["detail"]
+
+
+def test_serve_prints_the_launch_url_serves_and_stops_at_the_end_of_stdin(make_project):
+    """`--serve` (App.serve): a page client runs a task through the printed URL; closing the
+    pipe on stdin shuts it down cleanly."""
+    project = make_project({"wc": {"source": "wc"}})
+    code = ("import sys; from wvwasi.runtime.app import run_app; "
+            "sys.exit(run_app(sys.argv[1], serve=True))")
+    proc = subprocess.Popen([sys.executable, "-c", code, project], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("Serving Test App at http://127.0.0.1:"), proc.stderr.read()
+        creds = launch_with(line.split(" at ", 1)[1].strip())
+
+        async def page() -> bytes:
+            async with await PageClient.open(creds) as client:
+                await client.send(run(1, "wc", b"a b\n"))
+                return await client.wait_for(Op.RESULT, 1)
+
+        head, rest = split_json(memoryview(asyncio.run(page())))
+        assert head["exitCode"] == 0 and bytes(rest[: head["stdoutLength"]]).split() == [
+            b"1", b"2", b"4"]
+        proc.stdin.close()
+        assert proc.stdout.read().strip() == "Stopped." and proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+def test_built_app_command_line():
+    assert parse_args(["--serve"]).serve and parse_args(["--version"]).version
+    assert parse_args(["--self-test=headless"]).self_test == "headless"
+    assert parse_args([]).self_test is False and not parse_args([]).serve
+    for bad in (["--serve", "--version"], ["--nope"], ["--self-test=window"]):
+        try:
+            parse_args(bad)
+        except SystemExit as e:
+            assert e.code == 2
+        else:
+            raise AssertionError(f"{bad} accepted")

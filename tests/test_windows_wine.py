@@ -22,7 +22,16 @@ import pefile
 import pytest
 from build_helpers import ROOT, cli_env, new_project, wvwasi
 from PIL import Image
-from wine import RUNTIME_MANIFEST, Wine, append_overlay, build_stub, reg_delete, windows_path
+from wine import (
+    RUNTIME_MANIFEST,
+    Wine,
+    app_files,
+    append_overlay,
+    build_stub,
+    installed,
+    reg_delete,
+    windows_path,
+)
 from winsign import make_certificate, signing_env, verified_signer
 
 from wvwasi.packager import winres
@@ -93,16 +102,6 @@ def build(parent: Path, stubs: dict[str, Path], name: str, version: str, webview
                   env=cli_env(WVWASI_WEBVIEW2_BOOTSTRAPPER=str(stubs["bootstrapper"])))
     assert proc.returncode == 0, proc.stderr
     return {a["format"]: Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"]}
-
-
-def app_files(zip_path: Path) -> set[str]:
-    """The app folder's files, as the zip format packs them (paths inside the folder)."""
-    with zipfile.ZipFile(zip_path) as z:
-        return {n.split("/", 1)[1] for n in z.namelist() if not n.endswith("/")}
-
-
-def installed(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
 def test_nsis_setup_installs_runs_refuses_while_running_upgrades_and_uninstalls(

@@ -69,7 +69,12 @@ def _compile(source: Path, out: Path) -> None:
 
 
 def build_fixtures(sources: Iterable[Path] | None = None, jobs: int = 2) -> dict[str, Path]:
-    """Compile every fixture that is not cached yet; return {name: wasm path}."""
+    """Compile every fixture that is not cached yet; return {name: wasm path}. With
+    `WVWASI_PREBUILT_FIXTURES` set (a folder of NAME.wasm built on Linux: the tests that run
+    under the Windows CPython in Wine, tests/test_windows_pytest.py), those are used as they are."""
+    prebuilt = os.environ.get("WVWASI_PREBUILT_FIXTURES")
+    if prebuilt:
+        return {p.stem: p for p in sorted(Path(prebuilt).glob("*.wasm"))}
     compiler = _check_toolchain()
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     sources = sorted(sources if sources is not None else SOURCE_DIR.glob("*.c"))

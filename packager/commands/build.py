@@ -34,10 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "default: [bundle] formats, else the OS's usual ones")
     p.add_argument("-o", "--out", type=Path, help="output folder (default: DIR/dist)")
     p.add_argument("--platform", choices=PLATFORMS,
-                   help="target OS (default: this one; another OS needs --runtime)")
+                   help="target OS (default: this one; another OS needs --runtime, except windows "
+                   "from Linux: see --windows-python)")
     p.add_argument("--runtime", type=Path, metavar="DIR",
                    help="use a runtime frozen elsewhere (DIR/onedir, DIR/onefile) instead of "
                    "freezing here")
+    p.add_argument("--windows-python", type=Path, metavar="PATH",
+                   help="--platform windows on Linux without --runtime: freeze the runtime under "
+                   "Wine with this Windows CPython (python.org's embeddable zip for amd64, or a "
+                   "folder with python.exe; default: $WVWASI_WINDOWS_PYTHON)")
     p.add_argument("--no-service-build", dest="build_services", action="store_false",
                    help="do not run the services' build.command (use the .wasm as they are)")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
@@ -86,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             runtime=args.runtime,
             source_date_epoch=_source_date_epoch(),
             build_services=args.build_services,
+            windows_python=args.windows_python,
         )
         report = build(request, progress)
     except BuildError as e:

