@@ -47,6 +47,7 @@ from wvwasi.packager.formats._webview2 import installer_for
 from wvwasi.packager.services import build_service, is_stale
 from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool
+from wvwasi.packager.update_release import sign_release, signing_key
 from wvwasi.packager.web import web_problems, write_site
 from wvwasi.runtime.host.modules import WasmLoadError, sha256_file, validate_file
 from wvwasi.runtime.manifest import Manifest, ManifestError, current_platform, load_manifest
@@ -191,6 +192,7 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
             check_macos_signing(manifest.bundle.macos, "sign")
         if {"nsis", "msi"} & set(names):
             installer_for(manifest.bundle.windows.webview2, arch.windows, "webview2")
+        update_key = None if web else signing_key(manifest, "sign updates")
     out = (request.out or manifest.root / "dist").absolute()
     report = BuildReport(manifest.app.name, manifest.app.identifier, manifest.app.version,
                          system, arch.name, manifest.webview, out)
@@ -235,6 +237,11 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
         # the report lists format steps in build order, whichever ended first
         order = {f"format {n}": i for i, n in enumerate(names)}
         clock.steps.sort(key=lambda s: (s[0] in order, order.get(s[0], 0)))
+        if update_key is not None:  # ARTEFACT.sig + latest.json (docs/update.md)
+            with clock("sign updates"):
+                sign_release(manifest, arch.name,
+                             [(a.format, staged_out / a.path.name) for a in report.artefacts],
+                             update_key, staged_out, request.source_date_epoch)
         with clock("checksums"):
             sums = sorted((a.path.name, a.sha256) for a in report.artefacts if a.sha256)
             (staged_out / SUMS_NAME).write_text(

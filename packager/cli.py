@@ -23,6 +23,7 @@ COMMANDS = {
     "build": "wvwasi build photo-tools --format dir --format deb",
     "new": 'wvwasi new "Photo Tools" --template rust',
     "ci": "wvwasi ci github photo-tools",
+    "signer": "wvwasi signer generate -w ~/.wvwasi/photo-tools.key",
     "info": "wvwasi info --json",
     "clean": "wvwasi clean",
 }

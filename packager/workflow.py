@@ -120,7 +120,11 @@ def vendor_wheel(project: Path) -> Path | None:
                 tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
                 raise OSError(f"cannot build the wvwasi wheel the workflow installs ({tail}); "
                               'name a published version instead: [bundle] wvwasi = "X.Y.Z"')
-            os.replace(temp, cached)
+            try:
+                os.replace(temp, cached)
+            except OSError:
+                if not (cached / name).is_file():  # not a concurrent run that got there first
+                    raise
         finally:
             shutil.rmtree(temp, ignore_errors=True)
     dest = project / WHEEL_DIR

@@ -30,6 +30,7 @@ from wvwasi.runtime.window import AppWindow, Backend, backend_for
 if TYPE_CHECKING:
     from wvwasi.runtime.bridge.server import Bridge
     from wvwasi.runtime.host.service_host import ServiceHost
+    from wvwasi.runtime.update.updater import Updater
 
 #: Folder of precompiled service artefacts in a built app's payload (packager/stage.py).
 PRECOMPILED = "precompiled"
@@ -87,11 +88,30 @@ class App:
         )
         picker = self.window.pick_folder if self.window is not None else None
         file_picker = self.window.pick_files if self.window is not None else None
-        self.bridge: Bridge = Bridge(manifest, self.host, picker=picker, dev=dev,
-                                     file_picker=file_picker, launched=self.launched_file,
-                                     app_calls=self.window_call if self.window else None)
+        frozen = bool(getattr(sys, "frozen", False))  # a built app: it may update itself
+        self.bridge: Bridge = Bridge(
+            manifest, self.host, picker=picker, dev=dev, file_picker=file_picker,
+            launched=self.launched_file, app_calls=self.window_call if self.window else None,
+            updater=self._updater if frozen and manifest.update is not None else None,
+            relaunch=self._relaunch if frozen and self.window is not None else None,
+        )
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
+
+    def _updater(self) -> Updater:
+        from wvwasi.runtime.update.updater import Updater
+
+        return Updater(self.manifest, Path(sys.executable).resolve())
+
+    def _relaunch(self) -> None:
+        """`wvwasi.app.relaunch()`: start the app again (its installed version), close this one."""
+        import os
+        import subprocess
+
+        command = os.environ.get("WVWASI_ONEFILE") or sys.executable  # onefile: its launcher
+        subprocess.Popen([command], start_new_session=True, stdin=subprocess.DEVNULL)
+        if self.window is not None:
+            self.window.close()
 
     def at_close(self, callback: Callable[[], None]) -> None:
         """Call `callback` first thing when the app shuts down (e.g. stop a file watcher)."""

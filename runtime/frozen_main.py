@@ -10,6 +10,8 @@ run it. Usage (parse_args(), the one place that reads the command line):
                                   (with this run's secret) on stdout, as `wvwasi serve` does,
                                   and serves until Ctrl+C, SIGTERM or, when stdin is a pipe, its end
     <app> --version               prints the app's name and version
+    <app> --update                installs a newer signed release (runtime/update/,
+                                  docs/update.md); exit status 0 when installed or newest
 
 The payload (see packager/stage.py) is looked for, in order:
 1. `app/` beside the executable (an installed or unpacked app folder), or in a macOS `.app`
@@ -159,6 +161,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       choices=(True, "headless"))
     mode.add_argument("--serve", action="store_true")
     mode.add_argument("--version", action="store_true")
+    mode.add_argument("--update", action="store_true")
     parser.add_argument("open", nargs="*", metavar="FILE | URL")
     return parser.parse_args(argv)
 
@@ -172,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         app = tomllib.loads((payload / MANIFEST).read_text(encoding="utf-8"))["app"]
         print(f"{app['name']} {app['version']}", flush=True)
         return 0
+    if args.update:
+        from wvwasi.runtime.update.updater import run_update
+
+        return run_update(payload, Path(sys.executable).resolve())
 
     from wvwasi.runtime.app import run_app
 

@@ -264,6 +264,28 @@ class Bundle:
     macos: MacosBundle = field(default_factory=MacosBundle)
 
 
+#: How the Windows installers run for an update (`[update] windows.install_mode`); first = default.
+UPDATE_INSTALL_MODES = ("passive", "quiet", "basic-ui")
+
+
+@dataclass(frozen=True)
+class UpdateWindows:
+    """`[update.windows]`."""
+
+    install_mode: str = UPDATE_INSTALL_MODES[0]  # how the setup runs for an update
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """`[update]`: where a built app looks for new versions and the key they must be signed
+    with (docs/update.md)."""
+
+    endpoints: tuple[str, ...]  # URLs of latest.json, with {{target}}/{{arch}}/{{current_version}}
+    pubkey: str  # minisign public key (the content of KEY.pub)
+    download_url: str | None = None  # base URL of the artefacts, for latest.json's `url`s
+    windows: UpdateWindows = field(default_factory=UpdateWindows)
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A validated `wvwasi.toml` for one platform; paths are absolute (preopen hosts excepted)."""
@@ -279,6 +301,7 @@ class Manifest:
     platform: Platform | Literal["web"] = "linux"
     limits: AppLimits = field(default_factory=AppLimits)
     page: PageSettings = field(default_factory=PageSettings)
+    update: UpdateSettings | None = None
 
     def service(self, name: str) -> Service:
         """The service `name`, or LookupError listing the known ones."""
@@ -329,7 +352,7 @@ def current_platform() -> Platform:
 KeyPath = tuple[str | int, ...]
 T = TypeVar("T")
 _REQUIRED: Any = object()
-_SECTIONS = ("app", "ui", "window", "services", "bundle", "limits", "page")
+_SECTIONS = ("app", "ui", "window", "services", "bundle", "limits", "page", "update")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+\Z")
 _VERSION = re.compile(r"\d+(\.\d+){1,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?\Z")
@@ -922,6 +945,52 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
     )
 
 
+def _update_url(r: _Reader, value: str, path: KeyPath) -> str:
+    """An update URL: https, or http to a loopback address only (docs/security.md)."""
+    from urllib.parse import urlsplit
+
+    from wvwasi.runtime.update.fetch import is_loopback
+
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = None, ""
+    if parts is None or not host or any(c in value for c in " \t\r\n"):
+        r.fail(path, f"expected an http(s) URL, got {_show(value)}")
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(host)):
+        r.fail(path, f"expected an https:// URL (http only to a loopback address), "
+               f"got {_show(value)}")
+    return value
+
+
+def _update(r: _Reader, raw: object) -> UpdateSettings:
+    from wvwasi.runtime.update.minisign import SignatureError, parse_public_key
+
+    p: KeyPath = ("update",)
+    t = r.table(raw, p, ("endpoints", "pubkey", "download_url", "windows"))
+    endpoints = r.strings(t, p, "endpoints")
+    if not endpoints:
+        r.fail((*p, "endpoints"), "expected at least one URL of a latest.json")
+    for i, url in enumerate(endpoints):
+        _update_url(r, url, (*p, "endpoints", i))
+    pubkey = r.nonempty(t, p, "pubkey")
+    try:
+        parse_public_key(pubkey)
+    except SignatureError as e:
+        r.fail((*p, "pubkey"), str(e))
+    download_url = r.string(t, p, "download_url", None)
+    if download_url is not None:
+        _update_url(r, download_url, (*p, "download_url"))
+    wp = (*p, "windows")
+    wt = r.table(t.get("windows", {}), wp, ("install_mode",))
+    return UpdateSettings(
+        endpoints=endpoints, pubkey=pubkey, download_url=download_url,
+        windows=UpdateWindows(r.choice(wt, wp, "install_mode", UPDATE_INSTALL_MODES,
+                                       UPDATE_INSTALL_MODES[0])),
+    )
+
+
 def _file_associations(r: _Reader, raw: object, p: KeyPath) -> tuple[FileAssociation, ...]:
     if not isinstance(raw, list):
         r.fail(p, f"expected an array of tables, got {_what(raw)}")
@@ -1051,6 +1120,7 @@ def check_manifest(path: Path | str, *, platform: str | None = None) -> Manifest
     bundle = attempt(_bundle, r, data.get("bundle", {}))
     limits = attempt(_app_limits, r, data.get("limits", {}))
     page = attempt(_page, r, data.get("page", {}))
+    update = attempt(_update, r, data["update"]) if "update" in data else None
     if errors:
         return ManifestCheck(None, tuple(errors), MappingProxyType(services))
     manifest = Manifest(
@@ -1065,6 +1135,7 @@ def check_manifest(path: Path | str, *, platform: str | None = None) -> Manifest
         platform=plat,  # type: ignore[arg-type]
         limits=limits,  # type: ignore[arg-type]
         page=page,  # type: ignore[arg-type]
+        update=update,
     )
     return ManifestCheck(manifest, (), manifest.services)
 

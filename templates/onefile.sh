@@ -12,6 +12,8 @@ top=@TOP@
 exe=@EXE@
 offset=@OFFSET@
 self=$0
+case $self in /*) ;; *) self=$PWD/$self ;; esac
+export WVWASI_ONEFILE="$self"  # where the app's --update writes its new version
 case ${XDG_CACHE_HOME:-} in
     /*) cache=$XDG_CACHE_HOME ;;
     *) cache=${HOME:-/nonexistent}/.cache ;;

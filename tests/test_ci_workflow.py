@@ -7,7 +7,9 @@ artifact), down to the release job's file selection and its one SHA256SUMS."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,8 @@ from test_new import actionlint
 from wine import build_stub
 
 from wvwasi import __version__
+from wvwasi.packager.signing import generate
+from wvwasi.runtime.update.minisign import parse_signature, verify_file
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +83,15 @@ def test_the_workflow_runs_on_linux_down_to_the_release(
 
     (linux,) = [m for m in workflow["jobs"]["package"]["strategy"]["matrix"]["include"]
                 if m["os"].startswith("ubuntu")]
-    ws = runner.run_job(workflow, "package", matrix=linux)
+    key_text, key = generate("pw")  # the update-signing secret holds the key itself
+    secrets = {"WVWASI_SIGNING_PRIVATE_KEY": key_text, "WVWASI_SIGNING_PRIVATE_KEY_PASSWORD": "pw"}
+    ws = runner.run_job(workflow, "package", matrix=linux, secrets=secrets)
     assert (ws / "build" / "greet.wasm").is_file()
     packages = sorted(p.name for p in (runner.artifacts / f"packages-{linux['os']}").iterdir())
-    assert packages == sorted([
-        "SHA256SUMS", "build-report.json", "ci-app-0.1.0-linux-x86_64.tar.gz",
-        "ci-app_0.1.0_amd64.deb", "ci-app-0.1.0-1.x86_64.rpm"])
+    linux_files = ["ci-app-0.1.0-linux-x86_64.tar.gz", "ci-app_0.1.0_amd64.deb",
+                   "ci-app-0.1.0-1.x86_64.rpm"]
+    assert packages == sorted(["SHA256SUMS", "build-report.json", "latest.json", *linux_files,
+                               *(f + ".sig" for f in linux_files)])
     installed = subprocess.run([python_bin / "python", "-c", "import wvwasi; print(wvwasi."
                                 "__file__)"], capture_output=True, text=True, check=True,
                                cwd=tmp_path).stdout
@@ -95,18 +102,28 @@ def test_the_workflow_runs_on_linux_down_to_the_release(
     build_stub(runtime / "wvwasi-runtime.exe")
     (runtime / "_internal").mkdir()
     (runtime / "_internal" / "python311.dll").write_bytes(b"MZ stand-in")
-    runner.run_job(workflow, "msi")
-    assert [p.name for p in (runner.artifacts / "packages-msi").iterdir()] == [
-        "ci-app-0.1.0-windows-x64.msi"]
+    runner.run_job(workflow, "msi", secrets=secrets)
+    msi = "ci-app-0.1.0-windows-x64.msi"
+    assert sorted(p.name for p in (runner.artifacts / "packages-msi").iterdir()) == [
+        msi, msi + ".sig", "latest.json"]
 
     runner.run_job(workflow, "release")
     released = sorted(p.name for p in runner.released.iterdir())
     assert released == sorted([*(p for p in packages if p not in ("SHA256SUMS",
                                                                    "build-report.json")),
-                               "ci-app-0.1.0-windows-x64.msi", "SHA256SUMS"])
+                               msi, msi + ".sig", "SHA256SUMS"])
+    # one latest.json for both jobs' builds, each signature the .sig beside its file
+    latest = json.loads((runner.released / "latest.json").read_text())
+    assert sorted(latest["platforms"]) == [
+        "linux-x86_64", "linux-x86_64-deb", "linux-x86_64-rpm", "linux-x86_64-targz",
+        "windows-x86_64", "windows-x86_64-msi"]
+    for entry in latest["platforms"].values():
+        sig = base64.b64decode(entry["signature"]).decode()
+        assert sig == (runner.released / (entry["url"] + ".sig")).read_text()
+        verify_file(runner.released / entry["url"], parse_signature(sig), key.public_key)
     sums = dict(reversed(line.split("  ")) for line in
                 (runner.released / "SHA256SUMS").read_text().splitlines())
-    assert set(sums) == set(released) - {"SHA256SUMS"}
+    assert set(sums) == set(released) - {"SHA256SUMS", "latest.json"}
     for name, digest in sums.items():
         assert hashlib.sha256((runner.released / name).read_bytes()).hexdigest() == digest
     log = runner.gh_log.read_text().splitlines()

@@ -23,6 +23,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 LAUNCH_PATH = "/__wvwasi/launch"
+#: The app's actions (bridge/updates.py): like WS_PATH, they need the page's Origin and key.
+ACTION_PREFIX = "/__wvwasi/actions/"
 WS_PATH = "/__wvwasi/ws"
 #: The query parameter of the post-launch redirect that carries the socket key to the page.
 KEY_PARAM = "wvwasi-key"
@@ -58,16 +60,19 @@ class Gate:
         origin = request.headers.get("Origin")
         if origin is not None and origin != self.origin:
             return f"requests from origin {origin} are not accepted"
-        if request.path == WS_PATH and origin is None:
-            return "a WebSocket handshake must carry the page's Origin"
+        # the socket and the app's actions (update, relaunch) need more than the cookie, which
+        # other ports of 127.0.0.1 also receive: the page's Origin and socket key
+        keyed = request.path == WS_PATH or request.path.startswith(ACTION_PREFIX)
+        if keyed and origin is None:
+            return "a WebSocket handshake or app action must carry the page's Origin"
         if request.path == LAUNCH_PATH:
             return None if self._use_token(request.query.get("token")) else (
                 "invalid launch token (each launch URL works once)"
             )
         if not _same(request.cookies.get(self.cookie_name), self._session):
             return "this page was not opened through the app's launch URL"
-        if request.path == WS_PATH and not _same(request.query.get("key"), self._key):
-            return "a WebSocket needs the socket key this page got at launch"
+        if keyed and not _same(request.query.get("key"), self._key):
+            return "a WebSocket or app action needs the socket key this page got at launch"
         return None
 
     def _use_token(self, given: str | None) -> bool:

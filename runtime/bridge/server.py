@@ -12,6 +12,7 @@ import logging
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ from .mounts import Mounts
 from .protocol import MAX_FRAME, page_constants
 from .session import Session
 from .static import JS_DIR, SCRIPT_PATH, TYPES_PATH, UIFiles, page_script, security_headers
+from .updates import UpdaterFactory, UpdateRoutes
 
 if TYPE_CHECKING:
     from ..host.service_host import ServiceHost
@@ -64,6 +66,8 @@ class Bridge:
         app_calls: AppCalls | None = None,
         dev: bool = False,
         port: int = 0,
+        updater: UpdaterFactory | None = None,
+        relaunch: Callable[[], None] | None = None,
     ) -> None:
         self.manifest = manifest
         self.host = host
@@ -75,6 +79,7 @@ class Bridge:
         self.dev = dev
         self.port = port
         self._files = UIFiles(manifest.ui.dir, manifest.ui.entry)
+        self._updates = UpdateRoutes(updater, relaunch)  # wvwasi.updater, wvwasi.app.relaunch
         # Every page's spawns and runs start on this pool (each page holds at most
         # session.STARTS_PER_PAGE of its threads); the folder picker has its own thread.
         self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="wvwasi:bridge")
@@ -191,6 +196,7 @@ class Bridge:
         app.router.add_get(SCRIPT_PATH, self._page_api)
         app.router.add_get(TYPES_PATH, self._page_types)
         app.router.add_get("/__wvwasi/{name:wasi-[a-z]+\\.js}", self._engine_file)
+        self._updates.add_to(app.router)
         app.router.add_get("/__wvwasi/{rest:.*}", self._not_found)
         app.router.add_get("/{path:.*}", self._file)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,

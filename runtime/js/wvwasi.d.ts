@@ -301,3 +301,39 @@ interface WvwasiWindow {
 interface Wvwasi {
   readonly window: WvwasiWindow;
 }
+
+// -- wvwasi.updater, wvwasi.app.relaunch (docs/update.md) -------------------------------------
+
+/** A newer signed release of the app (from its `[update]` endpoints' latest.json). */
+interface WvwasiRelease {
+  version: string;
+  notes: string;
+  /** latest.json's `pub_date` (RFC 3339), "" when it has none. */
+  date: string;
+}
+
+interface WvwasiUpdateProgress {
+  /** Bytes downloaded so far. */
+  downloaded: number;
+  /** The download's size, null when the server does not say. */
+  total: number | null;
+}
+
+interface WvwasiUpdater {
+  /** The newer release, or null when this version is the newest. Rejects with a WasiError
+   * (kind "update") when no endpoint answers or the answer is malformed or a downgrade. */
+  check(): Promise<WvwasiRelease | null>;
+  /** Download, verify (the signature, before anything is unpacked) and install the newer
+   * release; resolves to its version, or null when this one is already the newest. Rejects
+   * with a WasiError (kind "update"), the installed app unchanged. */
+  install(onProgress?: (progress: WvwasiUpdateProgress) => void): Promise<string | null>;
+}
+
+interface WvwasiApp {
+  /** Start the app again (the version now installed) and close this one. */
+  relaunch(): Promise<void>;
+}
+
+interface Wvwasi {
+  readonly updater: WvwasiUpdater;
+}

@@ -1418,5 +1418,54 @@
 
   Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService,
                              FileGrant, wvwasi});
+
+  // --- wvwasi.updater, wvwasi.app.relaunch (docs/update.md) -----------------------------------
+  // Members of the `wvwasi` global above.
+  {
+    const action = async (name) => {
+      const url = `/__wvwasi/actions/${name}?key=${encodeURIComponent(socketKey ?? '')}`;
+      const response = await fetch(url, {method: 'POST'});
+      if (!response.ok) throw new WasiError(`${name}: HTTP ${response.status}`, 'update');
+      return response;
+    };
+    const answer = (reply) => {
+      if (reply.error) throw new WasiError(reply.error, 'update');
+      return reply;
+    };
+    wvwasi.updater = Object.freeze({
+      /** A newer signed release: {version, notes, date}, or null when this one is the newest. */
+      async check() {
+        return answer(await (await action('update-check')).json()).update;
+      },
+      /** Download, verify and install it; onProgress({downloaded, total}) as bytes arrive.
+       * Resolves to the installed version (null: already the newest); wvwasi.app.relaunch()
+       * then starts it. */
+      async install(onProgress) {
+        const reader = (await action('update-install')).body
+          .pipeThrough(new TextDecoderStream()).getReader();
+        let buffered = '';
+        for (;;) {
+          const {value, done} = await reader.read();
+          if (done) throw new WasiError('update-install: the answer broke off', 'update');
+          buffered += value;
+          let end;
+          while ((end = buffered.indexOf('\n')) >= 0) {
+            const reply = JSON.parse(buffered.slice(0, end));
+            buffered = buffered.slice(end + 1);
+            if (reply.progress) {
+              onProgress?.({downloaded: reply.progress[0], total: reply.progress[1]});
+            } else {
+              reader.cancel();
+              return answer(reply).installed ?? null;
+            }
+          }
+        }
+      },
+    });
+    /** Start the app again (its installed version) and close this one. */
+    wvwasi.app.relaunch = async () => {
+      answer(await (await action('relaunch')).json());
+    };
+  }
   if (config.dev) appChannel.connect(); // so that `wvwasi dev` can reload the page
 })();

@@ -102,6 +102,17 @@ LEAVES: Mapping[str, st.SearchStrategy[Any]] = {
     "page.preopens[].guest": guest,
     "page.preopens[].host": host,
     "page.preopens[].mode": st.sampled_from(typing.get_args(schema.Mode)),
+    "update.endpoints": st.lists(st.sampled_from([
+        "https://example.com/{{target}}/{{arch}}/{{current_version}}/latest.json",
+        "http://127.0.0.1:8080/latest.json", "http://[::1]/l.json", "https://a.b/x?y=1"]),
+        min_size=1, max_size=3),
+    "update.pubkey": st.sampled_from([
+        "untrusted comment: minisign public key 2A993F94898ED48B\n"
+        "RWSL1I6JlD+ZKrdJafpwGBSCVBh7QSeZarZ8/m44PhR1hk0a583R/UJG\n",
+        "RWSL1I6JlD+ZKrdJafpwGBSCVBh7QSeZarZ8/m44PhR1hk0a583R/UJG"]),
+    "update.download_url": st.sampled_from(["https://github.com/o/r/releases/download/v{{version}}",
+                                            "http://localhost:9/files"]),
+    "update.windows.install_mode": st.sampled_from(schema.UPDATE_INSTALL_MODES),
     "app.url_schemes": st.lists(st.sampled_from(["notes", "x-app+v1", "my.app", "a-b"]),
                                 unique=True, max_size=3),
     "app.single_instance": st.booleans(),

@@ -1,0 +1,256 @@
+"""Installing a verified update over the running app (docs/update.md, "Installing").
+
+How depends on how the app was installed (`detect()`):
+- `targz` (an unpacked tar.gz or `dir` folder): the archive is unpacked beside the app folder,
+  the new folder's `--self-test=headless` must pass, then the two folders swap in one
+  `renameat2(RENAME_EXCHANGE)` (two renames where that is missing) and the new one must answer
+  `--version` in place, else they swap back; the old folder is removed last.
+- `onefile` (Linux's single file; its launcher says where it is in $WVWASI_ONEFILE): the new file
+  is written beside it, passes its self-test (with its own cache folder), and is renamed over it.
+- `deb` / `rpm` (in /opt/<slug>): `dpkg -i` / `rpm -U` through `pkexec` unless already root.
+- `nsis` / `msi` (Windows): the setup runs in update mode after the app exits.
+A killed update leaves the old app or the new one in place, never half of either; its leftovers
+(`.<folder>.update-*` beside the app) are removed by the next check. One update at a time: an
+flock on the app folder (or file) itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from wvwasi.runtime.manifest import MANIFEST_NAME, tomllib
+
+#: The new version's `--self-test=headless` (starts every service and the bridge).
+SELF_TEST_TIMEOUT = 180.0
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+class InstallError(Exception):
+    """An update that could not be installed (the installed app is unchanged); one line."""
+
+
+@dataclass(frozen=True)
+class Installation:
+    """How and where this app is installed."""
+
+    bundle: str  # targz, onefile, deb, rpm, nsis, msi, app (latest.json's `<os>-<arch>-<bundle>`)
+    path: Path  # what an update replaces: the app folder, the onefile, the .app
+    executable: Path  # the app's executable (in `path`)
+
+
+def detect(executable: Path) -> Installation:
+    """How the app whose frozen executable is `executable` was installed."""
+    folder = executable.parent
+    onefile = os.environ.get("WVWASI_ONEFILE")
+    if onefile and Path(onefile).is_file():
+        return Installation("onefile", Path(onefile), executable)
+    if sys.platform == "darwin" and folder.name == "MacOS" and folder.parent.name == "Contents":
+        return Installation("app", folder.parent.parent, executable)
+    if sys.platform == "win32":
+        kind = "nsis" if (folder / "uninstall.exe").is_file() else "zip"
+        return Installation(kind, folder, executable)
+    if folder.parent == Path("/opt"):  # /opt/<slug>: where the deb and rpm install it
+        if Path(f"/var/lib/dpkg/info/{folder.name}.list").is_file():
+            return Installation("deb", folder, executable)
+        return Installation("rpm", folder, executable)
+    return Installation("targz", folder, executable)
+
+
+@contextlib.contextmanager
+def locked(inst: Installation) -> Iterator[None]:
+    """Hold the update lock of `inst` (an flock on the app folder or file itself, POSIX) and
+    remove what killed updates left; InstallError if another update holds it."""
+    fd = None
+    if sys.platform != "win32":
+        import fcntl
+
+        fd = os.open(inst.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise InstallError("another update of this app is running") from None
+    try:
+        for old in inst.path.parent.glob(f".{inst.path.name}.update-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def work_folder(inst: Installation) -> Path:
+    """A new private folder beside what is replaced (same file system: renames are atomic)."""
+    try:
+        work = inst.path.parent / f".{inst.path.name}.update-{os.getpid()}"
+        work.mkdir(mode=0o700)
+    except OSError as e:
+        raise InstallError(f"cannot write beside {inst.path} ({e.strerror}): install the "
+                           "update where the app may write") from None
+    return work
+
+
+def install(inst: Installation, artefact: Path, version: str, identifier: str,
+            install_mode: str = "passive") -> None:
+    """Install the verified `artefact` of `version`; InstallError if it cannot be."""
+    if inst.bundle == "targz":
+        _install_folder(inst, artefact, version, identifier)
+    elif inst.bundle == "onefile":
+        _install_onefile(inst, artefact)
+    elif inst.bundle in ("deb", "rpm"):
+        command = ["dpkg", "-i"] if inst.bundle == "deb" else ["rpm", "-U", "--oldpackage"]
+        _run_privileged([*command, str(artefact)])
+    elif inst.bundle in ("nsis", "msi"):
+        _start_windows_installer(inst.bundle, artefact, install_mode)
+    else:
+        raise InstallError(f"updating a {inst.bundle} installation is not supported: "
+                           "download the new version by hand")
+
+
+def _install_folder(inst: Installation, archive: Path, version: str, identifier: str) -> None:
+    work = archive.parent.parent
+    unpacked = work / "new"
+    unpacked.mkdir()
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tops = {m.name.split("/", 1)[0] for m in tar.getmembers()}
+            if len(tops) != 1:
+                raise InstallError("the update archive does not hold one app folder")
+            tar.extractall(unpacked, filter="data")  # no links out, no devices, no absolute
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise InstallError(f"cannot unpack the update: {e}") from None
+    new = unpacked / tops.pop()
+    _check_payload(new / "app", version, identifier)
+    exe = new / inst.executable.name
+    if not exe.is_file():
+        raise InstallError(f"the update has no {inst.executable.name}")
+    self_test(exe)
+    exchange(new, inst.path)  # `new` now holds the old app
+    try:
+        _answers_version(inst.path / inst.executable.name, version)
+    except InstallError:
+        exchange(new, inst.path)  # back
+        raise
+    shutil.rmtree(new, ignore_errors=True)
+
+
+def _install_onefile(inst: Installation, new: Path) -> None:
+    new.chmod(0o755)
+    cache = new.parent.parent / "cache"
+    cache.mkdir()
+    self_test(new, {"XDG_CACHE_HOME": str(cache)})
+    shutil.rmtree(cache, ignore_errors=True)
+    with contextlib.suppress(OSError):  # keep the old file's mode
+        new.chmod(inst.path.stat().st_mode & 0o7777)
+    try:
+        os.replace(new, inst.path)
+    except OSError as e:
+        raise InstallError(f"cannot replace {inst.path}: {e.strerror}") from None
+
+
+def _check_payload(payload: Path, version: str, identifier: str) -> None:
+    """The unpacked app must be this app, in the version latest.json announced."""
+    try:
+        app = tomllib.loads((payload / MANIFEST_NAME).read_text(encoding="utf-8"))["app"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InstallError("the update holds no readable app manifest") from None
+    if app.get("identifier") != identifier:
+        raise InstallError(f"the update is another app ({app.get('identifier')!r}, not "
+                           f"{identifier!r})")
+    if app.get("version") != version:
+        raise InstallError(f"the update is version {app.get('version')!r}, not the {version} "
+                           "latest.json announced")
+
+
+def _run(command: list[str], what: str, timeout: float,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `command`; InstallError naming `what` if it cannot run or fails (its last line)."""
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL, env=env)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise InstallError(f"{what} did not run: {e}") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip() or out.stdout.strip()).splitlines()[-1:] or [""]
+        raise InstallError(f"{what} failed (status {out.returncode}): {last[0][:300]}")
+    return out
+
+
+def self_test(executable: Path, env: dict[str, str] | None = None) -> None:
+    """Run the new version's `--self-test=headless`; InstallError unless it passes."""
+    _run([str(executable), "--self-test=headless"], "the new version's self-test",
+         SELF_TEST_TIMEOUT, {**os.environ, **(env or {})})
+
+
+def _answers_version(executable: Path, version: str) -> None:
+    out = _run([str(executable), "--version"], "the new version in place", 60)
+    if not out.stdout.strip().endswith(f" {version}"):
+        raise InstallError(f"the new version in place says {out.stdout.strip()!r}")
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two folders: atomically where renameat2 exists (Linux), else with two renames."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = getattr(libc, "renameat2", None)
+        if renameat2 is not None:
+            if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b),
+                         _RENAME_EXCHANGE) == 0:
+                return
+            err = ctypes.get_errno()
+            if err not in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back
+                raise InstallError(f"cannot swap {b} for the new version: {os.strerror(err)}")
+    temp = a.with_name(a.name + ".swap")
+    try:
+        os.rename(b, temp)
+        try:
+            os.rename(a, b)
+        except OSError:
+            os.rename(temp, b)
+            raise
+        os.rename(temp, a)
+    except OSError as e:
+        raise InstallError(f"cannot swap {b} for the new version: {e.strerror}") from None
+
+
+def _run_privileged(command: list[str]) -> None:
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        if shutil.which("pkexec") is None:
+            raise InstallError(f"installing needs root and pkexec is missing: run "
+                               f"`sudo {' '.join(command)}`")
+        command = ["pkexec", *command]
+    _run(command, " ".join(command[:2]), 600)
+
+
+#: `[update] windows.install_mode` -> the NSIS setup's and msiexec's switches.
+NSIS_MODES = {"passive": ["/S", "/UPDATE"], "quiet": ["/S", "/UPDATE"],
+              "basic-ui": ["/UPDATE"]}
+MSI_MODES = {"passive": ["/passive"], "quiet": ["/quiet"], "basic-ui": ["/qb"]}
+
+
+def windows_installer_command(bundle: str, artefact: Path, mode: str) -> list[str]:
+    """The command that installs a Windows update (run once the app has exited)."""
+    if bundle == "nsis":
+        return [str(artefact), *NSIS_MODES[mode]]
+    return ["msiexec.exe", "/i", str(artefact), *MSI_MODES[mode], "/norestart"]
+
+
+def _start_windows_installer(bundle: str, artefact: Path, mode: str) -> None:
+    """Start the setup detached; it waits for the app to exit (the caller exits next)."""
+    flags = getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(
+        subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    try:
+        subprocess.Popen(windows_installer_command(bundle, artefact, mode),
+                         creationflags=flags, close_fds=True)
+    except OSError as e:
+        raise InstallError(f"cannot start the installer: {e}") from None
