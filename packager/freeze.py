@@ -112,8 +112,9 @@ def source_digest(backend: str, versions: tuple[str, ...] | None = None) -> str:
 
 def bundled_dists(backend: str) -> tuple[str, ...]:
     """The distributions whose versions make a frozen runtime: PyInstaller and what it bundles."""
+    linux = ("jeepney",) if backend in ("gtk", "qt") else ()  # notifications (runtime/notify.py)
     return ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
-            "platformdirs", BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0])
+            "platformdirs", BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0], *linux)
 
 
 def require_backend(backend: str) -> None:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from wvwasi.runtime import single_instance
 from wvwasi.runtime.launch import Launch, OpenedFile, classify
-from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
+from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest, parse_menu
+from wvwasi.runtime.notify import Notifier, NotifyError
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
 from wvwasi.runtime.window import AppWindow, Backend, backend_for
@@ -97,6 +98,7 @@ class App:
         )
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
+        self._notifier = Notifier(manifest.app.name)
 
     def _updater(self) -> Updater:
         from wvwasi.runtime.update.updater import Updater
@@ -218,7 +220,8 @@ class App:
         return (file.path, file.mode) if file is not None else None
 
     def window_call(self, call: str, args: list[Any]) -> Any:
-        """One `wvwasi.window` call from a page (docs/page-api.md); Refused if malformed."""
+        """One `wvwasi.window` call or `wvwasi.notify` from a page (docs/page-api.md); Refused
+        if malformed or not allowed."""
         from wvwasi.runtime.bridge.specs import Refused
 
         window = self.window
@@ -233,6 +236,23 @@ class App:
             window.set_fullscreen(args[0])
         elif call == "close" and not args:
             window.close()
+        elif call == "setMenu" and len(args) == 1:
+            try:
+                menu = parse_menu(args[0])
+            except ManifestError as e:
+                raise Refused("invalid", str(e)) from e
+            try:
+                window.set_menu(menu)
+            except NotImplementedError as e:
+                raise Refused("unavailable", str(e)) from e
+        elif call == "notify" and len(args) == 2 and all(isinstance(a, str) for a in args):
+            if not self.manifest.app.notifications:
+                raise Refused("permission", "wvwasi.notify() needs [app] notifications = true "
+                              "in wvwasi.toml")
+            try:
+                self._notifier.notify(args[0], args[1])
+            except NotifyError as e:
+                raise Refused(e.kind, str(e)) from e
         else:
             raise Refused("invalid", f"no window call {call}({', '.join(map(repr, args))[:200]})")
         return None

@@ -183,6 +183,7 @@ class AppInfo:
     icon: Path | None = None
     url_schemes: tuple[str, ...] = ()  # lower-case, e.g. ("myapp",)
     single_instance: bool = True
+    notifications: bool = False  # the page may show desktop notifications (`wvwasi.notify`)
 
 
 @dataclass(frozen=True)
@@ -567,7 +568,7 @@ def _png(r: _Reader, t: dict, p: KeyPath, key: str) -> Path | None:
 def _app(r: _Reader, raw: object) -> AppInfo:
     p: KeyPath = ("app",)
     t = r.table(raw, p, ("name", "identifier", "version", "description", "publisher", "icon",
-                         "url_schemes", "single_instance"))
+                         "url_schemes", "single_instance", "notifications"))
     name = r.nonempty(t, p, "name")
     identifier = r.string(t, p, "identifier")
     if not _IDENTIFIER.match(identifier):
@@ -595,6 +596,7 @@ def _app(r: _Reader, raw: object) -> AppInfo:
         icon=_png(r, t, p, "icon"),
         url_schemes=schemes,
         single_instance=r.boolean(t, p, "single_instance", True),
+        notifications=r.boolean(t, p, "notifications", False),
     )
 
 
@@ -617,10 +619,7 @@ def _ui(r: _Reader, raw: object) -> UI:
 def _window(r: _Reader, raw: object, default_title: str) -> Window:
     p: KeyPath = ("window",)
     t = r.table(raw, p, ("title", "width", "height", "resizable", "menu"))
-    menu = _menu_items(r, t.get("menu", []), (*p, "menu"), depth=1, ids=set())
-    if any(m.separator or not m.items for m in menu):
-        bad = next(i for i, m in enumerate(menu) if m.separator or not m.items)
-        r.fail((*p, "menu", bad), "expected a top-level menu: { label, items = [...] }")
+    menu = _menu_bar(r, t.get("menu", []), (*p, "menu"))
     return Window(
         title=r.string(t, p, "title", default_title),
         width=r.positive_int(t, p, "width", 800),
@@ -628,6 +627,21 @@ def _window(r: _Reader, raw: object, default_title: str) -> Window:
         resizable=r.boolean(t, p, "resizable", True),
         menu=menu,
     )
+
+
+def parse_menu(raw: object) -> tuple[MenuItem, ...]:
+    """A menu bar the page sets (`wvwasi.window.setMenu`): the JSON form of `[[window.menu]]`
+    under the same rules; ManifestError naming the bad entry (`menu[0].items[1].id: ...`)."""
+    return _menu_bar(_Reader(Path("wvwasi.window.setMenu()"), Path()), raw, ("menu",))
+
+
+def _menu_bar(r: _Reader, raw: object, p: KeyPath) -> tuple[MenuItem, ...]:
+    """Top-level menus (each a `{label, items}`) and what they hold (_menu_items)."""
+    menu = _menu_items(r, raw, p, depth=1, ids=set())
+    if any(m.separator or not m.items for m in menu):
+        bad = next(i for i, m in enumerate(menu) if m.separator or not m.items)
+        r.fail((*p, bad), "expected a top-level menu: { label, items = [...] }")
+    return menu
 
 
 def _menu_items(r: _Reader, raw: object, p: KeyPath, depth: int, ids: set[str]

@@ -5,7 +5,7 @@ XDG_RUNTIME_DIR set). Runs the app in this process as its first instance, launch
 FIRST_DOC; then launches it again (a separate process) with SECOND_DOC and with a URL, connects to
 the single-instance channel without the key, clicks two menu items, and prints one JSON object:
 the later launches' exit status and seconds, and what the page received; last the page calls
-`wvwasi.window` (title, size, close).
+`wvwasi.window` (title, size, menu, close) and `wvwasi.notify` (DBUS_SESSION_BUS_ADDRESS set).
 """
 
 from __future__ import annotations
@@ -76,6 +76,35 @@ def click_menu(label: str) -> None:
     GLib.idle_add(activate)
 
 
+def menu_labels() -> list[str]:
+    """The labels of every GTK menu item in the app's windows (the menu bar as built)."""
+    import threading
+
+    from gi.repository import GLib, Gtk
+
+    labels: list[str] = []
+    done = threading.Event()
+
+    def walk(widget: Gtk.Widget) -> None:
+        if isinstance(widget, Gtk.MenuItem):
+            labels.append(widget.get_label())
+            if widget.get_submenu() is not None:
+                walk(widget.get_submenu())
+        if isinstance(widget, Gtk.Container):
+            for child in widget.get_children():
+                walk(child)
+
+    def collect() -> bool:
+        for window in Gtk.Window.list_toplevels():
+            walk(window)
+        done.set()
+        return False
+
+    GLib.idle_add(collect)
+    done.wait(WAIT)
+    return labels
+
+
 def refused_without_key(app: App) -> bool:
     """Connect to the channel as a process without the key would: is it closed on us?"""
     primary = app.primary
@@ -99,6 +128,21 @@ def window_calls(app: App, result: dict[str, Any]) -> None:
     result["inner_width"] = wait_for(app, "innerWidth === 640 && innerWidth")
     result["bad_resize"] = app.window.evaluate(
         "wvwasi.window.resize(0, 5).then(() => 'resolved', (e) => e.kind)", WAIT)
+    # wvwasi.notify: the test's notification server records it (test_desktop_window.py)
+    result["notified"] = app.window.evaluate(
+        "wvwasi.notify({title: 'From the page', body: 'Body ✓'}).then(() => 'shown', "
+        "(e) => e.kind)", WAIT)
+    result["bad_notify"] = app.window.evaluate(
+        "wvwasi.notify({title: 5}).then(() => 'shown', (e) => e.name)", WAIT)
+    # wvwasi.window.setMenu: the new menu replaces the old one, and its clicks reach the page
+    app.window.evaluate("wvwasi.window.setMenu([{label: 'Edit', items: [{label: 'Page item', "
+                        "id: 'page'}, {separator: true}, {label: 'Other', id: 'other'}]}])", WAIT)
+    result["menu_after_set"] = menu_labels()
+    click_menu("Page item")
+    result["page_menu"] = wait_for(app, "received.menus.length === 3 && received.menus[2]")
+    result["bad_menu"] = app.window.evaluate(
+        "wvwasi.window.setMenu([{label: 'Edit', items: [{label: 'x', id: 'a b'}]}])"
+        ".then(() => 'set', (e) => `${e.kind}: ${e.message}`)", WAIT)
     app.window._window.run_js("wvwasi.window.close(); 0")
     result["closed_by_page"] = app.window._close_requested.wait(WAIT)
 

@@ -296,10 +296,38 @@ interface WvwasiWindow {
   setFullscreen(on: boolean): Promise<void>;
   /** Close the window: the app shuts down as if the user had closed it. */
   close(): Promise<void>;
+  /** Replace the menu bar (the JSON form of `[[window.menu]]`, same rules); clicks arrive as
+   *  `menu` events. GTK only so far: elsewhere, and on the web, rejects with `unavailable`. */
+  setMenu(menu: WvwasiMenu[]): Promise<void>;
+}
+
+/** A menu entry: a submenu (`items`), an action (`id`, reported by `menu` events) or a
+ *  separator. */
+type WvwasiMenuEntry =
+  | {label: string; id: string}
+  | {label: string; items: WvwasiMenuEntry[]}
+  | {separator: true};
+
+/** A top-level menu of the menu bar. */
+interface WvwasiMenu {
+  label: string;
+  items: WvwasiMenuEntry[];
+}
+
+interface WvwasiNotification {
+  /** At most 256 characters. */
+  title: string;
+  /** At most 4096 characters; default "". */
+  body?: string;
 }
 
 interface Wvwasi {
   readonly window: WvwasiWindow;
+  /** Show a desktop notification (needs `[app] notifications = true`). Rejects with a
+   *  WasiError of kind `permission` (not granted), `invalid` (too long), `limit` (more than 10
+   *  in 10 s) or `unavailable` (no notification server, or an OS without support yet); on the
+   *  web it uses the browser's Notification API (`permission` if the user says no). */
+  notify(notification: WvwasiNotification): Promise<void>;
 }
 
 // -- wvwasi.updater, wvwasi.app.relaunch (docs/update.md) -------------------------------------

@@ -1408,13 +1408,36 @@
       else if (document.fullscreenElement) await document.exitFullscreen();
     },
     close: () => unavailable('close'),
+    setMenu: () => unavailable('setMenu'),
   } : {
     setTitle: (title) => appCall('setTitle', [String(title)]),
     resize: (width, height) => appCall('resize', [width, height]),
     setFullscreen: (on) => appCall('setFullscreen', [Boolean(on)]),
     close: () => appCall('close', []),
+    setMenu: (menu) => appCall('setMenu', [menu]),
   };
-  const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow)};
+
+  // -- `wvwasi.notify`: a desktop notification ([app] notifications) ---------------------------
+  function notifyOptions({title, body = ''} = {}) {
+    if (typeof title !== 'string' || typeof body !== 'string') {
+      throw new TypeError('wvwasi.notify(): expected {title: string, body?: string}');
+    }
+    return [title, body];
+  }
+  /** On the web: the browser's Notification API, after asking the user for permission. */
+  async function webNotify(options) {
+    const [title, body] = notifyOptions(options);
+    if (typeof Notification === 'undefined') {
+      throw new WasiError('wvwasi.notify(): this browser has no Notification API', 'unavailable');
+    }
+    if (await Notification.requestPermission() !== 'granted') {
+      throw new WasiError('wvwasi.notify(): the user did not allow notifications', 'permission');
+    }
+    new Notification(title, {body});
+  }
+  const notify = config.web ? webNotify
+    : async (options) => { await appCall('notify', notifyOptions(options)); };
+  const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow), notify};
 
   Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService,
                              FileGrant, wvwasi});

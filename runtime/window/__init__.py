@@ -3,7 +3,8 @@
 One module per backend, each with the same contract: `GUI` (pywebview's name for it),
 `LOCAL_INSPECTOR` (whether debug mode keeps the inspector in-process), `prepare()` (check the
 backend can load and set its environment before pywebview imports it; ImportError naming what to
-install) and `cancel_dialogs()` (end open dialogs so closing the window ends the app). Linux:
+install) and `cancel_dialogs()` (end open dialogs so closing the window ends the app); where the
+backend can replace its menu bar while running (GTK), also `set_menu(menus)`. Linux:
 `gtk.py` (default) and `qt.py`, chosen by the manifest; Windows: `webview2.py`; macOS:
 `wkwebview.py`. `AppWindow` is the same for all.
 """
@@ -136,6 +137,16 @@ class AppWindow:
                 self.on_menu(ident)
 
         return menu.MenuAction(item.label, clicked)
+
+    def set_menu(self, menu: tuple[MenuItem, ...]) -> None:
+        """Replace the menu bar (`wvwasi.window.setMenu`); its clicks call `on_menu` as the
+        manifest's do. NotImplementedError where the backend cannot (only GTK can so far)."""
+        set_menu = getattr(self._backend, "set_menu", None)
+        if set_menu is None:
+            raise NotImplementedError(f"changing the menu is not supported on the {self.backend} "
+                                      "webview yet")
+        if self._window is not None:
+            set_menu([self._menu(m) for m in menu])
 
     def dispatch(self, kind: str, detail: dict[str, Any]) -> bool:
         """Dispatch event `kind` with `detail` on the page's `wvwasi.app`; False if the page

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
+from typing import Any
 
 GUI = "gtk"
 #: pywebview's debug mode only adds "Inspect Element" to the page's context menu.
 LOCAL_INSPECTOR = True
+#: Seconds `set_menu` waits for the GUI loop.
+MENU_TIMEOUT = 10.0
 
 
 def prepare() -> None:
@@ -45,3 +49,45 @@ def cancel_dialogs() -> None:
         return False  # run once
 
     GLib.idle_add(cancel)
+
+
+def set_menu(menus: list[Any]) -> None:
+    """Replace the menu bar with pywebview `menus`, from any thread.
+
+    pywebview builds its menu only at start, and a GTK window links its menu bar to the
+    application's menu model when it is shown: so the model's items are replaced in place (the
+    bar follows), or, if the app started without a menu, the new model is set and the windows
+    are told to look again. The old menu's actions are dropped.
+    """
+    from gi.repository import Gio, GLib, Gtk
+    from webview.platforms import gtk as platform
+
+    done = threading.Event()
+    failed: list[Exception] = []
+
+    def apply() -> bool:
+        try:
+            app = platform._app
+            for name in list(platform._app_actions):
+                app.remove_action(name)
+            platform._app_actions.clear()
+            new = platform.create_menu(menus)
+            current = app.get_menubar()
+            if isinstance(current, Gio.Menu):
+                current.remove_all()
+                for i in range(new.get_n_items()):
+                    current.append_item(Gio.MenuItem.new_from_model(new, i))
+            else:
+                app.set_menubar(new)
+                Gtk.Settings.get_default().notify("gtk-shell-shows-menubar")
+        except Exception as e:  # reported to the caller
+            failed.append(e)
+        finally:
+            done.set()
+        return False  # run once
+
+    GLib.idle_add(apply)
+    if not done.wait(MENU_TIMEOUT):
+        raise TimeoutError(f"the GTK main loop did not take the menu within {MENU_TIMEOUT:g} s")
+    if failed:
+        raise failed[0]

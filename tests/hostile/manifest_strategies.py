@@ -116,6 +116,7 @@ LEAVES: Mapping[str, st.SearchStrategy[Any]] = {
     "app.url_schemes": st.lists(st.sampled_from(["notes", "x-app+v1", "my.app", "a-b"]),
                                 unique=True, max_size=3),
     "app.single_instance": st.booleans(),
+    "app.notifications": st.booleans(),
     "window.menu": st.deferred(lambda: menus),
     "bundle.file_associations": st.deferred(lambda: associations),
 }
