@@ -1,9 +1,10 @@
 """Run a project in the real app window and print what one page expression returned.
 
-Usage: python tests/bulk_driver.py PROJECT BACKEND EXPRESSION (DISPLAY set).
+Usage: python tests/bulk_driver.py PROJECT BACKEND EXPRESSION [--menu-labels] (DISPLAY set).
 Runs the app in this process (`App`: host, bridge, pywebview window), waits for the page to load,
 awaits EXPRESSION in it (`AppWindow.evaluate`), closes the window and prints one JSON object:
-`{"value", "status", "threads_left"}` or `{"error", ...}`.
+`{"value", "status", "threads_left"}` or `{"error", ...}`; with `--menu-labels` (GTK) also
+`menu_labels`, the labels of the window's menu bar after EXPRESSION.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def drive(app: App, expression: str, result: dict[str, Any]) -> None:
         if not window.loaded.wait(LOAD_WAIT):
             raise TimeoutError(f"the page did not load within {LOAD_WAIT:g} s")
         result["value"] = window.evaluate(expression, RUN_WAIT)
+        if "--menu-labels" in sys.argv:
+            from desktop_driver import menu_labels
+
+            result["menu_labels"] = menu_labels()
     except Exception:
         result["error"] = traceback.format_exc()
     finally:

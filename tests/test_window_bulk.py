@@ -3,7 +3,9 @@
 One `frames` worker gets 1 MiB and 16 MiB records (16 MiB is the default `limits.message`, and
 both are over the bridge's 1 MiB credit window) posted all at once between small ones; one
 `lines` worker gets 1 MiB strings between short ones. Every echo must come back whole, in the
-order sent. tests/bulk_driver.py runs the app; tests/bulk_page/bulk.js checks in the page.
+order sent. tests/bulk_driver.py runs the app; tests/bulk_page/bulk.js checks in the page. Then
+the page, which started without a menu, sets one (`wvwasi.window.setMenu`): GTK shows it, Qt
+refuses with `unavailable` (not supported there yet).
 The figures for such records are bench/bench_window.py's and bench/bench_bulk_candidates.py's.
 """
 
@@ -49,8 +51,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_large_records_echo_whole_and_in_order(
     backend: str, project: Path, display: str, tmp_path: Path
 ) -> None:
+    set_menu = ("wvwasi.window.setMenu([{label: 'Set', items: [{label: 'By the page', id: 'p'}]}])"
+                ".then(() => 'set', (e) => e.kind)")
     proc = subprocess.run(
-        [sys.executable, str(DRIVER), str(project), backend, "bulkCheck()"],
+        [sys.executable, str(DRIVER), str(project), backend,
+         f"bulkCheck().then(async (value) => ({{...value, menu: await {set_menu}}}))",
+         *(["--menu-labels"] if backend == "gtk" else [])],
         env=app_env(display, tmp_path), capture_output=True, text=True, timeout=300,
     )
     assert_clean_exit(proc)
@@ -61,3 +67,7 @@ def test_large_records_echo_whole_and_in_order(
     assert 16 * MIB in value["sizes"] and MIB in value["sizes"]
     assert value["frames"] == {"count": len(value["sizes"]), "problems": []}
     assert value["lines"] == {"count": 5, "problems": []}
+    if backend == "gtk":  # a menu bar appears where there was none
+        assert value["menu"] == "set" and "By the page" in result["menu_labels"]
+    else:
+        assert value["menu"] == "unavailable"
