@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 PRECOMPILED = "precompiled"
 #: How long shutdown waits for the app's threads to end.
 _THREAD_GRACE = 2.0
-#: Page events (`open`, `menu`) waiting for a page to load; older ones are dropped past this.
+#: Page events (`open`, `menu`, `tray`) waiting for a page to load; older ones are dropped
+#: past this.
 MAX_PENDING_EVENTS = 64
 #: Bounds on `wvwasi.window` calls: title characters, width and height in pixels.
 MAX_TITLE = 1024
@@ -86,6 +87,7 @@ class App:
         self.window = None if headless else AppWindow(
             manifest.window, backend or backend_for(manifest), inspector=dev,
             on_menu=lambda ident: self.send_event("menu", {"id": ident}),
+            app=manifest.app, on_tray=lambda ident: self.send_event("tray", {"id": ident}),
         )
         picker = self.window.pick_folder if self.window is not None else None
         file_picker = self.window.pick_files if self.window is not None else None
@@ -194,8 +196,8 @@ class App:
         return 0 if report["ok"] else 1
 
     def send_event(self, kind: str, detail: dict[str, Any]) -> None:
-        """Dispatch `kind` (`open`, `menu`) on the page's `wvwasi.app`; held until a page has
-        loaded (and, on the page, an `open` until it has a listener)."""
+        """Dispatch `kind` (`open`, `menu`, `tray`) on the page's `wvwasi.app`; held until a page
+        has loaded (and, on the page, an `open` until it has a listener)."""
         self._events.add(kind, detail)
         if self.window is not None and self.window.loaded.is_set():
             self._events.flush(self.window)

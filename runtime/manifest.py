@@ -184,6 +184,8 @@ class AppInfo:
     url_schemes: tuple[str, ...] = ()  # lower-case, e.g. ("myapp",)
     single_instance: bool = True
     notifications: bool = False  # the page may show desktop notifications (`wvwasi.notify`)
+    tray: bool = False  # a tray icon (status icon) while the app runs
+    tray_menu: tuple[MenuItem, ...] = ()  # `[[app.tray_menu]]`: the tray icon's menu
 
 
 @dataclass(frozen=True)
@@ -568,7 +570,8 @@ def _png(r: _Reader, t: dict, p: KeyPath, key: str) -> Path | None:
 def _app(r: _Reader, raw: object) -> AppInfo:
     p: KeyPath = ("app",)
     t = r.table(raw, p, ("name", "identifier", "version", "description", "publisher", "icon",
-                         "url_schemes", "single_instance", "notifications"))
+                         "url_schemes", "single_instance", "notifications", "tray",
+                         "tray_menu"))
     name = r.nonempty(t, p, "name")
     identifier = r.string(t, p, "identifier")
     if not _IDENTIFIER.match(identifier):
@@ -587,6 +590,10 @@ def _app(r: _Reader, raw: object) -> AppInfo:
                    "browser: choose a scheme of the app's own")
         if scheme in schemes[:i]:
             r.fail((*p, "url_schemes", i), f"duplicate scheme {_show(scheme)}")
+    tray = r.boolean(t, p, "tray", False)
+    tray_menu = _menu_items(r, t.get("tray_menu", []), (*p, "tray_menu"), depth=1, ids=set())
+    if tray_menu and not tray:
+        r.fail((*p, "tray_menu"), "a tray menu needs a tray icon: set tray = true")
     return AppInfo(
         name=name,
         identifier=identifier,
@@ -597,6 +604,8 @@ def _app(r: _Reader, raw: object) -> AppInfo:
         url_schemes=schemes,
         single_instance=r.boolean(t, p, "single_instance", True),
         notifications=r.boolean(t, p, "notifications", False),
+        tray=tray,
+        tray_menu=tray_menu,
     )
 
 

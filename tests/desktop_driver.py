@@ -6,6 +6,7 @@ FIRST_DOC; then launches it again (a separate process) with SECOND_DOC and with 
 the single-instance channel without the key, clicks two menu items, and prints one JSON object:
 the later launches' exit status and seconds, and what the page received; last the page calls
 `wvwasi.window` (title, size, menu, close) and `wvwasi.notify` (DBUS_SESSION_BUS_ADDRESS set).
+The tray icon is clicked in the system tray the test runs (trayer).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,57 @@ def menu_labels() -> list[str]:
     return labels
 
 
+def on_gtk(function: Callable[[], Any]) -> Any:
+    """`function()`'s value, called on the GTK main loop (GTK is not thread-safe)."""
+    import threading
+
+    from gi.repository import GLib
+
+    answer: list[Any] = []
+    done = threading.Event()
+
+    def call() -> bool:
+        try:
+            answer.append(function())
+        finally:
+            done.set()
+        return False
+
+    GLib.idle_add(call)
+    if not done.wait(WAIT):
+        raise TimeoutError("the GTK main loop did not answer")
+    return answer[0]
+
+
+def tray_clicks(app: App, result: dict[str, Any]) -> None:
+    """The tray icon, embedded in the test's system tray (trayer): a real click on it, a right
+    click that pops its menu up, and its menu items."""
+    tray = app.window.tray
+    deadline = time.monotonic() + WAIT
+    while not (tray.status_icon is not None and on_gtk(tray.status_icon.is_embedded)):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the tray icon was never embedded in the system tray")
+        time.sleep(0.2)
+    _, _, area, _ = on_gtk(tray.status_icon.get_geometry)
+    x, y = area.x + area.width // 2, area.y + area.height // 2
+    subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "1"], check=True,
+                   timeout=30)
+    result["tray_icon_click"] = wait_for(app, "received.trays.length === 1 && received.trays[0]")
+    subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "3"], check=True,
+                   timeout=30)
+    deadline = time.monotonic() + WAIT
+    while not on_gtk(tray.menu.get_visible):
+        if time.monotonic() > deadline:
+            raise TimeoutError("a right click on the tray icon did not show its menu")
+        time.sleep(0.1)
+    result["tray_menu_labels"] = on_gtk(
+        lambda: [child.get_label() for child in tray.menu.get_children()])
+    on_gtk(tray.menu.popdown)
+    click_menu("Tray hello")
+    click_menu("Tray deep")
+    result["tray_items"] = wait_for(app, "received.trays.length === 3 && received.trays.slice(1)")
+
+
 def refused_without_key(app: App) -> bool:
     """Connect to the channel as a process without the key would: is it closed on us?"""
     primary = app.primary
@@ -166,6 +219,7 @@ def main() -> int:
             click_menu("Say hello")
             click_menu("Deep item")
             result["menus"] = wait_for(app, "received.menus.length === 2 && received.menus")
+            tray_clicks(app, result)
             result["opens"] = wait_for(app, "received.opens.length === 3 && received.opens")
             result["second_text"] = app.window.evaluate("received.opens[1].files[0].grant.text()",
                                                         WAIT)

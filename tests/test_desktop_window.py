@@ -1,7 +1,8 @@
 """Desktop integration in a real window under Xvfb (GTK): the first launch's document reaches
 the page once it listens; later launches with a document and with a URL exit 0 within seconds
 and the running page receives both; a process without the channel's key is refused while the
-app keeps running; menu clicks reach the page, also of a menu the page set; the page's
+app keeps running; menu clicks reach the page, also of a menu the page set, and clicks on the
+tray icon in a real system tray (trayer) and on its menu; the page's
 notification reaches a notification server on a private session bus (tests/desktop_driver.py
 drives it). The Notes
 example opens a .note file it was launched with and saves to a file the user picks from its
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,19 @@ def display() -> Iterator[str]:
         yield d
 
 
+@contextmanager
+def system_tray(display: str) -> Iterator[None]:
+    """An XEmbed system tray (Debian's trayer) on `display` for the block."""
+    tray = subprocess.Popen(["trayer", "--edge", "top", "--align", "right"],
+                            env={**os.environ, "DISPLAY": display},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        tray.terminate()
+        tray.wait(10)
+
+
 def test_launches_are_handed_to_the_running_page_and_menus_click_through(
     display: str, tmp_path: Path
 ):
@@ -44,7 +59,7 @@ def test_launches_are_handed_to_the_running_page_and_menus_click_through(
     (docs / "first.wvdoc").write_text("one")
     (docs / "second.txt").write_text("two")
     (tmp_path / "tmp").mkdir()
-    with session_bus(tmp_path) as bus:
+    with session_bus(tmp_path) as bus, system_tray(display):
         server = NotificationServer(bus)
         env = {**os.environ, "DISPLAY": display, "XDG_RUNTIME_DIR": str(run),
                "XDG_DATA_HOME": str(tmp_path / "data"),
@@ -78,6 +93,10 @@ def test_launches_are_handed_to_the_running_page_and_menus_click_through(
     assert url["urls"] == ["wvdesk://note/42?x=1"] and url["files"] == []
     assert result["refused"] is True
     assert result["menus"] == [{"id": "hello"}, {"id": "deep"}]
+    # the tray icon, in a real XEmbed system tray: a click on it, its menu and their items
+    assert result["tray_icon_click"] == {"id": None}
+    assert result["tray_menu_labels"] == ["Tray hello", "", "Tray more"]
+    assert result["tray_items"] == [{"id": "tray-hello"}, {"id": "tray-deep"}]
     assert "single instance: refused a connection" in proc.stderr
     # wvwasi.window from the page: the X window's title, its size, a refused call, close
     assert result["retitled"] is True and result["inner_width"] == 640

@@ -259,9 +259,15 @@ interface WvwasiMenuDetail {
   id: string;
 }
 
+/** `tray`: the `[app] tray_menu` item with this `id` was clicked, or (null) the tray icon. */
+interface WvwasiTrayDetail {
+  id: string | null;
+}
+
 interface WvwasiAppEventMap {
   open: CustomEvent<WvwasiOpenDetail>;
   menu: CustomEvent<WvwasiMenuDetail>;
+  tray: CustomEvent<WvwasiTrayDetail>;
 }
 
 /** `wvwasi.app`: events from the app window. `open` events wait until the first `open`

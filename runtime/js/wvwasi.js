@@ -1264,8 +1264,9 @@
 
   // -- `wvwasi.app`: events from the app window (docs/page-api.md, "The wvwasi global") --------
   // `open`: the files, URLs and arguments of a launch (the first one, and each later launch the
-  // single instance was handed); `menu`: a [[window.menu]] item was clicked. The window calls
-  // __wvwasiDispatch; `open` events wait until the page adds its first `open` listener.
+  // single instance was handed); `menu`: a [[window.menu]] item was clicked; `tray`: the tray
+  // icon or an item of its menu was clicked. The window calls __wvwasiDispatch; `open` events
+  // wait until the page adds its first `open` listener.
   class AppEvents extends EventTarget {
     #held = [];
     #listened = false;

@@ -4,7 +4,8 @@ One module per backend, each with the same contract: `GUI` (pywebview's name for
 `LOCAL_INSPECTOR` (whether debug mode keeps the inspector in-process), `prepare()` (check the
 backend can load and set its environment before pywebview imports it; ImportError naming what to
 install) and `cancel_dialogs()` (end open dialogs so closing the window ends the app); where the
-backend can replace its menu bar while running (GTK), also `set_menu(menus)`. Linux:
+backend can replace its menu bar while running (GTK), also `set_menu(menus)`, and where it can show
+a tray icon (GTK), `Tray(title, icon, menu, on_click)` with `hide()`. Linux:
 `gtk.py` (default) and `qt.py`, chosen by the manifest; Windows: `webview2.py`; macOS:
 `wkwebview.py`. `AppWindow` is the same for all.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from wvwasi.runtime.manifest import Manifest, MenuItem, Window
+from wvwasi.runtime.manifest import AppInfo, Manifest, MenuItem, Window
 
 if TYPE_CHECKING:
     from wvwasi.runtime.bridge.grants import FileRequest
@@ -77,11 +78,15 @@ class AppWindow:
     def __init__(
         self, spec: Window, backend: Backend | None, *, inspector: bool = False,
         on_menu: Callable[[str], None] | None = None,
+        app: AppInfo | None = None, on_tray: Callable[[str | None], None] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
         self.inspector = inspector
         self.on_menu = on_menu  # called with a `[[window.menu]]` item's id when it is clicked
+        self.app = app  # `[app]`: its tray icon, if `tray`
+        self.on_tray = on_tray  # called with a tray menu item's id, None for the icon itself
+        self.tray: Any = None  # the backend's Tray while shown
         self._backend = backend_module(backend) if backend is not None else None
         self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
         self._window: Any = None
@@ -118,9 +123,26 @@ class AppWindow:
 
         self._window.events.loaded += loaded
         gui = self._backend.GUI if self._backend is not None else None
+        if self.app is not None and self.app.tray:
+            self._show_tray(self.app)
         with _CloseOnSignals(self.close):
             webview.start(gui=gui, debug=debug, private_mode=True,
                           menu=[self._menu(m) for m in self.spec.menu])
+
+    def _show_tray(self, app: AppInfo) -> None:
+        """The tray icon with `[[app.tray_menu]]`; a warning where the backend has none yet."""
+        tray = getattr(self._backend, "Tray", None)
+        if tray is None:
+            print(f"warning: no tray icon: not supported on the {self.backend} webview yet",
+                  file=sys.stderr)
+            return
+        self.tray = tray(app.name, app.icon, app.tray_menu, self._tray_clicked)
+
+    def _tray_clicked(self, ident: str | None) -> None:
+        if ident is None:  # the icon itself: the window comes forward
+            self.bring_forward()
+        if self.on_tray is not None:
+            self.on_tray(ident)
 
     def _menu(self, item: MenuItem) -> Any:
         """pywebview's menu object for a `[[window.menu]]` entry."""
@@ -188,6 +210,8 @@ class AppWindow:
         if self._close_requested.is_set():
             return
         self._close_requested.set()
+        if self.tray is not None:
+            self.tray.hide()
         if self._window is not None:
             if self._backend is not None:
                 self._backend.cancel_dialogs()

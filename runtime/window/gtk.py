@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from wvwasi.runtime.manifest import MenuItem
 
 GUI = "gtk"
 #: pywebview's debug mode only adds "Inspect Element" to the page's context menu.
@@ -91,3 +96,78 @@ def set_menu(menus: list[Any]) -> None:
         raise TimeoutError(f"the GTK main loop did not take the menu within {MENU_TIMEOUT:g} s")
     if failed:
         raise failed[0]
+
+
+class Tray:
+    """The app's tray icon (Gtk.StatusIcon: shown by XEmbed system trays) and its menu.
+
+    Built on the GTK main loop once it runs; `on_click(id)` is called on a thread of its own
+    with a menu item's id, or None when the icon itself is clicked.
+    """
+
+    def __init__(self, title: str, icon: Path | None, menu: tuple[MenuItem, ...],
+                 on_click: Callable[[str | None], None]) -> None:
+        from gi.repository import GLib
+
+        self.title = title
+        self.icon_file = icon
+        self.items = menu
+        self.on_click = on_click
+        self.status_icon: Any = None  # a Gtk.StatusIcon once shown
+        self.menu: Any = None  # its Gtk.Menu (None without menu items)
+        GLib.idle_add(self._show)
+
+    def _show(self) -> bool:
+        from gi.repository import Gtk
+
+        with warnings.catch_warnings():  # Gtk.StatusIcon is deprecated (still in GTK 3)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            icon = (Gtk.StatusIcon.new_from_file(str(self.icon_file)) if self.icon_file
+                    else Gtk.StatusIcon.new_from_icon_name("application-x-executable"))
+        icon.set_title(self.title)
+        icon.set_tooltip_text(self.title)
+        icon.connect("activate", lambda _icon: self._clicked(None))
+        if self.items:
+            self.menu = self._build(self.items)
+            icon.connect("popup-menu", self._popup)
+        icon.set_visible(True)
+        self.status_icon = icon
+        return False  # run once
+
+    def _build(self, items: tuple[MenuItem, ...]) -> Any:
+        from gi.repository import Gtk
+
+        menu = Gtk.Menu()
+        for item in items:
+            if item.separator:
+                menu.append(Gtk.SeparatorMenuItem())
+                continue
+            entry = Gtk.MenuItem(label=item.label)
+            if item.id is None:
+                entry.set_submenu(self._build(item.items))
+            else:
+                entry.connect("activate", lambda _entry, ident=item.id: self._clicked(ident))
+            menu.append(entry)
+        menu.show_all()
+        return menu
+
+    def _popup(self, icon: Any, button: int, when: int) -> None:
+        from gi.repository import Gtk
+
+        self.menu.popup(None, None, Gtk.StatusIcon.position_menu, icon, button, when)
+
+    def _clicked(self, ident: str | None) -> None:
+        # never on the GUI thread: the page's event is delivered through it
+        threading.Thread(target=self.on_click, args=(ident,), name="wvwasi-tray",
+                         daemon=True).start()
+
+    def hide(self) -> None:
+        """Remove the icon (from any thread)."""
+        from gi.repository import GLib
+
+        def hide() -> bool:
+            if self.status_icon is not None:
+                self.status_icon.set_visible(False)
+            return False
+
+        GLib.idle_add(hide)
