@@ -189,7 +189,7 @@ def window_calls(app: App, result: dict[str, Any]) -> None:
         "wvwasi.notify({title: 5}).then(() => 'shown', (e) => e.name)", WAIT)
     # wvwasi.window.setMenu: the new menu replaces the old one, and its clicks reach the page
     app.window.evaluate("wvwasi.window.setMenu([{label: 'Edit', items: [{label: 'Page item', "
-                        "id: 'page'}, {separator: true}, {label: 'Other', id: 'other'}]}])", WAIT)
+                        "id: 'page'}, {separator: true}, {label: 'Other (a:b)', id: 'other'}]}])", WAIT)
     result["menu_after_set"] = menu_labels()
     click_menu("Page item")
     result["page_menu"] = wait_for(app, "received.menus.length === 3 && received.menus[2]")
@@ -217,7 +217,7 @@ def main() -> int:
             result["url_launch"] = launch_again(Path(project), "wvdesk://note/42?x=1")
             result["refused"] = refused_without_key(app)
             click_menu("Say hello")
-            click_menu("Deep item")
+            click_menu("Deep item (2: deep)")
             result["menus"] = wait_for(app, "received.menus.length === 2 && received.menus")
             tray_clicks(app, result)
             result["opens"] = wait_for(app, "received.opens.length === 3 && received.opens")

@@ -105,7 +105,7 @@ def test_launches_are_handed_to_the_running_page_and_menus_click_through(
     assert result["notified"] == "shown" and result["bad_notify"] == "TypeError"
     assert server.received == [("Desktop Test", "From the page", "Body ✓")]
     # wvwasi.window.setMenu replaced the manifest's menu; its click reached the page
-    assert "Page item" in result["menu_after_set"] and "Other" in result["menu_after_set"]
+    assert "Page item" in result["menu_after_set"] and "Other (a:b)" in result["menu_after_set"]
     assert "Say hello" not in result["menu_after_set"]
     assert result["page_menu"] == {"id": "page"}
     assert result["bad_menu"].startswith("invalid: wvwasi.window.setMenu(): menu[0].items[0].id:")

@@ -125,9 +125,13 @@ class AppWindow:
         gui = self._backend.GUI if self._backend is not None else None
         if self.app is not None and self.app.tray:
             self._show_tray(self.app)
+        menus = [self._menu(m) for m in self.spec.menu]
+        set_menu = getattr(self._backend, "set_menu", None)
+        if menus and set_menu is not None:  # the backend builds it once its GUI loop runs
+            set_menu(menus, wait=False)
+            menus = []
         with _CloseOnSignals(self.close):
-            webview.start(gui=gui, debug=debug, private_mode=True,
-                          menu=[self._menu(m) for m in self.spec.menu])
+            webview.start(gui=gui, debug=debug, private_mode=True, menu=menus)
 
     def _show_tray(self, app: AppInfo) -> None:
         """The tray icon with `[[app.tray_menu]]`; a warning where the backend has none yet."""

@@ -56,13 +56,15 @@ def cancel_dialogs() -> None:
     GLib.idle_add(cancel)
 
 
-def set_menu(menus: list[Any]) -> None:
-    """Replace the menu bar with pywebview `menus`, from any thread.
+def set_menu(menus: list[Any], *, wait: bool = True) -> None:
+    """Show pywebview `menus` as the menu bar, from any thread; `wait=False` only schedules it
+    (the app's first menu, set before the GUI loop runs).
 
-    pywebview builds its menu only at start, and a GTK window links its menu bar to the
-    application's menu model when it is shown: so the model's items are replaced in place (the
-    bar follows), or, if the app started without a menu, the new model is set and the windows
-    are told to look again. The old menu's actions are dropped.
+    wvwasi builds GTK menus itself, not with pywebview's builder, which names each action after
+    its label and so aborts the process (a GLib error) on a label with "(" or ":". A GTK window
+    links its menu bar to the application's menu model when it is shown: so a later menu replaces
+    the model's items in place (the bar follows), while a first one is set as the model and the
+    windows are told to look again. The old menu's actions are dropped.
     """
     from gi.repository import Gio, GLib, Gtk
     from webview.platforms import gtk as platform
@@ -73,10 +75,15 @@ def set_menu(menus: list[Any]) -> None:
     def apply() -> bool:
         try:
             app = platform._app
-            for name in list(platform._app_actions):
+            for name in _actions:
                 app.remove_action(name)
-            platform._app_actions.clear()
-            new = platform.create_menu(menus)
+            _actions.clear()
+            new = _menu_model(menus)
+            for name, function in _actions.items():
+                action = Gio.SimpleAction.new(name, None)
+                action.connect("activate", lambda _a, _p, f=function: threading.Thread(
+                    target=f, name="wvwasi-menu", daemon=True).start())
+                app.add_action(action)
             current = app.get_menubar()
             if isinstance(current, Gio.Menu):
                 current.remove_all()
@@ -92,10 +99,42 @@ def set_menu(menus: list[Any]) -> None:
         return False  # run once
 
     GLib.idle_add(apply)
+    if not wait:
+        return
     if not done.wait(MENU_TIMEOUT):
         raise TimeoutError(f"the GTK main loop did not take the menu within {MENU_TIMEOUT:g} s")
     if failed:
         raise failed[0]
+
+
+#: The menu bar's actions by name (`wvwasi-menu-N`): what a click on each calls.
+_actions: dict[str, Callable[[], None]] = {}
+
+
+def _menu_model(menus: list[Any]) -> Any:
+    """A Gio.Menu of pywebview `menus`, each action registered in `_actions`."""
+    from gi.repository import Gio
+    from webview.menu import Menu, MenuAction, MenuSeparator
+
+    def submenu(items: list[Any]) -> Gio.Menu:
+        menu, section = Gio.Menu(), Gio.Menu()
+        for item in items:
+            if isinstance(item, MenuSeparator):
+                menu.append_section(None, section)
+                section = Gio.Menu()
+            elif isinstance(item, MenuAction):
+                name = f"wvwasi-menu-{len(_actions)}"
+                _actions[name] = item.function
+                section.append(item.title, f"app.{name}")
+            elif isinstance(item, Menu):
+                section.append_submenu(item.title, submenu(item.items))
+        menu.append_section(None, section)
+        return menu
+
+    bar = Gio.Menu()
+    for top in menus:
+        bar.append_submenu(top.title, submenu(top.items))
+    return bar
 
 
 class Tray:
