@@ -189,7 +189,8 @@ def window_calls(app: App, result: dict[str, Any]) -> None:
         "wvwasi.notify({title: 5}).then(() => 'shown', (e) => e.name)", WAIT)
     # wvwasi.window.setMenu: the new menu replaces the old one, and its clicks reach the page
     app.window.evaluate("wvwasi.window.setMenu([{label: 'Edit', items: [{label: 'Page item', "
-                        "id: 'page'}, {separator: true}, {label: 'Other (a:b)', id: 'other'}]}])", WAIT)
+                        "id: 'page'}, {separator: true}, {label: 'Other (a:b)', id: 'other'}]}])",
+                        WAIT)
     result["menu_after_set"] = menu_labels()
     click_menu("Page item")
     result["page_menu"] = wait_for(app, "received.menus.length === 3 && received.menus[2]")

@@ -4,8 +4,8 @@ One module per backend, each with the same contract: `GUI` (pywebview's name for
 `LOCAL_INSPECTOR` (whether debug mode keeps the inspector in-process), `prepare()` (check the
 backend can load and set its environment before pywebview imports it; ImportError naming what to
 install) and `cancel_dialogs()` (end open dialogs so closing the window ends the app); where the
-backend can replace its menu bar while running (GTK), also `set_menu(menus)`, and where it can show
-a tray icon (GTK), `Tray(title, icon, menu, on_click)` with `hide()`. Linux:
+backend builds and replaces its menu bar itself (GTK), also `set_menu(menus, wait=)`, and where
+it can show a tray icon (GTK), `Tray(title, icon, menu, on_click)` with `hide()`. Linux:
 `gtk.py` (default) and `qt.py`, chosen by the manifest; Windows: `webview2.py`; macOS:
 `wkwebview.py`. `AppWindow` is the same for all.
 """
@@ -134,7 +134,7 @@ class AppWindow:
             webview.start(gui=gui, debug=debug, private_mode=True, menu=menus)
 
     def _show_tray(self, app: AppInfo) -> None:
-        """The tray icon with `[[app.tray_menu]]`; a warning where the backend has none yet."""
+        """The tray icon with `[app] tray_menu`; a warning where the backend has none yet."""
         tray = getattr(self._backend, "Tray", None)
         if tray is None:
             print(f"warning: no tray icon: not supported on the {self.backend} webview yet",
