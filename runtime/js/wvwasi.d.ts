@@ -303,7 +303,7 @@ interface WvwasiWindow {
   /** Close the window: the app shuts down as if the user had closed it. */
   close(): Promise<void>;
   /** Replace the menu bar (the JSON form of `[[window.menu]]`, same rules); clicks arrive as
-   *  `menu` events. GTK only so far: elsewhere, and on the web, rejects with `unavailable`. */
+   *  `menu` events. Linux only so far: elsewhere, and on the web, rejects with `unavailable`. */
   setMenu(menu: WvwasiMenu[]): Promise<void>;
 }
 

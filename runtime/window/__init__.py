@@ -4,8 +4,10 @@ One module per backend, each with the same contract: `GUI` (pywebview's name for
 `LOCAL_INSPECTOR` (whether debug mode keeps the inspector in-process), `prepare()` (check the
 backend can load and set its environment before pywebview imports it; ImportError naming what to
 install) and `cancel_dialogs()` (end open dialogs so closing the window ends the app); where the
-backend builds and replaces its menu bar itself (GTK), also `set_menu(menus, wait=)`, and where
-it can show a tray icon (GTK), `Tray(title, icon, menu, on_click)` with `hide()`. Linux:
+backend can replace its menu bar while running (GTK, Qt), also `set_menu(menus)`, where it builds
+the first one itself (GTK), `start_menu(menus)` (called on the main thread before the GUI loop;
+True if it builds them), and where it can show a tray icon (GTK, Qt),
+`Tray(title, icon, menu, on_click)` with `hide()`. Linux:
 `gtk.py` (default) and `qt.py`, chosen by the manifest; Windows: `webview2.py`; macOS:
 `wkwebview.py`. `AppWindow` is the same for all.
 """
@@ -126,9 +128,8 @@ class AppWindow:
         if self.app is not None and self.app.tray:
             self._show_tray(self.app)
         menus = [self._menu(m) for m in self.spec.menu]
-        set_menu = getattr(self._backend, "set_menu", None)
-        if menus and set_menu is not None:  # the backend builds it once its GUI loop runs
-            set_menu(menus, wait=False)
+        start_menu = getattr(self._backend, "start_menu", None)
+        if start_menu is not None and start_menu(menus):  # built once the GUI loop runs
             menus = []
         with _CloseOnSignals(self.close):
             webview.start(gui=gui, debug=debug, private_mode=True, menu=menus)
@@ -166,7 +167,7 @@ class AppWindow:
 
     def set_menu(self, menu: tuple[MenuItem, ...]) -> None:
         """Replace the menu bar (`wvwasi.window.setMenu`); its clicks call `on_menu` as the
-        manifest's do. NotImplementedError where the backend cannot (only GTK can so far)."""
+        manifest's do. NotImplementedError where the backend cannot (GTK and Qt can so far)."""
         set_menu = getattr(self._backend, "set_menu", None)
         if set_menu is None:
             raise NotImplementedError(f"changing the menu is not supported on the {self.backend} "

@@ -56,9 +56,16 @@ def cancel_dialogs() -> None:
     GLib.idle_add(cancel)
 
 
+def start_menu(menus: list[Any]) -> bool:
+    """Show the app's first menu once the GUI loop runs (called before it starts); True if
+    there is one."""
+    if menus:
+        set_menu(menus, wait=False)
+    return bool(menus)
+
+
 def set_menu(menus: list[Any], *, wait: bool = True) -> None:
-    """Show pywebview `menus` as the menu bar, from any thread; `wait=False` only schedules it
-    (the app's first menu, set before the GUI loop runs).
+    """Show pywebview `menus` as the menu bar, from any thread; `wait=False` only schedules it.
 
     wvwasi builds GTK menus itself, not with pywebview's builder, which names each action after
     its label and so aborts the process (a GLib error) on a label with "(" or ":". A GTK window
