@@ -8,6 +8,7 @@ call fails with NotifyError("unavailable").
 
 from __future__ import annotations
 
+import html
 import sys
 import threading
 import time
@@ -61,17 +62,23 @@ class Notifier:
 
 
 def _freedesktop_notify(app_name: str, title: str, body: str) -> int:
-    """org.freedesktop.Notifications.Notify on the session bus; the notification's id."""
+    """org.freedesktop.Notifications.Notify on the session bus; the notification's id. The body
+    is shown as the plain text it is: escaped where the server reads markup in it (links,
+    images)."""
     from jeepney import DBusAddress, DBusErrorResponse, new_method_call
     from jeepney.io.blocking import open_dbus_connection
     from jeepney.wrappers import unwrap_msg
 
     address = DBusAddress("/org/freedesktop/Notifications", bus_name=_SERVER, interface=_SERVER)
-    # app_name, replaces_id, app_icon, summary, body, actions, hints, expire_timeout (-1: server's)
-    call = new_method_call(address, "Notify", "susssasa{sv}i",
-                           (app_name, 0, "", title, body, [], {}, -1))
     try:
         with open_dbus_connection(bus="SESSION") as bus:
+            capabilities = unwrap_msg(bus.send_and_get_reply(
+                new_method_call(address, "GetCapabilities"), timeout=TIMEOUT))[0]
+            if "body-markup" in capabilities:
+                body = html.escape(body, quote=False)
+            # app_name, replaces_id, app_icon, summary, body, actions, hints, expire_timeout
+            call = new_method_call(address, "Notify", "susssasa{sv}i",
+                                   (app_name, 0, "", title, body, [], {}, -1))
             reply = unwrap_msg(bus.send_and_get_reply(call, timeout=TIMEOUT))
     except KeyError as e:  # jeepney: DBUS_SESSION_BUS_ADDRESS is not set
         raise NotifyError("unavailable", "no desktop session bus (DBUS_SESSION_BUS_ADDRESS is "

@@ -3,8 +3,9 @@ what it is sent, for the `wvwasi.notify` tests.
 
 `session_bus(folder)` yields the bus address (what DBUS_SESSION_BUS_ADDRESS holds); its config
 has no service folders, so nothing is activated behind the test's back. `NotificationServer`
-owns org.freedesktop.Notifications on that bus (jeepney, as the runtime) and answers `Notify`
-like a desktop's daemon, keeping each call's (app_name, summary, body).
+owns org.freedesktop.Notifications on that bus (jeepney, as the runtime) and answers
+`GetCapabilities` (`capabilities`) and `Notify` like a desktop's daemon, keeping each call's
+(app_name, summary, body).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def session_bus(folder: Path) -> Iterator[str]:
 class NotificationServer:
     """Serves org.freedesktop.Notifications.Notify on `address` on a thread until `close()`."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, capabilities: tuple[str, ...] = ("body",)) -> None:
+        self.capabilities = capabilities
         self.received: list[tuple[str, str, str]] = []  # (app_name, summary, body)
         self._conn = open_dbus_connection(bus=address)
         reply = self._conn.send_and_get_reply(message_bus.RequestName(SERVER), timeout=10)
@@ -73,8 +75,12 @@ class NotificationServer:
             except TimeoutError:
                 continue
             header = message.header
-            if (header.message_type == MessageType.method_call
-                    and header.fields.get(HeaderFields.member) == "Notify"):
+            if header.message_type != MessageType.method_call:
+                continue
+            member = header.fields.get(HeaderFields.member)
+            if member == "GetCapabilities":
+                self._conn.send(new_method_return(message, "as", (list(self.capabilities),)))
+            elif member == "Notify":
                 app_name, _replaces, _icon, summary, body, *_ = message.body
                 self.received.append((app_name, summary, body))
                 self._conn.send(new_method_return(message, "u", (len(self.received),)))

@@ -33,6 +33,17 @@ def test_title_and_body_reach_the_notification_server(bus: str):
                                ("Notes", "Second", "")]
 
 
+def test_the_body_stays_plain_text_where_the_server_reads_markup(bus: str):
+    body = 'Read <a href="https://evil.example/">this</a> & <img src="x">'
+    server = NotificationServer(bus, capabilities=("body", "body-markup"))
+    try:
+        Notifier("Notes").notify("<b>Title</b>", body)
+    finally:
+        server.close()
+    assert server.received == [("Notes", "<b>Title</b>", 'Read &lt;a href="https://evil.example/"'
+                                '&gt;this&lt;/a&gt; &amp; &lt;img src="x"&gt;')]
+
+
 def test_without_a_notification_server_the_call_fails_as_unavailable(bus: str):
     with pytest.raises(NotifyError, match="no notification server answered") as e:
         Notifier("Notes").notify("Saved", "")
