@@ -73,12 +73,14 @@ def qt_tray_clicks(app: App) -> Any:
     page's `trays`."""
     tray = app.window.tray
     deadline = time.monotonic() + LOAD_WAIT
-    while True:
-        box = on_qt(lambda: tray.status_icon and tray.status_icon.geometry().getRect())
-        if box and box[2] > 0:
-            break
+    def place() -> Any:
+        return tray.status_icon.geometry().getRect() if tray.status_icon is not None else None
+
+    box = previous = None  # where the tray put the icon, once two reads agree (it lays it out)
+    while not (box and box[2] > 0 and box == previous):
         if time.monotonic() > deadline:
             raise TimeoutError("the tray icon never appeared in the system tray")
+        previous, box = box, on_qt(place)
         time.sleep(0.2)
     x, y, width, height = box
     subprocess.run(["xdotool", "mousemove", str(x + width // 2), str(y + height // 2),

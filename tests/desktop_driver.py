@@ -138,8 +138,15 @@ def tray_clicks(app: App, result: dict[str, Any]) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the tray icon was never embedded in the system tray")
         time.sleep(0.2)
-    _, _, area, _ = on_gtk(tray.status_icon.get_geometry)
-    x, y = area.x + area.width // 2, area.y + area.height // 2
+
+    def place() -> tuple[int, int]:
+        _, _, area, _ = tray.status_icon.get_geometry()
+        return area.x + area.width // 2, area.y + area.height // 2
+
+    x, y = -1, -1  # the icon's centre, once two reads agree (the tray may still lay it out)
+    while (x, y) != (point := on_gtk(place)):
+        x, y = point
+        time.sleep(0.2)
     subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "1"], check=True,
                    timeout=30)
     result["tray_icon_click"] = wait_for(app, "received.trays.length === 1 && received.trays[0]")
