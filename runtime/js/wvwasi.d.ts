@@ -294,8 +294,22 @@ interface WvwasiWindow {
   /** Width and height in pixels, each 1 to 16384. */
   resize(width: number, height: number): Promise<void>;
   setFullscreen(on: boolean): Promise<void>;
-  /** Close the window: the app shuts down as if the user had closed it. */
+  /** Close the window: the main window shuts the app down as if the user had closed it; a
+   *  second window closes alone. */
   close(): Promise<void>;
+  /** Open a second window on `page`, an HTML page of the app's UI folder ('settings.html'),
+   *  with a bridge session of its own. Rejects with kind `permission` for anything else (a URL,
+   *  `..`, a missing or non-HTML file), `limit` past 8 open second windows, `invalid` for a
+   *  bad option; on the web with `unavailable`. */
+  open(page: string, options?: WvwasiWindowOptions): Promise<void>;
+}
+
+interface WvwasiWindowOptions {
+  /** At most 1024 characters; default `[window] title`. */
+  title?: string;
+  /** Pixels, 1 to 16384 each; default `[window] width`/`height`. */
+  width?: number;
+  height?: number;
 }
 
 interface Wvwasi {

@@ -1408,11 +1408,19 @@
       else if (document.fullscreenElement) await document.exitFullscreen();
     },
     close: () => unavailable('close'),
+    open: () => unavailable('open'),
   } : {
     setTitle: (title) => appCall('setTitle', [String(title)]),
     resize: (width, height) => appCall('resize', [width, height]),
     setFullscreen: (on) => appCall('setFullscreen', [Boolean(on)]),
     close: () => appCall('close', []),
+    /** Open a second window on `page`, a page of the app's UI ('settings.html'). */
+    async open(page, options = {}) {
+      if (typeof page !== 'string' || typeof options !== 'object' || options === null) {
+        throw new TypeError('wvwasi.window.open(page, {title, width, height}): page must be a string and options an object');
+      }
+      await appCall('open', [page, {...options}]);
+    },
   };
   const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow)};
 
