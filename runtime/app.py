@@ -86,7 +86,7 @@ class App:
         #: None when headless (services and bridge only: no display needed)
         self.window = None if headless else AppWindow(
             manifest.window, backend or backend_for(manifest), inspector=dev,
-            on_menu=lambda ident: self.send_event("menu", {"id": ident}),
+            on_menu=lambda ident: self.send_event("menu", {"id": ident}), on_open=self.opened,
         )
         picker = self.window.pick_folder if self.window is not None else None
         file_picker = self.window.pick_files if self.window is not None else None
@@ -289,6 +289,12 @@ class App:
         if self.window is not None:
             self.window.bring_forward()
         self.send_event("open", self._open_detail(launch))
+
+    def opened(self, args: list[str]) -> None:
+        """Documents and URLs the OS asked the running app to open other than on a command line
+        (macOS: Apple events from Finder and Launch Services): handled like a later launch
+        from the home folder."""
+        self.forwarded({"argv": args, "cwd": str(Path.home())})
 
     def close(self) -> None:
         """Stop the bridge (ending every page's workers), the host and the run's temp folder."""

@@ -3,7 +3,9 @@
 One module per backend, each with the same contract: `GUI` (pywebview's name for it),
 `LOCAL_INSPECTOR` (whether debug mode keeps the inspector in-process), `prepare()` (check the
 backend can load and set its environment before pywebview imports it; ImportError naming what to
-install) and `cancel_dialogs()` (end open dialogs so closing the window ends the app). Linux:
+install), `cancel_dialogs()` (end open dialogs so closing the window ends the app) and
+`listen_for_opens(forward)` (documents and URLs the OS hands the running app other than on a
+command line: macOS's Apple events; elsewhere nothing). Linux:
 `gtk.py` (default) and `qt.py`, chosen by the manifest; Windows: `webview2.py`; macOS:
 `wkwebview.py`. `AppWindow` is the same for all.
 """
@@ -81,11 +83,15 @@ class AppWindow:
     def __init__(
         self, spec: Window, backend: Backend | None, *, inspector: bool = False,
         on_menu: Callable[[str], None] | None = None,
+        on_open: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
         self.inspector = inspector
         self.on_menu = on_menu  # called with a `[[window.menu]]` item's id when it is clicked
+        # called (on its own thread) with the arguments of documents and URLs the OS asks the
+        # running app to open (macOS: Apple events)
+        self.on_open = on_open
         self._backend = backend_module(backend) if backend is not None else None
         self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
         self._window: Any = None
@@ -125,6 +131,10 @@ class AppWindow:
         self._window.events.loaded += loaded
         self._window.events.closed += self._close_others
         gui = self._backend.GUI if self._backend is not None else None
+        if self._backend is not None and self.on_open is not None:
+            on_open = self.on_open
+            self._backend.listen_for_opens(lambda args: threading.Thread(
+                target=on_open, args=(args,), name="wvwasi-open", daemon=True).start())
         with _CloseOnSignals(self.close):
             webview.start(gui=gui, debug=debug, private_mode=True,
                           menu=[self._menu(m) for m in self.spec.menu])
