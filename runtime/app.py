@@ -268,8 +268,12 @@ class App:
                 url = self.bridge.window_url(name, page)
             except ValueError as e:
                 raise Refused("permission", f"wvwasi.window.open(): {e}") from None
-            window.open_window(name, url, title=title, width=width, height=height,
-                               on_closed=lambda: self.bridge.forget_window(name))
+            try:
+                window.open_window(name, url, title=title, width=width, height=height,
+                                   on_closed=lambda: self.bridge.forget_window(name))
+            except BaseException:
+                self.bridge.forget_window(name)
+                raise
 
     def _page_loaded(self) -> None:
         if self.window is not None:

@@ -35,7 +35,8 @@ ACTION_PREFIX = "/__wvwasi/actions/"
 WS_PATH = "/__wvwasi/ws"
 #: The query parameter of the post-launch redirect that carries the socket key to the page.
 KEY_PARAM = "wvwasi-key"
-#: The main window's name in `Gate` (a second window's is `w1`, `w2`, ...).
+#: The main window's name in `Gate` (a second window's is `w1`, `w2`, ...), as in
+#: runtime/window (which does not import the bridge).
 MAIN = ""
 #: Where `Gate.refusal` leaves the window a request was admitted for (`request[WINDOW]`).
 WINDOW = web.RequestKey("wvwasi_window", str)
