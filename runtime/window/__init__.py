@@ -99,6 +99,7 @@ class AppWindow:
         self._fullscreen: set[str] = set()  # the windows in full screen
         self._others: dict[str, Any] = {}  # second windows by name
         self._lock = threading.Lock()
+        self._ended = threading.Event()  # the main window has closed
 
     def run(self, url: str, *, on_loaded: Callable[[], None] | None = None) -> None:
         """Show the window on `url` and run the GUI until the window is closed.
@@ -172,6 +173,8 @@ class AppWindow:
         is called once it has closed."""
         import webview
 
+        if self._ended.is_set() or self._close_requested.is_set():
+            raise RuntimeError("the app window is closing")
         window = webview.create_window(title, url, width=width, height=height,
                                        resizable=self.spec.resizable, text_select=True)
         if window is None:
@@ -186,6 +189,8 @@ class AppWindow:
         window.events.closed += closed
         with self._lock:
             self._others[name] = window
+        if self._ended.is_set():  # the main window closed meanwhile
+            _destroy(window)
 
     def windows(self) -> list[str]:
         """The names of the second windows open now."""
@@ -225,6 +230,7 @@ class AppWindow:
     def _close_others(self) -> None:
         """The main window closed: close the second windows too (the app then ends)."""
         with self._lock:
+            self._ended.set()
             others = list(self._others.values())
         for window in others:
             _destroy(window)
