@@ -169,3 +169,63 @@ def test_a_macos_open_apple_event_reaches_the_page_like_a_later_launch(
     [file] = detail["files"]
     assert (file["path"], file["name"], file["mode"]) == (str(doc), doc.name, "rw")  # editor
     assert app.launched_file(file["token"]) == (doc, "rw")
+
+
+def test_second_windows_are_bounded_and_a_failed_one_leaves_no_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`wvwasi.window.open` through `App.window_call` (the window itself recorded: a real one is
+    tests/test_desktop_window.py): at most MAX_WINDOWS open at once; options checked; a window
+    that fails to open takes its bridge session with it."""
+    from wvwasi.runtime.app import MAX_WINDOWS
+    from wvwasi.runtime.bridge.specs import Refused
+
+    class Windows:
+        def __init__(self) -> None:
+            self.opened: dict[str, tuple[str, str, int, int]] = {}
+            self.fail = False
+
+        def windows(self) -> list[str]:
+            return list(self.opened)
+
+        def open_window(self, name: str, url: str, *, title: str, width: int, height: int,
+                        on_closed: Any) -> None:
+            if self.fail:
+                raise RuntimeError("no display")
+            self.opened[name] = (url, title, width, height)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    app = App(load_manifest(Path(__file__).parent / "desktop_app"), headless=True)
+    windows = Windows()
+    app.window = windows  # type: ignore[assignment]
+    app.bridge.start()
+    try:
+        def kind(*args: Any) -> str:
+            try:
+                app.window_call("", "open", list(args))
+            except Refused as e:
+                return e.kind
+            return "ok"
+
+        assert kind("second.html", {"width": 0}) == "invalid"
+        assert kind("second.html", {"title": "x" * 1025}) == "invalid"
+        assert kind("second.html", {"left": 5}) == "invalid"
+        assert kind("second.html") == "invalid"  # options are not optional on the wire
+        assert kind("https://example.com/", {}) == "permission"
+        assert [kind("second.html", {}) for _ in range(MAX_WINDOWS + 1)] == \
+            ["ok"] * MAX_WINDOWS + ["limit"]
+        url, title, width, height = next(iter(windows.opened.values()))
+        assert (title, width, height) == ("Desktop Test", 800, 600)  # [window] defaults
+        assert "/__wvwasi/launch?token=" in url
+        names = set(windows.opened)
+        windows.opened.clear()
+        windows.fail = True
+        with pytest.raises(RuntimeError, match="no display"):
+            app.window_call("", "open", ["second.html", {}])
+        assert set(app.bridge._gate._sessions) == {"", *names}  # not the failed one's
+    finally:
+        app.close()
