@@ -87,16 +87,14 @@ def json_record(op: Op, ident: int, obj: Any, *blobs: bytes | memoryview) -> byt
     return b"".join((HEADER.pack(size, op, ident), U32.pack(len(text)), text, *blobs))  # 1 copy
 
 
-def output_records(ident: int, outputs: tuple[tuple[str, bytes], ...]) -> list[bytes]:
+def output_records(ident: int, outputs: tuple[tuple[str, bytes], ...]) -> Iterator[bytes]:
     """The OUTPUT records of an instance's output files (each file in order, in pieces; an
-    empty file is one empty piece)."""
-    out = []
+    empty file is one empty piece), made one at a time as they are taken."""
     for path, data in outputs:
         view = memoryview(data)
         for start in range(0, max(len(view), 1), OUTPUT_PIECE):
-            out.append(json_record(Op.OUTPUT, ident, {"path": path},
-                                   view[start : start + OUTPUT_PIECE]))
-    return out
+            yield json_record(Op.OUTPUT, ident, {"path": path},
+                              view[start : start + OUTPUT_PIECE])
 
 
 def iter_records(frame: bytes) -> Iterator[tuple[Op, int, memoryview]]:
