@@ -45,7 +45,7 @@ from wvwasi.packager.formats._sign import (
 )
 from wvwasi.packager.formats._webview2 import installer_for
 from wvwasi.packager.services import build_service, is_stale
-from wvwasi.packager.stage import StagedApp, stage_app
+from wvwasi.packager.stage import StagedApp, stage_app, unshipped_preopens
 from wvwasi.packager.tools import BuildError, find_tool
 from wvwasi.packager.update_release import sign_release, signing_key
 from wvwasi.packager.web import web_problems, write_site
@@ -179,6 +179,9 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
             manifest = load_manifest(request.project, platform=system)
         except ManifestError as e:
             raise BuildError("manifest", str(e)) from None
+        problem = None if web else next(unshipped_preopens(manifest), None)
+        if problem is not None:
+            raise BuildError("manifest", f"{manifest.path}: {problem}")
     arch = host_arch()
     with clock("formats"):
         names = select_formats(manifest, request.formats)
