@@ -117,6 +117,10 @@ def check_project(path: Path, only: str | None = None) -> tuple[list[Manifest], 
             from wvwasi.packager.web import web_problems  # aiohttp: only for --platform web
 
             problems += web_problems(result.manifest, shown)
+        elif result.manifest is not None:  # what `wvwasi build` refuses for a built app
+            from wvwasi.packager.stage import unshipped_preopens
+
+            problems += [f"{shown}: {p}" for p in unshipped_preopens(result.manifest)]
     return manifests, list(dict.fromkeys(problems))
 
 
