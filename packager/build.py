@@ -44,8 +44,9 @@ from wvwasi.packager.formats._sign import (
     windows_certificate,
 )
 from wvwasi.packager.formats._webview2 import installer_for
+from wvwasi.packager.preopens import unshipped_preopens
 from wvwasi.packager.services import build_service, is_stale
-from wvwasi.packager.stage import StagedApp, stage_app, unshipped_preopens
+from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool
 from wvwasi.packager.update_release import sign_release, signing_key
 from wvwasi.packager.web import web_problems, write_site

@@ -60,7 +60,6 @@ from wvwasi.runtime.manifest import (
     dump_manifest,
     load_manifest,
 )
-from wvwasi.runtime.paths import parse_host
 
 PAYLOAD = "app"
 _ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
@@ -142,24 +141,6 @@ def payload_manifest(manifest: Manifest, services: Mapping[str, str]) -> str:
     if staged.app.icon is None:  # the payload always has one (the default icon)
         staged = replace(staged, app=replace(staged.app, icon=manifest.root / "icon.png"))
     return dump_manifest(staged, relocate)
-
-
-def unshipped_preopens(manifest: Manifest) -> Iterator[str]:
-    """A problem for each preopen `host` that is a relative path outside `bundle.resources`:
-    relative hosts lie beneath `$RESOURCES` (paths.PathContext.resolve), the project folder under
-    `wvwasi run` but the shipped resources in a built app, so the built app would not have it."""
-    preopens = [(f"services.{name}.preopens[{i}]", p) for name, s in manifest.services.items()
-                for i, p in enumerate(s.preopens)]
-    preopens += [(f"page.preopens[{i}]", p) for i, p in enumerate(manifest.page.preopens)]
-    for key, preopen in preopens:
-        variable, rest = parse_host(preopen.host)
-        if variable is not None or Path(rest).is_absolute():
-            continue
-        path = (manifest.root / rest).resolve()
-        if not any(path == r or path.is_relative_to(r) for r in manifest.bundle.resources):
-            yield (f'{key}.host: "{preopen.host}" is relative, which a built app opens in its '
-                   f'shipped resources ($RESOURCES): add "{rest}" (or a folder holding it) to '
-                   "bundle.resources, or start it with a variable such as $APPDATA")
 
 
 def stage_payload(
