@@ -56,6 +56,11 @@ def cancel_dialogs() -> None:
     GLib.idle_add(cancel)
 
 
+def listen_for_opens(forward: Callable[[list[str]], None]) -> None:
+    """Nothing to do: documents and URLs arrive on the command line (a later launch's, through
+    the single-instance channel)."""
+
+
 def start_menu(menus: list[Any]) -> bool:
     """Show the app's first menu once the GUI loop runs (called before it starts); True if
     there is one."""

@@ -42,6 +42,11 @@ def cancel_dialogs() -> None:
     """Nothing to do: closing the window ends an open QFileDialog's modal loop by itself."""
 
 
+def listen_for_opens(forward: Callable[[list[str]], None]) -> None:
+    """Nothing to do: documents and URLs arrive on the command line (a later launch's, through
+    the single-instance channel)."""
+
+
 #: Seconds `set_menu` waits for the GUI loop.
 MENU_TIMEOUT = 10.0
 _invoker: Any = None
