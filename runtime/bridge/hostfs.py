@@ -135,11 +135,10 @@ class HostFolder:
     """One mounted folder: handle 0 is the folder itself. Calls are serialized (`call`)."""
 
     def __init__(self, root: Root, mode: Literal["ro", "rw"], budget: HandleBudget) -> None:
-        assert root.fd is not None, "host folders need a POSIX root"
         if not budget.take():
             root.close()
             raise OSError(errno.EMFILE, "too many open files and folders")
-        fd, root.fd = root.fd, None  # the folder's handle 0 owns it from here
+        fd = self._take_root(root)  # the folder's handle 0 owns it from here
         self.mode = mode
         self._budget = budget
         self._lock = threading.Lock()
@@ -194,13 +193,24 @@ class HostFolder:
             return  # a call runs: it releases them (it sees _closed once it has the lock freed)
         try:
             for handle in self._handles.values():
-                os.close(handle.fd)
+                self._close_fd(handle.fd)
                 self._budget.give()
             self._handles.clear()
         finally:
             self._lock.release()
 
     # -- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _take_root(root: Root) -> int:
+        """The root's descriptor, taken from it."""
+        assert root.fd is not None, "host folders need a POSIX root"
+        fd, root.fd = root.fd, None
+        return fd
+
+    @staticmethod
+    def _close_fd(fd: int) -> None:
+        os.close(fd)
 
     def _handle(self, head: dict[str, Any], key: str = "h") -> _Handle:
         h = head[key]
@@ -262,7 +272,7 @@ class HostFolder:
 
     def _new_handle(self, fd: int, is_dir: bool, writable: bool) -> int:
         if len(self._handles) > MAX_HANDLES or not self._budget.take():
-            os.close(fd)
+            self._close_fd(fd)
             raise WasiFail(MFILE)
         h = self._next
         self._next += 1
@@ -320,7 +330,7 @@ class HostFolder:
         if head["h"] == 0:
             raise WasiFail(BADF)
         del self._handles[head["h"]]
-        os.close(handle.fd)
+        self._close_fd(handle.fd)
         self._budget.give()
         return {}, b""
 
@@ -520,6 +530,15 @@ class HostFolder:
         if not handle.is_dir:
             os.fsync(handle.fd)
         return {}, b""
+
+
+def lend(root: Root, mode: Literal["ro", "rw"], budget: HandleBudget) -> HostFolder:
+    """The host folder answering calls beneath `root` on this OS (hostfs_win.py on Windows)."""
+    if os.name == "nt":  # pragma: no cover - Windows (tests/test_windows_pytest.py)
+        from .hostfs_win import WinHostFolder
+
+        return WinHostFolder(root, mode, budget)
+    return HostFolder(root, mode, budget)
 
 
 def _filestat(st: os.stat_result) -> dict[str, Any]:
