@@ -215,7 +215,7 @@ def test_handles_and_sizes_are_bounded(folder, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not WINDOWS, reason="Windows-only: what these names mean is Windows' reading "
-                    "(the text rules also run on Linux: test_paths.py)")
+                    "(the text rules also run on Linux: test_winpath.py)")
 def test_windows_path_tricks_are_refused(folder, tmp_path: Path) -> None:
     (tmp_path / "in" / "a-rather-long-file-name.txt").write_text("long")
     (tmp_path / "in" / "sub").mkdir()
@@ -244,3 +244,27 @@ def test_windows_path_tricks_are_refused(folder, tmp_path: Path) -> None:
     d = c.ok("open", h=0, path="sub\\.", directory=True)[0]["h"]  # either separator
     c.ok("open", h=0, path="sub\\..\\a.txt")  # `..` that stays beneath is fine
     assert c("open", h=d, path="..\\a.txt")[0]["errno"] == EPERM  # beneath `sub`, as on Linux
+
+
+def test_roots_open_beneath_and_hold_their_folder(tmp_path: Path) -> None:
+    """hostpath.Root, which opens services' and page modules' preopens (and these mounts)."""
+    from wvwasi.runtime.host.hostpath import EscapeError
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    plant_link(tmp_path / "elsewhere", tmp_path / "in" / "out")
+    with Root.open(tmp_path / "in") as root:
+        with root.subdir("a/b\\c", create=True) as made:
+            assert Path(made.wasi_path()).resolve() == (tmp_path / "in" / "a" / "b" / "c")
+        assert (tmp_path / "in" / "a" / "b" / "c").is_dir()
+        for rel in ("out", "out/x", "../elsewhere", "a/../../elsewhere"):
+            with pytest.raises(EscapeError):
+                root.subdir(rel, create=True).close()
+        assert not (tmp_path / "elsewhere" / "x").exists()
+        if WINDOWS:  # the held root cannot be renamed away (and another folder put there)
+            for rel in ("a:s", "CON", "a.", "C:\\x"):
+                with pytest.raises(EscapeError):
+                    root.subdir(rel, create=True).close()
+            with pytest.raises(PermissionError):
+                (tmp_path / "in").rename(tmp_path / "moved")
+    (tmp_path / "in").rename(tmp_path / "moved")  # released

@@ -423,3 +423,18 @@ def listing(handle: int) -> Iterator[tuple[str, int, int]]:
             if nxt == 0:
                 break
             at += nxt
+
+
+def read_fd(walk: Walk, rel: str, flags: int) -> int:
+    """A C runtime descriptor (what `os.read` takes) of file `rel` beneath `walk`'s root, open
+    for reading; links are not followed (ELOOP)."""
+    import msvcrt
+
+    if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND):
+        raise OSError(errno.EINVAL, "only reading is offered beneath a Windows root", rel)
+    handle = walk.open(rel, GENERIC_READ)
+    try:
+        return msvcrt.open_osfhandle(handle, os.O_RDONLY)  # type: ignore[attr-defined]
+    except BaseException:
+        close(handle)
+        raise
