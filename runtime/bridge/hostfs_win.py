@@ -115,8 +115,8 @@ class WinHostFolder(HostFolder):
         try:
             try:
                 return walk.open(path, access | extra, disposition, options)
-            except PermissionError:
-                if not extra:
+            except PermissionError as e:
+                if not extra or isinstance(e, EscapeError):
                     raise
                 return walk.open(path, access, disposition, options)  # no right to set times
         except FileNotFoundError:

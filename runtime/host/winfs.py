@@ -189,9 +189,9 @@ def open_dir(path: str, share: int = SHARE_NO_DELETE) -> int:
 
 def final_path(handle: int) -> str:
     """The path of what `handle` is open on, as Windows resolved it (`C:\\a\\b`)."""
-    buf = ctypes.create_unicode_buffer(1024)
-    n = api().GetFinalPathNameByHandleW(handle, buf, 1024, 0)
-    if n == 0 or n >= 1024:
+    buf = ctypes.create_unicode_buffer(32768)
+    n = api().GetFinalPathNameByHandleW(handle, buf, 32768, 0)
+    if n == 0 or n >= 32768:
         raise _last_error("GetFinalPathNameByHandleW")
     path = buf.value
     if path.startswith("\\\\?\\UNC\\"):
