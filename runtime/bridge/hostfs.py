@@ -212,6 +212,10 @@ class HostFolder:
     def _close_fd(fd: int) -> None:
         os.close(fd)
 
+    @staticmethod
+    def _list(fd: int) -> list[tuple[str, int, int]]:
+        return _listing(fd)
+
     def _handle(self, head: dict[str, Any], key: str = "h") -> _Handle:
         h = head[key]
         if not isinstance(h, int) or h not in self._handles:
@@ -381,7 +385,7 @@ class HostFolder:
             raise WasiFail(NOTDIR)
         cookie = int(head["cookie"])
         if cookie == 0 or handle.listing is None:
-            handle.listing = _listing(handle.fd)
+            handle.listing = self._list(handle.fd)
         out: list[list[Any]] = []
         size = 0
         for name, kind, ino in handle.listing[cookie:cookie + int(head.get("count", 256))]:

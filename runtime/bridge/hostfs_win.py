@@ -54,6 +54,18 @@ class WinHostFolder(HostFolder):
     def _close_fd(fd: int) -> None:
         winfs.close(fd)
 
+    @staticmethod
+    def _list(fd: int) -> list[tuple[str, int, int]]:
+        """`.`, `..` and up to MAX_LISTING names of folder handle `fd` (text names only)."""
+        here = winfs.info(fd).index
+        out = [(".", 3, here), ("..", 3, here)]
+        for name, attrs, ino in winfs.listing(fd):
+            if len(out) >= MAX_LISTING + 2:
+                break
+            if _is_text(name):
+                out.append((name, _filetype(attrs), ino))
+        return out
+
     def _walk(self, head: dict[str, Any], key: str = "h") -> winfs.Walk:
         handle = self._handle(head, key)
         if not handle.is_dir:
@@ -170,28 +182,6 @@ class WinHostFolder(HostFolder):
             return _filestat(st), b""
         finally:
             self._close_fd(handle)
-
-    def _readdir(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._handle(head)
-        if not handle.is_dir:
-            raise WasiFail(NOTDIR)
-        cookie = int(head["cookie"])
-        if cookie == 0 or handle.listing is None:
-            here = winfs.info(handle.fd).index
-            handle.listing = [(".", 3, here), ("..", 3, here)]
-            for name, attrs, ino in winfs.listing(handle.fd):
-                if len(handle.listing) >= MAX_LISTING + 2:
-                    break
-                if _is_text(name):
-                    handle.listing.append((name, _filetype(attrs), ino))
-        out: list[list[Any]] = []
-        size = 0
-        for name, kind, ino in handle.listing[cookie:cookie + int(head.get("count", 256))]:
-            size += len(name.encode()) * 6 + 32  # JSON-escaped at worst
-            if out and size > 32 << 10:
-                break  # the guest asks again from the next cookie
-            out.append([name, kind, str(ino)])
-        return {"entries": out}, b""
 
     def _mkdir(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         try:
