@@ -116,7 +116,11 @@ class WinHostFolder(HostFolder):
         handle = self._opened_handle(walk, path, access, disposition, options, head,
                                      missing=PERM if head.get("creat") and self.mode != "rw"
                                      else _NOENT)
-        is_dir = winfs.info(handle).is_dir
+        try:
+            is_dir = winfs.info(handle).is_dir
+        except BaseException:
+            self._close_fd(handle)
+            raise
         h = self._new_handle(handle, is_dir, write or (is_dir and self.mode == "rw"))
         return {"h": h, "type": 3 if is_dir else 4}, b""
 
