@@ -35,24 +35,43 @@ WINDOWS = sys.platform == "win32"
 LINK_OPENED = (ELOOP, EPERM) if WINDOWS else (ELOOP,)
 
 
+def unix_path(path: Path) -> str:
+    """`path` as the Unix side names it (under Wine: through wine_get_unix_file_name)."""
+    if not WINDOWS:
+        return str(path)
+    import ctypes
+
+    unix = ctypes.WinDLL("kernel32").wine_get_unix_file_name
+    unix.restype = ctypes.c_char_p
+    return os.fsdecode(unix(str(path)))
+
+
+def unix_shell(script: str) -> None:
+    """Start `sh -c script` as a Unix process beside this one (under Wine too)."""
+    if not WINDOWS:
+        import subprocess
+
+        subprocess.Popen(["sh", "-c", script])
+    else:
+        os.spawnv(os.P_NOWAIT, "Z:\\bin\\sh", ["sh", "-c", f'"{script}"'])  # one argument
+
+
 def plant_link(target: Path, link: Path) -> None:
     """A symlink `link` -> `target` made outside the runtime (as another process would): under
-    Wine by the Unix `ln` (Wine 8.0 makes no Windows symlinks), on Windows as a junction."""
+    Wine by the Unix `ln` (Wine 8.0 makes no Windows symlinks), on Windows by `mklink`."""
     if not WINDOWS:
         link.symlink_to(target)
         return
     import ctypes
     import subprocess
 
-    k32 = ctypes.WinDLL("kernel32")
-    unix = getattr(k32, "wine_get_unix_file_name", None)
-    if unix is None:  # real Windows: a junction needs no privilege
-        subprocess.run(["cmd", "/c", "mklink", "/J", str(link), str(target)], check=True,
-                       capture_output=True)
+    if not hasattr(ctypes.WinDLL("kernel32"), "wine_get_unix_file_name"):
+        # real Windows: a junction for a folder (no privilege needed), else a symlink
+        subprocess.run(["cmd", "/c", "mklink", *(["/J"] if target.is_dir() else []), str(link),
+                        str(target)], check=True, capture_output=True)
         return
-    unix.restype = ctypes.c_char_p
-    os.spawnv(os.P_NOWAIT, "Z:\\bin\\ln", ["ln", "-s", os.fsdecode(unix(str(target))),
-                                          os.fsdecode(unix(str(link.parent))) + "/" + link.name])
+    os.spawnv(os.P_NOWAIT, "Z:\\bin\\ln", ["ln", "-s", f'"{unix_path(target)}"',
+                                          f'"{unix_path(link.parent)}/{link.name}"'])
     deadline = time.monotonic() + 10
     while not os.path.lexists(link) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -268,3 +287,31 @@ def test_roots_open_beneath_and_hold_their_folder(tmp_path: Path) -> None:
             with pytest.raises(PermissionError):
                 (tmp_path / "in").rename(tmp_path / "moved")
     (tmp_path / "in").rename(tmp_path / "moved")  # released
+
+
+@pytest.mark.skipif(WINDOWS and not hasattr(__import__("ctypes").WinDLL("kernel32"),
+                                            "wine_get_unix_file_name"),
+                    reason="the swapping process is a Unix shell: Linux or Wine")
+def test_a_link_swapped_in_while_calls_run_never_leads_out(folder, tmp_path: Path) -> None:
+    """Another process flips `flip` between a folder inside and a link to one outside while the
+    module opens and reads `flip/f`: each read is the inside file's or fails."""
+    (tmp_path / "in" / "flip").mkdir()
+    (tmp_path / "in" / "flip" / "f").write_text("inside")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "f").write_text("outside")
+    done = tmp_path / "done"
+    c = folder()
+    unix_shell(f"cd '{unix_path(tmp_path)}/in' && for i in $(seq 60); do mv flip .keep && "
+               "ln -s ../outside flip && rm flip && mv .keep flip; done; touch ../done")
+    seen: dict[bytes | int, int] = {}
+    deadline = time.monotonic() + 120
+    while not done.exists() and time.monotonic() < deadline:
+        out = c("open", h=0, path="flip/f", follow=True)[0]
+        if out["errno"] == 0:
+            data = c.ok("read", h=out["h"], len=100)[1]
+            c.ok("close", h=out["h"])
+            seen[data] = seen.get(data, 0) + 1
+        else:
+            seen[out["errno"]] = seen.get(out["errno"], 0) + 1
+    assert done.exists()
+    assert b"outside" not in seen and seen.get(b"inside", 0) > 0, seen

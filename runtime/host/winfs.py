@@ -249,7 +249,10 @@ class Walk:
     def _check(self, handle: int, name: str, parent_real: str) -> str:
         """The final path of `handle`, just opened as `name` in `parent_real`; EscapeError when
         it is not that name there (a short-name alias, a link followed)."""
-        real = final_path(handle)
+        try:
+            real = final_path(handle)
+        except OSError:  # its path went away while it was opened (seen under Wine)
+            raise OSError(errno.ENOENT, "moved or removed while being opened", name) from None
         expected = os.path.join(parent_real, name)
         if os.path.normcase(real) != os.path.normcase(expected) or not inside(real, self.real):
             raise EscapeError(errno.EXDEV, f"{name} is {real}, not {expected} (a short name or "
