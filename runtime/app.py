@@ -6,25 +6,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import secrets
-import signal
-import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal
 
 from wvwasi.runtime import single_instance
 from wvwasi.runtime.launch import Launch, OpenedFile, classify
 from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
+from wvwasi.runtime.stopping import stop_at_end_of_stdin, stop_on_signals, wait
 from wvwasi.runtime.window import AppWindow, Backend, backend_for
 
 if TYPE_CHECKING:
@@ -60,6 +58,7 @@ class App:
         compile_cache: Path | None = None,
         launch: Launch | None = None,
         primary: single_instance.Primary | None = None,
+        port: int = 0,
     ) -> None:
         # Imported here, not above: a later launch that only hands its arguments to the running
         # instance (run_app) never loads the bridge (aiohttp) or the host (wasmtime).
@@ -94,6 +93,7 @@ class App:
             launched=self.launched_file, app_calls=self.window_call if self.window else None,
             updater=self._updater if frozen and manifest.update is not None else None,
             relaunch=self._relaunch if frozen and self.window is not None else None,
+            port=port,
         )
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
@@ -151,24 +151,23 @@ class App:
         print(json.dumps(report), flush=True)
         return 0 if report["ok"] else 1
 
-    def serve(self) -> int:
-        """Services and bridge without a window (the app's `--serve`): print the launch URL on
-        stdout, serve until SIGINT/SIGTERM or, when stdin is a pipe, its end (the parent that
-        started it closed it or exited: how a test or a remote shell stops it on Windows)."""
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        try:
-            self.host.start()
-            url = self.bridge.start()
-            print(f"Serving {self.manifest.app.name} at {url}", flush=True)
-            if _is_pipe(sys.stdin):
-                threading.Thread(target=_set_at_eof, args=(sys.stdin, stop), daemon=True,
-                                 name="serve-stdin").start()
-            while not stop.wait(0.5):
-                pass
-        finally:
-            self.close()
+    def serve(self, *, hint: str = "", stdin_stops: bool = True) -> int:
+        """Services and bridge without a window (the app's `--serve`, `wvwasi serve`): print the
+        launch URL (then `hint`) on stdout, serve until SIGINT/SIGTERM or, with `stdin_stops`
+        and stdin a pipe, its end (stopping.stop_at_end_of_stdin). OSError when the bridge's
+        port cannot be bound."""
+        with stop_on_signals() as stop:
+            try:
+                self.host.start()
+                url = self.bridge.start()
+                print(f"Serving {self.manifest.app.name} at {url}", flush=True)
+                if hint:
+                    print(hint, flush=True)
+                if stdin_stops:
+                    stop_at_end_of_stdin(stop)
+                wait(stop)
+            finally:
+                self.close()
         print("Stopped.", flush=True)
         return 0
 
@@ -296,21 +295,6 @@ class PageEvents:
                 with self._lock:
                     self._pending = [*pending[i:], *self._pending][-MAX_PENDING_EVENTS:]
                 return
-
-
-def _is_pipe(stream: TextIO | None) -> bool:
-    try:
-        return stream is not None and stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def _set_at_eof(stream: TextIO, stop: threading.Event) -> None:
-    """Set `stop` once `stream` ends (the parent that started `--serve` closed it or exited)."""
-    with contextlib.suppress(OSError, ValueError):
-        while stream.buffer.read1(65536):
-            pass
-    stop.set()
 
 
 def _leftover_threads() -> list[str]:

@@ -25,7 +25,7 @@
   const OP = config.ops;
   const WINDOW = config.window; // in-flight bytes per worker and direction before a CREDIT
   const MAX_FRAME = config.maxFrame;
-  const HEADER = config.header; // u32 payload length, u8 op, u32 id
+  const HEADER = wire.HEADER; // u32 payload length, u8 op, u32 id
   const FRAME_TARGET = 1 << 20;
   const EMPTY = new Uint8Array(0);
   const encoder = new TextEncoder();
@@ -512,35 +512,24 @@
         }
         const alone = end - next === 1 && headerRoom(queue[next][2]);
         const frame = alone ? new Uint8Array(queue[next][2].buffer) : new Uint8Array(size);
-        const view = new DataView(frame.buffer);
-        let pos = 0;
-        for (let i = next; i < end; i++) {
-          const [op, id, payload] = queue[i];
-          view.setUint32(pos, payload.byteLength, true);
-          view.setUint8(pos + 4, op);
-          view.setUint32(pos + 5, id, true);
-          if (!alone) frame.set(payload, pos + HEADER);
-          pos += HEADER + payload.byteLength;
-        }
-        ws.send(frame);
+        ws.send(wire.writeRecords(frame, queue.slice(next, end)));
         next = end;
       }
       this.queue = [];
     }
 
     receive(buffer) {
-      const view = new DataView(buffer);
-      for (let pos = 0; pos + HEADER <= buffer.byteLength;) {
-        const length = view.getUint32(pos, true);
-        const op = view.getUint8(pos + 4);
-        const id = view.getUint32(pos + 5, true);
-        const start = pos + HEADER;
-        pos = start + length;
+      let reload = false;
+      wire.readRecords(new Uint8Array(buffer), (op, id, start, length) => {
         if (op === OP.RELOAD) {
-          location.reload();
-          return;
+          reload = true;
+          return false;
         }
         this.endpoints.get(id)?.receive(op, buffer, start, length);
+      });
+      if (reload) {
+        location.reload();
+        return;
       }
       if (this.owing.size) this.creditSoon();
     }
