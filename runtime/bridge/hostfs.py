@@ -285,14 +285,20 @@ class HostFolder:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def _open(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        root = self._dir(head)
+    def _open_request(self, head: dict[str, Any]) -> tuple[str, bool, bool, bool, bool, bool]:
+        """(path, read, write, creat, excl, trunc) of an `open` call; EPERM for writing or
+        truncating in a read-only folder."""
         path = self._path(head)
         write, read = bool(head.get("write")), bool(head.get("read", True))
         creat, excl = bool(head.get("creat")), bool(head.get("excl"))
         trunc = bool(head.get("trunc"))
         if self.mode != "rw" and (write or trunc):
             raise WasiFail(PERM)
+        return path, read, write, creat, excl, trunc
+
+    def _open(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
+        root = self._dir(head)
+        path, read, write, creat, excl, trunc = self._open_request(head)
         flags = _O_NONBLOCK | (os.O_RDWR if write and read else os.O_WRONLY if write
                                else os.O_RDONLY)
         if not head.get("follow"):

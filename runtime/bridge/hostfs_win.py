@@ -95,12 +95,7 @@ class WinHostFolder(HostFolder):
 
     def _open(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         walk = self._walk(head)
-        path = self._path(head)
-        write, read = bool(head.get("write")), bool(head.get("read", True))
-        creat, excl = bool(head.get("creat")), bool(head.get("excl"))
-        trunc = bool(head.get("trunc"))
-        if self.mode != "rw" and (write or trunc):
-            raise WasiFail(PERM)
+        path, read, write, creat, excl, trunc = self._open_request(head)
         access = (winfs.GENERIC_READ if read or not write else 0) | (
             winfs.GENERIC_WRITE if write else 0)
         options = (winfs.DIRECTORY_FILE if head.get("directory")
