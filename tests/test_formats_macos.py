@@ -304,11 +304,11 @@ def test_app_tar_gz_is_signed_and_swapped_in_by_the_updater(app_updates: dict[st
 
     key = parse_public_key((app_updates["top"] / "key.pub").read_text())
     bundle, latest = app_updates["built"]["1.0.1"]
-    archive = bundle.with_name("Mac Up.app.tar.gz")
+    archive = bundle.with_name("mac-up-1.0.1-macos-x86_64.app.tar.gz")
     assert bundle.name == "Mac Up.app" and archive.is_file()
     assert set(latest["platforms"]) == {"darwin-x86_64", "darwin-x86_64-app"}
     entry = latest["platforms"]["darwin-x86_64-app"]
-    assert entry["url"] == "Mac%20Up.app.tar.gz"  # a URL path: the space quoted
+    assert entry["url"] == archive.name
     verify_file(archive, parse_signature(entry["signature"]), key)
     ok = subprocess.run(["minisign", "-V", "-p", app_updates["top"] / "key.pub", "-m", archive,
                          "-x", f"{archive}.sig"], capture_output=True, text=True)
@@ -322,7 +322,7 @@ def test_app_tar_gz_is_signed_and_swapped_in_by_the_updater(app_updates: dict[st
     inst = install.Installation("app", installed, exe)
     before = sorted(str(p.relative_to(installed)) for p in installed.rglob("*"))
 
-    failing = app_updates["built"]["1.0.2"][0].with_name("Mac Up.app.tar.gz")
+    failing = app_updates["built"]["1.0.2"][0].with_name("mac-up-1.0.2-macos-x86_64.app.tar.gz")
     for artefact, version in ((failing, "1.0.2"), (archive, "1.0.1")):
         with install.locked(inst):
             work = install.work_folder(inst)
