@@ -184,8 +184,8 @@ def _dpkg_version() -> str:
 def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], server: Server,
                                                     tmp_path: Path):
     """The real package path as root (this test's machine): dpkg installs 0.1.0, `--update`
-    installs 0.2.0 with `dpkg -i` (a user's app goes through pkexec, which needs a polkit
-    daemon this machine lacks: not run). A tampered package is refused before dpkg runs."""
+    installs 0.2.0 with `dpkg -i`. A tampered package is refused before dpkg runs; a user's
+    app (as nobody) gets as far as pkexec, which this machine lacks (and polkit with it)."""
     if os.geteuid() != 0:
         pytest.skip("installs a real package with dpkg: needs root")
     exe = Path("/opt") / SLUG / SLUG
@@ -199,6 +199,16 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
         assert proc.returncode == 1 and "the signature does not match" in proc.stderr, proc
         assert _dpkg_version() == "0.1.0"
         server.routes[route] = good
+        # a user's app: the package is downloaded and verified where the user may write
+        # (not beside /opt/<slug>), then needs pkexec, which this machine lacks
+        user = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                               exe, "--update"], capture_output=True, text=True, timeout=300,
+                              env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
+        assert user.returncode == 1, user
+        assert user.stderr.strip().endswith("installing a package needs root and pkexec is "
+                                            "missing: run the update as root "
+                                            "(`sudo APP --update`)"), user.stderr
+        assert _dpkg_version() == "0.1.0"
         proc = _run(exe, "--update", cache=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,9 +247,22 @@ def privileged_command(command: list[str]) -> list[str]:
     return [*ELEVATE, *command]
 
 
+#: How long a package install as root waits while another installer holds the package
+#: database's lock (dpkg and rpm fail at once then; through pkexec each try would ask again).
+LOCK_WAIT = 120.0
+
+
 def _run_privileged(command: list[str]) -> None:
     command = privileged_command(command)
-    _run(command, " ".join(command[:2]), 600)
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            _run(command, " ".join(command[:2]), 600)
+            return
+        except InstallError as e:
+            if command[0] in ELEVATE or "lock" not in str(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
 
 
 #: `[update] windows.install_mode` -> the NSIS setup's and msiexec's switches.
