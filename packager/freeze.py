@@ -233,6 +233,9 @@ def freeze_config(backend: str, mode: str, work: Path,
         "console": system == "linux",
         "strip": system == "linux",
         "icon": icon,
+        # documents and URLs a macOS launch was asked to open arrive as Apple events: the
+        # bootloader turns those of the launch into argv (runtime/window/wkwebview.py)
+        "argv_emulation": system == "macos",
     }
 
 
