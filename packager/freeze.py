@@ -113,7 +113,8 @@ def source_digest(backend: str, versions: tuple[str, ...] | None = None) -> str:
 def bundled_dists(backend: str) -> tuple[str, ...]:
     """The distributions whose versions make a frozen runtime: PyInstaller and what it bundles."""
     return ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
-            "platformdirs", BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0])
+            "platformdirs", "cryptography",  # the updater's signature check
+            BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0])
 
 
 def require_backend(backend: str) -> None:
