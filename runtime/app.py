@@ -113,11 +113,8 @@ class App:
 
     def _relaunch(self) -> None:
         """`wvwasi.app.relaunch()`: start the app again (its installed version), close this one."""
-        import os
-        import subprocess
-
         command = os.environ.get("WVWASI_ONEFILE") or sys.executable  # onefile: its launcher
-        subprocess.Popen([command], start_new_session=True, stdin=subprocess.DEVNULL)
+        relaunch([command], self.primary)
         if self.window is not None:
             self.window.close()
 
@@ -434,6 +431,17 @@ def run_app(
         if self_test:
             print(json.dumps({"ok": False, "error": str(e)}), flush=True)
         return 2
+
+
+def relaunch(command: list[str], primary: single_instance.Primary | None) -> None:
+    """Start `command` as the app's next instance. The single-instance lock and listener are
+    released first: else the new process would find this (exiting) one running and hand its
+    launch over to it."""
+    import subprocess
+
+    if primary is not None:
+        primary.close()
+    subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
 
 
 def _first_instance(manifest: Manifest, argv: list[str], cwd: str
