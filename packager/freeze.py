@@ -112,9 +112,10 @@ def source_digest(backend: str, versions: tuple[str, ...] | None = None) -> str:
 
 def bundled_dists(backend: str) -> tuple[str, ...]:
     """The distributions whose versions make a frozen runtime: PyInstaller and what it bundles."""
+    linux = ("jeepney",) if backend in ("gtk", "qt") else ()  # notifications (runtime/notify.py)
     return ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
             "platformdirs", "cryptography",  # the updater's signature check
-            BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0])
+            BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0], *linux)
 
 
 def require_backend(backend: str) -> None:

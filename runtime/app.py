@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wvwasi.runtime import single_instance
 from wvwasi.runtime.launch import Launch, OpenedFile, classify
-from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
+from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest, parse_menu
+from wvwasi.runtime.notify import Notifier, NotifyError
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
 from wvwasi.runtime.stopping import stop_at_end_of_stdin, stop_on_signals, wait
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 PRECOMPILED = "precompiled"
 #: How long shutdown waits for the app's threads to end.
 _THREAD_GRACE = 2.0
-#: Page events (`open`, `menu`) waiting for a page to load; older ones are dropped past this.
+#: Page events (`open`, `menu`, `tray`) waiting for a page to load; older ones are dropped
+#: past this.
 MAX_PENDING_EVENTS = 64
 #: Bounds on `wvwasi.window` calls: title characters, width and height in pixels.
 MAX_TITLE = 1024
@@ -86,6 +88,7 @@ class App:
         self.window = None if headless else AppWindow(
             manifest.window, backend or backend_for(manifest), inspector=dev,
             on_menu=lambda ident: self.send_event("menu", {"id": ident}), on_open=self.opened,
+            app=manifest.app, on_tray=lambda ident: self.send_event("tray", {"id": ident}),
         )
         picker = self.window.pick_folder if self.window is not None else None
         file_picker = self.window.pick_files if self.window is not None else None
@@ -101,6 +104,7 @@ class App:
         self._closed = False
         self._opened = 0  # second windows opened so far (their names: w1, w2, ...)
         self._opening = threading.Lock()
+        self._notifier = Notifier(manifest.app.name)
 
     def _updater(self) -> Updater:
         from wvwasi.runtime.update.updater import Updater
@@ -192,8 +196,8 @@ class App:
         return 0 if report["ok"] else 1
 
     def send_event(self, kind: str, detail: dict[str, Any]) -> None:
-        """Dispatch `kind` (`open`, `menu`) on the page's `wvwasi.app`; held until a page has
-        loaded (and, on the page, an `open` until it has a listener)."""
+        """Dispatch `kind` (`open`, `menu`, `tray`) on the page's `wvwasi.app`; held until a page
+        has loaded (and, on the page, an `open` until it has a listener)."""
         self._events.add(kind, detail)
         if self.window is not None and self.window.loaded.is_set():
             self._events.flush(self.window)
@@ -218,8 +222,8 @@ class App:
         return (file.path, file.mode) if file is not None else None
 
     def window_call(self, name: str, call: str, args: list[Any]) -> Any:
-        """One `wvwasi.window` call from a page in window `name` (the main one or a second);
-        docs/page-api.md. Refused if malformed."""
+        """One `wvwasi.window` call or `wvwasi.notify` from a page in window `name` (the main one
+        or a second); docs/page-api.md. Refused if malformed or not allowed."""
         from wvwasi.runtime.bridge.specs import Refused
 
         window = self.window
@@ -235,6 +239,23 @@ class App:
         elif call == "open" and len(args) == 2 and isinstance(args[0], str) \
                 and isinstance(args[1], dict):
             self._open_window(args[0], args[1])
+        elif call == "setMenu" and len(args) == 1:
+            try:
+                menu = parse_menu(args[0])
+            except ManifestError as e:
+                raise Refused("invalid", str(e)) from e
+            try:
+                window.set_menu(menu)
+            except NotImplementedError as e:
+                raise Refused("unavailable", str(e)) from e
+        elif call == "notify" and len(args) == 2 and all(isinstance(a, str) for a in args):
+            if not self.manifest.app.notifications:
+                raise Refused("permission", "wvwasi.notify() needs [app] notifications = true "
+                              "in wvwasi.toml")
+            try:
+                self._notifier.notify(args[0], args[1])
+            except NotifyError as e:
+                raise Refused(e.kind, str(e)) from e
         else:
             raise Refused("invalid", f"no window call {call}({', '.join(map(repr, args))[:200]})")
         return None

@@ -433,12 +433,13 @@ class Session:
         self.post(json_record(Op.GRANT, ident, grant))
 
     async def _app_call(self, ident: int, spec: dict[str, Any]) -> None:
-        """One `wvwasi.window` call, run on the pool (answered by DATA with JSON, or ERROR)."""
+        """One `wvwasi.window` or `wvwasi.notify` call, run on the pool (answered by DATA with
+        JSON, or ERROR)."""
         call, args = spec.get("call"), spec.get("args", [])
         try:
             if self._app_calls is None:
-                raise Refused("unavailable", "wvwasi.window needs the app window, and this "
-                              "page is not shown in one (wvwasi serve has none)")
+                raise Refused("unavailable", "wvwasi.window and wvwasi.notify need the app "
+                              "window, and this page is not shown in one (wvwasi serve has none)")
             if not (isinstance(call, str) and isinstance(args, list)):
                 raise Refused("invalid", "expected {call, args: [...]}")
             calls = self._app_calls

@@ -259,9 +259,15 @@ interface WvwasiMenuDetail {
   id: string;
 }
 
+/** `tray`: the `[app] tray_menu` item with this `id` was clicked, or (null) the tray icon. */
+interface WvwasiTrayDetail {
+  id: string | null;
+}
+
 interface WvwasiAppEventMap {
   open: CustomEvent<WvwasiOpenDetail>;
   menu: CustomEvent<WvwasiMenuDetail>;
+  tray: CustomEvent<WvwasiTrayDetail>;
 }
 
 /** `wvwasi.app`: events from the app window. `open` events wait until the first `open`
@@ -303,6 +309,9 @@ interface WvwasiWindow {
    *  `..`, a missing or non-HTML file), `limit` past 8 open second windows, `invalid` for a
    *  bad option; on the web with `unavailable`. */
   open(page: string, options?: WvwasiWindowOptions): Promise<void>;
+  /** Replace the menu bar (the JSON form of `[[window.menu]]`, same rules); clicks arrive as
+   *  `menu` events. Linux only so far: elsewhere, and on the web, rejects with `unavailable`. */
+  setMenu(menu: WvwasiMenu[]): Promise<void>;
 }
 
 interface WvwasiWindowOptions {
@@ -313,8 +322,33 @@ interface WvwasiWindowOptions {
   height?: number;
 }
 
+/** A menu entry: a submenu (`items`), an action (`id`, reported by `menu` events) or a
+ *  separator. */
+type WvwasiMenuEntry =
+  | {label: string; id: string}
+  | {label: string; items: WvwasiMenuEntry[]}
+  | {separator: true};
+
+/** A top-level menu of the menu bar. */
+interface WvwasiMenu {
+  label: string;
+  items: WvwasiMenuEntry[];
+}
+
+interface WvwasiNotification {
+  /** At most 256 characters. */
+  title: string;
+  /** At most 4096 characters; default "". */
+  body?: string;
+}
+
 interface Wvwasi {
   readonly window: WvwasiWindow;
+  /** Show a desktop notification (needs `[app] notifications = true`). Rejects with a
+   *  WasiError of kind `permission` (not granted), `invalid` (too long), `limit` (more than 10
+   *  in 10 s) or `unavailable` (no notification server, or an OS without support yet); on the
+   *  web it uses the browser's Notification API (`permission` if the user says no). */
+  notify(notification: WvwasiNotification): Promise<void>;
 }
 
 /** A file the user picked (`wvwasi.dialog`) or the app was launched with: valid only in the

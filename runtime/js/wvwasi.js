@@ -1253,8 +1253,9 @@
 
   // -- `wvwasi.app`: events from the app window (docs/page-api.md, "The wvwasi global") --------
   // `open`: the files, URLs and arguments of a launch (the first one, and each later launch the
-  // single instance was handed); `menu`: a [[window.menu]] item was clicked. The window calls
-  // __wvwasiDispatch; `open` events wait until the page adds its first `open` listener.
+  // single instance was handed); `menu`: a [[window.menu]] item was clicked; `tray`: the tray
+  // icon or an item of its menu was clicked. The window calls __wvwasiDispatch; `open` events
+  // wait until the page adds its first `open` listener.
   class AppEvents extends EventTarget {
     #held = [];
     #listened = false;
@@ -1504,6 +1505,7 @@
     },
     close: () => unavailable('close'),
     open: () => unavailable('open'),
+    setMenu: () => unavailable('setMenu'),
   } : {
     setTitle: (title) => appCall('setTitle', [String(title)]),
     resize: (width, height) => appCall('resize', [width, height]),
@@ -1516,8 +1518,30 @@
       }
       await appCall('open', [page, {...options}]);
     },
+    setMenu: (menu) => appCall('setMenu', [menu]),
   };
-  const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow)};
+
+  // -- `wvwasi.notify`: a desktop notification ([app] notifications) ---------------------------
+  function notifyOptions({title, body = ''} = {}) {
+    if (typeof title !== 'string' || typeof body !== 'string') {
+      throw new TypeError('wvwasi.notify(): expected {title: string, body?: string}');
+    }
+    return [title, body];
+  }
+  /** On the web: the browser's Notification API, after asking the user for permission. */
+  async function webNotify(options) {
+    const [title, body] = notifyOptions(options);
+    if (typeof Notification === 'undefined') {
+      throw new WasiError('wvwasi.notify(): this browser has no Notification API', 'unavailable');
+    }
+    if (await Notification.requestPermission() !== 'granted') {
+      throw new WasiError('wvwasi.notify(): the user did not allow notifications', 'permission');
+    }
+    new Notification(title, {body});
+  }
+  const notify = config.web ? webNotify
+    : async (options) => { await appCall('notify', notifyOptions(options)); };
+  const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow), notify};
 
   Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService,
                              FileGrant, wvwasi});

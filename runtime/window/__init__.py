@@ -5,7 +5,10 @@ One module per backend, each with the same contract: `GUI` (pywebview's name for
 backend can load and set its environment before pywebview imports it; ImportError naming what to
 install), `cancel_dialogs()` (end open dialogs so closing the window ends the app) and
 `listen_for_opens(forward)` (documents and URLs the OS hands the running app other than on a
-command line: macOS's Apple events; elsewhere nothing). Linux:
+command line: macOS's Apple events; elsewhere nothing); where the backend can replace its menu bar
+while running (GTK, Qt), also `set_menu(menus)`, where it builds the first one itself (GTK),
+`start_menu(menus)` (called on the main thread before the GUI loop; True if it builds them), and
+where it can show a tray icon (GTK, Qt), `Tray(title, icon, menu, on_click)` with `hide()`. Linux:
 `gtk.py` (default) and `qt.py`, chosen by the manifest; Windows: `webview2.py`; macOS:
 `wkwebview.py`. `AppWindow` is the same for all.
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from wvwasi.runtime.manifest import Manifest, MenuItem, Window
+from wvwasi.runtime.manifest import AppInfo, Manifest, MenuItem, Window
 
 if TYPE_CHECKING:
     from wvwasi.runtime.bridge.grants import FileRequest
@@ -84,6 +87,7 @@ class AppWindow:
         self, spec: Window, backend: Backend | None, *, inspector: bool = False,
         on_menu: Callable[[str], None] | None = None,
         on_open: Callable[[list[str]], None] | None = None,
+        app: AppInfo | None = None, on_tray: Callable[[str | None], None] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
@@ -92,6 +96,9 @@ class AppWindow:
         # called (on its own thread) with the arguments of documents and URLs the OS asks the
         # running app to open (macOS: Apple events)
         self.on_open = on_open
+        self.app = app  # `[app]`: its tray icon, if `tray`
+        self.on_tray = on_tray  # called with a tray menu item's id, None for the icon itself
+        self.tray: Any = None  # the backend's Tray while shown
         self._backend = backend_module(backend) if backend is not None else None
         self.loaded = threading.Event()  # set on each page load (after the pywebview bridge)
         self._window: Any = None
@@ -136,9 +143,29 @@ class AppWindow:
             on_open = self.on_open
             self._backend.listen_for_opens(lambda args: threading.Thread(
                 target=on_open, args=(args,), name="wvwasi-open", daemon=True).start())
+        if self.app is not None and self.app.tray:
+            self._show_tray(self.app)
+        menus = [self._menu(m) for m in self.spec.menu]
+        start_menu = getattr(self._backend, "start_menu", None)
+        if start_menu is not None and start_menu(menus):  # built once the GUI loop runs
+            menus = []
         with _CloseOnSignals(self.close):
-            webview.start(gui=gui, debug=debug, private_mode=True,
-                          menu=[self._menu(m) for m in self.spec.menu])
+            webview.start(gui=gui, debug=debug, private_mode=True, menu=menus)
+
+    def _show_tray(self, app: AppInfo) -> None:
+        """The tray icon with `[app] tray_menu`; a warning where the backend has none yet."""
+        tray = getattr(self._backend, "Tray", None)
+        if tray is None:
+            print(f"warning: no tray icon: not supported on the {self.backend} webview yet",
+                  file=sys.stderr)
+            return
+        self.tray = tray(app.name, app.icon, app.tray_menu, self._tray_clicked)
+
+    def _tray_clicked(self, ident: str | None) -> None:
+        if ident is None:  # the icon itself: the window comes forward
+            self.bring_forward()
+        if self.on_tray is not None:
+            self.on_tray(ident)
 
     def _menu(self, item: MenuItem) -> Any:
         """pywebview's menu object for a `[[window.menu]]` entry."""
@@ -155,6 +182,16 @@ class AppWindow:
                 self.on_menu(ident)
 
         return menu.MenuAction(item.label, clicked)
+
+    def set_menu(self, menu: tuple[MenuItem, ...]) -> None:
+        """Replace the menu bar (`wvwasi.window.setMenu`); its clicks call `on_menu` as the
+        manifest's do. NotImplementedError where the backend cannot (GTK and Qt can so far)."""
+        set_menu = getattr(self._backend, "set_menu", None)
+        if set_menu is None:
+            raise NotImplementedError(f"changing the menu is not supported on the {self.backend} "
+                                      "webview yet")
+        if self._window is not None:
+            set_menu([self._menu(m) for m in menu])
 
     def dispatch(self, kind: str, detail: dict[str, Any]) -> bool:
         """Dispatch event `kind` with `detail` on the page's `wvwasi.app`; False if the page
@@ -250,6 +287,8 @@ class AppWindow:
         if self._close_requested.is_set():
             return
         self._close_requested.set()
+        if self.tray is not None:
+            self.tray.hide()
         if self._window is not None:
             if self._backend is not None:
                 self._backend.cancel_dialogs()
