@@ -23,6 +23,8 @@ import time
 import zipfile
 from pathlib import Path
 
+import wasmtime
+
 from wvwasi.runtime import frozen_main
 from wvwasi.runtime.host import modules
 
@@ -49,12 +51,12 @@ def big_module(size: int) -> bytes:
     return b"\0asm\x01\0\0\0" + memory + section(11, b"\x01" + segment)
 
 
-def launch(archive: zipfile.ZipFile, cache: Path, engine: object, twice: bool) -> float:
+def launch(archive: zipfile.ZipFile, cache: Path, engine: wasmtime.Engine, twice: bool) -> float:
     start = time.perf_counter()
     app = frozen_main.extract_cached(archive, cache) / frozen_main.PAYLOAD
     if twice:
-        modules._checked.clear()  # noqa: SLF001 - the loader then hashes as it did before
-    loader = modules.ModuleLoader(engine, None, app / "precompiled")  # type: ignore[arg-type]
+        modules._checked.clear()  # the loader then hashes as it did before
+    loader = modules.ModuleLoader(engine, None, app / "precompiled")
     loader.load(app / "services" / "big.wasm")
     return time.perf_counter() - start
 
