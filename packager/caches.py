@@ -117,10 +117,11 @@ def cached_precompile(wasm: Path, fallback: Path) -> Path:
 
 def _take(entry: Path, wasm_sha256: str, dest: Path) -> bool:
     """Make `dest` the compile cache's `entry` (+ sidecar): hard links (else copies), made
-    readable by every user (staged as they are: shipped modes; this also fails on a file
-    another user planted), and only then compared with the entry's digest kept apart, so the
-    entry cannot change between the check and the staging."""
-    for src, out in ((entry, dest), (header_path(entry), header_path(dest))):
+    readable by every user and writable by us alone (staged as they are: shipped modes; this
+    raises OSError on a file another user planted), and only then compared with the entry's
+    digest kept apart, so the entry cannot change between the check and the staging."""
+    pairs = ((entry, dest), (header_path(entry), header_path(dest)))
+    for src, out in pairs:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
         try:
@@ -132,13 +133,13 @@ def _take(entry: Path, wasm_sha256: str, dest: Path) -> bool:
                 shutil.copyfile(src, out, follow_symlinks=False)
             except (OSError, shutil.SpecialFileError):
                 return False
-    problem = artefact_problem(dest, wasm_sha256, entry_digest(entry))
-    if problem is None:
-        for path in (dest, header_path(dest)):
-            path.chmod(0o644)
-        return True
-    for path in (dest, header_path(dest)):
-        path.unlink(missing_ok=True)
+    if not any(out.is_symlink() for _src, out in pairs):
+        for _src, out in pairs:
+            out.chmod(0o644)
+        if artefact_problem(dest, wasm_sha256, entry_digest(entry)) is None:
+            return True
+    for _src, out in pairs:
+        out.unlink(missing_ok=True)
     return False
 
 
