@@ -363,6 +363,7 @@ def test_info_lists_and_clean_empties_every_cache(warm: dict[str, Any], tmp_path
     proc = wvwasi("clean", "--compiled", env=env)
     assert proc.returncode == 0, proc.stderr
     assert not (cache / "modules").exists() and not app_cache.exists()
+    assert not (cache / "modules-digests").exists()  # the entries' digests go with them
     assert (cache / "runtime" / "x-linux" / "blob").exists() and (cache / "packages").exists()
     proc = wvwasi("clean", env=env)
     assert proc.returncode == 0 and "freed" in proc.stdout
