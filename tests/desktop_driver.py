@@ -4,8 +4,9 @@ Usage: python tests/desktop_driver.py PROJECT BACKEND FIRST_DOC SECOND_DOC (DISP
 XDG_RUNTIME_DIR set). Runs the app in this process as its first instance, launched with
 FIRST_DOC; then launches it again (a separate process) with SECOND_DOC and with a URL, connects to
 the single-instance channel without the key, clicks two menu items, and prints one JSON object:
-the later launches' exit status and seconds, and what the page received; last the page calls
-`wvwasi.window` (title, size, close).
+the later launches' exit status and seconds, and what the page received; then the page opens a
+second window (and is refused other pages), which calls `wvwasi.window` on itself and closes; last
+the page opens one more and calls `wvwasi.window` (title, size, close: both windows close).
 """
 
 from __future__ import annotations
@@ -89,6 +90,51 @@ def refused_without_key(app: App) -> bool:
         return conn.recv(10) == b""
 
 
+def outcome(app: App, expression: str, window: str = "") -> str:
+    """'ok' if the Promise `expression` resolves in `window`'s page, else its error's kind."""
+    return app.window.evaluate(f"({expression}).then(() => 'ok', (e) => e.kind || String(e))",
+                               WAIT, window)
+
+
+def second_window(app: App, result: dict[str, Any]) -> None:
+    """`wvwasi.window.open`: refusals, then a second window with its own session and grants,
+    whose calls act on itself, closing alone."""
+    result["open_refused"] = [outcome(app, f"wvwasi.window.open({page!r})") for page in (
+        "https://example.com/", "../wvwasi.toml", "missing.html", "app.js", "/second.html")]
+    result["open_bad_size"] = outcome(app, "wvwasi.window.open('second.html', {width: 0})")
+    result["opened"] = outcome(app, "wvwasi.window.open('second.html', "
+                                    "{title: 'Second window', width: 500, height: 400})")
+    (name,) = app.window.windows()
+    wait_until = time.monotonic() + WAIT
+    while app.window.evaluate("document.readyState === 'complete' && "
+                              "typeof wvwasi === 'object' && location.pathname",
+                              WAIT, name) != "/second.html":
+        if time.monotonic() > wait_until:
+            raise TimeoutError("the second window's page never loaded")
+        time.sleep(0.1)
+    result["second_width"] = app.window.evaluate("innerWidth", WAIT, name)
+    result["second_retitled"] = outcome(app, "wvwasi.window.setTitle('Second retitled')",
+                                        window=name)
+    titles = subprocess.run(["xdotool", "search", "--name", "retitled|Desktop Test"],
+                            capture_output=True, text=True, timeout=30)
+    result["titles"] = sorted({subprocess.run(
+        ["xdotool", "getwindowname", w], capture_output=True, text=True, timeout=30
+    ).stdout.strip() for w in titles.stdout.split()})
+    # grants are per page: the first page's document grant is unknown to the second page
+    grant = app.window.evaluate("received.opens[0].files[0].grant.id", WAIT)
+    use = f"new FileGrant({json.dumps(grant)}, 'x', 'rw').text()"
+    result["grant_here"] = outcome(app, use)
+    result["grant_there"] = outcome(app, use, name)
+    app.window._target(name).run_js("wvwasi.window.close(); 0")  # no answer: it closes
+    wait_until = time.monotonic() + WAIT
+    while app.window.windows() and time.monotonic() < wait_until:
+        time.sleep(0.1)
+    result["second_closed"] = app.window.windows() == []
+    result["main_after"] = app.window.evaluate("document.title", WAIT)
+    # one more, left open: closing the main window (window_calls) closes it and ends the app
+    result["reopened"] = outcome(app, "wvwasi.window.open('second.html')")
+
+
 def window_calls(app: App, result: dict[str, Any]) -> None:
     """`wvwasi.window` from the page: title (read back from X), size, a refused call, close."""
     app.window.evaluate("wvwasi.window.setTitle('Retitled by the page')", WAIT)
@@ -125,6 +171,7 @@ def main() -> int:
             result["opens"] = wait_for(app, "received.opens.length === 3 && received.opens")
             result["second_text"] = app.window.evaluate("received.opens[1].files[0].grant.text()",
                                                         WAIT)
+            second_window(app, result)
             window_calls(app, result)
         except Exception:
             result["error"] = traceback.format_exc()

@@ -70,6 +70,14 @@ def test_launches_are_handed_to_the_running_page_and_menus_click_through(
     assert result["refused"] is True
     assert result["menus"] == [{"id": "hello"}, {"id": "deep"}]
     assert "single instance: refused a connection" in proc.stderr
+    # wvwasi.window.open: other pages refused; a second window with its own session and grants
+    assert result["open_refused"] == ["permission"] * 5 and result["open_bad_size"] == "invalid"
+    assert result["opened"] == "ok" and result["second_width"] == 500  # (the menu bar: height)
+    assert result["second_retitled"] == "ok"  # the second window's title, not the main one's
+    assert result["titles"] == ["Desktop Test", "Second retitled"]
+    assert result["grant_here"] == "ok" and result["grant_there"] == "permission"
+    assert result["second_closed"] is True and result["main_after"] == "Desktop Test"
+    assert result["reopened"] == "ok"  # left open: closing the main window below ends the app
     # wvwasi.window from the page: the X window's title, its size, a refused call, close
     assert result["retitled"] is True and result["inner_width"] == 640
     assert result["bad_resize"] == "invalid" and result["closed_by_page"] is True

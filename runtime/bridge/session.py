@@ -404,11 +404,11 @@ class Session:
             except BrokenPipeError:
                 pass  # it ended before reading its input
             exited = await done
-            await self._outbox.room()  # the result stays here, in its slot, until there is room
+            # the result stays here, in its slot, until there is room for each part
+            await self._post_outputs(ident, exited.outputs)
+            await self._outbox.room()
             head = {"exitCode": exited.code, "stdoutLength": len(inst.stdout),
                     "error": error_json(exited)}
-            for rec in output_records(ident, exited.outputs):
-                self.post(rec)
             self.post(json_record(Op.RESULT, ident, head, inst.stdout, inst.stderr))
         finally:
             self._admission.finished(entry)
@@ -500,6 +500,29 @@ class Session:
         self._task(answer())
 
     # -- teardown -------------------------------------------------------------------------------
+
+    async def _post_outputs(self, ident: int, outputs: tuple[tuple[str, bytes], ...]) -> None:
+        """The OUTPUT records of `ident`'s output files, each posted once the outbox is within
+        its bound (flow.py): a page that does not read leaves them here, in the worker's slot."""
+        for rec in output_records(ident, outputs):
+            await self._outbox.room()
+            self.post(rec)
+
+    def finish(self, link: WorkerLink, outputs: tuple[tuple[str, bytes], ...],
+               last: bytes) -> None:
+        """A worker has ended (thread-safe): post its output files as the outbox takes them,
+        then `last` (its EXIT), then free its slot."""
+        if not outputs:
+            self.post(last)
+            self.forget(link)
+            return
+
+        async def deliver() -> None:
+            await self._post_outputs(link.id, outputs)
+            self.post(last)
+            self.forget(link)
+
+        self._outbox.call_soon(lambda: self._task(deliver()))
 
     def forget(self, link: WorkerLink) -> None:
         """Drop an ended worker (thread-safe)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 GUI = "gtk"
 #: pywebview's debug mode only adds "Inspect Element" to the page's context menu.
@@ -45,3 +46,8 @@ def cancel_dialogs() -> None:
         return False  # run once
 
     GLib.idle_add(cancel)
+
+
+def listen_for_opens(forward: Callable[[list[str]], None]) -> None:
+    """Nothing to do: documents and URLs arrive on the command line (a later launch's, through
+    the single-instance channel)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 GUI = "qt"
 #: pywebview's debug mode opens a remote-debugging port that accepts any origin: not used.
@@ -34,3 +35,8 @@ def prepare() -> None:
 
 def cancel_dialogs() -> None:
     """Nothing to do: closing the window ends an open QFileDialog's modal loop by itself."""
+
+
+def listen_for_opens(forward: Callable[[list[str]], None]) -> None:
+    """Nothing to do: documents and URLs arrive on the command line (a later launch's, through
+    the single-instance channel)."""
