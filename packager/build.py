@@ -44,6 +44,7 @@ from wvwasi.packager.formats._sign import (
     windows_certificate,
 )
 from wvwasi.packager.formats._webview2 import installer_for
+from wvwasi.packager.preopens import unshipped_preopens
 from wvwasi.packager.services import build_service, is_stale
 from wvwasi.packager.stage import StagedApp, stage_app
 from wvwasi.packager.tools import BuildError, find_tool
@@ -179,6 +180,9 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildRepor
             manifest = load_manifest(request.project, platform=system)
         except ManifestError as e:
             raise BuildError("manifest", str(e)) from None
+        problem = None if web else next(unshipped_preopens(manifest), None)
+        if problem is not None:
+            raise BuildError("manifest", f"{manifest.path}: {problem}")
     arch = host_arch()
     with clock("formats"):
         names = select_formats(manifest, request.formats)

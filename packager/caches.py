@@ -3,6 +3,7 @@
     <cache>/runtime/<key>/     frozen runtimes (freeze.py)
     <cache>/modules/           compiled services, shared by build (portable artefacts), dev,
                                run, exec and serve: `<wasm sha256>-<settings>[-portable].cwasm`
+    <cache>/modules-digests/   each entry's SHA-256, apart from the entries (modules.digest_path)
     <cache>/packages/          compressed package parts reused across builds (formats/_parts.py)
     <cache>/windows/           the Windows runtime's cross-freeze: the checked Windows CPython,
                                its wheels and wvwasi's Wine prefix (wincross.py)
@@ -29,10 +30,12 @@ import filelock
 import platformdirs
 
 from wvwasi.runtime.host.modules import (
+    DIGESTS_FOLDER,
     WasmLoadError,
     artefact_problem,
     cache_cap,
     cache_entry,
+    entry_digest,
     evict_lru,
     header_path,
     precompile,
@@ -87,27 +90,57 @@ def lock(path: Path, timeout: float = LOCK_TIMEOUT) -> filelock.BaseFileLock:
 
 
 def cached_precompile(wasm: Path, fallback: Path) -> Path:
-    """`modules.precompile(wasm)` through the shared compile cache: the cached portable
-    artefact if it is intact, else compiled into the cache. A cache folder that cannot be
-    written (read-only, full) falls back to compiling into `fallback`; a damaged entry is
-    compiled again; a module that does not compile leaves nothing behind."""
+    """`modules.precompile(wasm)` through the shared compile cache, as the build's own artefact
+    `fallback`: the cached portable artefact, hard-linked (or copied) there and then checked
+    against the digest the cache keeps apart from its entries (so what is checked is what is
+    staged), else compiled into the cache first. A damaged, planted or special entry is compiled
+    again; a cache folder that cannot be written (read-only, full) only costs the compile; a
+    module that does not compile leaves nothing behind."""
     sha = sha256_file(wasm)
     entry = cache_entry(compiled_dir(), sha, portable=True)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         with lock(entry):
-            if artefact_problem(entry, sha) is None:
+            if _take(entry, sha, fallback):
                 os.utime(entry)
             else:
-                precompile(wasm, entry)
-            for path in (entry, header_path(entry)):  # staged as hard links: shipped modes
-                path.chmod(0o644)
+                precompile(wasm, entry, cached=True)
+                if not _take(entry, sha, fallback):
+                    raise OSError(f"{entry} changed while it was being used")
         evict_lru(entry.parent, cache_cap(), keep=entry)
-        return entry
+        return fallback
     except WasmLoadError:
         raise
     except (OSError, filelock.Timeout):
         return precompile(wasm, fallback)
+
+
+def _take(entry: Path, wasm_sha256: str, dest: Path) -> bool:
+    """Make `dest` the compile cache's `entry` (+ sidecar): hard links (else copies), made
+    readable by every user and writable by us alone (staged as they are: shipped modes; this
+    raises OSError on a file another user planted), and only then compared with the entry's
+    digest kept apart, so the entry cannot change between the check and the staging."""
+    pairs = ((entry, dest), (header_path(entry), header_path(dest)))
+    for src, out in pairs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)
+        try:
+            os.link(src, out)  # not followed: a planted symlink stays one and is refused
+        except FileNotFoundError:
+            return False
+        except OSError:
+            try:
+                shutil.copyfile(src, out, follow_symlinks=False)
+            except (OSError, shutil.SpecialFileError):
+                return False
+    if not any(out.is_symlink() for _src, out in pairs):
+        for _src, out in pairs:
+            out.chmod(0o644)
+        if artefact_problem(dest, wasm_sha256, entry_digest(entry)) is None:
+            return True
+    for _src, out in pairs:
+        out.unlink(missing_ok=True)
+    return False
 
 
 #: One lock per blob name being made: formats built at once that need the same blob (the deb
@@ -214,6 +247,8 @@ def clean(*, runtime: bool = True, compiled: bool = True) -> int:
                 (cache.kind in ("compiled", "app-compiled") and compiled):
             freed += cache.bytes
             shutil.rmtree(cache.path, ignore_errors=True)
+            if cache.kind in ("compiled", "app-compiled"):  # its digests, kept beside it
+                shutil.rmtree(cache.path.parent / DIGESTS_FOLDER, ignore_errors=True)
     with contextlib.suppress(OSError):  # the emptied folder of runtimes
         (cache_dir() / "runtime").rmdir()
     if runtime and compiled:  # everything else in wvwasi's folder too (wheels, leftovers)

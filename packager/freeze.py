@@ -112,8 +112,10 @@ def source_digest(backend: str, versions: tuple[str, ...] | None = None) -> str:
 
 def bundled_dists(backend: str) -> tuple[str, ...]:
     """The distributions whose versions make a frozen runtime: PyInstaller and what it bundles."""
+    linux = ("jeepney",) if backend in ("gtk", "qt") else ()  # notifications (runtime/notify.py)
     return ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
-            "platformdirs", BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0])
+            "platformdirs", "cryptography",  # the updater's signature check
+            BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0], *linux)
 
 
 def require_backend(backend: str) -> None:
@@ -232,6 +234,9 @@ def freeze_config(backend: str, mode: str, work: Path,
         "console": system == "linux",
         "strip": system == "linux",
         "icon": icon,
+        # documents and URLs a macOS launch was asked to open arrive as Apple events: the
+        # bootloader turns those of the launch into argv (runtime/window/wkwebview.py)
+        "argv_emulation": system == "macos",
     }
 
 

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from wvwasi.packager.formats._parts import write_targz
 from wvwasi.packager.signing import ENV_KEY, SecretKey, key_from_environment, write_signature
+from wvwasi.packager.stage import slugify
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.manifest import Manifest
 from wvwasi.runtime.update.minisign import SignatureError, key_id_hex, parse_public_key
@@ -23,6 +25,7 @@ NOTES_ENV = "WVWASI_UPDATE_NOTES"
 UPDATABLE: Mapping[str, Mapping[str, str]] = {
     "linux": {"tar.gz": "targz", "onefile": "onefile", "deb": "deb", "rpm": "rpm"},
     "windows": {"nsis": "nsis", "msi": "msi"},
+    "macos": {"app": "app"},  # the bundle, archived as `.app.tar.gz` (Tauri's updater artefact)
 }
 TAURI_OS = {"linux": "linux", "windows": "windows", "macos": "darwin"}
 
@@ -45,7 +48,8 @@ def signing_key(manifest: Manifest, step: str) -> SecretKey | None:
 def sign_release(manifest: Manifest, arch: str, artefacts: Iterable[tuple[str, Path]],
                  key: SecretKey, out: Path, source_date_epoch: int | None) -> list[Path]:
     """Write `.sig` files beside the updatable `(format, path)` artefacts and latest.json in
-    `out`; returns the files written."""
+    `out` (a macOS `.app` is first archived as `<slug>-<version>-macos-<arch>.app.tar.gz`,
+    which is signed); returns the files written."""
     system = manifest.platform
     bundles = UPDATABLE.get(system, {})
     platforms: dict[str, dict[str, str]] = {}
@@ -54,6 +58,11 @@ def sign_release(manifest: Manifest, arch: str, artefacts: Iterable[tuple[str, P
     when = int(time.time()) if source_date_epoch is None else source_date_epoch
     for fmt, path in sorted(artefacts, key=lambda a: list(bundles).index(a[0])
                             if a[0] in bundles else len(bundles)):
+        if fmt == "app" and fmt in bundles and path.is_dir():  # named like the other
+            # artefacts: release hosts rename files with spaces (GitHub: "My.App.app.tar.gz")
+            name = f"{slugify(manifest.app.name)}-{manifest.app.version}-macos-{arch}.app.tar.gz"
+            path = write_targz(path, out / name, path.name, source_date_epoch)
+            written.append(path)
         if fmt not in bundles or not path.is_file():
             continue
         sig = write_signature(path, key, f"timestamp:{when}\tfile:{path.name}\thashed")

@@ -6,25 +6,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import secrets
-import signal
-import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal
 
 from wvwasi.runtime import single_instance
 from wvwasi.runtime.launch import Launch, OpenedFile, classify
-from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest
+from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest, parse_menu
+from wvwasi.runtime.notify import Notifier, NotifyError
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
+from wvwasi.runtime.stopping import stop_at_end_of_stdin, stop_on_signals, wait
 from wvwasi.runtime.window import AppWindow, Backend, backend_for
 
 if TYPE_CHECKING:
@@ -36,13 +35,16 @@ if TYPE_CHECKING:
 PRECOMPILED = "precompiled"
 #: How long shutdown waits for the app's threads to end.
 _THREAD_GRACE = 2.0
-#: Page events (`open`, `menu`) waiting for a page to load; older ones are dropped past this.
+#: Page events (`open`, `menu`, `tray`) waiting for a page to load; older ones are dropped
+#: past this.
 MAX_PENDING_EVENTS = 64
 #: Bounds on `wvwasi.window` calls: title characters, width and height in pixels.
 MAX_TITLE = 1024
 MAX_WINDOW_SIZE = 16384
 #: Launched documents whose tokens the page may still exchange for file grants.
 MAX_LAUNCHED = 256
+#: Second windows (`wvwasi.window.open`) open at once.
+MAX_WINDOWS = 8
 log = logging.getLogger("wvwasi.app")
 
 
@@ -60,6 +62,7 @@ class App:
         compile_cache: Path | None = None,
         launch: Launch | None = None,
         primary: single_instance.Primary | None = None,
+        port: int = 0,
     ) -> None:
         # Imported here, not above: a later launch that only hands its arguments to the running
         # instance (run_app) never loads the bridge (aiohttp) or the host (wasmtime).
@@ -84,7 +87,8 @@ class App:
         #: None when headless (services and bridge only: no display needed)
         self.window = None if headless else AppWindow(
             manifest.window, backend or backend_for(manifest), inspector=dev,
-            on_menu=lambda ident: self.send_event("menu", {"id": ident}),
+            on_menu=lambda ident: self.send_event("menu", {"id": ident}), on_open=self.opened,
+            app=manifest.app, on_tray=lambda ident: self.send_event("tray", {"id": ident}),
         )
         picker = self.window.pick_folder if self.window is not None else None
         file_picker = self.window.pick_files if self.window is not None else None
@@ -94,9 +98,13 @@ class App:
             launched=self.launched_file, app_calls=self.window_call if self.window else None,
             updater=self._updater if frozen and manifest.update is not None else None,
             relaunch=self._relaunch if frozen and self.window is not None else None,
+            port=port,
         )
         self._at_close: list[Callable[[], None]] = []
         self._closed = False
+        self._opened = 0  # second windows opened so far (their names: w1, w2, ...)
+        self._opening = threading.Lock()
+        self._notifier = Notifier(manifest.app.name)
 
     def _updater(self) -> Updater:
         from wvwasi.runtime.update.updater import Updater
@@ -105,11 +113,8 @@ class App:
 
     def _relaunch(self) -> None:
         """`wvwasi.app.relaunch()`: start the app again (its installed version), close this one."""
-        import os
-        import subprocess
-
         command = os.environ.get("WVWASI_ONEFILE") or sys.executable  # onefile: its launcher
-        subprocess.Popen([command], start_new_session=True, stdin=subprocess.DEVNULL)
+        relaunch([command], self.primary)
         if self.window is not None:
             self.window.close()
 
@@ -151,24 +156,23 @@ class App:
         print(json.dumps(report), flush=True)
         return 0 if report["ok"] else 1
 
-    def serve(self) -> int:
-        """Services and bridge without a window (the app's `--serve`): print the launch URL on
-        stdout, serve until SIGINT/SIGTERM or, when stdin is a pipe, its end (the parent that
-        started it closed it or exited: how a test or a remote shell stops it on Windows)."""
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        try:
-            self.host.start()
-            url = self.bridge.start()
-            print(f"Serving {self.manifest.app.name} at {url}", flush=True)
-            if _is_pipe(sys.stdin):
-                threading.Thread(target=_set_at_eof, args=(sys.stdin, stop), daemon=True,
-                                 name="serve-stdin").start()
-            while not stop.wait(0.5):
-                pass
-        finally:
-            self.close()
+    def serve(self, *, hint: str = "", stdin_stops: bool = True) -> int:
+        """Services and bridge without a window (the app's `--serve`, `wvwasi serve`): print the
+        launch URL (then `hint`) on stdout, serve until SIGINT/SIGTERM or, with `stdin_stops`
+        and stdin a pipe, its end (stopping.stop_at_end_of_stdin). OSError when the bridge's
+        port cannot be bound."""
+        with stop_on_signals() as stop:
+            try:
+                self.host.start()
+                url = self.bridge.start()
+                print(f"Serving {self.manifest.app.name} at {url}", flush=True)
+                if hint:
+                    print(hint, flush=True)
+                if stdin_stops:
+                    stop_at_end_of_stdin(stop)
+                wait(stop)
+            finally:
+                self.close()
         print("Stopped.", flush=True)
         return 0
 
@@ -192,8 +196,8 @@ class App:
         return 0 if report["ok"] else 1
 
     def send_event(self, kind: str, detail: dict[str, Any]) -> None:
-        """Dispatch `kind` (`open`, `menu`) on the page's `wvwasi.app`; held until a page has
-        loaded (and, on the page, an `open` until it has a listener)."""
+        """Dispatch `kind` (`open`, `menu`, `tray`) on the page's `wvwasi.app`; held until a page
+        has loaded (and, on the page, an `open` until it has a listener)."""
         self._events.add(kind, detail)
         if self.window is not None and self.window.loaded.is_set():
             self._events.flush(self.window)
@@ -217,25 +221,76 @@ class App:
             file = self._launched.get(token)
         return (file.path, file.mode) if file is not None else None
 
-    def window_call(self, call: str, args: list[Any]) -> Any:
-        """One `wvwasi.window` call from a page (docs/page-api.md); Refused if malformed."""
+    def window_call(self, name: str, call: str, args: list[Any]) -> Any:
+        """One `wvwasi.window` call or `wvwasi.notify` from a page in window `name` (the main one
+        or a second); docs/page-api.md. Refused if malformed or not allowed."""
         from wvwasi.runtime.bridge.specs import Refused
 
         window = self.window
         assert window is not None
-        if call == "setTitle" and len(args) == 1 and isinstance(args[0], str) \
-                and len(args[0]) <= MAX_TITLE:
-            window.set_title(args[0])
-        elif call == "resize" and len(args) == 2 and all(
-                type(a) is int and 1 <= a <= MAX_WINDOW_SIZE for a in args):
-            window.resize(args[0], args[1])
+        if call == "setTitle" and len(args) == 1 and _title(args[0]):
+            window.set_title(args[0], name)
+        elif call == "resize" and len(args) == 2 and all(map(_size, args)):
+            window.resize(args[0], args[1], name)
         elif call == "setFullscreen" and len(args) == 1 and isinstance(args[0], bool):
-            window.set_fullscreen(args[0])
+            window.set_fullscreen(args[0], name)
         elif call == "close" and not args:
-            window.close()
+            window.close_window(name)
+        elif call == "open" and len(args) == 2 and isinstance(args[0], str) \
+                and isinstance(args[1], dict):
+            self._open_window(args[0], args[1])
+        elif call == "setMenu" and len(args) == 1:
+            try:
+                menu = parse_menu(args[0])
+            except ManifestError as e:
+                raise Refused("invalid", str(e)) from e
+            try:
+                window.set_menu(menu)
+            except NotImplementedError as e:
+                raise Refused("unavailable", str(e)) from e
+        elif call == "notify" and len(args) == 2 and all(isinstance(a, str) for a in args):
+            if not self.manifest.app.notifications:
+                raise Refused("permission", "wvwasi.notify() needs [app] notifications = true "
+                              "in wvwasi.toml")
+            try:
+                self._notifier.notify(args[0], args[1])
+            except NotifyError as e:
+                raise Refused(e.kind, str(e)) from e
         else:
             raise Refused("invalid", f"no window call {call}({', '.join(map(repr, args))[:200]})")
         return None
+
+    def _open_window(self, page: str, options: dict[str, Any]) -> None:
+        """`wvwasi.window.open(page, options)`: a second window on a page of the app's UI, with
+        a bridge session of its own (Refused: a bad option, not a page, too many windows)."""
+        from wvwasi.runtime.bridge.specs import Refused
+
+        spec = self.manifest.window
+        title = options.get("title", spec.title)
+        width, height = options.get("width", spec.width), options.get("height", spec.height)
+        unknown = set(options) - {"title", "width", "height"}
+        if unknown or not (_title(title) and _size(width) and _size(height)):
+            raise Refused("invalid", "wvwasi.window.open(): options are {title: a string of at "
+                          f"most {MAX_TITLE} characters, width and height: 1 to "
+                          f"{MAX_WINDOW_SIZE}}}" + (f" (unknown: {sorted(unknown)})"
+                                                     if unknown else ""))
+        window = self.window
+        assert window is not None
+        with self._opening:
+            if len(window.windows()) >= MAX_WINDOWS:
+                raise Refused("limit", f"{MAX_WINDOWS} second windows are open: close one first")
+            self._opened += 1
+            name = f"w{self._opened}"
+            try:
+                url = self.bridge.window_url(name, page)
+            except ValueError as e:
+                raise Refused("permission", f"wvwasi.window.open(): {e}") from None
+            try:
+                window.open_window(name, url, title=title, width=width, height=height,
+                                   on_closed=lambda: self.bridge.forget_window(name))
+            except BaseException:
+                self.bridge.forget_window(name)
+                raise
 
     def _page_loaded(self) -> None:
         if self.window is not None:
@@ -256,6 +311,12 @@ class App:
             self.window.bring_forward()
         self.send_event("open", self._open_detail(launch))
 
+    def opened(self, args: list[str]) -> None:
+        """Documents and URLs the OS asked the running app to open other than on a command line
+        (macOS: Apple events from Finder and Launch Services): handled like a later launch
+        from the home folder."""
+        self.forwarded({"argv": args, "cwd": str(Path.home())})
+
     def close(self) -> None:
         """Stop the bridge (ending every page's workers), the host and the run's temp folder."""
         if self._closed:
@@ -274,6 +335,14 @@ class App:
                 self.host.close()
             finally:
                 self.paths.close()
+
+
+def _title(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_TITLE
+
+
+def _size(value: Any) -> bool:
+    return type(value) is int and 1 <= value <= MAX_WINDOW_SIZE
 
 
 class PageEvents:
@@ -296,21 +365,6 @@ class PageEvents:
                 with self._lock:
                     self._pending = [*pending[i:], *self._pending][-MAX_PENDING_EVENTS:]
                 return
-
-
-def _is_pipe(stream: TextIO | None) -> bool:
-    try:
-        return stream is not None and stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def _set_at_eof(stream: TextIO, stop: threading.Event) -> None:
-    """Set `stop` once `stream` ends (the parent that started `--serve` closed it or exited)."""
-    with contextlib.suppress(OSError, ValueError):
-        while stream.buffer.read1(65536):
-            pass
-    stop.set()
 
 
 def _leftover_threads() -> list[str]:
@@ -377,6 +431,17 @@ def run_app(
         if self_test:
             print(json.dumps({"ok": False, "error": str(e)}), flush=True)
         return 2
+
+
+def relaunch(command: list[str], primary: single_instance.Primary | None) -> None:
+    """Start `command` as the app's next instance. The single-instance lock and listener are
+    released first: else the new process would find this (exiting) one running and hand its
+    launch over to it."""
+    import subprocess
+
+    if primary is not None:
+        primary.close()
+    subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
 
 
 def _first_instance(manifest: Manifest, argv: list[str], cwd: str

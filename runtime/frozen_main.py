@@ -139,16 +139,20 @@ def extract_cached(archive: zipfile.ZipFile, cache: Path) -> Path:
 
 def _intact(target: Path, sizes: dict[str, int], digests: dict[str, str]) -> bool:
     """Is `target` the archive extracted completely, every file a regular one with the size
-    and SHA-256 the archive lists?"""
-    from wvwasi.runtime.host.modules import sha256_file
+    and SHA-256 the archive lists? Each file found so is noted (modules.note_checked): the
+    service loader does not hash a `.cwasm` a second time moments later. Safe because no
+    service can write this folder (under the code root, which every preopen is refused)."""
+    from wvwasi.runtime.host.modules import note_checked, sha256_file
 
     try:
         if json.loads((target / DONE).read_text(encoding="utf-8")) != sizes:
             return False
-        return all(
-            (target / name).lstat().st_size == size and sha256_file(target / name) == digests[name]
-            for name, size in sizes.items()
-        )
+        for name, size in sizes.items():
+            path = target / name
+            if path.lstat().st_size != size or sha256_file(path, follow=False) != digests[name]:
+                return False
+            note_checked(path, digests[name])
+        return True
     except (OSError, ValueError, KeyError):
         return False
 

@@ -183,6 +183,9 @@ class AppInfo:
     icon: Path | None = None
     url_schemes: tuple[str, ...] = ()  # lower-case, e.g. ("myapp",)
     single_instance: bool = True
+    notifications: bool = False  # the page may show desktop notifications (`wvwasi.notify`)
+    tray: bool = False  # a tray icon (status icon) while the app runs
+    tray_menu: tuple[MenuItem, ...] = ()  # `[[app.tray_menu]]`: the tray icon's menu
 
 
 @dataclass(frozen=True)
@@ -567,7 +570,8 @@ def _png(r: _Reader, t: dict, p: KeyPath, key: str) -> Path | None:
 def _app(r: _Reader, raw: object) -> AppInfo:
     p: KeyPath = ("app",)
     t = r.table(raw, p, ("name", "identifier", "version", "description", "publisher", "icon",
-                         "url_schemes", "single_instance"))
+                         "url_schemes", "single_instance", "notifications", "tray",
+                         "tray_menu"))
     name = r.nonempty(t, p, "name")
     identifier = r.string(t, p, "identifier")
     if not _IDENTIFIER.match(identifier):
@@ -586,6 +590,10 @@ def _app(r: _Reader, raw: object) -> AppInfo:
                    "browser: choose a scheme of the app's own")
         if scheme in schemes[:i]:
             r.fail((*p, "url_schemes", i), f"duplicate scheme {_show(scheme)}")
+    tray = r.boolean(t, p, "tray", False)
+    tray_menu = _menu_items(r, t.get("tray_menu", []), (*p, "tray_menu"), depth=1, ids=set())
+    if tray_menu and not tray:
+        r.fail((*p, "tray_menu"), "a tray menu needs a tray icon: set tray = true")
     return AppInfo(
         name=name,
         identifier=identifier,
@@ -595,6 +603,9 @@ def _app(r: _Reader, raw: object) -> AppInfo:
         icon=_png(r, t, p, "icon"),
         url_schemes=schemes,
         single_instance=r.boolean(t, p, "single_instance", True),
+        notifications=r.boolean(t, p, "notifications", False),
+        tray=tray,
+        tray_menu=tray_menu,
     )
 
 
@@ -617,10 +628,7 @@ def _ui(r: _Reader, raw: object) -> UI:
 def _window(r: _Reader, raw: object, default_title: str) -> Window:
     p: KeyPath = ("window",)
     t = r.table(raw, p, ("title", "width", "height", "resizable", "menu"))
-    menu = _menu_items(r, t.get("menu", []), (*p, "menu"), depth=1, ids=set())
-    if any(m.separator or not m.items for m in menu):
-        bad = next(i for i, m in enumerate(menu) if m.separator or not m.items)
-        r.fail((*p, "menu", bad), "expected a top-level menu: { label, items = [...] }")
+    menu = _menu_bar(r, t.get("menu", []), (*p, "menu"))
     return Window(
         title=r.string(t, p, "title", default_title),
         width=r.positive_int(t, p, "width", 800),
@@ -628,6 +636,21 @@ def _window(r: _Reader, raw: object, default_title: str) -> Window:
         resizable=r.boolean(t, p, "resizable", True),
         menu=menu,
     )
+
+
+def parse_menu(raw: object) -> tuple[MenuItem, ...]:
+    """A menu bar the page sets (`wvwasi.window.setMenu`): the JSON form of `[[window.menu]]`
+    under the same rules; ManifestError naming the bad entry (`menu[0].items[1].id: ...`)."""
+    return _menu_bar(_Reader(Path("wvwasi.window.setMenu()"), Path()), raw, ("menu",))
+
+
+def _menu_bar(r: _Reader, raw: object, p: KeyPath) -> tuple[MenuItem, ...]:
+    """Top-level menus (each a `{label, items}`) and what they hold (_menu_items)."""
+    menu = _menu_items(r, raw, p, depth=1, ids=set())
+    if any(m.separator or not m.items for m in menu):
+        bad = next(i for i, m in enumerate(menu) if m.separator or not m.items)
+        r.fail((*p, bad), "expected a top-level menu: { label, items = [...] }")
+    return menu
 
 
 def _menu_items(r: _Reader, raw: object, p: KeyPath, depth: int, ids: set[str]

@@ -63,7 +63,7 @@ def app_code_dir(identifier: str) -> Path:
 class Location(NamedTuple):
     """A preopen `host` value located: `base`/`rest`."""
 
-    base: Path  # a variable's folder, the project folder, or an absolute path itself
+    base: Path  # a variable's folder ($RESOURCES for a relative path), or an absolute path
     rest: str  # the path beneath `base` ("" for `base` itself)
     create: bool  # missing folders beneath `base` are created (app-owned variables)
     contained: bool  # `rest` is opened beneath `base` (the app's own folders, relative paths)
@@ -106,9 +106,9 @@ class PathContext:
         resources: Path | None = None,
         base_dirs: Mapping[str, Path] | None = None,
     ) -> None:
-        self.root = Path(root).absolute()
         self.identifier = identifier
-        self.resources = Path(resources).absolute() if resources else self.root
+        #: `$RESOURCES`, also the base of relative paths: the project root during development
+        self.resources = Path(resources or root).absolute()
         unknown = set(base_dirs or ()) - set(VARIABLES)
         if unknown:
             raise ValueError(f"unknown path variables in base_dirs: {sorted(unknown)}")
@@ -157,11 +157,12 @@ class PathContext:
         }[name]()
 
     def resolve(self, raw: str) -> Path:
-        """The absolute host path for a preopen `host` value (relative: the project root)."""
+        """The absolute host path for a preopen `host` value (relative: beneath `$RESOURCES`,
+        so a built app finds what `bundle.resources` ships where `wvwasi run` found it)."""
         name, rest = parse_host(raw)
         if name is None:
             path = Path(rest)
-            return path if path.is_absolute() else self.root / path
+            return path if path.is_absolute() else self.resources / path
         base = self.variable(name)
         path = base / rest if rest else base
         if rest and name in APP_OWNED:
@@ -169,22 +170,24 @@ class PathContext:
         return path
 
     def resolve_file(self, raw: str) -> Path:
-        """The absolute host path of a file the manifest names (`net.ca`); nothing is created."""
+        """The absolute host path of a file the manifest names (`net.ca`; relative: as in
+        `resolve`); nothing is created."""
         name, rest = parse_host(raw)
         if name is None:
             path = Path(rest)
-            return path if path.is_absolute() else self.root / path
+            return path if path.is_absolute() else self.resources / path
         return self.variable(name) / rest
 
     def locate(self, raw: str) -> Location:
-        """Where a preopen `host` value lies (see `Location`). A relative path lies beneath the
-        project folder (unless `..` leads out of it, then it counts as absolute)."""
+        """Where a preopen `host` value lies (see `Location`). A relative path lies beneath
+        `$RESOURCES` (unless `..` leads out of it, then it counts as absolute)."""
         name, rest = parse_host(raw)
         if name is not None:
             return Location(self.variable(name), rest, name in APP_OWNED, name in CONTAINED)
-        path = Path(os.path.normpath(self.root / rest))
-        if path.is_relative_to(self.root) and not Path(rest).is_absolute():
-            return Location(self.root, path.relative_to(self.root).as_posix(), False, True)
+        base = self.resources
+        path = Path(os.path.normpath(base / rest))
+        if path.is_relative_to(base) and not Path(rest).is_absolute():
+            return Location(base, path.relative_to(base).as_posix(), False, True)
         return Location(path, "", False, False)
 
     def add_code_folder(self, path: Path, what: str) -> None:

@@ -50,16 +50,23 @@ def file_type(path: Path | str) -> int | None:
         return None
 
 
-def open_regular(path: Path | str) -> BinaryIO:
-    """`path` opened for reading; FileProblem unless it is a regular file. Never blocks."""
+def open_regular(path: Path | str, *, follow: bool = True) -> BinaryIO:
+    """`path` opened for reading; FileProblem unless it is a regular file (nor, unless
+    `follow`, a symlink to one). Never blocks."""
     if "\0" in os.fspath(path):
         raise FileProblem("contains a NUL character")
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        if os.path.islink(path):  # also where O_NOFOLLOW is missing (Windows)
+            raise FileProblem("is a symlink, not a regular file")
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # and a link planted since is not followed
     try:
         fd = os.open(path, flags)
     except OSError as e:
         if e.errno == errno.EISDIR:  # Windows opens no directories
             raise FileProblem("is a directory, not a regular file") from None
+        if e.errno == errno.ELOOP and not follow:
+            raise FileProblem("is a symlink, not a regular file") from None
         raise FileProblem(_os_reason(e)) from None
     try:
         mode = os.fstat(fd).st_mode

@@ -26,6 +26,7 @@ ${uninstall_finalize}
 
 !include "MUI2.nsh"
 !include "LogicLib.nsh"
+!include "FileFunc.nsh"
 !define MUI_ICON "${icon}"
 !define MUI_UNICON "${icon}"
 !define MUI_FINISHPAGE_RUN "$$INSTDIR\$${APP_EXE}"
@@ -51,6 +52,31 @@ ${uninstall_finalize}
   $${EndIf}
 !macroend
 
+; Update mode (/UPDATE: started by the app's updater, which exits next): wait until the app has
+; exited, up to 60 s, before the check above refuses (docs/update.md).
+!macro WAIT_FOR_EXIT_IN_UPDATE_MODE
+  $${GetParameters} $$1
+  ClearErrors
+  $${GetOptions} $$1 "/UPDATE" $$2
+  $${IfNot} $${Errors}
+  $${AndIf} $${FileExists} "$$INSTDIR\$${APP_EXE}"
+    StrCpy $$3 0
+    $${Do}
+      ClearErrors
+      FileOpen $$0 "$$INSTDIR\$${APP_EXE}" a
+      $${IfNot} $${Errors}
+        FileClose $$0
+        $${Break}
+      $${EndIf}
+      IntOp $$3 $$3 + 1
+      $${If} $$3 >= 240
+        $${Break}
+      $${EndIf}
+      Sleep 250
+    $${Loop}
+  $${EndIf}
+!macroend
+
 ; WebView2: the installed runtime's version, "" if there is none.
 Function WebView2Version
   ReadRegStr $$0 HKLM "SOFTWARE\WOW6432Node\Microsoft\EdgeUpdate\Clients\$${WEBVIEW2_KEY}" "pv"
@@ -67,6 +93,7 @@ FunctionEnd
 
 ; First, so that a refusal or a failed WebView2 download leaves nothing installed.
 Section "-Prepare"
+  !insertmacro WAIT_FOR_EXIT_IN_UPDATE_MODE
   !insertmacro REFUSE_IF_RUNNING
 ${webview2_section}
 SectionEnd

@@ -139,14 +139,17 @@ def served_app(
     port: int = 0,
     dev: bool = False,
     copy_pages: bool = True,
+    resources: Path | None = None,
 ) -> Iterator[ServedApp]:
     """Serve the project at `root` (tests/pages/ copied into its UI unless `copy_pages` is
-    false) with a real host (app folders under `dirs`, compile cache `cache`) and bridge."""
+    false) with a real host (app folders under `dirs`, compile cache `cache`, `$RESOURCES` as
+    a built app's when given) and bridge."""
     manifest = load_manifest(root)
     if copy_pages:
         shutil.copytree(PAGES_DIR, manifest.ui.dir, dirs_exist_ok=True)
     base = {v: dirs / v.lower() for v in ("APPDATA", "DOCUMENTS", "DOWNLOADS", "HOME")}
-    paths = PathContext.for_app(manifest, base_dirs={**base, "CACHE": cache})
+    paths = PathContext.for_app(manifest, resources=resources,
+                                base_dirs={**base, "CACHE": cache})
     host = ServiceHost(manifest, paths=paths, compile_cache=cache)
     host.start()
     spy = SpyHost(host)

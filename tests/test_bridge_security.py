@@ -231,6 +231,42 @@ def test_a_page_from_another_local_origin_is_refused(app: ServedApp) -> None:
     assert len(app.spy.calls) == before
 
 
+def test_a_second_window_has_its_own_session_until_it_closes(app: ServedApp) -> None:
+    """`wvwasi.window.open`'s launch URL: only pages of the UI, a cookie and key of its own
+    (neither works with the other's), redirected to its page; refused once forgotten."""
+    port, (main_cookie, main_key) = port_of(app), launch_with_key(app)
+    for page in ("https://example.com/", "../wvwasi.toml", "missing.html", "style.css",
+                 "/index.html", "index.html?x=1", "", "nested/../index.html", "a:b.html"):
+        with pytest.raises(ValueError, match=r"not a page|not an HTML page"):
+            app.bridge.window_url("w1", page)
+    url = urlsplit(app.bridge.window_url("w1", "inline.html"))
+    status, resp = http_get(port, f"{url.path}?{url.query}")
+    assert status == 303
+    location = resp.getheader("Location")
+    assert location.startswith("/inline.html?wvwasi-key=")
+    key = location.split("wvwasi-key=", 1)[1]
+    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
+    assert cookie.startswith(f"wvwasi_{port}_w1=") and key != main_key
+    assert http_get(port, "/inline.html", {"Cookie": cookie})[0] == 200
+
+    def handshake(cookie: str, key: str) -> int:
+        try:
+            asyncio.run(_exchange(port, good_headers(app, cookie), [], 0, key))
+        except aiohttp.WSServerHandshakeError as e:
+            return e.status
+        return 101
+
+    assert handshake(cookie, key) == 101
+    assert handshake(cookie, main_key) == 403 and handshake(main_cookie, key) == 403
+    # a cookie jar shared by both windows sends both cookies: the key says which window it is
+    assert handshake(f"{main_cookie}; {cookie}", key) == 101
+    app.bridge.forget_window("w1")
+    assert handshake(cookie, key) == 403
+    assert http_get(port, "/inline.html", {"Cookie": cookie})[0] == 403
+    assert http_get(port, f"{url.path}?{url.query}")[0] == 403  # its token was used
+    assert handshake(main_cookie, main_key) == 101  # the main window is unaffected
+
+
 def test_secret_and_cookie_are_refused_after_the_bridge_closes(
     project: Path, tmp_path: Path, module_cache_dir: Path
 ) -> None:

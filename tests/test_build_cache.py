@@ -27,7 +27,12 @@ from build_helpers import (
 )
 from xvfb import xvfb
 
-from wvwasi.runtime.host.modules import artefact_problem, header_path, sha256_file
+from wvwasi.runtime.host.modules import (
+    artefact_problem,
+    header_path,
+    payload_digests,
+    sha256_file,
+)
 
 PACKAGES = ("tar.gz", "deb", "rpm")
 SLUG = "wvwasi-cache-test"
@@ -223,7 +228,8 @@ def test_onefile_extracts_once_and_ships_the_artefact_with_a_packed_wasm(
     assert (payload / "services" / f"{greet}.wasm.gz").is_file()
     artefact = payload / "precompiled" / f"{greet}.cwasm"
     header = json.loads(header_path(artefact).read_text())
-    assert artefact_problem(artefact, header["wasm_sha256"]) is None
+    listed = payload_digests(payload)[f"precompiled/{greet}.cwasm"]
+    assert artefact_problem(artefact, header["wasm_sha256"], listed) is None
     assert artefact.stat().st_mode & 0o777 == 0o644  # readable by every user once installed
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "user-cache")}
     with xvfb() as display:
@@ -281,9 +287,10 @@ def test_damaged_cache_entries_are_redone_not_shipped(warm: dict[str, Any], tmp_
     again = build(warm["project"], cache, tmp_path / "out", "dir", *PACKAGES)
     same_bytes(again, warm["rebuilt"], PACKAGES)
     payload = paths(again)["dir"] / "app"
-    artefact = payload / "precompiled" / f"{module_id(payload, 'greet')}.cwasm"
-    header = json.loads(header_path(artefact).read_text())
-    assert artefact_problem(artefact, header["wasm_sha256"]) is None
+    name = f"precompiled/{module_id(payload, 'greet')}.cwasm"
+    header = json.loads(header_path(payload / name).read_text())
+    assert artefact_problem(payload / name, header["wasm_sha256"],
+                            payload_digests(payload)[name]) is None
 
 
 def test_unwritable_or_full_cache_still_builds_the_same_packages(
@@ -356,6 +363,7 @@ def test_info_lists_and_clean_empties_every_cache(warm: dict[str, Any], tmp_path
     proc = wvwasi("clean", "--compiled", env=env)
     assert proc.returncode == 0, proc.stderr
     assert not (cache / "modules").exists() and not app_cache.exists()
+    assert not (cache / "modules-digests").exists()  # the entries' digests go with them
     assert (cache / "runtime" / "x-linux" / "blob").exists() and (cache / "packages").exists()
     proc = wvwasi("clean", env=env)
     assert proc.returncode == 0 and "freed" in proc.stdout

@@ -45,6 +45,19 @@ def test_icon_that_is_not_a_png(project: Path):
     assert error.endswith('app.icon: expected a PNG image, got "icon.jpg" which is not a PNG')
 
 
+def test_a_relative_preopen_the_build_does_not_ship(make_project):
+    """A relative preopen `host` is beneath $RESOURCES (docs/manifest.md): the built app would
+    look for it in its shipped resources, so a folder no `bundle.resources` ships is refused."""
+    project = make_project({"wc": {"source": "wc"}},
+                           extra={"page": {"preopens": [{"guest": "/data", "host": "data"}]}})
+    (project / "data").mkdir()
+    error = build_fails(project, "--format", "dir")
+    assert error == (f"error: manifest: {project / 'wvwasi.toml'}: page.preopens[0].host: "
+                     '"data" is relative, which a built app opens in its shipped resources '
+                     '($RESOURCES): add "data" (or a folder holding it) to bundle.resources, or '
+                     "start it with a variable such as $APPDATA")
+
+
 def test_failing_build_command(project: Path):
     toml = project / "wvwasi.toml"
     text = toml.read_text()

@@ -36,6 +36,9 @@ SERVICES = {
         "user_grants": True, "scratch": True,
         "build": {"command": "true", "watch": ["services/*.wasm"]},
     },
+    # a relative preopen host: beneath $RESOURCES, so the project's data/ or the shipped copy
+    "read": {"source": "readfile", "kind": "task", "args": ["/shipped/a.txt"],
+             "preopens": [{"guest": "/shipped", "host": "data"}]},
     "count": {"source": "wc", "kind": "task", "ipc": "stream",
               "net": {"connect": ["api.example.com:443", "[::1]:8080"], "ca": "$RESOURCES/ca.pem",
                       "sockets": 2, "read_timeout": "5s"}},
@@ -105,7 +108,8 @@ def built_app(
     payload: Path, tmp_path_factory: pytest.TempPathFactory, module_cache_dir: Path
 ) -> Iterator[ServedApp]:
     dirs = tmp_path_factory.mktemp("built-dirs")
-    with served_app(payload, dirs=dirs, cache=module_cache_dir, copy_pages=False) as app:
+    with served_app(payload, dirs=dirs, cache=module_cache_dir, copy_pages=False,
+                    resources=payload / "resources") as app:  # as frozen_main runs it
         assert app.manifest.path == payload / "wvwasi.toml"
         yield app
 
@@ -121,3 +125,17 @@ def test_the_built_app_refuses_a_pages_fourth_worker(built_app: ServedApp) -> No
     assert [op for op, _ in answers] == [Op.MESSAGE] * PER_PAGE + [Op.ERROR]
     refusal = json.loads(answers[-1][1][4:])
     assert refusal["kind"] == "limit" and "instances_per_page" in refusal["message"], refusal
+
+
+def test_a_relative_preopen_opens_the_same_files_built_and_run(
+    project: Path, built_app: ServedApp, module_cache_dir: Path, tmp_path: Path
+) -> None:
+    """A relative preopen `host` ("data") lies beneath $RESOURCES: the project's folder under
+    `wvwasi run`, the copy `bundle.resources` ships in the built app (before: the payload's
+    own `data`, which does not exist, so the built app's task failed)."""
+    built = built_app.spy.run_task("read")
+    with served_app(project, dirs=tmp_path, cache=module_cache_dir, copy_pages=False) as run:
+        ran = run.spy.run_task("read")
+    assert (built.exit_code, built.stdout, built.stderr) == (ran.exit_code, ran.stdout,
+                                                            ran.stderr) == (0, b"shipped\n", b"")
+    assert (project / "data" / "a.txt").read_text() == "shipped\n"

@@ -141,7 +141,7 @@ def test_check_reports_every_bad_service(make_project, tmp_path: Path) -> None:
             **{name: {"source": tmp_path / f"{name}.wasm"} for name in sources},
             "built": {"source": "out/built.wasm", "build": {"command": "make"}},
             "gone": {"source": "out/gone.wasm"},
-            "fine": {"source": "wc"},
+            "fine": {"source": "wc", "preopens": [{"guest": "/d", "host": "data"}]},
         },
         extra={"bundle": {"resources": ["assets"]}},
     )
@@ -167,7 +167,10 @@ def test_check_reports_every_bad_service(make_project, tmp_path: Path) -> None:
         f"{key}.gone.source: out/gone.wasm does not exist and the service has no "
         "build.command to create it",
         f"error: {root}/wvwasi.toml: bundle.resources[0]: assets does not exist",
-        "7 problems found",
+        f'{key}.fine.preopens[0].host: "data" is relative, which a built app opens in its '
+        'shipped resources ($RESOURCES): add "data" (or a folder holding it) to '
+        "bundle.resources, or start it with a variable such as $APPDATA",
+        "8 problems found",
     ]
 
 

@@ -108,7 +108,7 @@ def test_builds_portable_artefact_serves_dev(
     project = make_project({"wc": {"source": "wc", "kind": "task"}})
     shared = tmp_path / "shared"
     wasm = project / "services" / "wc.wasm"
-    precompile(wasm, cache_entry(shared, sha256_file(wasm), portable=True))  # as `build` does
+    precompile(wasm, cache_entry(shared, sha256_file(wasm), portable=True), cached=True)  # build
     with _host(project, tmp_path / "c", tmp_path, compile_cache=shared) as host:
         assert host.run_task("wc", stdin=b"a b\n").stdout == b"1 2 4\n"
     assert compiles == []

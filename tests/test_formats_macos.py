@@ -7,8 +7,12 @@ macOS: their calls are recorded at the one tool runner and checked for order and
 from __future__ import annotations
 
 import json
+import os
 import plistlib
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from build_helpers import cli_env, error_line, new_project, wvwasi
@@ -245,3 +249,100 @@ def test_dmg_needs_macos(project: Path, runtime: Path, tmp_path: Path):
                                        "macOS (hdiutil")
     assert not out.exists()
 
+
+
+#: The placeholder runtime's executable for the update test: Linux cannot run the macOS runtime,
+#: so this answers what the installer asks (`--version` from the bundle's payload; the
+#: self-test fails for version 1.0.2, the test's broken release).
+UPDATE_EXE = """#!/bin/sh
+app="$(dirname "$0")/../Resources/app/wvwasi.toml"
+version=$(sed -n 's/^version = "\\(.*\\)"$/\\1/p' "$app" | head -n 1)
+case "$1" in
+  --version) echo "Mac Up $version" ;;
+  --self-test=headless) [ "$version" != 1.0.2 ] ;;
+esac
+"""
+
+
+@pytest.fixture(scope="module")
+def app_updates(runtime: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`Mac Up` 1.0.0 and 1.0.1 (and a 1.0.2 whose self-test fails) built as `.app` with a
+    signing key: {version: (bundle, latest.json)}, the key's folder."""
+    top = tmp_path_factory.mktemp("macupdate")
+    updating = top / "runtime"
+    shutil.copytree(runtime, updating, symlinks=True)
+    (updating / "onedir" / "wvwasi-runtime").write_text(UPDATE_EXE)
+    made = wvwasi("signer", "generate", "-w", top / "key", "--password", "pw")
+    assert made.returncode == 0, made.stderr
+    update = ("[update]\nendpoints = [\"https://example.org/latest.json\"]\n"
+              f'pubkey = """{(top / "key.pub").read_text().strip()}"""\n')
+    project = new_project(top, "Mac Up", update, identifier="dev.wvwasi.tests.macup")
+    toml = project / "wvwasi.toml"
+    built = {}
+    for version in ("1.0.0", "1.0.1", "1.0.2"):
+        text = toml.read_text().replace('version = "0.1.0"', f'version = "{version}"', 1)
+        toml.write_text(text)
+        proc = wvwasi("build", project, "--platform", "macos", "--runtime", updating,
+                      "--format", "app", "--out", top / version, "--json",
+                      env=cli_env(WVWASI_SIGNING_PRIVATE_KEY=str(top / "key"),
+                                  WVWASI_SIGNING_PRIVATE_KEY_PASSWORD="pw"))
+        assert proc.returncode == 0, proc.stderr
+        (bundle,) = [Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"]]
+        built[version] = (bundle, json.loads((top / version / "latest.json").read_text()))
+        toml.write_text(text.replace(f'version = "{version}"', 'version = "0.1.0"', 1))
+    return {"built": built, "top": top}
+
+
+def test_app_tar_gz_is_signed_and_swapped_in_by_the_updater(app_updates: dict[str, Any],
+                                                             tmp_path: Path):
+    """The build writes `<Name>.app.tar.gz` + .sig and latest.json's darwin keys; the runtime's
+    installer (runtime/update/install.py, as on macOS) unpacks it beside the installed bundle,
+    runs the new one, swaps the bundles and removes the old; a new version that fails its
+    self-test leaves the installed bundle as it was and nothing beside it."""
+    from wvwasi.runtime.update import install
+    from wvwasi.runtime.update.minisign import parse_public_key, parse_signature, verify_file
+
+    key = parse_public_key((app_updates["top"] / "key.pub").read_text())
+    bundle, latest = app_updates["built"]["1.0.1"]
+    archive = bundle.with_name("mac-up-1.0.1-macos-x86_64.app.tar.gz")
+    assert bundle.name == "Mac Up.app" and archive.is_file()
+    assert set(latest["platforms"]) == {"darwin-x86_64", "darwin-x86_64-app"}
+    entry = latest["platforms"]["darwin-x86_64-app"]
+    assert entry["url"] == archive.name
+    verify_file(archive, parse_signature(entry["signature"]), key)
+    ok = subprocess.run(["minisign", "-V", "-p", app_updates["top"] / "key.pub", "-m", archive,
+                         "-x", f"{archive}.sig"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+    apps = tmp_path / "Applications"
+    apps.mkdir()
+    installed = apps / "Mac Up.app"
+    shutil.copytree(app_updates["built"]["1.0.0"][0], installed, symlinks=True)
+    exe = installed / "Contents" / "MacOS" / "mac-up"
+    inst = install.Installation("app", installed, exe)
+    before = sorted(str(p.relative_to(installed)) for p in installed.rglob("*"))
+
+    failing = app_updates["built"]["1.0.2"][0].with_name("mac-up-1.0.2-macos-x86_64.app.tar.gz")
+    for artefact, version in ((failing, "1.0.2"), (archive, "1.0.1")):
+        with install.locked(inst):
+            work = install.work_folder(inst)
+            (work / "download").mkdir()
+            copy = shutil.copy(artefact, work / "download" / artefact.name)
+            try:
+                if version == "1.0.2":
+                    with pytest.raises(install.InstallError, match="self-test failed"):
+                        install.install(inst, Path(copy), version, "dev.wvwasi.tests.macup")
+                    after = sorted(str(p.relative_to(installed)) for p in installed.rglob("*"))
+                    assert after == before
+                    assert subprocess.run([exe, "--version"], capture_output=True,
+                                          text=True).stdout.strip() == "Mac Up 1.0.0"
+                else:
+                    install.install(inst, Path(copy), version, "dev.wvwasi.tests.macup")
+            finally:
+                shutil.rmtree(work)
+    assert os.listdir(apps) == ["Mac Up.app"]
+    assert subprocess.run([exe, "--version"], capture_output=True,
+                          text=True).stdout.strip() == "Mac Up 1.0.1"
+    assert (installed / "Contents" / "Resources" / "app" / "wvwasi.toml").read_text() == (
+        app_updates["built"]["1.0.1"][0] / "Contents" / "Resources" / "app" / "wvwasi.toml"
+    ).read_text()

@@ -21,6 +21,7 @@ from wvwasi.runtime.manifest import (
     manifest_file,
     manifest_for_wasm,
     parse_duration,
+    parse_menu,
     parse_size,
 )
 
@@ -168,6 +169,12 @@ BROKEN: list[tuple[str, str, str] | tuple[str, str, str, dict[str, bytes]]] = [
     ("app.url_schemes[1]", 'duplicate scheme "notes"', APP + 'url_schemes = ["notes", "notes"]\n'),
     ("app.single_instance", "expected a boolean, got a string",
      APP + 'single_instance = "yes"\n'),
+    ("app.notifications", "expected a boolean, got a string", APP + 'notifications = "yes"\n'),
+    ("app.tray_menu", "a tray menu needs a tray icon: set tray = true",
+     APP + 'tray_menu = [{ label = "Quit", id = "quit" }]\n'),
+    ("app.tray_menu[1].id", 'duplicate menu id "quit"',
+     APP + 'tray = true\ntray_menu = [{ label = "Quit", id = "quit" }, '
+     '{ label = "Again", id = "quit" }]\n'),
     ("bundle.file_associations[0].extensions", "missing required key",
      APP + '[[bundle.file_associations]]\nmime_type = "text/x-a"\nname = "A"\n'),
     ("bundle.file_associations[0].extensions[0]", 'expected an extension without the dot',
@@ -203,7 +210,8 @@ BROKEN: list[tuple[str, str, str] | tuple[str, str, str, dict[str, bytes]]] = [
 
 def test_desktop_integration_keys_load_typed(tmp_path: Path) -> None:
     root = write(tmp_path / "proj", APP + 'url_schemes = ["notes", "x-notes+v1"]\n'
-                 'single_instance = false\n'
+                 'single_instance = false\nnotifications = true\ntray = true\n'
+                 'tray_menu = [{ label = "Show", id = "show" }, { separator = true }]\n'
                  '[[window.menu]]\nlabel = "File"\nitems = [{ label = "Open…", id = "open" }, '
                  '{ separator = true }, '
                  '{ label = "Recent", items = [{ label = "A", id = "a" }] }]\n'
@@ -214,6 +222,8 @@ def test_desktop_integration_keys_load_typed(tmp_path: Path) -> None:
     m = load_manifest(root, platform="linux")
     assert m.app.url_schemes == ("notes", "x-notes+v1")
     assert m.app.single_instance is False
+    assert m.app.notifications is True and m.app.tray is True
+    assert m.app.tray_menu == (MenuItem("Show", "show"), MenuItem(separator=True))
     assert m.window.menu == (MenuItem("File", items=(
         MenuItem("Open…", "open"), MenuItem(separator=True),
         MenuItem("Recent", items=(MenuItem("A", "a"),)))),)
@@ -221,6 +231,7 @@ def test_desktop_integration_keys_load_typed(tmp_path: Path) -> None:
         ("note", "notes"), "application/x-note", "A note", "editor", root / "note.png"),)
     bare = load_manifest(write(tmp_path / "bare", APP), platform="linux")
     assert bare.app.single_instance is True
+    assert bare.app.notifications is False and bare.app.tray is False
     assert bare.app.url_schemes == () and bare.window.menu == ()
     assert bare.bundle.file_associations == ()
 
@@ -491,3 +502,19 @@ def test_manifest_for_wasm_sanitises_names() -> None:
     assert manifest_for_wasm("/x/a_b.wasm").app.identifier == "dev.wvwasi.exec.a-b"
     with pytest.raises(ValueError, match="ipc must be one of"):
         manifest_for_wasm("/x/a.wasm", ipc="pipe")  # type: ignore[arg-type]
+
+
+def test_a_menu_from_the_page_follows_the_manifest_rules() -> None:
+    """`wvwasi.window.setMenu`'s JSON is read by the schema module, with its messages."""
+    assert parse_menu([{"label": "Edit", "items": [{"label": "Undo", "id": "undo"}]}]) == (
+        MenuItem("Edit", items=(MenuItem("Undo", "undo"),)),)
+    with pytest.raises(ManifestError, match=r"^wvwasi.window.setMenu\(\): menu\[0\]: expected a "
+                       "top-level menu"):
+        parse_menu([{"label": "Quit", "id": "quit"}])
+    with pytest.raises(ManifestError, match=r"menu\[0\].items\[0\].id: expected an id"):
+        parse_menu([{"label": "Edit", "items": [{"label": "x", "id": "a b"}]}])
+    with pytest.raises(ManifestError, match="at most 200 menu entries"):
+        parse_menu([{"label": "Many", "items": [{"label": "x", "id": f"i{i}"}
+                                                for i in range(200)]}])
+    with pytest.raises(ManifestError, match="expected an array of tables, got a string"):
+        parse_menu("File")

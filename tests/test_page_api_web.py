@@ -165,3 +165,30 @@ def test_output_is_paused_while_the_page_does_not_read(page: Page) -> None:
                 code: (await ended).code};
     }""")
     assert result == {"size": 8 << 20, "pattern": True, "code": 0}
+
+
+def test_notify_uses_the_browser_notification_api(browser: Browser, site_url: str) -> None:
+    """On the web `wvwasi.notify` is the browser's Notification API: shown once the user
+    allows it (the title and body reach the real `Notification`), `permission` when not."""
+    spy = """() => {
+        globalThis.shown = [];
+        globalThis.Notification = class extends Notification {
+            constructor(title, options) {
+                super(title, options);
+                shown.push([title, options.body]);
+            }
+        };
+    }"""
+    call = "wvwasi.notify({title: 'Saved', body: 'on the web'}).then(() => 'ok', (e) => e.kind)"
+    for permissions, answer, shown in ((["notifications"], "ok", [["Saved", "on the web"]]),
+                                       ([], "permission", [])):
+        context = browser.new_context()
+        try:
+            context.grant_permissions(permissions, origin=site_url.rstrip("/"))
+            page = context.new_page()
+            page.goto(site_url)
+            page.evaluate(spy)
+            assert page.evaluate(call) == answer
+            assert page.evaluate("shown") == shown
+        finally:
+            context.close()

@@ -1,19 +1,26 @@
 """`wvwasi.dialog.openFile/saveFile` and launched documents as FileGrants, in headless Chromium
 against a real bridge; the native dialog is a callback (as `requestDirectory`'s picker is in
-test_page_api.py), answering with what the test queued."""
+test_page_api.py), answering with what the test queued. The same project built for the web maps
+the dialogs to the browser's pickers: File System Access (its picker stood in for by one that
+answers with real handles of the page's origin private file system) and the `<input type=file>`
+fallback (Playwright's file chooser); the same page script gets the same grants and hands a
+service the same file on both."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser import ServedApp, chromium, served_app
 from playwright.sync_api import Browser, Page
 from projects import write_project
 
+from wvwasi.packager.web import SiteServer, write_site
 from wvwasi.runtime.bridge.grants import FileRequest
+from wvwasi.runtime.manifest import WEB, load_manifest
 
 PAGE = "<!doctype html><title>dialogs</title><p>dialogs</p>"
 
@@ -41,10 +48,18 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, module_cache_dir: Path, docs: Path,
-        answers: list[list[Path] | None], requests: list[FileRequest]) -> Iterator[ServedApp]:
-    base = tmp_path_factory.mktemp("dialogs")
-    root = write_project(base / "app", {}, resolve_wasm=lambda name: Path(name), html=PAGE)
+def project(tmp_path_factory: pytest.TempPathFactory,
+            wasm_fixture: Callable[[str], Path]) -> Path:
+    return write_project(tmp_path_factory.mktemp("dialogs") / "app",
+                         {"readfile": {"source": "readfile"}}, resolve_wasm=wasm_fixture,
+                         html=PAGE)
+
+
+@pytest.fixture(scope="module")
+def app(project: Path, tmp_path_factory: pytest.TempPathFactory, module_cache_dir: Path,
+        docs: Path, answers: list[list[Path] | None], requests: list[FileRequest]
+        ) -> Iterator[ServedApp]:
+    base, root = tmp_path_factory.mktemp("dialogs-desktop"), project
 
     def file_picker(request: FileRequest) -> list[Path] | None:
         requests.append(request)
@@ -153,3 +168,131 @@ def test_a_launched_document_arrives_as_a_grant(page: Page, docs: Path):
 def test_window_calls_without_an_app_window_are_unavailable(page: Page):
     assert refusal(page, "wvwasi.window.setTitle('x')") == "unavailable"
     assert page.evaluate("Object.isFrozen(wvwasi.window)") is True
+
+
+#: Picks a document (read-write), then cancels, then saves; hands the document's bytes to a
+#: service as a file and tries to mount its grant; the same on the desktop and the web.
+AGREE = """async () => {
+    const outcome = (promise) => promise.then(() => 'ok', (e) => e.kind ?? String(e));
+    const doc = await wvwasi.dialog.openFile({accept: ['.note'], mode: 'rw'});
+    const bytes = await doc.read();
+    const run = await WasiWorker.run('readfile', {args: ['/in/doc.note'],
+                                                  files: {'/in/doc.note': bytes}});
+    const result = {
+        name: doc.name, mode: doc.mode, own: Object.keys(doc), isGrant: doc instanceof FileGrant,
+        frozen: Object.isFrozen(doc), bytes: [...bytes], stdout: run.stdout, exit: run.exitCode,
+        mounted: await outcome(WasiWorker.run('readfile', {args: ['/x'],
+                                                           grants: [{grant: doc, guest: '/x'}]})),
+        copied: await outcome(new FileGrant(doc.id, 'other', 'ro').read()),  // the id counts
+        forged: await outcome(new FileGrant('web-1x', doc.name, 'rw').read()),
+        cancelled: await outcome(wvwasi.dialog.openFile()),
+    };
+    await doc.write(new TextEncoder().encode(run.stdout.toUpperCase()));
+    const saved = await wvwasi.dialog.saveFile({suggestedName: 'out.note', accept: ['note']});
+    await saved.write(new Blob(['saved ', doc.name]));
+    result.saved = [saved.name, saved.mode];
+    return result;
+}"""
+
+#: The web page's File System Access pickers, stood in for: each answers with a real handle of
+#: the origin private file system (the next queued name; null: the user cancelled).
+FAKE_PICKERS = """(content) => {
+    const files = navigator.storage.getDirectory();
+    const handle = async (name) => (await files).getFileHandle(name, {create: true});
+    const next = [];
+    window.pickerOptions = [];
+    const queue = async (name, text) => {
+        const writable = await (await handle(name)).createWritable();
+        await writable.write(text);
+        await writable.close();
+        next.push(name);
+    };
+    window.showOpenFilePicker = async (options) => {
+        window.pickerOptions.push(options);
+        const name = next.shift();
+        if (!name) throw new DOMException('The user aborted a request.', 'AbortError');
+        return [await handle(name)];
+    };
+    window.showSaveFilePicker = async (options) => handle(options.suggestedName);
+    window.opfsText = async (name) => (await (await handle(name)).getFile()).text();
+    return queue('doc.note', content).then(() => next.push(null));
+}"""
+CONTENT = "Grüße\nline two"
+
+
+@pytest.fixture(scope="module")
+def site(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    manifest = load_manifest(project, platform=WEB)
+    server = SiteServer(write_site(manifest, tmp_path_factory.mktemp("dialogs-web") / "site"))
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+def test_web_and_desktop_dialogs_give_a_service_the_same_file(
+    page: Page, browser: Browser, site: str, docs: Path, answers: list
+):
+    doc = docs / "doc.note"
+    doc.write_text(CONTENT)
+    out = docs / "out.note"
+    answers.extend([[doc], None, [out]])
+    desktop: dict[str, Any] = page.evaluate(AGREE)
+    context = browser.new_context()
+    try:
+        web_page = context.new_page()
+        web_page.goto(site)
+        web_page.evaluate(FAKE_PICKERS, CONTENT)
+        web: dict[str, Any] = web_page.evaluate(AGREE)
+        written = web_page.evaluate("opfsText('doc.note')")
+        saved = web_page.evaluate("opfsText('out.note')")
+        options = web_page.evaluate("pickerOptions")
+    finally:
+        context.close()
+    assert web == desktop
+    assert desktop["stdout"] == CONTENT and desktop["bytes"] == list(CONTENT.encode())
+    assert (desktop["name"], desktop["mode"], desktop["saved"]) == ("doc.note", "rw",
+                                                                    ["out.note", "rw"])
+    assert desktop["mounted"] == desktop["forged"] == "permission" and desktop["copied"] == "ok"
+    assert desktop["cancelled"] == "cancelled"
+    assert written == doc.read_text() == CONTENT.upper()
+    assert saved == out.read_text() == "saved doc.note"
+    # accept=['.note'] became the picker's types; the cancelled pick asked with none
+    assert options == [{"multiple": False, "types": [{"description": "Files", "accept": {
+        "application/octet-stream": [".note"]}}]}, {"multiple": False, "types": []}]
+
+
+def test_web_open_falls_back_to_a_file_input_and_the_rest_is_unavailable(
+    browser: Browser, site: str, tmp_path: Path
+):
+    picked = tmp_path / "picked.note"
+    picked.write_text("from the input")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(site)
+        page.evaluate("""() => {
+            window.showOpenFilePicker = undefined;  // a browser without File System Access
+            const button = document.body.appendChild(document.createElement('button'));
+            button.textContent = 'Open';
+            button.onclick = () => { window.opened = wvwasi.dialog.openFile({accept: ['.note']})
+                .then(async (g) => [g.name, g.mode, await g.text(), (await WasiWorker.run(
+                    'readfile', {args: ['/f'], files: {'/f': await g.read()}})).stdout]); };
+        }""")
+        with page.expect_file_chooser() as chooser:
+            page.click("button")
+        assert chooser.value.is_multiple() is False
+        assert chooser.value.element.get_attribute("accept") == ".note"
+        chooser.value.set_files(str(picked))
+        assert page.evaluate("opened") == ["picked.note", "ro", "from the input",
+                                           "from the input"]
+        unavailable = page.evaluate("""async () => {
+            const kind = (p) => p.then(() => 'ok', (e) => e.kind ?? String(e));
+            return [await kind(wvwasi.dialog.openFile({mode: 'rw'})),
+                    await kind(wvwasi.window.open('index.html')),
+                    await kind(wvwasi.updater.check()), await kind(wvwasi.app.relaunch()),
+                    await kind(WasiWorker.requestDirectory())];
+        }""")
+    finally:
+        context.close()
+    assert unavailable == ["unavailable"] * 5

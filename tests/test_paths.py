@@ -68,7 +68,12 @@ def test_resources_is_the_project_root_unless_given(tmp_path: Path, home: Path) 
     root = tmp_path / "project"
     assert PathContext(root, IDENT).resolve("$RESOURCES/presets") == root / "presets"
     shipped = tmp_path / "shipped"
-    assert PathContext(root, IDENT, resources=shipped).resolve("$RESOURCES") == shipped
+    built = PathContext(root, IDENT, resources=shipped)
+    assert built.resolve("$RESOURCES") == shipped
+    # relative hosts and files are beneath $RESOURCES too: the shipped copy in a built app
+    assert built.resolve("presets") == shipped / "presets" == built.resolve("$RESOURCES/presets")
+    assert built.resolve_file("ca.pem") == shipped / "ca.pem"
+    assert built.locate("presets/a") == (shipped, "presets/a", False, True)
 
 
 def test_plain_hosts(ctx: PathContext, tmp_path: Path) -> None:
@@ -102,7 +107,7 @@ def test_close_without_temp_creates_nothing(tmp_path: Path, home: Path) -> None:
 def test_for_app_and_base_dir_overrides(tmp_path: Path, home: Path) -> None:
     m = manifest_for_wasm(tmp_path / "tool.wasm")
     ctx = PathContext.for_app(m, base_dirs={"APPDATA": tmp_path / "ad", "HOME": tmp_path / "h"})
-    assert ctx.root == tmp_path and ctx.identifier == m.app.identifier
+    assert ctx.resources == tmp_path and ctx.identifier == m.app.identifier
     assert ctx.resolve("$APPDATA/db") == tmp_path / "ad" / "db" and (tmp_path / "ad/db").is_dir()
     assert ctx.resolve("$HOME") == tmp_path / "h"
     assert ctx.cache_dir == tmp_path / "xdg-cache" / m.app.identifier

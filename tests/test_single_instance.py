@@ -9,13 +9,16 @@ import os
 import queue
 import socket
 import struct
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from wvwasi.runtime import single_instance as si
+from wvwasi.runtime.app import relaunch
 from wvwasi.runtime.launch import classify
 from wvwasi.runtime.manifest import load_manifest
 
@@ -177,4 +180,34 @@ def test_a_flood_of_silent_connections_is_bounded_and_then_served(folder: Path):
     finally:
         for conn in conns:
             conn.close()
+        primary.close()
+
+
+NEXT_INSTANCE = """
+import sys
+from pathlib import Path
+from wvwasi.runtime import single_instance as si
+folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+primary = si.acquire(sys.argv[3], folder=folder)
+if primary is None:
+    si.forward(sys.argv[3], {"argv": ["relaunched"], "cwd": "/"}, folder=folder)
+out.with_name("part").write_text("handed over" if primary is None else "first instance")
+out.with_name("part").rename(out)
+"""
+
+
+def test_relaunch_starts_a_first_instance_not_a_hand_over(folder: Path, tmp_path: Path):
+    """`wvwasi.app.relaunch()` (runtime/app.py's relaunch): the new process, a real one doing
+    what a launch does, must become the first instance, not hand its launch to the exiting
+    one (which would then exit, leaving no app)."""
+    primary, got = serve(folder, si.default_transport())
+    out = tmp_path / "next"
+    try:
+        relaunch([sys.executable, "-c", NEXT_INSTANCE, str(folder), str(out), IDENT], primary)
+        deadline = time.monotonic() + 60
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert out.read_text() == "first instance"
+        assert got.empty()
+    finally:
         primary.close()

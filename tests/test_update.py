@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,7 +64,8 @@ class Server:
 
 
 def _build(project: Path, out: Path, key: Path) -> dict[str, Path]:
-    proc = wvwasi("build", project, "--format", "tar.gz", "--format", "onefile", "--out", out,
+    proc = wvwasi("build", project, "--format", "tar.gz", "--format", "onefile", "--format", "deb",
+                  "--out", out,
                   "--json", env=cli_env(SOURCE_DATE_EPOCH=SDE,
                                         WVWASI_SIGNING_PRIVATE_KEY=str(key),
                                         WVWASI_SIGNING_PRIVATE_KEY_PASSWORD="pw"))
@@ -135,9 +137,9 @@ def test_latest_json_and_signatures_are_tauri_s_format(releases: dict[str, Any],
     latest = releases["latest"]
     assert latest["version"] == "0.2.0" and latest["pub_date"] == "2023-11-14T22:13:20Z"
     assert set(latest["platforms"]) == {"linux-x86_64", "linux-x86_64-targz",
-                                        "linux-x86_64-onefile"}
+                                        "linux-x86_64-onefile", "linux-x86_64-deb"}
     assert latest["platforms"]["linux-x86_64"] == latest["platforms"]["linux-x86_64-targz"]
-    for fmt, key in (("tar.gz", "targz"), ("onefile", "onefile")):
+    for fmt, key in (("tar.gz", "targz"), ("onefile", "onefile"), ("deb", "deb")):
         artefact = releases["new"][fmt]
         entry = latest["platforms"][f"linux-x86_64-{key}"]
         assert entry["url"] == f"http://127.0.0.1:{server.port}/releases/v0.2.0/{artefact.name}"
@@ -172,6 +174,53 @@ def test_onefile_updates_from_0_1_0_to_0_2_0(releases: dict[str, Any], tmp_path:
     assert exe.read_bytes() == releases["new"]["onefile"].read_bytes()
     assert _version(exe, cache) == "wvwasi Update Test 0.2.0"
     assert os.listdir(exe.parent) == [SLUG]
+
+
+def _dpkg_version() -> str:
+    return subprocess.run(["dpkg-query", "-W", "-f", "${Version}", SLUG], capture_output=True,
+                          text=True).stdout
+
+
+def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], server: Server,
+                                                    tmp_path: Path):
+    """The real package path as root (this test's machine): dpkg installs 0.1.0, `--update`
+    installs 0.2.0 with `dpkg -i`. A tampered package is refused before dpkg runs; a user's
+    app (as nobody) gets as far as pkexec, which this machine lacks (and polkit with it)."""
+    if os.geteuid() != 0:
+        pytest.skip("installs a real package with dpkg: needs root")
+    exe = Path("/opt") / SLUG / SLUG
+    route = f"/releases/v0.2.0/{releases['new']['deb'].name}"
+    good = server.routes[route]
+    try:
+        subprocess.run(["dpkg", "-i", releases["old"]["deb"]], check=True, capture_output=True)
+        assert _version(exe, tmp_path) == "wvwasi Update Test 0.1.0"
+        server.routes[route] = _tamper(releases["new"]["deb"].read_bytes())
+        proc = _run(exe, "--update", cache=tmp_path)
+        assert proc.returncode == 1 and "the signature does not match" in proc.stderr, proc
+        assert _dpkg_version() == "0.1.0"
+        server.routes[route] = good
+        # a user's app: the package is downloaded and verified where the user may write
+        # (not beside /opt/<slug>), then needs pkexec, which this machine lacks
+        user = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                               exe, "--update"], capture_output=True, text=True, timeout=300,
+                              env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
+        assert user.returncode == 1, user
+        assert user.stderr.strip().endswith("installing a package needs root and pkexec is "
+                                            "missing: run the update as root "
+                                            "(`sudo APP --update`)"), user.stderr
+        assert _dpkg_version() == "0.1.0"
+        proc = _run(exe, "--update", cache=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"
+        assert _dpkg_version() == "0.2.0"
+        assert _version(exe, tmp_path) == "wvwasi Update Test 0.2.0"
+        assert _run(exe, "--self-test=headless", cache=tmp_path).returncode == 0
+        assert not list(Path("/opt").glob(f".{SLUG}.update-*"))
+        assert not list(Path(tempfile.gettempdir()).glob(f"{SLUG}.update-*"))
+    finally:
+        server.routes[route] = good
+        subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
+    assert not exe.exists()
 
 
 def _path(releases: dict[str, Any]) -> str:

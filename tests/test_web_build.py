@@ -149,7 +149,7 @@ def _project(root: Path, services: str) -> Path:
      "services.svc.preopens[0].host", "folder of the user's machine"),
     ('preopens = [{ guest = "/d", host = "/etc", mode = "ro" }]',
      "services.svc.preopens[0].host", "folder of the user's machine"),
-    ('preopens = [{ guest = "/d", host = "ui", mode = "rw" }]',
+    ('preopens = [{ guest = "/d", host = "ui", mode = "rw" }]\n[bundle]\nresources = ["ui"]',
      "services.svc.preopens[0].host", "read-only"),
     ("user_grants = true", "services.svc.user_grants", "cannot open folders"),
     ('[page]\npreopens = [{ guest = "/d", host = "$APPDATA/d", mode = "rw" }]',

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import shutil
+import struct
 import subprocess
 import time
 import zipfile
@@ -28,7 +29,7 @@ from winsign import make_certificate, signing_env, verified_signer
 
 from wvwasi.packager import wincross
 from wvwasi.packager.tools import BuildError
-from wvwasi.runtime.bridge.protocol import Op, record, split_json
+from wvwasi.runtime.bridge.protocol import Op, json_record, record, split_json
 
 pytestmark = pytest.mark.timeout(3600)
 
@@ -60,7 +61,9 @@ def build(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
     `cached`: the runtime must come from the cache (no PyInstaller run)."""
     project = write_project(top / f"project-{version}", SERVICES, resolve_wasm=wasm_fixture,
                             app={"name": "Cross", "identifier": IDENTIFIER, "version": version},
-                            extra={"bundle": {"windows": {"webview2": "skip"}}})
+                            extra={"bundle": {"windows": {"webview2": "skip"}}, "page": {
+                                "preopens": [{"guest": "/shared", "host": "$APPDATA/shared",
+                                              "mode": "rw"}]}})
     proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,
                   "-f", "zip", "-f", "nsis", "-f", "msi", "-o", top / f"dist-{version}",
                   "--json", timeout=3000)
@@ -191,6 +194,45 @@ class TestServe:
         on_disk = wine.local_appdata / IDENTIFIER / "data" / "note.txt"
         assert on_disk.read_text() == "written on Windows"
 
+    def test_page_module_host_folder(self, served: Credentials, wine: Wine):
+        """A page-supplied module's file calls on a `[page] preopens` folder (hostfs_win.py)."""
+        shared = wine.local_appdata / IDENTIFIER / "shared"
+
+        async def call(client: PageClient, head: dict, data: bytes = b"") -> tuple[dict, bytes]:
+            raw = json.dumps(head).encode()
+            client.records.clear()
+            await client.send(record(Op.FS_CALL, 7, struct.pack("<I", len(raw)) + raw + data))
+            payload = await client.wait_for(Op.FS_REPLY, 7, timeout=60)
+            assert payload is not None
+            (size,) = struct.unpack_from("<I", payload)
+            return json.loads(payload[4:4 + size]), payload[4 + size:]
+
+        async def test(client: PageClient) -> None:
+            await client.send(json_record(Op.MOUNT, 7, {"preopen": "/shared"}))
+            found = await client.answer(7, (Op.MOUNTED, Op.ERROR))
+            assert found is not None and found[0] is Op.MOUNTED, found
+            shared.mkdir(parents=True, exist_ok=True)
+            (shared / "out").symlink_to("/etc")  # planted by another process
+            head = (await call(client, {"op": "open", "h": 0, "path": "note.txt", "creat": True,
+                                        "write": True}))[0]
+            assert head["errno"] == 0, head
+            h = head["h"]
+            assert (await call(client, {"op": "write", "h": h}, b"from the page"))[0] == {
+                "errno": 0, "n": 13}
+            assert (await call(client, {"op": "read", "h": h, "len": 99, "at": "5"}))[1] == \
+                b"the page"
+            names = (await call(client, {"op": "readdir", "h": 0, "cookie": 0}))[0]["entries"]
+            assert {"note.txt", "out"} <= {n[0] for n in names}
+            for path in ("out/passwd", "..\\data", "C:\\windows\\win.ini", "CON",
+                         "note.txt:hidden", "note.txt."):
+                assert (await call(client, {"op": "open", "h": 0, "path": path,
+                                            "follow": True}))[0]["errno"] == 63, path
+            await client.send(record(Op.TERMINATE, 7))
+
+        page(served, test)
+        assert (shared / "note.txt").read_bytes() == b"from the page"
+        assert sorted(p.name for p in shared.iterdir()) == ["note.txt", "out"]
+
     def test_terminate_while_in_poll(self, served: Credentials):
         async def test(client: PageClient) -> float:
             await client.send(spawn(4, "sleeper", args=["50", "60000"]))  # then polls 60 s
@@ -250,14 +292,13 @@ def test_msi_installs_the_real_app_upgrades_and_uninstalls(
     assert not (wine.start_menu / "Cross.lnk").exists()
 
 
-
 @pytest.fixture(scope="module")
 def signed(top: Path, cpython: Path,
            wasm_fixture: Callable[[str], Path]) -> tuple[dict[str, Path], Path]:
     """The next version as zip and onefile, Authenticode-signed (osslsigncode) with a throwaway
     certificate: ({format: path}, the certificate). The onedir runtime comes from the cache; the
-    onefile runtime is frozen beside it in the same cache entry (PyInstaller reuses its work
-    folder)."""
+    onefile runtime is frozen beside it in the same cache entry (a second PyInstaller run, once
+    per runtime)."""
     pfx = make_certificate(top / "cert")
     project = write_project(top / "project-signed", SERVICES, resolve_wasm=wasm_fixture,
                             app={"name": "Cross", "identifier": IDENTIFIER, "version": "1.2.5"},
@@ -292,6 +333,7 @@ def test_signed_app_folder_exe_runs_and_verifies(
     (folder,) = unpacked.iterdir()
     assert verified_signer(folder / "cross.exe", pfx)
     assert wine.output(folder / "cross.exe", "--version").strip() == "Cross 1.2.5"
+
 
 @pytest.mark.parametrize("case", ["missing", "no-python-exe", "corrupt-zip", "32-bit", "arm64",
                                   "unsupported", "unsigned"])

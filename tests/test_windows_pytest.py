@@ -33,8 +33,8 @@ pytestmark = pytest.mark.timeout(3600)
 #: test_host_ipc.py also pass there, run by hand with
 #: WVWASI_WINDOWS_TESTS="test_host_limits.py test_host_ipc.py".
 WINDOWS_TESTS = tuple(os.environ.get(
-    "WVWASI_WINDOWS_TESTS", "test_host_kinds.py test_stdio_modes.py test_bridge_input.py "
-    "test_bridge_security.py test_bridge_static.py").split())
+    "WVWASI_WINDOWS_TESTS", "test_host_kinds.py test_stdio_modes.py test_hostfs.py "
+    "test_bridge_input.py test_bridge_security.py test_bridge_static.py").split())
 #: pytest and what it needs on Windows, at the lock's versions.
 TEST_DISTS = ("pytest", "pluggy", "iniconfig", "packaging", "colorama", "pygments",
               "pytest-timeout", "tomli_w")

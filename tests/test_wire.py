@@ -15,7 +15,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from wvwasi.runtime.bridge.protocol import Op, json_record, split_json
+from wvwasi.runtime.bridge.protocol import (
+    HEADER,
+    Op,
+    iter_records,
+    json_record,
+    record,
+    split_json,
+)
 from wvwasi.runtime.bridge.static import JS_DIR, page_script
 from wvwasi.runtime.host import framing
 
@@ -105,6 +112,41 @@ def test_json_payloads_cross_over() -> None:
     assert bytes(rest) == b"\x00\xffouterr\x07"
 
 
+def test_records_cross_over() -> None:
+    """Record headers: frames the bridge writes (protocol.record) read back in JS record by
+    record, and frames JS writes (writeRecords, also with a payload already in place) parse in
+    Python (iter_records) to the same records."""
+    records = [(Op.MESSAGE, 7, b"hi"), (Op.EXIT, 0xFFFFFFFE, b""), (Op.OUTPUT, 3, b"x" * 300)]
+    python_frame = b"".join(record(op, i, data) for op, i, data in records)
+    script = """
+    const w = await import(process.argv[1]);
+    const frame = Uint8Array.from(JSON.parse(process.argv[2]));
+    const padded = new Uint8Array(frame.length + 5);
+    padded.set(frame, 5);
+    const read = [];  // from a view that does not start its buffer
+    w.readRecords(padded.subarray(5), (op, id, start, length) => {
+      read.push([op, id, [...padded.slice(start, start + length)]]);
+    });
+    const firstOnly = [];
+    w.readRecords(frame, (op) => { firstOnly.push(op); return false; });
+    const records = read.map(([op, id, data]) => [op, id, Uint8Array.from(data)]);
+    const size = records.reduce((n, r) => n + w.HEADER + r[2].length, 0);
+    const written = w.writeRecords(new Uint8Array(size), records);
+    const lone = new Uint8Array(new ArrayBuffer(w.HEADER + 3), w.HEADER);
+    lone.set([1, 2, 3]);
+    const inPlace = w.writeRecords(new Uint8Array(lone.buffer), [[5, 9, lone]]);
+    console.log(JSON.stringify({header: w.HEADER, read, firstOnly, written: [...written],
+      inPlace: [...inPlace]}));
+    """
+    got = node(script, "", str(WIRE), json.dumps(list(python_frame)))
+    assert got["header"] == HEADER.size
+    assert [(Op(op), i, bytes(d)) for op, i, d in got["read"]] == records
+    assert got["firstOnly"] == [Op.MESSAGE]
+    assert bytes(got["written"]) == python_frame
+    assert [(op, i, bytes(d)) for op, i, d in iter_records(bytes(got["inPlace"]))] == [
+        (Op(5), 9, b"\x01\x02\x03")]
+
+
 def test_encode_message_matches_the_host() -> None:
     script = """
     const w = await import(process.argv[1]);
@@ -133,8 +175,8 @@ def test_the_page_script_joins_the_wire_module_without_leaking(tmp_path: Path) -
     proc = subprocess.run(["node", str(probe)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {
-        "keys": ["MessageDecoder", "MessageTooLong", "concat", "encodeMessage", "jsonPayload",
-                 "readJson"],
+        "keys": ["HEADER", "MessageDecoder", "MessageTooLong", "concat", "encodeMessage",
+                 "jsonPayload", "readJson", "readRecords", "writeRecords"],
         "leaked": [],
         "before": "object",
     }
@@ -142,3 +184,6 @@ def test_the_page_script_joins_the_wire_module_without_leaking(tmp_path: Path) -
     for name in ("wvwasi.js", "wasi-web.js", "wasi-hostfs.js"):
         text = (JS_DIR / name).read_text()
         assert "setUint32(0, head" not in text and "class Decoder" not in text, name
+    for name in ("wvwasi.js", "wasi-web.js"):  # nor do they write or read record headers
+        text = (JS_DIR / name).read_text()
+        assert "setUint8(" not in text and "getUint8(" not in text, name

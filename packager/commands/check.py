@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wvwasi.packager.preopens import unshipped_preopens
 from wvwasi.runtime.manifest import (
     PLATFORMS,
     WEB,
@@ -117,6 +118,8 @@ def check_project(path: Path, only: str | None = None) -> tuple[list[Manifest], 
             from wvwasi.packager.web import web_problems  # aiohttp: only for --platform web
 
             problems += web_problems(result.manifest, shown)
+        elif result.manifest is not None:  # what `wvwasi build` refuses for a built app
+            problems += [f"{shown}: {p}" for p in unshipped_preopens(result.manifest)]
     return manifests, list(dict.fromkeys(problems))
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from wvwasi.runtime.manifest import WEB, ManifestError, load_manifest
+from wvwasi.runtime.stopping import stop_on_signals, wait
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,33 +41,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wvwasi serve: --port must be 0-65535, got {args.port}", file=sys.stderr)
         return 2
     from wvwasi.packager.caches import compiled_dir
-    from wvwasi.runtime.bridge.server import Bridge
-    from wvwasi.runtime.host.service_host import ServiceHost
+    from wvwasi.runtime.app import App
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    host = ServiceHost(manifest, compile_cache=compiled_dir())
+    app = App(manifest, headless=True, compile_cache=compiled_dir(), port=args.port)
     try:
-        host.start()
-        bridge = Bridge(manifest, host, port=args.port)
-        try:
-            url = bridge.start()
-        except OSError as e:
-            print(f"wvwasi serve: {e}", file=sys.stderr)
-            return 1
-        try:
-            print(f"Serving {manifest.app.name} at {url}", flush=True)
-            print("Open that URL in a browser (it carries this run's secret). "
-                  "Folder pickers need the app window (wvwasi run). Ctrl+C stops.", flush=True)
-            while not stop.wait(0.5):
-                pass
-        finally:
-            bridge.close()
-    finally:
-        host.close()
-    print("Stopped.", flush=True)
-    return 0
+        return app.serve(hint="Open that URL in a browser (it carries this run's secret). "
+                         "Folder pickers need the app window (wvwasi run). Ctrl+C stops.",
+                         stdin_stops=False)
+    except OSError as e:
+        print(f"wvwasi serve: {e}", file=sys.stderr)
+        return 1
 
 
 def _serve_web(args: argparse.Namespace) -> int:
@@ -88,10 +70,7 @@ def _serve_web(args: argparse.Namespace) -> int:
         print(f"wvwasi serve: {problem}", file=sys.stderr)
     if problems:
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with tempfile.TemporaryDirectory(prefix="wvwasi-web-") as temp:
+    with stop_on_signals() as stop, tempfile.TemporaryDirectory(prefix="wvwasi-web-") as temp:
         site = write_site(manifest, Path(temp) / "site")
         try:
             server = SiteServer(site, args.port)
@@ -102,8 +81,7 @@ def _serve_web(args: argparse.Namespace) -> int:
         try:
             print(f"Serving {manifest.app.name} as a web site at {url}", flush=True)
             print("Services run in the browser's Workers. Ctrl+C stops.", flush=True)
-            while not stop.wait(0.5):
-                pass
+            wait(stop)
         finally:
             server.close()
     print("Stopped.", flush=True)

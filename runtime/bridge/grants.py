@@ -50,6 +50,9 @@ FilePicker = Callable[[FileRequest], "list[Path] | None"]
 #: Runs one `wvwasi.window` call (name, arguments) on the app window: its JSON result, or
 #: Refused (the app's `App.window_call`).
 AppCalls = Callable[[str, list], Any]
+#: The app's `App.window_call`: one call (window, name, arguments) on window `window`
+#: (auth.MAIN or a second window's name).
+WindowCalls = Callable[[str, str, list], Any]
 
 
 @dataclass(frozen=True)

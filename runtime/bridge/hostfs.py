@@ -135,11 +135,10 @@ class HostFolder:
     """One mounted folder: handle 0 is the folder itself. Calls are serialized (`call`)."""
 
     def __init__(self, root: Root, mode: Literal["ro", "rw"], budget: HandleBudget) -> None:
-        assert root.fd is not None, "host folders need a POSIX root"
         if not budget.take():
             root.close()
             raise OSError(errno.EMFILE, "too many open files and folders")
-        fd, root.fd = root.fd, None  # the folder's handle 0 owns it from here
+        fd = self._take_root(root)  # the folder's handle 0 owns it from here
         self.mode = mode
         self._budget = budget
         self._lock = threading.Lock()
@@ -194,13 +193,28 @@ class HostFolder:
             return  # a call runs: it releases them (it sees _closed once it has the lock freed)
         try:
             for handle in self._handles.values():
-                os.close(handle.fd)
+                self._close_fd(handle.fd)
                 self._budget.give()
             self._handles.clear()
         finally:
             self._lock.release()
 
     # -- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _take_root(root: Root) -> int:
+        """The root's descriptor, taken from it."""
+        assert root.fd is not None, "host folders need a POSIX root"
+        fd, root.fd = root.fd, None
+        return fd
+
+    @staticmethod
+    def _close_fd(fd: int) -> None:
+        os.close(fd)
+
+    @staticmethod
+    def _list(fd: int) -> list[tuple[str, int, int]]:
+        return _listing(fd)
 
     def _handle(self, head: dict[str, Any], key: str = "h") -> _Handle:
         h = head[key]
@@ -262,7 +276,7 @@ class HostFolder:
 
     def _new_handle(self, fd: int, is_dir: bool, writable: bool) -> int:
         if len(self._handles) > MAX_HANDLES or not self._budget.take():
-            os.close(fd)
+            self._close_fd(fd)
             raise WasiFail(MFILE)
         h = self._next
         self._next += 1
@@ -271,14 +285,20 @@ class HostFolder:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def _open(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        root = self._dir(head)
+    def _open_request(self, head: dict[str, Any]) -> tuple[str, bool, bool, bool, bool, bool]:
+        """(path, read, write, creat, excl, trunc) of an `open` call; EPERM for writing or
+        truncating in a read-only folder."""
         path = self._path(head)
         write, read = bool(head.get("write")), bool(head.get("read", True))
         creat, excl = bool(head.get("creat")), bool(head.get("excl"))
         trunc = bool(head.get("trunc"))
         if self.mode != "rw" and (write or trunc):
             raise WasiFail(PERM)
+        return path, read, write, creat, excl, trunc
+
+    def _open(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
+        root = self._dir(head)
+        path, read, write, creat, excl, trunc = self._open_request(head)
         flags = _O_NONBLOCK | (os.O_RDWR if write and read else os.O_WRONLY if write
                                else os.O_RDONLY)
         if not head.get("follow"):
@@ -320,7 +340,7 @@ class HostFolder:
         if head["h"] == 0:
             raise WasiFail(BADF)
         del self._handles[head["h"]]
-        os.close(handle.fd)
+        self._close_fd(handle.fd)
         self._budget.give()
         return {}, b""
 
@@ -371,7 +391,7 @@ class HostFolder:
             raise WasiFail(NOTDIR)
         cookie = int(head["cookie"])
         if cookie == 0 or handle.listing is None:
-            handle.listing = _listing(handle.fd)
+            handle.listing = self._list(handle.fd)
         out: list[list[Any]] = []
         size = 0
         for name, kind, ino in handle.listing[cookie:cookie + int(head.get("count", 256))]:
@@ -520,6 +540,15 @@ class HostFolder:
         if not handle.is_dir:
             os.fsync(handle.fd)
         return {}, b""
+
+
+def lend(root: Root, mode: Literal["ro", "rw"], budget: HandleBudget) -> HostFolder:
+    """The host folder answering calls beneath `root` on this OS (hostfs_win.py on Windows)."""
+    if os.name == "nt":  # pragma: no cover - Windows (tests/test_windows_pytest.py)
+        from .hostfs_win import WinHostFolder
+
+        return WinHostFolder(root, mode, budget)
+    return HostFolder(root, mode, budget)
 
 
 def _filestat(st: os.stat_result) -> dict[str, Any]:

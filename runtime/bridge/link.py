@@ -23,7 +23,7 @@ from ..host.background import Subscription
 from ..host.events import Event, Exited, Message, ServiceError, Stderr
 from ..host.instance import Instance
 from ..manifest import Service
-from .protocol import HEADER, WINDOW, Op, PolicyError, json_record, output_records, record
+from .protocol import HEADER, WINDOW, Op, PolicyError, json_record, record
 
 if TYPE_CHECKING:
     from .session import Session
@@ -125,11 +125,8 @@ class WorkerLink:
             self._cond.notify_all()
         if self.background and isinstance(handle, Subscription):
             handle.close()  # the shared instance restarts; this page's worker has ended
-        for rec in output_records(self.id, event.outputs):
-            self.session.post(rec)
-        self.session.post(json_record(Op.EXIT, self.id, {"code": event.code,
-                                                          "error": error_json(event)}))
-        self.session.forget(self)
+        self.session.finish(self, event.outputs, json_record(
+            Op.EXIT, self.id, {"code": event.code, "error": error_json(event)}))
 
     # the event loop
 

@@ -6,9 +6,11 @@ like a task's 15 MiB output come from the heap arenas and stay in the process on
 (measured: +30 to +100 MiB per flooding page left behind, growing to +250 MiB after four;
 `malloc_trim` returned none of it). `return_large_buffers()` fixes the threshold at LARGE
 (setting it stops the rise). LARGE stays above the bridge's 1 MiB frames: a fresh mapping costs
-a page fault per 4 KiB (copying 15 MiB into one: 0.11 GiB/s here against 0.53 GiB/s from the
-heap, on a loaded machine; 1 MiB copies are unchanged). A no-op where the C library has no
-`mallopt` (macOS, Windows, musl).
+a page fault per 4 KiB, so 15 MiB copies run 4-9 times slower than from the heap (1 MiB copies
+are unchanged). bench/bench_mallopt.py measures this against the alternatives (`malloc_trim`
+once a page left; big buffers from the heap with a 4 or 32 MiB trim threshold): each kept far
+more memory after the page left (docs/security.md), so this stays. A no-op where the C library
+has no `mallopt` (macOS, Windows, musl).
 """
 
 from __future__ import annotations

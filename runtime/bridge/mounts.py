@@ -23,7 +23,7 @@ from ..host.hostdirs import HostDirs
 from ..host.hostpath import EscapeError
 from ..manifest import Manifest
 from .grants import Grants
-from .hostfs import MAX_IO, MAX_JSON, HandleBudget, HostFolder
+from .hostfs import MAX_IO, MAX_JSON, HandleBudget, HostFolder, lend
 from .protocol import PolicyError, ProtocolError
 from .specs import Refused
 
@@ -88,12 +88,8 @@ class Mounts:
             raise Refused("start", f"{what}: cannot open the folder: {e.strerror or e}") from None
         finally:
             self._opening -= 1
-        if root.fd is None:  # Windows: paths are checked, not opened beneath (hostpath.py)
-            root.close()
-            raise Refused("unavailable", "host folders for page-supplied modules need Linux or "
-                          "macOS (they are opened beneath the folder)")
         try:
-            folder = HostFolder(root, mode, self._budget)  # its root counts as a handle
+            folder = lend(root, mode, self._budget)  # its root counts as a handle
         except OSError:
             raise Refused("limit", (
                 f"this page's host folders already hold {self._budget.limit} open files and "

@@ -3,8 +3,10 @@
 A record is `[u32 LE payload length][u8 op][u32 LE id][payload]`; one frame holds one or more,
 in both directions. `id` names a page-side endpoint (a worker, a `run` call, a folder request),
 chosen by the page; 0 addresses the whole page. docs/architecture.md ("Bridge protocol") lists
-each op's payload. wvwasi.js receives `Op`, the header size, `WINDOW` and `MAX_FRAME` from
-`page_constants()`, so the two sides cannot drift apart.
+each op's payload. wvwasi.js receives `Op`, `WINDOW` and `MAX_FRAME` from `page_constants()`;
+the record header is written and read in the page by runtime/js/wasi-wire.js (`HEADER`,
+`writeRecords`, `readRecords`, shared with the web engine and tested against this module in
+tests/test_wire.py), so the two sides cannot drift apart.
 """
 
 from __future__ import annotations
@@ -87,16 +89,14 @@ def json_record(op: Op, ident: int, obj: Any, *blobs: bytes | memoryview) -> byt
     return b"".join((HEADER.pack(size, op, ident), U32.pack(len(text)), text, *blobs))  # 1 copy
 
 
-def output_records(ident: int, outputs: tuple[tuple[str, bytes], ...]) -> list[bytes]:
+def output_records(ident: int, outputs: tuple[tuple[str, bytes], ...]) -> Iterator[bytes]:
     """The OUTPUT records of an instance's output files (each file in order, in pieces; an
-    empty file is one empty piece)."""
-    out = []
+    empty file is one empty piece), made one at a time as they are taken."""
     for path, data in outputs:
         view = memoryview(data)
         for start in range(0, max(len(view), 1), OUTPUT_PIECE):
-            out.append(json_record(Op.OUTPUT, ident, {"path": path},
-                                   view[start : start + OUTPUT_PIECE]))
-    return out
+            yield json_record(Op.OUTPUT, ident, {"path": path},
+                              view[start : start + OUTPUT_PIECE])
 
 
 def iter_records(frame: bytes) -> Iterator[tuple[Op, int, memoryview]]:
@@ -157,7 +157,6 @@ def page_constants() -> dict[str, Any]:
     """What wvwasi.js needs to speak this protocol."""
     return {
         "ops": {op.name: int(op) for op in Op},
-        "header": HEADER.size,
         "window": WINDOW,
         "maxFrame": MAX_FRAME,
     }

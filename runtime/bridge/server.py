@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..host.hostdirs import HostDirs
-from .auth import LAUNCH_PATH, WS_PATH, Gate
+from .auth import LAUNCH_PATH, WINDOW, WS_PATH, Gate
 from .conns import Connections
-from .grants import AppCalls, FilePicker, Grants, Launched, Picker
+from .grants import AppCalls, FilePicker, Grants, Launched, Picker, WindowCalls
 from .hostfs import HandleBudget, HostFolder
 from .memory import return_large_buffers
 from .mounts import Mounts
@@ -63,7 +63,7 @@ class Bridge:
         picker: Picker | None = None,
         file_picker: FilePicker | None = None,
         launched: Launched | None = None,
-        app_calls: AppCalls | None = None,
+        app_calls: WindowCalls | None = None,
         dev: bool = False,
         port: int = 0,
         updater: UpdaterFactory | None = None,
@@ -137,6 +137,19 @@ class Bridge:
         if self._gate is None:
             raise RuntimeError("the bridge is not started")
         return self._gate.launch_url()
+
+    def window_url(self, window: str, page: str) -> str:
+        """The launch URL of second window `window` (a name like `w1`) on `page`, a path of an
+        HTML page in the app's UI folder; it gets its own session (auth.py). ValueError naming
+        the cause when `page` is anything else."""
+        if self._gate is None:
+            raise RuntimeError("the bridge is not started")
+        return self._gate.launch_url(window, self._files.page(page))
+
+    def forget_window(self, window: str) -> None:
+        """Refuse second window `window`'s requests from now on (it closed)."""
+        if self._gate is not None:
+            self._gate.forget(window)
 
     @property
     def origin(self) -> str:
@@ -248,7 +261,7 @@ class Bridge:
     async def _launch(self, request: web.Request) -> web.StreamResponse:
         assert self._gate is not None
         response = web.Response(status=303)
-        response.headers["Location"] = self._gate.admit(response)
+        response.headers["Location"] = self._gate.admit(response, request[WINDOW])
         return response
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
@@ -263,7 +276,7 @@ class Bridge:
                               pool=self._pool, picker_pool=self._picker_pool,
                               mounts=self._page_mounts, transport=request.transport,
                               file_picker=self.file_picker, launched=self.launched,
-                              app_calls=self.app_calls)
+                              app_calls=self._window_calls(request[WINDOW]))
             self._sessions.add(session)
             try:
                 await session.serve()
@@ -272,6 +285,13 @@ class Bridge:
         finally:
             self._pages -= 1
         return ws
+
+    def _window_calls(self, window: str) -> AppCalls | None:
+        """`wvwasi.window` calls of a page in `window` (they act on that window)."""
+        calls = self.app_calls
+        if calls is None:
+            return None
+        return lambda call, args: calls(window, call, args)
 
     def _page_mounts(self, grants: Grants) -> Mounts:
         return Mounts(self.manifest, self._dirs, grants, self._folders, self._fs_budget,

@@ -404,11 +404,11 @@ class Session:
             except BrokenPipeError:
                 pass  # it ended before reading its input
             exited = await done
-            await self._outbox.room()  # the result stays here, in its slot, until there is room
+            # the result stays here, in its slot, until there is room for each part
+            await self._post_outputs(ident, exited.outputs)
+            await self._outbox.room()
             head = {"exitCode": exited.code, "stdoutLength": len(inst.stdout),
                     "error": error_json(exited)}
-            for rec in output_records(ident, exited.outputs):
-                self.post(rec)
             self.post(json_record(Op.RESULT, ident, head, inst.stdout, inst.stderr))
         finally:
             self._admission.finished(entry)
@@ -433,12 +433,13 @@ class Session:
         self.post(json_record(Op.GRANT, ident, grant))
 
     async def _app_call(self, ident: int, spec: dict[str, Any]) -> None:
-        """One `wvwasi.window` call, run on the pool (answered by DATA with JSON, or ERROR)."""
+        """One `wvwasi.window` or `wvwasi.notify` call, run on the pool (answered by DATA with
+        JSON, or ERROR)."""
         call, args = spec.get("call"), spec.get("args", [])
         try:
             if self._app_calls is None:
-                raise Refused("unavailable", "wvwasi.window needs the app window, and this "
-                              "page is not shown in one (wvwasi serve has none)")
+                raise Refused("unavailable", "wvwasi.window and wvwasi.notify need the app "
+                              "window, and this page is not shown in one (wvwasi serve has none)")
             if not (isinstance(call, str) and isinstance(args, list)):
                 raise Refused("invalid", "expected {call, args: [...]}")
             calls = self._app_calls
@@ -500,6 +501,29 @@ class Session:
         self._task(answer())
 
     # -- teardown -------------------------------------------------------------------------------
+
+    async def _post_outputs(self, ident: int, outputs: tuple[tuple[str, bytes], ...]) -> None:
+        """The OUTPUT records of `ident`'s output files, each posted once the outbox is within
+        its bound (flow.py): a page that does not read leaves them here, in the worker's slot."""
+        for rec in output_records(ident, outputs):
+            await self._outbox.room()
+            self.post(rec)
+
+    def finish(self, link: WorkerLink, outputs: tuple[tuple[str, bytes], ...],
+               last: bytes) -> None:
+        """A worker has ended (thread-safe): post its output files as the outbox takes them,
+        then `last` (its EXIT), then free its slot."""
+        if not outputs:
+            self.post(last)
+            self.forget(link)
+            return
+
+        async def deliver() -> None:
+            await self._post_outputs(link.id, outputs)
+            self.post(last)
+            self.forget(link)
+
+        self._outbox.call_soon(lambda: self._task(deliver()))
 
     def forget(self, link: WorkerLink) -> None:
         """Drop an ended worker (thread-safe)."""

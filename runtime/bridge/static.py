@@ -27,6 +27,8 @@ SCRIPT_PATH = "/__wvwasi/wvwasi.js"
 TYPES_PATH = "/__wvwasi/wvwasi.d.ts"
 SCRIPT_TAG = f'<script src="{SCRIPT_PATH}"></script>'.encode()
 _PROC_FD = Path("/proc/self/fd")
+#: Characters of a page path a second window may open (`UIFiles.page`).
+MAX_PAGE_PATH = 1024
 
 _TEXT = "; charset=utf-8"
 MIME_TYPES = {
@@ -170,6 +172,24 @@ class UIFiles:
         except (OSError, ValueError):  # missing, a link out or in a loop, a name too long
             return None
         return None
+
+    def page(self, path: str) -> str:
+        """`path` if it names an HTML page of the folder (as `open` serves it), its path
+        inside the folder; ValueError naming the cause otherwise (a URL, a query, `..`, a
+        missing file, a file that is not HTML)."""
+        if not isinstance(path, str) or not path or len(path) > MAX_PAGE_PATH or any(
+                c in path for c in "?#:\\\0") or path.startswith("/"):
+            raise ValueError(f"{path!r} is not a page of the app (a path like 'settings.html' "
+                             "inside its UI folder)")
+        opened = self.open(path)
+        if opened is None:
+            raise ValueError(f"{path!r} is not a page of the app's UI folder")
+        fd, where = opened
+        if fd is not None:
+            os.close(fd)
+        if not mime_type(Path(where)).startswith("text/html"):
+            raise ValueError(f"{path!r} is not an HTML page")
+        return where
 
     async def respond(self, request: web.Request, url_path: str) -> web.StreamResponse:
         """The response for a GET (or HEAD) of `url_path`."""

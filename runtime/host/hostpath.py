@@ -7,9 +7,13 @@ is opened *beneath* a `Root`:
 - Linux: `openat2(root_fd, rel, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`. A link or `..` that
   leads out fails (EXDEV), and what was checked is what is used: the fd is handed on (to wasmtime
   as `/proc/self/fd/N`), so a link swapped in after the check changes nothing.
+- Windows: the root is a folder handle held without delete sharing (it cannot be renamed or
+  removed while held); folders beneath it are opened one name at a time relative to the handle
+  before, never through a symlink or junction, and checked on the opened handle (winfs.py; names
+  Windows reads as something else are refused first, winpath.py). wasmtime then gets the final
+  path of the held handle.
 - Elsewhere, or on a kernel without openat2: resolve, then verify. The path is opened and the real
-  path of what was opened must lie inside the root's real path (on Windows the check is made on the
-  resolved path, so a link swapped in between check and use is not caught there).
+  path of what was opened must lie inside the root's real path.
 """
 
 from __future__ import annotations
@@ -108,7 +112,8 @@ def fd_path(fd: int) -> str | None:
 
 
 def inside(path: str, folder: str) -> bool:
-    """True if real path `path` is `folder` or lies inside it."""
+    """True if real path `path` is `folder` or lies inside it (case aside on Windows)."""
+    path, folder = os.path.normcase(path), os.path.normcase(folder)
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
@@ -119,18 +124,23 @@ class Root:
     user's, and trusted). Close it (or use `with`) when done; `close()` is idempotent.
     """
 
-    def __init__(self, fd: int | None, real: str) -> None:
-        self.fd = fd  # None on Windows: checks are made on paths there
+    def __init__(self, fd: int | None, real: str, handle: int | None = None) -> None:
+        self.fd = fd  # None on Windows: `handle` is the folder's there
         self.real = real
+        self.handle = handle
 
     @classmethod
     def open(cls, path: Path | str) -> Root:
         """Open folder `path` as a root (OSError if it is missing or not a folder)."""
-        if os.name == "nt":  # pragma: no cover - Windows
-            real = os.path.realpath(path, strict=True)
-            if not os.path.isdir(real):
-                raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
-            return cls(None, real)
+        if os.name == "nt":  # pragma: no cover - Windows (tests/test_windows_pytest.py)
+            from . import winfs
+
+            handle = winfs.open_dir(str(path))
+            try:
+                return cls(None, winfs.final_path(handle), handle)
+            except BaseException:
+                winfs.close(handle)
+                raise
         fd = os.open(path, _DIR_FLAGS)
         return cls(fd, fd_path(fd) or os.path.realpath(path))
 
@@ -145,12 +155,21 @@ class Root:
         fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)
+        handle, self.handle = self.handle, None
+        if handle is not None:  # pragma: no cover - Windows
+            from . import winfs
+
+            winfs.close(handle)
 
     def open_fd(self, rel: str, flags: int = FILE_FLAGS, mode: int = 0) -> int:
         """An fd for `rel` (relative, `/`-separated) opened beneath this root (`mode`: of a
-        file that O_CREAT makes)."""
-        assert self.fd is not None, "fd access needs a POSIX root"
+        file that O_CREAT makes). On Windows, files are opened for reading only."""
         rel = rel.lstrip("/") or "."
+        if self.handle is not None:  # pragma: no cover - Windows (tests/test_windows_pytest.py)
+            from . import winfs
+
+            return winfs.read_fd(winfs.Walk(self.handle, self.real), rel, flags)
+        assert self.fd is not None, "fd access needs an open root"
         fd = _openat2(self.fd, rel, flags, mode)
         if fd is not None:
             return fd
@@ -164,15 +183,13 @@ class Root:
     def subdir(self, rel: str, *, create: bool = False) -> Root:
         """Folder `rel` beneath this root, as a root of its own; `create` makes missing parts
         (each one inside an already verified parent, never through a link)."""
+        if os.name == "nt":  # pragma: no cover - Windows (tests/test_windows_pytest.py)
+            from . import winfs
+
+            assert self.handle is not None, "a Windows root holds a folder handle"
+            handle, real = winfs.Walk(self.handle, self.real).subfolder(rel, create)
+            return Root(None, real, handle)
         parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
-        if os.name == "nt":  # pragma: no cover - Windows
-            target = os.path.join(self.real, *parts)
-            if create:
-                os.makedirs(target, exist_ok=True)
-            real = os.path.realpath(target, strict=True)
-            if not inside(real, self.real):
-                raise EscapeError(errno.EXDEV, "leads out of its folder (a symlink or ..)", rel)
-            return Root.open(real)
         if create:
             for i in range(len(parts)):
                 parent = self.open_fd("/".join(parts[:i]), _DIR_FLAGS)

@@ -3,11 +3,13 @@
 An artefact is two files: `NAME.cwasm`, wasmtime's serialized module as it is (so it loads with
 `deserialize_file`, memory-mapped: 170 MB of yosys in ~0.1 s instead of ~1 s), and
 `NAME.cwasm.json`, which binds it to the `.wasm` it came from (SHA-256), to the engine settings and
-wasmtime version, and carries the `.cwasm`'s own SHA-256: wasmtime happily loads corrupted bytes,
-so the digest is checked before deserializing. A built app's artefacts are checked against the
-digests its payload lists in `payload.json` instead (written by `wvwasi build`, beside the
-payload's manifest), never against the sidecar beside them. Any mismatch or load failure falls
-back to compiling, never to a crash. Only regular files are read, sidecars with a bound.
+wasmtime version. wasmtime happily loads corrupted bytes, so an artefact's SHA-256 is checked
+before deserializing, against a digest kept apart from it, never one beside it: a built app's
+artefacts against its payload's `payload.json` (written by `wvwasi build`), a compile cache's
+entries (`<cache>/modules/`) against `<cache>/modules-digests/<entry>.sha256`, so that whoever can
+write the entries' folder alone cannot make a changed entry load (docs/security.md). Any mismatch
+or load failure falls back to compiling, never to a crash. Only regular files are read, listings
+with a bound, cache entries not through a symlink and not beyond MAX_ARTEFACT_BYTES.
 """
 
 from __future__ import annotations
@@ -75,17 +77,43 @@ def make_engine(*, portable: bool = False) -> wasmtime.Engine:
     return wasmtime.Engine(config)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a regular file's bytes; OSError for anything else (a FIFO, /dev/zero)."""
+def sha256_file(path: Path, *, limit: int | None = None, follow: bool = True) -> str:
+    """Hex SHA-256 of a regular file's bytes; OSError for anything else (a FIFO, /dev/zero, a
+    symlink unless `follow`, a file larger than `limit` bytes: refused before reading)."""
     digest = hashlib.sha256()
     try:
-        f = open_regular(path)
+        f = open_regular(path, follow=follow)
     except FileProblem as e:
         raise OSError(errno.EINVAL, e.reason, str(path)) from None
     with f:
+        if limit is not None and os.fstat(f.fileno()).st_size > limit:
+            raise OSError(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: Files this process found to have a SHA-256 it trusts, moments before loading them:
+#: `{path: ((device, inode, size, mtime), digest)}` (note_checked).
+_checked: dict[str, tuple[tuple[int, int, int, int] | None, str]] = {}
+
+
+def _identity(path: Path | str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def note_checked(path: Path, digest: str) -> None:
+    """Record that `path` (a regular file, not a symlink) was just found to have SHA-256
+    `digest` against a trusted listing: artefact_problem() then trusts it while the file keeps
+    its device, inode, size and modification time, instead of hashing it a second time. Only
+    for files in a folder no service can write (the onefile extraction under the code root)."""
+    identity = _identity(path)
+    if identity is not None:
+        _checked[str(path)] = (identity, digest)
 
 
 #: A built payload's list of its files' SHA-256, `{"sha256": {"precompiled/x.cwasm": hex}}`.
@@ -129,6 +157,9 @@ class WasmLoadError(Exception):
 
 #: The largest `.wasm` read for validation or compiling (the biggest real ones are ~200 MB).
 MAX_MODULE_BYTES = 1 << 30
+#: The largest artefact hashed (4 times that: a 170 MB `.cwasm` comes from a 69 MB module); a
+#: bigger one is refused before a byte is read, so a planted huge or sparse file costs nothing.
+MAX_ARTEFACT_BYTES = 4 << 30
 
 
 #: What to do about wasmtime errors a toolchain setting causes, by a phrase of the error.
@@ -194,25 +225,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_artefact(module: wasmtime.Module, wasm_sha256: str, out: Path) -> None:
-    """Serialize `module` to `out` (+ its `.json` sidecar), each file replaced atomically."""
+def write_artefact(module: wasmtime.Module, wasm_sha256: str, out: Path, *,
+                   cached: bool = False) -> None:
+    """Serialize `module` to `out` (+ its `.json` sidecar), each file replaced atomically;
+    `cached`: `out` is a compile cache entry, its SHA-256 is recorded apart (digest_path)."""
     payload = module.serialize()
-    header = {
-        "wasm_sha256": wasm_sha256,
-        "settings": settings_key(),
-        "wasmtime": WASMTIME_VERSION,
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
-    }
+    header = {"wasm_sha256": wasm_sha256, "settings": settings_key(), "wasmtime": WASMTIME_VERSION}
     _write_atomic(out, payload)
     _write_atomic(header_path(out), json.dumps(header, sort_keys=True).encode() + b"\n")
+    if cached:
+        _write_atomic(digest_path(out), hashlib.sha256(payload).hexdigest().encode() + b"\n")
 
 
 def read_artefact(
-    engine: wasmtime.Engine, path: Path, wasm_sha256: str, expected: str | None = None
+    engine: wasmtime.Engine, path: Path, wasm_sha256: str, expected: str | None
 ) -> wasmtime.Module | None:
     """The module in artefact `path` if it is intact and matches; None (and a log line) if not.
-    `expected`: its SHA-256 as the payload lists it (else its sidecar's is used)."""
-    reason = _artefact_problem(path, wasm_sha256, expected)
+    `expected`: its SHA-256 as something apart from it lists it (the payload's listing, the
+    cache's digest; None: nothing does, so it is not loaded)."""
+    reason = artefact_problem(path, wasm_sha256, expected)
     if reason is None:
         try:
             return wasmtime.Module.deserialize_file(engine, str(path))
@@ -222,7 +253,11 @@ def read_artefact(
     return None
 
 
-def _artefact_problem(path: Path, wasm_sha256: str, expected: str | None = None) -> str | None:
+def artefact_problem(path: Path, wasm_sha256: str, expected: str | None) -> str | None:
+    """Why artefact `path` cannot stand for that `.wasm` (None: intact and matching): its
+    sidecar must name the `.wasm` and these engine settings, its bytes have SHA-256 `expected`."""
+    if expected is None:
+        return "no digest of it is recorded apart from it"
     try:
         header = json.loads(read_regular(header_path(path), MAX_LISTING_BYTES))
     except FileProblem as e:
@@ -235,11 +270,13 @@ def _artefact_problem(path: Path, wasm_sha256: str, expected: str | None = None)
         return "made from a different .wasm"
     if header.get("settings") != settings_key():
         return f"made by wasmtime {header.get('wasmtime')} or other engine settings"
+    if _checked.get(str(path)) == (_identity(path), expected):
+        return None  # checked moments ago in this process (note_checked)
     try:
-        digest = sha256_file(path)
+        digest = sha256_file(path, limit=MAX_ARTEFACT_BYTES, follow=False)
     except OSError as e:
         return f"unreadable: {e.strerror}"
-    if digest != (expected or header.get("payload_sha256")):
+    if digest != expected:
         return "corrupted or changed (digest mismatch)"
     return None
 
@@ -252,9 +289,9 @@ def copy_artefact(src: Path, dest: Path) -> Path:
     return dest
 
 
-def precompile(wasm: Path, out: Path) -> Path:
+def precompile(wasm: Path, out: Path, *, cached: bool = False) -> Path:
     """Compile `wasm` for distribution: loadable on any CPU of this OS/arch, not only this one.
-    Nothing is written if it does not compile."""
+    Nothing is written if it does not compile; `cached`: `out` is a compile cache entry."""
     data = read_module(Path(wasm))
     engine = make_engine(portable=True)
     validate(engine, data, wasm)
@@ -262,7 +299,7 @@ def precompile(wasm: Path, out: Path) -> Path:
         module = wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as e:
         raise WasmLoadError(f"{wasm}: cannot compile: {error_text(e)}") from None
-    write_artefact(module, hashlib.sha256(data).hexdigest(), out)
+    write_artefact(module, hashlib.sha256(data).hexdigest(), out, cached=cached)
     return out
 
 
@@ -342,25 +379,25 @@ class ModuleLoader:
         if cached is None:
             return
         try:
-            write_artefact(module, sha, cached)
+            write_artefact(module, sha, cached, cached=True)
             evict_lru(cached.parent, cache_cap(), keep=cached)
         except OSError as e:
             log.warning("cannot write the compile cache %s: %s", cached, e)
 
     def _load_uncached(self, wasm: Path, sha: str, check: Check | None) -> wasmtime.Module:
-        candidates: list[tuple[Path, str | None]] = []
+        candidates: list[tuple[Path, str | None, bool]] = []  # path, its digest, in the cache
         shipped = self._shipped_artefact(wasm)
         if shipped is not None:
-            candidates.append(shipped)
+            candidates.append((*shipped, False))
         cached = self._cache_path(sha)
         if cached is not None:  # this machine's own compile, else a build's portable one
-            candidates += [(cached, None),
-                           (cache_entry(cached.parent.parent, sha, portable=True), None)]
-        for path, expected in candidates:
-            if path.exists():
+            for entry in (cached, cache_entry(cached.parent.parent, sha, portable=True)):
+                candidates.append((entry, entry_digest(entry), True))
+        for path, expected, in_cache in candidates:
+            if os.path.lexists(path):
                 module = read_artefact(self.engine, path, sha, expected)
                 if module is not None:
-                    if expected is None and cached is not None:
+                    if in_cache:
                         _touch(path)
                     return module
         module = self._compile(wasm)
@@ -387,8 +424,8 @@ class ModuleLoader:
                     raise WasmLoadError(f"{packed}: cannot decompress: {e}") from None
                 sha = hashlib.sha256(data).hexdigest()
                 cached = self._cache_path(sha)
-                module = read_artefact(self.engine, cached, sha) \
-                    if cached is not None and cached.exists() else None
+                module = read_artefact(self.engine, cached, sha, entry_digest(cached)) \
+                    if cached is not None and os.path.lexists(cached) else None
                 if module is None:
                     module = self._compile_bytes(wasm, data)
                     self._store(module, sha, check)
@@ -429,6 +466,8 @@ class ModuleLoader:
 
 #: Size cap of one compile cache folder unless WVWASI_COMPILE_CACHE_MB says otherwise.
 DEFAULT_CACHE_MB = 2048
+#: The compile cache's digests of its entries, beside (not inside) its `modules/` folder.
+DIGESTS_FOLDER = "modules-digests"
 PACKED_SUFFIX = ".gz"
 
 
@@ -447,9 +486,19 @@ def cache_cap() -> int:
         return DEFAULT_CACHE_MB * 2**20
 
 
-def artefact_problem(path: Path, wasm_sha256: str) -> str | None:
-    """Why artefact `path` cannot stand for that `.wasm` (None: intact and matching)."""
-    return _artefact_problem(path, wasm_sha256)
+def digest_path(entry: Path) -> Path:
+    """Where a compile cache keeps the SHA-256 of `entry` (`<cache>/modules/X.cwasm`):
+    `<cache>/modules-digests/X.cwasm.sha256`, outside the entries' folder."""
+    return entry.parent.parent / DIGESTS_FOLDER / f"{entry.name}.sha256"
+
+
+def entry_digest(entry: Path) -> str | None:
+    """The SHA-256 recorded for compile cache entry `entry` (None: none, or not a digest)."""
+    try:
+        text = read_regular(digest_path(entry), 128).decode("ascii").strip()
+    except (FileProblem, UnicodeDecodeError):
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{64}", text) else None
 
 
 def _touch(path: Path) -> None:
@@ -477,8 +526,8 @@ def evict_lru(folder: Path, cap: int, *, keep: Path | None = None) -> int:
             break
         if path == keep:
             continue
-        path.unlink(missing_ok=True)
-        header_path(path).unlink(missing_ok=True)
+        for gone in (path, header_path(path), digest_path(path)):
+            gone.unlink(missing_ok=True)
         freed += size
     return freed
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .. import guestpath
-from .hostpath import FILE_FLAGS, Root, inside, is_regular
+from .hostpath import FILE_FLAGS, Root, is_regular
 
 #: Seconds between two checks of a running instance's output folders.
 CHECK_EVERY = 0.1
@@ -95,12 +95,7 @@ class Outputs:
         """The file at guest `path`, opened beneath the outputs root (a link the guest planted
         that leads out is refused) without blocking; None unless it is a regular file."""
         try:
-            if root.fd is None:  # pragma: no cover - Windows: checked on the resolved path
-                if not inside(os.path.realpath(self._host(path)), root.real):
-                    return None
-                fd = os.open(self._host(path), os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            else:
-                fd = root.open_fd(path, FILE_FLAGS | getattr(os, "O_NOFOLLOW", 0))
+            fd = root.open_fd(path, FILE_FLAGS | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             return None  # not written, a link, or a link out of the folder
         try:

@@ -16,8 +16,8 @@
  * `background` services: one shared instance per tab, started at its first connection.
  */
 import {WasiInstance, canBlock, compileService, fetchTree} from './wasi-engine.js';
-import {MessageDecoder, MessageTooLong, concat, encodeMessage, jsonPayload, readJson}
-  from './wasi-wire.js';
+import {HEADER, MessageDecoder, MessageTooLong, concat, encodeMessage, jsonPayload, readJson,
+  readRecords, writeRecords} from './wasi-wire.js';
 
 const encoder = new TextEncoder();
 const RESTART_BACKOFF = [100, 250, 500, 1000, 2000, 5000]; // ms, as the native host
@@ -202,7 +202,6 @@ export class LocalBridge {
   constructor(socket, config) {
     this.socket = socket;
     this.op = config.ops;
-    this.header = config.header;
     this.services = config.services;
     this.web = config.web;
     this.base = new URL(config.web?.base ?? location.href);
@@ -230,31 +229,15 @@ export class LocalBridge {
     this.flushing = false;
     const records = this.out;
     this.out = [];
-    const size = records.reduce((n, r) => n + this.header + r[2].length, 0);
-    const frame = new Uint8Array(size);
-    const view = new DataView(frame.buffer);
-    let at = 0;
-    for (const [op, id, payload] of records) {
-      view.setUint32(at, payload.length, true);
-      view.setUint8(at + 4, op);
-      view.setUint32(at + 5, id, true);
-      frame.set(payload, at + this.header);
-      at += this.header + payload.length;
-    }
-    this.socket.onmessage?.({data: frame.buffer});
+    const size = records.reduce((n, r) => n + HEADER + r[2].length, 0);
+    this.socket.onmessage?.({data: writeRecords(new Uint8Array(size), records).buffer});
   }
 
   receive(frame) {
     const bytes = new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let at = 0; at + this.header <= bytes.length;) {
-      const length = view.getUint32(at, true);
-      const op = view.getUint8(at + 4);
-      const id = view.getUint32(at + 5, true);
-      const payload = bytes.slice(at + this.header, at + this.header + length);
-      at += this.header + length;
-      this.#record(op, id, payload);
-    }
+    readRecords(bytes, (op, id, start, length) => {
+      this.#record(op, id, new Uint8Array(bytes.buffer.slice(start, start + length)));
+    });
   }
 
   #record(op, id, payload) {
@@ -669,7 +652,7 @@ class Link {
     }
     this.chain = this.chain.then(async () => {
       if (this.ended) return;
-      const cost = payload.length + this.bridge.header;
+      const cost = payload.length + HEADER;
       if (op === O.SEND) {
         const bytes = encodeMessage(this.service.ipc, payload);
         await (this.bg ? this.bg.send(bytes) : this.inst.writeStdin(bytes));
@@ -707,7 +690,7 @@ class Link {
 
   #out(op, bytes) {
     if (this.ended || this.muted) return;
-    this.unacked += bytes.length + this.bridge.header;
+    this.unacked += bytes.length + HEADER;
     this.bridge.post(op, this.id, bytes);
   }
 

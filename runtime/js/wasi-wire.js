@@ -1,6 +1,8 @@
 /*
  * wvwasi's wire formats in the browser, written once (docs/architecture.md, "Bridge protocol"):
  *
+ * - Bridge records: a 9-byte header (u32 LE payload length, u8 op, u32 LE worker id), then the
+ *   payload; a WebSocket frame holds one or more (runtime/bridge/protocol.py `HEADER`).
  * - JSON payloads: u32 LE length of the JSON, the JSON (UTF-8), then raw bytes (the SPAWN/RUN
  *   records, RESULT/EXIT/ERROR replies, host-folder calls and answers).
  * - Message framing of the `ipc` modes (runtime/host/framing.py): `lines` (newline-terminated),
@@ -16,6 +18,38 @@
 const encoder = new TextEncoder();
 // A leading U+FEFF is part of the message, not a byte order mark to drop.
 const decoder = new TextDecoder('utf-8', {ignoreBOM: true});
+
+/** Bytes of a bridge record's header: u32 LE payload length, u8 op, u32 LE id. */
+export const HEADER = 9;
+
+/** Writes `records` ([op, id, payload] each) into `frame` from its start, each payload after
+ * its header; a payload already in place (a lone record made in a buffer of its own with
+ * HEADER bytes free in front) is not copied. Returns `frame`. */
+export function writeRecords(frame, records) {
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  let pos = 0;
+  for (const [op, id, payload] of records) {
+    view.setUint32(pos, payload.byteLength, true);
+    view.setUint8(pos + 4, op);
+    view.setUint32(pos + 5, id, true);
+    if (payload.buffer !== frame.buffer) frame.set(payload, pos + HEADER);
+    pos += HEADER + payload.byteLength;
+  }
+  return frame;
+}
+
+/** Calls `each(op, id, start, length)` for the records of frame `bytes` in order (`start`: the
+ * payload's offset in `bytes.buffer`); stops early when `each` returns false. */
+export function readRecords(bytes, each) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let pos = 0; pos + HEADER <= bytes.byteLength;) {
+    const length = view.getUint32(pos, true);
+    const start = pos + HEADER;
+    if (each(view.getUint8(pos + 4), view.getUint32(pos + 5, true), bytes.byteOffset + start,
+      length) === false) return;
+    pos = start + length;
+  }
+}
 
 /** `u32 LE JSON length + JSON + blobs` as one Uint8Array. */
 export function jsonPayload(obj, blobs = []) {

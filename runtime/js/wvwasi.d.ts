@@ -259,9 +259,15 @@ interface WvwasiMenuDetail {
   id: string;
 }
 
+/** `tray`: the `[app] tray_menu` item with this `id` was clicked, or (null) the tray icon. */
+interface WvwasiTrayDetail {
+  id: string | null;
+}
+
 interface WvwasiAppEventMap {
   open: CustomEvent<WvwasiOpenDetail>;
   menu: CustomEvent<WvwasiMenuDetail>;
+  tray: CustomEvent<WvwasiTrayDetail>;
 }
 
 /** `wvwasi.app`: events from the app window. `open` events wait until the first `open`
@@ -285,21 +291,95 @@ interface Wvwasi {
 
 declare var wvwasi: Wvwasi;
 
-/** `wvwasi.window`: the app window. Each call rejects with kind `invalid` for a bad argument
- *  and `unavailable` without an app window; on the web `setTitle` sets `document.title`,
- *  `setFullscreen` uses the Fullscreen API, and `resize`/`close` reject with `unavailable`. */
+/** `wvwasi.window`: the window the page is shown in. Each call rejects with kind `invalid` for
+ *  a bad argument and `unavailable` without an app window; on the web `setTitle` sets
+ *  `document.title`, `setFullscreen` uses the Fullscreen API, and `resize`/`close`/`open`
+ *  reject with `unavailable`. */
 interface WvwasiWindow {
   /** At most 1024 characters. */
   setTitle(title: string): Promise<void>;
   /** Width and height in pixels, each 1 to 16384. */
   resize(width: number, height: number): Promise<void>;
   setFullscreen(on: boolean): Promise<void>;
-  /** Close the window: the app shuts down as if the user had closed it. */
+  /** Close the window: the main window shuts the app down as if the user had closed it; a
+   *  second window closes alone. */
   close(): Promise<void>;
+  /** Open a second window on `page`, an HTML page of the app's UI folder ('settings.html'),
+   *  with a bridge session of its own. Rejects with kind `permission` for anything else (a URL,
+   *  `..`, a missing or non-HTML file), `limit` past 8 open second windows, `invalid` for a
+   *  bad option; on the web with `unavailable`. */
+  open(page: string, options?: WvwasiWindowOptions): Promise<void>;
+  /** Replace the menu bar (the JSON form of `[[window.menu]]`, same rules); clicks arrive as
+   *  `menu` events. Linux only so far: elsewhere, and on the web, rejects with `unavailable`. */
+  setMenu(menu: WvwasiMenu[]): Promise<void>;
+}
+
+interface WvwasiWindowOptions {
+  /** At most 1024 characters; default `[window] title`. */
+  title?: string;
+  /** Pixels, 1 to 16384 each; default `[window] width`/`height`. */
+  width?: number;
+  height?: number;
+}
+
+/** A menu entry: a submenu (`items`), an action (`id`, reported by `menu` events) or a
+ *  separator. */
+type WvwasiMenuEntry =
+  | {label: string; id: string}
+  | {label: string; items: WvwasiMenuEntry[]}
+  | {separator: true};
+
+/** A top-level menu of the menu bar. */
+interface WvwasiMenu {
+  label: string;
+  items: WvwasiMenuEntry[];
+}
+
+interface WvwasiNotification {
+  /** At most 256 characters. */
+  title: string;
+  /** At most 4096 characters; default "". */
+  body?: string;
 }
 
 interface Wvwasi {
   readonly window: WvwasiWindow;
+  /** Show a desktop notification (needs `[app] notifications = true`). Rejects with a
+   *  WasiError of kind `permission` (not granted), `invalid` (too long), `limit` (more than 10
+   *  in 10 s) or `unavailable` (no notification server, or an OS without support yet); on the
+   *  web it uses the browser's Notification API (`permission` if the user says no). */
+  notify(notification: WvwasiNotification): Promise<void>;
+}
+
+/** A file the user picked (`wvwasi.dialog`) or the app was launched with: valid only in the
+ *  page session that got it. On the web it holds the browser's file (handle) in the page. */
+declare class FileGrant {
+  private constructor();
+  /** The file's own name (not its path). */
+  readonly name: string;
+  readonly mode: 'ro' | 'rw';
+  /** The file's bytes (at most 63 MiB). */
+  read(): Promise<Uint8Array>;
+  /** The file's text (UTF-8). */
+  text(): Promise<string>;
+  /** Replace the file's content whole (rw grants only; at most 63 MiB). */
+  write(data: string | Blob | ArrayBuffer | ArrayBufferView): Promise<void>;
+}
+
+/** `wvwasi.dialog`: the app window's file dialogs; on the web the browser's pickers (File System
+ *  Access, `<input type=file>` for `openFile` without it). Reject with kind `cancelled` when the
+ *  user closes the dialog, `unavailable` without one (`wvwasi serve`; on the web `saveFile` and
+ *  `openFile({mode: 'rw'})` without File System Access). */
+interface WvwasiDialog {
+  /** One file (an array with `multiple`); `accept`: extensions like ['.note']. */
+  openFile(options?: { accept?: string[]; mode?: 'ro' | 'rw'; multiple?: false }): Promise<FileGrant>;
+  openFile(options: { accept?: string[]; mode?: 'ro' | 'rw'; multiple: true }): Promise<FileGrant[]>;
+  /** Where to save: a read-write grant (the file need not exist yet). */
+  saveFile(options?: { suggestedName?: string; accept?: string[] }): Promise<FileGrant>;
+}
+
+interface Wvwasi {
+  readonly dialog: WvwasiDialog;
 }
 
 // -- wvwasi.updater, wvwasi.app.relaunch (docs/update.md) -------------------------------------

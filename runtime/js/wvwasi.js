@@ -25,7 +25,7 @@
   const OP = config.ops;
   const WINDOW = config.window; // in-flight bytes per worker and direction before a CREDIT
   const MAX_FRAME = config.maxFrame;
-  const HEADER = config.header; // u32 payload length, u8 op, u32 id
+  const HEADER = wire.HEADER; // u32 payload length, u8 op, u32 id
   const FRAME_TARGET = 1 << 20;
   const EMPTY = new Uint8Array(0);
   const encoder = new TextEncoder();
@@ -512,35 +512,24 @@
         }
         const alone = end - next === 1 && headerRoom(queue[next][2]);
         const frame = alone ? new Uint8Array(queue[next][2].buffer) : new Uint8Array(size);
-        const view = new DataView(frame.buffer);
-        let pos = 0;
-        for (let i = next; i < end; i++) {
-          const [op, id, payload] = queue[i];
-          view.setUint32(pos, payload.byteLength, true);
-          view.setUint8(pos + 4, op);
-          view.setUint32(pos + 5, id, true);
-          if (!alone) frame.set(payload, pos + HEADER);
-          pos += HEADER + payload.byteLength;
-        }
-        ws.send(frame);
+        ws.send(wire.writeRecords(frame, queue.slice(next, end)));
         next = end;
       }
       this.queue = [];
     }
 
     receive(buffer) {
-      const view = new DataView(buffer);
-      for (let pos = 0; pos + HEADER <= buffer.byteLength;) {
-        const length = view.getUint32(pos, true);
-        const op = view.getUint8(pos + 4);
-        const id = view.getUint32(pos + 5, true);
-        const start = pos + HEADER;
-        pos = start + length;
+      let reload = false;
+      wire.readRecords(new Uint8Array(buffer), (op, id, start, length) => {
         if (op === OP.RELOAD) {
-          location.reload();
-          return;
+          reload = true;
+          return false;
         }
         this.endpoints.get(id)?.receive(op, buffer, start, length);
+      });
+      if (reload) {
+        location.reload();
+        return;
       }
       if (this.owing.size) this.creditSoon();
     }
@@ -1264,8 +1253,9 @@
 
   // -- `wvwasi.app`: events from the app window (docs/page-api.md, "The wvwasi global") --------
   // `open`: the files, URLs and arguments of a launch (the first one, and each later launch the
-  // single instance was handed); `menu`: a [[window.menu]] item was clicked. The window calls
-  // __wvwasiDispatch; `open` events wait until the page adds its first `open` listener.
+  // single instance was handed); `menu`: a [[window.menu]] item was clicked; `tray`: the tray
+  // icon or an item of its menu was clicked. The window calls __wvwasiDispatch; `open` events
+  // wait until the page adds its first `open` listener.
   class AppEvents extends EventTarget {
     #held = [];
     #listened = false;
@@ -1322,6 +1312,7 @@
 
     /** The file's bytes. */
     read() {
+      if (config.web) return webFiles.read(this);
       return fileRequest(OP.READ, this, []).then(({buffer, start, length}) =>
         new Uint8Array(buffer.slice(start, start + length)));
     }
@@ -1334,7 +1325,9 @@
     /** Replace the file's content (a string, Blob, ArrayBuffer or TypedArray), atomically. */
     async write(data) {
       checkData(data, 'FileGrant.write() data');
-      await fileRequest(OP.WRITE, this, [await toBytesAsync(data, 'FileGrant.write() data')]);
+      const bytes = await toBytesAsync(data, 'FileGrant.write() data');
+      if (config.web) return webFiles.write(this, bytes);
+      await fileRequest(OP.WRITE, this, [bytes]);
     }
   }
 
@@ -1364,6 +1357,107 @@
     return accept;
   }
 
+  // On the web: the browser's own pickers. File System Access (Chromium) gives handles that a
+  // grant reads and, read-write, replaces (createWritable writes a swap file that close() moves
+  // over the file: never half-written); without it, openFile falls back to <input type=file>
+  // (read-only: nothing leads back to the file). A grant's file stays in the page (webFiles).
+  const webFiles = {
+    entries: new Map(), // grant id -> {handle} | {file} (as the bridge keeps a page's grants)
+    count: 0,
+    MAX: MAX_FRAME - (1 << 20), // the desktop's bound on one read or write (bridge/grants.py)
+
+    add(picked, mode) {
+      return picked.slice(0, 256).map((entry) => {
+        const name = entry.handle?.name ?? entry.file.name;
+        const grant = new FileGrant(`web-${++this.count}`, name, mode);
+        this.entries.set(grant.id, entry);
+        return grant;
+      });
+    },
+    entry(grant) {
+      const entry = this.entries.get(grant.id);
+      if (!entry) throw new WasiError('not a file grant of this page', 'permission');
+      return entry;
+    },
+    async read(grant) {
+      const entry = this.entry(grant);
+      const file = entry.file ?? await failing(() => entry.handle.getFile(), grant, 'read');
+      if (file.size > this.MAX) {
+        throw new WasiError(`cannot read ${grant.name}: it is over ${this.MAX} bytes`, 'start');
+      }
+      return new Uint8Array(await failing(() => file.arrayBuffer(), grant, 'read'));
+    },
+    async write(grant, bytes) {
+      const entry = this.entry(grant);
+      if (grant.mode !== 'rw') {
+        throw new WasiError(`the grant for file '${grant.name}' is read-only`, 'permission');
+      }
+      if (bytes.byteLength > this.MAX) {
+        throw new WasiError(`cannot write ${grant.name}: over ${this.MAX} bytes`, 'invalid');
+      }
+      const writable = await failing(() => entry.handle.createWritable(), grant, 'write');
+      await failing(async () => { await writable.write(bytes); await writable.close(); },
+                    grant, 'write');
+    },
+    /** FilePickerOptions `types` for `accept` (['.note'] or ['note']). */
+    types(accept) {
+      const extensions = accept.map((a) => `.${a.replace(/^\./, '')}`);
+      return extensions.length ? [{description: 'Files',
+                                   accept: {'application/octet-stream': extensions}}] : [];
+    },
+    async open(mode, multiple, accept) {
+      if (typeof showOpenFilePicker === 'function') {
+        const handles = await picking(() => showOpenFilePicker({multiple,
+                                                                types: this.types(accept)}));
+        return this.add(handles.map((handle) => ({handle})), mode);
+      }
+      if (mode === 'rw') {
+        throw new WasiError('wvwasi.dialog.openFile({mode: \'rw\'}) needs a browser with the File System Access API (showOpenFilePicker): this one can only read a picked file', 'unavailable');
+      }
+      const files = await new Promise((resolve, reject) => {
+        const input = document.createElement('input');
+        input.type = 'file';
+        input.multiple = multiple;
+        input.accept = accept.map((a) => `.${a.replace(/^\./, '')}`).join(',');
+        input.addEventListener('change', () => resolve([...input.files]));
+        input.addEventListener('cancel', () => reject(
+          new WasiError('the user cancelled the file dialog', 'cancelled')));
+        input.click();
+      });
+      return this.add(files.map((file) => ({file})), 'ro');
+    },
+    async save(suggestedName, accept) {
+      if (typeof showSaveFilePicker !== 'function') {
+        throw new WasiError('wvwasi.dialog.saveFile() needs a browser with the File System Access API (showSaveFilePicker); offer a download instead', 'unavailable');
+      }
+      const handle = await picking(() => showSaveFilePicker({
+        ...(suggestedName ? {suggestedName} : {}), types: this.types(accept)}));
+      return this.add([{handle}], 'rw');
+    },
+  };
+
+  /** A browser picker's result; the user closing it (AbortError) rejects with `cancelled`. */
+  async function picking(show) {
+    try {
+      return await show();
+    } catch (e) {
+      if (e?.name === 'AbortError') {
+        throw new WasiError('the user cancelled the file dialog', 'cancelled');
+      }
+      throw new WasiError(`the browser's file dialog failed: ${e?.message ?? e}`, 'unavailable');
+    }
+  }
+
+  /** A browser file operation; its failure (the file vanished, no permission) as a WasiError. */
+  async function failing(operation, grant, what) {
+    try {
+      return await operation();
+    } catch (e) {
+      const kind = e?.name === 'NotAllowedError' || e?.name === 'SecurityError' ? 'permission' : 'start';
+      throw new WasiError(`cannot ${what} ${grant.name}: ${e?.message ?? e}`, kind);
+    }
+  }
+
   const dialog = {
     /** Ask the user for a file to open (an array of them with `multiple`). */
     async openFile(options = {}) {
@@ -1372,8 +1466,9 @@
         throw new TypeError(`wvwasi.dialog.openFile(): mode must be 'ro' or 'rw', got ${JSON.stringify(mode)}`);
       }
       const multiple = Boolean(options.multiple);
-      const grants = await pickFiles({kind: 'open', mode, multiple,
-                                      accept: acceptList(options.accept, 'openFile()')});
+      const accept = acceptList(options.accept, 'openFile()');
+      const grants = config.web ? await webFiles.open(mode, multiple, accept)
+        : await pickFiles({kind: 'open', mode, multiple, accept});
       return multiple ? grants : grants[0];
     },
     /** Ask the user where to save; a read-write FileGrant (the file may not exist yet). */
@@ -1382,8 +1477,9 @@
       if (typeof suggestedName !== 'string') {
         throw new TypeError('wvwasi.dialog.saveFile(): suggestedName must be a string');
       }
-      const [grant] = await pickFiles({kind: 'save', mode: 'rw', suggestedName,
-                                       accept: acceptList(options.accept, 'saveFile()')});
+      const accept = acceptList(options.accept, 'saveFile()');
+      const [grant] = config.web ? await webFiles.save(suggestedName, accept)
+        : await pickFiles({kind: 'save', mode: 'rw', suggestedName, accept});
       return grant;
     },
   };
@@ -1408,13 +1504,44 @@
       else if (document.fullscreenElement) await document.exitFullscreen();
     },
     close: () => unavailable('close'),
+    open: () => unavailable('open'),
+    setMenu: () => unavailable('setMenu'),
   } : {
     setTitle: (title) => appCall('setTitle', [String(title)]),
     resize: (width, height) => appCall('resize', [width, height]),
     setFullscreen: (on) => appCall('setFullscreen', [Boolean(on)]),
     close: () => appCall('close', []),
+    /** Open a second window on `page`, a page of the app's UI ('settings.html'). */
+    async open(page, options = {}) {
+      if (typeof page !== 'string' || typeof options !== 'object' || options === null) {
+        throw new TypeError('wvwasi.window.open(page, {title, width, height}): page must be a string and options an object');
+      }
+      await appCall('open', [page, {...options}]);
+    },
+    setMenu: (menu) => appCall('setMenu', [menu]),
   };
-  const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow)};
+
+  // -- `wvwasi.notify`: a desktop notification ([app] notifications) ---------------------------
+  function notifyOptions({title, body = ''} = {}) {
+    if (typeof title !== 'string' || typeof body !== 'string') {
+      throw new TypeError('wvwasi.notify(): expected {title: string, body?: string}');
+    }
+    return [title, body];
+  }
+  /** On the web: the browser's Notification API, after asking the user for permission. */
+  async function webNotify(options) {
+    const [title, body] = notifyOptions(options);
+    if (typeof Notification === 'undefined') {
+      throw new WasiError('wvwasi.notify(): this browser has no Notification API', 'unavailable');
+    }
+    if (await Notification.requestPermission() !== 'granted') {
+      throw new WasiError('wvwasi.notify(): the user did not allow notifications', 'permission');
+    }
+    new Notification(title, {body});
+  }
+  const notify = config.web ? webNotify
+    : async (options) => { await appCall('notify', notifyOptions(options)); };
+  const wvwasi = {app: appEvents, dialog, window: Object.freeze(appWindow), notify};
 
   Object.assign(globalThis, {WasiWorker, WasiError, WasiExitEvent, DirectoryGrant, WasiService,
                              FileGrant, wvwasi});
@@ -1423,6 +1550,9 @@
   // Members of the `wvwasi` global above.
   {
     const action = async (name) => {
+      if (config.web) {
+        throw new WasiError(`${name}: a web page is updated by its server, not by the app`, 'unavailable');
+      }
       const url = `/__wvwasi/actions/${name}?key=${encodeURIComponent(socketKey ?? '')}`;
       const response = await fetch(url, {method: 'POST'});
       if (!response.ok) throw new WasiError(`${name}: HTTP ${response.status}`, 'update');

@@ -1,14 +1,17 @@
 """Installing a verified update over the running app (docs/update.md, "Installing").
 
 How depends on how the app was installed (`detect()`):
-- `targz` (an unpacked tar.gz or `dir` folder): the archive is unpacked beside the app folder,
+- `targz` (an unpacked tar.gz or `dir` folder) and `app` (a macOS bundle, from `.app.tar.gz`):
+  the archive is unpacked beside the app folder (the bundle),
   the new folder's `--self-test=headless` must pass, then the two folders swap in one
   `renameat2(RENAME_EXCHANGE)` (two renames where that is missing) and the new one must answer
   `--version` in place, else they swap back; the old folder is removed last.
 - `onefile` (Linux's single file; its launcher says where it is in $WVWASI_ONEFILE): the new file
   is written beside it, passes its self-test (with its own cache folder), and is renamed over it.
-- `deb` / `rpm` (in /opt/<slug>): `dpkg -i` / `rpm -U` through `pkexec` unless already root.
-- `nsis` / `msi` (Windows): the setup runs in update mode after the app exits.
+- `deb` / `rpm` (in /opt/<slug>, which only root may write): downloaded into a private
+  temporary folder, then `dpkg -i` / `rpm -U` through ELEVATE (pkexec) unless already root.
+- `nsis` / `msi` (Windows): the setup runs in update mode after the app exits (the NSIS setup
+  waits for the app's executable to be writable, up to 60 s).
 A killed update leaves the old app or the new one in place, never half of either; its leftovers
 (`.<folder>.update-*` beside the app) are removed by the next check. One update at a time: an
 flock on the app folder (or file) itself.
@@ -23,6 +26,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +95,11 @@ def locked(inst: Installation) -> Iterator[None]:
 
 
 def work_folder(inst: Installation) -> Path:
-    """A new private folder beside what is replaced (same file system: renames are atomic)."""
+    """A new private folder beside what is replaced (same file system: renames are atomic);
+    for deb and rpm, whose /opt folder only root may write and which the package manager
+    installs, a private temporary folder."""
+    if inst.bundle in ("deb", "rpm"):
+        return Path(tempfile.mkdtemp(prefix=f"{inst.path.name}.update-"))
     try:
         work = inst.path.parent / f".{inst.path.name}.update-{os.getpid()}"
         work.mkdir(mode=0o700)
@@ -103,7 +112,7 @@ def work_folder(inst: Installation) -> Path:
 def install(inst: Installation, artefact: Path, version: str, identifier: str,
             install_mode: str = "passive") -> None:
     """Install the verified `artefact` of `version`; InstallError if it cannot be."""
-    if inst.bundle == "targz":
+    if inst.bundle in ("targz", "app"):
         _install_folder(inst, artefact, version, identifier)
     elif inst.bundle == "onefile":
         _install_onefile(inst, artefact)
@@ -130,14 +139,15 @@ def _install_folder(inst: Installation, archive: Path, version: str, identifier:
     except (tarfile.TarError, OSError, EOFError) as e:
         raise InstallError(f"cannot unpack the update: {e}") from None
     new = unpacked / tops.pop()
-    _check_payload(new / "app", version, identifier)
-    exe = new / inst.executable.name
+    _check_payload(new / ("Contents/Resources/app" if inst.bundle == "app" else "app"),
+                   version, identifier)
+    exe = new / inst.executable.relative_to(inst.path)  # Contents/MacOS/<exe> in a .app
     if not exe.is_file():
-        raise InstallError(f"the update has no {inst.executable.name}")
+        raise InstallError(f"the update has no {exe.relative_to(new)}")
     self_test(exe)
     exchange(new, inst.path)  # `new` now holds the old app
     try:
-        _answers_version(inst.path / inst.executable.name, version)
+        _answers_version(inst.executable, version)
     except InstallError:
         exchange(new, inst.path)  # back
         raise
@@ -223,13 +233,36 @@ def exchange(a: Path, b: Path) -> None:
         raise InstallError(f"cannot swap {b} for the new version: {e.strerror}") from None
 
 
+#: How a package is installed by an app that does not run as root (polkit asks the user).
+ELEVATE = ["pkexec"]
+
+
+def privileged_command(command: list[str]) -> list[str]:
+    """`command` as run to install a package: as it is for root, else through ELEVATE."""
+    if not hasattr(os, "geteuid") or os.geteuid() == 0:
+        return command
+    if shutil.which(ELEVATE[0]) is None:
+        raise InstallError(f"installing a package needs root and {ELEVATE[0]} is missing: "
+                           "run the update as root (`sudo APP --update`)")
+    return [*ELEVATE, *command]
+
+
+#: How long a package install as root waits while another installer holds the package
+#: database's lock (dpkg and rpm fail at once then; through pkexec each try would ask again).
+LOCK_WAIT = 120.0
+
+
 def _run_privileged(command: list[str]) -> None:
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        if shutil.which("pkexec") is None:
-            raise InstallError(f"installing needs root and pkexec is missing: run "
-                               f"`sudo {' '.join(command)}`")
-        command = ["pkexec", *command]
-    _run(command, " ".join(command[:2]), 600)
+    command = privileged_command(command)
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            _run(command, " ".join(command[:2]), 600)
+            return
+        except InstallError as e:
+            if command[0] in ELEVATE or "lock" not in str(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
 
 
 #: `[update] windows.install_mode` -> the NSIS setup's and msiexec's switches.

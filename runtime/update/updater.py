@@ -208,7 +208,11 @@ def run_update(payload: Path, executable: Path) -> int:
     except (UpdateError, ManifestError) as e:
         print(f"{executable.name}: update failed: {e}", file=sys.stderr)
         return 1
-    print(f"{manifest.app.name} {release.version} installed (was {manifest.app.version})")
+    if updater.installation.bundle in ("nsis", "msi"):  # the setup waits for this exit
+        print(f"{manifest.app.name} {release.version} is being installed by its setup as "
+              f"{executable.name} exits (was {manifest.app.version})")
+    else:
+        print(f"{manifest.app.name} {release.version} installed (was {manifest.app.version})")
     return 0
 
 

@@ -74,3 +74,8 @@ def prepare(read: RegistryReader | None = None,
 
 def cancel_dialogs() -> None:
     """Nothing to do: closing the window ends an open WinForms folder dialog with it."""
+
+
+def listen_for_opens(forward: Callable[[list[str]], None]) -> None:
+    """Nothing to do: documents and URLs arrive on the command line (a later launch's, through
+    the single-instance channel)."""

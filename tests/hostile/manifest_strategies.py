@@ -116,6 +116,10 @@ LEAVES: Mapping[str, st.SearchStrategy[Any]] = {
     "app.url_schemes": st.lists(st.sampled_from(["notes", "x-app+v1", "my.app", "a-b"]),
                                 unique=True, max_size=3),
     "app.single_instance": st.booleans(),
+    "app.notifications": st.booleans(),
+    "app.tray": st.booleans(),
+    "app.tray_menu": st.deferred(lambda: _menu_entries(1)).map(
+        lambda items: _numbered(items, itertools.count())),
     "window.menu": st.deferred(lambda: menus),
     "bundle.file_associations": st.deferred(lambda: associations),
 }
@@ -196,7 +200,14 @@ def _value(tp: Any, key: str, used: set[str]) -> st.SearchStrategy[Any]:
 
 def manifest_tables(used: set[str] | None = None) -> st.SearchStrategy[dict[str, Any]]:
     """Valid base tables (no [target]); `used` collects the LEAVES keys drawn from."""
-    return table(schema.Manifest, "", set() if used is None else used)
+    return table(schema.Manifest, "", set() if used is None else used).map(_tray_shown)
+
+
+def _tray_shown(tables: dict[str, Any]) -> dict[str, Any]:
+    """`tables` with `[app] tray = true` wherever it has a tray menu (which needs the icon)."""
+    if tables.get("app", {}).get("tray_menu"):
+        tables["app"]["tray"] = True
+    return tables
 
 
 @st.composite

@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from bridge_client import PageClient, RawPage, launch, rss_bytes, run
+from bridge_client import PageClient, RawPage, launch, rss_bytes, run, spawn
 from browser import ServedApp, served_app
 from projects import write_project
 
 from wvwasi.runtime.bridge import flow
 from wvwasi.runtime.bridge.hostfs import MAX_IO
-from wvwasi.runtime.bridge.protocol import Op, json_record, record, split_json
+from wvwasi.runtime.bridge.protocol import OUTPUT_PIECE, Op, json_record, record, split_json
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -48,7 +48,12 @@ def app(tmp_path_factory: pytest.TempPathFactory, wasm_fixture: Callable[[str], 
     base = tmp_path_factory.mktemp("outbox")
     page = {"preopens": [{"guest": "/data", "host": "$APPDATA/data", "mode": "ro"}]}
     root = write_project(
-        base / "app", {"flood": {"source": "flood", "kind": "task", "args": ["15"]}},
+        base / "app", {
+            "flood": {"source": "flood", "kind": "task", "args": ["15"]},
+            # copies a 15 MiB file into an output file: 15 MiB of OUTPUT records at its exit
+            "copy": {"source": "copyfile", "kind": "task", "args": ["/data/15m", "/out/r"],
+                     "preopens": [{"guest": "/data", "host": "$APPDATA/data", "mode": "ro"}]},
+        },
         resolve_wasm=wasm_fixture,
         extra={"page": page, "limits": {"instances_per_page": SLOTS}},
     )
@@ -56,6 +61,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, wasm_fixture: Callable[[str], 
         data = served.bridge.host.paths.resolve("$APPDATA/data")
         data.mkdir(parents=True, exist_ok=True)
         (data / "big").write_bytes(b"x" * MAX_IO)
+        (data / "15m").write_bytes(b"y" * (15 * MIB))
         served.spy.run_task("flood")  # compiled and run once: the baselines are warm
         served.spy.instances.clear()
         yield served
@@ -105,7 +111,7 @@ def watch(app: ServedApp, seconds: float, feed: Callable[[], bool]) -> int:
 
 
 def never_reading(app: ServedApp, what: str,
-                  start: Callable[[RawPage], Callable[[], bool]]) -> None:
+                  start: Callable[[RawPage], Callable[[], bool]]) -> int:
     """A page that never reads: `start(page)` asks for output and returns what to call every
     50 ms for 12 s. Its memory stays bounded, it is closed as stalled and its memory returns."""
     base = settle(app, 10)
@@ -121,6 +127,7 @@ def never_reading(app: ServedApp, what: str,
     assert peak - base < GROWTH_BOUND
     assert stalled, "the stalled page was not closed"
     assert after - base < RETURN_BOUND
+    return peak - base
 
 
 def test_task_results_for_a_page_that_never_reads_stay_bounded(app: ServedApp) -> None:
@@ -148,6 +155,31 @@ def test_folder_reads_for_a_page_that_never_reads_stay_bounded(app: ServedApp) -
 
     never_reading(app, "512 KiB folder reads", start)
     assert not app.bridge._folders  # its mounts were closed
+
+
+def test_output_files_for_a_page_that_never_reads_wait_for_its_outbox(app: ServedApp) -> None:
+    """Spawn `outputs` (OUTPUT records) respect the outbox bound like any output: a worker's or
+    task's files go to the outbox a piece at a time while it is within OUTBOX_BYTES, the rest
+    waits in its slot. Before: each exit queued all its 15 MiB at once (outbox peak 56 MiB here,
+    RSS +185 MiB; now 16 MiB, +104 MiB)."""
+    queued = [0]
+
+    def start(page: RawPage) -> Callable[[], bool]:
+        ids = iter(range(1, 1 << 20))
+
+        def feed() -> bool:
+            for session in list(app.bridge._sessions):
+                queued[0] = max(queued[0], session._outbox._size)
+            # one RUN (queued) and one SPAWN (refused while the SLOTS are taken) every 50 ms
+            return page.send(run(next(ids), "copy", outputs=["/out/r"]),
+                             spawn(next(ids), "copy", outputs=["/out/r"])) or True
+        return feed
+
+    growth = never_reading(app, "15 MiB output files", start)
+    print(f"outbox peak {queued[0] / MIB:.1f} MiB (bound {flow.OUTBOX_BYTES / MIB:.0f} MiB)")
+    assert flow.OUTBOX_BYTES < queued[0] <= flow.OUTBOX_BYTES + OUTPUT_PIECE + 4096
+    assert growth < GROWTH_BOUND
+    assert not alive(app)
 
 
 def test_a_slow_reader_over_the_bound_gets_every_result(app: ServedApp) -> None:

@@ -9,7 +9,9 @@ code is checked against digests a service cannot write.
 - A shipped `.cwasm` swapped for another module's artefact with a consistent sidecar is not
   loaded: the payload's `payload.json` says otherwise.
 - The Windows/macOS onefile (frozen_main) re-extracts after a same-size edit.
-- Compile caches: a FIFO or /dev/zero in place of an entry or a sidecar neither hangs nor loads.
+- Compile caches: another module's code with a consistent sidecar, a symlink, a FIFO, /dev/zero
+  or a huge file in place of an entry (or a sidecar, or its digest kept apart) neither hangs,
+  nor is shipped by a build or loaded by a run: the module is compiled again.
 - The launcher: a `.lock` that is a folder, and a symlink planted for its folder (with a forged
   marker), are handled, never followed.
 """
@@ -17,6 +19,7 @@ code is checked against digests a service cannot write.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -33,6 +36,7 @@ from wvwasi.packager.formats import host_arch
 from wvwasi.packager.formats.onefile import write_launcher
 from wvwasi.packager.stage import StagedApp, append_payload, stage_payload
 from wvwasi.runtime import frozen_main
+from wvwasi.runtime.host import modules
 from wvwasi.runtime.host.modules import (
     ModuleLoader,
     artefact_name,
@@ -261,34 +265,105 @@ def test_frozen_main_re_extracts_after_a_same_size_edit(project: Path, tmp_path:
             hashlib.sha256(archive.read(member)).digest()
 
 
+def test_the_loader_trusts_frozen_mains_check_only_while_the_file_is_unchanged(
+        project: Path, tmp_path: Path, compiles: list[Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A launch hashes each extracted `.cwasm` once (frozen_main's check), not twice; a file
+    replaced after that check is hashed again and refused."""
+    manifest = load_manifest(project)
+    pre = tmp_path / "pre"
+    artefact = precompile(manifest.services["victim"].source, pre / "victim.cwasm")
+    other = precompile(manifest.services["other"].source, pre / "other.cwasm")
+    payload = stage_payload(manifest, tmp_path / "staged" / "app", {"victim": artefact})
+    exe = tmp_path / "runtime.exe"
+    exe.write_bytes(b"MZ not really a runtime\n" * 100)
+    append_payload(exe, payload, 0)
+    with zipfile.ZipFile(exe) as archive:
+        frozen_main.extract_cached(archive, tmp_path / "code")  # the first launch extracts
+        hashed: list[Path] = []
+        original = modules.sha256_file
+
+        def spy(path: Path, **kwargs: Any) -> str:
+            hashed.append(Path(path))
+            return original(path, **kwargs)
+
+        monkeypatch.setattr(modules, "sha256_file", spy)
+        app = frozen_main.extract_cached(archive, tmp_path / "code") / "app"  # a later one
+    source = load_manifest(app).services["victim"].source
+    shipped = app / "precompiled" / artefact_name(source)
+    assert hashed.count(shipped) == 1  # frozen_main's check
+    ModuleLoader(make_engine(), None, app / "precompiled").load(source)
+    assert compiles == [] and hashed.count(shipped) == 1  # loaded on that check's word
+
+    shipped.chmod(0o644)
+    shipped.unlink()  # replaced after the check (by the user: no service reaches this folder)
+    shutil.copyfile(other, shipped)
+    ModuleLoader(make_engine(), None, app / "precompiled").load(source)
+    assert hashed.count(shipped) == 2 and compiles == [source]
+
+
 # --- compile caches: regular files only, bounded ------------------------------------------------
 
 
+def _plant(path: Path, trap: str, genuine: Path, other: Path) -> None:
+    """Put `trap` where `path` (an entry, its sidecar or its digest) was."""
+    path.unlink(missing_ok=True)
+    if trap == "a FIFO":
+        os.mkfifo(path)
+    elif trap == "/dev/zero":
+        path.symlink_to("/dev/zero")
+    elif trap == "a symlink to an intact copy":  # could be swapped after the check
+        copy = path.with_name("elsewhere")
+        shutil.copyfile(genuine, copy)
+        path.symlink_to(copy)
+    elif trap == "a 5 GiB sparse file":
+        with open(path, "wb") as f:
+            f.truncate(5 << 30)
+    else:  # another module's machine code, its sidecar rewritten to name this module
+        shutil.copyfile(other, path)
+        header_path(path).unlink()
+        header_path(path).write_text(header_path(other).read_text().replace(
+            json.loads(header_path(other).read_text())["wasm_sha256"],
+            json.loads(header_path(genuine).read_text())["wasm_sha256"]))
+
+
+TRAPS = [("entry", "a FIFO"), ("entry", "/dev/zero"), ("sidecar", "a FIFO"),
+         ("sidecar", "/dev/zero"), ("entry", "another module's code"),
+         ("entry", "a symlink to an intact copy"), ("entry", "a 5 GiB sparse file"),
+         ("digest", "a FIFO"), ("digest", "/dev/zero")]
+
+
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("trap", ["entry is a FIFO", "sidecar is a FIFO", "entry is /dev/zero",
-                                  "sidecar is /dev/zero"])
-def test_a_special_file_in_the_compile_cache_neither_hangs_nor_loads(
-        trap: str, project: Path, home: Path, tmp_path: Path) -> None:
-    wasm = load_manifest(project).services["victim"].source
+@pytest.mark.parametrize(("where", "trap"), TRAPS, ids=[f"{w} is {t}" for w, t in TRAPS])
+def test_a_planted_compile_cache_entry_is_compiled_again_never_shipped_or_loaded(
+        where: str, trap: str, project: Path, home: Path, tmp_path: Path,
+        compiles: list[Path]) -> None:
+    """Whoever can write the cache's `modules/` folder (not its digests beside it) plants an
+    entry: `wvwasi build` ships a fresh compile of the right module, a run compiles it."""
+    services = load_manifest(project).services
+    wasm, other_wasm = services["victim"].source, services["other"].source
     cache = caches.compiled_dir()
     entry = cache_entry(cache, sha256_file(wasm), portable=True)
-    precompile(wasm, entry)
-    path = entry if trap.startswith("entry") else header_path(entry)
-    path.unlink()
-    if trap.endswith("FIFO"):
-        os.mkfifo(path)
-    else:
-        path.symlink_to("/dev/zero")
-    # the build reuses the entry only if intact: here it is compiled again, as a regular file
-    assert caches.cached_precompile(wasm, tmp_path / "fallback.cwasm") == entry
-    assert entry.is_file() and not entry.is_symlink() and header_path(entry).is_file()
-    # a run (`wvwasi dev`, `exec`) with the same trap falls back to compiling
-    path.unlink()
-    if trap.endswith("FIFO"):
-        os.mkfifo(path)
-    else:
-        path.symlink_to("/dev/zero")
+    caches.cached_precompile(wasm, tmp_path / "first-build.cwasm")
+    genuine = precompile(wasm, tmp_path / "genuine.cwasm")
+    other = precompile(other_wasm, tmp_path / "other.cwasm")
+    good = sha256_file(genuine)
+    target = {"entry": entry, "sidecar": header_path(entry),
+              "digest": cache / "modules-digests" / f"{entry.name}.sha256"}[where]
+
+    _plant(target, trap, genuine, other)
+    staged = caches.cached_precompile(wasm, tmp_path / "build" / "victim.cwasm")
+    assert staged.is_file() and not staged.is_symlink()
+    assert sha256_file(staged) == good  # what the build stages: this module, compiled afresh
+    assert entry.is_file() and not entry.is_symlink()
+    assert modules.entry_digest(entry) == good  # compiled afresh, recorded apart again
+    assert modules.digest_path(entry) == cache / "modules-digests" / f"{entry.name}.sha256"
+
+    # a run (`wvwasi dev`, `exec`) with the same trap compiles instead of loading the entry
+    _plant(target, trap, genuine, other)
+    compiles.clear()
     module = ModuleLoader(make_engine(), cache).load(wasm)
+    assert compiles == [wasm]
     assert {e.name for e in module.exports} >= {"_start"}
 
 

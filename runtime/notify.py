@@ -1,0 +1,91 @@
+"""Desktop notifications (`wvwasi.notify`): on Linux through the desktop's notification server.
+
+The freedesktop.org Notifications D-Bus interface (what GNOME Shell, KDE Plasma, dunst, mako and
+xfce4-notifyd serve) is called with jeepney, a small pure-Python D-Bus client that does not
+depend on the window's backend (GTK or Qt). Windows and macOS have no implementation yet: the
+call fails with NotifyError("unavailable").
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import threading
+import time
+from collections import deque
+
+#: Bounds on one notification: characters of its title and of its body.
+MAX_TITLE = 256
+MAX_BODY = 4096
+#: At most this many notifications per RATE_WINDOW seconds (a page cannot flood the desktop).
+RATE_COUNT = 10
+RATE_WINDOW = 10.0
+#: Seconds to wait for the notification server's answer.
+TIMEOUT = 5.0
+_SERVER = "org.freedesktop.Notifications"
+
+
+class NotifyError(Exception):
+    """A notification that was not shown; `kind` is the page's WasiError kind."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Notifier:
+    """Shows the app's notifications, at most RATE_COUNT per RATE_WINDOW seconds."""
+
+    def __init__(self, app_name: str) -> None:
+        self.app_name = app_name
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def notify(self, title: str, body: str) -> int:
+        """Show one notification; its id on the notification server. NotifyError: `invalid`
+        (too long), `limit` (too many at once), `unavailable` (no notification server)."""
+        if len(title) > MAX_TITLE or len(body) > MAX_BODY:
+            raise NotifyError("invalid", f"a notification's title has at most {MAX_TITLE} and "
+                              f"its body at most {MAX_BODY} characters")
+        now = time.monotonic()
+        with self._lock:
+            while self._sent and now - self._sent[0] > RATE_WINDOW:
+                self._sent.popleft()
+            if len(self._sent) >= RATE_COUNT:
+                raise NotifyError("limit", f"at most {RATE_COUNT} notifications per "
+                                  f"{RATE_WINDOW:g} s")
+            self._sent.append(now)
+        if not sys.platform.startswith("linux"):
+            raise NotifyError("unavailable", f"notifications are not supported on {sys.platform}"
+                              " yet")
+        return _freedesktop_notify(self.app_name, title, body)
+
+
+def _freedesktop_notify(app_name: str, title: str, body: str) -> int:
+    """org.freedesktop.Notifications.Notify on the session bus; the notification's id. The body
+    is shown as the plain text it is: escaped where the server reads markup in it (links,
+    images)."""
+    from jeepney import DBusAddress, DBusErrorResponse, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+    from jeepney.wrappers import unwrap_msg
+
+    address = DBusAddress("/org/freedesktop/Notifications", bus_name=_SERVER, interface=_SERVER)
+    try:
+        with open_dbus_connection(bus="SESSION") as bus:
+            capabilities = unwrap_msg(bus.send_and_get_reply(
+                new_method_call(address, "GetCapabilities"), timeout=TIMEOUT))[0]
+            if "body-markup" in capabilities:
+                body = html.escape(body, quote=False)
+            # app_name, replaces_id, app_icon, summary, body, actions, hints, expire_timeout
+            call = new_method_call(address, "Notify", "susssasa{sv}i",
+                                   (app_name, 0, "", title, body, [], {}, -1))
+            reply = unwrap_msg(bus.send_and_get_reply(call, timeout=TIMEOUT))
+    except KeyError as e:  # jeepney: DBUS_SESSION_BUS_ADDRESS is not set
+        raise NotifyError("unavailable", "no desktop session bus (DBUS_SESSION_BUS_ADDRESS is "
+                          "not set): notifications need a desktop session") from e
+    except DBusErrorResponse as e:
+        raise NotifyError("unavailable", f"no notification server answered ({e.name}): "
+                          "the desktop has no notification daemon running") from e
+    except (OSError, TimeoutError, ValueError) as e:
+        raise NotifyError("unavailable", f"the desktop session bus failed: {e}") from e
+    return int(reply[0])
