@@ -105,6 +105,7 @@ def prepare(source: Path, log: Callable[[str], None]) -> WindowsPython:
     """The cached, checked CPython from `source` (a zip or folder) with the runtime's wheels."""
     require_tools()
     top = cache_dir() / "windows"
+    check_prefix(top / "prefix")  # before anything is cached: a prefix Wine cannot start in
     top.mkdir(parents=True, exist_ok=True)
     with caches.lock(top / "python"):
         temp = Path(tempfile.mkdtemp(prefix=".python-", dir=top))
@@ -304,6 +305,7 @@ def prefix(log: Callable[[str], None]) -> Path:
     """wvwasi's own Wine prefix (made once: wineboot and the ProcessPrng shim)."""
     require_tools()
     path = cache_dir() / "windows" / "prefix"
+    check_prefix(path)
     with caches.lock(path):
         if (path / ".ready").is_file():
             return path
@@ -324,6 +326,23 @@ def prefix(log: Callable[[str], None]) -> Path:
             shutil.rmtree(path, ignore_errors=True)
             raise
     return path
+
+
+def check_prefix(path: Path) -> None:
+    """BuildError naming the cause if wvwasi's Wine prefix at `path` exists but Wine could not
+    start in it: not a folder (a file, or a symlink wvwasi would have to follow), or owned by
+    another user (Wine refuses such a prefix)."""
+    if not os.path.lexists(path):
+        return
+    what = "a symlink" if path.is_symlink() else None if path.is_dir() else "not a folder"
+    if what:
+        raise BuildError(STEP, f"the Wine prefix {path} is {what}: Wine cannot start there "
+                         "(remove it; wvwasi makes its own)")
+    owner = path.stat().st_uid
+    if hasattr(os, "getuid") and owner != os.getuid():
+        raise BuildError(STEP, f"the Wine prefix {path} is owned by another user (uid {owner}): "
+                         "Wine refuses to start there (remove it, or set WVWASI_CACHE_DIR to a "
+                         "folder of your own)")
 
 
 def _wine(argv: Sequence[str | os.PathLike[str]], wine_prefix: Path, *, timeout: float,

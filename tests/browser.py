@@ -12,15 +12,17 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from typing import TYPE_CHECKING, Any
 
 from wvwasi.runtime.bridge.grants import FilePicker, Launched
 from wvwasi.runtime.bridge.server import Bridge
 from wvwasi.runtime.host.service_host import ServiceHost
 from wvwasi.runtime.manifest import Manifest, load_manifest
 from wvwasi.runtime.paths import PathContext
+
+if TYPE_CHECKING:  # Playwright is imported only where a browser runs: the bridge tests that need
+    # none also run under the Windows CPython in Wine (tests/test_windows_pytest.py)
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -44,6 +46,8 @@ def _chromium() -> str:
 @contextmanager
 def chromium() -> Iterator[Browser]:
     """A headless Chromium under Playwright for the block (use one per test module)."""
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=_chromium(), args=list(CHROMIUM_ARGS), headless=True

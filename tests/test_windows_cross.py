@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -24,7 +25,10 @@ from bridge_client import Credentials, PageClient, launch_with, run, send, spawn
 from build_helpers import CACHE, cli_env, error_line, wvwasi
 from projects import write_project
 from wine import Wine, app_files, installed, windows_cpython
+from winsign import make_certificate, signing_env, verified_signer
 
+from wvwasi.packager import wincross
+from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.bridge.protocol import Op, json_record, record, split_json
 
 pytestmark = pytest.mark.timeout(3600)
@@ -288,7 +292,50 @@ def test_msi_installs_the_real_app_upgrades_and_uninstalls(
     assert not (wine.start_menu / "Cross.lnk").exists()
 
 
-@pytest.mark.parametrize("case", ["missing", "no-python-exe", "corrupt-zip", "32-bit",
+@pytest.fixture(scope="module")
+def signed(top: Path, cpython: Path,
+           wasm_fixture: Callable[[str], Path]) -> tuple[dict[str, Path], Path]:
+    """The next version as zip and onefile, Authenticode-signed (osslsigncode) with a throwaway
+    certificate: ({format: path}, the certificate). The onedir runtime comes from the cache; the
+    onefile runtime is frozen beside it in the same cache entry (a second PyInstaller run, once
+    per runtime)."""
+    pfx = make_certificate(top / "cert")
+    project = write_project(top / "project-signed", SERVICES, resolve_wasm=wasm_fixture,
+                            app={"name": "Cross", "identifier": IDENTIFIER, "version": "1.2.5"},
+                            extra={"bundle": {"windows": {"webview2": "skip", "sign": True}}})
+    proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,
+                  "-f", "zip", "-f", "onefile", "-o", top / "dist-signed", "--json",
+                  env=cli_env(**signing_env(pfx)), timeout=3000)
+    assert proc.returncode == 0, proc.stderr
+    return {a["format"]: Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"]}, pfx
+
+
+def test_signed_onefile_runs_and_verifies(wine: Wine, signed: tuple[dict[str, Path], Path]):
+    """The real onefile exe: signed, verified by osslsigncode, and its headless self-test
+    passes under Wine (it unpacks itself to %TEMP% at each start and removes that copy when it
+    exits)."""
+    artefacts, pfx = signed
+    onefile = artefacts["onefile"]
+    assert onefile.suffix == ".exe" and verified_signer(onefile, pfx)
+    temp = wine.user / "Temp"  # %TEMP% in a Wine prefix
+    before = set(temp.iterdir()) if temp.is_dir() else set()
+    headless_self_test(wine, onefile)
+    left = [p.name for p in temp.iterdir() if p not in before and p.name.startswith("_MEI")]
+    assert not left, left
+
+
+def test_signed_app_folder_exe_runs_and_verifies(
+        wine: Wine, signed: tuple[dict[str, Path], Path]):
+    artefacts, pfx = signed
+    unpacked = artefacts["zip"].parent / "unpacked"
+    with zipfile.ZipFile(artefacts["zip"]) as z:
+        z.extractall(unpacked)
+    (folder,) = unpacked.iterdir()
+    assert verified_signer(folder / "cross.exe", pfx)
+    assert wine.output(folder / "cross.exe", "--version").strip() == "Cross 1.2.5"
+
+
+@pytest.mark.parametrize("case", ["missing", "no-python-exe", "corrupt-zip", "32-bit", "arm64",
                                   "unsupported", "unsigned"])
 def test_bad_windows_python(cpython: Path, case: str, tmp_path: Path,
                             wasm_fixture: Callable[[str], Path]):
@@ -307,10 +354,11 @@ def test_bad_windows_python(cpython: Path, case: str, tmp_path: Path,
         data[len(data) // 2: len(data) // 2 + 4096] = bytes(4096)
         bad = tmp_path / "corrupt.zip"
         bad.write_bytes(bytes(data))
-    elif case == "32-bit":
+    elif case in ("32-bit", "arm64"):
         exe = bytearray((bad / "python.exe").read_bytes())
         pe = int.from_bytes(exe[0x3C:0x40], "little")
-        exe[pe + 4: pe + 6] = (0x14C).to_bytes(2, "little")  # IMAGE_FILE_MACHINE_I386
+        machine = 0x14C if case == "32-bit" else 0xAA64  # IMAGE_FILE_MACHINE_I386 / _ARM64
+        exe[pe + 4: pe + 6] = machine.to_bytes(2, "little")
         (bad / "python.exe").write_bytes(bytes(exe))
     elif case == "unsupported":
         (bad / "python313.dll").rename(bad / "python39.dll")
@@ -323,7 +371,8 @@ def test_bad_windows_python(cpython: Path, case: str, tmp_path: Path,
                   "-f", "zip", "-o", tmp_path / "out", env=cli_env(WVWASI_CACHE_DIR=str(cache)))
     line = error_line(proc)
     expected = {"missing": "no such file or folder", "no-python-exe": "no python.exe",
-                "corrupt-zip": "not a readable zip", "32-bit": "32-bit",
+                "corrupt-zip": "not a readable zip", "32-bit": "a 32-bit (x86) CPython",
+                "arm64": "an ARM64 CPython",
                 "unsupported": "CPython 3.9 is not supported",
                 "unsigned": "signature does not match"}[case]
     assert str(bad) in line and expected in line, line
@@ -357,3 +406,55 @@ def test_missing_wine_names_the_package(tmp_path: Path, cpython: Path,
     line = error_line(proc)
     assert "'wine' not found on PATH" in line and "apt-get install wine" in line, line
     assert not (tmp_path / "out").exists() and not (tmp_path / "c" / "windows").exists()
+
+
+@pytest.mark.parametrize("case", ["file", "symlink", "other-owner"])
+def test_a_wine_prefix_that_cannot_start_is_one_line(case: str, tmp_path: Path, cpython: Path,
+                                                     wasm_fixture: Callable[[str], Path]):
+    """wvwasi's Wine prefix in the cache is a file, a symlink (never followed) or another
+    user's folder: one error line naming it and the cause, before anything is cached."""
+    project = write_project(tmp_path / "project", {"trap": {"source": "trap"}},
+                            resolve_wasm=wasm_fixture)
+    cache = tmp_path / "cache"
+    planted = cache / "windows" / "prefix"
+    planted.parent.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if case == "file":
+        planted.write_text("not a prefix")
+    elif case == "symlink":
+        planted.symlink_to(elsewhere)
+    else:
+        planted.mkdir()
+        (planted / ".ready").write_text("ok\n")
+        os.chown(planted, 65534, 65534)  # nobody (the tests run as root, .ci/setup)
+    proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,
+                  "-f", "zip", "-o", tmp_path / "out", env=cli_env(WVWASI_CACHE_DIR=str(cache)))
+    line = error_line(proc)
+    cause = {"file": "is not a folder", "symlink": "is a symlink",
+             "other-owner": "is owned by another user (uid 65534)"}[case]
+    assert f"the Wine prefix {planted} {cause}" in line, line
+    assert not (tmp_path / "out").exists() and not (cache / "runtime").exists()
+    assert sorted(p.name for p in (cache / "windows").iterdir()) == ["prefix"]
+    assert not any(elsewhere.iterdir())
+
+
+def test_wine_failing_to_start_leaves_no_prefix(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch):
+    """`wineboot` itself fails (here: a `wine` that cannot load its libraries): one line with
+    Wine's own last words, and no half-made prefix left in the cache."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("wineserver", "x86_64-w64-mingw32-gcc"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    (bin_dir / "wine").write_text("#!/bin/sh\nmkdir -p \"$WINEPREFIX/drive_c\"\n"
+                                  "echo 'wine: could not load ntdll.so: broken' >&2\nexit 1\n")
+    (bin_dir / "wine").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("WVWASI_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(BuildError) as failed:
+        wincross.prefix(lambda _m: None)
+    message = str(failed.value)
+    assert "\n" not in message and "wine exited with status 1" in message, message
+    assert "could not load ntdll.so" in message, message
+    assert not (tmp_path / "cache" / "windows" / "prefix").exists()
