@@ -65,6 +65,9 @@ DESKTOP_CATEGORIES = (
 #: How Windows installers provide the WebView2 runtime (`[bundle.windows] webview2`); the
 #: first is the default.
 WEBVIEW2_MODES = ("download-bootstrapper", "embed-bootstrapper", "offline-installer", "skip")
+#: The NSIS setup's compressor (`[bundle.windows] nsis_compression`, Tauri's names); the first
+#: is the default.
+NSIS_COMPRESSIONS = ("lzma", "zlib", "bzip2", "none")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Default `limits.message`: the longest stdout message (line, frame, task stdout), in bytes.
 DEFAULT_MESSAGE_LIMIT = 16 << 20
@@ -243,6 +246,7 @@ class WindowsBundle:
     sign: bool = False
     timestamp_url: str | None = None
     webview2: str = "download-bootstrapper"  # one of WEBVIEW2_MODES
+    nsis_compression: str = "lzma"  # one of NSIS_COMPRESSIONS
 
 
 @dataclass(frozen=True)
@@ -936,7 +940,8 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
         if not _DEB_PACKAGE.match(dep):
             r.fail((*lp, "depends", i), f"expected a Debian package name, got {_show(dep)}")
     wp = (*p, "windows")
-    wt = r.table(t.get("windows", {}), wp, ("sign", "timestamp_url", "webview2"))
+    wt = r.table(t.get("windows", {}), wp, ("sign", "timestamp_url", "webview2",
+                                                      "nsis_compression"))
     timestamp_url = r.string(wt, wp, "timestamp_url", None)
     if timestamp_url is not None and not re.match(r"https?://\S+\Z", timestamp_url):
         r.fail((*wp, "timestamp_url"), f"expected an http(s) URL, got {_show(timestamp_url)}")
@@ -959,6 +964,8 @@ def _bundle(r: _Reader, raw: object) -> Bundle:
         windows=WindowsBundle(
             sign=r.boolean(wt, wp, "sign", False), timestamp_url=timestamp_url,
             webview2=r.choice(wt, wp, "webview2", WEBVIEW2_MODES, WEBVIEW2_MODES[0]),
+            nsis_compression=r.choice(wt, wp, "nsis_compression", NSIS_COMPRESSIONS,
+                                      NSIS_COMPRESSIONS[0]),
         ),
         macos=MacosBundle(
             signing_identity=r.string(mt, mp, "signing_identity", None),

@@ -1,7 +1,7 @@
 ; Rendered by wvwasi.packager.formats.nsis: a per-user installer (no admin rights needed).
 Unicode true
 Target amd64-unicode
-SetCompressor /SOLID lzma
+${compressor}
 RequestExecutionLevel user
 
 !define APP_NAME "${name}"

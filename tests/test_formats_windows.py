@@ -11,6 +11,7 @@ import re
 import subprocess
 import uuid
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,23 @@ def test_nsis_script_installs_and_uninstalls_every_staged_file(
     compiled = sorted(line.split('"')[1] for line in log if line.startswith("File: "))
     # + NSIS's nsExec plugin: the default WebView2 mode downloads the bootstrapper with it
     assert compiled == sorted([*(Path(p).name for p in staged), "nsExec.dll"])
+    assert "SetCompressor: /SOLID lzma" in log  # the default: the smallest setup
+
+
+@pytest.mark.parametrize(("compression", "said"), [
+    ("zlib", "SetCompressor: /SOLID zlib"), ("none", "SetCompress: off")])
+def test_nsis_compression_comes_from_the_manifest(
+    project: Path, runtime: Path, tmp_path: Path, compression: str, said: str
+):
+    manifest = load_manifest(project, platform="windows")
+    windows = replace(manifest.bundle.windows, nsis_compression=compression)
+    manifest = replace(manifest, bundle=replace(manifest.bundle, windows=windows))
+    app = stage_app(manifest, runtime / "onedir", "wvwasi-runtime.exe", tmp_path / "stage",
+                    arch=host_arch())
+    (out := tmp_path / "out").mkdir()
+    (setup,) = nsis_format.build(app, out, FormatOptions(work=tmp_path / "work"))
+    assert setup.read_bytes()[:2] == b"MZ"
+    assert said in (tmp_path / "work" / "makensis.log").read_text().splitlines()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 from build_helpers import CACHE, cli_env, wvwasi
 from projects import write_project
 from test_update import Server
+from test_windows_cross import WINDOWS
 from wine import Wine, app_files, installed, windows_cpython
 
 pytestmark = pytest.mark.timeout(3600)
@@ -58,7 +59,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory, server: Server,
         project = write_project(top / f"project-{version}", SERVICES, resolve_wasm=wasm_fixture,
                                 app={"name": "Upwin", "identifier": "dev.wvwasi.upwin",
                                      "version": version},
-                                extra={"bundle": {"windows": {"webview2": "skip"}},
+                                extra={"bundle": {"windows": WINDOWS},
                                        "update": update})
         proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,
                       "-f", "zip", "-f", "nsis", "-o", top / version, "--json", timeout=3000,

@@ -43,6 +43,8 @@ SERVICES = {
     "trap": {"source": "trap", "kind": "task"},
 }
 IDENTIFIER = "dev.wvwasi.cross"
+#: zlib: lzma would make makensis most of each build's time (lzma: test_formats_windows).
+WINDOWS = {"webview2": "skip", "nsis_compression": "zlib"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def build(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
     `cached`: the runtime must come from the cache (no PyInstaller run)."""
     project = write_project(top / f"project-{version}", SERVICES, resolve_wasm=wasm_fixture,
                             app={"name": "Cross", "identifier": IDENTIFIER, "version": version},
-                            extra={"bundle": {"windows": {"webview2": "skip"}}, "page": {
+                            extra={"bundle": {"windows": WINDOWS}, "page": {
                                 "preopens": [{"guest": "/shared", "host": "$APPDATA/shared",
                                               "mode": "rw"}]}})
     proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,

@@ -87,6 +87,11 @@ def webview2_lines(app: StagedApp, embedded: Path | None) -> list[str]:
     ]
 
 
+def compressor_line(compression: str) -> str:
+    """The .nsi line for `[bundle.windows] nsis_compression` (solid: one stream for all files)."""
+    return "SetCompress off" if compression == "none" else f"SetCompressor /SOLID {compression}"
+
+
 def script(app: StagedApp, outfile: Path, icon: Path, webview2: Path | None = None) -> str:
     """The .nsi text; `webview2`: the WebView2 installer to embed (modes that embed one)."""
     info = app.manifest.app
@@ -106,6 +111,7 @@ def script(app: StagedApp, outfile: Path, icon: Path, webview2: Path | None = No
         size_kib=installed_size_kib(app.root),
         install_files="\n".join(install),
         uninstall_files="\n".join(uninstall),
+        compressor=compressor_line(app.manifest.bundle.windows.nsis_compression),
         webview2_key=_webview2.CLIENT_KEY.rsplit("\\", 1)[1],
         webview2_section="\n".join(webview2_lines(app, webview2)),
         uninstall_finalize=_finalize(app),

@@ -93,6 +93,7 @@ LEAVES: Mapping[str, st.SearchStrategy[Any]] = {
     "bundle.windows.sign": st.booleans(),
     "bundle.windows.timestamp_url": st.sampled_from(["http://ts.example", "https://t.example/x"]),
     "bundle.windows.webview2": st.sampled_from(schema.WEBVIEW2_MODES),
+    "bundle.windows.nsis_compression": st.sampled_from(schema.NSIS_COMPRESSIONS),
     "bundle.macos.signing_identity": text,
     "bundle.macos.notarize": st.booleans(),
     "bundle.macos.minimum_system_version": st.sampled_from(["10.13", "11", "12.6.1"]),
