@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -118,7 +118,8 @@ class Primary:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            server.bind(str(path))
+            with _unix_address(path) as address:
+                server.bind(address)
         else:
             server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             server.bind(("127.0.0.1", 0))
@@ -261,13 +262,35 @@ def forward(identifier: str, message: dict[str, Any], *, folder: Path | None = N
 def _connect(folder: Path, name: str, transport: Transport) -> socket.socket:
     if transport == "unix":
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address: Any = str(folder / f"{name}.sock")
-    else:
-        conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        address = ("127.0.0.1", int((folder / f"{name}.port").read_text(encoding="ascii")))
+        try:
+            with _unix_address(folder / f"{name}.sock") as address:
+                conn.connect(address)
+        except OSError:
+            conn.close()
+            raise
+        return conn
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        conn.connect(address)
+        conn.connect(("127.0.0.1", int((folder / f"{name}.port").read_text(encoding="ascii"))))
     except OSError:
         conn.close()
         raise
     return conn
+
+
+#: Longest AF_UNIX path (sun_path is 108 bytes on Linux, 104 on macOS, with its NUL).
+MAX_UNIX_PATH = 103
+
+
+@contextlib.contextmanager
+def _unix_address(path: Path) -> Iterator[str]:
+    """`path` as a socket address; a longer path than sun_path holds goes through the folder's
+    descriptor (/proc/self/fd/N/NAME, Linux), so a deep per-user folder still works."""
+    if len(os.fsencode(path)) <= MAX_UNIX_PATH or not os.path.isdir("/proc/self/fd"):
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)

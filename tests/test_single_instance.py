@@ -211,3 +211,16 @@ def test_relaunch_starts_a_first_instance_not_a_hand_over(folder: Path, tmp_path
         assert got.empty()
     finally:
         primary.close()
+
+
+def test_a_per_user_folder_deeper_than_a_socket_path_holds(tmp_path: Path):
+    """sun_path holds 108 bytes: a deep folder (a long home or XDG_RUNTIME_DIR) still works."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True, mode=0o700)
+    primary, got = serve(deep, "unix")
+    try:
+        assert len(os.fsencode(deep / f"{primary.name}.sock")) > 108
+        si.forward(IDENT, {"argv": ["deep"], "cwd": "/"}, folder=deep, transport="unix")
+        assert got.get(timeout=5) == {"argv": ["deep"], "cwd": "/"}
+    finally:
+        primary.close()
