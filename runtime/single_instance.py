@@ -118,7 +118,7 @@ class Primary:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            with _unix_address(path) as address:
+            with unix_address(path) as address:
                 server.bind(address)
         else:
             server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -263,7 +263,7 @@ def _connect(folder: Path, name: str, transport: Transport) -> socket.socket:
     if transport == "unix":
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with _unix_address(folder / f"{name}.sock") as address:
+            with unix_address(folder / f"{name}.sock") as address:
                 conn.connect(address)
         except OSError:
             conn.close()
@@ -283,7 +283,7 @@ MAX_UNIX_PATH = 103
 
 
 @contextlib.contextmanager
-def _unix_address(path: Path) -> Iterator[str]:
+def unix_address(path: Path) -> Iterator[str]:
     """`path` as a socket address; a longer path than sun_path holds goes through the folder's
     descriptor (/proc/self/fd/N/NAME, Linux), so a deep per-user folder still works."""
     if len(os.fsencode(path)) <= MAX_UNIX_PATH or not os.path.isdir("/proc/self/fd"):

@@ -173,7 +173,8 @@ def refused_without_key(app: App) -> bool:
     assert primary is not None
     with socket.socket(socket.AF_UNIX) as conn:
         conn.settimeout(10)
-        conn.connect(str(primary.folder / f"{primary.name}.sock"))
+        with single_instance.unix_address(primary.folder / f"{primary.name}.sock") as address:
+            conn.connect(address)
         conn.recv(single_instance.NONCE)
         body = json.dumps({"argv": ["forged"], "cwd": "/"}).encode()
         conn.sendall(len(body).to_bytes(4, "big") + body + b"\0" * 32)
