@@ -227,6 +227,8 @@ def test_a_preopened_folder_looks_the_same(desktop: dict[str, Any], web: dict[st
     assert fields(web["files"]) == native
     assert native["file.read"] == "0:8:the mani"
     assert native["open.write_ro"] == "63"  # EPERM: the preopen is read-only
+    # ... before any lookup: also where the path or its folder does not exist
+    assert native["open.create_ro_nodir"] == native["open.write_ro_missing"] == "63"
 
 
 def test_stdin_reaches_the_program_the_same_way(desktop: dict[str, Any],
