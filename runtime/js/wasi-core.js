@@ -316,7 +316,9 @@ export class Wasi {
     if (!d) fail(E.BADF);
     if (d.stream) {
       if ((STDIO_CALLS & rights) !== rights) fail(E.BADF);
-    } else if ((d.rights & rights) !== rights) fail(E.NOTCAPABLE);
+    } else if ((d.rights & rights) !== rights) {
+      fail(d.node instanceof Dir ? E.BADF : E.NOTCAPABLE); // wasmtime: a file call on a folder
+    }
     return d;
   }
   #dirFd(fd, rights = 0n) {
@@ -370,6 +372,7 @@ export class Wasi {
           slash, stack};
         continue;
       }
+      if (name.length > 85 && encoder.encode(name).length > 255) fail(E.NAMETOOLONG);
       const dir = stack[stack.length - 1];
       const node = dir.entries.get(name);
       if (isLast) {
@@ -568,12 +571,9 @@ export class Wasi {
         const d = self.#fd(fd, R.FD_ADVISE);
         if (d.node instanceof Dir) fail(E.BADF);
       },
-      fd_allocate: (fd, offset, len) => {
-        const d = self.#fileFd(fd, R.FD_ALLOCATE);
-        if (!d.writable) fail(E.BADF);
-        const end = Number(offset + len);
-        if (end > d.node.size) d.node.resize(end);
-        self.#touch(d);
+      fd_allocate: (fd) => { // wasmtime (preview1 over preview2) has no allocate
+        self.#fileFd(fd, R.FD_ALLOCATE);
+        fail(E.NOTSUP);
       },
       fd_close: (fd) => {
         self.#fd(fd);
@@ -812,7 +812,7 @@ export class Wasi {
         const d = self.#dirFd(fd, R.PATH_REMOVE_DIRECTORY);
         self.#needWritable(d);
         const r = self.#resolve(d, self.#string(ptr, len), false);
-        if (r.name === '.') fail(r.stack.length === 1 ? E.BUSY : E.INVAL);
+        if (r.name === '.') fail(E.INVAL); // as Linux's rmdir(".")
         if (r.node === undefined) fail(E.NOENT);
         if (!(r.node instanceof Dir)) fail(E.NOTDIR);
         if (r.node.entries.size) fail(E.NOTEMPTY);

@@ -256,6 +256,8 @@ export async function writeGrant(handle, before, after, service, guest) {
   }
   const link = after.find((e) => e.type === 'symlink');
   if (link) throw refuse(`made a symlink (${link.path}), which a browser's folder cannot hold`);
+  const odd = after.find((e) => e.path.includes('\\'));
+  if (odd) throw refuse(`made a name with a backslash (${odd.path}), which a browser's folder cannot hold`);
   const old = new Map(before.map((e) => [e.path, e]));
   const now = new Map(after.map((e) => [e.path, e]));
   const dirs = new Map([['', handle]]);
