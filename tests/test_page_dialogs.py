@@ -345,6 +345,10 @@ GRANTS = """async () => {
     out.readOnly = await run('tree', ['mutate', '/in'], [{grant: ro, guest: '/in'}]);
     out.widened = await run('tree', ['tree', '/in'], [{grant: ro, guest: '/in', mode: 'rw'}]);
     out.notAccepted = await run('readfile', ['/picked/old.txt'], [rw]);
+    out.shadowed = [
+        await WasiWorker.run('tree', {grants: [rw], files: {'/picked/a': 'x'}}).catch(String),
+        await WasiWorker.run('tree', {grants: [rw, {grant: ro, guest: '/picked//sub/'}]})
+            .catch(String)];
     out.mutate = await new Promise((resolve) => {
         const w = new WasiWorker('tree_live', {args: ['mutate', '/work/d'],
                                                grants: [{grant: rw, guest: '/work/./d'}]});
@@ -424,6 +428,9 @@ def test_web_and_desktop_give_a_service_the_same_picked_folder(
         "/picked/emptied=dir", "/picked/emptied/only.txt=file:2:y|"]
     assert desktop["readOnly"]["stdout"].splitlines()[0] == "create=63"  # EPERM: read-only
     assert desktop["widened"]["kind"] == desktop["notAccepted"]["kind"] == "permission"
+    assert desktop["shadowed"] == [
+        "WasiError: service 'tree': file /picked/a would shadow the grant /picked",
+        "WasiError: service 'tree': grant /picked//sub/ would shadow the grant /picked"]
     assert desktop["mutate"] == {"code": 0, "error": None, "messages": [
         f"{step}=0" for step in ("create", "append", "unlink", "rename", "mkdir", "mkdir2",
                                  "create2", "rename_dir", "unlink2", "rmdir", "replace")]}

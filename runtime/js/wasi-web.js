@@ -391,7 +391,7 @@ export class LocalBridge {
       throw new Refused('permission', `the grant for folder '${found.handle.name}' is read-only: ` +
         "request it with WasiWorker.requestDirectory({mode: 'rw'}) to let a service write to it");
     }
-    return {guest: item.guest, mode, handle: found.handle};
+    return {guest: item.guest, raw: item.guest, mode, handle: found.handle};
   }
 
   service(name) {
@@ -493,16 +493,19 @@ export class LocalBridge {
       throw new Refused('permission', `service '${name}': ${spec.grants.length} grants given, ` +
         `at most ${MAX_GRANTS}`);
     }
-    const taken = service.preopens.map((p) => p.guest);
-    if (spec.scratch) taken.push('/scratch');
+    // guest path -> what it is, in the native host's words (runtime/host/spawn_options.py)
+    const what = new Map(service.preopens.map((p) => [p.guest,
+      `the preopen ${p.guest} from services.${name}.preopens`]));
+    if (spec.scratch) what.set('/scratch', 'the scratch folder /scratch');
     for (const grant of spec.grants) {
-      const shadowed = taken.find((t) => within(grant.guest, t) || within(t, grant.guest));
+      const shadowed = [...what].find(([t]) => within(grant.guest, t) || within(t, grant.guest));
       if (shadowed) {
-        throw new Refused('permission', `service '${name}': grant ${grant.guest} would shadow ` +
-          `${shadowed}`);
+        throw new Refused('permission', `service '${name}': grant ${grant.raw} would shadow ` +
+          `${shadowed[1]}`);
       }
-      taken.push(grant.guest);
+      what.set(grant.guest, `the grant ${grant.raw}`);
     }
+    const taken = [...what.keys()];
     for (const {path} of spec.files) {
       const parts = path.split('/');
       if (!path.startsWith('/') || parts.includes('..') || parts.length < 2 || path === '/') {
@@ -512,8 +515,8 @@ export class LocalBridge {
       const dir = path.slice(0, path.lastIndexOf('/')) || '/';
       for (const t of taken) {
         if (dir === t || dir.startsWith(t === '/' ? '/' : `${t}/`)) {
-          throw new Refused('permission', `service '${name}': file ${path} would shadow the ` +
-            `preopen ${t} from services.${name}.preopens`);
+          throw new Refused('permission', `service '${name}': file ${path} would shadow ` +
+            what.get(t));
         }
       }
     }
