@@ -471,6 +471,40 @@ def test_web_folder_copies_are_bounded_and_never_half_written(browser: Browser, 
     assert left == {**FOLDER, "keep/": None, "olddir/": None, "emptied/": None}
 
 
+def test_web_folder_copies_are_written_back_after_a_trap_not_after_terminate(
+    browser: Browser, site: str
+):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(site)
+        page.evaluate(FAKE_FOLDER_PICKER, ["ended", FOLDER])
+        stopped = page.evaluate("""async () => {
+            const dir = await WasiWorker.requestDirectory({mode: 'rw'});
+            const w = new WasiWorker('tree_live', {args: ['mutate', '/d', 'wait'],
+                                                   grants: [{grant: dir, guest: '/d'}]});
+            const ended = new Promise((resolve) => { w.onexit = (e) => resolve(e.error.kind); });
+            await new Promise((resolve) => {
+                w.onmessage = (e) => e.data === 'replace=0' && resolve();
+            });
+            w.terminate();
+            return [await ended, await folderTree()];
+        }""")
+        assert stopped == ["terminated", {**FOLDER, "keep/": None, "olddir/": None,
+                                          "emptied/": None}]
+        trapped = page.evaluate("""async () => {
+            const dir = await WasiWorker.requestDirectory({mode: 'rw'});
+            const kind = await WasiWorker.run('tree', {args: ['mutate', '/d', 'trap'],
+                grants: [{grant: dir, guest: '/d'}]}).then(() => 'ok', (e) => e.kind);
+            return [kind, Object.keys(await folderTree()).sort()];
+        }""")
+    finally:
+        context.close()
+    assert trapped == ["trap", ["keep/", "keep/edit.txt", "keep/same.txt", "made/",
+                                "made/deeper/", "made/deeper/f.txt", "new.txt", "newdir/",
+                                "newdir/x.txt", "renamed.txt"]]
+
+
 #: What wvwasi.window.open is given: pages of the app, and what is not one.
 PAGE_NAMES = ["second.html", "tools/", "tools/index.html", "tools", "https://example.com/",
               "../wvwasi.toml", "missing.html", "app.js", "/second.html", ".hidden.html",
