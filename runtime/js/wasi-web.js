@@ -200,26 +200,29 @@ export async function readGrant(handle, service, guest) {
     `'${handle.name}' granted at ${guest} ${what} (on the web a service works on a copy of a ` +
     'picked folder, within its limits.files and limits.files_size; docs/web.md)');
   const found = [];
-  let bytes = 0;
   const walk = async (dir, prefix) => {
     for await (const [name, child] of dir.entries()) {
       if (found.length >= maxEntries) throw over(`has more than ${maxEntries} entries`);
       const path = prefix + name;
-      if (child.kind === 'directory') {
-        found.push({path, type: 'dir'});
-        await walk(child, `${path}/`);
-      } else {
-        const file = await child.getFile();
-        bytes += file.size;
-        if (bytes > maxBytes) throw over(`holds more than ${maxBytes} bytes`);
-        found.push({path, type: 'file', file});
-      }
+      // a file's metadata is asked for at once: one at a time cost ~1.5 ms per file
+      found.push(child.kind === 'directory' ? {path, type: 'dir'}
+        : {path, type: 'file', file: child.getFile()});
+      if (child.kind === 'directory') await walk(child, `${path}/`);
     }
   };
   try {
     await walk(handle, '');
-    return await Promise.all(found.map(async ({path, type, file}) => (type === 'dir'
-      ? {path, type} : {path, type, data: await file.arrayBuffer(), mtim: file.lastModified})));
+    const files = await Promise.all(found.map((e) => e.file));
+    const bytes = files.reduce((n, f) => n + (f?.size ?? 0), 0);
+    if (bytes > maxBytes) throw over(`holds more than ${maxBytes} bytes`);
+    // one read of all of them (a Blob of the files: half the time of one read per file)
+    const all = new Uint8Array(await new Blob(files.filter(Boolean)).arrayBuffer());
+    let at = 0;
+    return found.map(({path, type}, i) => {
+      if (type === 'dir') return {path, type};
+      at += files[i].size;
+      return {path, type, data: all.subarray(at - files[i].size, at), mtim: files[i].lastModified};
+    });
   } catch (e) {
     if (e instanceof Refused) throw e;
     throw new Refused(e?.name === 'NotAllowedError' ? 'permission' : 'start', `service ` +
@@ -229,8 +232,8 @@ export async function readGrant(handle, service, guest) {
 }
 
 function sameBytes(a, b) {
-  const x = new Uint8Array(a);
-  const y = new Uint8Array(b);
+  const x = ArrayBuffer.isView(a) ? a : new Uint8Array(a);
+  const y = ArrayBuffer.isView(b) ? b : new Uint8Array(b);
   if (x.length !== y.length) return false;
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
