@@ -167,7 +167,7 @@ export function buildTree(entries) {
       dir.entries.set(name, new Symlink(entry.target));
     } else {
       const file = new File(new Uint8Array(entry.data ?? 0));
-      if (entry.mtim !== undefined) file.mtim = BigInt(Math.round(entry.mtim)) * 1000000n; // ms (a File's)
+      if (entry.mtim !== undefined) file.mtim = BigInt(Math.round(entry.mtim)) * 1000000n; // ms
       dir.entries.set(name, file);
     }
   }

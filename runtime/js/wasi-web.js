@@ -204,7 +204,7 @@ export async function readGrant(handle, service, guest) {
     for await (const [name, child] of dir.entries()) {
       if (found.length >= maxEntries) throw over(`has more than ${maxEntries} entries`);
       const path = prefix + name;
-      // a file's metadata is asked for at once: one at a time cost ~1.5 ms per file
+      // every file's metadata is asked for at once, not one after another (each is a round trip)
       found.push(child.kind === 'directory' ? {path, type: 'dir'}
         : {path, type: 'file', file: child.getFile()});
       if (child.kind === 'directory') await walk(child, `${path}/`);
@@ -215,7 +215,7 @@ export async function readGrant(handle, service, guest) {
     const files = await Promise.all(found.map((e) => e.file));
     const bytes = files.reduce((n, f) => n + (f?.size ?? 0), 0);
     if (bytes > maxBytes) throw over(`holds more than ${maxBytes} bytes`);
-    // one read of all of them (a Blob of the files: half the time of one read per file)
+    // one read of all of them: a Blob of the files (faster than one read per file; docs/web.md)
     const all = new Uint8Array(await new Blob(files.filter(Boolean)).arrayBuffer());
     let at = 0;
     return found.map(({path, type}, i) => {
@@ -260,7 +260,10 @@ export async function writeGrant(handle, before, after, service, guest) {
   const link = after.find((e) => e.type === 'symlink');
   if (link) throw refuse(`made a symlink (${link.path}), which a browser's folder cannot hold`);
   const odd = after.find((e) => e.path.includes('\\'));
-  if (odd) throw refuse(`made a name with a backslash (${odd.path}), which a browser's folder cannot hold`);
+  if (odd) {
+    throw refuse(`made a name with a backslash (${odd.path}), which a browser's folder cannot ` +
+      'hold');
+  }
   const old = new Map(before.map((e) => [e.path, e]));
   const now = new Map(after.map((e) => [e.path, e]));
   const dirs = new Map([['', handle]]);
@@ -762,7 +765,9 @@ class Link {
         try {
           await writeGrant(p.grant.handle, p.entries, trees[p.guest], service, p.guest);
         } catch (e) {
-          if (!error) ({code, error} = {code: null, error: {kind: e.kind ?? 'output', message: e.message}});
+          if (!error) {
+            ({code, error} = {code: null, error: {kind: e.kind ?? 'output', message: e.message}});
+          }
         }
       }
       return {code, error};
