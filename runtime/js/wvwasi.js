@@ -1548,9 +1548,24 @@
         throw new WasiError('wvwasi.window.open(): the browser blocked the new window (open it from a click handler)', 'unavailable');
       }
       this.opened.add(opened);
-      if (options.title !== undefined) {
-        opened.addEventListener('load', () => { opened.document.title = title; });
-      }
+      if (options.title !== undefined) this.retitle(opened, url, title);
+    },
+
+    /** `title` for the page `opened` is loading, once it has replaced the first about:blank
+     * (whose own `load` may come first); looked for every 50 ms, for 30 s at most. */
+    retitle(opened, url, title) {
+      const until = Date.now() + 30000;
+      const look = () => {
+        let loaded = false;
+        try {
+          loaded = opened.location.href === url && opened.document.readyState !== 'loading';
+        } catch {
+          return; // it went to another origin: not ours to title
+        }
+        if (loaded) opened.document.title = title;
+        else if (!opened.closed && Date.now() < until) setTimeout(look, 50);
+      };
+      look();
     },
 
     /** The URL of `page` if it names an HTML page of the site's UI, else kind `permission`. */
