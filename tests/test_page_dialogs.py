@@ -471,7 +471,7 @@ def test_web_folder_copies_are_bounded_and_never_half_written(browser: Browser, 
     assert left == {**FOLDER, "keep/": None, "olddir/": None, "emptied/": None}
 
 
-def test_web_folder_copies_are_written_back_after_a_trap_not_after_terminate(
+def test_web_folder_copies_are_written_back_after_a_trap_not_after_terminate_or_a_link(
     browser: Browser, site: str
 ):
     context = browser.new_context()
@@ -492,6 +492,17 @@ def test_web_folder_copies_are_written_back_after_a_trap_not_after_terminate(
         }""")
         assert stopped == ["terminated", {**FOLDER, "keep/": None, "olddir/": None,
                                           "emptied/": None}]
+        linked = page.evaluate("""async () => {
+            const dir = await WasiWorker.requestDirectory({mode: 'rw'});
+            const e = await WasiWorker.run('tree', {args: ['mutate', '/d', 'link'],
+                grants: [{grant: dir, guest: '/d'}]}).catch((e) => e);
+            return [e.kind, e.message, e.stdout.split('\\n').at(-2), await folderTree()];
+        }""")
+        assert linked == ["output", "service 'tree' made a symlink (link) in the folder "
+                          "'ended' granted at /d, and a browser's folder holds none: nothing of "
+                          "it was written back (docs/web.md)", "symlink=0",
+                          {**FOLDER, "keep/": None, "olddir/": None, "emptied/": None}]
+        page.evaluate(FAKE_FOLDER_PICKER, ["ended", {}])  # two more picks of the same folder
         trapped = page.evaluate("""async () => {
             const dir = await WasiWorker.requestDirectory({mode: 'rw'});
             const kind = await WasiWorker.run('tree', {args: ['mutate', '/d', 'trap'],

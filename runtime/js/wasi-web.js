@@ -247,9 +247,9 @@ function sameBytes(a, b) {
 export async function writeGrant(handle, before, after, service, guest) {
   const name = service.name;
   const {files: maxEntries, files_size: maxBytes} = service.limits;
-  const refuse = (what) => Object.assign(new Error(`service '${name}' ${what} in the folder ` +
-    `'${handle.name}' granted at ${guest}: nothing of it was written back (docs/web.md)`),
-  {kind: 'output'});
+  const refuse = (what, why = '') => Object.assign(new Error(`service '${name}' ${what} in the ` +
+    `folder '${handle.name}' granted at ${guest}${why}: nothing of it was written back ` +
+    '(docs/web.md)'), {kind: 'output'});
   if (after.length > maxEntries) {
     throw refuse(`left more than ${maxEntries} entries (services.${name}.limits.files)`);
   }
@@ -258,11 +258,11 @@ export async function writeGrant(handle, before, after, service, guest) {
     throw refuse(`left more than ${maxBytes} bytes (services.${name}.limits.files_size)`);
   }
   const link = after.find((e) => e.type === 'symlink');
-  if (link) throw refuse(`made a symlink (${link.path}), which a browser's folder cannot hold`);
+  if (link) throw refuse(`made a symlink (${link.path})`, ", and a browser's folder holds none");
   const odd = after.find((e) => e.path.includes('\\'));
   if (odd) {
-    throw refuse(`made a name with a backslash (${odd.path}), which a browser's folder cannot ` +
-      'hold');
+    throw refuse(`made a name with a backslash (${odd.path})`, ", which a browser's folder " +
+      'cannot hold');
   }
   const old = new Map(before.map((e) => [e.path, e]));
   const now = new Map(after.map((e) => [e.path, e]));
