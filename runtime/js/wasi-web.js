@@ -198,7 +198,8 @@ export async function readGrant(handle, service, guest) {
   const {files: maxEntries, files_size: maxBytes} = service.limits;
   const over = (what) => new Refused('start', `service '${service.name}': the folder ` +
     `'${handle.name}' granted at ${guest} ${what} (on the web a service works on a copy of a ` +
-    'picked folder, within its limits.files and limits.files_size; docs/web.md)');
+    `picked folder, within ${service.job ? 'fixed bounds' : 'its limits.files and ' +
+    'limits.files_size'}; docs/web.md)`);
   const found = [];
   const walk = async (dir, prefix) => {
     for await (const [name, child] of dir.entries()) {
@@ -247,15 +248,16 @@ function sameBytes(a, b) {
 export async function writeGrant(handle, before, after, service, guest) {
   const name = service.name;
   const {files: maxEntries, files_size: maxBytes} = service.limits;
+  const limit = (key) => (service.job ? '' : ` (services.${name}.limits.${key})`);
   const refuse = (what, why = '') => Object.assign(new Error(`service '${name}' ${what} in the ` +
     `folder '${handle.name}' granted at ${guest}${why}: nothing of it was written back ` +
     '(docs/web.md)'), {kind: 'output'});
   if (after.length > maxEntries) {
-    throw refuse(`left more than ${maxEntries} entries (services.${name}.limits.files)`);
+    throw refuse(`left more than ${maxEntries} entries${limit('files')}`);
   }
   const size = after.reduce((n, e) => n + (e.type === 'file' ? e.data.byteLength : 0), 0);
   if (size > maxBytes) {
-    throw refuse(`left more than ${maxBytes} bytes (services.${name}.limits.files_size)`);
+    throw refuse(`left more than ${maxBytes} bytes${limit('files_size')}`);
   }
   const link = after.find((e) => e.type === 'symlink');
   if (link) throw refuse(`made a symlink (${link.path})`, ", and a browser's folder holds none");

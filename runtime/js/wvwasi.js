@@ -945,10 +945,11 @@
     }
   }
 
-  /** Ask the app to lend each folder of `list`; the Mounts, in order. */
+  /** Ask the app to lend each folder of `list`; the Mounts, in order. On the web, a picked
+   * folder is lent as a copy instead (wasi-web.js readGrant; docs/web.md). */
   async function mountHosts(list, what) {
     if (!list.length) return [];
-    if (config.web) throw new WasiError(`${what}: host folders (grants, preopens) need the desktop app: a web page cannot lend folders of the machine (use vfs)`, 'unavailable');
+    if (config.web) return list.map(({spec, guest}) => webCopy(spec, guest, what));
     const mounts = list.map(({spec, guest}) => new Mount(spec, guest));
     try {
       return await Promise.all(mounts.map((m) => m.ready));
@@ -956,6 +957,22 @@
       unmountHosts(mounts);
       throw e;
     }
+  }
+
+  /** A `grants` item of a page-supplied module on the web: the picked folder, to be copied. */
+  function webCopy(spec, guest, what) {
+    if (spec.preopen !== undefined) {
+      throw new WasiError(`${what}: [page] preopens need the desktop app: a web page cannot lend folders of the machine (use vfs)`, 'unavailable');
+    }
+    const found = webGrant(spec.grant);
+    if (found?.kind !== 'directory') {
+      throw new WasiError('unknown directory grant: grants come from WasiWorker.requestDirectory() and are valid only in the page session that requested them', 'permission');
+    }
+    const mode = spec.mode ?? found.mode;
+    if (mode === 'rw' && found.mode !== 'rw') {
+      throw new WasiError(`the grant for folder '${found.handle.name}' is read-only: it cannot be lent read-write`, 'permission');
+    }
+    return {guest, mode, copy: found.handle, end() {}};
   }
 
   /** The worker that had them has ended: the app closes their handles. */
