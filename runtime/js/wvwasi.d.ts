@@ -129,8 +129,9 @@ interface WasiModuleOptions {
   ipc?: 'lines' | 'frames' | 'stream';
 }
 
-/** Host folders lent to a page-supplied module (desktop app only; `unavailable` on the web):
- * folders the user picked for this page, and `[page] preopens` entries by guest path. */
+/** Host folders lent to a page-supplied module: folders the user picked for this page (on the
+ * web as a copy written back at exit), and `[page] preopens` entries by guest path (desktop app
+ * only; `unavailable` on the web). */
 interface WasiHostFolders {
   grants?: Array<DirectoryGrant | WasiGrantMount>;
   preopens?: Array<string | {guest: string; mode?: 'ro' | 'rw'}>;
