@@ -65,7 +65,7 @@ class Server:
 
 def _build(project: Path, out: Path, key: Path) -> dict[str, Path]:
     proc = wvwasi("build", project, "--format", "tar.gz", "--format", "onefile", "--format", "deb",
-                  "--out", out,
+                  "--format", "rpm", "--out", out,
                   "--json", env=cli_env(SOURCE_DATE_EPOCH=SDE,
                                         WVWASI_SIGNING_PRIVATE_KEY=str(key),
                                         WVWASI_SIGNING_PRIVATE_KEY_PASSWORD="pw"))
@@ -137,9 +137,11 @@ def test_latest_json_and_signatures_are_tauri_s_format(releases: dict[str, Any],
     latest = releases["latest"]
     assert latest["version"] == "0.2.0" and latest["pub_date"] == "2023-11-14T22:13:20Z"
     assert set(latest["platforms"]) == {"linux-x86_64", "linux-x86_64-targz",
-                                        "linux-x86_64-onefile", "linux-x86_64-deb"}
+                                        "linux-x86_64-onefile", "linux-x86_64-deb",
+                                        "linux-x86_64-rpm"}
     assert latest["platforms"]["linux-x86_64"] == latest["platforms"]["linux-x86_64-targz"]
-    for fmt, key in (("tar.gz", "targz"), ("onefile", "onefile"), ("deb", "deb")):
+    for fmt, key in (("tar.gz", "targz"), ("onefile", "onefile"), ("deb", "deb"),
+                     ("rpm", "rpm")):
         artefact = releases["new"][fmt]
         entry = latest["platforms"][f"linux-x86_64-{key}"]
         assert entry["url"] == f"http://127.0.0.1:{server.port}/releases/v0.2.0/{artefact.name}"
@@ -221,6 +223,123 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
         server.routes[route] = good
         subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
     assert not exe.exists()
+
+
+#: What the rpm Requires (besides rpmlib() features): Fedora's names of the GTK webview's
+#: packages and GStreamer's plugins.
+RPM_REQUIRES = ["gobject-introspection", "gstreamer1-plugins-base", "gstreamer1-plugins-good",
+                "gtk3", "webkit2gtk4.1"]
+SYSTEM_BASE = "wvwasi-test-system-base"
+
+
+def _rpm(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Debian's rpm, on the database in $HOME/.rpmdb (Debian's `%_dbpath`)."""
+    return subprocess.run(["rpm", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+
+
+def _rpm_version() -> str:
+    out = _rpm("-q", "--qf", "%{VERSION}", SLUG)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def _system_base(top: Path, provides: list[str]) -> Path:
+    """An rpm (built by rpmbuild) providing `provides`: what a Fedora desktop has installed
+    before the app, and Debian's empty rpm database lacks."""
+    top.mkdir()
+    spec = top / "base.spec"
+    spec.write_text("\n".join([
+        f"Name: {SYSTEM_BASE}", "Version: 1", "Release: 1", "License: MIT",
+        "Summary: the system packages the app requires", "BuildArch: noarch",
+        *(f"Provides: {p}" for p in provides),
+        "%description", "What a Fedora desktop with WebKitGTK provides.", "%files", ""]))
+    built = subprocess.run(["rpmbuild", "--define", f"_topdir {top}", "-bb", str(spec)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    return next((top / "RPMS" / "noarch").glob("*.rpm"))
+
+
+def test_rpm_installed_by_rpm_updates_through_rpm(releases: dict[str, Any], server: Server,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The rpm path for real as root, with Debian's `rpm` on a database of this test's own
+    (Debian keeps it in ~/.rpmdb: HOME is a temporary folder here, for rpm and the app). The
+    database first gets a package providing what the app Requires (as a Fedora desktop has
+    it), then `rpm -i` installs 0.1.0; `--update` installs 0.2.0 with `rpm -U --oldpackage`.
+    A tampered package and another key's signature are refused before rpm runs; with a
+    required package missing, rpm refuses 0.2.0 and 0.1.0 stays as it was."""
+    if os.geteuid() != 0:
+        pytest.skip("installs a real package into /opt with rpm: needs root")
+    from wvwasi.runtime.update.install import detect
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    exe = Path("/opt") / SLUG / SLUG
+    assert not exe.parent.exists() and not _dpkg_version()
+    old, new = releases["old"]["rpm"], releases["new"]["rpm"]
+    assert old.name == f"{SLUG}-0.1.0-1.x86_64.rpm"
+    requires = [r for r in _rpm("-qp", "--requires", old).stdout.splitlines()
+                if not r.startswith("rpmlib(")]
+    assert sorted(requires) == RPM_REQUIRES
+    base = _system_base(tmp_path / "rpmbuild", RPM_REQUIRES)
+    route, endpoint = f"/releases/v0.2.0/{new.name}", "/linux/x86_64/0.1.0/latest.json"
+    good, latest = server.routes[route], server.routes[endpoint]
+    cache = tmp_path / "cache"
+
+    def update(expected: str) -> str:
+        proc = _run(exe, "--update", cache=cache)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1, proc
+        assert lines[0].startswith(f"{SLUG}: update failed: ") and expected in lines[0], lines
+        assert _rpm_version() == "0.1.0"
+        assert _version(exe, cache) == "wvwasi Update Test 0.1.0"
+        return lines[0]
+
+    try:
+        missing = _rpm("-i", old)  # what Debian's empty database says
+        assert missing.returncode == 1 and "gtk3 is needed by" in missing.stderr, missing
+        for package in (base, old):
+            installed = _rpm("-i", package)
+            assert installed.returncode == 0, installed.stderr
+        assert _rpm_version() == "0.1.0"
+        assert _rpm("-q", "-f", exe.parent).stdout.strip() == f"{SLUG}-0.1.0-1.x86_64"
+        assert detect(exe).bundle == "rpm" and detect(exe).path == exe.parent
+        # a tar.gz unpacked into /opt is no package's: it updates as a tar.gz
+        assert detect(Path("/opt") / f"{SLUG}-0.1.0-linux-x86_64" / SLUG).bundle == "targz"
+        assert _version(exe, cache) == "wvwasi Update Test 0.1.0"
+
+        server.routes[route] = _tamper(good)
+        update("the signature does not match")
+        server.routes[route] = good
+        other = json.loads(latest)
+        other["platforms"]["linux-x86_64-rpm"]["signature"] = _other_key_signature(releases,
+                                                                                    new)
+        server.routes[endpoint] = json.dumps(other).encode()
+        update("the signature was made with key")
+        server.routes[endpoint] = latest
+
+        # a system without a package 0.2.0 requires: rpm checks before it changes anything
+        assert _rpm("-e", "--nodeps", SYSTEM_BASE).returncode == 0
+        line = update("rpm -U failed (status 2): error: Failed dependencies: ")
+        for name in RPM_REQUIRES:  # each, as rpm lists them
+            assert f"{name} is needed by {SLUG}-0.2.0-1.x86_64" in line, line
+        assert _rpm("-i", base).returncode == 0
+
+        proc = _run(exe, "--update", cache=cache)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"
+        assert _rpm_version() == "0.2.0"
+        verified = _rpm("-V", SLUG)  # every file as the package says
+        assert verified.returncode == 0, verified.stdout
+        assert _version(exe, cache) == "wvwasi Update Test 0.2.0"
+        assert _run(exe, "--self-test=headless", cache=cache).returncode == 0
+        assert not list(Path("/opt").glob(f".{SLUG}.update-*"))
+        assert not list(Path(tempfile.gettempdir()).glob(f"{SLUG}.update-*"))
+    finally:
+        server.routes[route], server.routes[endpoint] = good, latest
+        for package in (SLUG, SYSTEM_BASE):  # one by one: rpm -e of a missing one does none
+            _rpm("-e", "--nodeps", package)
+    assert not exe.parent.exists() and not _rpm("-qa").stdout
 
 
 def _path(releases: dict[str, Any]) -> str:
