@@ -262,9 +262,10 @@ def _system_base(top: Path, provides: list[str]) -> Path:
 def test_rpm_installed_by_rpm_updates_through_rpm(releases: dict[str, Any], server: Server,
                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The rpm path for real as root, with Debian's `rpm` on a database of this test's own
-    (Debian keeps it in ~/.rpmdb: HOME is a temporary folder here, for rpm and the app). The
-    database first gets a package providing what the app Requires (as a Fedora desktop has
-    it), then `rpm -i` installs 0.1.0; `--update` installs 0.2.0 with `rpm -U --oldpackage`.
+    (Debian keeps it in ~/.rpmdb: HOME is a temporary folder here, for rpm and the app), set
+    to refuse unsigned packages as rpm 6 and Fedora 45 do. The database first gets a package
+    providing what the app Requires (as a Fedora desktop has it), then `rpm -i` installs
+    0.1.0; `--update` installs 0.2.0 with `rpm -U --oldpackage --nosignature`.
     A tampered package and another key's signature are refused before rpm runs; with a
     required package missing, rpm refuses 0.2.0 and 0.1.0 stays as it was."""
     if os.geteuid() != 0:
@@ -273,6 +274,8 @@ def test_rpm_installed_by_rpm_updates_through_rpm(releases: dict[str, Any], serv
 
     home = tmp_path / "home"
     home.mkdir()
+    # rpm 6's default, Fedora 45's: only packages with a verified OpenPGP signature install
+    (home / ".rpmmacros").write_text("%_pkgverify_level all\n")
     monkeypatch.setenv("HOME", str(home))
     exe = Path("/opt") / SLUG / SLUG
     assert not exe.parent.exists() and not _dpkg_version()
@@ -296,10 +299,12 @@ def test_rpm_installed_by_rpm_updates_through_rpm(releases: dict[str, Any], serv
         return lines[0]
 
     try:
-        missing = _rpm("-i", old)  # what Debian's empty database says
+        missing = _rpm("-i", "--nosignature", old)  # what Debian's empty database says
         assert missing.returncode == 1 and "gtk3 is needed by" in missing.stderr, missing
+        unsigned = _rpm("-i", "--nodeps", old)  # the user installs it with --nosignature
+        assert unsigned.returncode == 1 and "does not verify: no signature" in unsigned.stderr
         for package in (base, old):
-            installed = _rpm("-i", package)
+            installed = _rpm("-i", "--nosignature", package)
             assert installed.returncode == 0, installed.stderr
         assert _rpm_version() == "0.1.0"
         assert _rpm("-q", "-f", exe.parent).stdout.strip() == f"{SLUG}-0.1.0-1.x86_64"
@@ -323,7 +328,7 @@ def test_rpm_installed_by_rpm_updates_through_rpm(releases: dict[str, Any], serv
         line = update("rpm -U failed (status 2): error: Failed dependencies: ")
         for name in RPM_REQUIRES:  # each, as rpm lists them
             assert f"{name} is needed by {SLUG}-0.2.0-1.x86_64" in line, line
-        assert _rpm("-i", base).returncode == 0
+        assert _rpm("-i", "--nosignature", base).returncode == 0
 
         proc = _run(exe, "--update", cache=cache)
         assert proc.returncode == 0, proc.stderr
