@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -202,10 +203,11 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
         assert _dpkg_version() == "0.1.0"
         server.routes[route] = good
         # a user's app: the package is downloaded and verified where the user may write
-        # (not beside /opt/<slug>), then needs pkexec, which this machine lacks
-        user = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                               exe, "--update"], capture_output=True, text=True, timeout=300,
-                              env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
+        # (not beside /opt/<slug>), then needs pkexec, which is not on this PATH
+        user = subprocess.run([shutil.which("setpriv"), "--reuid=nobody", "--regid=nogroup",
+                               "--clear-groups", exe, "--update"], capture_output=True,
+                              text=True, timeout=300,
+                              env={"PATH": str(tmp_path), "HOME": "/nonexistent"})
         assert user.returncode == 1, user
         assert user.stderr.strip().endswith("installing a package needs root and pkexec is "
                                             "missing: run the update as root "
@@ -221,6 +223,87 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
         assert not list(Path(tempfile.gettempdir()).glob(f"{SLUG}.update-*"))
     finally:
         server.routes[route] = good
+        subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
+    assert not exe.exists()
+
+
+#: Runs "$@" in mount and PID namespaces of its own, with a system D-Bus and polkit of their
+#: own: /run/dbus and /etc/polkit-1/rules.d are private tmpfs there (nothing changes outside),
+#: polkitd is started by D-Bus activation as on any system, and whatever still runs when the
+#: script (the namespace's init) exits is killed. $1: a polkit rule or ""; $2: bus | nobus.
+POLKIT_SANDBOX = r"""
+set -e
+mount -t tmpfs -o mode=755 tmpfs /run/dbus
+mount -t tmpfs -o mode=755 tmpfs /etc/polkit-1/rules.d
+[ -z "$1" ] || printf '%s\n' "$1" > /etc/polkit-1/rules.d/50-wvwasi-test.rules
+if [ "$2" = bus ]; then
+  dbus-daemon --system --nofork --nopidfile 2>/dev/null &
+  i=0
+  until [ -S /run/dbus/system_bus_socket ]; do
+    i=$((i + 1)); [ $i -lt 200 ] || { echo "no system bus" >&2; exit 99; }; sleep 0.05
+  done
+fi
+shift 2
+set +e
+"$@"
+"""
+
+
+def _user_update_with_polkit(exe: Path, rule: str, bus: bool) -> subprocess.CompletedProcess[str]:
+    """`exe --update` as nobody, in the polkit sandbox above."""
+    return subprocess.run(
+        ["unshare", "--fork", "--pid", "--mount-proc", "--mount", "--propagation", "private",
+         "sh", "-c", POLKIT_SANDBOX, "sandbox", rule, "bus" if bus else "nobus",
+         "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(exe), "--update"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
+
+
+def _polkit_rule(result: str, command_line: str = "") -> str:
+    """A rule answering `result` to nobody's pkexec (of exactly `command_line`, a regex)."""
+    check = f" && /^{command_line}$/.test(action.lookup('command_line'))" if command_line else ""
+    return ("polkit.addRule(function(action, subject) {\n"
+            "  if (action.id == 'org.freedesktop.policykit.exec' && subject.user == 'nobody'"
+            f"{check}) {{\n    return polkit.Result.{result};\n  }}\n}});")
+
+
+def test_a_user_s_deb_updates_through_the_real_pkexec(releases: dict[str, Any], tmp_path: Path):
+    """A user's app (nobody) updates the deb through the real pkexec and polkitd, on a system
+    bus of the test's own (POLKIT_SANDBOX). polkit grants nobody the exact command line
+    `/usr/bin/dpkg -i /tmp/<slug>.update-*/download/<0.2.0's deb>` without an authentication
+    agent (nothing else), so the update shows the argv the app hands pkexec. Before, polkit
+    saying no, no agent to ask for the password, and no polkit authority at all: one line each,
+    0.1.0 stays installed."""
+    if os.geteuid() != 0:
+        pytest.skip("installs a real package with dpkg and runs polkit: needs root")
+    assert shutil.which("pkexec") == "/usr/bin/pkexec", "pkexec missing: .ci/setup installs it"
+    exe = Path("/opt") / SLUG / SLUG
+    assert not exe.parent.exists()
+    deb = re.escape(releases["new"]["deb"].name)
+    exact = rf"\/usr\/bin\/dpkg -i \/tmp\/{re.escape(SLUG)}\.update-[^\/ ]+\/download\/{deb}"
+    refused = {  # (rule, system bus) -> what pkexec says (status 127)
+        (_polkit_rule("NO"), True): "Error executing command as another user: Not authorized",
+        ("", True): "Error creating textual authentication agent: Error opening current "
+                    "controlling terminal for the process (`/dev/tty'): No such device or address",
+        ("", False): "Error getting authority: Error initializing authority: Could not connect: "
+                     "No such file or directory",
+    }
+    try:
+        subprocess.run(["dpkg", "-i", releases["old"]["deb"]], check=True, capture_output=True)
+        for (rule, bus), said in refused.items():
+            proc = _user_update_with_polkit(exe, rule, bus)
+            assert proc.returncode == 1, proc
+            assert proc.stderr.strip() == (f"{SLUG}: update failed: pkexec did not run dpkg -i as "
+                                           f"root (status 127: {said}): the update was not "
+                                           "installed"), proc.stderr
+            assert _dpkg_version() == "0.1.0"
+        proc = _user_update_with_polkit(exe, _polkit_rule("YES", exact), True)
+        assert proc.returncode == 0, proc
+        assert proc.stdout.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"
+        assert _dpkg_version() == "0.2.0"
+        assert _run(exe, "--self-test=headless", cache=tmp_path).returncode == 0
+        assert not list(Path(tempfile.gettempdir()).glob(f"{SLUG}.update-*"))
+    finally:
         subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
     assert not exe.exists()
 
