@@ -227,6 +227,57 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
     assert not exe.exists()
 
 
+def test_a_deb_whose_new_dependency_is_missing_is_left_unconfigured(
+        releases: dict[str, Any], server: Server, tmp_path: Path):
+    """dpkg -i installs no dependencies: a signed 0.2.0 that depends on a package this system
+    lacks is unpacked over 0.1.0 and left unconfigured (dpkg's way: `apt-get -f install`
+    finishes it); the user gets dpkg's reason in one line."""
+    if os.geteuid() != 0:
+        pytest.skip("installs a real package with dpkg: needs root")
+    from wvwasi.packager.signing import parse_secret_key, sign_file
+
+    missing = "wvwasi-test-missing-package"
+    parts, control = tmp_path / "parts", tmp_path / "control"
+    parts.mkdir()
+    control.mkdir()
+    # the deb's control.tar.xz gets the dependency; its data.tar.xz is kept as it is
+    subprocess.run(["ar", "x", releases["new"]["deb"]], cwd=parts, check=True)
+    subprocess.run(["tar", "-xJf", parts / "control.tar.xz", "-C", control], check=True)
+    fields = control / "control"
+    fields.write_text(re.sub(r"^Depends: ", f"Depends: {missing}, ", fields.read_text(),
+                             flags=re.M))
+    subprocess.run(["tar", "-cJf", parts / "control.tar.xz", "-C", control, "."], check=True)
+    deb = tmp_path / releases["new"]["deb"].name
+    subprocess.run(["ar", "rc", deb, *(parts / n for n in ("debian-binary", "control.tar.xz",
+                                                          "data.tar.xz"))], check=True)
+    key = parse_secret_key((releases["top"] / "key").read_text(), "pw")
+    endpoint, route = "/linux/x86_64/0.1.0/latest.json", f"/needs/{deb.name}"
+    saved = server.routes[endpoint]
+    latest = json.loads(saved)
+    latest["platforms"]["linux-x86_64-deb"] = {
+        "url": f"http://127.0.0.1:{server.port}{route}",
+        "signature": base64.b64encode(sign_file(deb, key).encode()).decode()}
+    server.routes[route] = deb.read_bytes()
+    server.routes[endpoint] = json.dumps(latest).encode()
+    exe = Path("/opt") / SLUG / SLUG
+    try:
+        subprocess.run(["dpkg", "-i", releases["old"]["deb"]], check=True, capture_output=True)
+        proc = _run(exe, "--update", cache=tmp_path)
+        assert proc.returncode == 1, proc
+        assert proc.stderr.strip() == (
+            f"{SLUG}: update failed: dpkg -i failed (status 1): dpkg: dependency problems "
+            f"prevent configuration of {SLUG}: {SLUG} depends on {missing}; however: Package "
+            f"{missing} is not installed."), proc.stderr
+        status = subprocess.run(["dpkg-query", "-W", "-f", "${Version} ${Status}", SLUG],
+                                capture_output=True, text=True).stdout
+        assert status == "0.2.0 install ok unpacked"
+    finally:
+        server.routes[endpoint] = saved
+        del server.routes[route]
+        subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
+    assert not exe.exists()
+
+
 #: Runs "$@" in mount and PID namespaces of its own, with a system D-Bus and polkit of their
 #: own: /run/dbus and /etc/polkit-1/rules.d are private tmpfs there (nothing changes outside),
 #: polkitd is started by D-Bus activation as on any system, and whatever still runs when the

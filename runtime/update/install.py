@@ -298,18 +298,19 @@ def _run_privileged(command: list[str]) -> None:
 
 
 def package_error(text: str) -> str:
-    """dpkg's or rpm's error in one line: the first line naming an error with the indented
-    lines that list its causes (rpm's failed dependencies), else the last line."""
+    """dpkg's or rpm's error in one line: the first line naming an error or a dependency
+    problem, with the indented lines below it that give the causes (rpm's failed
+    dependencies, dpkg's missing packages), else the last line."""
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if "error" in line.lower()), None)
+    start = next((i for i, line in enumerate(lines)
+                  if "error" in line.lower() or "dependency problems" in line), None)
     if start is None:
         return lines[-1][:600] if lines else ""
-    causes = []
+    summary = lines[start].strip()
     for line in lines[start + 1:]:
         if not line[:1].isspace():
             break
-        causes.append(line.strip())
-    summary = f"{lines[start].strip()} {'; '.join(causes)}".strip()
+        summary += (" " if summary.endswith(":") else "; ") + line.strip()
     return summary if len(summary) <= 600 else summary[:599] + "…"
 
 
