@@ -293,7 +293,8 @@ def _run_privileged(command: list[str]) -> None:
                                f"{out.returncode}: {first[:200]}): the update was not installed")
         problem = package_error(out.stderr.strip() or out.stdout.strip())
         if elevated or "lock" not in problem or time.monotonic() > deadline:
-            raise InstallError(f"{what} failed (status {out.returncode}): {problem}")
+            through = f" (through {ELEVATE[0]})" if elevated else ""
+            raise InstallError(f"{what}{through} failed (status {out.returncode}): {problem}")
         time.sleep(1)
 
 
