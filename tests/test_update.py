@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -282,6 +283,7 @@ def test_a_deb_whose_new_dependency_is_missing_is_left_unconfigured(
 #: own: /run/dbus and /etc/polkit-1/rules.d are private tmpfs there (nothing changes outside),
 #: polkitd is started by D-Bus activation as on any system, and whatever still runs when the
 #: script (the namespace's init) exits is killed. $1: a polkit rule or ""; $2: bus | nobus.
+#: With $AGENT_SCRIPT, the command starts once that polkit agent is registered for its process.
 POLKIT_SANDBOX = r"""
 set -e
 mount -t tmpfs -o mode=755 tmpfs /run/dbus
@@ -296,18 +298,31 @@ if [ "$2" = bus ]; then
 fi
 shift 2
 set +e
-"$@"
+if [ -n "$AGENT_SCRIPT" ]; then  # the pid stays the same through setpriv's exec of the app
+  sh -c 'i=0; until [ -e /run/dbus/agent-ready ]; do
+           i=$((i + 1)); [ $i -lt 600 ] || { echo "no polkit agent" >&2; exit 98; }; sleep 0.05
+         done; exec "$@"' command "$@" &
+  command=$!
+  "$AGENT_PYTHON" "$AGENT_SCRIPT" "$command" /run/dbus/agent-ready &
+  wait "$command"
+else
+  "$@"
+fi
 """
 
 
-def _user_update_with_polkit(exe: Path, rule: str, bus: bool) -> subprocess.CompletedProcess[str]:
-    """`exe --update` as nobody, in the polkit sandbox above."""
+def _user_update_with_polkit(exe: Path, rule: str, bus: bool,
+                             agent: bool = False) -> subprocess.CompletedProcess[str]:
+    """`exe --update` as nobody, in the polkit sandbox above (`agent`: with an authentication
+    agent that cancels, tests/polkit_agent.py)."""
+    script = Path(__file__).with_name("polkit_agent.py") if agent else ""
     return subprocess.run(
         ["unshare", "--fork", "--pid", "--mount-proc", "--mount", "--propagation", "private",
          "sh", "-c", POLKIT_SANDBOX, "sandbox", rule, "bus" if bus else "nobus",
          "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(exe), "--update"],
         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
+        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent", "AGENT_SCRIPT": str(script),
+             "AGENT_PYTHON": sys.executable})
 
 
 def _polkit_rule(result: str, command_line: str = "") -> str:
@@ -323,8 +338,8 @@ def test_a_user_s_deb_updates_through_the_real_pkexec(releases: dict[str, Any], 
     bus of the test's own (POLKIT_SANDBOX). polkit grants nobody the exact command line
     `/usr/bin/dpkg -i /tmp/<slug>.update-*/download/<0.2.0's deb>` without an authentication
     agent (nothing else), so the update shows the argv the app hands pkexec. Before, polkit
-    saying no, no agent to ask for the password, and no polkit authority at all: one line each,
-    0.1.0 stays installed."""
+    saying no, no agent to ask for the password, no polkit authority at all, and the user
+    cancelling in an agent: one line each, 0.1.0 stays installed."""
     if os.geteuid() != 0:
         pytest.skip("installs a real package with dpkg and runs polkit: needs root")
     assert shutil.which("pkexec") == "/usr/bin/pkexec", "pkexec missing: .ci/setup installs it"
@@ -332,20 +347,24 @@ def test_a_user_s_deb_updates_through_the_real_pkexec(releases: dict[str, Any], 
     assert not exe.parent.exists()
     deb = re.escape(releases["new"]["deb"].name)
     exact = rf"\/usr\/bin\/dpkg -i \/tmp\/{re.escape(SLUG)}\.update-[^\/ ]+\/download\/{deb}"
-    refused = {  # (rule, system bus) -> what pkexec says (status 127)
-        (_polkit_rule("NO"), True): "Error executing command as another user: Not authorized",
-        ("", True): "Error creating textual authentication agent: Error opening current "
-                    "controlling terminal for the process (`/dev/tty'): No such device or address",
-        ("", False): "Error getting authority: Error initializing authority: Could not connect: "
-                     "No such file or directory",
+    refused = {  # (rule, system bus, agent) -> pkexec's status, what it says
+        (_polkit_rule("NO"), True, False):
+            (127, "Error executing command as another user: Not authorized"),
+        ("", True, False):
+            (127, "Error creating textual authentication agent: Error opening current "
+                  "controlling terminal for the process (`/dev/tty'): No such device or address"),
+        ("", False, False):
+            (127, "Error getting authority: Error initializing authority: Could not connect: "
+                  "No such file or directory"),
+        ("", True, True): (126, "Error executing command as another user: Request dismissed"),
     }
     try:
         subprocess.run(["dpkg", "-i", releases["old"]["deb"]], check=True, capture_output=True)
-        for (rule, bus), said in refused.items():
-            proc = _user_update_with_polkit(exe, rule, bus)
+        for (rule, bus, agent), (status, said) in refused.items():
+            proc = _user_update_with_polkit(exe, rule, bus, agent)
             assert proc.returncode == 1, proc
             assert proc.stderr.strip() == (f"{SLUG}: update failed: pkexec did not run dpkg -i as "
-                                           f"root (status 127: {said}): the update was not "
+                                           f"root (status {status}: {said}): the update was not "
                                            "installed"), proc.stderr
             assert _dpkg_version() == "0.1.0"
         proc = _user_update_with_polkit(exe, _polkit_rule("YES", exact), True)
