@@ -1,6 +1,7 @@
-"""Signed auto-update, for real: an app built as 0.1.0 (tar.gz and onefile) updates itself to a
-0.2.0 built and signed by `wvwasi build`, from a loopback HTTP server; every bad answer leaves
-the installed app unchanged, and an update killed at any step leaves an app that starts."""
+"""Signed auto-update, for real: an app built as 0.1.0 (tar.gz, onefile, deb, rpm) updates itself
+to a 0.2.0 built and signed by `wvwasi build`, from a loopback HTTP server (the deb also as a
+user, through the real pkexec and polkit); every bad answer leaves the installed app unchanged,
+and an update killed at any step leaves an app that starts."""
 
 from __future__ import annotations
 
