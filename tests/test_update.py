@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import http.client
 import json
 import os
@@ -484,9 +485,27 @@ def test_rpm_installed_by_rpm_updates_through_rpm(releases: dict[str, Any], serv
             assert f"{name} is needed by {SLUG}-0.2.0-1.x86_64" in line, line
         assert _rpm("-i", "--nosignature", base).returncode == 0
 
-        proc = _run(exe, "--update", cache=cache)
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"
+        # another rpm holds the database's lock (rpm fails at once then): the update tries
+        # again every second, and installs once the lock is free
+        with open(home / ".rpmdb" / ".rpm.lock", "a+") as lock:
+            fcntl.lockf(lock, fcntl.LOCK_EX)
+            updating = subprocess.Popen([str(exe), "--update"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                        text=True, env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+            refused = 0
+            deadline = time.monotonic() + 120
+            while refused < 2 and time.monotonic() < deadline and updating.poll() is None:
+                tries = [pid for pid, cmd in _children(updating.pid) if cmd.startswith("rpm -U")]
+                if tries:  # an rpm -U while the lock is held: refused
+                    while Path(f"/proc/{tries[0]}").exists() and updating.poll() is None:
+                        time.sleep(0.005)
+                    refused += 1
+                time.sleep(0.005)
+            assert refused == 2 and updating.poll() is None, updating.communicate()
+            fcntl.lockf(lock, fcntl.LOCK_UN)
+        out, err = updating.communicate(timeout=300)
+        assert updating.returncode == 0, err
+        assert out.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"
         assert _rpm_version() == "0.2.0"
         verified = _rpm("-V", SLUG)  # every file as the package says
         assert verified.returncode == 0, verified.stdout

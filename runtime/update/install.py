@@ -271,7 +271,7 @@ def privileged_command(command: list[str]) -> list[str]:
 
 
 #: How long a package install as root waits while another installer holds the package
-#: database's lock (dpkg fails at once then; through pkexec each try would ask again).
+#: database's lock (dpkg and rpm fail at once then; through pkexec each try would ask again).
 LOCK_WAIT = 120.0
 #: pkexec's own exit statuses: 126, the user dismissed the authentication dialog; 127, not
 #: authorized, or pkexec could not ask (no polkit authority, no authentication agent).
