@@ -1,9 +1,11 @@
-"""Desktop notifications (`wvwasi.notify`): on Linux through the desktop's notification server.
+"""Desktop notifications (`wvwasi.notify`): on Linux through the desktop's notification server,
+on Windows from the app's notification-area icon.
 
-The freedesktop.org Notifications D-Bus interface (what GNOME Shell, KDE Plasma, dunst, mako and
-xfce4-notifyd serve) is called with jeepney, a small pure-Python D-Bus client that does not
-depend on the window's backend (GTK or Qt). Windows and macOS have no implementation yet: the
-call fails with NotifyError("unavailable").
+Linux: the freedesktop.org Notifications D-Bus interface (what GNOME Shell, KDE Plasma, dunst,
+mako and xfce4-notifyd serve) is called with jeepney, a small pure-Python D-Bus client that does
+not depend on the window's backend (GTK or Qt). Windows: a balloon from the tray icon (pystray,
+runtime/window/webview2.py), which Windows 10 and 11 show as a toast. macOS has no
+implementation: the call fails with NotifyError("unavailable").
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 #: Bounds on one notification: characters of its title and of its body.
 MAX_TITLE = 256
@@ -36,14 +39,16 @@ class NotifyError(Exception):
 class Notifier:
     """Shows the app's notifications, at most RATE_COUNT per RATE_WINDOW seconds."""
 
-    def __init__(self, app_name: str) -> None:
+    def __init__(self, app_name: str, icon: Path | None = None) -> None:
         self.app_name = app_name
+        self.icon = icon  # `[app] icon` (Windows: the notification icon's, without a tray)
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()
 
     def notify(self, title: str, body: str) -> int:
-        """Show one notification; its id on the notification server. NotifyError: `invalid`
-        (too long), `limit` (too many at once), `unavailable` (no notification server)."""
+        """Show one notification; its id on the notification server (Linux; 0 on Windows).
+        NotifyError: `invalid` (too long), `limit` (too many at once), `unavailable` (no
+        notification server or area)."""
         if len(title) > MAX_TITLE or len(body) > MAX_BODY:
             raise NotifyError("invalid", f"a notification's title has at most {MAX_TITLE} and "
                               f"its body at most {MAX_BODY} characters")
@@ -55,10 +60,24 @@ class Notifier:
                 raise NotifyError("limit", f"at most {RATE_COUNT} notifications per "
                                   f"{RATE_WINDOW:g} s")
             self._sent.append(now)
+        if sys.platform == "win32":
+            return _windows_notify(self.app_name, self.icon, title, body)
         if not sys.platform.startswith("linux"):
             raise NotifyError("unavailable", f"notifications are not supported on {sys.platform}"
                               " yet")
         return _freedesktop_notify(self.app_name, title, body)
+
+
+def _windows_notify(app_name: str, icon: Path | None, title: str, body: str) -> int:
+    """A notification from the app's notification-area icon (plain text: Windows reads no
+    markup in it); 0."""
+    from wvwasi.runtime.window import webview2
+
+    try:
+        webview2.notify(app_name, icon, title, body)
+    except OSError as e:
+        raise NotifyError("unavailable", str(e)) from e
+    return 0
 
 
 def _freedesktop_notify(app_name: str, title: str, body: str) -> int:
