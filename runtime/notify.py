@@ -4,13 +4,15 @@ on Windows from the app's notification-area icon.
 Linux: the freedesktop.org Notifications D-Bus interface (what GNOME Shell, KDE Plasma, dunst,
 mako and xfce4-notifyd serve) is called with jeepney, a small pure-Python D-Bus client that does
 not depend on the window's backend (GTK or Qt). Windows: a balloon from the tray icon (pystray,
-runtime/window/webview2.py), which Windows 10 and 11 show as a toast. macOS has no
-implementation: the call fails with NotifyError("unavailable").
+runtime/window/webview2.py), which Windows 10 and 11 show as a toast. macOS: AppleScript's
+`display notification` through /usr/bin/osascript, the text inside escaped string literals.
+Elsewhere the call fails with NotifyError("unavailable").
 """
 
 from __future__ import annotations
 
 import html
+import subprocess
 import sys
 import threading
 import time
@@ -62,10 +64,45 @@ class Notifier:
             self._sent.append(now)
         if sys.platform == "win32":
             return _windows_notify(self.app_name, self.icon, title, body)
+        if sys.platform == "darwin":
+            return _macos_notify(title, body)
         if not sys.platform.startswith("linux"):
             raise NotifyError("unavailable", f"notifications are not supported on {sys.platform}"
                               " yet")
         return _freedesktop_notify(self.app_name, title, body)
+
+
+#: macOS's AppleScript runner.
+OSASCRIPT = "/usr/bin/osascript"
+
+
+def applescript_string(text: str) -> str:
+    """`text` as an AppleScript string literal: quotes and backslashes escaped, line breaks and
+    tabs as their escapes, NULs dropped (a command line cannot hold them)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    for char, escape in (("\r", "\\r"), ("\n", "\\n"), ("\t", "\\t"), ("\0", "")):
+        escaped = escaped.replace(char, escape)
+    return f'"{escaped}"'
+
+
+def osascript_argv(title: str, body: str, osascript: str) -> list[str]:
+    """The command that shows a macOS notification: one script argument, the texts inside it
+    only as string literals."""
+    return [osascript, "-e", f"display notification {applescript_string(body)} with title "
+            f"{applescript_string(title)}"]
+
+
+def _macos_notify(title: str, body: str) -> int:
+    """A notification through AppleScript (macOS shows it as Script Editor's); 0."""
+    try:
+        proc = subprocess.run(osascript_argv(title, body, OSASCRIPT), capture_output=True,
+                              text=True, errors="replace", timeout=TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise NotifyError("unavailable", f"osascript failed: {e}") from e
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or [f"status {proc.returncode}"])[-1]
+        raise NotifyError("unavailable", f"osascript refused the notification: {why}")
+    return 0
 
 
 def _windows_notify(app_name: str, icon: Path | None, title: str, body: str) -> int:
