@@ -188,7 +188,8 @@ def _prune_older(key_dir: Path) -> None:
 
 
 #: pystray's backends the Windows runtime leaves out (it uses `pystray._win32`).
-_PYSTRAY_OTHERS = ("_darwin", "_gtk", "_appindicator", "_xorg", "_dummy")
+_PYSTRAY_OTHERS = ("_darwin", "_gtk", "_appindicator", "_xorg", "_dummy", "_util.gtk",
+                   "_util.notify_dbus")
 
 
 def freeze_config(backend: str, mode: str, work: Path,

@@ -129,7 +129,8 @@ def test_the_runtime_bundles_pystrays_win32_backend_without_pillow(v1: dict[str,
     assert {"pystray", "pystray._win32", "pystray._util.win32", "six",
             "wvwasi.runtime.window.webview2", "wvwasi.runtime.window.tray"} <= names
     assert not {n for n in names if n.split(".")[0] == "PIL" or n in (
-        "pystray._darwin", "pystray._xorg", "pystray._gtk", "pystray._appindicator")}
+        "pystray._darwin", "pystray._xorg", "pystray._gtk", "pystray._appindicator",
+        "pystray._util.gtk", "pystray._util.notify_dbus")}
 
 
 def test_self_test_headless(wine: Wine, app_dir: Path):
