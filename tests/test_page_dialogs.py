@@ -518,6 +518,46 @@ def test_web_folder_copies_are_written_back_after_a_trap_not_after_terminate_or_
                                 "newdir/x.txt", "renamed.txt"]]
 
 
+def test_web_folder_write_back_that_fails_part_way_leaves_the_folder_as_it_was(
+    browser: Browser, site: str
+):
+    """The storage refusing a write (here the origin's quota, as a full disk or a name the
+    folder's file system refuses would) after other changes were written: none of them stays."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(site)
+        page.evaluate(FAKE_FOLDER_PICKER, ["full", FOLDER])
+        cdp = context.new_cdp_session(page)
+        origin = site.rstrip("/")
+        # room for the small changes `mutate` makes, not for the 1 MiB file it makes last
+        cdp.send("Storage.overrideQuotaForOrigin", {"origin": origin, "quotaSize": 256 << 10})
+        full = page.evaluate("""async () => {
+            const dir = await WasiWorker.requestDirectory({mode: 'rw'});
+            const e = await WasiWorker.run('tree', {args: ['mutate', '/d', 'big'],
+                grants: [{grant: dir, guest: '/d'}]}).catch((e) => e);
+            return [e.kind, e.message, e.stdout.split('\\n').at(-2), await folderTree()];
+        }""")
+        cdp.send("Storage.overrideQuotaForOrigin", {"origin": origin})
+        roomy = page.evaluate("""async () => {
+            const dir = await WasiWorker.requestDirectory({mode: 'rw'});
+            const r = await WasiWorker.run('tree', {args: ['mutate', '/d', 'big'],
+                grants: [{grant: dir, guest: '/d'}]});
+            return [r.exitCode, Object.keys(await folderTree()).sort()];
+        }""")
+    finally:
+        context.close()
+    kind, message, last, left = full
+    assert left == {**FOLDER, "keep/": None, "olddir/": None, "emptied/": None}
+    assert [kind, last] == ["output", "big=0"]
+    assert message.startswith("service 'tree': writing back the folder 'full' granted at /d "
+                              "failed, so nothing of it was written back: ")
+    assert "quota" in message
+    assert roomy == [0, ["keep/", "keep/edit.txt", "keep/same.txt", "made/", "made/deeper/",
+                         "made/deeper/f.txt", "new.txt", "newdir/", "newdir/x.txt",
+                         "renamed.txt", "zbig.bin"]]
+
+
 #: What wvwasi.window.open is given: pages of the app, and what is not one.
 PAGE_NAMES = ["second.html", "tools/", "tools/index.html", "tools", "https://example.com/",
               "../wvwasi.toml", "missing.html", "app.js", "/second.html", ".hidden.html",

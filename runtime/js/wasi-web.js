@@ -241,17 +241,20 @@ function sameBytes(a, b) {
 }
 
 /** Make picked folder `handle` hold `after` (the instance's tree at exit) where it held `before`
- * (the copy it started with): new and changed files written (each through the browser's swap
- * file: never half-written), removed entries removed (a rename is both). Checked first, so
- * nothing is written when `after` is over the bounds or holds a symlink (a folder of the
- * browser has none); an Error with `kind` otherwise. */
+ * (the copy it started with): new and changed files written, removed entries removed (a rename is
+ * both). Checked first, so nothing is written when `after` is over the bounds or holds a symlink
+ * (a folder of the browser has none). Then in two steps, so that a failure while writing (a full
+ * disk, the quota, a name the folder's file system refuses) leaves the folder as it was: every
+ * new or changed file is written to its swap file (the browser's `.crswap`: nothing of it is in
+ * the folder yet) and new folders made; only when all of that worked are the files committed and
+ * removals done. Past the first step a failure says how far it got. An Error with `kind`. */
 export async function writeGrant(handle, before, after, service, guest) {
   const name = service.name;
   const {files: maxEntries, files_size: maxBytes} = service.limits;
   const limit = (key) => (service.job ? '' : ` (services.${name}.limits.${key})`);
-  const refuse = (what, why = '') => Object.assign(new Error(`service '${name}' ${what} in the ` +
-    `folder '${handle.name}' granted at ${guest}${why}: nothing of it was written back ` +
-    '(docs/web.md)'), {kind: 'output'});
+  const where = `the folder '${handle.name}' granted at ${guest}`;
+  const refuse = (what, why = '') => Object.assign(new Error(`service '${name}' ${what} in ` +
+    `${where}${why}: nothing of it was written back (docs/web.md)`), {kind: 'output'});
   if (after.length > maxEntries) {
     throw refuse(`left more than ${maxEntries} entries${limit('files')}`);
   }
@@ -268,45 +271,61 @@ export async function writeGrant(handle, before, after, service, guest) {
   }
   const old = new Map(before.map((e) => [e.path, e]));
   const now = new Map(after.map((e) => [e.path, e]));
+  const parentOf = (path) => path.slice(0, Math.max(path.lastIndexOf('/'), 0));
+  const leaf = (path) => path.slice(path.lastIndexOf('/') + 1);
   const dirs = new Map([['', handle]]);
+  const made = []; // entries the first step created (new folders, new files' empty names)
   const dirOf = async (path) => {
     if (!dirs.has(path)) {
-      const cut = path.lastIndexOf('/');
-      const parent = await dirOf(cut < 0 ? '' : path.slice(0, cut));
-      dirs.set(path, await parent.getDirectoryHandle(path.slice(cut + 1), {create: true}));
+      const parent = await dirOf(parentOf(path));
+      if (!old.has(path)) made.push(path);
+      dirs.set(path, await parent.getDirectoryHandle(leaf(path), {create: true}));
     }
     return dirs.get(path);
   };
   const remove = async (path) => {
-    const cut = path.lastIndexOf('/');
-    await (await dirOf(cut < 0 ? '' : path.slice(0, cut))).removeEntry(path.slice(cut + 1),
-      {recursive: true});
+    await (await dirOf(parentOf(path))).removeEntry(leaf(path), {recursive: true});
   };
   // Entries gone (or of another type now), outermost only (removing a folder removes its tree).
   const gone = before.filter((e) => now.get(e.path)?.type !== e.type);
   const goneDirs = new Set(gone.filter((e) => e.type === 'dir').map((e) => e.path));
   const top = gone.filter((e) => !e.path.split('/').slice(0, -1)
     .some((_, i, parts) => goneDirs.has(parts.slice(0, i + 1).join('/'))));
-  try {
-    for (const e of top.filter((x) => now.has(x.path))) await remove(e.path); // type changed
-    for (const e of after) { // parents come before what they hold (dumpTree's order)
-      const was = old.get(e.path);
-      if (e.type === 'dir') {
-        await dirOf(e.path);
-      } else if (!was || was.type !== 'file' || !sameBytes(was.data, e.data)) {
-        const cut = e.path.lastIndexOf('/');
-        const dir = await dirOf(cut < 0 ? '' : e.path.slice(0, cut));
-        const writable = await (await dir.getFileHandle(e.path.slice(cut + 1), {create: true}))
-          .createWritable();
-        await writable.write(e.data);
-        await writable.close();
-      }
+  const retyped = top.filter((x) => now.has(x.path)); // a file now a folder, or the reverse
+  const under = (path) => retyped.some((x) => path === x.path || path.startsWith(`${x.path}/`));
+  const changed = after.filter((e) => e.type === 'dir' || (!(old.get(e.path)?.type === 'file' &&
+    sameBytes(old.get(e.path).data, e.data))));
+  const staged = [];
+  const stage = async (e) => {
+    if (e.type === 'dir') return void await dirOf(e.path);
+    const dir = await dirOf(parentOf(e.path));
+    if (!old.has(e.path)) made.push(e.path);
+    const writable = await (await dir.getFileHandle(leaf(e.path), {create: true}))
+      .createWritable();
+    staged.push(writable);
+    await writable.write(e.data);
+  };
+  const failed = (e, what) => Object.assign(new Error(`service '${name}': writing back ${where} ` +
+    `failed${what}: ${e?.message ?? e}`), {kind: e?.name === 'NotAllowedError' ? 'permission'
+    : 'output'});
+  try { // 1: nothing the folder showed changes (parents come before what they hold)
+    for (const e of changed.filter((x) => !under(x.path))) await stage(e);
+  } catch (e) {
+    await Promise.all(staged.map((w) => w.abort().catch(() => {})));
+    const outermost = made.filter((p) => !made.some((q) => p.startsWith(`${q}/`)));
+    await Promise.all(outermost.map((p) => remove(p).catch(() => {})));
+    throw failed(e, ', so nothing of it was written back');
+  }
+  try { // 2: commit
+    for (const writable of staged) await writable.close();
+    for (const e of retyped) await remove(e.path);
+    for (const e of changed.filter((x) => under(x.path))) {
+      await stage(e);
+      if (e.type === 'file') await staged.at(-1).close();
     }
     for (const e of top.filter((x) => !now.has(x.path))) await remove(e.path);
   } catch (e) {
-    throw Object.assign(new Error(`service '${name}': writing back the folder ` +
-      `'${handle.name}' granted at ${guest} failed: ${e?.message ?? e}`),
-    {kind: e?.name === 'NotAllowedError' ? 'permission' : 'output'});
+    throw failed(e, ' part-way (new and changed files are each whole)');
   }
 }
 
