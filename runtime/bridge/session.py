@@ -68,6 +68,9 @@ FILE_IO_PER_PAGE = 2
 CLOSE_WAIT = 1.0
 #: Folder requests of one page that may be pending at once.
 PICKS_PER_PAGE = 4
+#: `wvwasi.window`/`wvwasi.notify` calls of one page in progress at once (each holds a thread of
+#: the bridge's pool while the window's GUI loop takes it).
+APP_CALLS_PER_PAGE = 4
 #: What host.spawn/subscribe raise for a spawn that is refused or cannot start.
 _SPAWN_ERRORS = (PermissionError, LookupError, ValueError, OSError, RuntimeError, WasmLoadError)
 
@@ -107,6 +110,7 @@ class Session:
         self._starts = asyncio.Semaphore(STARTS_PER_PAGE)
         self._file_io_slots = asyncio.Semaphore(FILE_IO_PER_PAGE)
         self._picks = 0
+        self._app_calls_open = 0
         self._last_id = 0  # ids of SPAWN/RUN/PICK/MOUNT increase along the connection
 
     @property
@@ -217,7 +221,13 @@ class Session:
             elif op is Op.APP:
                 self._new_id(ident)
                 spec, _ = split_json(payload)
-                self._task(self._app_call(ident, spec))
+                if self._app_calls_open >= APP_CALLS_PER_PAGE:
+                    self.error(ident, Refused("limit", f"this page already has "
+                                              f"{APP_CALLS_PER_PAGE} wvwasi.window or "
+                                              "wvwasi.notify calls in progress"))
+                else:
+                    self._app_calls_open += 1
+                    self._task(self._app_call(ident, spec))
             elif op in (Op.READ, Op.WRITE):
                 self._new_id(ident)
                 spec, rest = split_json(payload)
@@ -452,6 +462,8 @@ class Session:
             log.exception("a wvwasi.window call failed")
             self.error(ident, Refused("unavailable", f"the window call failed: {e}"))
             return
+        finally:
+            self._app_calls_open -= 1
         if not self._closed:
             self.post(record(Op.DATA, ident, json.dumps(result).encode()))
 

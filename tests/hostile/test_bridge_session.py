@@ -29,6 +29,9 @@ from bridge_client import (
 )
 from browser import ServedApp, chromium
 
+from wvwasi.runtime.bridge.protocol import Op, json_record
+from wvwasi.runtime.bridge.session import APP_CALLS_PER_PAGE
+
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -180,3 +183,49 @@ def test_lines_keep_a_leading_bom_and_refuse_lone_surrogates(app: ServedApp) -> 
     assert result["lone"] == "TypeError"
     assert result["arg"] == "TypeError"
     assert result["bytes"] == "0 1 3\n"  # wc saw the three bytes of U+FEFF
+
+
+def test_a_flood_of_window_calls_holds_a_bounded_number(app: ServedApp) -> None:
+    """2,000 `wvwasi.window` calls sent at once while the window's GUI loop takes none (as when
+    it is busy): at most APP_CALLS_PER_PAGE wait in the bridge, the rest are refused at once
+    with kind `limit`, and once the loop takes them again the page's next call works."""
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+    running: list[str] = []
+
+    def window_calls(window: str, call: str, args: list) -> Any:
+        running.append(call)
+        entered.release()
+        release.wait(30)
+        return None
+
+    app.bridge.app_calls = window_calls
+
+    async def flood() -> tuple[list[Any], list[tuple[Op, bytes] | None], Op | None]:
+        async with await PageClient.open(launch(app)) as page:
+            await page.send(*(json_record(Op.APP, i, {"call": "setTitle", "args": [f"t{i}"]})
+                              for i in range(1, 2001)))
+            for _ in range(APP_CALLS_PER_PAGE):  # the calls the bridge lets through
+                assert await asyncio.to_thread(entered.acquire, timeout=30)
+            refused = [await page.answer(i, (Op.ERROR, Op.DATA), 30)
+                       for i in range(APP_CALLS_PER_PAGE + 1, 2001)]
+            waiting = len(running)
+            release.set()
+            held = [await page.answer(i, (Op.ERROR, Op.DATA), 30)
+                    for i in range(1, APP_CALLS_PER_PAGE + 1)]
+            await page.send(json_record(Op.APP, 2001, {"call": "setTitle", "args": ["x"]}))
+            after = await page.answer(2001, (Op.ERROR, Op.DATA), 30)
+            return [waiting, refused], held, after and after[0]
+
+    try:
+        (waiting, refused), held, after = asyncio.run(flood())
+    finally:
+        release.set()
+        app.bridge.app_calls = None
+    assert waiting == APP_CALLS_PER_PAGE
+    assert {r[0] for r in refused if r} == {Op.ERROR} and len(refused) == 2000 - APP_CALLS_PER_PAGE
+    assert all(b'"kind":"limit"' in r[1].replace(b" ", b"") for r in refused if r), refused[0]
+    assert refused[0] and b"already has 4 wvwasi.window or wvwasi.notify calls" in refused[0][1]
+    assert [h and h[0] for h in held] == [Op.DATA] * APP_CALLS_PER_PAGE
+    assert after == Op.DATA
+    assert len(running) == APP_CALLS_PER_PAGE + 1
