@@ -10,6 +10,7 @@ from types import MappingProxyType
 import pytest
 
 from wvwasi.runtime.manifest import (
+    MENU_LABEL,
     PNG_MAGIC,
     BuildStep,
     FileAssociation,
@@ -518,3 +519,10 @@ def test_a_menu_from_the_page_follows_the_manifest_rules() -> None:
                                                 for i in range(200)]}])
     with pytest.raises(ManifestError, match="expected an array of tables, got a string"):
         parse_menu("File")
+    # the page's labels: bounded and without control characters (GTK cut "a\0b" to "a")
+    for label in ("x" * (MENU_LABEL + 1), "Save\0As", "two\nlines", "bell\x07", "del\x7f"):
+        with pytest.raises(ManifestError, match=r"menu\[0\].items\[0\].label: expected a label "
+                           f"of at most {MENU_LABEL} characters without control characters"):
+            parse_menu([{"label": "Edit", "items": [{"label": label, "id": "a"}]}])
+    assert parse_menu([{"label": "x" * MENU_LABEL, "items": [{"label": "Grüße ✓ _&<b>",
+                                                               "id": "a"}]}])
