@@ -54,6 +54,8 @@ class Notifier:
         if len(title) > MAX_TITLE or len(body) > MAX_BODY:
             raise NotifyError("invalid", f"a notification's title has at most {MAX_TITLE} and "
                               f"its body at most {MAX_BODY} characters")
+        if "\0" in title or "\0" in body:  # D-Bus strings cannot hold one: the bus hangs up
+            raise NotifyError("invalid", "a notification's title and body hold no NUL character")
         now = time.monotonic()
         with self._lock:
             while self._sent and now - self._sent[0] > RATE_WINDOW:

@@ -86,6 +86,22 @@ def test_long_and_flooding_notifications_are_refused(bus: str):
     assert [title for _, title, _ in server.received] == [f"n{i}" for i in range(10)]
 
 
+def test_a_nul_in_a_notification_is_refused_and_the_next_one_is_shown(bus: str):
+    """D-Bus strings hold no NUL: such a title or body is refused as `invalid` by the app
+    (jeepney would send it, and the bus drop the connection), and the app carries on."""
+    server = NotificationServer(bus)
+    notifier = Notifier("Notes")
+    try:
+        for title, body in (("ti\0tle", ""), ("t", "bo\0dy")):
+            with pytest.raises(NotifyError, match="no NUL character") as e:
+                notifier.notify(title, body)
+            assert e.value.kind == "invalid"
+        assert notifier.notify("after", "line one\nline two") > 0
+    finally:
+        server.close()
+    assert [title for _, title, _ in server.received] == ["after"]
+
+
 # macOS: AppleScript's `display notification` through osascript. No Mac here: the command is
 # checked as data against AppleScript's string-literal rules, and run against a recording
 # osascript stand-in.
