@@ -72,11 +72,6 @@ def slugify(name: str) -> str:
     return slug if slug[:1].isalpha() else f"app-{slug}".rstrip("-")
 
 
-def package_version(version: str) -> str:
-    """`version` for deb/rpm: a pre-release `-beta.1` sorts before the release as `~beta.1`."""
-    return version.replace("-", "~", 1)
-
-
 @dataclass(frozen=True)
 class StagedApp:
     """A runnable app folder for one OS/arch, plus the single-file executable if built."""

@@ -197,9 +197,17 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
     exe = Path("/opt") / SLUG / SLUG
     route = f"/releases/v0.2.0/{releases['new']['deb'].name}"
     good = server.routes[route]
+    latest = server.routes["/linux/x86_64/0.1.0/latest.json"]
     try:
         subprocess.run(["dpkg", "-i", releases["old"]["deb"]], check=True, capture_output=True)
         assert _version(exe, tmp_path) == "wvwasi Update Test 0.1.0"
+        _older_offered_as_newer(releases, server, "deb")
+        proc = _run(exe, "--update", cache=tmp_path)  # dpkg -i would take it (a downgrade)
+        server.routes["/linux/x86_64/0.1.0/latest.json"] = latest
+        assert proc.returncode == 1, proc
+        assert proc.stderr.strip().endswith(
+            f"the update's deb is '{SLUG} 0.1.0', not '{SLUG} 0.2.0' as announced: the update "
+            "was not installed"), proc.stderr
         server.routes[route] = _tamper(releases["new"]["deb"].read_bytes())
         proc = _run(exe, "--update", cache=tmp_path)
         assert proc.returncode == 1 and "the signature does not match" in proc.stderr, proc
@@ -216,16 +224,21 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
                                             "missing: run the update as root "
                                             "(`sudo APP --update`)"), user.stderr
         assert _dpkg_version() == "0.1.0"
+        # a file name in latest.json that reads as options: dpkg gets it as part of a path
+        _offer(releases, server, "deb", releases["new"]["deb"],
+               "--force-all%20--admindir=..%2F..%2Ftmp%2Fplanted")
         proc = _run(exe, "--update", cache=tmp_path)
+        server.routes["/linux/x86_64/0.1.0/latest.json"] = latest
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"
-        assert _dpkg_version() == "0.2.0"
+        assert _dpkg_version() == "0.2.0" and not Path("/tmp/planted").exists()
         assert _version(exe, tmp_path) == "wvwasi Update Test 0.2.0"
         assert _run(exe, "--self-test=headless", cache=tmp_path).returncode == 0
         assert not list(Path("/opt").glob(f".{SLUG}.update-*"))
         assert not list(Path(tempfile.gettempdir()).glob(f"{SLUG}.update-*"))
     finally:
         server.routes[route] = good
+        server.routes["/linux/x86_64/0.1.0/latest.json"] = latest
         subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
     assert not exe.exists()
 
@@ -477,6 +490,10 @@ def test_rpm_installed_by_rpm_updates_through_rpm(releases: dict[str, Any], serv
         server.routes[endpoint] = json.dumps(other).encode()
         update("the signature was made with key")
         server.routes[endpoint] = latest
+        # an older signed rpm announced as 0.2.0: rpm -U --oldpackage would install it
+        _older_offered_as_newer(releases, server, "rpm")
+        update(f"the update's rpm is '{SLUG} 0.1.0', not '{SLUG} 0.2.0' as announced")
+        server.routes[endpoint] = latest
 
         # a system without a package 0.2.0 requires: rpm checks before it changes anything
         assert _rpm("-e", "--nodeps", SYSTEM_BASE).returncode == 0
@@ -557,6 +574,30 @@ def _other_key_signature(releases: dict[str, Any], artefact: Path) -> str:
 
     _, other = generate(None)
     return base64.b64encode(sign_file(artefact, other).encode()).decode()
+
+
+def _offer(releases: dict[str, Any], server: Server, bundle: str, package: Path,
+           name: str) -> bytes:
+    """latest.json announcing 0.2.0 with `package` (signed with the app's own key) served as
+    `name`; the real latest.json, to put back."""
+    from wvwasi.packager.signing import parse_secret_key, sign_file
+
+    endpoint = "/linux/x86_64/0.1.0/latest.json"
+    latest = server.routes[endpoint]
+    key = parse_secret_key((releases["top"] / "key").read_text(), "pw")
+    entry = json.loads(latest)
+    entry["platforms"][f"linux-x86_64-{bundle}"] = {
+        "url": f"http://127.0.0.1:{server.port}/offered/{name}",
+        "signature": base64.b64encode(sign_file(package, key).encode()).decode()}
+    server.routes[f"/offered/{name}"] = package.read_bytes()
+    server.routes[endpoint] = json.dumps(entry).encode()
+    return latest
+
+
+def _older_offered_as_newer(releases: dict[str, Any], server: Server, bundle: str) -> bytes:
+    """0.1.0's package offered as 0.2.0 (a mirror replaying an old signed release)."""
+    old = releases["old"][bundle]
+    return _offer(releases, server, bundle, old, old.name)
 
 
 #: name -> (what to change: (releases, latest.json, routes) -> None, expected error text)

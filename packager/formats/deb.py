@@ -29,7 +29,8 @@ from wvwasi.packager.formats._parts import (
     tar_parts,
     tree_entries,
 )
-from wvwasi.packager.stage import StagedApp, package_version
+from wvwasi.packager.stage import StagedApp
+from wvwasi.runtime.update.versions import package_version
 
 TOOLS: tuple[str, ...] = ()
 #: The frozen runtime's folder inside the app folder (its own compressed part).

@@ -46,8 +46,9 @@ from wvwasi.packager.formats._rpmfile import (
     lead,
     padded_signature,
 )
-from wvwasi.packager.stage import StagedApp, package_version
+from wvwasi.packager.stage import StagedApp
 from wvwasi.packager.tools import BuildError
+from wvwasi.runtime.update.versions import package_version
 
 TOOLS: tuple[str, ...] = ()
 RUNTIME_FOLDER = "_internal"

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wvwasi.runtime.manifest import MANIFEST_NAME, tomllib
+from wvwasi.runtime.update.versions import package_version
 
 #: The new version's `--self-test=headless` (starts every service and the bridge).
 SELF_TEST_TIMEOUT = 180.0
@@ -136,7 +137,10 @@ def install(inst: Installation, artefact: Path, version: str, identifier: str,
     elif inst.bundle == "onefile":
         _install_onefile(inst, artefact)
     elif inst.bundle in ("deb", "rpm"):
-        _run_privileged([*PACKAGE_INSTALL[inst.bundle], str(artefact)])
+        command = [*PACKAGE_INSTALL[inst.bundle], str(artefact)]
+        privileged_command(command)  # no root and no pkexec: said first
+        _check_package(inst, artefact, version)
+        _run_privileged(command)
     elif inst.bundle in ("nsis", "msi"):
         _start_windows_installer(inst.bundle, artefact, install_mode)
     else:
@@ -256,6 +260,24 @@ def exchange(a: Path, b: Path) -> None:
 #: verified already (minisign, the whole file), and rpm 6's default (Fedora 45's:
 #: `%_pkgverify_level all`) refuses unsigned packages; `--nosignature` keeps rpm's digests.
 PACKAGE_INSTALL = {"deb": ["dpkg", "-i"], "rpm": ["rpm", "-U", "--oldpackage", "--nosignature"]}
+#: What a package says it is: its name and version (deb: `0.2.0~beta.1`; rpm: without release).
+PACKAGE_QUERY = {
+    "deb": ["dpkg-deb", "--showformat=${Package} ${Version}", "--show"],
+    "rpm": ["rpm", "-qp", "--nosignature", "--nodigest", "--qf", "%{NAME} %{VERSION}"],
+}
+
+
+def _check_package(inst: Installation, artefact: Path, version: str) -> None:
+    """InstallError unless the signed package is this app's (`/opt/<name>`) at the version
+    latest.json announced: a signature says who made the bytes, not which of their packages they
+    are, and dpkg -i and rpm -U --oldpackage install an older one as readily (a downgrade)."""
+    expected = f"{inst.path.name} {package_version(version)}"
+    out = _run([*PACKAGE_QUERY[inst.bundle], str(artefact)], f"reading the {inst.bundle}", 60)
+    if out.stdout.strip() != expected:
+        raise InstallError(f"the update's {inst.bundle} is {out.stdout.strip()[:200]!r}, not "
+                           f"{expected!r} as announced: the update was not installed")
+
+
 #: How a package is installed by an app that does not run as root (polkit asks the user).
 ELEVATE = ["pkexec"]
 

@@ -27,3 +27,8 @@ def version_key(version: str) -> Key:
 def is_newer(candidate: str, current: str) -> bool:
     """Whether `candidate` is a later version than `current`."""
     return version_key(candidate) > version_key(current)
+
+
+def package_version(version: str) -> str:
+    """`version` for deb/rpm: a pre-release `-beta.1` sorts before the release as `~beta.1`."""
+    return version.replace("-", "~", 1)
