@@ -23,7 +23,6 @@ from wvwasi.packager.formats.nsis import numeric_version, quote
 from wvwasi.packager.formats.rpm import cpio_parts
 from wvwasi.packager.stage import (
     append_payload,
-    package_version,
     slugify,
     stage_app,
     stage_payload,
@@ -32,6 +31,7 @@ from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.frozen_main import find_payload
 from wvwasi.runtime.host.modules import content_name
 from wvwasi.runtime.manifest import AppInfo, load_manifest
+from wvwasi.runtime.update.versions import package_version
 
 
 def test_icon_sizes_from_one_png(tmp_path: Path):
