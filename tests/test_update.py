@@ -250,8 +250,6 @@ def test_a_deb_whose_new_dependency_is_missing_is_left_unconfigured(
     finishes it); the user gets dpkg's reason in one line."""
     if os.geteuid() != 0:
         pytest.skip("installs a real package with dpkg: needs root")
-    from wvwasi.packager.signing import parse_secret_key, sign_file
-
     missing = "wvwasi-test-missing-package"
     parts, control = tmp_path / "parts", tmp_path / "control"
     parts.mkdir()
@@ -266,15 +264,8 @@ def test_a_deb_whose_new_dependency_is_missing_is_left_unconfigured(
     deb = tmp_path / releases["new"]["deb"].name
     subprocess.run(["ar", "rc", deb, *(parts / n for n in ("debian-binary", "control.tar.xz",
                                                           "data.tar.xz"))], check=True)
-    key = parse_secret_key((releases["top"] / "key").read_text(), "pw")
-    endpoint, route = "/linux/x86_64/0.1.0/latest.json", f"/needs/{deb.name}"
-    saved = server.routes[endpoint]
-    latest = json.loads(saved)
-    latest["platforms"]["linux-x86_64-deb"] = {
-        "url": f"http://127.0.0.1:{server.port}{route}",
-        "signature": base64.b64encode(sign_file(deb, key).encode()).decode()}
-    server.routes[route] = deb.read_bytes()
-    server.routes[endpoint] = json.dumps(latest).encode()
+    endpoint, route = "/linux/x86_64/0.1.0/latest.json", f"/offered/needs-{deb.name}"
+    saved = _offer(releases, server, "deb", deb, f"needs-{deb.name}")
     exe = Path("/opt") / SLUG / SLUG
     try:
         subprocess.run(["dpkg", "-i", releases["old"]["deb"]], check=True, capture_output=True)
