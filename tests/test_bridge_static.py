@@ -4,8 +4,7 @@ way out of the folder (traversal, symlinks, dotfiles, listings)."""
 from __future__ import annotations
 
 import http.client
-import os
-import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from browser import PAGES_DIR, ServedApp, served_app
 from projects import write_project
+from unix_side import under_wine, unix_path, unix_shell
 
 from wvwasi.runtime.bridge.static import JS_DIR, SCRIPT_TAG, inject_script
 
@@ -171,40 +171,27 @@ def test_the_browser_engine_is_served_for_page_supplied_modules(get: Any) -> Non
         assert get(target)[0] == 404
 
 
+
+@pytest.mark.skipif(not under_wine(), reason="the swapping process is a Unix shell: Linux or Wine")
 def test_a_link_swapped_in_while_files_are_served_never_serves_what_is_outside(
         get: Any, app: ServedApp) -> None:
-    """Another thread keeps replacing `swap.txt` (a regular file in the UI folder) with a link
-    out of it and back, while it is requested: each answer is the inside file or a 404, never
+    """Another process keeps replacing `swap.txt` (a regular file in the UI folder) with a link
+    out of it and back while it is requested: each answer is the inside file or a 404, never
     the outside one (the file is served from the very handle that was checked, not opened again
-    by name)."""
-    ui = app.manifest.ui.dir
-    outside = app.manifest.root / "secret.txt"
-    big = b"inside the UI folder\n" * 4096  # not HTML: served by FileResponse, not read whole
-    stop = threading.Event()
-    swaps = [0]
-
-    def swapper() -> None:
-        while not stop.is_set():
-            for make in (lambda p: p.write_bytes(big), lambda p: p.symlink_to(outside)):
-                tmp = ui / f"swap-{swaps[0]}.tmp"
-                make(tmp)
-                try:
-                    os.replace(tmp, ui / "swap.txt")
-                    swaps[0] += 1
-                except PermissionError:  # Windows: swap.txt is open without delete sharing
-                    tmp.unlink()
-
-    (ui / "swap.txt").write_bytes(big)
-    thread = threading.Thread(target=swapper, daemon=True)
-    thread.start()
+    by name). Under Wine the link is a Unix symlink, which Wine follows when a path is opened."""
+    ui, outside = app.manifest.ui.dir, app.manifest.root / "secret.txt"
+    inside = b"inside the UI folder\n" * 4096  # not HTML: served by FileResponse
+    (ui / ".inside").write_bytes(inside)
+    (ui / "swap.txt").write_bytes(inside)
+    done = app.manifest.root / "swapped"
+    unix_shell(f"cd '{unix_path(ui)}' && for i in $(seq 100); do "
+               f"ln -s '{unix_path(outside)}' .l && mv -f .l swap.txt && "
+               "cp .inside .f && mv -f .f swap.txt; done; touch ../swapped")
     answers: dict[int, int] = {}
-    try:
-        for _ in range(300):
-            status, _, body = get("/swap.txt")
-            assert b"outside the UI folder" not in body
-            assert (status, body) in ((200, big), (404, b"not found: swap.txt"))
-            answers[status] = answers.get(status, 0) + 1
-    finally:
-        stop.set()
-        thread.join(10)
-    assert swaps[0] > 10 and answers.get(200), (swaps, answers)
+    deadline = time.monotonic() + 120
+    while not done.exists() and time.monotonic() < deadline:
+        status, _, body = get("/swap.txt")
+        assert b"outside the UI folder" not in body
+        assert (status, body) in ((200, inside), (404, b"not found: swap.txt"))
+        answers[status] = answers.get(status, 0) + 1
+    assert done.exists() and answers.get(200), answers
