@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from browser import PAGES_DIR, ServedApp, served_app
 from projects import write_project
-from unix_side import under_wine, unix_path, unix_shell
+from unix_side import plant_link, under_wine, unix_path, unix_shell
 
 from wvwasi.runtime.bridge.static import JS_DIR, SCRIPT_TAG, inject_script
 
@@ -32,8 +32,8 @@ def app(
     (root / "secret.txt").write_text("outside the UI folder\n")
     ui = root / "ui"
     (ui / "tiny.wasm").write_bytes(wasm_fixture("wc").read_bytes())
-    (ui / "leak.txt").symlink_to(root / "secret.txt")
-    (ui / "leakdir").symlink_to(root)
+    plant_link(root / "secret.txt", ui / "leak.txt")  # under Wine too (symlink_to makes none)
+    plant_link(root, ui / "leakdir")
     (ui / "nohead.html").write_text("<p>no head here</p>")
     with served_app(root, dirs=base / "dirs", cache=module_cache_dir) as served:
         yield served

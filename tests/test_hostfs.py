@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unix_side import under_wine, unix_path, unix_shell
+from unix_side import plant_link, under_wine, unix_path, unix_shell
 
 from wvwasi.runtime.bridge.hostfs import (
     MAX_HANDLES,
@@ -34,28 +34,6 @@ WINDOWS = sys.platform == "win32"
 #: Opening a link inside the folder: ELOOP (not followed); under Wine, which shows a Unix
 #: symlink as its target, the handle's final path names another file: EPERM.
 LINK_OPENED = (ELOOP, EPERM) if WINDOWS else (ELOOP,)
-
-
-def plant_link(target: Path, link: Path) -> None:
-    """A symlink `link` -> `target` made outside the runtime (as another process would): under
-    Wine by the Unix `ln` (Wine 8.0 makes no Windows symlinks), on Windows by `mklink`."""
-    if not WINDOWS:
-        link.symlink_to(target)
-        return
-    import ctypes
-    import subprocess
-
-    if not hasattr(ctypes.WinDLL("kernel32"), "wine_get_unix_file_name"):
-        # real Windows: a junction for a folder (no privilege needed), else a symlink
-        subprocess.run(["cmd", "/c", "mklink", *(["/J"] if target.is_dir() else []), str(link),
-                        str(target)], check=True, capture_output=True)
-        return
-    os.spawnv(os.P_NOWAIT, "Z:\\bin\\ln", ["ln", "-s", f'"{unix_path(target)}"',
-                                          f'"{unix_path(link.parent)}/{link.name}"'])
-    deadline = time.monotonic() + 10
-    while not os.path.lexists(link) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert os.path.lexists(link), link
 
 
 def still_open(handles: list[int]) -> list[int]:
