@@ -172,10 +172,11 @@ def test_the_browser_engine_is_served_for_page_supplied_modules(get: Any) -> Non
 
 
 
-@pytest.mark.skipif(WINDOWS, reason="Wine 8.0 cannot hold this (it follows a Unix symlink when "
-                    "opening, even with FILE_OPEN_REPARSE_POINT, and names the opened handle by "
-                    "resolving the name again afterwards, so a flip back passes any check of "
-                    "the handle); real Windows has no Unix shell to swap with")
+@pytest.mark.skipif(WINDOWS, reason="Wine 8.0 cannot hold this: it follows a Unix symlink when "
+                    "opening, even with FILE_OPEN_REPARSE_POINT, and the final path of a handle "
+                    "so opened was seen to name the inside file (apparently its name resolved "
+                    "again after the open, so a flip back passes the check); real Windows does "
+                    "not follow links there and has no Unix shell to swap with")
 def test_a_link_swapped_in_while_files_are_served_never_serves_what_is_outside(
         get: Any, app: ServedApp) -> None:
     """Another process keeps replacing `swap.txt` (a regular file in the UI folder) with a link
