@@ -105,7 +105,7 @@ class App:
         self._closed = False
         self._opened = 0  # second windows opened so far (their names: w1, w2, ...)
         self._opening = threading.Lock()
-        self._notifier = Notifier(manifest.app.name)
+        self._notifier = Notifier(manifest.app.name, manifest.app.icon)
 
     def _updater(self) -> Updater:
         from wvwasi.runtime.update.updater import Updater
