@@ -324,7 +324,7 @@ def _shadow_sources(dest: Path) -> Path:
     editable install's import hook (and must not see the packager)."""
     shutil.rmtree(dest, ignore_errors=True)
     (dest / "wvwasi").mkdir(parents=True)
-    shutil.copyfile(wvwasi.__file__, dest / "wvwasi" / "__init__.py")
+    shutil.copy2(wvwasi.__file__, dest / "wvwasi" / "__init__.py")  # mtimes kept, as below
     shutil.copytree(RUNTIME_SOURCES, dest / "wvwasi" / "runtime",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
