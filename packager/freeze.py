@@ -112,10 +112,11 @@ def source_digest(backend: str, versions: tuple[str, ...] | None = None) -> str:
 
 def bundled_dists(backend: str) -> tuple[str, ...]:
     """The distributions whose versions make a frozen runtime: PyInstaller and what it bundles."""
-    linux = ("jeepney",) if backend in ("gtk", "qt") else ()  # notifications (runtime/notify.py)
+    # notifications (runtime/notify.py); Windows: also the tray (runtime/window/webview2.py)
+    own = ("jeepney",) if backend in ("gtk", "qt") else ("pystray", "six")
     return ("pyinstaller", "pyinstaller-hooks-contrib", "wasmtime", "pywebview", "aiohttp",
             "platformdirs", "cryptography",  # the updater's signature check
-            BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0], *linux)
+            BACKEND_PACKAGES.get(backend, ("pythonnet", ""))[0], *own)
 
 
 def require_backend(backend: str) -> None:
@@ -186,6 +187,11 @@ def _prune_older(key_dir: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+#: pystray's backends the Windows runtime leaves out (it uses `pystray._win32`).
+_PYSTRAY_OTHERS = ("_darwin", "_gtk", "_appindicator", "_xorg", "_dummy", "_util.gtk",
+                   "_util.notify_dbus")
+
+
 def freeze_config(backend: str, mode: str, work: Path,
                   system: Platform | None = None) -> dict[str, object]:
     """The settings templates/runtime.spec reads (freeze.json) to freeze for `system` (default:
@@ -196,6 +202,8 @@ def freeze_config(backend: str, mode: str, work: Path,
         excludes += ["webview.platforms.winforms", "webview.platforms.edgechromium"]
     if system != "macos":
         excludes += ["webview.platforms.cocoa"]
+    if system == "windows":  # pystray's other backends (PIL: only its macOS one draws)
+        excludes += [f"pystray.{b}" for b in _PYSTRAY_OTHERS] + ["PIL"]
     drop_data: list[str] = []
     keep_data: list[str] = []
     hidden = [f"webview.platforms.{backend}"]
@@ -316,7 +324,7 @@ def _shadow_sources(dest: Path) -> Path:
     editable install's import hook (and must not see the packager)."""
     shutil.rmtree(dest, ignore_errors=True)
     (dest / "wvwasi").mkdir(parents=True)
-    shutil.copyfile(wvwasi.__file__, dest / "wvwasi" / "__init__.py")
+    shutil.copy2(wvwasi.__file__, dest / "wvwasi" / "__init__.py")  # mtimes kept, as below
     shutil.copytree(RUNTIME_SOURCES, dest / "wvwasi" / "runtime",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest

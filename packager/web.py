@@ -7,7 +7,8 @@ in a Web Worker instead of connecting to a bridge, so the same page works in the
 
 What a browser cannot give is refused by `web_problems` with one line naming the manifest key:
 preopens of the user's folders ($DOCUMENTS, $DOWNLOADS, $HOME, absolute paths), writable
-project folders, and user-picked folders (`user_grants`).
+project folders and sockets. User-picked folders (`user_grants`) come from the browser's folder
+picker where it has one (runtime/js/wasi-web.js).
 """
 
 from __future__ import annotations
@@ -66,9 +67,6 @@ def web_problems(manifest: Manifest, shown: Path | str) -> list[str]:
             problems.append(f"{shown}: services.{name}.net: a web page cannot give a service "
                             "sockets (remove net under [target.web]; call the server from the "
                             "page with fetch instead)")
-        if service.user_grants:
-            problems.append(f"{shown}: services.{name}.user_grants: a web page cannot open "
-                            "folders of the user's machine (set it false under [target.web])")
         for i, preopen in enumerate(service.preopens):
             why = _preopen_problem(manifest, preopen)
             if why:
@@ -149,7 +147,9 @@ def write_site(manifest: Manifest, dest: Path) -> Path:
         name: {"kind": s.kind, "ipc": s.ipc, "userGrants": s.user_grants, "scratch": s.scratch}
         for name, s in manifest.services.items()
     }
-    web = {"app": manifest.app.identifier, "services": services}
+    window = manifest.window  # the defaults of wvwasi.window.open()
+    web = {"app": manifest.app.identifier, "services": services,
+           "window": {"title": window.title, "width": window.width, "height": window.height}}
     config = {"services": public, "dev": False, **page_constants(), "web": web}
     # the base URLs come from where the page found this script, so the site works in any folder
     (own / "wvwasi.js").write_bytes(page_script(config, _LOCATE))

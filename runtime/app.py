@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from wvwasi.runtime.manifest import Manifest, ManifestError, load_manifest, pars
 from wvwasi.runtime.notify import Notifier, NotifyError
 from wvwasi.runtime.paths import PathContext
 from wvwasi.runtime.selftest import SelfTest, headless_checks
-from wvwasi.runtime.stopping import stop_at_end_of_stdin, stop_on_signals, wait
+from wvwasi.runtime.stopping import INTERRUPTED, stop_at_end_of_stdin, stop_on_signals, wait
 from wvwasi.runtime.window import AppWindow, Backend, backend_for
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class App:
         self._closed = False
         self._opened = 0  # second windows opened so far (their names: w1, w2, ...)
         self._opening = threading.Lock()
-        self._notifier = Notifier(manifest.app.name)
+        self._notifier = Notifier(manifest.app.name, manifest.app.icon)
 
     def _updater(self) -> Updater:
         from wvwasi.runtime.update.updater import Updater
@@ -160,15 +161,25 @@ class App:
         print(json.dumps(report), flush=True)
         return 0 if report["ok"] else 1
 
-    def serve(self, *, hint: str = "", stdin_stops: bool = True) -> int:
+    def serve(self, *, hint: str = "", stdin_stops: bool = True,
+              stop: threading.Event | None = None) -> int:
         """Services and bridge without a window (the app's `--serve`, `wvwasi serve`): print the
         launch URL (then `hint`) on stdout, serve until SIGINT/SIGTERM or, with `stdin_stops`
-        and stdin a pipe, its end (stopping.stop_at_end_of_stdin). OSError when the bridge's
-        port cannot be bound."""
-        with stop_on_signals() as stop:
+        and stdin a pipe, its end (stopping.stop_at_end_of_stdin); then `Stopped.` and 0.
+        `stop`: the Event of the caller's `stop_on_signals()` (entered before the App was made,
+        so a Ctrl+C while it was made counts), else it enters its own. A stop before the URL is
+        printed shuts down without printing it: INTERRUPTED. OSError when the bridge's port
+        cannot be bound."""
+        with contextlib.ExitStack() as stack:
+            if stop is None:
+                stop = stack.enter_context(stop_on_signals())
             try:
+                if stop.is_set():
+                    return INTERRUPTED
                 self.host.start()
                 url = self.bridge.start()
+                if stop.is_set():  # stopped while they started
+                    return INTERRUPTED
                 print(f"Serving {self.manifest.app.name} at {url}", flush=True)
                 if hint:
                     print(hint, flush=True)
@@ -411,7 +422,8 @@ def run_app(
     runs hands `open_args` to it and returns 0 at once (runtime/single_instance.py). Returns the
     exit status:
     0, 1 for a failed self-test, 2 when the app cannot start (the reason is on stderr, and in
-    the JSON report with `self_test`).
+    the JSON report with `self_test`), 130 (INTERRUPTED) when `serve` was stopped before it
+    served.
     """
     try:
         manifest = (
@@ -424,11 +436,15 @@ def run_app(
             handed_over, primary = _first_instance(manifest, list(open_args), cwd)
             if handed_over:
                 return 0
-        app = App(manifest, resources=resources, backend=backend, dev=dev,
-                  headless=serve or self_test == "headless", compile_cache=compile_cache,
-                  launch=classify(list(open_args), cwd, manifest), primary=primary)
         if serve:
-            return app.serve()
+            with stop_on_signals() as stop:  # before the App is made: Ctrl+C at any point
+                app = App(manifest, resources=resources, headless=True,
+                          compile_cache=compile_cache, launch=classify(list(open_args), cwd,
+                                                                       manifest))
+                return app.serve(stop=stop)
+        app = App(manifest, resources=resources, backend=backend, dev=dev,
+                  headless=self_test == "headless", compile_cache=compile_cache,
+                  launch=classify(list(open_args), cwd, manifest), primary=primary)
         return app.run(self_test=bool(self_test), on_started=on_started)
     except (ManifestError, ImportError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

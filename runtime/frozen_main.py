@@ -191,4 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl+C before a window or `--serve` took the signals over
+        sys.exit(130)  # stopping.INTERRUPTED

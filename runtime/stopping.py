@@ -14,6 +14,9 @@ from typing import TextIO
 
 #: Signals that stop a server (Ctrl+C, `kill`).
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The exit status of a command stopped by Ctrl+C before it was up (as a shell's 128 + SIGINT;
+#: the `wvwasi` command line's for KeyboardInterrupt too).
+INTERRUPTED = 130
 #: Seconds between checks of the stop flag (signal handlers run between them on every OS).
 _POLL = 0.5
 

@@ -31,6 +31,7 @@ SERVICES: dict[str, dict[str, Any]] = {
     "observe": {"source": "observe", "env": {"FROM_MANIFEST": "1"},
                 "preopens": [{"guest": "/data", "host": "data"}]},
     "argv": {"source": "observe", "args": ["args", "fixed"], "env": {"FROM_MANIFEST": "1"}},
+    "scratchy": {"source": "observe", "scratch": True},
     "live": {"source": "observe", "kind": "dedicated", "preopens": [
         {"guest": "/data", "host": "data"}]},
     "small": {"source": "observe", "limits": {"message": LIMIT}},
@@ -78,6 +79,7 @@ OBSERVE = """async () => {
     for (const what of ['stdio', 'errnos', 'clocks', 'preopens', 'files']) {
         out[what] = await run('observe', {args: [what]});
     }
+    out.writes = await run('scratchy', {args: ['writes', '/scratch'], scratch: true});
     out.args = await run('argv', {args: ['from page', ''], env: {FROM_PAGE: 'p=q'}});
     out.preopens_files = await run('observe', {args: ['preopens'],
         files: {'/in/a.txt': 'a', '/in/sub/b.txt': 'b', '/other/c': 'c'}});
@@ -227,6 +229,16 @@ def test_a_preopened_folder_looks_the_same(desktop: dict[str, Any], web: dict[st
     assert fields(web["files"]) == native
     assert native["file.read"] == "0:8:the mani"
     assert native["open.write_ro"] == "63"  # EPERM: the preopen is read-only
+    # ... before any lookup: also where the path or its folder does not exist
+    assert native["open.create_ro_nodir"] == native["open.write_ro_missing"] == "63"
+
+
+def test_file_calls_in_a_writable_folder_agree(desktop: dict[str, Any],
+                                              web: dict[str, Any]) -> None:
+    native, browser = fields(desktop["writes"]), fields(web["writes"])
+    assert browser == native
+    assert native["create"] == native["write"] == native["link"] == native["symlink"] == "0"
+    assert native["a.stat"] == "0:4:11:1"  # a regular file of 11 bytes (a hole before "!")
 
 
 def test_stdin_reaches_the_program_the_same_way(desktop: dict[str, Any],

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unix_side import plant_link, under_wine, unix_path, unix_shell
 
 from wvwasi.runtime.bridge.hostfs import (
     MAX_HANDLES,
@@ -33,49 +34,6 @@ WINDOWS = sys.platform == "win32"
 #: Opening a link inside the folder: ELOOP (not followed); under Wine, which shows a Unix
 #: symlink as its target, the handle's final path names another file: EPERM.
 LINK_OPENED = (ELOOP, EPERM) if WINDOWS else (ELOOP,)
-
-
-def unix_path(path: Path) -> str:
-    """`path` as the Unix side names it (under Wine: through wine_get_unix_file_name)."""
-    if not WINDOWS:
-        return str(path)
-    import ctypes
-
-    unix = ctypes.WinDLL("kernel32").wine_get_unix_file_name
-    unix.restype = ctypes.c_char_p
-    return os.fsdecode(unix(str(path)))
-
-
-def unix_shell(script: str) -> None:
-    """Start `sh -c script` as a Unix process beside this one (under Wine too)."""
-    if not WINDOWS:
-        import subprocess
-
-        subprocess.Popen(["sh", "-c", script])
-    else:
-        os.spawnv(os.P_NOWAIT, "Z:\\bin\\sh", ["sh", "-c", f'"{script}"'])  # one argument
-
-
-def plant_link(target: Path, link: Path) -> None:
-    """A symlink `link` -> `target` made outside the runtime (as another process would): under
-    Wine by the Unix `ln` (Wine 8.0 makes no Windows symlinks), on Windows by `mklink`."""
-    if not WINDOWS:
-        link.symlink_to(target)
-        return
-    import ctypes
-    import subprocess
-
-    if not hasattr(ctypes.WinDLL("kernel32"), "wine_get_unix_file_name"):
-        # real Windows: a junction for a folder (no privilege needed), else a symlink
-        subprocess.run(["cmd", "/c", "mklink", *(["/J"] if target.is_dir() else []), str(link),
-                        str(target)], check=True, capture_output=True)
-        return
-    os.spawnv(os.P_NOWAIT, "Z:\\bin\\ln", ["ln", "-s", f'"{unix_path(target)}"',
-                                          f'"{unix_path(link.parent)}/{link.name}"'])
-    deadline = time.monotonic() + 10
-    while not os.path.lexists(link) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert os.path.lexists(link), link
 
 
 def still_open(handles: list[int]) -> list[int]:
@@ -289,9 +247,7 @@ def test_roots_open_beneath_and_hold_their_folder(tmp_path: Path) -> None:
     (tmp_path / "in").rename(tmp_path / "moved")  # released
 
 
-@pytest.mark.skipif(WINDOWS and not hasattr(__import__("ctypes").WinDLL("kernel32"),
-                                            "wine_get_unix_file_name"),
-                    reason="the swapping process is a Unix shell: Linux or Wine")
+@pytest.mark.skipif(not under_wine(), reason="the swapping process is a Unix shell: Linux or Wine")
 def test_a_link_swapped_in_while_calls_run_never_leads_out(folder, tmp_path: Path) -> None:
     """Another process flips `flip` between a folder inside and a link to one outside while the
     module opens and reads `flip/f`: each read is the inside file's or fails."""

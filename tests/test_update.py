@@ -1,18 +1,22 @@
-"""Signed auto-update, for real: an app built as 0.1.0 (tar.gz and onefile) updates itself to a
-0.2.0 built and signed by `wvwasi build`, from a loopback HTTP server; every bad answer leaves
-the installed app unchanged, and an update killed at any step leaves an app that starts."""
+"""Signed auto-update, for real: an app built as 0.1.0 (tar.gz, onefile, deb, rpm) updates itself
+to a 0.2.0 built and signed by `wvwasi build`, from a loopback HTTP server (the deb also as a
+user, through the real pkexec and polkit); every bad answer leaves the installed app unchanged,
+and an update killed at any step leaves an app that starts."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,7 +33,7 @@ IDENT = "dev.wvwasi.tests.update"
 SLUG = "wvwasi-update-test"
 def _build(project: Path, out: Path, key: Path) -> dict[str, Path]:
     proc = wvwasi("build", project, "--format", "tar.gz", "--format", "onefile", "--format", "deb",
-                  "--out", out,
+                  "--format", "rpm", "--out", out,
                   "--json", env=cli_env(SOURCE_DATE_EPOCH=SDE,
                                         WVWASI_SIGNING_PRIVATE_KEY=str(key),
                                         WVWASI_SIGNING_PRIVATE_KEY_PASSWORD="pw"))
@@ -94,9 +98,11 @@ def test_latest_json_and_signatures_are_tauri_s_format(releases: dict[str, Any],
     latest = releases["latest"]
     assert latest["version"] == "0.2.0" and latest["pub_date"] == "2023-11-14T22:13:20Z"
     assert set(latest["platforms"]) == {"linux-x86_64", "linux-x86_64-targz",
-                                        "linux-x86_64-onefile", "linux-x86_64-deb"}
+                                        "linux-x86_64-onefile", "linux-x86_64-deb",
+                                        "linux-x86_64-rpm"}
     assert latest["platforms"]["linux-x86_64"] == latest["platforms"]["linux-x86_64-targz"]
-    for fmt, key in (("tar.gz", "targz"), ("onefile", "onefile"), ("deb", "deb")):
+    for fmt, key in (("tar.gz", "targz"), ("onefile", "onefile"), ("deb", "deb"),
+                     ("rpm", "rpm")):
         artefact = releases["new"][fmt]
         entry = latest["platforms"][f"linux-x86_64-{key}"]
         assert entry["url"] == f"http://127.0.0.1:{server.port}/releases/v0.2.0/{artefact.name}"
@@ -157,10 +163,11 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
         assert _dpkg_version() == "0.1.0"
         server.routes[route] = good
         # a user's app: the package is downloaded and verified where the user may write
-        # (not beside /opt/<slug>), then needs pkexec, which this machine lacks
-        user = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                               exe, "--update"], capture_output=True, text=True, timeout=300,
-                              env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
+        # (not beside /opt/<slug>), then needs pkexec, which is not on this PATH
+        user = subprocess.run([shutil.which("setpriv"), "--reuid=nobody", "--regid=nogroup",
+                               "--clear-groups", exe, "--update"], capture_output=True,
+                              text=True, timeout=300,
+                              env={"PATH": str(tmp_path), "HOME": "/nonexistent"})
         assert user.returncode == 1, user
         assert user.stderr.strip().endswith("installing a package needs root and pkexec is "
                                             "missing: run the update as root "
@@ -178,6 +185,296 @@ def test_deb_installed_by_dpkg_updates_through_dpkg(releases: dict[str, Any], se
         server.routes[route] = good
         subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
     assert not exe.exists()
+
+
+def test_a_deb_whose_new_dependency_is_missing_is_left_unconfigured(
+        releases: dict[str, Any], server: Server, tmp_path: Path):
+    """dpkg -i installs no dependencies: a signed 0.2.0 that depends on a package this system
+    lacks is unpacked over 0.1.0 and left unconfigured (dpkg's way: `apt-get -f install`
+    finishes it); the user gets dpkg's reason in one line."""
+    if os.geteuid() != 0:
+        pytest.skip("installs a real package with dpkg: needs root")
+    from wvwasi.packager.signing import parse_secret_key, sign_file
+
+    missing = "wvwasi-test-missing-package"
+    parts, control = tmp_path / "parts", tmp_path / "control"
+    parts.mkdir()
+    control.mkdir()
+    # the deb's control.tar.xz gets the dependency; its data.tar.xz is kept as it is
+    subprocess.run(["ar", "x", releases["new"]["deb"]], cwd=parts, check=True)
+    subprocess.run(["tar", "-xJf", parts / "control.tar.xz", "-C", control], check=True)
+    fields = control / "control"
+    fields.write_text(re.sub(r"^Depends: ", f"Depends: {missing}, ", fields.read_text(),
+                             flags=re.M))
+    subprocess.run(["tar", "-cJf", parts / "control.tar.xz", "-C", control, "."], check=True)
+    deb = tmp_path / releases["new"]["deb"].name
+    subprocess.run(["ar", "rc", deb, *(parts / n for n in ("debian-binary", "control.tar.xz",
+                                                          "data.tar.xz"))], check=True)
+    key = parse_secret_key((releases["top"] / "key").read_text(), "pw")
+    endpoint, route = "/linux/x86_64/0.1.0/latest.json", f"/needs/{deb.name}"
+    saved = server.routes[endpoint]
+    latest = json.loads(saved)
+    latest["platforms"]["linux-x86_64-deb"] = {
+        "url": f"http://127.0.0.1:{server.port}{route}",
+        "signature": base64.b64encode(sign_file(deb, key).encode()).decode()}
+    server.routes[route] = deb.read_bytes()
+    server.routes[endpoint] = json.dumps(latest).encode()
+    exe = Path("/opt") / SLUG / SLUG
+    try:
+        subprocess.run(["dpkg", "-i", releases["old"]["deb"]], check=True, capture_output=True)
+        proc = _run(exe, "--update", cache=tmp_path)
+        assert proc.returncode == 1, proc
+        assert proc.stderr.strip() == (
+            f"{SLUG}: update failed: dpkg -i failed (status 1): dpkg: dependency problems "
+            f"prevent configuration of {SLUG}: {SLUG} depends on {missing}; however: Package "
+            f"{missing} is not installed."), proc.stderr
+        status = subprocess.run(["dpkg-query", "-W", "-f", "${Version} ${Status}", SLUG],
+                                capture_output=True, text=True).stdout
+        assert status == "0.2.0 install ok unpacked"
+    finally:
+        server.routes[endpoint] = saved
+        del server.routes[route]
+        subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
+    assert not exe.exists()
+
+
+#: Runs "$@" in mount and PID namespaces of its own, with a system D-Bus and polkit of their
+#: own: /run/dbus and /etc/polkit-1/rules.d are private tmpfs there (nothing changes outside),
+#: polkitd is started by D-Bus activation as on any system, and whatever still runs when the
+#: script (the namespace's init) exits is killed. $1: a polkit rule or ""; $2: bus | nobus.
+#: With $AGENT_SCRIPT, the command starts once that polkit agent is registered for its process.
+POLKIT_SANDBOX = r"""
+set -e
+mount -t tmpfs -o mode=755 tmpfs /run/dbus
+mount -t tmpfs -o mode=755 tmpfs /etc/polkit-1/rules.d
+[ -z "$1" ] || printf '%s\n' "$1" > /etc/polkit-1/rules.d/50-wvwasi-test.rules
+if [ "$2" = bus ]; then
+  dbus-daemon --system --nofork --nopidfile 2>/dev/null &
+  i=0
+  until [ -S /run/dbus/system_bus_socket ]; do
+    i=$((i + 1)); [ $i -lt 200 ] || { echo "no system bus" >&2; exit 99; }; sleep 0.05
+  done
+fi
+shift 2
+set +e
+if [ -n "$AGENT_SCRIPT" ]; then  # the pid stays the same through setpriv's exec of the app
+  sh -c 'i=0; until [ -e /run/dbus/agent-ready ]; do
+           i=$((i + 1)); [ $i -lt 600 ] || { echo "no polkit agent" >&2; exit 98; }; sleep 0.05
+         done; exec "$@"' command "$@" &
+  command=$!
+  "$AGENT_PYTHON" "$AGENT_SCRIPT" "$command" /run/dbus/agent-ready &
+  wait "$command"
+else
+  "$@"
+fi
+"""
+
+
+def _user_update_with_polkit(exe: Path, rule: str, bus: bool,
+                             agent: bool = False) -> subprocess.CompletedProcess[str]:
+    """`exe --update` as nobody, in the polkit sandbox above (`agent`: with an authentication
+    agent that cancels, tests/polkit_agent.py)."""
+    script = Path(__file__).with_name("polkit_agent.py") if agent else ""
+    return subprocess.run(
+        ["unshare", "--fork", "--pid", "--mount-proc", "--mount", "--propagation", "private",
+         "sh", "-c", POLKIT_SANDBOX, "sandbox", rule, "bus" if bus else "nobus",
+         "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(exe), "--update"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent", "AGENT_SCRIPT": str(script),
+             "AGENT_PYTHON": sys.executable})
+
+
+def _polkit_rule(result: str, command_line: str = "") -> str:
+    """A rule answering `result` to nobody's pkexec (of exactly `command_line`, a regex)."""
+    check = f" && /^{command_line}$/.test(action.lookup('command_line'))" if command_line else ""
+    return ("polkit.addRule(function(action, subject) {\n"
+            "  if (action.id == 'org.freedesktop.policykit.exec' && subject.user == 'nobody'"
+            f"{check}) {{\n    return polkit.Result.{result};\n  }}\n}});")
+
+
+def test_a_user_s_deb_updates_through_the_real_pkexec(releases: dict[str, Any], tmp_path: Path):
+    """A user's app (nobody) updates the deb through the real pkexec and polkitd, on a system
+    bus of the test's own (POLKIT_SANDBOX). polkit grants nobody the exact command line
+    `/usr/bin/dpkg -i /tmp/<slug>.update-*/download/<0.2.0's deb>` without an authentication
+    agent (nothing else), so the update shows the argv the app hands pkexec. Before, polkit
+    saying no, no agent to ask for the password, no polkit authority at all, and the user
+    cancelling in an agent: one line each, 0.1.0 stays installed."""
+    if os.geteuid() != 0:
+        pytest.skip("installs a real package with dpkg and runs polkit: needs root")
+    assert shutil.which("pkexec") == "/usr/bin/pkexec", "pkexec missing: .ci/setup installs it"
+    exe = Path("/opt") / SLUG / SLUG
+    assert not exe.parent.exists()
+    deb = re.escape(releases["new"]["deb"].name)
+    exact = rf"\/usr\/bin\/dpkg -i \/tmp\/{re.escape(SLUG)}\.update-[^\/ ]+\/download\/{deb}"
+    refused = {  # (rule, system bus, agent) -> pkexec's status, what it says
+        (_polkit_rule("NO"), True, False):
+            (127, "Error executing command as another user: Not authorized"),
+        ("", True, False):
+            (127, "Error creating textual authentication agent: Error opening current "
+                  "controlling terminal for the process (`/dev/tty'): No such device or address"),
+        ("", False, False):
+            (127, "Error getting authority: Error initializing authority: Could not connect: "
+                  "No such file or directory"),
+        ("", True, True): (126, "Error executing command as another user: Request dismissed"),
+    }
+    try:
+        subprocess.run(["dpkg", "-i", releases["old"]["deb"]], check=True, capture_output=True)
+        for (rule, bus, agent), (status, said) in refused.items():
+            proc = _user_update_with_polkit(exe, rule, bus, agent)
+            assert proc.returncode == 1, proc
+            assert proc.stderr.strip() == (f"{SLUG}: update failed: pkexec did not run dpkg -i as "
+                                           f"root (status {status}: {said}): the update was not "
+                                           "installed"), proc.stderr
+            assert _dpkg_version() == "0.1.0"
+        proc = _user_update_with_polkit(exe, _polkit_rule("YES", exact), True)
+        assert proc.returncode == 0, proc
+        assert proc.stdout.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"
+        assert _dpkg_version() == "0.2.0"
+        assert _run(exe, "--self-test=headless", cache=tmp_path).returncode == 0
+        assert not list(Path(tempfile.gettempdir()).glob(f"{SLUG}.update-*"))
+    finally:
+        subprocess.run(["dpkg", "--purge", SLUG], capture_output=True)
+    assert not exe.exists()
+
+
+#: What the rpm Requires (besides rpmlib() features): Fedora's names of the GTK webview's
+#: packages and GStreamer's plugins.
+RPM_REQUIRES = ["gobject-introspection", "gstreamer1-plugins-base", "gstreamer1-plugins-good",
+                "gtk3", "webkit2gtk4.1"]
+SYSTEM_BASE = "wvwasi-test-system-base"
+
+
+def _rpm(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Debian's rpm, on the database in $HOME/.rpmdb (Debian's `%_dbpath`)."""
+    return subprocess.run(["rpm", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+
+
+def _rpm_version() -> str:
+    out = _rpm("-q", "--qf", "%{VERSION}", SLUG)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def _system_base(top: Path, provides: list[str]) -> Path:
+    """An rpm (built by rpmbuild) providing `provides`: what a Fedora desktop has installed
+    before the app, and Debian's empty rpm database lacks."""
+    top.mkdir()
+    spec = top / "base.spec"
+    spec.write_text("\n".join([
+        f"Name: {SYSTEM_BASE}", "Version: 1", "Release: 1", "License: MIT",
+        "Summary: the system packages the app requires", "BuildArch: noarch",
+        *(f"Provides: {p}" for p in provides),
+        "%description", "What a Fedora desktop with WebKitGTK provides.", "%files", ""]))
+    built = subprocess.run(["rpmbuild", "--define", f"_topdir {top}", "-bb", str(spec)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    return next((top / "RPMS" / "noarch").glob("*.rpm"))
+
+
+def test_rpm_installed_by_rpm_updates_through_rpm(releases: dict[str, Any], server: Server,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The rpm path for real as root, with Debian's `rpm` on a database of this test's own
+    (Debian keeps it in ~/.rpmdb: HOME is a temporary folder here, for rpm and the app), set
+    to refuse unsigned packages as rpm 6 and Fedora 45 do. The database first gets a package
+    providing what the app Requires (as a Fedora desktop has it), then `rpm -i` installs
+    0.1.0; `--update` installs 0.2.0 with `rpm -U --oldpackage --nosignature`.
+    A tampered package and another key's signature are refused before rpm runs; with a
+    required package missing, rpm refuses 0.2.0 and 0.1.0 stays as it was."""
+    if os.geteuid() != 0:
+        pytest.skip("installs a real package into /opt with rpm: needs root")
+    from wvwasi.runtime.update.install import detect
+
+    home = tmp_path / "home"
+    home.mkdir()
+    # rpm 6's default, Fedora 45's: only packages with a verified OpenPGP signature install
+    (home / ".rpmmacros").write_text("%_pkgverify_level all\n")
+    monkeypatch.setenv("HOME", str(home))
+    exe = Path("/opt") / SLUG / SLUG
+    assert not exe.parent.exists() and not _dpkg_version()
+    old, new = releases["old"]["rpm"], releases["new"]["rpm"]
+    assert old.name == f"{SLUG}-0.1.0-1.x86_64.rpm"
+    requires = [r for r in _rpm("-qp", "--requires", old).stdout.splitlines()
+                if not r.startswith("rpmlib(")]
+    assert sorted(requires) == RPM_REQUIRES
+    base = _system_base(tmp_path / "rpmbuild", RPM_REQUIRES)
+    route, endpoint = f"/releases/v0.2.0/{new.name}", "/linux/x86_64/0.1.0/latest.json"
+    good, latest = server.routes[route], server.routes[endpoint]
+    cache = tmp_path / "cache"
+
+    def update(expected: str) -> str:
+        proc = _run(exe, "--update", cache=cache)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1, proc
+        assert lines[0].startswith(f"{SLUG}: update failed: ") and expected in lines[0], lines
+        assert _rpm_version() == "0.1.0"
+        assert _version(exe, cache) == "wvwasi Update Test 0.1.0"
+        return lines[0]
+
+    try:
+        missing = _rpm("-i", "--nosignature", old)  # what Debian's empty database says
+        assert missing.returncode == 1 and "gtk3 is needed by" in missing.stderr, missing
+        unsigned = _rpm("-i", "--nodeps", old)  # the user installs it with --nosignature
+        assert unsigned.returncode == 1 and "does not verify: no signature" in unsigned.stderr
+        for package in (base, old):
+            installed = _rpm("-i", "--nosignature", package)
+            assert installed.returncode == 0, installed.stderr
+        assert _rpm_version() == "0.1.0"
+        assert _rpm("-q", "-f", exe.parent).stdout.strip() == f"{SLUG}-0.1.0-1.x86_64"
+        assert detect(exe).bundle == "rpm" and detect(exe).path == exe.parent
+        # a tar.gz unpacked into /opt is no package's: it updates as a tar.gz
+        assert detect(Path("/opt") / f"{SLUG}-0.1.0-linux-x86_64" / SLUG).bundle == "targz"
+        assert _version(exe, cache) == "wvwasi Update Test 0.1.0"
+
+        server.routes[route] = _tamper(good)
+        update("the signature does not match")
+        server.routes[route] = good
+        other = json.loads(latest)
+        other["platforms"]["linux-x86_64-rpm"]["signature"] = _other_key_signature(releases,
+                                                                                    new)
+        server.routes[endpoint] = json.dumps(other).encode()
+        update("the signature was made with key")
+        server.routes[endpoint] = latest
+
+        # a system without a package 0.2.0 requires: rpm checks before it changes anything
+        assert _rpm("-e", "--nodeps", SYSTEM_BASE).returncode == 0
+        line = update("rpm -U failed (status 2): error: Failed dependencies: ")
+        for name in RPM_REQUIRES:  # each, as rpm lists them
+            assert f"{name} is needed by {SLUG}-0.2.0-1.x86_64" in line, line
+        assert _rpm("-i", "--nosignature", base).returncode == 0
+
+        # another rpm holds the database's lock (rpm fails at once then): the update tries
+        # again every second, and installs once the lock is free
+        with open(home / ".rpmdb" / ".rpm.lock", "a+") as lock:
+            fcntl.lockf(lock, fcntl.LOCK_EX)
+            updating = subprocess.Popen([str(exe), "--update"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                        text=True, env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+            refused = 0
+            deadline = time.monotonic() + 120
+            while refused < 2 and time.monotonic() < deadline and updating.poll() is None:
+                tries = [pid for pid, cmd in _children(updating.pid) if cmd.startswith("rpm -U")]
+                if tries:  # an rpm -U while the lock is held: refused
+                    while Path(f"/proc/{tries[0]}").exists() and updating.poll() is None:
+                        time.sleep(0.005)
+                    refused += 1
+                time.sleep(0.005)
+            assert refused == 2 and updating.poll() is None, updating.communicate()
+            fcntl.lockf(lock, fcntl.LOCK_UN)
+        out, err = updating.communicate(timeout=300)
+        assert updating.returncode == 0, err
+        assert out.strip() == "wvwasi Update Test 0.2.0 installed (was 0.1.0)"
+        assert _rpm_version() == "0.2.0"
+        verified = _rpm("-V", SLUG)  # every file as the package says
+        assert verified.returncode == 0, verified.stdout
+        assert _version(exe, cache) == "wvwasi Update Test 0.2.0"
+        assert _run(exe, "--self-test=headless", cache=cache).returncode == 0
+        assert not list(Path("/opt").glob(f".{SLUG}.update-*"))
+        assert not list(Path(tempfile.gettempdir()).glob(f"{SLUG}.update-*"))
+    finally:
+        server.routes[route], server.routes[endpoint] = good, latest
+        for package in (SLUG, SYSTEM_BASE):  # one by one: rpm -e of a missing one does none
+            _rpm("-e", "--nodeps", package)
+    assert not exe.parent.exists() and not _rpm("-qa").stdout
 
 
 def _path(releases: dict[str, Any]) -> str:

@@ -75,7 +75,8 @@ def test_site_layout(site: Path) -> None:
     store = config["web"]["services"]["store"]
     assert store["preopens"] == [{"guest": "/notes", "mode": "rw", "source": "appdata",
                                   "key": "notes"}]
-    assert config["services"]["export"]["userGrants"] is False  # the [target.web] overlay
+    assert config["services"]["export"]["userGrants"] is True  # the browser's folder picker
+    assert config["web"]["window"] == {"title": "Notes", "width": 1100, "height": 720}
 
 
 def test_server_sends_isolation_headers(served: str) -> None:
@@ -121,11 +122,25 @@ def test_notes_works_in_the_browser(served: str) -> None:
         page.wait_for_function("document.getElementById('log').textContent"
                                ".includes('crash requested')", timeout=STEP)
 
-        page.click("#export")  # no folder pickers on the web: reported, not hung
-        page.wait_for_function("!document.getElementById('banner').hidden && "
-                               "document.getElementById('banner-text').textContent"
-                               ".includes('Export failed')", timeout=STEP)
-        assert "desktop app" in page.text_content("#banner-text")
+        # export: the browser's folder picker (stood in for by a folder of the origin's
+        # private file system, a real FileSystemDirectoryHandle) and a service writing into it
+        page.evaluate("""async () => {
+            const root = await navigator.storage.getDirectory();
+            const dir = await root.getDirectoryHandle('exported', {create: true});
+            window.showDirectoryPicker = async () => dir;
+            window.exported = async () => {
+                const out = {};
+                for await (const [name, h] of dir.entries()) {
+                    out[name] = await (await h.getFile()).text();
+                }
+                return out;
+            };
+        }""")
+        page.click("#export")
+        page.wait_for_function("document.getElementById('export-result').textContent"
+                               ".includes('exported to')", timeout=STEP)
+        assert page.text_content("#export-result") == "1 note exported to “exported”"
+        assert page.evaluate("exported()") == {"Groceries.txt": "Groceries\nMilk and bread. Eggs!"}
 
         # the note was saved by the store service into $APPDATA = the origin's storage (OPFS)
         page.close()
@@ -151,7 +166,6 @@ def _project(root: Path, services: str) -> Path:
      "services.svc.preopens[0].host", "folder of the user's machine"),
     ('preopens = [{ guest = "/d", host = "ui", mode = "rw" }]\n[bundle]\nresources = ["ui"]',
      "services.svc.preopens[0].host", "read-only"),
-    ("user_grants = true", "services.svc.user_grants", "cannot open folders"),
     ('[page]\npreopens = [{ guest = "/d", host = "$APPDATA/d", mode = "rw" }]',
      "page.preopens[0]", "cannot lend folders"),
 ])
@@ -174,8 +188,8 @@ def test_check_refuses_what_a_browser_cannot_give(
 def test_check_accepts_the_mapped_folders(tmp_path: Path,
                                           wasm_fixture: Callable[[str], Path]) -> None:
     shutil.copy(wasm_fixture("echo_lines"), tmp_path / "svc.wasm")
-    root = _project(tmp_path / "app", (
-        '[services.svc]\nsource = "../svc.wasm"\npreopens = [\n'
+    root = _project(tmp_path / "app", (  # user_grants: the browser's folder picker
+        '[services.svc]\nsource = "../svc.wasm"\nuser_grants = true\npreopens = [\n'
         '  { guest = "/data", host = "$APPDATA/d", mode = "rw" },\n'
         '  { guest = "/cache", host = "$CACHE", mode = "rw" },\n'
         '  { guest = "/ui", host = "ui", mode = "ro" },\n'

@@ -140,6 +140,21 @@ def headless_self_test(wine: Wine, exe: Path) -> None:
     assert report["threads_left"] == [] and report["ok"] is False
 
 
+def test_the_runtime_bundles_pystrays_win32_backend_without_pillow(v1: dict[str, Path]):
+    """The tray and notifications (runtime/window/webview2.py) load pystray's win32 backend at
+    run time: it is frozen in, its other backends and Pillow are not."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    # the build keeps one Windows runtime in the cache: the one v1 was built from
+    (exe,) = CACHE.glob("runtime/*-windows-x86_64-native-*/onedir/wvwasi-runtime.exe")
+    names = set(CArchiveReader(str(exe)).open_embedded_archive("PYZ.pyz").toc)
+    assert {"pystray", "pystray._win32", "pystray._util.win32", "six",
+            "wvwasi.runtime.window.webview2", "wvwasi.runtime.window.tray"} <= names
+    assert not {n for n in names if n.split(".")[0] == "PIL" or n in (
+        "pystray._darwin", "pystray._xorg", "pystray._gtk", "pystray._appindicator",
+        "pystray._util.gtk", "pystray._util.notify_dbus")}
+
+
 def test_self_test_headless(wine: Wine, app_dir: Path):
     headless_self_test(wine, app_dir / "cross.exe")
 

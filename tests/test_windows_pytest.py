@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from build_helpers import CACHE, ROOT
 from wine import Wine, windows_cpython
+from xvfb import xvfb
 
 from wvwasi.packager import freeze, lock, wincross
 
@@ -29,12 +30,14 @@ pytestmark = pytest.mark.timeout(3600)
 
 #: The host and bridge test files that run under Windows in CI (each costs up to minutes under
 #: Wine): the bridge's run on asyncio's Proactor loop, its session, runs and credits, its
-#: SO_EXCLUSIVEADDRUSE bind and static files with Windows paths. test_host_limits.py and
+#: SO_EXCLUSIVEADDRUSE bind and static files with Windows paths; the tray icon and notifications
+#: (on an Xvfb screen: Wine's notification area needs a display). test_host_limits.py and
 #: test_host_ipc.py also pass there, run by hand with
 #: WVWASI_WINDOWS_TESTS="test_host_limits.py test_host_ipc.py".
 WINDOWS_TESTS = tuple(os.environ.get(
     "WVWASI_WINDOWS_TESTS", "test_host_kinds.py test_stdio_modes.py test_hostfs.py "
-    "test_bridge_input.py test_bridge_security.py test_bridge_static.py").split())
+    "test_bridge_input.py test_bridge_security.py test_bridge_static.py "
+    "test_tray_windows.py").split())
 #: pytest and what it needs on Windows, at the lock's versions.
 TEST_DISTS = ("pytest", "pluggy", "iniconfig", "packaging", "colorama", "pygments",
               "pytest-timeout", "tomli_w")
@@ -79,16 +82,18 @@ def test_host_and_bridge_tests_pass_under_windows_cpython(
         f"sys.path[:0] = [{wincross.windows_path(src)!r}, {wincross.windows_path(tests)!r}]\n"
         "import pytest\n"
         "sys.exit(pytest.main(sys.argv[1:]))\n", encoding="utf-8")
-    wine = Wine(tmp_path / "prefix", tmp_path / "stub-logs")
-    wine.add_wine_8_0_shims()
-    env = {**wine.env, "WVWASI_PREBUILT_FIXTURES": wincross.windows_path(prebuilt),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run(
-        ["wine", windows_python / "python.exe", wincross.windows_path(tmp_path / "run.py"),
-         "-q", "-p", "no:cacheprovider", "-rfEs", "--timeout", "300",
-         *(wincross.windows_path(tests / t) for t in WINDOWS_TESTS)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, errors="replace", timeout=3000)
-    wine.wait()
+    with xvfb() as display:
+        wine = Wine(tmp_path / "prefix", tmp_path / "stub-logs")
+        wine.add_wine_8_0_shims()
+        env = {**wine.env, "WVWASI_PREBUILT_FIXTURES": wincross.windows_path(prebuilt),
+               "PYTHONDONTWRITEBYTECODE": "1", "DISPLAY": display}
+        proc = subprocess.run(
+            ["wine", windows_python / "python.exe", wincross.windows_path(tmp_path / "run.py"),
+             "-q", "-p", "no:cacheprovider", "-rfEs", "--timeout", "300",
+             *(wincross.windows_path(tests / t) for t in WINDOWS_TESTS)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, errors="replace",
+            timeout=3000)
+        wine.wait()
     out = proc.stdout + proc.stderr
     print(out[-4000:])
     assert proc.returncode == 0, out[-4000:]

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from wvwasi.runtime.manifest import WEB, ManifestError, load_manifest
-from wvwasi.runtime.stopping import stop_on_signals, wait
+from wvwasi.runtime.stopping import INTERRUPTED, stop_on_signals, wait
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,28 +29,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; 2 for a bad manifest, 1 if the port cannot be bound."""
+    """Serve until SIGINT/SIGTERM; 2 for a bad manifest, 1 if the port cannot be bound, 130
+    when stopped before it served. The signals stop it from here on: a Ctrl+C while services
+    and bridge start up shuts down what started, with no traceback."""
     if args.web:
         return _serve_web(args)
-    try:
-        manifest = load_manifest(args.dir)
-    except ManifestError as e:
-        print(f"wvwasi serve: {e}", file=sys.stderr)
-        return 2
-    if not 0 <= args.port <= 65535:
-        print(f"wvwasi serve: --port must be 0-65535, got {args.port}", file=sys.stderr)
-        return 2
-    from wvwasi.packager.caches import compiled_dir
-    from wvwasi.runtime.app import App
+    with stop_on_signals() as stop:
+        try:
+            manifest = load_manifest(args.dir)
+        except ManifestError as e:
+            print(f"wvwasi serve: {e}", file=sys.stderr)
+            return 2
+        if not 0 <= args.port <= 65535:
+            print(f"wvwasi serve: --port must be 0-65535, got {args.port}", file=sys.stderr)
+            return 2
+        from wvwasi.packager.caches import compiled_dir
+        from wvwasi.runtime.app import App
 
-    app = App(manifest, headless=True, compile_cache=compiled_dir(), port=args.port)
-    try:
-        return app.serve(hint="Open that URL in a browser (it carries this run's secret). "
-                         "Folder pickers need the app window (wvwasi run). Ctrl+C stops.",
-                         stdin_stops=False)
-    except OSError as e:
-        print(f"wvwasi serve: {e}", file=sys.stderr)
-        return 1
+        app = App(manifest, headless=True, compile_cache=compiled_dir(), port=args.port)
+        try:
+            return app.serve(hint="Open that URL in a browser (it carries this run's secret). "
+                             "Folder pickers need the app window (wvwasi run). Ctrl+C stops.",
+                             stdin_stops=False, stop=stop)
+        except OSError as e:
+            print(f"wvwasi serve: {e}", file=sys.stderr)
+            return 1
 
 
 def _serve_web(args: argparse.Namespace) -> int:
@@ -79,6 +82,8 @@ def _serve_web(args: argparse.Namespace) -> int:
             return 1
         url = server.start()
         try:
+            if stop.is_set():  # Ctrl+C while the site was written
+                return INTERRUPTED
             print(f"Serving {manifest.app.name} as a web site at {url}", flush=True)
             print("Services run in the browser's Workers. Ctrl+C stops.", flush=True)
             wait(stop)

@@ -4,32 +4,36 @@ A page-supplied module runs in the page's browser engine (never natively); when 
 a folder of the machine (a `requestDirectory()` grant or a `[page] preopens` entry), the engine
 has the page relay each file call on that folder to the bridge (an FS_CALL record on its
 WebSocket, runtime/bridge/mounts.py), which answers it here. The rules are those of native
-services: every path is opened beneath the folder with `hostpath.Root` (openat2
-RESOLVE_BENEATH: `..`, absolute paths and symlinks that lead out fail with EPERM, also for a
-link swapped in between two calls), a
-read-only folder refuses every change (EPERM), only regular files and folders are opened, and
-each call moves at most `MAX_IO` bytes. Open files and folders are handles in a table bounded per
+services: every path is opened beneath the folder (`..`, absolute paths and symlinks that lead
+out fail with EPERM, also for a link swapped in between two calls), a read-only folder refuses
+every change (EPERM), only regular files and folders are opened, and each call moves at most
+`MAX_IO` bytes. Open files and folders are handles in a table bounded per
 folder (`MAX_HANDLES`) and per page (`HandleBudget`); `close()` releases them all (the worker
 ended or its page left).
 
 Wire format of one call, both ways: `u32 LE length + JSON object + bytes` (`encode`/`decode`);
 an answer's JSON stays under MAX_JSON (folder listings come in parts) and its bytes under MAX_IO.
 The bridge relays calls as FS_CALL records (runtime/bridge/mounts.py).
+
+This module is what every OS shares (the wire, the handle table and its bounds, argument checks,
+the read-only rules); the system calls are in hostfs_posix.py (openat2 beneath a descriptor) and
+hostfs_win.py (NtCreateFile beneath a handle).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
-import stat
 import struct
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from ..host.hostpath import EscapeError, Root, fd_path
+from ..host.hostpath import EscapeError, Root
 from .protocol import parse_json
 
 log = logging.getLogger("wvwasi.bridge")
@@ -44,10 +48,6 @@ MAX_LISTING = 16384
 MAX_JSON = 64 << 10
 
 _U32 = struct.Struct("<I")
-_O_PATH = getattr(os, "O_PATH", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 # WASI preview1 errno values (wasi-core.js ERRNO)
 _WASI = {
@@ -60,8 +60,6 @@ _WASI = {
 }
 ACCES, BADF, EXIST, INVAL, IO, ISDIR, MFILE, NOENT, NOTDIR, PERM, BUSY = (
     2, 8, 20, 28, 29, 31, 33, 44, 54, 63, 10)
-_FILETYPE = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7, stat.S_IFCHR: 2,
-             stat.S_IFBLK: 1, stat.S_IFSOCK: 6}
 
 
 class WasiFail(Exception):
@@ -125,14 +123,18 @@ class HandleBudget:
 
 class _Handle:
     def __init__(self, fd: int, is_dir: bool, writable: bool) -> None:
-        self.fd = fd
+        self.fd = fd  # a POSIX descriptor, or a Windows handle (hostfs_win.py)
         self.is_dir = is_dir
         self.writable = writable
         self.listing: list[tuple[str, int, int]] | None = None
 
 
 class HostFolder:
-    """One mounted folder: handle 0 is the folder itself. Calls are serialized (`call`)."""
+    """One mounted folder: handle 0 is the folder itself. Calls are serialized (`call`).
+
+    What does not depend on the OS is here: the wire, the handle table and its bounds, argument
+    checks and the read-only rules. The system calls are the subclass's (`lend` picks it):
+    hostfs_posix.PosixHostFolder, hostfs_win.WinHostFolder."""
 
     def __init__(self, root: Root, mode: Literal["ro", "rw"], budget: HandleBudget) -> None:
         if not budget.take():
@@ -199,22 +201,50 @@ class HostFolder:
         finally:
             self._lock.release()
 
-    # -- helpers --------------------------------------------------------------------------------
+    # -- the system's side (each OS's subclass) -------------------------------------------------
 
     @staticmethod
     def _take_root(root: Root) -> int:
-        """The root's descriptor, taken from it."""
-        assert root.fd is not None, "host folders need a POSIX root"
-        fd, root.fd = root.fd, None
-        return fd
+        """The root's descriptor or handle, taken from it."""
+        raise NotImplementedError
 
     @staticmethod
     def _close_fd(fd: int) -> None:
-        os.close(fd)
+        raise NotImplementedError
 
-    @staticmethod
-    def _list(fd: int) -> list[tuple[str, int, int]]:
-        return _listing(fd)
+    def _entries(self, fd: int) -> Iterator[tuple[str, int, int]]:
+        """(name, WASI filetype, file id) of each entry of folder `fd`, `.` and `..` left out."""
+        raise NotImplementedError
+
+    def _file_id(self, fd: int) -> int:
+        raise NotImplementedError
+
+    def _fstat(self, fd: int) -> dict[str, Any]:
+        """The call's answer for `stat` of `fd` (dev, ino, type, nlink, size, times)."""
+        raise NotImplementedError
+
+    def _read_at(self, fd: int, size: int, at: int | None) -> bytes:
+        """Up to `size` bytes from the position, or from offset `at` (the position kept)."""
+        raise NotImplementedError
+
+    def _write_at(self, fd: int, data: bytes, at: int | None, append: bool) -> int:
+        """Write at the position, at offset `at` (the position kept), or at the end."""
+        raise NotImplementedError
+
+    def _seek_to(self, fd: int, offset: int, whence: int) -> int:
+        raise NotImplementedError
+
+    def _size(self, fd: int) -> int:
+        raise NotImplementedError
+
+    def _set_size(self, fd: int, size: int) -> None:
+        raise NotImplementedError
+
+    def _flush(self, handle: _Handle) -> None:
+        """Flush file `handle` to storage (if this OS allows it on that handle)."""
+        raise NotImplementedError
+
+    # -- helpers --------------------------------------------------------------------------------
 
     def _handle(self, head: dict[str, Any], key: str = "h") -> _Handle:
         h = head[key]
@@ -222,11 +252,12 @@ class HostFolder:
             raise WasiFail(BADF)
         return self._handles[h]
 
-    def _dir(self, head: dict[str, Any], key: str = "h") -> Root:
+    def _folder(self, head: dict[str, Any], key: str = "h") -> _Handle:
+        """The call's folder handle; NOTDIR for a file."""
         handle = self._handle(head, key)
         if not handle.is_dir:
             raise WasiFail(NOTDIR)
-        return Root(handle.fd, fd_path(handle.fd) or "")  # borrowed: never closed through it
+        return handle
 
     def _writable_file(self, head: dict[str, Any]) -> _Handle:
         """The call's file handle, opened for writing on a read-write mount."""
@@ -255,24 +286,12 @@ class HostFolder:
         return path
 
     @staticmethod
-    def _open_beneath(root: Root, path: str, flags: int, mode: int = 0) -> int:
-        return root.open_fd(path, flags, mode)
-
-    def _parent(self, head: dict[str, Any], key: str = "h", path_key: str = "path"
-                ) -> tuple[int, str]:
-        """(an O_PATH fd of the parent folder, opened beneath, and the last name) of a path."""
-        path = self._path(head, path_key)
-        trimmed = path.rstrip("/")
-        if trimmed == "":
-            raise WasiFail(PERM)
-        parent, _, name = trimmed.rpartition("/")
-        root = self._dir(head, key)
-        if name in (".", ".."):
-            fd = self._open_beneath(root, trimmed, _O_PATH | _O_DIRECTORY)  # escape -> EPERM
-            os.close(fd)
-            raise WasiFail(BUSY)
-        fd = self._open_beneath(root, parent or ".", _O_PATH | _O_DIRECTORY)
-        return fd, name
+    def _link_target(head: dict[str, Any]) -> str:
+        """A `symlink` call's target text (INVAL when it is not text or holds NUL)."""
+        target = head["target"]
+        if not isinstance(target, str) or "\0" in target:
+            raise WasiFail(INVAL)
+        return target
 
     def _new_handle(self, fd: int, is_dir: bool, writable: bool) -> int:
         if len(self._handles) > MAX_HANDLES or not self._budget.take():
@@ -282,8 +301,6 @@ class HostFolder:
         self._next += 1
         self._handles[h] = _Handle(fd, is_dir, writable)
         return h
-
-    # -- calls ----------------------------------------------------------------------------------
 
     def _open_request(self, head: dict[str, Any]) -> tuple[str, bool, bool, bool, bool, bool]:
         """(path, read, write, creat, excl, trunc) of an `open` call; EPERM for writing or
@@ -296,44 +313,39 @@ class HostFolder:
             raise WasiFail(PERM)
         return path, read, write, creat, excl, trunc
 
-    def _open(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        root = self._dir(head)
-        path, read, write, creat, excl, trunc = self._open_request(head)
-        flags = _O_NONBLOCK | (os.O_RDWR if write and read else os.O_WRONLY if write
-                               else os.O_RDONLY)
-        if not head.get("follow"):
-            flags |= _O_NOFOLLOW
-        if head.get("directory"):
-            flags |= _O_DIRECTORY
-        if trunc:
-            flags |= os.O_TRUNC
-        if creat:
-            flags |= os.O_CREAT | (os.O_EXCL if excl else 0)
-            if self.mode != "rw":  # creating is a change: only an existing file may open
-                try:
-                    fd = self._open_beneath(root, path, flags & ~(os.O_CREAT | os.O_EXCL))
-                except FileNotFoundError:
-                    raise WasiFail(PERM) from None
-                if excl:
-                    os.close(fd)
-                    raise WasiFail(EXIST)
-                return self._opened(fd, write)
-        try:
-            fd = self._open_beneath(root, path, flags, 0o644 if creat else 0)
-        except IsADirectoryError:
-            raise WasiFail(ISDIR) from None
-        return self._opened(fd, write)
+    def _times_wanted(self, head: dict[str, Any], atime_ns: int, mtime_ns: int
+                      ) -> tuple[int, int]:
+        """(access, modification) times in ns a `times` call sets, from the file's current
+        ones; EPERM in a read-only folder."""
+        self._writable()
+        now = time.time_ns()
+        atim = now if head.get("atimNow") else atime_ns if head.get("atim") is None \
+            else int(head["atim"])
+        mtim = now if head.get("mtimNow") else mtime_ns if head.get("mtim") is None \
+            else int(head["mtim"])
+        return atim, mtim
 
-    def _opened(self, fd: int, write: bool) -> tuple[dict[str, Any], bytes]:
-        kind = stat.S_IFMT(os.fstat(fd).st_mode)
-        if kind not in (stat.S_IFREG, stat.S_IFDIR):  # FIFOs, devices, sockets: never
-            os.close(fd)
-            raise WasiFail(ACCES)
-        if kind == stat.S_IFREG and _O_NONBLOCK:
-            os.set_blocking(fd, True)
-        is_dir = kind == stat.S_IFDIR
-        h = self._new_handle(fd, is_dir, write or (is_dir and self.mode == "rw"))
-        return {"h": h, "type": _FILETYPE[kind]}, b""
+    def _list(self, fd: int) -> list[tuple[str, int, int]]:
+        """`.`, `..` and up to MAX_LISTING names of folder `fd`: (name, WASI filetype, file
+        id). Names that are not UTF-8 are left out (the page's engine and its JSON carry text),
+        with a warning."""
+        here = self._file_id(fd)
+        out = [(".", 3, here), ("..", 3, here)]
+        skipped = 0
+        with contextlib.closing(self._entries(fd)) as entries:
+            for name, kind, ino in entries:
+                if len(out) >= MAX_LISTING + 2:
+                    break
+                if _is_text(name):
+                    out.append((name, kind, ino))
+                else:
+                    skipped += 1
+        if skipped:
+            log.warning("host folder: %d file names that are not UTF-8 are not listed to the "
+                        "page's module", skipped)
+        return out
+
+    # -- calls the same on every OS ------------------------------------------------------------
 
     def _close(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         handle = self._handle(head)
@@ -350,18 +362,15 @@ class HostFolder:
             raise WasiFail(ISDIR)
         size = max(0, min(int(head["len"]), MAX_IO))
         at = head.get("at")
-        data = os.pread(handle.fd, size, int(at)) if at is not None else os.read(handle.fd, size)
-        return {}, data
+        return {}, self._read_at(handle.fd, size, None if at is None else int(at))
 
     def _write(self, head: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes]:
         handle = self._writable_file(head)
         if len(data) > MAX_IO:
             raise WasiFail(INVAL)
         at = head.get("at")
-        if head.get("append"):  # an O_APPEND descriptor writes at the end, pwrite too
-            os.lseek(handle.fd, 0, os.SEEK_END)
-            at = None
-        n = os.pwrite(handle.fd, data, int(at)) if at is not None else os.write(handle.fd, data)
+        n = self._write_at(handle.fd, data, None if at is None else int(at),
+                           bool(head.get("append")))
         return {"n": n}, b""
 
     def _seek(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
@@ -369,26 +378,16 @@ class HostFolder:
         if handle.is_dir:
             raise WasiFail(BADF)
         whence = int(head["whence"])
-        if whence not in (0, 1, 2):
+        offset = int(head["offset"])
+        if whence not in (0, 1, 2) or (whence == 0 and offset < 0):
             raise WasiFail(INVAL)
-        return {"pos": str(os.lseek(handle.fd, int(head["offset"]), whence))}, b""
+        return {"pos": str(self._seek_to(handle.fd, offset, whence))}, b""
 
     def _stat(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        return _filestat(os.fstat(self._handle(head).fd)), b""
-
-    def _pstat(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        root = self._dir(head)
-        flags = _O_PATH | (0 if head.get("follow") else _O_NOFOLLOW)
-        fd = self._open_beneath(root, self._path(head), flags)
-        try:
-            return _filestat(os.fstat(fd)), b""
-        finally:
-            os.close(fd)
+        return self._fstat(self._handle(head).fd), b""
 
     def _readdir(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._handle(head)
-        if not handle.is_dir:
-            raise WasiFail(NOTDIR)
+        handle = self._folder(head)
         cookie = int(head["cookie"])
         if cookie == 0 or handle.listing is None:
             handle.listing = self._list(handle.fd)
@@ -401,188 +400,40 @@ class HostFolder:
             out.append([name, kind, str(ino)])
         return {"entries": out}, b""
 
-    def _mkdir(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        try:
-            parent, name = self._parent(head)
-        except WasiFail as e:
-            raise WasiFail(EXIST if e.code == BUSY else e.code) from None
-        try:
-            self._writable()
-            os.mkdir(name, 0o755, dir_fd=parent)
-        finally:
-            os.close(parent)
-        return {}, b""
-
-    def _rmdir(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        parent, name = self._parent(head)
-        try:
-            if stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-                self._writable()
-            os.rmdir(name, dir_fd=parent)
-        finally:
-            os.close(parent)
-        return {}, b""
-
-    def _unlink(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        if self._path(head).endswith("/"):
-            raise WasiFail(NOTDIR)
-        try:
-            parent, name = self._parent(head)
-        except WasiFail as e:
-            raise WasiFail(ISDIR if e.code == BUSY else e.code) from None
-        try:
-            if stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-                raise WasiFail(ISDIR)
-            self._writable()
-            os.unlink(name, dir_fd=parent)
-        finally:
-            os.close(parent)
-        return {}, b""
-
-    def _parents(self, head: dict[str, Any]) -> tuple[int, str, int, str]:
-        """The parent folders and last names of `path` (beneath `h`) and `path2` (beneath `h2`)."""
-        src, name = self._parent(head)
-        try:
-            dst, new = self._parent(head, "h2", "path2")
-        except BaseException:
-            os.close(src)
-            raise
-        return src, name, dst, new
-
-    def _rename(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        src, name, dst, new = self._parents(head)
-        try:
-            os.stat(name, dir_fd=src, follow_symlinks=False)  # NOENT before PERM, as natively
-            self._writable()
-            os.rename(name, new, src_dir_fd=src, dst_dir_fd=dst)
-        finally:
-            os.close(src)
-            os.close(dst)
-        return {}, b""
-
-    def _link(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        src, name, dst, new = self._parents(head)
-        try:
-            if stat.S_ISDIR(os.stat(name, dir_fd=src, follow_symlinks=False).st_mode):
-                raise WasiFail(PERM)
-            self._writable()
-            os.link(name, new, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
-        finally:
-            os.close(src)
-            os.close(dst)
-        return {}, b""
-
-    def _symlink(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        target = head["target"]
-        if not isinstance(target, str) or "\0" in target:
-            raise WasiFail(INVAL)
-        if self._path(head).endswith("/"):
-            raise WasiFail(NOENT)
-        parent, name = self._parent(head)
-        try:
-            if target.startswith("/"):
-                raise WasiFail(PERM)
-            self._writable()
-            os.symlink(target, name, dir_fd=parent)
-        finally:
-            os.close(parent)
-        return {}, b""
-
-    def _readlink(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        try:
-            parent, name = self._parent(head)
-        except WasiFail as e:
-            raise WasiFail(INVAL if e.code == BUSY else e.code) from None
-        try:
-            return {}, os.fsencode(os.readlink(name, dir_fd=parent))
-        finally:
-            os.close(parent)
-
     def _truncate(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         handle = self._writable_file(head)
         size = int(head["size"])
-        if head.get("grow") and size <= os.fstat(handle.fd).st_size:
+        if size < 0:
+            raise WasiFail(INVAL)
+        if head.get("grow") and size <= self._size(handle.fd):
             return {}, b""
-        os.ftruncate(handle.fd, size)
-        return {}, b""
-
-    def _times(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        if "path" in head:
-            root = self._dir(head)
-            flags = _O_PATH | (0 if head.get("follow") else _O_NOFOLLOW)
-            fd = self._open_beneath(root, self._path(head), flags)
-        else:
-            fd = os.dup(self._handle(head).fd)
-        try:
-            self._writable()
-            st = os.fstat(fd)
-            now = None
-            atim, mtim = st.st_atime_ns, st.st_mtime_ns
-            if head.get("atim") is not None:
-                atim = int(head["atim"])
-            if head.get("mtim") is not None:
-                mtim = int(head["mtim"])
-            if head.get("atimNow") or head.get("mtimNow"):
-                import time
-
-                now = time.time_ns()
-                atim = now if head.get("atimNow") else atim
-                mtim = now if head.get("mtimNow") else mtim
-            # Linux O_PATH fds take no futimens: /proc/self/fd/N is the very file opened
-            os.utime(f"/proc/self/fd/{fd}" if _O_PATH and "path" in head else fd,
-                     ns=(atim, mtim))
-        finally:
-            os.close(fd)
+        self._set_size(handle.fd, size)
         return {}, b""
 
     def _sync(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         handle = self._handle(head)
         if not handle.is_dir:
-            os.fsync(handle.fd)
+            self._flush(handle)
         return {}, b""
+
+    # -- path calls: each OS's own --------------------------------------------------------------
+
+    def _path_call(self, head: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes]:
+        raise NotImplementedError
+
+    _open = _pstat = _mkdir = _rmdir = _unlink = _rename = _link = _symlink = _readlink = \
+        _times = _path_call
 
 
 def lend(root: Root, mode: Literal["ro", "rw"], budget: HandleBudget) -> HostFolder:
-    """The host folder answering calls beneath `root` on this OS (hostfs_win.py on Windows)."""
+    """The host folder answering calls beneath `root` on this OS."""
     if os.name == "nt":  # pragma: no cover - Windows (tests/test_windows_pytest.py)
         from .hostfs_win import WinHostFolder
 
         return WinHostFolder(root, mode, budget)
-    return HostFolder(root, mode, budget)
+    from .hostfs_posix import PosixHostFolder
 
-
-def _filestat(st: os.stat_result) -> dict[str, Any]:
-    return {
-        "dev": str(st.st_dev), "ino": str(st.st_ino),
-        "type": _FILETYPE.get(stat.S_IFMT(st.st_mode), 0), "nlink": str(st.st_nlink),
-        "size": str(st.st_size), "atim": str(st.st_atime_ns), "mtim": str(st.st_mtime_ns),
-        "ctim": str(st.st_ctime_ns),
-    }
-
-
-def _listing(fd: int) -> list[tuple[str, int, int]]:
-    """`.`, `..` and up to MAX_LISTING names of folder `fd`: (name, WASI filetype, inode).
-    Names that are not UTF-8 are left out (the page's engine and its JSON carry text), with a
-    warning naming the folder."""
-    here = os.fstat(fd)
-    out = [(".", 3, here.st_ino), ("..", 3, here.st_ino)]
-    skipped = 0
-    with os.scandir(fd) as it:
-        for entry in it:
-            if len(out) >= MAX_LISTING + 2:
-                break
-            if not _is_text(entry.name):
-                skipped += 1
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            out.append((entry.name, _FILETYPE.get(stat.S_IFMT(st.st_mode), 0), st.st_ino))
-    if skipped:
-        log.warning("host folder %s: %d file names that are not UTF-8 are not listed to the "
-                    "page's module", fd_path(fd) or "?", skipped)
-    return out
+    return PosixHostFolder(root, mode, budget)
 
 
 def _is_text(name: str) -> bool:

@@ -1,10 +1,10 @@
 """hostfs.py's host folder on Windows: the same calls, answered with handles opened beneath.
 
-The wire, the handle table, its bounds and the read-only rules are hostfs.HostFolder's; the calls
-here use Windows handles (runtime/host/winfs.py) instead of POSIX descriptors. Every path is
-opened one name at a time relative to the folder handle before it, never through a symlink,
-junction or mount point, and each opened name is checked on its handle (winfs.Walk). What
-differs from Linux, by Windows' semantics:
+The wire, the handle table, its bounds, argument checks and the read-only rules are
+hostfs.HostFolder's; the system calls here use Windows handles (runtime/host/winfs.py) instead
+of POSIX descriptors (hostfs_posix.py). Every path is opened one name at a time relative to the
+folder handle before it, never through a symlink, junction or mount point, and each opened name
+is checked on its handle (winfs.Walk). What differs from Linux, by Windows' semantics:
 
 - links are never followed: opening one answers ELOOP (EPERM when following was asked), a
   module cannot make one (symlink: EPERM; Windows reserves that to privileged users) and
@@ -18,25 +18,13 @@ differs from Linux, by Windows' semantics:
 from __future__ import annotations
 
 import errno
-import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..host import winfs
 from ..host.hostpath import EscapeError, Root
 from ..host.winpath import split
-from .hostfs import (
-    BUSY,
-    EXIST,
-    INVAL,
-    ISDIR,
-    MAX_IO,
-    MAX_LISTING,
-    NOTDIR,
-    PERM,
-    HostFolder,
-    WasiFail,
-    _is_text,
-)
+from .hostfs import BUSY, EXIST, INVAL, ISDIR, NOTDIR, PERM, HostFolder, WasiFail, _Handle
 
 _NOTSUP, _NOENT = 58, 44
 
@@ -54,23 +42,40 @@ class WinHostFolder(HostFolder):
     def _close_fd(fd: int) -> None:
         winfs.close(fd)
 
-    @staticmethod
-    def _list(fd: int) -> list[tuple[str, int, int]]:
-        """`.`, `..` and up to MAX_LISTING names of folder handle `fd` (text names only)."""
-        here = winfs.info(fd).index
-        out = [(".", 3, here), ("..", 3, here)]
+    def _entries(self, fd: int) -> Iterator[tuple[str, int, int]]:
         for name, attrs, ino in winfs.listing(fd):
-            if len(out) >= MAX_LISTING + 2:
-                break
-            if _is_text(name):
-                out.append((name, _filetype(attrs), ino))
-        return out
+            yield name, _filetype(attrs), ino
+
+    def _file_id(self, fd: int) -> int:
+        return winfs.info(fd).index
+
+    def _fstat(self, fd: int) -> dict[str, Any]:
+        return _filestat(winfs.info(fd))
+
+    def _read_at(self, fd: int, size: int, at: int | None) -> bytes:
+        return winfs.read(fd, size, at)
+
+    def _write_at(self, fd: int, data: bytes, at: int | None, append: bool) -> int:
+        return winfs.write(fd, data, at, append)
+
+    def _seek_to(self, fd: int, offset: int, whence: int) -> int:
+        return winfs.seek(fd, offset, whence)
+
+    def _size(self, fd: int) -> int:
+        return winfs.info(fd).size
+
+    def _set_size(self, fd: int, size: int) -> None:
+        winfs.set_size(fd, size)
+
+    def _flush(self, handle: _Handle) -> None:
+        if handle.writable:  # FlushFileBuffers needs write access
+            winfs.flush(handle.fd)
+
+    # -- helpers --------------------------------------------------------------------------------
 
     def _walk(self, head: dict[str, Any], key: str = "h") -> winfs.Walk:
-        handle = self._handle(head, key)
-        if not handle.is_dir:
-            raise WasiFail(NOTDIR)
-        return winfs.Walk(handle.fd, winfs.final_path(handle.fd))
+        fd = self._folder(head, key).fd
+        return winfs.Walk(fd, winfs.final_path(fd))
 
     def _entry(self, head: dict[str, Any], access: int, options: int = 0, *, key: str = "h",
                path_key: str = "path", busy: int = BUSY) -> int:
@@ -91,7 +96,7 @@ class WinHostFolder(HostFolder):
             raise
         return handle, name
 
-    # -- calls ----------------------------------------------------------------------------------
+    # -- path calls -----------------------------------------------------------------------------
 
     def _open(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         walk = self._walk(head)
@@ -138,38 +143,6 @@ class WinHostFolder(HostFolder):
             if e.errno == errno.ELOOP and head.get("follow"):
                 raise WasiFail(PERM) from None  # links are never followed here
             raise
-
-    def _read(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._handle(head)
-        if handle.is_dir:
-            raise WasiFail(ISDIR)
-        size = max(0, min(int(head["len"]), MAX_IO))
-        at = head.get("at")
-        return {}, winfs.read(handle.fd, size, None if at is None else int(at))
-
-    def _write(self, head: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._writable_file(head)
-        if len(data) > MAX_IO:
-            raise WasiFail(INVAL)
-        at = head.get("at")
-        n = winfs.write(handle.fd, data, None if at is None else int(at),
-                        bool(head.get("append")))
-        return {"n": n}, b""
-
-    def _seek(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._handle(head)
-        if handle.is_dir:
-            raise WasiFail(8)  # BADF
-        whence = int(head["whence"])
-        if whence not in (0, 1, 2):
-            raise WasiFail(INVAL)
-        offset = int(head["offset"])
-        if whence == 0 and offset < 0:
-            raise WasiFail(INVAL)
-        return {"pos": str(winfs.seek(handle.fd, offset, whence))}, b""
-
-    def _stat(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        return _filestat(winfs.info(self._handle(head).fd)), b""
 
     def _pstat(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         walk = self._walk(head)
@@ -238,9 +211,7 @@ class WinHostFolder(HostFolder):
         return self._move(head, link=True)
 
     def _symlink(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        target = head["target"]
-        if not isinstance(target, str) or "\0" in target:
-            raise WasiFail(INVAL)
+        self._link_target(head)
         parent, _name = self._folder_of(head, "h", "path")
         self._close_fd(parent)
         raise WasiFail(PERM)  # Windows keeps symlinks to privileged users; never made here
@@ -252,39 +223,19 @@ class WinHostFolder(HostFolder):
         finally:
             self._close_fd(handle)
 
-    def _truncate(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._writable_file(head)
-        size = int(head["size"])
-        if size < 0:
-            raise WasiFail(INVAL)
-        if head.get("grow") and size <= winfs.info(handle.fd).size:
-            return {}, b""
-        winfs.set_size(handle.fd, size)
-        return {}, b""
-
     def _times(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
         if "path" in head:
             handle = self._walk(head).open(self._path(head), winfs.WRITE_ATTRIBUTES)
         else:
             handle = winfs.duplicate(self._handle(head).fd)
         try:
-            self._writable()
             st = winfs.info(handle)
-            now = time.time_ns()
-            atim = now if head.get("atimNow") else st.atime_ns if head.get("atim") is None \
-                else int(head["atim"])
-            mtim = now if head.get("mtimNow") else st.mtime_ns if head.get("mtim") is None \
-                else int(head["mtim"])
+            atim, mtim = self._times_wanted(head, st.atime_ns, st.mtime_ns)
             winfs.set_times(handle, atim, mtim)
         finally:
             self._close_fd(handle)
         return {}, b""
 
-    def _sync(self, head: dict[str, Any], _: bytes) -> tuple[dict[str, Any], bytes]:
-        handle = self._handle(head)
-        if handle.writable and not handle.is_dir:
-            winfs.flush(handle.fd)
-        return {}, b""
 
 
 def _filetype(attrs: int) -> int:

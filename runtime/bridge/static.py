@@ -15,7 +15,7 @@ import os
 import re
 import stat
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -26,7 +26,6 @@ JS_DIR = Path(__file__).resolve().parent.parent / "js"
 SCRIPT_PATH = "/__wvwasi/wvwasi.js"
 TYPES_PATH = "/__wvwasi/wvwasi.d.ts"
 SCRIPT_TAG = f'<script src="{SCRIPT_PATH}"></script>'.encode()
-_PROC_FD = Path("/proc/self/fd")
 #: Characters of a page path a second window may open (`UIFiles.page`).
 MAX_PAGE_PATH = 1024
 
@@ -135,34 +134,36 @@ def inject_script(html: bytes, src: str = SCRIPT_PATH) -> bytes:
 class UIFiles:
     """The files of one UI folder, as the bridge serves them.
 
-    Each request opens its file beneath the UI folder (`hostpath.Root`: openat2 on Linux), so no
-    symlink (in the path, in the `index.html` picked for a folder, or in the file itself) leads
-    out of it, and serves exactly what it opened. No component of the request, nor of the path
-    the file really has inside the folder, may start with `.`; only regular files are served.
-    Anything else, including names too long and symlink loops, is a 404.
+    Each request opens its file beneath the UI folder (`hostpath.Root`: openat2 on Linux,
+    NtCreateFile one name at a time beneath the folder's handle with each handle's final path
+    checked on Windows), so no symlink (in the path, in the `index.html` picked for a folder, or
+    in the file itself) leads out of it, and serves exactly what it opened, from that
+    descriptor (a link swapped in after the check changes nothing). No component of the
+    request, nor of the path the file really has inside the folder, may start with `.`; only
+    regular files are served. Anything else, including names too long and symlink loops, is a
+    404.
     """
 
     def __init__(self, root: Path, entry: str) -> None:
         self.root = root.resolve()
         self.entry = entry
 
-    def open(self, url_path: str) -> tuple[int | None, str] | None:
-        """(an fd open on the file or None on Windows, its path inside the folder) for a decoded
-        URL path, or None if it is missing or not servable. The caller closes the fd."""
+    def open(self, url_path: str) -> tuple[int, str] | None:
+        """(an fd open on the file, its `/`-separated path inside the folder) for a decoded URL
+        path, or None if it is missing or not servable. The caller closes the fd."""
         rel = url_path.lstrip("/") or self.entry
         if "\0" in rel or "\\" in rel or _hidden(rel):  # `..`, dotfiles, .git ...
             return None
         try:
-            if os.name == "nt":  # pragma: no cover - Windows
-                where = self._verified(rel)
-                return None if where is None else (None, where)
             with Root.open(self.root) as root:
                 fd = root.open_fd(rel)
                 try:
                     if stat.S_ISDIR(os.fstat(fd).st_mode):
                         os.close(fd)
                         fd = root.open_fd(f"{rel.rstrip('/')}/index.html")
-                    where = root.relative(fd)
+                    where = root.relative(fd)  # the opened file's own path, not the asked one
+                    if where is not None:
+                        where = where.replace(os.sep, "/")
                     if is_regular(fd) and where is not None and not _hidden(where):
                         return fd, where
                 except BaseException:
@@ -185,8 +186,7 @@ class UIFiles:
         if opened is None:
             raise ValueError(f"{path!r} is not a page of the app's UI folder")
         fd, where = opened
-        if fd is not None:
-            os.close(fd)
+        os.close(fd)
         if not mime_type(Path(where)).startswith("text/html"):
             raise ValueError(f"{path!r} is not an HTML page")
         return where
@@ -200,42 +200,46 @@ class UIFiles:
         try:
             content_type = mime_type(Path(where))
             if content_type.startswith("text/html"):
-                if fd is None:  # pragma: no cover - Windows
-                    data = (self.root / where).read_bytes()
-                else:
-                    with os.fdopen(os.dup(fd), "rb") as f:
-                        data = f.read()
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    data = f.read()
                 return web.Response(body=inject_script(data),
                                     headers={"Content-Type": content_type})
-            # /proc/self/fd/N is the very file opened above, whatever happens to its path since
-            # (elsewhere the verified path is served again: a swap in between is not caught).
-            path = _PROC_FD / str(fd) if fd is not None and _PROC_FD.is_dir() else (
-                self.root / where
-            )
-            response = _SentFileResponse(path, headers={"Content-Type": content_type})
+            response = _SentFileResponse(fd, headers={"Content-Type": content_type})
             await response.prepare(request)  # sends the whole file while `fd` is open
             return response
         finally:
-            if fd is not None:
-                os.close(fd)
-
-    def _verified(self, rel: str) -> str | None:  # pragma: no cover - Windows
-        """Resolve-then-verify where files cannot be opened beneath a folder handle."""
-        target = (self.root / rel).resolve()
-        if target.is_dir():
-            target = (target / "index.html").resolve()
-        where = target.relative_to(self.root).as_posix()  # ValueError: a link out
-        return where if target.is_file() and not _hidden(where) else None
+            os.close(fd)
 
 
 class _SentFileResponse(web.FileResponse):
-    """A FileResponse its handler sends itself (while it holds the file open): aiohttp's own
-    prepare() after the handler returns must not send it again."""
+    """aiohttp's FileResponse (ranges, ETag, sendfile) of the file open on `fd`, never of a
+    path opened again by name (a link swapped in since could lead out). Its handler sends it
+    itself while it holds the fd open: aiohttp's own prepare() after the handler returns must
+    not send it again."""
+
+    def __init__(self, fd: int, headers: dict[str, str]) -> None:
+        super().__init__(Path(os.devnull), headers=headers)  # the path is never opened
+        self._fd = fd
+
+    def _get_file_path_stat_encoding(  # type: ignore[override]
+            self, accept_encoding: str) -> tuple[_OpenedFile | None, os.stat_result, None]:
+        st = os.fstat(self._fd)
+        return (_OpenedFile(self._fd) if stat.S_ISREG(st.st_mode) else None), st, None
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return None
         return await super().prepare(request)
+
+
+class _OpenedFile:
+    """What FileResponse opens in place of a path: a second descriptor of the opened file."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def open(self, mode: str) -> BinaryIO:
+        return os.fdopen(os.dup(self._fd), mode)
 
 
 def _hidden(rel: str) -> bool:

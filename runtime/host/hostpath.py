@@ -100,6 +100,15 @@ def fd_path(fd: int) -> str | None:
             return os.readlink(_PROC_FD / str(fd))
         except OSError:
             return None
+    if os.name == "nt":  # pragma: no cover - Windows (tests/test_windows_pytest.py)
+        import msvcrt
+
+        from . import winfs
+
+        try:
+            return winfs.final_path(msvcrt.get_osfhandle(fd))  # type: ignore[attr-defined]
+        except OSError:
+            return None
     if sys.platform == "darwin":  # pragma: no cover - macOS
         import fcntl
 

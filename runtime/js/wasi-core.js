@@ -147,7 +147,8 @@ export class Symlink extends Node {
   get filetype() { return FILETYPE.SYMLINK; }
 }
 
-/** A tree from `[{path, type: 'file'|'dir'|'symlink', data?, target?}]` (paths relative, '/'). */
+/** A tree from `[{path, type: 'file'|'dir'|'symlink', data?, target?, mtim?}]` (paths relative,
+ * '/'; `mtim`: a file's modification time in ms). */
 export function buildTree(entries) {
   const root = new Dir();
   for (const entry of entries) {
@@ -165,7 +166,9 @@ export function buildTree(entries) {
     } else if (entry.type === 'symlink') {
       dir.entries.set(name, new Symlink(entry.target));
     } else {
-      dir.entries.set(name, new File(new Uint8Array(entry.data ?? 0)));
+      const file = new File(new Uint8Array(entry.data ?? 0));
+      if (entry.mtim !== undefined) file.mtim = BigInt(Math.round(entry.mtim)) * 1000000n; // ms
+      dir.entries.set(name, file);
     }
   }
   return root;
@@ -313,7 +316,9 @@ export class Wasi {
     if (!d) fail(E.BADF);
     if (d.stream) {
       if ((STDIO_CALLS & rights) !== rights) fail(E.BADF);
-    } else if ((d.rights & rights) !== rights) fail(E.NOTCAPABLE);
+    } else if ((d.rights & rights) !== rights) {
+      fail(d.node instanceof Dir ? E.BADF : E.NOTCAPABLE); // wasmtime: a file call on a folder
+    }
     return d;
   }
   #dirFd(fd, rights = 0n) {
@@ -367,6 +372,7 @@ export class Wasi {
           slash, stack};
         continue;
       }
+      if (name.length > 85 && encoder.encode(name).length > 255) fail(E.NAMETOOLONG);
       const dir = stack[stack.length - 1];
       const node = dir.entries.get(name);
       if (isLast) {
@@ -565,12 +571,9 @@ export class Wasi {
         const d = self.#fd(fd, R.FD_ADVISE);
         if (d.node instanceof Dir) fail(E.BADF);
       },
-      fd_allocate: (fd, offset, len) => {
-        const d = self.#fileFd(fd, R.FD_ALLOCATE);
-        if (!d.writable) fail(E.BADF);
-        const end = Number(offset + len);
-        if (end > d.node.size) d.node.resize(end);
-        self.#touch(d);
+      fd_allocate: (fd) => { // wasmtime (preview1 over preview2) has no allocate
+        self.#fileFd(fd, R.FD_ALLOCATE);
+        fail(E.NOTSUP);
       },
       fd_close: (fd) => {
         self.#fd(fd);
@@ -747,16 +750,18 @@ export class Wasi {
         const d = self.#dirFd(fd, R.PATH_OPEN);
         const path = self.#string(ptr, len);
         const follow = (dirflags & 1) !== 0;
-        const r = self.#resolve(d, path, follow);
-        let node = r.node;
         const wantsWrite = (base & (R.FD_WRITE | R.FD_ALLOCATE | R.FD_FILESTAT_SET_SIZE)) !== 0n ||
           (fdflags & FDFLAGS.APPEND) !== 0;
+        // as wasmtime: a read-only folder refuses creating, truncating and writing before any
+        // lookup (EPERM even where the path does not exist)
+        if ((wantsWrite || oflags & (OFLAGS.CREAT | OFLAGS.TRUNC)) && !d.writable) fail(E.PERM);
+        const r = self.#resolve(d, path, follow);
+        let node = r.node;
         if (oflags & OFLAGS.CREAT) {
           if ((d.rights & R.PATH_CREATE_FILE) === 0n) fail(E.NOTCAPABLE);
           if (node !== undefined && oflags & OFLAGS.EXCL) fail(E.EXIST);
           if (node === undefined) {
             if (r.slash || oflags & OFLAGS.DIRECTORY) fail(r.slash ? E.ISDIR : E.INVAL);
-            self.#needWritable(d);
             self.#touch(d);
             node = new File();
             r.parent.entries.set(r.name, node);
@@ -772,7 +777,6 @@ export class Wasi {
         if (oflags & OFLAGS.TRUNC) {
           if ((d.rights & R.PATH_FILESTAT_SET_SIZE) === 0n) fail(E.NOTCAPABLE);
         }
-        if ((wantsWrite || oflags & OFLAGS.TRUNC) && !d.writable) fail(E.PERM);
         const isDir = node instanceof Dir;
         const mask = isDir ? DIR_RIGHTS : FILE_RIGHTS;
         const desc = new Descriptor({
@@ -808,7 +812,7 @@ export class Wasi {
         const d = self.#dirFd(fd, R.PATH_REMOVE_DIRECTORY);
         self.#needWritable(d);
         const r = self.#resolve(d, self.#string(ptr, len), false);
-        if (r.name === '.') fail(r.stack.length === 1 ? E.BUSY : E.INVAL);
+        if (r.name === '.') fail(E.INVAL); // as Linux's rmdir(".")
         if (r.node === undefined) fail(E.NOENT);
         if (!(r.node instanceof Dir)) fail(E.NOTDIR);
         if (r.node.entries.size) fail(E.NOTEMPTY);

@@ -12,7 +12,11 @@
  * (wasi-hostfs.js). Docs: docs/page-api.md ("Page-supplied modules").
  */
 import {WasiInstance, canBlock} from './wasi-engine.js';
-import {LocalBridge, Refused} from './wasi-web.js';
+import {LocalBridge, Refused, readGrant} from './wasi-web.js';
+
+// A picked folder lent on the web is copied (wasi-web.js readGrant): its bounds for
+// page-supplied modules, which have no manifest limits (docs/web.md).
+const COPY_LIMITS = {files: 10000, files_size: 256 << 20};
 
 /** Answer wvwasi.js's records for page-supplied workers (like `serve` in wasi-web.js). */
 export function serve(socket, config, jobs) {
@@ -34,7 +38,7 @@ class PageBridge extends LocalBridge {
     if (!job) throw new Refused('lookup', `no page-supplied module '${key}'`);
     this.jobs.delete(key);
     return {name: job.name, kind: 'dedicated', ipc: job.ipc, args: [], env: [], preopens: [],
-      limits: {}, scratch: false, job};
+      limits: COPY_LIMITS, scratch: false, job};
   }
 
   async launch(service, spec, stdin) {
@@ -44,16 +48,24 @@ class PageBridge extends LocalBridge {
         'Cross-Origin-Embedder-Policy: require-corp); WasiService.run() does not (docs/web.md)');
     }
     const {preopens, pipes} = await vfsPreopens(service.job.vfs);
-    // host folders lent by the app (wvwasi.js mounted them): calls go to the bridge
-    const hosts = service.job.hosts ?? [];
+    // host folders lent by the app (wvwasi.js mounted them): calls go to the bridge; on the
+    // web, picked folders as copies
+    const hosts = (service.job.hosts ?? []).filter((h) => !h.copy);
     for (const {guest, mode} of hosts) preopens.push({guest, mode, host: true});
+    for (const {guest, mode, copy} of (service.job.hosts ?? []).filter((h) => h.copy)) {
+      preopens.push({guest, mode, entries: await readGrant(copy, service, guest),
+        grant: {handle: copy, mode}});
+    }
+    const copies = preopens.filter((p) => p.grant?.mode === 'rw');
     let instance;
     try {
       instance = new WasiInstance({
         name: service.name, module: service.job.module, stdin, preopens, pipes,
         window: stdin === 'stream' ? this.window : 0,
         args: [service.name, ...(spec.args ?? [])], env: spec.env ?? [],
+        dump: copies.map((p) => p.guest),
       });
+      instance.grants = copies;
     } catch (e) {
       throw new Refused(e.kind ?? 'start', e.message);
     }

@@ -13,6 +13,8 @@
  *   appdata  $APPDATA/...: one tree per tab, loaded from and saved to the origin private file
  *            system (OPFS) where the browser has it, else kept in memory for the tab's life
  *   memory   $CACHE, $TEMP: a fresh empty folder per instance
+ *   grant    a folder the user picked (showDirectoryPicker): copied in at the start, and for
+ *            `rw` written back at exit (readGrant, writeGrant)
  * `background` services: one shared instance per tab, started at its first connection.
  */
 import {WasiInstance, canBlock, compileService, fetchTree} from './wasi-engine.js';
@@ -185,22 +187,146 @@ async function writeOpfs(root, entries) {
   }
 }
 
+// -- folders the user picked (showDirectoryPicker) ----------------------------------------------------
+// WASI calls are synchronous and a browser's folder handles are not: an instance works on a copy
+// of the folder, read when it starts and, for `rw`, written back when it exits (docs/web.md).
+// Both copies are bounded by the service's limits.files (entries) and limits.files_size (bytes).
+
+/** The entries of picked folder `handle` (files with their bytes and mtime), or a Refused
+ * (kind `start`) when it holds more than the service's bounds; nothing is read then. */
+export async function readGrant(handle, service, guest) {
+  const {files: maxEntries, files_size: maxBytes} = service.limits;
+  const over = (what) => new Refused('start', `service '${service.name}': the folder ` +
+    `'${handle.name}' granted at ${guest} ${what} (on the web a service works on a copy of a ` +
+    `picked folder, within ${service.job ? 'fixed bounds' : 'its limits.files and ' +
+    'limits.files_size'}; docs/web.md)`);
+  const found = [];
+  const walk = async (dir, prefix) => {
+    for await (const [name, child] of dir.entries()) {
+      if (found.length >= maxEntries) throw over(`has more than ${maxEntries} entries`);
+      const path = prefix + name;
+      // every file's metadata is asked for at once, not one after another (each is a round trip)
+      found.push(child.kind === 'directory' ? {path, type: 'dir'}
+        : {path, type: 'file', file: child.getFile()});
+      if (child.kind === 'directory') await walk(child, `${path}/`);
+    }
+  };
+  try {
+    await walk(handle, '');
+    const files = await Promise.all(found.map((e) => e.file));
+    const bytes = files.reduce((n, f) => n + (f?.size ?? 0), 0);
+    if (bytes > maxBytes) throw over(`holds more than ${maxBytes} bytes`);
+    // one read of all of them: a Blob of the files (faster than one read per file; docs/web.md)
+    const all = new Uint8Array(await new Blob(files.filter(Boolean)).arrayBuffer());
+    let at = 0;
+    return found.map(({path, type}, i) => {
+      if (type === 'dir') return {path, type};
+      at += files[i].size;
+      return {path, type, data: all.subarray(at - files[i].size, at), mtim: files[i].lastModified};
+    });
+  } catch (e) {
+    if (e instanceof Refused) throw e;
+    throw new Refused(e?.name === 'NotAllowedError' ? 'permission' : 'start', `service ` +
+      `'${service.name}': cannot read the folder '${handle.name}' granted at ${guest}: ` +
+      `${e?.message ?? e}`);
+  }
+}
+
+function sameBytes(a, b) {
+  const x = ArrayBuffer.isView(a) ? a : new Uint8Array(a);
+  const y = ArrayBuffer.isView(b) ? b : new Uint8Array(b);
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Make picked folder `handle` hold `after` (the instance's tree at exit) where it held `before`
+ * (the copy it started with): new and changed files written (each through the browser's swap
+ * file: never half-written), removed entries removed (a rename is both). Checked first, so
+ * nothing is written when `after` is over the bounds or holds a symlink (a folder of the
+ * browser has none); an Error with `kind` otherwise. */
+export async function writeGrant(handle, before, after, service, guest) {
+  const name = service.name;
+  const {files: maxEntries, files_size: maxBytes} = service.limits;
+  const limit = (key) => (service.job ? '' : ` (services.${name}.limits.${key})`);
+  const refuse = (what, why = '') => Object.assign(new Error(`service '${name}' ${what} in the ` +
+    `folder '${handle.name}' granted at ${guest}${why}: nothing of it was written back ` +
+    '(docs/web.md)'), {kind: 'output'});
+  if (after.length > maxEntries) {
+    throw refuse(`left more than ${maxEntries} entries${limit('files')}`);
+  }
+  const size = after.reduce((n, e) => n + (e.type === 'file' ? e.data.byteLength : 0), 0);
+  if (size > maxBytes) {
+    throw refuse(`left more than ${maxBytes} bytes${limit('files_size')}`);
+  }
+  const link = after.find((e) => e.type === 'symlink');
+  if (link) throw refuse(`made a symlink (${link.path})`, ", and a browser's folder holds none");
+  const odd = after.find((e) => e.path.includes('\\'));
+  if (odd) {
+    throw refuse(`made a name with a backslash (${odd.path})`, ", which a browser's folder " +
+      'cannot hold');
+  }
+  const old = new Map(before.map((e) => [e.path, e]));
+  const now = new Map(after.map((e) => [e.path, e]));
+  const dirs = new Map([['', handle]]);
+  const dirOf = async (path) => {
+    if (!dirs.has(path)) {
+      const cut = path.lastIndexOf('/');
+      const parent = await dirOf(cut < 0 ? '' : path.slice(0, cut));
+      dirs.set(path, await parent.getDirectoryHandle(path.slice(cut + 1), {create: true}));
+    }
+    return dirs.get(path);
+  };
+  const remove = async (path) => {
+    const cut = path.lastIndexOf('/');
+    await (await dirOf(cut < 0 ? '' : path.slice(0, cut))).removeEntry(path.slice(cut + 1),
+      {recursive: true});
+  };
+  // Entries gone (or of another type now), outermost only (removing a folder removes its tree).
+  const gone = before.filter((e) => now.get(e.path)?.type !== e.type);
+  const goneDirs = new Set(gone.filter((e) => e.type === 'dir').map((e) => e.path));
+  const top = gone.filter((e) => !e.path.split('/').slice(0, -1)
+    .some((_, i, parts) => goneDirs.has(parts.slice(0, i + 1).join('/'))));
+  try {
+    for (const e of top.filter((x) => now.has(x.path))) await remove(e.path); // type changed
+    for (const e of after) { // parents come before what they hold (dumpTree's order)
+      const was = old.get(e.path);
+      if (e.type === 'dir') {
+        await dirOf(e.path);
+      } else if (!was || was.type !== 'file' || !sameBytes(was.data, e.data)) {
+        const cut = e.path.lastIndexOf('/');
+        const dir = await dirOf(cut < 0 ? '' : e.path.slice(0, cut));
+        const writable = await (await dir.getFileHandle(e.path.slice(cut + 1), {create: true}))
+          .createWritable();
+        await writable.write(e.data);
+        await writable.close();
+      }
+    }
+    for (const e of top.filter((x) => !now.has(x.path))) await remove(e.path);
+  } catch (e) {
+    throw Object.assign(new Error(`service '${name}': writing back the folder ` +
+      `'${handle.name}' granted at ${guest} failed: ${e?.message ?? e}`),
+    {kind: e?.name === 'NotAllowedError' ? 'permission' : 'output'});
+  }
+}
+
 // -- the bridge --------------------------------------------------------------------------------------
 
 /**
  * Answer wvwasi.js's records. `socket` is the WebSocket-like object wvwasi.js made: this sets its
  * `send` and `readyState` and calls its `onopen`/`onmessage`.
  */
-export function serve(socket, config) {
-  const bridge = new LocalBridge(socket, config);
+export function serve(socket, config, grantOf = () => null) {
+  const bridge = new LocalBridge(socket, config, grantOf);
   socket.send = (frame) => bridge.receive(frame);
   socket.readyState = 1; // WebSocket.OPEN
   queueMicrotask(() => socket.onopen?.());
 }
 
 export class LocalBridge {
-  constructor(socket, config) {
+  constructor(socket, config, grantOf = () => null) {
     this.socket = socket;
+    this.grantOf = grantOf; // the page's grants (wvwasi.js webGrant): folders picked on the web
     this.op = config.ops;
     this.services = config.services;
     this.web = config.web;
@@ -256,6 +382,26 @@ export class LocalBridge {
 
   // -- what instances need ---------------------------------------------------------------------
 
+  /** A `grants` item of a spawn ({grant: id, guest, mode?}): the folder the page picked, checked
+   * as the native bridge checks it (runtime/bridge/grants.py). */
+  grant(item) {
+    const found = this.grantOf(item?.grant);
+    if (found?.kind === 'file') {
+      throw new Refused('permission', `'${found.name}' is a file grant: pass its content ` +
+        '(grant.read()) in `files` instead of mounting it');
+    }
+    if (!found) {
+      throw new Refused('permission', 'unknown directory grant: grants come from ' +
+        'WasiWorker.requestDirectory() and are valid only in the page session that requested them');
+    }
+    const mode = item.mode ?? found.mode;
+    if (mode === 'rw' && found.mode !== 'rw') {
+      throw new Refused('permission', `the grant for folder '${found.handle.name}' is read-only: ` +
+        "request it with WasiWorker.requestDirectory({mode: 'rw'}) to let a service write to it");
+    }
+    return {guest: item.guest, raw: item.guest, mode, handle: found.handle};
+  }
+
   service(name) {
     const web = this.web.services[name];
     if (!web) {
@@ -285,6 +431,11 @@ export class LocalBridge {
 
   async preopens(service, spec) {
     const out = [];
+    const grants = [];
+    for (const g of spec.grants ?? []) { // a background instance has none
+      const entries = await readGrant(g.handle, service, g.guest);
+      grants.push({guest: g.guest, mode: g.mode, entries, grant: g});
+    }
     for (const p of service.preopens) {
       let entries = [];
       if (p.source === 'site') {
@@ -297,6 +448,7 @@ export class LocalBridge {
       out.push({guest: p.guest, mode: p.mode, entries, persist: p.source === 'appdata' &&
         p.mode === 'rw', key: p.key});
     }
+    out.push(...grants);
     // as natively: every file in one read-only tree preopened at `/`, then the scratch folder
     if (spec.files.length) {
       out.push({guest: '/', mode: 'ro', entries: spec.files.map(({path, data}) => (
@@ -319,9 +471,9 @@ export class LocalBridge {
       throw new Refused('permission', `service '${name}' has no scratch folder: set ` +
         `services.${name}.scratch = true`);
     }
-    if (spec.grants?.length) {
-      throw new Refused('permission', `service '${name}': folders picked by the user need the ` +
-        'desktop app (docs/web.md)');
+    if (spec.grants.length && !service.userGrants) {
+      throw new Refused('permission', `service '${name}' does not accept user-picked folders: ` +
+        `set services.${name}.user_grants = true`);
     }
     (spec.args ?? []).forEach((arg, i) => {
       if (arg.includes('\0')) {
@@ -337,8 +489,31 @@ export class LocalBridge {
         throw new Refused('invalid', `service '${name}': env ${key} must be a string without NUL`);
       }
     }
-    const taken = service.preopens.map((p) => p.guest);
-    if (spec.scratch) taken.push('/scratch');
+    for (const grant of spec.grants) {
+      const guest = normalGuest(grant.guest);
+      if (!guest || guest === '/') {
+        throw new Refused('invalid', `service '${name}': grant path refused: ` +
+          `${JSON.stringify(grant.guest)}`);
+      }
+      grant.guest = guest;
+    }
+    if (spec.grants.length > MAX_GRANTS) {
+      throw new Refused('permission', `service '${name}': ${spec.grants.length} grants given, ` +
+        `at most ${MAX_GRANTS}`);
+    }
+    // guest path -> what it is, in the native host's words (runtime/host/spawn_options.py)
+    const what = new Map(service.preopens.map((p) => [p.guest,
+      `the preopen ${p.guest} from services.${name}.preopens`]));
+    if (spec.scratch) what.set('/scratch', 'the scratch folder /scratch');
+    for (const grant of spec.grants) {
+      const shadowed = [...what].find(([t]) => within(grant.guest, t) || within(t, grant.guest));
+      if (shadowed) {
+        throw new Refused('permission', `service '${name}': grant ${grant.raw} would shadow ` +
+          `${shadowed[1]}`);
+      }
+      what.set(grant.guest, `the grant ${grant.raw}`);
+    }
+    const taken = [...what.keys()];
     for (const {path} of spec.files) {
       const parts = path.split('/');
       if (!path.startsWith('/') || parts.includes('..') || parts.length < 2 || path === '/') {
@@ -348,8 +523,8 @@ export class LocalBridge {
       const dir = path.slice(0, path.lastIndexOf('/')) || '/';
       for (const t of taken) {
         if (dir === t || dir.startsWith(t === '/' ? '/' : `${t}/`)) {
-          throw new Refused('permission', `service '${name}': file ${path} would shadow the ` +
-            `preopen ${t} from services.${name}.preopens`);
+          throw new Refused('permission', `service '${name}': file ${path} would shadow ` +
+            what.get(t));
         }
       }
     }
@@ -412,8 +587,10 @@ export class LocalBridge {
       args: [service.name, ...service.args, ...(spec.args ?? [])],
       env: [...service.env, ...(spec.env ?? [])],
       preopens,
-      dump: outputFolders(spec.outputs).top,
+      dump: [...outputFolders(spec.outputs).top,
+        ...preopens.filter((p) => p.grant?.mode === 'rw').map((p) => p.guest)],
     });
+    inst.grants = preopens.filter((p) => p.grant?.mode === 'rw');
     inst.onsync = (guest, entries) => {
       const p = preopens.find((x) => x.guest === guest);
       if (p?.persist) this.appdata.put(p.key, entries);
@@ -546,6 +723,7 @@ class Link {
       return {path, data};
     });
     spec.outputs = [...new Set(spec.outputs ?? [])];
+    spec.grants = (spec.grants ?? []).map((item) => this.bridge.grant(item));
     const service = this.bridge.service(spec.service);
     this.service = service;
     if (service.kind === 'background') {
@@ -574,13 +752,24 @@ class Link {
     }
     this.inst = inst;
     /** Files the instance handed back (`outputs`) go to the page before its end; over their
-     * bounds, it ends with an "output" error, as natively. */
-    const handBack = (code, error, trees) => {
+     * bounds, it ends with an "output" error, as natively. Then its read-write grants' folders
+     * get what it left in them (whatever way it ended, unless stopped: then nothing). */
+    const handBack = async (code, error, trees = {}) => {
       if (code !== null && !error && spec.outputs.length) {
         try {
           this.#outputs(collectOutputs(service, spec.outputs, trees));
         } catch (e) {
-          return {code: null, error: {kind: 'output', message: e.message}};
+          ({code, error} = {code: null, error: {kind: 'output', message: e.message}});
+        }
+      }
+      for (const p of inst.grants ?? []) {
+        if (!trees[p.guest]) continue;
+        try {
+          await writeGrant(p.grant.handle, p.entries, trees[p.guest], service, p.guest);
+        } catch (e) {
+          if (!error) {
+            ({code, error} = {code: null, error: {kind: e.kind ?? 'output', message: e.message}});
+          }
         }
       }
       return {code, error};
@@ -600,9 +789,9 @@ class Link {
         out.push(b);
       };
       inst.onstderr = (b) => err.push(b);
-      inst.onexit = (result) => {
+      inst.onexit = async (result) => {
         release();
-        const {code, error} = handBack(result.code, result.error, result.trees);
+        const {code, error} = await handBack(result.code, result.error, result.trees);
         const stdout = concat(out);
         this.#forget();
         this.bridge.post(this.bridge.op.RESULT, this.id, jsonPayload(
@@ -622,13 +811,13 @@ class Link {
       for (const m of lines.feed(b)) this.stderr(m);
       this.release();
     };
-    inst.onexit = (result) => {
+    inst.onexit = async (result) => {
       release();
       if (!stopped(result.error)) {
         for (const m of messages.finish()) this.message(m);
         for (const m of lines.finish()) this.stderr(m);
       }
-      const {code, error} = handBack(result.code, result.error, result.trees);
+      const {code, error} = await handBack(result.code, result.error, result.trees);
       this.exit(code, error);
     };
   }
@@ -712,6 +901,23 @@ class Link {
 const OUTPUT_PIECE = 1 << 20;
 const MAX_OUTPUT_FOLDERS = 16; // runtime/host/outputs.py MAX_FOLDERS
 
+const MAX_GRANTS = 16; // runtime/host/spawn_options.py
+
+/** Absolute guest path `path` without empty, `.` and `..` parts, or null (guestpath.py). */
+function normalGuest(path) {
+  if (typeof path !== 'string' || !path.startsWith('/') || /[\0\\]/.test(path)) return null;
+  const parts = [];
+  for (const part of path.split('/')) {
+    if (part === '..') {
+      if (!parts.length) return null;
+      parts.pop();
+    } else if (part && part !== '.') {
+      parts.push(part);
+    }
+  }
+  return `/${parts.join('/')}`;
+}
+
 function within(path, folder) {
   return path === folder || folder === '/' || path.startsWith(`${folder}/`);
 }
@@ -730,7 +936,8 @@ function collectOutputs(service, outputs, trees) {
   const byPath = new Map();
   let entries = 0;
   let size = 0;
-  for (const [top, tree] of Object.entries(trees ?? {})) {
+  const tops = outputFolders(outputs).top;
+  for (const [top, tree] of Object.entries(trees ?? {}).filter(([t]) => tops.includes(t))) {
     for (const entry of tree) {
       if (++entries > files) {
         throw new Error(`service '${name}' made more than ${files} entries in its output ` +

@@ -129,8 +129,9 @@ interface WasiModuleOptions {
   ipc?: 'lines' | 'frames' | 'stream';
 }
 
-/** Host folders lent to a page-supplied module (desktop app only; `unavailable` on the web):
- * folders the user picked for this page, and `[page] preopens` entries by guest path. */
+/** Host folders lent to a page-supplied module: folders the user picked for this page (on the
+ * web as a copy written back at exit), and `[page] preopens` entries by guest path (desktop app
+ * only; `unavailable` on the web). */
 interface WasiHostFolders {
   grants?: Array<DirectoryGrant | WasiGrantMount>;
   preopens?: Array<string | {guest: string; mode?: 'ro' | 'rw'}>;
@@ -225,7 +226,9 @@ declare class WasiWorker extends EventTarget {
   /** Fetch and compile a page-supplied module once; spawn or run it many times. */
   static register(module: WasiModuleSource, options?: WasiModuleOptions): Promise<WasiService>;
 
-  /** Ask the user for a folder with the app window's native dialog. */
+  /** Ask the user for a folder with the app window's native dialog. On the web: the browser's
+   *  `showDirectoryPicker` (`unavailable` without it); a service then works on a copy of the
+   *  folder, written back at its exit (docs/web.md). */
   static requestDirectory(options?: { mode?: 'ro' | 'rw' }): Promise<DirectoryGrant>;
 
   /** This app's services by name. */
@@ -293,8 +296,9 @@ declare var wvwasi: Wvwasi;
 
 /** `wvwasi.window`: the window the page is shown in. Each call rejects with kind `invalid` for
  *  a bad argument and `unavailable` without an app window; on the web `setTitle` sets
- *  `document.title`, `setFullscreen` uses the Fullscreen API, and `resize`/`close`/`open`
- *  reject with `unavailable`. */
+ *  `document.title`, `setFullscreen` uses the Fullscreen API, `open` is `window.open` and
+ *  `close` is `window.close` (only of a window a script opened), and `resize` rejects with
+ *  `unavailable`. */
 interface WvwasiWindow {
   /** At most 1024 characters. */
   setTitle(title: string): Promise<void>;
@@ -307,7 +311,7 @@ interface WvwasiWindow {
   /** Open a second window on `page`, an HTML page of the app's UI folder ('settings.html'),
    *  with a bridge session of its own. Rejects with kind `permission` for anything else (a URL,
    *  `..`, a missing or non-HTML file), `limit` past 8 open second windows, `invalid` for a
-   *  bad option; on the web with `unavailable`. */
+   *  bad option; on the web also `unavailable` if the browser blocked the popup. */
   open(page: string, options?: WvwasiWindowOptions): Promise<void>;
   /** Replace the menu bar (the JSON form of `[[window.menu]]`, same rules); clicks arrive as
    *  `menu` events. Linux only so far: elsewhere, and on the web, rejects with `unavailable`. */

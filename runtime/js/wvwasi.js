@@ -549,7 +549,7 @@
   }
 
   const appChannel = new Channel(() => (config.web
-    ? localBridge()
+    ? localBridge(undefined, (id) => webGrant(id))
     : new WebSocket(`ws://${location.host}/__wvwasi/ws?key=${encodeURIComponent(socketKey)}`)),
   !!config.web);
 
@@ -945,10 +945,11 @@
     }
   }
 
-  /** Ask the app to lend each folder of `list`; the Mounts, in order. */
+  /** Ask the app to lend each folder of `list`; the Mounts, in order. On the web, a picked
+   * folder is lent as a copy instead (wasi-web.js readGrant; docs/web.md). */
   async function mountHosts(list, what) {
     if (!list.length) return [];
-    if (config.web) throw new WasiError(`${what}: host folders (grants, preopens) need the desktop app: a web page cannot lend folders of the machine (use vfs)`, 'unavailable');
+    if (config.web) return list.map(({spec, guest}) => webCopy(spec, guest, what));
     const mounts = list.map(({spec, guest}) => new Mount(spec, guest));
     try {
       return await Promise.all(mounts.map((m) => m.ready));
@@ -956,6 +957,22 @@
       unmountHosts(mounts);
       throw e;
     }
+  }
+
+  /** A `grants` item of a page-supplied module on the web: the picked folder, to be copied. */
+  function webCopy(spec, guest, what) {
+    if (spec.preopen !== undefined) {
+      throw new WasiError(`${what}: [page] preopens need the desktop app: a web page cannot lend folders of the machine (use vfs)`, 'unavailable');
+    }
+    const found = webGrant(spec.grant);
+    if (found?.kind !== 'directory') {
+      throw new WasiError('unknown directory grant: grants come from WasiWorker.requestDirectory() and are valid only in the page session that requested them', 'permission');
+    }
+    const mode = spec.mode ?? found.mode;
+    if (mode === 'rw' && found.mode !== 'rw') {
+      throw new WasiError(`the grant for folder '${found.handle.name}' is read-only: it cannot be lent read-write`, 'permission');
+    }
+    return {guest, mode, copy: found.handle, end() {}};
   }
 
   /** The worker that had them has ended: the app closes their handles. */
@@ -1235,6 +1252,10 @@
         if (mode !== 'ro' && mode !== 'rw') {
           throw new TypeError(`WasiWorker.requestDirectory(): mode must be 'ro' or 'rw', got ${JSON.stringify(mode)}`);
         }
+        if (config.web) {
+          resolve(webDirectory(mode));
+          return;
+        }
         const request = new Request((buffer, start) => {
           const [grant] = readJson(buffer, start);
           resolve(new DirectoryGrant(grant.grant, grant.name, grant.mode));
@@ -1436,15 +1457,39 @@
     },
   };
 
+  // A folder picked on the web: the browser's showDirectoryPicker (File System Access). The
+  // handle stays in the page; a service given the grant works on a copy of the folder that
+  // wasi-web.js reads at its start and, read-write, writes back at its exit (docs/web.md).
+  const webDirs = new Map(); // grant id -> {handle, mode}
+
+  async function webDirectory(mode) {
+    if (typeof showDirectoryPicker !== 'function') {
+      throw new WasiError('WasiWorker.requestDirectory() needs a browser with the File System Access API (showDirectoryPicker: Chromium, Edge); this one cannot open folders of the machine', 'unavailable');
+    }
+    const handle = await picking(() => showDirectoryPicker({
+      mode: mode === 'rw' ? 'readwrite' : 'read'}), 'folder picker');
+    const grant = new DirectoryGrant(`web-${++webFiles.count}`, handle.name, mode);
+    webDirs.set(grant.id, {handle, mode});
+    return grant;
+  }
+
+  /** What wasi-web.js learns of grant `id` of this page: a folder, a file or nothing. */
+  function webGrant(id) {
+    const dir = webDirs.get(id);
+    if (dir) return {kind: 'directory', ...dir};
+    const file = webFiles.entries.get(id);
+    return file ? {kind: 'file', name: file.handle?.name ?? file.file.name} : null;
+  }
+
   /** A browser picker's result; the user closing it (AbortError) rejects with `cancelled`. */
-  async function picking(show) {
+  async function picking(show, what = 'file dialog') {
     try {
       return await show();
     } catch (e) {
       if (e?.name === 'AbortError') {
-        throw new WasiError('the user cancelled the file dialog', 'cancelled');
+        throw new WasiError(`the user cancelled the ${what}`, 'cancelled');
       }
-      throw new WasiError(`the browser's file dialog failed: ${e?.message ?? e}`, 'unavailable');
+      throw new WasiError(`the browser's ${what} failed: ${e?.message ?? e}`, 'unavailable');
     }
   }
 
@@ -1492,6 +1537,82 @@
     });
   }
 
+  // On the web: a second window is a browser window (window.open) on a page of the site, checked
+  // as the desktop checks it (runtime/app.py `_open_window`, runtime/bridge/static.py `page`).
+  const webWindows = {
+    MAX: 8, MAX_TITLE: 1024, MAX_SIZE: 16384, MAX_PAGE: 1024,
+    opened: new Set(),
+
+    async open(page, options) {
+      if (typeof page !== 'string' || typeof options !== 'object' || options === null) {
+        throw new TypeError('wvwasi.window.open(page, {title, width, height}): page must be a string and options an object');
+      }
+      const {title, width, height} = {...config.web.window, ...options}; // [window]'s defaults
+      const unknown = Object.keys(options).filter((k) => !['title', 'width', 'height'].includes(k));
+      const size = (n) => Number.isInteger(n) && n >= 1 && n <= this.MAX_SIZE;
+      if (unknown.length || typeof title !== 'string' || title.length > this.MAX_TITLE ||
+          !size(width) || !size(height)) {
+        throw new WasiError(`wvwasi.window.open(): options are {title: a string of at most ${this.MAX_TITLE} characters, width and height: 1 to ${this.MAX_SIZE}}` +
+          (unknown.length ? ` (unknown: [${unknown.sort().map((k) => `'${k}'`).join(', ')}])` : ''), 'invalid');
+      }
+      for (const w of this.opened) if (w.closed) this.opened.delete(w);
+      if (this.opened.size >= this.MAX) {
+        throw new WasiError(`${this.MAX} second windows are open: close one first`, 'limit');
+      }
+      const url = await this.page(page);
+      const opened = window.open(url, '_blank', `popup,width=${width},height=${height}`);
+      if (!opened) {
+        throw new WasiError('wvwasi.window.open(): the browser blocked the new window (open it from a click handler)', 'unavailable');
+      }
+      this.opened.add(opened);
+      if (options.title !== undefined) this.retitle(opened, url, title);
+    },
+
+    /** `title` for the page `opened` is loading, once it has replaced the first about:blank
+     * (whose own `load` may come first); looked for every 50 ms, for 30 s at most. */
+    retitle(opened, url, title) {
+      const until = Date.now() + 30000;
+      const look = () => {
+        let loaded = false;
+        try {
+          loaded = opened.location.href === url && opened.document.readyState !== 'loading';
+        } catch {
+          return; // it went to another origin: not ours to title
+        }
+        if (loaded) opened.document.title = title;
+        else if (!opened.closed && Date.now() < until) setTimeout(look, 50);
+      };
+      look();
+    },
+
+    /** The URL of `page` if it names an HTML page of the site's UI, else kind `permission`. */
+    async page(page) {
+      const refuse = (why) => new WasiError(`wvwasi.window.open(): '${page}' ${why}`, 'permission');
+      const parts = page.split('/');
+      if (!page || page.length > this.MAX_PAGE || /[?#:\\\0]/.test(page) || page.startsWith('/')) {
+        throw refuse("is not a page of the app (a path like 'settings.html' inside its UI folder)");
+      }
+      if (parts.some((p) => p.startsWith('.')) || parts[0] === '__wvwasi') {
+        throw refuse("is not a page of the app's UI folder");
+      }
+      const url = new URL(page, new URL('..', config.web.base)).href;
+      let response;
+      try {
+        response = await fetch(url);
+        response.body?.cancel();
+      } catch {
+        throw refuse("is not a page of the app's UI folder");
+      }
+      if (!response.ok || new URL(response.url).origin !== location.origin) {
+        throw refuse("is not a page of the app's UI folder");
+      }
+      if (!(response.headers.get('Content-Type') ?? '').startsWith('text/html')) {
+        throw refuse('is not an HTML page');
+      }
+      return url;
+    },
+  };
+
   // On the web the page's own document stands in where the browser has an API for it.
   const unavailable = (what) => Promise.reject(new WasiError(
     `wvwasi.window.${what}() needs the desktop app: a web page cannot ${what} its browser window`,
@@ -1503,8 +1624,13 @@
       if (on) await document.documentElement.requestFullscreen();
       else if (document.fullscreenElement) await document.exitFullscreen();
     },
-    close: () => unavailable('close'),
-    open: () => unavailable('open'),
+    async close() { // browsers let a script close only a window a script opened
+      window.close();
+      if (!window.closed) {
+        throw new WasiError('wvwasi.window.close(): the browser lets a page close only a window that wvwasi.window.open() (or another script) opened', 'unavailable');
+      }
+    },
+    open: (page, options = {}) => webWindows.open(page, options),
     setMenu: () => unavailable('setMenu'),
   } : {
     setTitle: (title) => appCall('setTitle', [String(title)]),

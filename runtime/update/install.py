@@ -8,8 +8,9 @@ How depends on how the app was installed (`detect()`):
   `--version` in place, else they swap back; the old folder is removed last.
 - `onefile` (Linux's single file; its launcher says where it is in $WVWASI_ONEFILE): the new file
   is written beside it, passes its self-test (with its own cache folder), and is renamed over it.
-- `deb` / `rpm` (in /opt/<slug>, which only root may write): downloaded into a private
-  temporary folder, then `dpkg -i` / `rpm -U` through ELEVATE (pkexec) unless already root.
+- `deb` / `rpm` (in /opt/<slug>, which only root may write, and owned by that package by dpkg's
+  or rpm's database; else it is a `targz`): downloaded into a private temporary folder, then
+  `dpkg -i` / `rpm -U` through ELEVATE (pkexec) unless already root.
 - `nsis` / `msi` (Windows): the setup runs after the app exits, started detached: the NSIS
   setup in `/UPDATE` mode waits itself for the app's executable to be writable (up to 60 s);
   for an MSI, a cmd.exe script (MSI_SCRIPT) waits so, then runs msiexec. Either starts the new
@@ -68,8 +69,26 @@ def detect(executable: Path) -> Installation:
     if folder.parent == Path("/opt"):  # /opt/<slug>: where the deb and rpm install it
         if Path(f"/var/lib/dpkg/info/{folder.name}.list").is_file():
             return Installation("deb", folder, executable)
-        return Installation("rpm", folder, executable)
-    return Installation("targz", folder, executable)
+        if _rpm_owns(folder):
+            return Installation("rpm", folder, executable)
+    return Installation("targz", folder, executable)  # also a tar.gz unpacked into /opt
+
+
+def _rpm_owns(folder: Path) -> bool:
+    """Whether rpm's database says a package owns `folder` (not queried where there is no
+    database: `rpm -q` would create an empty one, as Debian's rpm does in ~/.rpmdb)."""
+    def rpm(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(["rpm", *args], capture_output=True, text=True, timeout=30,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    dbpath = rpm("-E", "%{_dbpath}")
+    if dbpath is None or dbpath.returncode != 0 or not Path(dbpath.stdout.strip()).is_dir():
+        return False
+    owner = rpm("-q", "-f", str(folder))
+    return owner is not None and owner.returncode == 0
 
 
 @contextlib.contextmanager
@@ -118,8 +137,7 @@ def install(inst: Installation, artefact: Path, version: str, identifier: str,
     elif inst.bundle == "onefile":
         _install_onefile(inst, artefact)
     elif inst.bundle in ("deb", "rpm"):
-        command = ["dpkg", "-i"] if inst.bundle == "deb" else ["rpm", "-U", "--oldpackage"]
-        _run_privileged([*command, str(artefact)])
+        _run_privileged([*PACKAGE_INSTALL[inst.bundle], str(artefact)])
     elif inst.bundle in ("nsis", "msi"):
         _start_windows_installer(inst, artefact, install_mode)
     else:
@@ -183,15 +201,16 @@ def _check_payload(payload: Path, version: str, identifier: str) -> None:
                            "latest.json announced")
 
 
-def _run(command: list[str], what: str, timeout: float,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `command`; InstallError naming `what` if it cannot run or fails (its last line)."""
+def _run(command: list[str], what: str, timeout: float, env: dict[str, str] | None = None,
+         check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `command`; InstallError naming `what` if it cannot run or (`check`) fails (its last
+    line)."""
     try:
         out = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                              stdin=subprocess.DEVNULL, env=env)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise InstallError(f"{what} did not run: {e}") from None
-    if out.returncode != 0:
+    if check and out.returncode != 0:
         last = (out.stderr.strip() or out.stdout.strip()).splitlines()[-1:] or [""]
         raise InstallError(f"{what} failed (status {out.returncode}): {last[0][:300]}")
     return out
@@ -234,6 +253,10 @@ def exchange(a: Path, b: Path) -> None:
         raise InstallError(f"cannot swap {b} for the new version: {e.strerror}") from None
 
 
+#: How an update's package is installed. wvwasi's rpm has no OpenPGP signature: it was
+#: verified already (minisign, the whole file), and rpm 6's default (Fedora 45's:
+#: `%_pkgverify_level all`) refuses unsigned packages; `--nosignature` keeps rpm's digests.
+PACKAGE_INSTALL = {"deb": ["dpkg", "-i"], "rpm": ["rpm", "-U", "--oldpackage", "--nosignature"]}
 #: How a package is installed by an app that does not run as root (polkit asks the user).
 ELEVATE = ["pkexec"]
 
@@ -251,19 +274,46 @@ def privileged_command(command: list[str]) -> list[str]:
 #: How long a package install as root waits while another installer holds the package
 #: database's lock (dpkg and rpm fail at once then; through pkexec each try would ask again).
 LOCK_WAIT = 120.0
+#: pkexec's own exit statuses: 126, the user dismissed the authentication dialog; 127, not
+#: authorized, or pkexec could not ask (no polkit authority, no authentication agent).
+PKEXEC_REFUSED = (126, 127)
 
 
 def _run_privileged(command: list[str]) -> None:
+    what = " ".join(command[:2])  # dpkg -i, rpm -U
     command = privileged_command(command)
+    elevated = command[0] == ELEVATE[0]
     deadline = time.monotonic() + LOCK_WAIT
     while True:
-        try:
-            _run(command, " ".join(command[:2]), 600)
+        out = _run(command, what, 600, check=False)
+        if out.returncode == 0:
             return
-        except InstallError as e:
-            if command[0] in ELEVATE or "lock" not in str(e) or time.monotonic() > deadline:
-                raise
+        if elevated and out.returncode in PKEXEC_REFUSED:
+            first = next((line.strip() for line in out.stderr.splitlines() if line.strip()), "")
+            raise InstallError(f"{ELEVATE[0]} did not run {what} as root (status "
+                               f"{out.returncode}: {first[:200]}): the update was not installed")
+        problem = package_error(out.stderr.strip() or out.stdout.strip())
+        if elevated or "lock" not in problem or time.monotonic() > deadline:
+            through = f" (through {ELEVATE[0]})" if elevated else ""
+            raise InstallError(f"{what}{through} failed (status {out.returncode}): {problem}")
         time.sleep(1)
+
+
+def package_error(text: str) -> str:
+    """dpkg's or rpm's error in one line: the first line naming an error or a dependency
+    problem, with the indented lines below it that give the causes (rpm's failed
+    dependencies, dpkg's missing packages), else the last line."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines)
+                  if "error" in line.lower() or "dependency problems" in line), None)
+    if start is None:
+        return lines[-1][:600] if lines else ""
+    summary = lines[start].strip()
+    for line in lines[start + 1:]:
+        if not line[:1].isspace():
+            break
+        summary += (" " if summary.endswith(":") else "; ") + line.strip()
+    return summary if len(summary) <= 600 else summary[:599] + "…"
 
 
 #: `[update] windows.install_mode` -> the NSIS setup's and msiexec's switches.

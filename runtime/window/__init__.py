@@ -8,9 +8,9 @@ install), `cancel_dialogs()` (end open dialogs so closing the window ends the ap
 command line: macOS's Apple events; elsewhere nothing); where the backend can replace its menu bar
 while running (GTK, Qt), also `set_menu(menus)`, where it builds the first one itself (GTK),
 `start_menu(menus)` (called on the main thread before the GUI loop; True if it builds them), and
-where it can show a tray icon (GTK, Qt), `Tray(title, icon, menu, on_click)` with `hide()`. Linux:
-`gtk.py` (default) and `qt.py`, chosen by the manifest; Windows: `webview2.py`; macOS:
-`wkwebview.py`. `AppWindow` is the same for all.
+where it can show a tray icon (GTK, Qt, WebView2), `Tray(title, icon, menu, on_click)` (a
+`tray.TrayIcon`) with `hide()`. Linux: `gtk.py` (default) and `qt.py`, chosen by the manifest;
+Windows: `webview2.py`; macOS: `wkwebview.py`. `AppWindow` is the same for all.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ import os
 import threading
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from wvwasi.runtime.manifest import MenuItem
+from wvwasi.runtime.window.tray import TrayIcon
 
 GUI = "gtk"
 #: pywebview's debug mode only adds "Inspect Element" to the page's context menu.
@@ -149,23 +149,16 @@ def _menu_model(menus: list[Any]) -> Any:
     return bar
 
 
-class Tray:
-    """The app's tray icon (Gtk.StatusIcon: shown by XEmbed system trays) and its menu.
+class Tray(TrayIcon):
+    """The app's tray icon (Gtk.StatusIcon: shown by XEmbed system trays) and its menu, built
+    on the GTK main loop once it runs."""
 
-    Built on the GTK main loop once it runs; `on_click(id)` is called on a thread of its own
-    with a menu item's id, or None when the icon itself is clicked.
-    """
+    status_icon: Any = None  # a Gtk.StatusIcon once shown
+    menu: Any = None  # its Gtk.Menu (None without menu items)
 
-    def __init__(self, title: str, icon: Path | None, menu: tuple[MenuItem, ...],
-                 on_click: Callable[[str | None], None]) -> None:
+    def __post_init__(self) -> None:
         from gi.repository import GLib
 
-        self.title = title
-        self.icon_file = icon
-        self.items = menu
-        self.on_click = on_click
-        self.status_icon: Any = None  # a Gtk.StatusIcon once shown
-        self.menu: Any = None  # its Gtk.Menu (None without menu items)
         GLib.idle_add(self._show)
 
     def _show(self) -> bool:
@@ -206,11 +199,6 @@ class Tray:
         from gi.repository import Gtk
 
         self.menu.popup(None, None, Gtk.StatusIcon.position_menu, icon, button, when)
-
-    def _clicked(self, ident: str | None) -> None:
-        # never on the GUI thread: the page's event is delivered through it
-        threading.Thread(target=self.on_click, args=(ident,), name="wvwasi-tray",
-                         daemon=True).start()
 
     def hide(self) -> None:
         """Remove the icon (from any thread)."""

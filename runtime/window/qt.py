@@ -6,10 +6,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from wvwasi.runtime.manifest import MenuItem
+from wvwasi.runtime.window.tray import TrayIcon
 
 GUI = "qt"
 #: pywebview's debug mode opens a remote-debugging port that accepts any origin: not used.
@@ -103,19 +103,14 @@ def set_menu(menus: list[Any]) -> None:
         raise failed[0]
 
 
-class Tray:
-    """The app's tray icon (QSystemTrayIcon: StatusNotifierItem or XEmbed trays) and its menu;
-    `on_click(id)` is called on a thread of its own with a menu item's id, or None when the
-    icon itself is clicked."""
+class Tray(TrayIcon):
+    """The app's tray icon (QSystemTrayIcon: StatusNotifierItem or XEmbed trays) and its
+    menu, built on the Qt GUI thread."""
 
-    def __init__(self, title: str, icon: Path | None, menu: tuple[MenuItem, ...],
-                 on_click: Callable[[str | None], None]) -> None:
-        self.title = title
-        self.icon_file = icon
-        self.items = menu
-        self.on_click = on_click
-        self.status_icon: Any = None  # a QSystemTrayIcon once shown
-        self.menu: Any = None  # its QMenu (None without menu items)
+    status_icon: Any = None  # a QSystemTrayIcon once shown
+    menu: Any = None  # its QMenu (None without menu items)
+
+    def __post_init__(self) -> None:
         _on_gui(self._show)
 
     def _show(self) -> None:
@@ -156,11 +151,6 @@ class Tray:
                 action.triggered.connect(lambda _checked=False, ident=item.id:
                                          self._clicked(ident))
         return menu
-
-    def _clicked(self, ident: str | None) -> None:
-        # never on the GUI thread: the page's event is delivered through it
-        threading.Thread(target=self.on_click, args=(ident,), name="wvwasi-tray",
-                         daemon=True).start()
 
     def hide(self) -> None:
         """Remove the icon (from any thread)."""
