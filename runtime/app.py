@@ -113,9 +113,13 @@ class App:
         return Updater(self.manifest, Path(sys.executable).resolve())
 
     def _relaunch(self) -> None:
-        """`wvwasi.app.relaunch()`: start the app again (its installed version), close this one."""
-        command = os.environ.get("WVWASI_ONEFILE") or sys.executable  # onefile: its launcher
-        relaunch([command], self.primary)
+        """`wvwasi.app.relaunch()`: start the app again (its installed version), close this one.
+        After a Windows update the setup waiting for this exit starts the new version."""
+        from wvwasi.runtime.update.install import request_relaunch
+
+        if not request_relaunch():
+            command = os.environ.get("WVWASI_ONEFILE") or sys.executable  # onefile: launcher
+            relaunch([command], self.primary)
         if self.window is not None:
             self.window.close()
 

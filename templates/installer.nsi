@@ -120,6 +120,20 @@ ${install_files}
 ${register}
 SectionEnd
 
+; Update mode: start the new version when the app asked for that before it exited
+; (wvwasi.app.relaunch() makes a file `relaunch` beside this setup; docs/update.md). Its working
+; folder is the app's ($$OUTDIR), not the update's, which the next check removes.
+Section "-Relaunch"
+  $${GetParameters} $$1
+  ClearErrors
+  $${GetOptions} $$1 "/UPDATE" $$2
+  $${IfNot} $${Errors}
+  $${AndIf} $${FileExists} "$$EXEDIR\${relaunch_flag}"
+    SetOutPath "$$INSTDIR"
+    Exec '"$$INSTDIR\$${APP_EXE}"'
+  $${EndIf}
+SectionEnd
+
 Function un.onInit
   !insertmacro REFUSE_IF_RUNNING
 FunctionEnd

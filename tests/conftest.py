@@ -3,6 +3,7 @@
 - WASI C fixtures: `wasm_fixture(name) -> Path` (tests/fixtures/c/NAME.c, built once per session).
 - Projects: `make_project(services, ...) -> Path` writes a project folder into tmp_path.
 - Service hosts: `make_host(manifest) -> ServiceHost`, closed after the test, isolated app dirs.
+- Update tests: `server`, a loopback HTTP server per module (tests/update_server.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from projects import write_project
 from wasm import SOURCE_DIR, ToolchainError, build_fixtures
+
+pytest_plugins = ("update_server",)
 
 # --- WASI C fixtures -------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from wvwasi.packager.formats import msi as msi_format
 from wvwasi.packager.formats import nsis as nsis_format
 from wvwasi.packager.stage import stage_app
 from wvwasi.runtime.manifest import load_manifest
+from wvwasi.runtime.update.install import MSI_MARKER
 
 IDENTIFIER = "dev.wvwasi.tests.windows"
 SLUG = "win-app"
@@ -102,7 +103,7 @@ def test_msi_installs_every_file_per_user_with_a_stable_upgrade_code(
     assert len(modules) == 1
     assert installed - modules == {"win-app.exe", "python311.dll", "_libwasmtime.dll",
                                    "wvwasi.toml", "payload.json", "icon.png", "icon.ico",
-                                   "index.html", "app.js", "style.css"}
+                                   "index.html", "app.js", "style.css", MSI_MARKER}
     (shortcut,) = msi_table(msi, "Shortcut")
     assert "Win App" in shortcut[2] and f"[INSTALLDIR]{SLUG}.exe" in shortcut
     assert msi_table(msi, "Upgrade")  # MajorUpgrade: newer versions replace this one

@@ -20,53 +20,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from build_helpers import SDE, cli_env, new_project, wvwasi
+from update_server import Route, Server
 
 IDENT = "dev.wvwasi.tests.update"
 SLUG = "wvwasi-update-test"
-Route = Callable[[BaseHTTPRequestHandler], None]
-
-
-class Server:
-    """A loopback HTTP server: `routes[path]` answers a GET (bytes, or a function)."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, bytes | Route] = {}
-        routes = self.routes
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                route = routes.get(self.path)
-                if route is None:
-                    self.send_error(404)
-                elif callable(route):
-                    route(self)
-                else:
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(route)))
-                    self.end_headers()
-                    self.wfile.write(route)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def _build(project: Path, out: Path, key: Path) -> dict[str, Path]:
     proc = wvwasi("build", project, "--format", "tar.gz", "--format", "onefile", "--format", "deb",
                   "--format", "rpm", "--out", out,
@@ -75,13 +39,6 @@ def _build(project: Path, out: Path, key: Path) -> dict[str, Path]:
                                         WVWASI_SIGNING_PRIVATE_KEY_PASSWORD="pw"))
     assert proc.returncode == 0, proc.stderr
     return {a["format"]: Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"]}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    s = Server()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,155 +1,129 @@
-"""Signed auto-update of the real cross-built Windows app under Wine, through its NSIS setup.
-
-1.0.0 is installed by its setup.exe; `APP.exe --update` against a loopback server serving
-1.0.1's setup.exe, .sig and latest.json downloads and verifies the setup, starts it in update
-mode and exits; the setup waits for the app to exit (it cannot replace a running program), then
-installs 1.0.1, which passes its self-test. A changed byte in the setup or a signature by
-another key leave 1.0.0 installed and working. The Windows runtime comes from the shared test
-cache (test_windows_cross.py freezes it; whichever runs first does, once).
-"""
+"""The Windows update's parts that run anywhere: how an installation is recognised, what is
+handed to the setup, and `wvwasi.app.relaunch()` after a Windows install. Starting a Windows
+process is what cannot happen here (subprocess.Popen is recorded instead); the real setups run
+under Wine in tests/test_windows_cross.py."""
 
 from __future__ import annotations
 
-import base64
-import json
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from build_helpers import CACHE, cli_env, wvwasi
-from projects import write_project
-from test_update import Server
-from test_windows_cross import WINDOWS
-from wine import Wine, app_files, installed, windows_cpython
 
-pytestmark = pytest.mark.timeout(3600)
-
-SERVICES = {"echo": {"source": "echo_lines", "kind": "dedicated"},
-            "wc": {"source": "wc", "kind": "task"}}
-EXE = "upwin.exe"
+from wvwasi.runtime import app as app_module
+from wvwasi.runtime.update import install
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    s = Server()
-    yield s
-    s.close()
+@pytest.mark.parametrize(("files", "bundle"), [
+    ((install.MSI_MARKER,), "msi"), (("uninstall.exe",), "nsis"),
+    ((install.MSI_MARKER, "uninstall.exe"), "msi"), ((), "zip")])
+def test_how_a_windows_app_was_installed(files: tuple[str, ...], bundle: str, tmp_path: Path):
+    (tmp_path / "app.exe").write_bytes(b"MZ")
+    for name in files:
+        (tmp_path / name).write_text("x")
+    assert install.windows_bundle(tmp_path) == bundle
 
 
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory, server: Server,
-             wasm_fixture: Callable[[str], Path]) -> dict[str, Any]:
-    """1.0.0 and 1.0.1 built for Windows (nsis, zip) and signed; 1.0.1 served by `server`."""
-    for tool in ("wine", "wineserver", "x86_64-w64-mingw32-gcc"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed: run .ci/setup", pytrace=False)
-    top = tmp_path_factory.mktemp("update-windows")
-    for name in ("key", "other"):
-        made = wvwasi("signer", "generate", "-w", top / name, "--password", "pw")
-        assert made.returncode == 0, made.stderr
-    cpython = windows_cpython(CACHE.parent / "windows-python")
-    update = {"endpoints": [f"http://127.0.0.1:{server.port}/{{{{target}}}}/latest.json"],
-              "pubkey": (top / "key.pub").read_text().strip(),
-              "windows": {"install_mode": "quiet"}}
-    built = {}
-    for version in ("1.0.0", "1.0.1"):
-        project = write_project(top / f"project-{version}", SERVICES, resolve_wasm=wasm_fixture,
-                                app={"name": "Upwin", "identifier": "dev.wvwasi.upwin",
-                                     "version": version},
-                                extra={"bundle": {"windows": WINDOWS},
-                                       "update": update})
-        proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,
-                      "-f", "zip", "-f", "nsis", "-o", top / version, "--json", timeout=3000,
-                      env=cli_env(WVWASI_SIGNING_PRIVATE_KEY=str(top / "key"),
-                                  WVWASI_SIGNING_PRIVATE_KEY_PASSWORD="pw"))
-        assert proc.returncode == 0, proc.stderr
-        built[version] = {a["format"]: Path(a["path"])
-                          for a in json.loads(proc.stdout)["artefacts"]}
-    setup = built["1.0.1"]["nsis"]
-    latest = json.loads((top / "1.0.1" / "latest.json").read_text())
-    assert latest["platforms"]["windows-x86_64-nsis"]["url"] == setup.name
-    server.routes["/windows/latest.json"] = json.dumps(latest).encode()
-    server.routes[f"/windows/{setup.name}"] = setup.read_bytes()
-    return {"top": top, "built": built, "latest": latest, "setup": setup}
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What `subprocess.Popen` was called with (no process is started); no setup started
+    before the test."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(install, "_started", [])
+    monkeypatch.setattr(install.subprocess, "Popen",
+                        lambda command, **kw: calls.append({"command": command, **kw}))
+    return calls
 
 
-@pytest.fixture(scope="module")
-def wine(releases: dict[str, Any]) -> Wine:
-    """A prefix with 1.0.0 installed by its setup."""
-    top = releases["top"]
-    wine = Wine(top / "prefix", top / "stub-logs")
-    wine.add_wine_8_0_shims()
-    assert wine.run(releases["built"]["1.0.0"]["nsis"], "/S", timeout=600) == 0
-    return wine
+def msi_update(tmp_path: Path) -> tuple[install.Installation, Path]:
+    folder = tmp_path / "Programs" / "app"
+    folder.mkdir(parents=True)
+    (folder / "app.exe").write_bytes(b"MZ")
+    (folder / install.MSI_MARKER).write_text("x")
+    package = tmp_path / "Programs" / ".app.update-1" / "download" / "app-1.0.1.msi"
+    package.parent.mkdir(parents=True)
+    package.write_bytes(b"msi")
+    return install.Installation("msi", folder, folder / "app.exe"), package
 
 
-def folder(wine: Wine) -> Path:
-    return wine.local_appdata / "Programs" / "upwin"
+def test_the_msi_script_gets_the_paths_in_its_environment(started: list[dict[str, Any]],
+                                                          tmp_path: Path):
+    inst, package = msi_update(tmp_path)
+    install.install(inst, package, "1.0.1", "dev.x", "passive")
+    (call,) = started
+    work = package.parent
+    assert call["command"] == ["cmd.exe", "/d", "/c", "update.cmd"] and call["cwd"] == work
+    script = (work / "update.cmd").read_bytes()
+    assert script == install.MSI_SCRIPT.encode("ascii") and b"\n" not in script.replace(
+        b"\r\n", b"")  # cmd.exe's line ends; no path in it: they come in the environment
+    env = call["env"]
+    assert env["WVWASI_UPDATE_EXE"] == str(inst.executable)
+    assert env["WVWASI_UPDATE_PACKAGE"] == str(package)
+    assert env["WVWASI_UPDATE_SWITCHES"] == "/passive /norestart"
+    assert env["WVWASI_UPDATE_FOLDER"] == str(inst.path)
+    assert env["PYINSTALLER_RESET_ENVIRONMENT"] == "1"  # the relaunched app is not a child
+    # relaunch() makes the very file the script looks for
+    assert not Path(env["WVWASI_UPDATE_RELAUNCH"]).exists()
+    assert install.request_relaunch()
+    assert Path(env["WVWASI_UPDATE_RELAUNCH"]).is_file()
 
 
-def update(wine: Wine) -> tuple[int, str]:
-    """`APP.exe --update`, then every process of the prefix (the setup) to its end."""
-    proc = subprocess.run(["wine", folder(wine) / EXE, "--update"], env=wine.env,
-                          capture_output=True, text=True, errors="replace", timeout=600)
-    wine.wait()
-    return proc.returncode, proc.stdout + proc.stderr
+def test_the_nsis_setup_runs_in_update_mode_from_its_folder(started: list[dict[str, Any]],
+                                                            tmp_path: Path):
+    folder = tmp_path / "app"
+    folder.mkdir()
+    setup = tmp_path / ".app.update-1" / "download" / "app-1.0.1-setup.exe"
+    setup.parent.mkdir(parents=True)
+    setup.write_bytes(b"MZ")
+    install.install(install.Installation("nsis", folder, folder / "app.exe"), setup, "1.0.1",
+                    "dev.x", "quiet")
+    (call,) = started
+    assert call["command"] == [str(setup), "/S", "/UPDATE"] and call["cwd"] == setup.parent
+    assert install.request_relaunch()  # the setup looks for $EXEDIR\relaunch
+    assert (setup.parent / install.RELAUNCH_FLAG).is_file()
 
 
-def self_test_passes(wine: Wine) -> None:
-    out = wine.output(folder(wine) / EXE, "--self-test=headless", timeout=600)
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    assert lines, out[-3000:]
-    report = json.loads(lines[-1])
-    assert report["ok"] is True and set(report["services"]) == set(SERVICES), report
+def app_relaunching(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[list[str]]]:
+    """An App's relaunch (as `wvwasi.app.relaunch()` calls it) with its window and the process
+    start recorded."""
+    launched: list[list[str]] = []
+    monkeypatch.setattr(app_module, "relaunch", lambda command, primary: launched.append(command))
+    monkeypatch.delenv("WVWASI_ONEFILE", raising=False)
+    closed: list[bool] = []
+    fake = SimpleNamespace(primary=None, window=SimpleNamespace(close=lambda: closed.append(True)))
+    fake.closed = closed
+    return fake, launched
 
 
-def version(wine: Wine) -> str:
-    return wine.output(folder(wine) / EXE, "--version").strip()
+def test_relaunch_after_a_windows_install_leaves_the_start_to_the_setup(
+        started: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Starting the executable now would start the OLD version, which the setup, waiting for
+    it to exit, would then wait for in turn: the setup starts the new one instead."""
+    inst, package = msi_update(tmp_path)
+    install.install(inst, package, "1.0.1", "dev.x", "quiet")
+    fake, launched = app_relaunching(monkeypatch)
+    app_module.App._relaunch(fake)
+    assert launched == [] and fake.closed == [True]
+    assert (package.parent / install.RELAUNCH_FLAG).is_file()
 
 
-def test_a_bad_setup_leaves_the_installed_version(wine: Wine, releases: dict[str, Any],
-                                                  server: Server):
-    setup = releases["setup"]
-    route = f"/windows/{setup.name}"
-    good_latest = server.routes["/windows/latest.json"]
-    tampered = bytearray(setup.read_bytes())
-    tampered[len(tampered) // 2] ^= 1
-    signed = wvwasi("signer", "sign", setup, "-k", releases["top"] / "other", "-p", "pw")
-    assert signed.returncode == 0, signed.stderr
-    other_sig = base64.b64encode(Path(f"{setup}.sig").read_bytes()).decode()
-    wrong_key = json.loads(good_latest)
-    wrong_key["platforms"]["windows-x86_64-nsis"]["signature"] = other_sig
-    before = installed(folder(wine))
-    try:
-        server.routes[route] = bytes(tampered)
-        status, out = update(wine)
-        assert status == 1 and "signature does not match" in out, out
-        server.routes[route] = setup.read_bytes()
-        server.routes["/windows/latest.json"] = json.dumps(wrong_key).encode()
-        status, out = update(wine)
-        assert status == 1 and "the signature was made with key" in out, out
-    finally:
-        server.routes[route] = setup.read_bytes()
-        server.routes["/windows/latest.json"] = good_latest
-    assert installed(folder(wine)) == before
-    assert not list(folder(wine).parent.glob(".upwin.update-*"))
-    assert version(wine) == "Upwin 1.0.0"
-    self_test_passes(wine)
+def test_relaunch_without_a_windows_install_starts_the_app(
+        started: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch):
+    fake, launched = app_relaunching(monkeypatch)
+    app_module.App._relaunch(fake)
+    assert launched == [[sys.executable]] and fake.closed == [True]
 
 
-def test_update_through_the_nsis_setup(wine: Wine, releases: dict[str, Any]):
-    assert version(wine) == "Upwin 1.0.0"
-    status, out = update(wine)
-    assert status == 0, out
-    assert "Upwin 1.0.1 is being installed by its setup" in out, out
-    assert version(wine) == "Upwin 1.0.1"
-    assert installed(folder(wine)) == app_files(releases["built"]["1.0.1"]["zip"]) | {
-        "uninstall.exe"}
-    self_test_passes(wine)
-    # the next check: nothing newer, and the kept setup's folder is removed
-    status, out = update(wine)
-    assert status == 0 and "Upwin 1.0.1 is the newest version" in out, out
-    assert not list(folder(wine).parent.glob(".upwin.update-*"))
+def test_a_setup_that_cannot_start_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    def refuse(command: list[str], **kw: Any) -> None:
+        raise OSError(2, "No such file or directory")
+
+    monkeypatch.setattr(install, "_started", [])
+    monkeypatch.setattr(install.subprocess, "Popen", refuse)
+    inst, package = msi_update(tmp_path)
+    with pytest.raises(install.InstallError, match="cannot start the installer") as failed:
+        install.install(inst, package, "1.0.1", "dev.x", "passive")
+    assert "\n" not in str(failed.value)
+    assert not install.request_relaunch()  # nothing started: relaunch() starts the app itself

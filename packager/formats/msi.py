@@ -20,6 +20,7 @@ from wvwasi.packager.formats import FormatOptions, _associations, _webview2
 from wvwasi.packager.formats._sign import sign_windows
 from wvwasi.packager.stage import StagedApp
 from wvwasi.packager.tools import run
+from wvwasi.runtime.update.install import MSI_MARKER
 from wvwasi.templates import ROOT as TEMPLATES
 
 TOOLS = ("wixl",)
@@ -209,6 +210,26 @@ def registry_xml(app: StagedApp) -> tuple[str, list[str]]:
     return "\n".join(lines), ["Associations"]
 
 
+def marker_xml(app: StagedApp, base: Path) -> tuple[str, list[str]]:
+    """(elements, component ids) of the file that tells the app's updater it was installed by
+    this MSI (runtime/update/install.py `MSI_MARKER`): installed, upgraded and removed with the
+    app by Windows Installer, in the app's folder, so it holds for that folder only (an unpacked
+    zip or an NSIS install elsewhere is not taken for it, as the product's registry entries
+    would be). Its text is written into `base`, the folder wixl compiles in."""
+    text = base / MSI_MARKER
+    text.write_text(f"{app.manifest.app.name} was installed by its .msi (Windows Installer): "
+                    "its updates are .msi files too.\r\n", encoding="utf-8")
+    guid = str(uuid.uuid5(NAMESPACE, f"{app.manifest.app.identifier}/msi-marker")).upper()
+    return "\n".join([
+        '    <DirectoryRef Id="INSTALLDIR">',
+        f'      <Component Id="MsiMarker" Guid="{guid}">',
+        f'        <File Id="MsiMarker" Name="{MSI_MARKER}" '
+        f'Source={quoteattr(os.path.relpath(text, base))} KeyPath="yes" />',
+        "      </Component>",
+        "    </DirectoryRef>",
+    ]), ["MsiMarker"]
+
+
 def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
     """The .wxs source text, to be compiled in folder `base` (the running-app check's script
     is written there); `webview2`: the WebView2 installer to embed (modes that embed one)."""
@@ -218,6 +239,8 @@ def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
     components += webview2_components
     registry, registry_components = registry_xml(app)
     components += registry_components
+    marker, marker_components = marker_xml(app, base)
+    components += marker_components
     template = string.Template((TEMPLATES / "app.wxs").read_text(encoding="utf-8"))
     return template.substitute(
         name=_attr(info.name),
@@ -234,6 +257,7 @@ def wxs(app: StagedApp, base: Path, webview2: Path | None = None) -> str:
         refuse_if_running=refuse_if_running_xml(app, base),
         webview2=webview2_elements,
         registry=registry,
+        marker=marker,
         component_refs="\n".join(f'      <ComponentRef Id="{c}" />' for c in components),
     )
 

@@ -17,6 +17,7 @@ from wvwasi.packager.formats._sign import sign_windows, uninstaller_signing_comm
 from wvwasi.packager.stage import StagedApp, walk
 from wvwasi.packager.tools import run
 from wvwasi.packager.winres import numeric_version
+from wvwasi.runtime.update.install import RELAUNCH_FLAG
 from wvwasi.templates import ROOT as TEMPLATES
 
 TOOLS = ("makensis",)
@@ -117,6 +118,7 @@ def script(app: StagedApp, outfile: Path, icon: Path, webview2: Path | None = No
         uninstall_finalize=_finalize(app),
         register=register,
         unregister=unregister,
+        relaunch_flag=RELAUNCH_FLAG,
     )
 
 

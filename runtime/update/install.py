@@ -11,8 +11,10 @@ How depends on how the app was installed (`detect()`):
 - `deb` / `rpm` (in /opt/<slug>, which only root may write, and owned by that package by dpkg's
   or rpm's database; else it is a `targz`): downloaded into a private temporary folder, then
   `dpkg -i` / `rpm -U` through ELEVATE (pkexec) unless already root.
-- `nsis` / `msi` (Windows): the setup runs in update mode after the app exits (the NSIS setup
-  waits for the app's executable to be writable, up to 60 s).
+- `nsis` / `msi` (Windows): the setup runs after the app exits, started detached: the NSIS
+  setup in `/UPDATE` mode waits itself for the app's executable to be writable (up to 60 s);
+  for an MSI, a cmd.exe script (MSI_SCRIPT) waits so, then runs msiexec. Either starts the new
+  version when `request_relaunch()` asked for it before the app exited.
 A killed update leaves the old app or the new one in place, never half of either; its leftovers
 (`.<folder>.update-*` beside the app) are removed by the next check. One update at a time: an
 flock on the app folder (or file) itself.
@@ -64,8 +66,7 @@ def detect(executable: Path) -> Installation:
     if sys.platform == "darwin" and folder.name == "MacOS" and folder.parent.name == "Contents":
         return Installation("app", folder.parent.parent, executable)
     if sys.platform == "win32":
-        kind = "nsis" if (folder / "uninstall.exe").is_file() else "zip"
-        return Installation(kind, folder, executable)
+        return Installation(windows_bundle(folder), folder, executable)
     if folder.parent == Path("/opt"):  # /opt/<slug>: where the deb and rpm install it
         if Path(f"/var/lib/dpkg/info/{folder.name}.list").is_file():
             return Installation("deb", folder, executable)
@@ -142,7 +143,7 @@ def install(inst: Installation, artefact: Path, version: str, identifier: str,
         _check_package(inst, artefact, version)
         _run_privileged(command)
     elif inst.bundle in ("nsis", "msi"):
-        _start_windows_installer(inst.bundle, artefact, install_mode)
+        _start_windows_installer(inst, artefact, install_mode)
     else:
         raise InstallError(f"updating a {inst.bundle} installation is not supported: "
                            "download the new version by hand")
@@ -350,12 +351,89 @@ def windows_installer_command(bundle: str, artefact: Path, mode: str) -> list[st
     return ["msiexec.exe", "/i", str(artefact), *MSI_MODES[mode], "/norestart"]
 
 
-def _start_windows_installer(bundle: str, artefact: Path, mode: str) -> None:
-    """Start the setup detached; it waits for the app to exit (the caller exits next)."""
-    flags = getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(
+#: The file the `msi` format installs beside the app's executable: how `detect()` knows an
+#: MSI installation (Windows Installer adds and removes it with the app's other files).
+MSI_MARKER = "installed-with-msi.txt"
+
+
+def windows_bundle(folder: Path) -> str:
+    """How the Windows app in `folder` was installed: msi (its marker), nsis (its uninstaller)
+    or zip (an unpacked folder, which does not update itself)."""
+    if (folder / MSI_MARKER).is_file():
+        return "msi"
+    return "nsis" if (folder / "uninstall.exe").is_file() else "zip"
+
+
+#: The file whose presence, once the setup has installed, makes it start the new version: made
+#: by `request_relaunch()` in the setup's own folder (NSIS: `$EXEDIR\relaunch`).
+RELAUNCH_FLAG = "relaunch"
+#: How long the MSI script waits for the app to exit, in its 1 s steps (the NSIS setup: 60 s).
+MSI_WAIT_STEPS = 60
+#: Run by cmd.exe in the update's private folder; the paths come in its environment (no quoting
+#: or code page issues). A running program cannot be opened for writing: appending the output
+#: of `cmd /c exit 0` (nothing: the file is not changed) to the exe fails while the app runs,
+#: and the command does not run. The errorlevel is set to 1 first and the redirections follow
+#: the command because Wine's cmd (where this is tested) neither sets the errorlevel nor stops
+#: `&&` when a redirection fails, and misreads a leading `2>nul`. After MSI_WAIT_STEPS it
+#: exits with 5 and installs nothing, like the NSIS setup.
+MSI_SCRIPT = rf"""@echo off
+rem Written by the app's updater (wvwasi runtime/update/install.py): waits until the app has
+rem exited, installs its update with msiexec, then starts it again if the app asked for that.
+set tries=0
+:wait
+if not exist "%WVWASI_UPDATE_EXE%" goto install
+cmd /d /c exit 1
+cmd /d /c exit 0 >>"%WVWASI_UPDATE_EXE%" 2>nul
+if not errorlevel 1 goto install
+set /a tries+=1
+if %tries% geq {MSI_WAIT_STEPS} exit /b 5
+ping -n 2 127.0.0.1 >nul
+goto wait
+:install
+msiexec.exe /i "%WVWASI_UPDATE_PACKAGE%" %WVWASI_UPDATE_SWITCHES%
+set status=%errorlevel%
+if %status%==3010 set status=0
+if not %status%==0 exit /b %status%
+if not exist "%WVWASI_UPDATE_RELAUNCH%" exit /b 0
+cd /d "%WVWASI_UPDATE_FOLDER%"
+start "" "%WVWASI_UPDATE_EXE%"
+""".replace("\n", "\r\n")
+#: The setups this process started (their folders), for `request_relaunch()`.
+_started: list[Path] = []
+
+
+def _start_windows_installer(inst: Installation, artefact: Path, mode: str) -> None:
+    """Start the setup detached; it waits for the app to exit (the caller exits next). Its
+    working folder is the update's (not the app folder, which the setup replaces)."""
+    work = artefact.parent
+    env = {**os.environ, "PYINSTALLER_RESET_ENVIRONMENT": "1"}  # the relaunched app: its own
+    command = windows_installer_command(inst.bundle, artefact, mode)
+    if inst.bundle == "msi":
+        (work / "update.cmd").write_text(MSI_SCRIPT, encoding="ascii", newline="")
+        env.update(WVWASI_UPDATE_EXE=str(inst.executable), WVWASI_UPDATE_PACKAGE=str(artefact),
+                   WVWASI_UPDATE_SWITCHES=subprocess.list2cmdline(command[3:]),
+                   WVWASI_UPDATE_RELAUNCH=str(work / RELAUNCH_FLAG),
+                   WVWASI_UPDATE_FOLDER=str(inst.path))
+        command = ["cmd.exe", "/d", "/c", "update.cmd"]  # relative: cmd /c's quote rules
+    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
         subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
     try:
-        subprocess.Popen(windows_installer_command(bundle, artefact, mode),
-                         creationflags=flags, close_fds=True)
+        subprocess.Popen(command, creationflags=flags, close_fds=True, cwd=work, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     except OSError as e:
         raise InstallError(f"cannot start the installer: {e}") from None
+    _started.append(work)
+
+
+def request_relaunch() -> bool:
+    """Ask the Windows setup this process started to start the app once it has installed the
+    update (the app exits next). False when it started none: the caller starts the app itself
+    (on Windows it would start the OLD version, racing the setup that waits for it to exit)."""
+    if not _started:
+        return False
+    try:
+        (_started[-1] / RELAUNCH_FLAG).touch()
+    except OSError:
+        return False
+    return True
