@@ -250,19 +250,23 @@ def test_a_page_without_isolation_gets_isolation_errors_where_blocking_is_needed
                       "run": "fixed input"}
 
 
-def test_terminate_stops_a_guest_blocked_on_a_stream_and_cancels_it(page: Page) -> None:
-    result = page.evaluate("""async () => {
+@pytest.mark.parametrize("delay_ms", [300, 0], ids=["blocked-in-read", "before-start"])
+def test_terminate_stops_a_guest_blocked_on_a_stream_and_cancels_it(page: Page,
+                                                                     delay_ms: int) -> None:
+    """Terminated while blocked in its read, or at once, before it was compiled and started:
+    the same `terminated` exit, no error event, and the page's stream is cancelled."""
+    result = page.evaluate("""async (delay) => {
         let cancelled = false;
         const source = new ReadableStream({cancel: () => { cancelled = true; }});
         const w = new WasiWorker('mods/readfile.wasm', {args: ['/in/never'],
                                                         vfs: {'/in/never': source}});
         const ended = harness.ended(w);
-        await new Promise((r) => setTimeout(r, 300)); // started, blocked in its read
+        if (delay) await new Promise((r) => setTimeout(r, delay));
         w.terminate();
         const end = await ended;
         await harness.until(() => cancelled);
         return {code: end.code, kind: end.kind, errors: end.errors.length, cancelled};
-    }""")
+    }""", delay_ms)
     assert result == {"code": None, "kind": "terminated", "errors": 0, "cancelled": True}
 
 

@@ -707,7 +707,10 @@
       this.state = 'terminated';
       this.rejectBacklog(new WasiError(`worker '${this.name}' was terminated`, 'terminated'));
       if (this.ready) this.channel.send(OP.TERMINATE, this.id, EMPTY);
-      else queueMicrotask(() => this.end(null, null)); // its SPAWN was never sent
+      else { // its SPAWN was never sent: the same exit as for a running one
+        const error = new WasiError(`service '${this.name}' was terminated`, 'terminated');
+        queueMicrotask(() => this.end(null, error));
+      }
     }
 
     rejectBacklog(error) {
@@ -852,6 +855,15 @@
       checkData(value, `${what}: vfs['${path}']`);
       return [path, typeof value === 'string' || isBinary(value) ? toBytes(value, `vfs['${path}']`) : value];
     });
+  }
+
+  /** The page's streams in `vfs` that no instance will read or write (it was terminated or
+   * failed before it started): read ends cancelled, write ends aborted with `reason`. */
+  function releaseVfs(vfs, reason) {
+    for (const [, value] of vfs) {
+      if (value instanceof ReadableStream) value.cancel(reason).catch(() => {});
+      else if (value instanceof WritableStream) value.abort(reason).catch(() => {});
+    }
   }
 
   /** Host folders for a page-supplied module: `grants` (DirectoryGrant or {grant, guest, mode})
@@ -1124,12 +1136,16 @@
       const link = new WorkerLink(this, name, {kind: 'dedicated', ipc}, pageChannel);
       link.start(service.then(async (svc) => {
         const hosts = await mountHosts(hostDirs, what);
-        if (link.state !== 'running') {
+        if (link.state !== 'running') { // terminated while it compiled or mounted
           unmountHosts(hosts);
+          releaseVfs(vfs, new WasiError(`worker '${name}' was terminated`, 'terminated'));
           return EMPTY;
         }
         if (hosts.length) this.addEventListener('exit', () => unmountHosts(hosts), {once: true});
         return pagePayload(svc, spec, vfs, undefined, hosts);
+      }).catch((e) => {
+        releaseVfs(vfs, e);
+        throw e;
       }));
       for (const which of ['stdout', 'stderr']) {
         if (options?.[which]) link.stream(which).pipeTo(options[which]).catch(() => {});
