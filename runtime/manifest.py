@@ -379,7 +379,7 @@ MENU_DEPTH = 4
 MENU_ITEMS = 200
 #: Bound on a menu entry's `label` (characters); control characters are refused.
 MENU_LABEL = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LABEL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*\Z")
 _SIZE_UNITS = {
     None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -678,7 +678,7 @@ def _menu_items(r: _Reader, raw: object, p: KeyPath, depth: int, ids: set[str]
             items.append(MenuItem(separator=True))
             continue
         label = r.nonempty(t, q, "label")
-        if len(label) > MENU_LABEL or _CONTROL.search(label):
+        if len(label) > MENU_LABEL or _LABEL_CONTROL.search(label):
             r.fail((*q, "label"), f"expected a label of at most {MENU_LABEL} characters without "
                    f"control characters, got {_show(label)}")
         ident = r.string(t, q, "id", None)

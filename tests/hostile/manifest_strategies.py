@@ -31,6 +31,9 @@ from wvwasi.runtime import manifest as schema
 text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
                max_size=12)
 nonempty = text.filter(lambda s: s.strip() != "")
+#: A menu entry's label: no control characters (C0, DEL, C1; schema._LABEL_CONTROL).
+label = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1,
+                max_size=12).filter(lambda s: s.strip() != "")
 positive = st.one_of(st.integers(1, 64), st.integers(1, schema.MAX_INT))
 size = st.one_of(st.integers(1, schema.MAX_SIZE), st.sampled_from(["1MiB", "64KiB", "10MB", "3B"]))
 duration = st.one_of(
@@ -133,11 +136,11 @@ SERVICE_NAMES = st.sampled_from(["svc", "wc", "a-b_c", "z9"])
 def _menu_entries(depth: int) -> st.SearchStrategy[list[dict[str, Any]]]:
     """The items of a menu list `depth` deep (the top-level menus are 1 deep): actions (their
     ids given by _numbered), separators and, above MENU_DEPTH, submenus."""
-    options = [st.builds(lambda label: {"label": label, "id": ""}, nonempty),
+    options = [st.builds(lambda label: {"label": label, "id": ""}, label),
                st.just({"separator": True})]
     if depth < schema.MENU_DEPTH:
         options.append(st.builds(lambda label, items: {"label": label, "items": items},
-                                 nonempty, st.deferred(lambda: _menu_entries(depth + 1))))
+                                 label, st.deferred(lambda: _menu_entries(depth + 1))))
     return st.lists(st.one_of(options), min_size=1, max_size=3)
 
 
@@ -150,7 +153,7 @@ def _numbered(items: list[dict[str, Any]], counter: itertools.count) -> list[dic
     return items
 
 
-menus = st.lists(st.builds(lambda label, items: {"label": label, "items": items}, nonempty,
+menus = st.lists(st.builds(lambda label, items: {"label": label, "items": items}, label,
                            _menu_entries(2)), max_size=2).map(
     lambda top: _numbered(top, itertools.count()))
 associations = st.lists(st.fixed_dictionaries(
